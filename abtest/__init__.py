@@ -1,0 +1,1 @@
+"""abtest package."""
