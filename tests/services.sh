@@ -26,3 +26,27 @@ elif [ "${CI:-}" = "true" ]; then
 else
     echo "PostgreSQL: NOT reachable; its contract-suite cases will be reported as not run"
 fi
+
+# Prometheus and Alertmanager (monitors integration tests start their own
+# instances on loopback ports; Debian's system services are never started).
+prom_missing() {
+    ! command -v prometheus >/dev/null || ! command -v prometheus-alertmanager >/dev/null
+}
+if prom_missing && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    # policy-rc.d exit 101 keeps dpkg from starting the packaged daemons.
+    had_policy=0
+    [ -e /usr/sbin/policy-rc.d ] && had_policy=1
+    [ "$had_policy" = 0 ] && printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+    DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+        prometheus prometheus-alertmanager >/dev/null
+    [ "$had_policy" = 0 ] && rm -f /usr/sbin/policy-rc.d
+fi
+if ! prom_missing; then
+    echo "Prometheus/Alertmanager: $(command -v prometheus), $(command -v prometheus-alertmanager)"
+elif [ "${CI:-}" = "true" ]; then
+    echo "prometheus and prometheus-alertmanager are required in CI but not installed" >&2
+    exit 1
+else
+    echo "Prometheus/Alertmanager: NOT installed (run as root to install); integration tests will not run"
+fi
