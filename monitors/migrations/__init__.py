@@ -1,0 +1,1 @@
+"""Alembic migrations of the ingest tables (version table ``monitors_alembic_version``)."""
