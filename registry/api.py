@@ -1,0 +1,1040 @@
+"""``ModelRegistry``: the public Python API, named as users of the original skill expect.
+
+Every mutation is one database transaction that also appends its audit event.
+Artifacts are written (durably, content-addressed) before that transaction; if
+the transaction fails, any blob it alone would have referenced is removed again.
+"""
+
+from __future__ import annotations
+
+import functools
+import getpass
+import hashlib
+import json
+import os
+import pickle
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from registry import fastsql, names, queries
+from registry import files as vfiles
+from registry.artifacts import ArtifactStore, Progress, StoredBlob
+from registry.audit import ChainBreak, verify_chain
+from registry.compare import Comparison, compare_versions
+from registry.db import default_home, default_url
+from registry.errors import (
+    Conflict,
+    CorruptArtifact,
+    IllegalTransition,
+    IncompatibleVersion,
+    InvalidInput,
+    NotFound,
+    VersionNotFound,
+)
+from registry.records import ModelSummary, ModelVersion, Transition, VersionFileRecord
+from registry.schema import (
+    audit_head_t,
+    audit_t,
+    deprecations_t,
+    files_t,
+    transitions_t,
+    versions_t,
+)
+from registry.stages import LEGAL, REGISTER_STAGES, check_move, stage_name
+from registry.store import Clock, Store, Tx
+from registry.versions import Bump, SemVer, bump_between, required_bump, split_model_ref
+
+v = versions_t.c
+
+PICKLE_NAME = "model.pkl"
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _default_actor() -> str:
+    try:
+        return os.environ.get("MODELREG_ACTOR") or getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class _PreparedFile:
+    name: str
+    role: str
+    digest: str
+    size: int
+    content: bytes | None  # None: stored in the artifact store
+
+
+def _inline(name: str, role: str, content: bytes) -> _PreparedFile:
+    return _PreparedFile(name, role, hashlib.sha256(content).hexdigest(), len(content), content)
+
+
+def _parse_instant(value: str | date | datetime) -> datetime:
+    """A datetime, or the end of a calendar day (UTC) for a bare date."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, date):
+        return datetime.combine(value, time.max, tzinfo=UTC)
+    if not isinstance(value, str):
+        raise InvalidInput(f"date must be an ISO date or datetime, got {value!r}")
+    try:
+        if len(value.strip()) == 10:
+            return datetime.combine(date.fromisoformat(value.strip()), time.max, tzinfo=UTC)
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise InvalidInput(f"invalid date {value!r}: expected ISO 8601, e.g. 2024-01-15") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _check_signature(signature: object) -> dict[str, Any] | None:
+    if signature is None:
+        return None
+    if not isinstance(signature, Mapping):
+        raise InvalidInput("signature must be a mapping with 'inputs' and 'outputs'")
+    unknown = set(signature) - {"inputs", "outputs"}
+    if unknown:
+        raise InvalidInput(f"signature has unknown keys {sorted(unknown)}; use inputs/outputs")
+    out: dict[str, Any] = {}
+    for part in ("inputs", "outputs"):
+        fields = signature.get(part) or {}
+        if not isinstance(fields, Mapping) or not all(
+            isinstance(k, str) and isinstance(t, str) for k, t in fields.items()
+        ):
+            raise InvalidInput(f"signature {part} must map field names to type names (str)")
+        out[part] = dict(fields)
+    return out
+
+
+def _check_features(features: object) -> list[str] | None:
+    if features is None:
+        return None
+    if isinstance(features, str) or not isinstance(features, Sequence):
+        raise InvalidInput("features must be a list of feature names")
+    out = list(features)
+    if not all(isinstance(f, str) and f for f in out):
+        raise InvalidInput("features must be non-empty strings")
+    if len(set(out)) != len(out):
+        dupes = sorted({f for f in out if out.count(f) > 1})
+        raise InvalidInput(f"features contain duplicates: {', '.join(dupes)}")
+    return out
+
+
+def _check_metadata(metadata: object) -> dict[str, Any]:
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, Mapping):
+        raise InvalidInput("metadata must be a mapping")
+    try:
+        # Round-trip so what we store is exactly what JSON can hold.
+        return dict(json.loads(json.dumps(dict(metadata), allow_nan=False)))
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"metadata is not JSON-serialisable: {exc}") from None
+
+
+class ModelRegistry:
+    """A registry: one database (SQLite by default) plus a content-addressed store.
+
+    ``home`` defaults to ``$MODELREG_HOME`` or ``./.modelreg``; ``url`` to
+    ``sqlite:///<home>/registry.db``. ``clock`` is injectable for tests.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        home: str | Path | None = None,
+        actor: str | None = None,
+        clock: Clock | None = None,
+        increment: str | None = None,
+    ) -> None:
+        self.home = Path(home) if home is not None else default_home()
+        self.url = url or default_url(self.home)
+        self.actor = names.actor(actor) if actor is not None else _default_actor()
+        self.increment = increment
+        self._store = Store(self.url, clock=clock or _utcnow)
+        self.artifacts = ArtifactStore(self.home / "artifacts")
+        self._cache: dict[tuple[str, str], ModelVersion] = {}
+        self._cache_gen = -1
+        self._cache_lock = threading.Lock()
+
+    def close(self) -> None:
+        self._store.close()
+
+    def __enter__(self) -> ModelRegistry:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def store(self) -> Store:
+        return self._store
+
+    # -- registration -----------------------------------------------------------
+
+    def register_model(
+        self,
+        name: str,
+        model: Any = None,
+        version: str | SemVer | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        stage: str = "dev",
+        tags: Sequence[str] | None = None,
+        signature: Mapping[str, Any] | None = None,
+        features: Sequence[str] | None = None,
+        requirements: str | Sequence[str] | None = None,
+        *,
+        parent: str | SemVer | None = None,
+        owner: str | None = None,
+        progress: Progress | None = None,
+        actor: str | None = None,
+    ) -> ModelVersion:
+        """Register a new version; return its record.
+
+        ``model`` is a file path (stored under its own name), a Python object
+        (pickled as ``model.pkl``) or ``None`` (metadata only). With ``version=None``
+        the number is chosen from the changes against the parent (the latest
+        version unless ``parent`` or ``metadata['parent_model']`` says otherwise).
+        """
+        names.model_name(name)
+        wanted = SemVer.parse(version) if version is not None else None
+        stage = stage_name(stage)
+        if stage not in REGISTER_STAGES:
+            raise IllegalTransition(
+                f"new versions enter {' or '.join(REGISTER_STAGES)}, not {stage!r}; "
+                "register, then promote",
+                from_stage=None,
+                to_stage=stage,
+            )
+        meta = _check_metadata(metadata)
+        feats = _check_features(features if features is not None else meta.get("features"))
+        sig = _check_signature(signature)
+        tag_list = [names.tag(t) for t in (tags or ())]
+        who = names.actor(actor) if actor else self.actor
+        owner_name = owner or meta.get("owner") or who
+        parent_ver = self._parent_hint(name, parent, meta)
+        increment = meta.get("increment") or self.increment
+        reqs = requirements if requirements is not None else vfiles.captured_requirements()
+
+        prepared = [_inline("metadata.json", "metadata", vfiles.metadata_json(meta))]
+        prepared.append(_inline("requirements.txt", "requirements", vfiles.requirements_txt(reqs)))
+        if sig is not None:
+            prepared.append(_inline("signature.json", "signature", vfiles.signature_json(sig)))
+        if feats is not None:
+            scaling = meta.get("feature_scaling")
+            prepared.append(
+                _inline(
+                    "features.yaml",
+                    "features",
+                    vfiles.features_yaml(feats, scaling if isinstance(scaling, dict) else None),
+                )
+            )
+
+        while True:
+            blob, artifact_name = self._store_model(model, progress)
+            model_file = (
+                [_PreparedFile(artifact_name, "model", blob.digest, blob.size, None)]
+                if blob is not None and artifact_name is not None
+                else []
+            )
+
+            op = functools.partial(
+                self._register_op,
+                name=name,
+                wanted=wanted,
+                parent_ver=parent_ver,
+                stage=stage,
+                meta=meta,
+                feats=feats,
+                sig=sig,
+                tag_list=tag_list,
+                owner=str(owner_name),
+                who=who,
+                increment=str(increment) if increment is not None else None,
+                blob=blob,
+                artifact_name=artifact_name,
+                files=model_file + prepared,
+            )
+            try:
+                return self._store.write(op)
+            except _BlobVanished:
+                continue  # a concurrent cleanup removed a shared blob: store it again
+            except BaseException:
+                if blob is not None and blob.created:
+                    self._discard_unreferenced([blob.digest])
+                raise
+
+    def _parent_hint(
+        self, name: str, parent: str | SemVer | None, meta: Mapping[str, Any]
+    ) -> SemVer | None:
+        if parent is not None:
+            return SemVer.parse(parent)
+        ref = meta.get("parent_model")
+        if isinstance(ref, str):
+            try:
+                parent_name, ver = split_model_ref(ref)
+            except InvalidInput:
+                return None
+            if parent_name == name:
+                return ver
+        return None
+
+    def _store_model(
+        self, model: Any, progress: Progress | None
+    ) -> tuple[StoredBlob | None, str | None]:
+        if model is None:
+            return None, None
+        if isinstance(model, str | os.PathLike):
+            path = Path(model)
+            if not path.is_file():
+                raise InvalidInput(f"artifact path {str(path)!r} does not exist or is not a file")
+            return self.artifacts.put_file(path, progress), names.file_name(path.name)
+        try:
+            data = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
+        except (pickle.PicklingError, TypeError, AttributeError) as exc:
+            raise InvalidInput(f"model object cannot be pickled: {exc}") from None
+        return self.artifacts.put_bytes(data), PICKLE_NAME
+
+    def _register_op(
+        self,
+        tx: Tx,
+        *,
+        name: str,
+        wanted: SemVer | None,
+        parent_ver: SemVer | None,
+        stage: str,
+        meta: dict[str, Any],
+        feats: list[str] | None,
+        sig: dict[str, Any] | None,
+        tag_list: list[str],
+        owner: str,
+        who: str,
+        increment: str | None,
+        blob: StoredBlob | None,
+        artifact_name: str | None,
+        files: list[_PreparedFile],
+    ) -> ModelVersion:
+        cur, now = tx.cur, tx.now
+        found = cur.one(queries.SEL_MODEL_ID, {"name": name})
+        if found is None:
+            found = cur.one(queries.INS_MODEL, {"name": name, "owner": owner, "created_at": now})
+            tx.audit(actor=who, action="create_model", target=name, after={"owner": owner})
+        assert found is not None
+        mid = int(found[0])
+        latest = _ParentRow.of(cur.one(queries.SEL_LATEST, {"mid": mid}))
+        if parent_ver is not None:
+            parent = _ParentRow.of(cur.one(queries.SEL_EXACT, {"mid": mid, **_parts(parent_ver)}))
+            if parent is None:
+                raise VersionNotFound(f"parent version {parent_ver} of {name!r} does not exist")
+        elif wanted is not None and latest is not None:
+            parent = _ParentRow.of(cur.one(queries.SEL_BELOW, {"mid": mid, **_parts(wanted)}))
+        else:
+            parent = latest
+
+        report = required_bump(
+            parent.features if parent else None,
+            feats,
+            parent.signature if parent else None,
+            sig,
+        )
+        if wanted is None:
+            number = latest.version.bump(report.bump.label) if latest else SemVer(1, 0, 0)
+        else:
+            number = wanted
+            if cur.one(queries.SEL_EXACT, {"mid": mid, **_parts(number)}) is not None:
+                raise Conflict(f"{name} {number} already exists")
+            if parent is not None:
+                pver = parent.version
+                got = bump_between(pver, number)
+                if got is None:
+                    raise IncompatibleVersion(f"{number} is not greater than its parent {pver}", [])
+                if got < report.bump:
+                    diffs = report.breaking if report.bump is Bump.MAJOR else report.additive
+                    raise IncompatibleVersion(
+                        f"{name} {number} is a {got.label} bump over {pver} but the changes "
+                        f"require a {report.bump.label} bump: " + "; ".join(diffs),
+                        diffs,
+                    )
+        model_file = next((f for f in files if f.role == "model"), None)
+        if model_file is not None and not self.artifacts.exists(model_file.digest):
+            raise _BlobVanished
+        inserted = cur.one(
+            queries.INS_VERSION,
+            {
+                "model_id": mid,
+                **_parts(number),
+                "stage": stage,
+                "artifact_digest": blob.digest if blob else None,
+                "artifact_size": blob.size if blob else None,
+                "artifact_name": artifact_name,
+                "metadata": meta,
+                "signature": sig,
+                "features": feats,
+                "tags": tag_list,
+                "owner": owner,
+                "parent_id": parent.id if parent else None,
+                "increment": increment,
+                "created_at": now,
+            },
+        )
+        assert inserted is not None
+        version_id = int(inserted[0])
+        cur.executemany(
+            queries.INS_FILE,
+            [
+                {
+                    "version_id": version_id,
+                    "name": f.name,
+                    "role": f.role,
+                    "digest": f.digest,
+                    "size": f.size,
+                    "content": f.content,
+                }
+                for f in files
+            ],
+        )
+        cur.execute(
+            queries.INS_TRANSITION,
+            {
+                "model_id": mid,
+                "version_id": version_id,
+                "from_stage": None,
+                "to_stage": stage,
+                "kind": "register",
+                "actor": who,
+                "reason": None,
+                "at": now,
+            },
+        )
+        ref = f"{name}-{number}"
+        tx.audit(
+            actor=who,
+            action="register",
+            target=ref,
+            after={
+                "version": str(number),
+                "stage": stage,
+                "artifact_digest": blob.digest if blob else None,
+                "parent": str(parent.version) if parent else None,
+                "bump": report.bump.label,
+            },
+        )
+        return ModelVersion(
+            name=name,
+            version=number,
+            stage=stage,
+            created_at=now,
+            metadata=meta,
+            signature=sig,
+            features=tuple(feats) if feats is not None else None,
+            tags=tuple(tag_list),
+            owner=owner,
+            parent=parent.version if parent else None,
+            artifact_digest=blob.digest if blob else None,
+            artifact_size=blob.size if blob else None,
+            artifact_name=artifact_name,
+            increment=increment,
+            files=tuple(
+                VersionFileRecord(f.name, f.role, f.digest, f.size)
+                for f in sorted(files, key=lambda f: f.name)
+            ),
+        )
+
+    def _discard_unreferenced(self, digests: list[str]) -> None:
+        """Delete blobs no version references, under the write lock (no race with users)."""
+
+        def op(tx: Tx) -> None:
+            used = queries.referenced_digests(tx.conn, digests)
+            for digest in digests:
+                if digest not in used:
+                    self.artifacts.delete(digest)
+
+        self._store.write(op)
+
+    def version_model(
+        self,
+        name: str,
+        version_type: str = "patch",
+        *,
+        metadata: Mapping[str, Any] | None = None,
+        reason: str | None = None,
+        actor: str | None = None,
+    ) -> ModelVersion:
+        """A new version bumped from the latest one, sharing its artifact and files.
+
+        ``minor``: v3.0.0 -> v3.1.0. The new version starts in ``dev``; ``metadata``
+        entries override the copied ones.
+        """
+        if version_type not in ("major", "minor", "patch"):
+            raise InvalidInput(
+                f"version_type must be 'major', 'minor' or 'patch', got {version_type!r}"
+            )
+        names.model_name(name)
+        who = names.actor(actor) if actor else self.actor
+        extra = _check_metadata(metadata)
+
+        def op(tx: Tx) -> ModelVersion:
+            conn = tx.conn
+            mid = queries.model_id(conn, name)
+            latest = conn.execute(
+                sa.select(versions_t).where(v.model_id == mid).order_by(*queries.NEWEST_FIRST)
+            ).first()
+            if latest is None:
+                raise VersionNotFound(f"model {name!r} has no versions to bump from")
+            base = SemVer(latest.major, latest.minor, latest.patch)
+            number = base.bump(version_type)
+            meta = {**(latest.metadata or {}), **extra}
+            inserted = conn.execute(
+                versions_t.insert().values(
+                    model_id=mid,
+                    major=number.major,
+                    minor=number.minor,
+                    patch=number.patch,
+                    stage="dev",
+                    artifact_digest=latest.artifact_digest,
+                    artifact_size=latest.artifact_size,
+                    artifact_name=latest.artifact_name,
+                    metadata=meta,
+                    signature=latest.signature,
+                    features=latest.features,
+                    tags=latest.tags,
+                    owner=latest.owner,
+                    parent_id=latest.id,
+                    increment=latest.increment,
+                    created_at=tx.now,
+                )
+            ).inserted_primary_key
+            assert inserted is not None
+            new_id = inserted[0]
+            old_files = conn.execute(sa.select(files_t).where(files_t.c.version_id == latest.id))
+            rows = []
+            for f in old_files:
+                row = dict(f._mapping, version_id=new_id)
+                if f.name == "metadata.json":
+                    fresh = _inline("metadata.json", "metadata", vfiles.metadata_json(meta))
+                    row.update(content=fresh.content, digest=fresh.digest, size=fresh.size)
+                rows.append(row)
+            if rows:
+                conn.execute(files_t.insert(), rows)
+            conn.execute(
+                transitions_t.insert().values(
+                    model_id=mid,
+                    version_id=new_id,
+                    from_stage=None,
+                    to_stage="dev",
+                    kind="register",
+                    actor=who,
+                    reason=reason or f"{version_type} bump from {base}",
+                    at=tx.now,
+                )
+            )
+            tx.audit(
+                actor=who,
+                action="version",
+                target=f"{name}-{number}",
+                after={"version": str(number), "parent": str(base), "bump": version_type},
+                reason=reason,
+            )
+            return queries.find_version(conn, name, version=number)
+
+        return self._store.write(op)
+
+    # -- stage moves --------------------------------------------------------------
+
+    def promote_model(
+        self,
+        name: str,
+        version: str | SemVer,
+        from_stage: str | None = None,
+        to_stage: str = "production",
+        reason: str | None = None,
+        *,
+        force: bool = False,
+        actor: str | None = None,
+    ) -> ModelVersion:
+        """Move a version to ``to_stage``; entering production archives the previous one.
+
+        Both transitions (and their audit events) commit in one transaction.
+        """
+        names.model_name(name)
+        number = SemVer.parse(version)
+        target = stage_name(to_stage)
+        expected = stage_name(from_stage) if from_stage is not None else None
+        who = names.actor(actor) if actor else self.actor
+
+        def op(tx: Tx) -> ModelVersion:
+            mid, vid, current = self._locate(tx.conn, name, number)
+            if expected is not None and current != expected:
+                raise IllegalTransition(
+                    f"{name} {number} is in {current!r}, not {expected!r}",
+                    from_stage=current,
+                    to_stage=target,
+                )
+            check_move(current, target, force=force, reason=reason)
+            kind = "force" if force and (current, target) not in LEGAL else "promote"
+            if target == "production":
+                self._archive_production(tx, mid, name, who, f"replaced by {number}", "promote")
+            self._move(tx, mid, vid, name, number, current, target, kind, who, reason)
+            return queries.find_version(tx.conn, name, version=number)
+
+        result = self._store.write(op)
+        self._invalidate()
+        return result
+
+    def rollback(
+        self,
+        name: str,
+        to_version: str | SemVer | None = None,
+        *,
+        reason: str,
+        actor: str | None = None,
+    ) -> ModelVersion:
+        """Put a previous version back in production, archiving the current one.
+
+        Without ``to_version``: the version that was production before the current
+        one, from history. No approval is needed; it is one audited transaction.
+        """
+        names.model_name(name)
+        if not isinstance(reason, str) or not reason.strip():
+            raise InvalidInput("rollback needs a reason")
+        wanted = SemVer.parse(to_version) if to_version is not None else None
+        who = names.actor(actor) if actor else self.actor
+
+        def op(tx: Tx) -> ModelVersion:
+            conn = tx.conn
+            mid = queries.model_id(conn, name)
+            current = conn.execute(
+                sa.select(v.id, v.major, v.minor, v.patch).where(
+                    v.model_id == mid, v.stage == "production"
+                )
+            ).first()
+            if current is None:
+                raise IllegalTransition(
+                    f"{name!r} has no production version to roll back",
+                    from_stage=None,
+                    to_stage="production",
+                )
+            cur_ver = SemVer(current.major, current.minor, current.patch)
+            if wanted is None:
+                target = self._previous_production(conn, mid, current.id)
+                if target is None:
+                    raise VersionNotFound(
+                        f"{name!r} has no earlier production version to roll back to; "
+                        "pass to_version"
+                    )
+            else:
+                target = wanted
+            if target == cur_ver:
+                raise IllegalTransition(
+                    f"{name} {target} is already in production",
+                    from_stage="production",
+                    to_stage="production",
+                )
+            _, tid, tstage = self._locate(conn, name, target)
+            self._move(
+                tx,
+                mid,
+                current.id,
+                name,
+                cur_ver,
+                "production",
+                "archived",
+                "rollback",
+                who,
+                reason,
+            )
+            self._move(tx, mid, tid, name, target, tstage, "production", "rollback", who, reason)
+            return queries.find_version(conn, name, version=target)
+
+        result = self._store.write(op)
+        self._invalidate()
+        return result
+
+    def _locate(self, conn: sa.Connection, name: str, number: SemVer) -> tuple[int, int, str]:
+        mid = queries.model_id(conn, name)
+        row = conn.execute(
+            sa.select(v.id, v.stage).where(
+                v.model_id == mid,
+                v.major == number.major,
+                v.minor == number.minor,
+                v.patch == number.patch,
+            )
+        ).first()
+        if row is None:
+            raise VersionNotFound(f"model {name!r} has no version {number}")
+        return mid, int(row.id), str(row.stage)
+
+    def _previous_production(self, conn: sa.Connection, mid: int, current_id: int) -> SemVer | None:
+        t = transitions_t.c
+        row = conn.execute(
+            sa.select(v.major, v.minor, v.patch)
+            .join(versions_t, v.id == t.version_id)
+            .where(t.model_id == mid, t.to_stage == "production", t.version_id != current_id)
+            .order_by(t.id.desc())
+            .limit(1)
+        ).first()
+        return SemVer(*row) if row else None
+
+    def _archive_production(
+        self, tx: Tx, mid: int, name: str, who: str, reason: str, kind: str
+    ) -> None:
+        current = tx.conn.execute(
+            sa.select(v.id, v.major, v.minor, v.patch).where(
+                v.model_id == mid, v.stage == "production"
+            )
+        ).first()
+        if current is not None:
+            ver = SemVer(current.major, current.minor, current.patch)
+            self._move(tx, mid, current.id, name, ver, "production", "archived", kind, who, reason)
+
+    def _move(
+        self,
+        tx: Tx,
+        mid: int,
+        vid: int,
+        name: str,
+        number: SemVer,
+        from_stage: str,
+        to_stage: str,
+        kind: str,
+        who: str,
+        reason: str | None,
+    ) -> None:
+        tx.conn.execute(versions_t.update().where(v.id == vid).values(stage=to_stage))
+        tx.conn.execute(
+            transitions_t.insert().values(
+                model_id=mid,
+                version_id=vid,
+                from_stage=from_stage,
+                to_stage=to_stage,
+                kind=kind,
+                actor=who,
+                reason=reason,
+                at=tx.now,
+            )
+        )
+        tx.audit(
+            actor=who,
+            action=kind,
+            target=f"{name}-{number}",
+            before={"stage": from_stage},
+            after={"stage": to_stage},
+            reason=reason,
+        )
+
+    # -- other mutations --------------------------------------------------------------
+
+    def set_model_signature(
+        self,
+        model: str,
+        inputs: Mapping[str, str],
+        outputs: Mapping[str, str] | None = None,
+        *,
+        version: str | SemVer | None = None,
+        actor: str | None = None,
+    ) -> ModelVersion:
+        """Set a version's signature; ``model`` is ``name-vX.Y.Z`` or a name plus ``version``.
+
+        Refused when the new inputs break compatibility with the parent version
+        without a major bump, the same rule as at registration.
+        """
+        if version is None:
+            name, number = split_model_ref(model)
+        else:
+            name, number = model, SemVer.parse(version)
+        names.model_name(name)
+        sig = _check_signature({"inputs": inputs, "outputs": outputs or {}})
+        assert sig is not None
+        who = names.actor(actor) if actor else self.actor
+
+        def op(tx: Tx) -> ModelVersion:
+            conn = tx.conn
+            _, vid, _ = self._locate(conn, name, number)
+            row = conn.execute(sa.select(v.signature, v.parent_id).where(v.id == vid)).one()
+            if row.parent_id is not None:
+                parent = conn.execute(
+                    sa.select(v.major, v.minor, v.patch, v.signature).where(v.id == row.parent_id)
+                ).one()
+                report = required_bump(None, None, parent.signature, sig)
+                got = bump_between(SemVer(parent.major, parent.minor, parent.patch), number)
+                if got is not None and got < report.bump:
+                    diffs = report.breaking if report.bump is Bump.MAJOR else report.additive
+                    raise IncompatibleVersion(
+                        f"signature change needs a {report.bump.label} bump over "
+                        f"v{parent.major}.{parent.minor}.{parent.patch}: " + "; ".join(diffs),
+                        diffs,
+                    )
+            conn.execute(versions_t.update().where(v.id == vid).values(signature=sig))
+            content = vfiles.signature_json(sig)
+            conn.execute(
+                files_t.delete().where(
+                    files_t.c.version_id == vid, files_t.c.name == "signature.json"
+                )
+            )
+            conn.execute(
+                files_t.insert().values(
+                    version_id=vid,
+                    name="signature.json",
+                    role="signature",
+                    digest=hashlib.sha256(content).hexdigest(),
+                    size=len(content),
+                    content=content,
+                )
+            )
+            tx.audit(
+                actor=who,
+                action="set_signature",
+                target=f"{name}-{number}",
+                before={"signature": row.signature},
+                after={"signature": sig},
+            )
+            return queries.find_version(conn, name, version=number)
+
+        result = self._store.write(op)
+        self._invalidate()
+        return result
+
+    def deprecate_model(
+        self,
+        name: str,
+        version: str | SemVer,
+        reason: str,
+        end_of_life: str | date | datetime | None = None,
+        *,
+        actor: str | None = None,
+    ) -> ModelVersion:
+        """Mark a version deprecated with a reason and an optional end of life."""
+        names.model_name(name)
+        number = SemVer.parse(version)
+        if not isinstance(reason, str) or not reason.strip():
+            raise InvalidInput("deprecation needs a reason")
+        eol = _parse_instant(end_of_life) if end_of_life is not None else None
+        who = names.actor(actor) if actor else self.actor
+
+        def op(tx: Tx) -> ModelVersion:
+            _, vid, _ = self._locate(tx.conn, name, number)
+            exists = tx.conn.execute(
+                sa.select(deprecations_t.c.version_id).where(deprecations_t.c.version_id == vid)
+            ).first()
+            if exists:
+                raise Conflict(f"{name} {number} is already deprecated")
+            tx.conn.execute(
+                deprecations_t.insert().values(
+                    version_id=vid, reason=reason, end_of_life=eol, actor=who, at=tx.now
+                )
+            )
+            tx.audit(
+                actor=who,
+                action="deprecate",
+                target=f"{name}-{number}",
+                after={"end_of_life": eol.isoformat() if eol else None},
+                reason=reason,
+            )
+            return queries.find_version(tx.conn, name, version=number)
+
+        result = self._store.write(op)
+        self._invalidate()
+        return result
+
+    # -- reads --------------------------------------------------------------------
+
+    def _invalidate(self) -> None:
+        with self._cache_lock:
+            self._cache.clear()
+            self._cache_gen = -1
+
+    def get_model_version(
+        self,
+        name: str,
+        version: str | SemVer | None = None,
+        *,
+        stage: str | None = None,
+    ) -> ModelVersion:
+        """The record of one version, by number or by stage (default: production).
+
+        Stage lookups are the resolve hot path: served from a cache that is
+        dropped as soon as any process commits a change (see ``Store.generation``).
+        """
+        if version is not None and stage is not None:
+            raise InvalidInput("pass either version or stage, not both")
+        if version is not None:
+            names.model_name(name)
+            number = SemVer.parse(version)
+            with self._store.read() as conn:
+                return queries.find_version(conn, name, version=number)
+        key = (name, stage or "production")
+        gen = self._store.generation()
+        cached = self._cache.get(key) if gen == self._cache_gen else None
+        if cached is not None:
+            return cached
+        names.model_name(name)
+        wanted_stage = stage_name(key[1])
+        with self._store.read() as conn:
+            found = queries.find_version(conn, name, stage=wanted_stage)
+        with self._cache_lock:
+            if gen != self._cache_gen:
+                self._cache.clear()
+                self._cache_gen = gen
+            self._cache[key] = found
+        return found
+
+    def resolve(self, name: str, stage: str = "production") -> ModelVersion:
+        """Which version serves ``name`` in ``stage``: the hot path for serving code."""
+        return self.get_model_version(name, stage=stage)
+
+    def get_model(
+        self,
+        name: str,
+        stage: str | None = None,
+        version: str | SemVer | None = None,
+    ) -> Any:
+        """Load a version's model: the unpickled object for ``model.pkl`` (only after
+        its SHA-256 verifies), else the verified artifact's path.
+        """
+        record = (
+            self.get_model_version(name, version)
+            if version is not None
+            else self.get_model_version(name, stage=stage or "production")
+        )
+        if record.artifact_digest is None:
+            raise NotFound(f"{record.ref} has no model artifact (registered metadata only)")
+        if record.artifact_name == PICKLE_NAME:
+            # Hash exactly the bytes we unpickle: nothing unverified is ever loaded.
+            return pickle.loads(self.artifacts.read_bytes(record.artifact_digest))
+        return self.artifacts.verify(record.artifact_digest)
+
+    def get_file(self, name: str, version: str | SemVer, file_name: str) -> bytes:
+        """The bytes of one of a version's files, verified against its digest."""
+        names.file_name(file_name)
+        record = self.get_model_version(name, version)
+        entry = next((f for f in record.files if f.name == file_name), None)
+        if entry is None:
+            raise NotFound(f"{record.ref} has no file {file_name!r}")
+        if entry.role == "model":
+            return self.artifacts.read_bytes(entry.digest)
+        with self._store.read() as conn:
+            mid = queries.model_id(conn, name)
+            vid = queries.version_row_id(conn, mid, record.version)
+            assert vid is not None
+            content = queries.file_content(conn, vid, file_name) or b""
+        if hashlib.sha256(content).hexdigest() != entry.digest:
+            raise CorruptArtifact(f"{record.ref}/{file_name} does not match its digest")
+        return content
+
+    def get_model_by_date(self, name: str, date: str | datetime) -> ModelVersion:
+        """The version that was in production at that instant (a bare date: end of day, UTC)."""
+        names.model_name(name)
+        instant = _parse_instant(date)
+        t = transitions_t.c
+        with self._store.read() as conn:
+            mid = queries.model_id(conn, name)
+            row = conn.execute(
+                sa.select(t.to_stage, v.major, v.minor, v.patch)
+                .join(versions_t, v.id == t.version_id)
+                .where(
+                    t.model_id == mid,
+                    t.at <= instant,
+                    sa.or_(t.to_stage == "production", t.from_stage == "production"),
+                )
+                .order_by(t.id.desc())
+                .limit(1)
+            ).first()
+            if row is None or row.to_stage != "production":
+                raise VersionNotFound(
+                    f"no version of {name!r} was in production at {instant.isoformat()}"
+                )
+            return queries.find_version(conn, name, version=SemVer(row.major, row.minor, row.patch))
+
+    def list_models(self) -> list[ModelSummary]:
+        with self._store.read() as conn:
+            return queries.list_models(conn)
+
+    def list_versions(
+        self,
+        name: str | None = None,
+        *,
+        stage: str | None = None,
+        tag: str | None = None,
+        increment: str | None = None,
+        deprecated: bool | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[ModelVersion]:
+        """Versions, newest first, filtered; records omit file manifests."""
+        if name is not None:
+            names.model_name(name)
+        if stage is not None:
+            stage = stage_name(stage)
+        if tag is not None:
+            names.tag(tag)
+        with self._store.read() as conn:
+            return queries.list_versions(
+                conn,
+                name,
+                stage=stage,
+                tag=tag,
+                increment=increment,
+                deprecated=deprecated,
+                limit=limit,
+                offset=offset,
+            )
+
+    def history(self, name: str) -> list[Transition]:
+        """Every stage transition of a model, oldest first (the deployment history)."""
+        names.model_name(name)
+        with self._store.read() as conn:
+            return queries.history(conn, name)
+
+    def compare_models(self, model_a: str, model_b: str) -> Comparison:
+        """Compare two versions given as ``name-vX.Y.Z`` (the seed's form)."""
+        name_a, ver_a = split_model_ref(model_a)
+        name_b, ver_b = split_model_ref(model_b)
+        a = self.get_model_version(name_a, ver_a)
+        b = self.get_model_version(name_b, ver_b)
+        return compare_versions(a, b)
+
+    def verify_audit_chain(self) -> ChainBreak | None:
+        """Walk the whole audit chain; the first broken link, or ``None``."""
+        with self._store.read() as conn:
+            head = dict(conn.execute(sa.select(audit_head_t)).one()._mapping)
+            rows = (
+                dict(r._mapping) for r in conn.execute(sa.select(audit_t).order_by(audit_t.c.id))
+            )
+            return verify_chain(rows, head)
+
+
+@dataclass(frozen=True, slots=True)
+class _ParentRow:
+    id: int
+    version: SemVer
+    features: list[str] | None
+    signature: dict[str, Any] | None
+
+    @classmethod
+    def of(cls, row: tuple[Any, ...] | None) -> _ParentRow | None:
+        if row is None:
+            return None
+        return cls(
+            int(row[0]),
+            SemVer(int(row[1]), int(row[2]), int(row[3])),
+            fastsql.json_value(row[4]),
+            fastsql.json_value(row[5]),
+        )
+
+
+def _parts(number: SemVer) -> dict[str, int]:
+    return {"major": number.major, "minor": number.minor, "patch": number.patch}
+
+
+class _BlobVanished(Exception):
+    """A deduplicated blob was removed by a concurrent failed registration; retry."""

@@ -1,0 +1,166 @@
+"""A content-addressed artifact store keyed by SHA-256.
+
+Layout under the store's root::
+
+    blobs/sha256/<first two hex>/<64 hex>   immutable, read-only blobs
+    tmp/                                    in-flight writes (same file system)
+
+Writes stream in fixed-size chunks (constant memory for multi-GB files), hash
+while writing, fsync the file, rename it into place and fsync the directory, so a
+blob is either absent or complete. Reads re-hash and refuse a mismatch. Paths are
+built only from validated hex digests: nothing a caller passes reaches the file
+system as a path component except a source file it asks us to read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import re
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from registry.errors import CorruptArtifact, InvalidInput, NotFound
+
+CHUNK = 4 << 20
+_DIGEST = re.compile(r"[0-9a-f]{64}")
+
+Progress = Callable[[int], None]
+"""Called with the number of bytes just written."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBlob:
+    digest: str
+    size: int
+    created: bool
+    """False when identical content was already stored (deduplicated)."""
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class ArtifactStore:
+    """Local-filesystem blob store; the registry keeps which version uses which digest."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self._blobs = self.root / "blobs" / "sha256"
+        self._tmp = self.root / "tmp"
+        self._blobs.mkdir(parents=True, exist_ok=True)
+        self._tmp.mkdir(parents=True, exist_ok=True)
+
+    def path_for(self, digest: str) -> Path:
+        """Where the blob with ``digest`` lives (whether or not it exists)."""
+        if not isinstance(digest, str) or not _DIGEST.fullmatch(digest):
+            raise InvalidInput(f"invalid SHA-256 digest {digest!r}")
+        return self._blobs / digest[:2] / digest
+
+    def exists(self, digest: str) -> bool:
+        return self.path_for(digest).is_file()
+
+    def put_stream(self, source: BinaryIO, progress: Progress | None = None) -> StoredBlob:
+        """Store everything ``source`` yields; return its digest and size."""
+        fd, tmp_name = tempfile.mkstemp(dir=self._tmp, prefix="put-")
+        tmp = Path(tmp_name)
+        try:
+            digest, size = self._copy_hashing(source, fd, progress)
+        except BaseException:
+            os.close(fd)
+            tmp.unlink(missing_ok=True)
+            raise
+        os.close(fd)
+        final = self.path_for(digest)
+        if final.is_file():
+            tmp.unlink()
+            return StoredBlob(digest, size, created=False)
+        final.parent.mkdir(exist_ok=True)
+        os.chmod(tmp, 0o444)
+        os.replace(tmp, final)
+        _fsync_dir(final.parent)
+        return StoredBlob(digest, size, created=True)
+
+    @staticmethod
+    def _copy_hashing(source: BinaryIO, fd: int, progress: Progress | None) -> tuple[str, int]:
+        h = hashlib.sha256()
+        size = 0
+        buf = bytearray(CHUNK)
+        view = memoryview(buf)
+        readinto = getattr(source, "readinto", None)
+        while True:
+            if readinto is not None:
+                n = readinto(buf)
+                chunk = view[:n] if n else b""
+            else:
+                chunk = source.read(CHUNK)
+                n = len(chunk)
+            if not n:
+                break
+            h.update(chunk)
+            written = 0
+            while written < n:
+                written += os.write(fd, chunk[written:])
+            size += n
+            if progress is not None:
+                progress(n)
+        os.fsync(fd)
+        return h.hexdigest(), size
+
+    def put_file(self, path: Path, progress: Progress | None = None) -> StoredBlob:
+        """Store a copy of the file at ``path``."""
+        path = Path(path)
+        if not path.is_file():
+            raise InvalidInput(f"artifact path {str(path)!r} does not exist or is not a file")
+        with open(path, "rb", buffering=0) as f:
+            return self.put_stream(f, progress)
+
+    def put_bytes(self, data: bytes) -> StoredBlob:
+        return self.put_stream(io.BytesIO(data))
+
+    def verify(self, digest: str) -> Path:
+        """Re-hash the blob; return its path, or raise ``CorruptArtifact``/``NotFound``."""
+        path = self.path_for(digest)
+        h = hashlib.sha256()
+        try:
+            with open(path, "rb", buffering=0) as f:
+                buf = bytearray(CHUNK)
+                view = memoryview(buf)
+                while n := f.readinto(buf):
+                    h.update(view[:n])
+        except FileNotFoundError:
+            raise NotFound(f"artifact {digest[:12]} is missing from {self._blobs}") from None
+        if h.hexdigest() != digest:
+            raise CorruptArtifact(
+                f"artifact {digest[:12]} at {path} is corrupted: its content hashes to "
+                f"{h.hexdigest()[:12]}"
+            )
+        return path
+
+    def read_bytes(self, digest: str) -> bytes:
+        """Read a whole blob, verified; meant for small files such as metadata.json."""
+        data = self.path_for(digest).read_bytes() if self.exists(digest) else None
+        if data is None:
+            raise NotFound(f"artifact {digest[:12]} is missing from {self._blobs}")
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise CorruptArtifact(f"artifact {digest[:12]} is corrupted")
+        return data
+
+    def delete(self, digest: str) -> None:
+        """Remove a blob; the caller has checked no version references it."""
+        with contextlib.suppress(FileNotFoundError):
+            self.path_for(digest).unlink()
+
+    def digests(self) -> Iterator[str]:
+        for sub in self._blobs.iterdir():
+            if sub.is_dir():
+                yield from (p.name for p in sub.iterdir() if _DIGEST.fullmatch(p.name))

@@ -1,0 +1,76 @@
+"""Errors raised by the registry.
+
+Every error names what was wrong; the CLI prints ``str(error)`` as its one line.
+
+    RegistryError
+    ├── NotFound(RegistryError, LookupError)
+    │   ├── ModelNotFound
+    │   └── VersionNotFound
+    ├── InvalidInput(RegistryError, ValueError)
+    │   ├── InvalidName
+    │   ├── InvalidVersion
+    │   └── IncompatibleVersion      explicit version too small for the changes
+    ├── Conflict(RegistryError)      the thing already exists / lost a race
+    ├── IllegalTransition(RegistryError)
+    └── IntegrityError(RegistryError)
+        └── CorruptArtifact          stored bytes no longer match their digest
+"""
+
+from __future__ import annotations
+
+
+class RegistryError(Exception):
+    """Base of every error the registry raises on purpose."""
+
+
+class NotFound(RegistryError, LookupError):
+    """A model, version or record that was asked for does not exist."""
+
+
+class ModelNotFound(NotFound):
+    """No registered model has that name."""
+
+
+class VersionNotFound(NotFound):
+    """The model exists but not the requested version or stage."""
+
+
+class InvalidInput(RegistryError, ValueError):
+    """An argument is malformed; nothing was changed."""
+
+
+class InvalidName(InvalidInput):
+    """A model name, file name or tag breaks the naming rules."""
+
+
+class InvalidVersion(InvalidInput):
+    """A version string is not ``[v]MAJOR[.MINOR[.PATCH]]``."""
+
+
+class IncompatibleVersion(InvalidInput):
+    """An explicit version does not bump enough for the changes against its parent."""
+
+    def __init__(self, message: str, differences: list[str]) -> None:
+        super().__init__(message)
+        self.differences = differences
+
+
+class Conflict(RegistryError):
+    """The target already exists, or a concurrent writer got there first."""
+
+
+class IllegalTransition(RegistryError):
+    """A stage move that the lifecycle does not allow."""
+
+    def __init__(self, message: str, from_stage: str | None, to_stage: str) -> None:
+        super().__init__(message)
+        self.from_stage = from_stage
+        self.to_stage = to_stage
+
+
+class IntegrityError(RegistryError):
+    """Stored data fails a check it must pass (hash chain, digest, manifest)."""
+
+
+class CorruptArtifact(IntegrityError):
+    """An artifact's bytes do not hash to the digest it was stored under."""

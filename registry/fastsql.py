@@ -1,0 +1,119 @@
+"""Statements compiled once per dialect and run on the DBAPI cursor.
+
+SQLAlchemy Core costs tens of microseconds per ``execute`` here, more than the
+SQLite work of a registration's inserts. The handful of statements on the write
+hot path (registration, audit append) are compiled once with SQLAlchemy into the
+driver's named parameter style and executed on the raw cursor of the connection
+that already holds the transaction, so savepoints and commit stay SQLAlchemy's.
+Values are encoded the way SQLAlchemy's own types would store them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+_SQLITE = sqlite.dialect(paramstyle="named")
+_POSTGRES = postgresql.dialect(paramstyle="pyformat")  # type: ignore[no-untyped-call]
+
+
+def _dialect(name: str) -> sa.Dialect:
+    if name == "sqlite":
+        return _SQLITE
+    if name == "postgresql":
+        return _POSTGRES
+    raise ValueError(f"no fast path for dialect {name!r}")
+
+
+class Prepared:
+    """One statement, compiled per dialect on first use, with its JSON/time columns."""
+
+    def __init__(self, statement: sa.ClauseElement, keys: Sequence[str] | None = None) -> None:
+        self.statement = statement
+        self.keys = list(keys) if keys is not None else None
+        self._sql: dict[str, str] = {}
+        self._defaults: dict[str, dict[str, Any]] = {}
+        self._json: set[str] = set()
+        self._time: set[str] = set()
+        table = getattr(statement, "table", None)
+        columns = table.columns if table is not None else ()
+        for col in columns:
+            if isinstance(col.type, sa.JSON):
+                self._json.add(col.key)
+            elif isinstance(col.type, sa.DateTime):
+                self._time.add(col.key)
+
+    def sql(self, dialect: str) -> str:
+        found = self._sql.get(dialect)
+        if found is None:
+            compiled = self.statement.compile(dialect=_dialect(dialect), column_keys=self.keys)
+            # Literal binds SQLAlchemy made for us (LIMIT 1, ...) keep their values.
+            self._defaults[dialect] = {k: v for k, v in compiled.params.items() if v is not None}
+            found = self._sql[dialect] = compiled.string
+        return found
+
+    def params(self, dialect: str, values: Mapping[str, Any]) -> dict[str, Any]:
+        out = {**self._defaults.get(dialect, {}), **values}
+        for key in self._json.intersection(out):
+            if out[key] is not None:
+                out[key] = json.dumps(out[key])
+        if dialect == "sqlite":
+            for key in self._time.intersection(out):
+                out[key] = sqlite_time(out[key])
+        return out
+
+
+_last_time: tuple[datetime | None, str | None] = (None, None)
+
+
+def sqlite_time(value: datetime | None) -> str | None:
+    """What SQLAlchemy's SQLite ``DateTime`` stores: naive UTC ``YYYY-MM-DD HH:MM:SS.ffffff``.
+
+    Remembers the last conversion: one transaction stamps every row with one ``now``.
+    """
+    global _last_time  # noqa: PLW0603 - a one-entry memo, safe to race on
+    if value is None:
+        return None
+    last_in, last_out = _last_time
+    if value is last_in:
+        return last_out
+    naive = value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
+    out = naive.isoformat(sep=" ", timespec="microseconds")
+    _last_time = (value, out)
+    return out
+
+
+def json_value(value: Any) -> Any:
+    """Decode a JSON column read raw (text on SQLite, already decoded by psycopg)."""
+    return json.loads(value) if isinstance(value, str | bytes) else value
+
+
+class Cursor:
+    """Runs ``Prepared`` statements on the transaction's DBAPI connection."""
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self.dialect = conn.dialect.name
+        self._raw = conn.connection.driver_connection
+        assert self._raw is not None
+        self._cursor = self._raw.cursor()
+
+    def execute(self, prepared: Prepared, values: Mapping[str, Any]) -> Any:
+        self._cursor.execute(prepared.sql(self.dialect), prepared.params(self.dialect, values))
+        return self._cursor
+
+    def executemany(self, prepared: Prepared, rows: Sequence[Mapping[str, Any]]) -> None:
+        sql = prepared.sql(self.dialect)
+        self._cursor.executemany(sql, [prepared.params(self.dialect, r) for r in rows])
+
+    def raw(self, sql: str) -> None:
+        """A statement without parameters (savepoints)."""
+        self._cursor.execute(sql)
+
+    def one(self, prepared: Prepared, values: Mapping[str, Any]) -> tuple[Any, ...] | None:
+        row = self.execute(prepared, values).fetchone()
+        return tuple(row) if row is not None else None

@@ -1,0 +1,290 @@
+"""Read queries shared by the registry API; each takes an open connection.
+
+They return immutable records; SQL rows never leave this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from registry.audit import utc
+from registry.errors import ModelNotFound, VersionNotFound
+from registry.fastsql import Prepared
+from registry.records import (
+    DeprecationRecord,
+    ModelSummary,
+    ModelVersion,
+    Transition,
+    VersionFileRecord,
+)
+from registry.schema import deprecations_t, files_t, models_t, transitions_t, versions_t
+from registry.versions import SemVer
+
+v = versions_t.c
+_parent = versions_t.alias("parent")
+
+VERSION_COLUMNS: Sequence[sa.ColumnElement[Any]] = (
+    v.id,
+    models_t.c.name,
+    v.major,
+    v.minor,
+    v.patch,
+    v.stage,
+    v.created_at,
+    v.metadata,
+    v.signature,
+    v.features,
+    v.tags,
+    v.owner,
+    v.artifact_digest,
+    v.artifact_size,
+    v.artifact_name,
+    v.increment,
+    _parent.c.major.label("p_major"),
+    _parent.c.minor.label("p_minor"),
+    _parent.c.patch.label("p_patch"),
+)
+_FROM = versions_t.join(models_t, models_t.c.id == v.model_id).outerjoin(
+    _parent, _parent.c.id == v.parent_id
+)
+NEWEST_FIRST = (v.major.desc(), v.minor.desc(), v.patch.desc())
+
+
+def model_id(conn: sa.Connection, name: str) -> int:
+    found = conn.execute(sa.select(models_t.c.id).where(models_t.c.name == name)).scalar()
+    if found is None:
+        raise ModelNotFound(f"no registered model named {name!r}")
+    return int(found)
+
+
+def version_from_row(
+    row: sa.Row[Any],
+    files: tuple[VersionFileRecord, ...] = (),
+    deprecation: DeprecationRecord | None = None,
+) -> ModelVersion:
+    parent = SemVer(row.p_major, row.p_minor, row.p_patch) if row.p_major is not None else None
+    return ModelVersion(
+        name=row.name,
+        version=SemVer(row.major, row.minor, row.patch),
+        stage=row.stage,
+        created_at=utc(row.created_at),
+        metadata=row.metadata or {},
+        signature=row.signature,
+        features=tuple(row.features) if row.features is not None else None,
+        tags=tuple(row.tags or ()),
+        owner=row.owner,
+        parent=parent,
+        artifact_digest=row.artifact_digest,
+        artifact_size=row.artifact_size,
+        artifact_name=row.artifact_name,
+        increment=row.increment,
+        files=files,
+        deprecation=deprecation,
+    )
+
+
+def _details(
+    conn: sa.Connection, version_id: int
+) -> tuple[tuple[VersionFileRecord, ...], DeprecationRecord | None]:
+    files = tuple(
+        VersionFileRecord(r.name, r.role, r.digest, r.size)
+        for r in conn.execute(
+            sa.select(files_t.c.name, files_t.c.role, files_t.c.digest, files_t.c.size)
+            .where(files_t.c.version_id == version_id)
+            .order_by(files_t.c.name)
+        )
+    )
+    d = conn.execute(sa.select(deprecations_t).where(deprecations_t.c.version_id == version_id))
+    row = d.first()
+    dep = (
+        DeprecationRecord(
+            row.reason, utc(row.end_of_life) if row.end_of_life else None, row.actor, utc(row.at)
+        )
+        if row
+        else None
+    )
+    return files, dep
+
+
+def find_version(
+    conn: sa.Connection, name: str, *, version: SemVer | None = None, stage: str | None = None
+) -> ModelVersion:
+    """The full record (files, deprecation) by exact version or by stage."""
+    mid = model_id(conn, name)
+    query = sa.select(*VERSION_COLUMNS).select_from(_FROM).where(v.model_id == mid)
+    if version is not None:
+        query = query.where(v.major == version.major, v.minor == version.minor)
+        query = query.where(v.patch == version.patch)
+        what = str(version)
+    else:
+        assert stage is not None
+        query = query.where(v.stage == stage).order_by(*NEWEST_FIRST).limit(1)
+        what = f"in stage {stage!r}"
+    row = conn.execute(query).first()
+    if row is None:
+        raise VersionNotFound(f"model {name!r} has no version {what}")
+    files, dep = _details(conn, row.id)
+    return version_from_row(row, files, dep)
+
+
+def version_row_id(conn: sa.Connection, mid: int, version: SemVer) -> int | None:
+    found = conn.execute(
+        sa.select(v.id).where(
+            v.model_id == mid,
+            v.major == version.major,
+            v.minor == version.minor,
+            v.patch == version.patch,
+        )
+    ).scalar()
+    return int(found) if found is not None else None
+
+
+def list_versions(
+    conn: sa.Connection,
+    name: str | None,
+    *,
+    stage: str | None = None,
+    tag: str | None = None,
+    increment: str | None = None,
+    deprecated: bool | None = None,
+    limit: int | None = None,
+    offset: int = 0,
+) -> list[ModelVersion]:
+    """Versions newest first, without file manifests (use ``find_version`` for those)."""
+    query = sa.select(*VERSION_COLUMNS).select_from(_FROM)
+    if name is not None:
+        query = query.where(v.model_id == model_id(conn, name))
+    if stage is not None:
+        query = query.where(v.stage == stage)
+    if tag is not None:
+        # Tags are validated to exclude quotes, so matching the JSON text is exact.
+        query = query.where(sa.cast(v.tags, sa.Text).like(f'%"{tag}"%'))
+    if increment is not None:
+        query = query.where(v.increment == increment)
+    if deprecated is not None:
+        has = sa.exists().where(deprecations_t.c.version_id == v.id)
+        query = query.where(has if deprecated else ~has)
+    query = query.order_by(models_t.c.name, *NEWEST_FIRST).offset(offset)
+    if limit is not None:
+        query = query.limit(limit)
+    return [version_from_row(row) for row in conn.execute(query)]
+
+
+def list_models(conn: sa.Connection) -> list[ModelSummary]:
+    counts = (
+        sa.select(v.model_id, sa.func.count().label("n")).group_by(v.model_id).subquery("counts")
+    )
+    rows = conn.execute(
+        sa.select(models_t.c.id, models_t.c.name, models_t.c.created_at, counts.c.n)
+        .outerjoin(counts, counts.c.model_id == models_t.c.id)
+        .order_by(models_t.c.name)
+    ).all()
+    out = []
+    for row in rows:
+        latest = conn.execute(
+            sa.select(v.major, v.minor, v.patch)
+            .where(v.model_id == row.id)
+            .order_by(*NEWEST_FIRST)
+            .limit(1)
+        ).first()
+        prod = conn.execute(
+            sa.select(v.major, v.minor, v.patch).where(
+                v.model_id == row.id, v.stage == "production"
+            )
+        ).first()
+        out.append(
+            ModelSummary(
+                name=row.name,
+                versions=int(row.n or 0),
+                latest=SemVer(*latest) if latest else None,
+                production=SemVer(*prod) if prod else None,
+                created_at=utc(row.created_at),
+            )
+        )
+    return out
+
+
+def history(conn: sa.Connection, name: str) -> list[Transition]:
+    """Every stage transition of the model, oldest first."""
+    mid = model_id(conn, name)
+    t = transitions_t.c
+    rows = conn.execute(
+        sa.select(
+            t.from_stage, t.to_stage, t.kind, t.actor, t.reason, t.at, v.major, v.minor, v.patch
+        )
+        .join(versions_t, v.id == t.version_id)
+        .where(t.model_id == mid)
+        .order_by(t.id)
+    )
+    return [
+        Transition(
+            name=name,
+            version=SemVer(r.major, r.minor, r.patch),
+            from_stage=r.from_stage,
+            to_stage=r.to_stage,
+            kind=r.kind,
+            actor=r.actor,
+            reason=r.reason,
+            at=utc(r.at),
+        )
+        for r in rows
+    ]
+
+
+def file_content(conn: sa.Connection, version_id: int, file_name: str) -> bytes | None:
+    return conn.execute(
+        sa.select(files_t.c.content).where(
+            files_t.c.version_id == version_id, files_t.c.name == file_name
+        )
+    ).scalar()
+
+
+def referenced_digests(conn: sa.Connection, digests: Iterable[str]) -> set[str]:
+    wanted = list(digests)
+    if not wanted:
+        return set()
+    rows = conn.execute(sa.select(files_t.c.digest).where(files_t.c.digest.in_(wanted)))
+    return {r[0] for r in rows}
+
+
+# -- prepared statements for the write hot path --------------------------------------
+
+B = sa.bindparam
+_PARENT_COLS = (v.id, v.major, v.minor, v.patch, v.features, v.signature)
+SEL_MODEL_ID = Prepared(sa.select(models_t.c.id).where(models_t.c.name == B("name")))
+INS_MODEL = Prepared(models_t.insert().returning(models_t.c.id), ["name", "owner", "created_at"])
+SEL_LATEST = Prepared(
+    sa.select(*_PARENT_COLS).where(v.model_id == B("mid")).order_by(*NEWEST_FIRST).limit(1)
+)
+SEL_EXACT = Prepared(
+    sa.select(*_PARENT_COLS).where(
+        v.model_id == B("mid"), v.major == B("major"), v.minor == B("minor"), v.patch == B("patch")
+    )
+)
+SEL_BELOW = Prepared(
+    sa.select(*_PARENT_COLS)
+    .where(
+        v.model_id == B("mid"),
+        sa.or_(
+            v.major < B("major"),
+            sa.and_(v.major == B("major"), v.minor < B("minor")),
+            sa.and_(v.major == B("major"), v.minor == B("minor"), v.patch < B("patch")),
+        ),
+    )
+    .order_by(*NEWEST_FIRST)
+    .limit(1)
+)
+_VERSION_KEYS = [
+    "model_id", "major", "minor", "patch", "stage", "artifact_digest", "artifact_size",
+    "artifact_name", "metadata", "signature", "features", "tags", "owner", "parent_id",
+    "increment", "created_at",
+]  # fmt: skip
+INS_VERSION = Prepared(versions_t.insert().returning(v.id), _VERSION_KEYS)
+INS_FILE = Prepared(files_t.insert(), ["version_id", "name", "role", "digest", "size", "content"])
+INS_TRANSITION = Prepared(
+    transitions_t.insert(),
+    ["model_id", "version_id", "from_stage", "to_stage", "kind", "actor", "reason", "at"],
+)

@@ -1,0 +1,59 @@
+"""The stage lifecycle as one table: which moves are legal.
+
+``dev -> staging -> production -> archived``. Going back is allowed where it is
+safe (staging -> dev, archived -> staging for re-validation); entering
+production from anywhere but staging needs ``force`` with a reason, and leaving
+production for an older version is what ``rollback`` is for.
+"""
+
+from __future__ import annotations
+
+from registry.errors import IllegalTransition, InvalidInput
+
+STAGES = ("dev", "staging", "production", "archived")
+REGISTER_STAGES = ("dev", "staging")
+
+LEGAL: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("dev", "staging"),
+        ("dev", "archived"),
+        ("staging", "production"),
+        ("staging", "dev"),
+        ("staging", "archived"),
+        ("production", "archived"),
+        ("archived", "staging"),
+    }
+)
+
+
+def stage_name(value: object) -> str:
+    if value == "prod":
+        return "production"
+    if not isinstance(value, str) or value not in STAGES:
+        raise InvalidInput(f"unknown stage {value!r}: expected one of {', '.join(STAGES)}")
+    return value
+
+
+def check_move(from_stage: str, to_stage: str, *, force: bool, reason: str | None) -> None:
+    """Raise ``IllegalTransition`` naming both stages unless the move is allowed."""
+    if from_stage == to_stage:
+        raise IllegalTransition(
+            f"version is already in {to_stage!r}", from_stage=from_stage, to_stage=to_stage
+        )
+    if (from_stage, to_stage) in LEGAL:
+        return
+    if force:
+        if not reason or not reason.strip():
+            raise IllegalTransition(
+                f"forcing {from_stage} -> {to_stage} requires a reason",
+                from_stage=from_stage,
+                to_stage=to_stage,
+            )
+        return
+    allowed = sorted(t for f, t in LEGAL if f == from_stage)
+    raise IllegalTransition(
+        f"illegal transition {from_stage} -> {to_stage}; from {from_stage} a version may go to "
+        f"{', '.join(allowed)} (force it, with a reason, to override)",
+        from_stage=from_stage,
+        to_stage=to_stage,
+    )
