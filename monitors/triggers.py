@@ -120,11 +120,11 @@ def _streak(history: Sequence[TriggerResult]) -> int:
     """Breaches in a row at the end of ``history``, counting back to the last firing."""
     count = 0
     for past in reversed(history):
+        if past.status is TriggerStatus.FIRED:
+            break  # a firing consumes its streak; breaches after it count afresh
         if not past.status.breach:
             break
         count += 1
-        if past.status is TriggerStatus.FIRED:
-            return 0  # a firing consumes its streak; the next one is counted afresh
     return count
 
 
