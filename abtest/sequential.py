@@ -43,6 +43,7 @@ __all__ = [
     "mixture_ci_halfwidth",
     "mixture_p_value",
     "msprt",
+    "proportion_arrays",
     "tau_ratio",
 ]
 
@@ -78,7 +79,7 @@ def default_tau(unit_variance: float, planned_n_per_arm: float, alpha: float = 0
 
 
 def mixture_p_value(
-    theta_hat: npt.ArrayLike, variance: npt.ArrayLike, tau: float
+    theta_hat: npt.ArrayLike, variance: npt.ArrayLike, tau: npt.ArrayLike
 ) -> npt.NDArray[np.float64]:
     """Vectorised ``min(1, 1 / Lambda)``; ``V = 0`` gives 1 when ``theta_hat == 0``, else 0.
 
@@ -87,7 +88,7 @@ def mixture_p_value(
     """
     th = np.asarray(theta_hat, dtype=np.float64)
     var = np.asarray(variance, dtype=np.float64)
-    t2 = float(tau) ** 2
+    t2 = np.asarray(tau, dtype=np.float64) ** 2
     with np.errstate(divide="ignore", invalid="ignore"):
         log_lam = 0.5 * np.log(var / (var + t2)) + t2 * th * th / (2.0 * var * (var + t2))
         p = np.exp(-log_lam)
@@ -97,11 +98,11 @@ def mixture_p_value(
 
 
 def mixture_ci_halfwidth(
-    variance: npt.ArrayLike, tau: float, alpha: float
+    variance: npt.ArrayLike, tau: npt.ArrayLike, alpha: float
 ) -> npt.NDArray[np.float64]:
     """Vectorised half-width of the always-valid ``1 - alpha`` interval (0 when ``V = 0``)."""
     var = np.asarray(variance, dtype=np.float64)
-    t2 = float(tau) ** 2
+    t2 = np.asarray(tau, dtype=np.float64) ** 2
     with np.errstate(divide="ignore", invalid="ignore"):
         w2 = var * (var + t2) / t2 * (np.log((var + t2) / var) - 2.0 * math.log(alpha))
     out: npt.NDArray[np.float64] = np.sqrt(np.where(var > 0, w2, 0.0))
@@ -155,6 +156,28 @@ def difference(
         var = vc / nc + vt / nt
         return mt - mc, var, var, nc, nt
     raise ValueError("control and treatment must both be Counts or both be Summary")
+
+
+def proportion_arrays(
+    x_control: npt.ArrayLike,
+    n_control: npt.ArrayLike,
+    x_treatment: npt.ArrayLike,
+    n_treatment: npt.ArrayLike,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Vectorised :func:`difference` for counts: ``(theta_hat, V_test, V_interval)``.
+
+    Unchecked, for simulations over many rollouts and looks.
+    """
+    xc = np.asarray(x_control, dtype=np.float64)
+    nc = np.asarray(n_control, dtype=np.float64)
+    xt = np.asarray(x_treatment, dtype=np.float64)
+    nt = np.asarray(n_treatment, dtype=np.float64)
+    theta = xt / nt - xc / nc
+    p = (xc + xt) / (nc + nt)
+    v_test = p * (1.0 - p) * (1.0 / nc + 1.0 / nt)
+    ac, at = (xc + 1) / (nc + 2), (xt + 1) / (nt + 2)
+    v_ci = ac * (1.0 - ac) / (nc + 2) + at * (1.0 - at) / (nt + 2)
+    return theta, v_test, v_ci
 
 
 @dataclass(frozen=True, slots=True)

@@ -178,7 +178,7 @@ def fisher_exact(
 # -- means ---------------------------------------------------------------------------
 
 
-def welch_from_summary(  # noqa: PLR0917 -- signature fixed by issue 4; callers pass stats positionally
+def welch_from_summary(
     mean_c: float,
     var_c: float,
     n_c: int,

@@ -1,0 +1,618 @@
+"""Verdicts: turn a declarative metric spec and per-arm data into a decision.
+
+``analyze(spec, data)`` returns ``promote | continue | rollback | inconclusive``
+with, per metric, the numbers behind it and a one-line reason. The rules, in
+the order they are applied:
+
+1. A missing arm, or a sample ratio mismatch between the arms' assigned units
+   and the planned weights, freezes the verdict at ``inconclusive``: the data
+   cannot be trusted, whatever the metrics say.
+2. ``rollback`` when any guardrail is significantly worse than control by
+   more than its ``margin`` (its interval lies entirely beyond that loss;
+   with the default margin 0, significantly worse at all). A loss inside
+   the declared margin is tolerated by definition.
+3. Missing, NaN or otherwise invalid data for any metric gives
+   ``inconclusive`` (never ``promote``); the caller's policy decides whether
+   to hold or roll back.
+4. Too few samples in any metric gives ``continue`` with the sample size
+   still needed and how many more units per arm that is.
+5. ``promote`` when every guardrail is shown non-inferior (its interval
+   excludes a loss of ``margin``), at least one primary metric is
+   significantly better after Holm's adjustment across primary metrics, and
+   none is significantly worse.
+6. Otherwise ``continue`` in sequential mode, ``inconclusive`` in fixed mode
+   (the single final look has been spent).
+
+Sequential mode (the default) uses the mSPRT's always-valid p-values and
+intervals for proportion and mean metrics, so the verdict may be recomputed
+at every interval on cumulative data. Distribution and quantile metrics have
+no always-valid test here; in sequential mode they are tested at
+``alpha / max_looks`` (Bonferroni over the planned number of looks), which
+keeps their error rate at most ``alpha`` over ``max_looks`` looks.
+Fixed-horizon mode runs the ordinary tests at ``alpha`` for one final look.
+
+The hot path on aggregate counts avoids pandas and scipy.stats objects.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+from scipy import special
+
+from abtest import _validate as v
+from abtest import power, sequential, stats
+from abtest.results import Counts, Direction, SRMResult, Summary
+
+__all__ = [
+    "AnalysisSpec",
+    "ArmData",
+    "Histogram",
+    "MetricOutcome",
+    "MetricSpec",
+    "Verdict",
+    "analyze",
+]
+
+Kind = Literal["proportion", "mean", "distribution", "quantile"]
+Role = Literal["primary", "guardrail"]
+Mode = Literal["sequential", "fixed"]
+Decision = Literal["promote", "continue", "rollback", "inconclusive"]
+Status = Literal["better", "worse", "noninferior", "undecided", "insufficient", "missing"]
+
+_KINDS = ("proportion", "mean", "distribution", "quantile")
+_ROLES = ("primary", "guardrail")
+_MODES = ("sequential", "fixed")
+
+
+def _choice(name: str, value: str, options: tuple[str, ...]) -> str:
+    if value not in options:
+        raise ValueError(f"{name} must be one of {options}, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSpec:
+    """One metric to judge.
+
+    ``direction`` says which side is better. ``margin`` is the loss a guardrail
+    may show and still count as non-inferior (absolute, or a fraction of the
+    control's value when ``relative_margin``; for ``distribution`` metrics it
+    is on the rank-biserial scale). ``min_samples`` per arm must be reached
+    before the metric is judged. ``mde`` (absolute, proportions only) sizes the
+    "more samples needed" estimate; ``tau`` overrides the mixture scale.
+    """
+
+    name: str
+    kind: Kind
+    role: Role = "primary"
+    direction: Direction = "higher"
+    margin: float = 0.0
+    relative_margin: bool = False
+    alpha: float = 0.05
+    min_samples: int = 100
+    mde: float | None = None
+    tau: float | None = None
+    q: float = 0.95
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ValueError("name must not be empty")
+        _choice("kind", self.kind, _KINDS)
+        _choice("role", self.role, _ROLES)
+        v.direction(self.direction)
+        v.nonnegative("margin", self.margin)
+        v.open_unit("alpha", self.alpha)
+        v.count("min_samples", self.min_samples)
+        if self.mde is not None:
+            v.positive("mde", self.mde)
+        if self.tau is not None:
+            v.positive("tau", self.tau)
+        v.closed_unit("q", self.q)
+
+
+_METRIC_KEYS = frozenset(MetricSpec.__dataclass_fields__)
+
+
+@dataclass(frozen=True, slots=True)
+class AnalysisSpec:
+    """What to judge and how.
+
+    ``weights`` are the planned (unnormalised) control and treatment shares for
+    the window the data come from; the SRM check compares assigned units to
+    them, so after a canary step changes the split, pass data from the new
+    step only. ``planned_n_per_arm`` sets the default mixture scale (see
+    ``abtest.sequential``) and the "more samples" estimate; ``max_looks`` is
+    the Bonferroni divisor for distribution and quantile metrics in
+    sequential mode.
+    """
+
+    metrics: tuple[MetricSpec, ...]
+    mode: Mode = "sequential"
+    weights: tuple[float, float] = (50.0, 50.0)
+    srm_threshold: float = 0.001
+    planned_n_per_arm: int = 10_000
+    max_looks: int = 50
+    power: float = 0.8
+    resamples: int = 4000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.metrics:
+            raise ValueError("metrics must not be empty")
+        names = [m.name for m in self.metrics]
+        if len(set(names)) != len(names):
+            raise ValueError("metrics must have unique names")
+        if not any(m.role == "primary" for m in self.metrics):
+            raise ValueError("metrics must include at least one primary metric")
+        _choice("mode", self.mode, _MODES)
+        if len(self.weights) != 2:
+            raise ValueError("weights must be (control, treatment)")
+        w = [v.nonnegative("weights", x) for x in self.weights]
+        if not min(w) > 0:
+            raise ValueError("weights must both be positive")
+        v.open_unit("srm_threshold", self.srm_threshold)
+        if v.count("planned_n_per_arm", self.planned_n_per_arm) < 2:
+            raise ValueError("planned_n_per_arm must be at least 2")
+        if v.count("max_looks", self.max_looks) < 1:
+            raise ValueError("max_looks must be at least 1")
+        v.open_unit("power", self.power)
+        v.count("resamples", self.resamples)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-dict form (e.g. for YAML)."""
+        return {
+            "metrics": [
+                {k: getattr(m, k) for k in MetricSpec.__dataclass_fields__} for m in self.metrics
+            ],
+            "mode": self.mode,
+            "weights": list(self.weights),
+            "srm_threshold": self.srm_threshold,
+            "planned_n_per_arm": self.planned_n_per_arm,
+            "max_looks": self.max_looks,
+            "power": self.power,
+            "resamples": self.resamples,
+            "seed": self.seed,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AnalysisSpec:
+        """Inverse of :meth:`to_dict`; unknown keys are errors naming the key."""
+        unknown = sorted(set(data) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"unknown spec key(s): {', '.join(unknown)}")
+        metrics = []
+        for i, m in enumerate(data.get("metrics", ())):
+            bad = sorted(set(m) - _METRIC_KEYS)
+            if bad:
+                raise ValueError(f"unknown key(s) in metrics[{i}]: {', '.join(bad)}")
+            metrics.append(MetricSpec(**m))
+        rest = {k: val for k, val in data.items() if k != "metrics"}
+        if "weights" in rest:
+            rest["weights"] = tuple(rest["weights"])
+        return cls(metrics=tuple(metrics), **rest)
+
+
+@dataclass(frozen=True, slots=True)
+class Histogram:
+    """Cumulative Prometheus histogram for one arm: ``le`` bounds and counts."""
+
+    buckets: tuple[float, ...]
+    counts: tuple[int, ...]
+
+
+MetricData = Counts | Summary | Histogram | npt.ArrayLike
+
+
+@dataclass(frozen=True, slots=True)
+class ArmData:
+    """One arm's data: units assigned (for SRM) and each metric's observations.
+
+    Proportion metrics take :class:`Counts`; mean metrics a :class:`Summary` or
+    raw values; distribution metrics a :class:`Histogram` or raw values;
+    quantile metrics raw values. Everything is cumulative over the window.
+    """
+
+    units: int
+    metrics: Mapping[str, MetricData | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class MetricOutcome:
+    """The numbers behind one metric's part of the verdict.
+
+    ``p_value`` is the raw (always-valid in sequential mode) p-value of no
+    difference; ``p_adjusted`` is Holm-adjusted across primary metrics (equal
+    to ``p_value`` for guardrails); ``alpha`` is the level it was judged at.
+    ``ci`` is the interval used for non-inferiority. ``samples_needed`` is the
+    per-arm size still required before judging, when too small.
+    ``fixed_noninferior`` is the one-sided non-inferiority test's answer in
+    fixed mode (``None`` in sequential mode, where the interval decides).
+    """
+
+    name: str
+    kind: Kind
+    role: Role
+    direction: Direction
+    status: Status
+    reason: str
+    method: str = ""
+    effect: float = math.nan
+    ci: tuple[float, float] | None = None
+    p_value: float = math.nan
+    p_adjusted: float = math.nan
+    alpha: float = math.nan
+    margin: float = math.nan
+    n_control: int = 0
+    n_treatment: int = 0
+    samples_needed: int | None = None
+    fixed_noninferior: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The decision, why, and per-metric evidence.
+
+    ``additional_samples`` estimates how many more units per arm are needed:
+    to reach ``min_samples`` when too few, else to reach the planned size.
+    """
+
+    decision: Decision
+    reason: str
+    mode: Mode
+    metrics: tuple[MetricOutcome, ...]
+    srm: SRMResult | None
+    additional_samples: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Evidence:
+    method: str
+    effect: float
+    ci: tuple[float, float] | None
+    p: float
+    alpha: float
+    base: float
+    nc: int
+    nt: int
+    ni: bool | None = None  # fixed-mode non-inferiority decided by its own test
+
+
+def _n(data: MetricData) -> int:
+    if isinstance(data, Counts | Summary):
+        return int(data.n) if math.isfinite(data.n) else 0
+    if isinstance(data, Histogram):
+        return int(data.counts[-1]) if data.counts else 0
+    return int(np.size(data))
+
+
+def _summary(name: str, data: MetricData) -> Summary:
+    if isinstance(data, Summary):
+        return data
+    if isinstance(data, Counts | Histogram):
+        raise ValueError(f"{name}: a mean metric needs a Summary or raw values")
+    x = v.sample(name, data, min_size=2)
+    return Summary(float(x.mean()), float(x.var(ddof=1)), x.size)
+
+
+def _sequential_ci(theta: float, var: float, tau: float, alpha: float) -> tuple[float, float]:
+    h = float(sequential.mixture_ci_halfwidth(var, tau, alpha))
+    return (theta - h, theta + h)
+
+
+def _tau(m: MetricSpec, spec: AnalysisSpec, unit_variance: float) -> float:
+    if m.tau is not None:
+        return m.tau
+    return sequential.default_tau(unit_variance, spec.planned_n_per_arm, m.alpha)
+
+
+def _evidence(m: MetricSpec, spec: AnalysisSpec, c: MetricData, t: MetricData) -> _Evidence:
+    seq = spec.mode == "sequential"
+    a = m.alpha
+    if m.kind == "proportion":
+        if not (isinstance(c, Counts) and isinstance(t, Counts)):
+            raise ValueError(f"{m.name}: a proportion metric needs Counts in both arms")
+        if seq:
+            theta, v_test, v_ci, nc, nt = sequential.difference(c, t)
+            pc = (c.x + 1) / (c.n + 2)
+            tau = _tau(m, spec, 2.0 * pc * (1.0 - pc))
+            p = float(sequential.mixture_p_value(theta, v_test, tau))
+            return _Evidence(
+                "mSPRT, difference of proportions",
+                theta,
+                _sequential_ci(theta, v_ci, tau, a),
+                p,
+                a,
+                c.x / c.n,
+                nc,
+                nt,
+            )
+        r = stats.two_proportions(c.x, c.n, t.x, t.n, confidence=1 - a)
+        ni = stats.noninferiority(
+            c, t, margin=m.margin, relative=m.relative_margin, direction=m.direction, alpha=a
+        )
+        return _Evidence(
+            r.method,
+            r.effect,
+            r.ci,
+            r.p_value,
+            a,
+            c.x / c.n,
+            r.n_control,
+            r.n_treatment,
+            ni.noninferior,
+        )
+    if m.kind == "mean":
+        sc, st = _summary("control", c), _summary("treatment", t)
+        if seq:
+            theta, var, _, nc, nt = sequential.difference(sc, st)
+            tau = _tau(m, spec, sc.var + st.var) if m.tau or sc.var + st.var > 0 else 1.0
+            p = float(sequential.mixture_p_value(theta, var, tau))
+            return _Evidence(
+                "mSPRT, difference of means",
+                theta,
+                _sequential_ci(theta, var, tau, a),
+                p,
+                a,
+                sc.mean,
+                nc,
+                nt,
+            )
+        r = stats.welch_from_summary(sc.mean, sc.var, sc.n, st.mean, st.var, st.n, confidence=1 - a)
+        ni = stats.noninferiority(
+            sc, st, margin=m.margin, relative=m.relative_margin, direction=m.direction, alpha=a
+        )
+        return _Evidence(
+            r.method,
+            r.effect,
+            r.ci,
+            r.p_value,
+            a,
+            sc.mean,
+            r.n_control,
+            r.n_treatment,
+            ni.noninferior,
+        )
+    level = a / spec.max_looks if seq else a
+    suffix = f" at alpha/{spec.max_looks} (Bonferroni over looks)" if seq else ""
+    if m.kind == "distribution":
+        if isinstance(c, Histogram) and isinstance(t, Histogram):
+            if c.buckets != t.buckets:
+                raise ValueError(f"{m.name}: control and treatment buckets differ")
+            h = stats.histogram_compare(c.buckets, c.counts, t.counts)
+            eff, se, p, nc, nt, method = (
+                h.effect,
+                h.se,
+                h.p_value,
+                h.n_control,
+                h.n_treatment,
+                h.method,
+            )
+        elif isinstance(c, Counts | Summary | Histogram) or isinstance(
+            t, Counts | Summary | Histogram
+        ):
+            raise ValueError(f"{m.name}: a distribution metric needs Histograms or raw values")
+        else:
+            r = stats.mann_whitney(c, t)
+            eff, se, p, nc, nt, method = (
+                r.effect,
+                r.se,
+                r.p_value,
+                r.n_control,
+                r.n_treatment,
+                r.method,
+            )
+        z = float(special.ndtri(1 - level / 2))
+        return _Evidence(method + suffix, eff, (eff - z * se, eff + z * se), p, level, 0.0, nc, nt)
+    if isinstance(c, Counts | Summary | Histogram) or isinstance(t, Counts | Summary | Histogram):
+        raise ValueError(f"{m.name}: a quantile metric needs raw values in both arms")
+    cc = v.sample("control", c)
+    r = stats.quantile_difference(
+        cc, t, m.q, resamples=spec.resamples, seed=spec.seed, confidence=1 - level
+    )
+    return _Evidence(
+        r.method + suffix,
+        r.effect,
+        r.ci,
+        r.p_value,
+        level,
+        float(np.quantile(cc, m.q)),
+        r.n_control,
+        r.n_treatment,
+    )
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.4g}"
+
+
+def _judge(
+    m: MetricSpec, spec: AnalysisSpec, c: MetricData | None, t: MetricData | None
+) -> MetricOutcome:
+    """Evaluate one metric; invalid data becomes a ``missing`` outcome, not an exception."""
+    base = MetricOutcome(
+        name=m.name, kind=m.kind, role=m.role, direction=m.direction, status="missing", reason=""
+    )
+    if c is None or t is None:
+        arm = "control" if c is None else "treatment"
+        return replace(base, reason=f"{m.name}: no data for {arm}")
+    try:
+        nc, nt = _n(c), _n(t)
+        if min(nc, nt) < m.min_samples:
+            return replace(
+                base,
+                status="insufficient",
+                reason=(
+                    f"{m.name}: {min(nc, nt)} samples in the smaller arm, "
+                    f"{m.min_samples} needed before judging"
+                ),
+                n_control=nc,
+                n_treatment=nt,
+                samples_needed=m.min_samples,
+            )
+        e = _evidence(m, spec, c, t)
+    except (ValueError, TypeError, ZeroDivisionError) as exc:
+        return replace(base, reason=f"{m.name}: invalid data ({exc})")
+    if not (math.isfinite(e.effect) and math.isfinite(e.p)):
+        return replace(base, reason=f"{m.name}: non-finite result")
+    return replace(
+        base,
+        status="undecided",
+        method=e.method,
+        effect=e.effect,
+        ci=e.ci,
+        p_value=e.p,
+        p_adjusted=e.p,
+        alpha=e.alpha,
+        margin=m.margin * abs(e.base) if m.relative_margin else m.margin,
+        n_control=e.nc,
+        n_treatment=e.nt,
+        fixed_noninferior=e.ni,
+    )
+
+
+def _classify(o: MetricOutcome) -> MetricOutcome:
+    """Set status and reason.
+
+    Primary metrics: significantly better or worse by their (Holm-adjusted)
+    p-value and the effect's sign. Guardrails: worse when the interval lies
+    entirely beyond a loss of ``margin``; non-inferior when it excludes that
+    loss on the other side (or, in fixed mode, by the one-sided test).
+    """
+    if o.status in ("missing", "insufficient"):
+        return o
+    good = o.effect if o.direction == "higher" else -o.effect
+    p_txt = f"p={_fmt(o.p_adjusted)}" + (" (Holm)" if o.p_adjusted != o.p_value else "")
+    ci_txt = "" if o.ci is None else f", CI [{_fmt(o.ci[0])}, {_fmt(o.ci[1])}]"
+    nums = f"effect {_fmt(o.effect)} ({o.direction} is better){ci_txt}, {p_txt}"
+    status: Status
+    if o.role == "primary":
+        sig = o.p_adjusted <= o.alpha
+        if sig and good < 0:
+            status, reason = "worse", f"{o.name} significantly worse: {nums}"
+        elif sig and good > 0:
+            status, reason = "better", f"{o.name} significantly better: {nums}"
+        else:
+            status, reason = "undecided", f"{o.name} no significant difference yet: {nums}"
+    elif _beyond_margin(o):
+        status = "worse"
+        reason = f"{o.name} significantly worse, beyond margin {_fmt(o.margin)}: {nums}"
+    elif _noninferior(o):
+        status = "noninferior"
+        reason = f"{o.name} non-inferior within margin {_fmt(o.margin)}: {nums}"
+    else:
+        status = "undecided"
+        reason = f"{o.name} not shown non-inferior (margin {_fmt(o.margin)}) yet: {nums}"
+    return replace(o, status=status, reason=reason)
+
+
+def _beyond_margin(o: MetricOutcome) -> bool:
+    """The guardrail's interval lies entirely on the bad side of the allowed loss."""
+    if o.ci is None:
+        return False
+    lo, hi = o.ci
+    return hi < -o.margin if o.direction == "higher" else lo > o.margin
+
+
+def _noninferior(o: MetricOutcome) -> bool:
+    if o.fixed_noninferior is not None:
+        return o.fixed_noninferior
+    if o.ci is None:
+        return False
+    lo, hi = o.ci
+    return lo > -o.margin if o.direction == "higher" else hi < o.margin
+
+
+def _holm_primaries(outcomes: list[MetricOutcome]) -> list[MetricOutcome]:
+    idx = [i for i, o in enumerate(outcomes) if o.role == "primary" and o.status == "undecided"]
+    if len(idx) < 2:
+        return outcomes
+    adjusted = stats.holm([outcomes[i].p_value for i in idx])
+    out = list(outcomes)
+    for i, p in zip(idx, adjusted, strict=True):
+        out[i] = replace(out[i], p_adjusted=float(p))
+    return out
+
+
+def _srm(spec: AnalysisSpec, control: ArmData, treatment: ArmData) -> SRMResult:
+    units = [control.units, treatment.units]
+    if spec.mode == "sequential":
+        return stats.srm_sequential(units, spec.weights, threshold=spec.srm_threshold)
+    return stats.srm(units, spec.weights, threshold=spec.srm_threshold)
+
+
+def _planned_n(spec: AnalysisSpec, data: ArmData) -> int:
+    """Per-arm size the experiment was planned for (from a primary's ``mde`` if given)."""
+    need = spec.planned_n_per_arm
+    for m in spec.metrics:
+        c = data.metrics.get(m.name)
+        if m.role == "primary" and m.kind == "proportion" and m.mde and isinstance(c, Counts):
+            base = min(max((c.x + 1) / (c.n + 2), 1e-6), 1 - 1e-6)
+            other = base + m.mde if base + m.mde < 1 else base - m.mde
+            if 0 < other < 1:
+                need = max(
+                    need, power.sample_size_two_proportions(base, other, m.alpha, spec.power)
+                )
+    return need
+
+
+def analyze(spec: AnalysisSpec, data: Mapping[str, ArmData]) -> Verdict:
+    """Judge treatment against control on cumulative data; see the module docstring."""
+    control, treatment = data.get("control"), data.get("treatment")
+    if control is None or treatment is None:
+        missing = "control" if control is None else "treatment"
+        return Verdict("inconclusive", f"no data for the {missing} arm", spec.mode, (), None)
+    try:
+        srm = _srm(spec, control, treatment)
+    except ValueError as exc:
+        return Verdict("inconclusive", f"invalid unit counts ({exc})", spec.mode, (), None)
+    if srm.mismatch:
+        reason = (
+            f"sample ratio mismatch: units {srm.observed[0]}/{srm.observed[1]} vs expected "
+            f"{srm.expected[0]:.0f}/{srm.expected[1]:.0f} (p={_fmt(srm.p_value)}); verdict frozen"
+        )
+        return Verdict("inconclusive", reason, spec.mode, (), srm)
+    raw = [
+        _judge(m, spec, control.metrics.get(m.name), treatment.metrics.get(m.name))
+        for m in spec.metrics
+    ]
+    outcomes = tuple(_classify(o) for o in _holm_primaries(raw))
+    by = {s: [o for o in outcomes if o.status == s] for s in ("worse", "missing", "insufficient")}
+    bad_guards = [o for o in by["worse"] if o.role == "guardrail"]
+    if bad_guards:
+        return Verdict(
+            "rollback", "; ".join(o.reason for o in bad_guards), spec.mode, outcomes, srm
+        )
+    if by["missing"]:
+        reason = "; ".join(o.reason for o in by["missing"]) + "; never promote on missing data"
+        return Verdict("inconclusive", reason, spec.mode, outcomes, srm)
+    if by["insufficient"]:
+        have = min(min(o.n_control, o.n_treatment) for o in by["insufficient"])
+        need = max(o.samples_needed or 0 for o in by["insufficient"])
+        reason = "; ".join(o.reason for o in by["insufficient"])
+        return Verdict("continue", reason, spec.mode, outcomes, srm, max(0, need - have))
+    primaries = [o for o in outcomes if o.role == "primary"]
+    guards = [o for o in outcomes if o.role == "guardrail"]
+    worse_primary = [o for o in primaries if o.status == "worse"]
+    if worse_primary:
+        reason = "; ".join(o.reason for o in worse_primary) + "; cannot promote"
+        return Verdict("inconclusive", reason, spec.mode, outcomes, srm)
+    better = [o for o in primaries if o.status == "better"]
+    open_guards = [o for o in guards if o.status != "noninferior"]
+    if better and not open_guards:
+        reason = "; ".join(o.reason for o in better) + (
+            "; all guardrails non-inferior" if guards else ""
+        )
+        return Verdict("promote", reason, spec.mode, outcomes, srm)
+    pending = [o for o in primaries if o.status != "better"] if not better else open_guards
+    reason = "; ".join(o.reason for o in pending) or "nothing decided"
+    if spec.mode == "fixed":
+        return Verdict("inconclusive", reason + " at the final look", spec.mode, outcomes, srm)
+    have = min(min(o.n_control, o.n_treatment) for o in outcomes)
+    more = max(0, _planned_n(spec, control) - have)
+    return Verdict("continue", reason, spec.mode, outcomes, srm, more)
