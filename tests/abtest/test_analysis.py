@@ -1,0 +1,232 @@
+"""Verdict rules of abtest.analysis.analyze, one table row per rule."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import pytest
+
+from abtest.analysis import AnalysisSpec, ArmData, Histogram, MetricSpec, analyze
+from abtest.results import Counts, Summary
+
+CONV = MetricSpec("conversion", "proportion", "primary", "higher")
+ERRORS = MetricSpec("errors", "proportion", "guardrail", "lower", margin=0.005)
+LATENCY = MetricSpec("latency", "mean", "guardrail", "lower", margin=5.0)
+
+
+def _spec(*metrics: MetricSpec, mode: str = "sequential") -> AnalysisSpec:
+    return AnalysisSpec(metrics=metrics or (CONV, ERRORS), mode=mode)  # type: ignore[arg-type]
+
+
+def _data(
+    conv: tuple[Counts, Counts],
+    errors: tuple[Counts, Counts] | None = None,
+    units: tuple[int, int] | None = None,
+    **extra: tuple[object, object],
+) -> dict[str, ArmData]:
+    n = conv[0].n, conv[1].n
+    units = units or n
+    metrics = {"conversion": conv, **({"errors": errors} if errors else {}), **extra}
+    return {
+        arm: ArmData(units[i], {k: val[i] for k, val in metrics.items()})  # type: ignore[misc]
+        for i, arm in enumerate(("control", "treatment"))
+    }
+
+
+GOOD = (Counts(2000, 20000), Counts(2400, 20000))
+FLAT = (Counts(2000, 20000), Counts(2000, 20000))
+SAFE = (Counts(200, 20000), Counts(195, 20000))
+BROKEN = (Counts(200, 20000), Counts(400, 20000))
+
+
+class TestRules:
+    @pytest.mark.parametrize(
+        ("name", "data", "decision", "in_reason"),
+        [
+            ("promote", _data(GOOD, SAFE), "promote", "significantly better"),
+            ("rollback", _data(GOOD, BROKEN), "rollback", "errors significantly worse"),
+            ("flat continues", _data(FLAT, SAFE), "continue", "no significant difference"),
+            (
+                "srm freezes even a rollback",
+                _data(GOOD, BROKEN, units=(20000, 21500)),
+                "inconclusive",
+                "sample ratio mismatch",
+            ),
+            ("missing guardrail", _data(GOOD), "inconclusive", "no data"),
+            (
+                "nan guardrail",
+                _data(GOOD, (Counts(200, 20000), Counts(math.nan, 20000))),  # type: ignore[arg-type]
+                "inconclusive",
+                "invalid data",
+            ),
+            (
+                "too few samples",
+                _data((Counts(5, 50), Counts(9, 50)), (Counts(0, 50), Counts(0, 50))),
+                "continue",
+                "100 needed",
+            ),
+            (
+                "primary worse",
+                _data((Counts(2400, 20000), Counts(2000, 20000)), SAFE),
+                "inconclusive",
+                "conversion significantly worse",
+            ),
+        ],
+    )
+    def test_decision(
+        self, name: str, data: dict[str, ArmData], decision: str, in_reason: str
+    ) -> None:
+        """Each rule of the module docstring yields its decision and says why."""
+        v = analyze(_spec(), data)
+        assert v.decision == decision, (name, v.reason)
+        assert in_reason in v.reason
+        assert "\n" not in v.reason
+
+    def test_missing_arm_is_inconclusive(self) -> None:
+        """Without a treatment arm there is no verdict but inconclusive."""
+        v = analyze(_spec(), {"control": _data(GOOD, SAFE)["control"]})
+        assert v.decision == "inconclusive"
+        assert "treatment" in v.reason
+
+    def test_loss_within_margin_is_tolerated(self) -> None:
+        """A guardrail significantly worse but inside its margin does not roll back."""
+        lat = (Summary(100.0, 400.0, 20000), Summary(101.0, 400.0, 20000))
+        v = analyze(_spec(CONV, LATENCY), _data(GOOD, latency=lat))
+        assert v.decision == "promote", v.reason
+
+    def test_loss_beyond_margin_rolls_back(self) -> None:
+        """A latency mean 10 ms worse with a 5 ms margin rolls back."""
+        lat = (Summary(100.0, 400.0, 20000), Summary(110.0, 400.0, 20000))
+        v = analyze(_spec(CONV, LATENCY), _data(GOOD, latency=lat))
+        assert v.decision == "rollback"
+        assert "latency" in v.reason
+
+    def test_too_few_samples_reports_needed(self) -> None:
+        """Too few samples reports the size needed and how many more per arm."""
+        v = analyze(_spec(), _data((Counts(5, 60), Counts(9, 60)), (Counts(0, 60), Counts(0, 60))))
+        assert v.additional_samples == 40
+        assert {o.samples_needed for o in v.metrics} == {100}
+
+    def test_continue_estimates_more_samples(self) -> None:
+        """A flat sequential look estimates the units still planned per arm."""
+        v = analyze(_spec(), _data(FLAT, SAFE))
+        assert v.additional_samples == 0  # 20,000 already exceeds the planned 10,000
+        small = _data((Counts(500, 5000), Counts(505, 5000)), (Counts(50, 5000), Counts(50, 5000)))
+        assert analyze(_spec(), small).additional_samples == 5000
+
+    def test_mde_sizes_the_estimate(self) -> None:
+        """With an mde on the primary, the plan is the power calculation's size."""
+        conv = MetricSpec("conversion", "proportion", "primary", "higher", mde=0.005)
+        small = _data((Counts(500, 5000), Counts(505, 5000)), (Counts(50, 5000), Counts(50, 5000)))
+        v = analyze(_spec(conv, ERRORS), small)
+        assert v.additional_samples is not None
+        assert v.additional_samples > 50_000
+
+    def test_numbers_behind_each_metric(self) -> None:
+        """Each metric reports effect, interval, p-values, alpha, sizes and method."""
+        v = analyze(_spec(), _data(GOOD, SAFE))
+        conv = v.metrics[0]
+        assert conv.effect == pytest.approx(0.02)
+        assert conv.ci is not None
+        assert conv.ci[0] < 0.02 < conv.ci[1]
+        assert conv.p_value <= conv.alpha
+        assert (conv.n_control, conv.n_treatment) == (20000, 20000)
+        assert "mSPRT" in conv.method
+        assert v.srm is not None
+        assert not v.srm.mismatch
+
+
+class TestHolm:
+    ONE = (Counts(100, 1000), Counts(130, 1000))  # fixed-horizon p = 0.0355
+    TWO = (Counts(100, 1000), Counts(128, 1000))  # fixed-horizon p = 0.0488
+    SAFE = (Counts(10, 1000), Counts(10, 1000))
+    GUARD = MetricSpec("errors", "proportion", "guardrail", "lower", margin=0.02)
+
+    def test_single_primary_promotes(self) -> None:
+        """One primary at p = 0.0355 promotes at the final fixed-horizon look."""
+        v = analyze(_spec(CONV, self.GUARD, mode="fixed"), _data(self.ONE, self.SAFE))
+        assert v.decision == "promote", v.reason
+
+    def test_two_primaries_are_adjusted(self) -> None:
+        """Two primaries at 0.0355 and 0.0488 both adjust to 0.071 and do not promote."""
+        second = MetricSpec("signups", "proportion", "primary", "higher")
+        spec = _spec(CONV, second, self.GUARD, mode="fixed")
+        v = analyze(spec, _data(self.ONE, self.SAFE, signups=self.TWO))
+        assert v.decision == "inconclusive"
+        adjusted = [o.p_adjusted for o in v.metrics if o.role == "primary"]
+        assert adjusted == pytest.approx([0.0709769, 0.0709769], rel=1e-5)
+        assert "Holm" in v.reason
+
+
+class TestKinds:
+    def test_raw_means(self) -> None:
+        """A mean metric accepts raw values and is summarised."""
+        rng = np.random.default_rng(0)
+        lat = (rng.normal(100, 20, 5000), rng.normal(100, 20, 5000))
+        v = analyze(_spec(CONV, LATENCY), _data(GOOD, latency=lat))
+        assert v.metrics[1].n_control == 5000
+        assert v.decision == "promote"
+
+    def test_histogram_distribution_regression(self) -> None:
+        """A latency histogram shifted to slower buckets rolls back a lower-is-better guardrail."""
+        b = (0.1, 0.25, 0.5, 1.0, math.inf)
+        hist = (
+            Histogram(b, (4000, 12000, 18000, 19800, 20000)),
+            Histogram(b, (1000, 6000, 14000, 19000, 20000)),
+        )
+        dist = MetricSpec("latency", "distribution", "guardrail", "lower", margin=0.05)
+        v = analyze(_spec(CONV, dist), _data(GOOD, latency=hist))
+        assert v.decision == "rollback"
+        assert "Bonferroni" in v.metrics[1].method
+
+    def test_quantile_regression(self) -> None:
+        """A p95 latency regression beyond the margin rolls back a quantile guardrail."""
+        rng = np.random.default_rng(1)
+        lat = (rng.exponential(100, 20000), rng.exponential(150, 20000))
+        p95 = MetricSpec("p95", "quantile", "guardrail", "lower", margin=20.0, q=0.95)
+        v = analyze(AnalysisSpec(metrics=(CONV, p95), resamples=2000), _data(GOOD, p95=lat))
+        assert v.decision == "rollback", v.reason
+
+    def test_quantile_needs_raw_values(self) -> None:
+        """Counts for a quantile metric are invalid data, hence inconclusive."""
+        p95 = MetricSpec("p95", "quantile", "guardrail", "lower")
+        v = analyze(_spec(CONV, p95), _data(GOOD, p95=SAFE))
+        assert v.decision == "inconclusive"
+
+
+class TestSpec:
+    def test_round_trip(self) -> None:
+        """AnalysisSpec survives to_dict / from_dict."""
+        spec = AnalysisSpec(metrics=(CONV, ERRORS, LATENCY), mode="fixed", weights=(90.0, 10.0))
+        assert AnalysisSpec.from_dict(spec.to_dict()) == spec
+
+    @pytest.mark.parametrize(
+        ("data", "name"),
+        [
+            ({"metrics": [{"name": "c", "kind": "proportion", "colour": 1}]}, "colour"),
+            ({"metrics": [{"name": "c", "kind": "ratio"}]}, "kind"),
+            ({"metrics": [{"name": "c", "kind": "mean", "alpha": 1.0}]}, "alpha"),
+            ({"metrics": [{"name": "c", "kind": "mean", "direction": "up"}]}, "direction"),
+            ({"metrics": [{"name": "c", "kind": "mean", "role": "guardrail"}]}, "primary"),
+            ({"metrics": [{"name": "c", "kind": "mean"}], "mode": "bayes"}, "mode"),
+            ({"metrics": [{"name": "c", "kind": "mean"}], "weights": [1, 0]}, "weights"),
+            ({"metrics": [{"name": "c", "kind": "mean"}], "extra": 1}, "extra"),
+        ],
+    )
+    def test_bad_spec_rejected(self, data: dict[str, object], name: str) -> None:
+        """Invalid specs raise ValueError naming the key."""
+        with pytest.raises(ValueError, match=name):
+            AnalysisSpec.from_dict(data)
+
+
+def test_cheap_on_aggregate_counts() -> None:
+    """analyze on aggregate counts stays well under a millisecond per call (lenient in CI)."""
+    spec, data = _spec(), _data(GOOD, SAFE)
+    analyze(spec, data)
+    start = time.perf_counter()
+    for _ in range(200):
+        analyze(spec, data)
+    per_call = (time.perf_counter() - start) / 200
+    assert per_call < 0.002, f"{per_call * 1e6:.0f} us per call"
