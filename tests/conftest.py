@@ -1,0 +1,82 @@
+"""Shared fixtures: database backends for the contract suite, and an injected clock."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+PG_DSN = os.environ.get("MODELREG_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+_pg_state: dict[str, str | None] = {}
+
+
+def _pg_unavailable() -> str | None:
+    """Why PostgreSQL cannot be used, or None when it can (checked once per run)."""
+    if "why" not in _pg_state:
+        try:
+            import psycopg
+
+            dsn = PG_DSN.replace("postgresql+psycopg://", "postgresql://")
+            psycopg.connect(dsn, connect_timeout=3).close()
+            _pg_state["why"] = None
+        except Exception as exc:  # any failure means "not here", reported below
+            _pg_state["why"] = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    return _pg_state["why"]
+
+
+def require_postgres() -> None:
+    why = _pg_unavailable()
+    if why is None:
+        return
+    message = f"PostgreSQL at {PG_DSN} is not reachable ({why}); PostgreSQL cases did not run"
+    if os.environ.get("MODELREG_REQUIRE_POSTGRES") == "1" or os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL schema for one test, dropped afterwards."""
+    require_postgres()
+    import psycopg
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    dsn = PG_DSN.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield f"{PG_DSN}?options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The contract suite runs once per backend."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'registry.db'}"
+    return str(request.getfixturevalue("pg_url"))
+
+
+class Clock:
+    """An injected clock the test moves by hand (``now`` is passed in, never read)."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.now = start or datetime(2024, 1, 10, 9, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> datetime:
+        self.now += timedelta(**delta)
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()

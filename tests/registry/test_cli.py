@@ -1,0 +1,103 @@
+"""The modelreg command as a user runs it: a real subprocess, exit codes, --json."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture
+def run(tmp_path: Path):  # type: ignore[no-untyped-def]
+    env = {**os.environ, "MODELREG_HOME": str(tmp_path / "home"), "MODELREG_ACTOR": "cli"}
+
+    def _run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "registry", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=60,
+            check=False,
+        )
+
+    return _run
+
+
+def test_register_promote_rollback_history(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The core verbs work end to end and --json output parses."""
+    model = tmp_path / "model.bin"
+    model.write_bytes(b"weights")
+    r = run("register", "fraud", str(model), "--metadata", '{"accuracy": 0.8}', "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["version"] == "v1.0.0"
+    assert run("register", "fraud", str(model), "--metadata", '{"accuracy": 0.9}').returncode == 0
+    for version in ("v1.0.0", "v1.0.1"):
+        assert run("promote", "fraud", version, "--to", "staging").returncode == 0
+        assert run("promote", "fraud", version, "--to", "production").returncode == 0
+    r = run("rollback", "fraud", "--reason", "false positives", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["version"] == "v1.0.0"
+    history = json.loads(run("history", "fraud", "--json").stdout)
+    assert [h["kind"] for h in history][-2:] == ["rollback", "rollback"]
+    listed = json.loads(run("list", "--json").stdout)
+    assert listed == [
+        {
+            "name": "fraud",
+            "versions": 2,
+            "latest": "v1.0.1",
+            "production": "v1.0.0",
+            "created_at": listed[0]["created_at"],
+        }
+    ]
+    info = json.loads(run("info", "fraud", "--json").stdout)
+    assert info["stage"] == "production"
+    assert {f["name"] for f in info["files"]} >= {"model.bin", "metadata.json"}
+    table = run("list", "fraud").stdout
+    assert "v1.0.1" in table
+    assert "archived" in table
+    r = run("compare", "fraud", "v1.0.0", "v1.0.1")
+    assert "Accuracy: 0.8 → 0.9 (+12.5%) ✅" in r.stdout
+    assert (
+        run("deprecate", "fraud", "v1.0.1", "--reason", "bad", "--eol", "2030-01-01").returncode
+        == 0
+    )
+    assert "v1.0.1" in run("list", "--deprecated").stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("info", "nope"), "error: no registered model named 'nope'"),
+        (("register", "../x"), "error: invalid model name '../x'"),
+        (("register", "m", "/does/not/exist"), "error: artifact path '/does/not/exist' does not"),
+        (("register", "m", "--version", "three"), "error: invalid version 'three'"),
+    ],
+)
+def test_errors_are_one_line_without_traceback(run, args: tuple[str, ...], message: str) -> None:  # type: ignore[no-untyped-def]
+    """Failures exit 1 with a single line naming what was wrong."""
+    r = run(*args)
+    assert r.returncode == 1
+    assert r.stderr.startswith(message), r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in r.stderr
+
+
+def test_debug_shows_traceback(run) -> None:  # type: ignore[no-untyped-def]
+    """--debug is for developers: the traceback is shown."""
+    r = run("--debug", "info", "nope")
+    assert r.returncode != 0
+    assert "Traceback" in r.stderr
+
+
+def test_illegal_transition_exit_code(run) -> None:  # type: ignore[no-untyped-def]
+    """dev -> production is refused with both stages named."""
+    assert run("register", "m").returncode == 0
+    r = run("promote", "m", "v1", "--to", "production")
+    assert r.returncode == 1
+    assert "dev -> production" in r.stderr
