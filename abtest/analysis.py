@@ -38,8 +38,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -301,7 +301,7 @@ def _summary(name: str, data: MetricData) -> Summary:
 
 
 def _sequential_ci(theta: float, var: float, tau: float, alpha: float) -> tuple[float, float]:
-    h = float(sequential.mixture_ci_halfwidth(var, tau, alpha))
+    h = sequential.halfwidth_at(var, tau, alpha)
     return (theta - h, theta + h)
 
 
@@ -321,7 +321,7 @@ def _evidence(m: MetricSpec, spec: AnalysisSpec, c: MetricData, t: MetricData) -
             theta, v_test, v_ci, nc, nt = sequential.difference(c, t)
             pc = (c.x + 1) / (c.n + 2)
             tau = _tau(m, spec, 2.0 * pc * (1.0 - pc))
-            p = float(sequential.mixture_p_value(theta, v_test, tau))
+            p = sequential.p_value_at(theta, v_test, tau)
             return _Evidence(
                 "mSPRT, difference of proportions",
                 theta,
@@ -352,7 +352,7 @@ def _evidence(m: MetricSpec, spec: AnalysisSpec, c: MetricData, t: MetricData) -
         if seq:
             theta, var, _, nc, nt = sequential.difference(sc, st)
             tau = _tau(m, spec, sc.var + st.var) if m.tau or sc.var + st.var > 0 else 1.0
-            p = float(sequential.mixture_p_value(theta, var, tau))
+            p = sequential.p_value_at(theta, var, tau)
             return _Evidence(
                 "mSPRT, difference of means",
                 theta,
@@ -433,110 +433,140 @@ def _fmt(x: float) -> str:
 
 def _judge(
     m: MetricSpec, spec: AnalysisSpec, c: MetricData | None, t: MetricData | None
-) -> MetricOutcome:
-    """Evaluate one metric; invalid data becomes a ``missing`` outcome, not an exception."""
-    base = MetricOutcome(
-        name=m.name, kind=m.kind, role=m.role, direction=m.direction, status="missing", reason=""
-    )
+) -> MetricOutcome | _Evidence:
+    """Evidence for one metric, or a final outcome when its data are missing or too few.
+
+    Invalid data becomes a ``missing`` outcome, not an exception.
+    """
     if c is None or t is None:
         arm = "control" if c is None else "treatment"
-        return replace(base, reason=f"{m.name}: no data for {arm}")
+        return _unjudged(m, "missing", f"{m.name}: no data for {arm}")
     try:
         nc, nt = _n(c), _n(t)
         if min(nc, nt) < m.min_samples:
-            return replace(
-                base,
-                status="insufficient",
-                reason=(
-                    f"{m.name}: {min(nc, nt)} samples in the smaller arm, "
-                    f"{m.min_samples} needed before judging"
-                ),
-                n_control=nc,
-                n_treatment=nt,
-                samples_needed=m.min_samples,
+            reason = (
+                f"{m.name}: {min(nc, nt)} samples in the smaller arm, "
+                f"{m.min_samples} needed before judging"
             )
+            return _unjudged(m, "insufficient", reason, nc, nt, m.min_samples)
         e = _evidence(m, spec, c, t)
     except (ValueError, TypeError, ZeroDivisionError) as exc:
-        return replace(base, reason=f"{m.name}: invalid data ({exc})")
+        return _unjudged(m, "missing", f"{m.name}: invalid data ({exc})")
     if not (math.isfinite(e.effect) and math.isfinite(e.p)):
-        return replace(base, reason=f"{m.name}: non-finite result")
-    return replace(
-        base,
-        status="undecided",
-        method=e.method,
-        effect=e.effect,
-        ci=e.ci,
-        p_value=e.p,
-        p_adjusted=e.p,
-        alpha=e.alpha,
-        margin=m.margin * abs(e.base) if m.relative_margin else m.margin,
-        n_control=e.nc,
-        n_treatment=e.nt,
-        fixed_noninferior=e.ni,
+        return _unjudged(m, "missing", f"{m.name}: non-finite result")
+    return e
+
+
+def _unjudged(
+    m: MetricSpec,
+    status: Status,
+    reason: str,
+    nc: int = 0,
+    nt: int = 0,
+    needed: int | None = None,
+) -> MetricOutcome:
+    return MetricOutcome(
+        name=m.name,
+        kind=m.kind,
+        role=m.role,
+        direction=m.direction,
+        status=status,
+        reason=reason,
+        n_control=nc,
+        n_treatment=nt,
+        samples_needed=needed,
     )
 
 
-def _classify(o: MetricOutcome) -> MetricOutcome:
-    """Set status and reason.
+def _classify(m: MetricSpec, e: _Evidence, p_adjusted: float) -> MetricOutcome:
+    """Status and reason from the evidence.
 
     Primary metrics: significantly better or worse by their (Holm-adjusted)
     p-value and the effect's sign. Guardrails: worse when the interval lies
     entirely beyond a loss of ``margin``; non-inferior when it excludes that
     loss on the other side (or, in fixed mode, by the one-sided test).
     """
-    if o.status in ("missing", "insufficient"):
-        return o
-    good = o.effect if o.direction == "higher" else -o.effect
-    p_txt = f"p={_fmt(o.p_adjusted)}" + (" (Holm)" if o.p_adjusted != o.p_value else "")
-    ci_txt = "" if o.ci is None else f", CI [{_fmt(o.ci[0])}, {_fmt(o.ci[1])}]"
-    nums = f"effect {_fmt(o.effect)} ({o.direction} is better){ci_txt}, {p_txt}"
+    margin = m.margin * abs(e.base) if m.relative_margin else m.margin
+    good = e.effect if m.direction == "higher" else -e.effect
+    p_txt = f"p={_fmt(p_adjusted)}" + (" (Holm)" if p_adjusted != e.p else "")
+    ci_txt = "" if e.ci is None else f", CI [{_fmt(e.ci[0])}, {_fmt(e.ci[1])}]"
+    nums = f"effect {_fmt(e.effect)} ({m.direction} is better){ci_txt}, {p_txt}"
     status: Status
-    if o.role == "primary":
-        sig = o.p_adjusted <= o.alpha
+    if m.role == "primary":
+        sig = p_adjusted <= e.alpha
         if sig and good < 0:
-            status, reason = "worse", f"{o.name} significantly worse: {nums}"
+            status, reason = "worse", f"{m.name} significantly worse: {nums}"
         elif sig and good > 0:
-            status, reason = "better", f"{o.name} significantly better: {nums}"
+            status, reason = "better", f"{m.name} significantly better: {nums}"
         else:
-            status, reason = "undecided", f"{o.name} no significant difference yet: {nums}"
-    elif _beyond_margin(o):
+            status, reason = "undecided", f"{m.name} no significant difference yet: {nums}"
+    elif _beyond_margin(m.direction, e.ci, margin):
         status = "worse"
-        reason = f"{o.name} significantly worse, beyond margin {_fmt(o.margin)}: {nums}"
-    elif _noninferior(o):
+        reason = f"{m.name} significantly worse, beyond margin {_fmt(margin)}: {nums}"
+    elif _noninferior(m.direction, e.ci, margin, e.ni):
         status = "noninferior"
-        reason = f"{o.name} non-inferior within margin {_fmt(o.margin)}: {nums}"
+        reason = f"{m.name} non-inferior within margin {_fmt(margin)}: {nums}"
     else:
         status = "undecided"
-        reason = f"{o.name} not shown non-inferior (margin {_fmt(o.margin)}) yet: {nums}"
-    return replace(o, status=status, reason=reason)
+        reason = f"{m.name} not shown non-inferior (margin {_fmt(margin)}) yet: {nums}"
+    return MetricOutcome(
+        name=m.name,
+        kind=m.kind,
+        role=m.role,
+        direction=m.direction,
+        status=status,
+        reason=reason,
+        method=e.method,
+        effect=e.effect,
+        ci=e.ci,
+        p_value=e.p,
+        p_adjusted=p_adjusted,
+        alpha=e.alpha,
+        margin=margin,
+        n_control=e.nc,
+        n_treatment=e.nt,
+        fixed_noninferior=e.ni,
+    )
 
 
-def _beyond_margin(o: MetricOutcome) -> bool:
+def _beyond_margin(direction: Direction, ci: tuple[float, float] | None, margin: float) -> bool:
     """The guardrail's interval lies entirely on the bad side of the allowed loss."""
-    if o.ci is None:
+    if ci is None:
         return False
-    lo, hi = o.ci
-    return hi < -o.margin if o.direction == "higher" else lo > o.margin
+    return ci[1] < -margin if direction == "higher" else ci[0] > margin
 
 
-def _noninferior(o: MetricOutcome) -> bool:
-    if o.fixed_noninferior is not None:
-        return o.fixed_noninferior
-    if o.ci is None:
+def _noninferior(
+    direction: Direction, ci: tuple[float, float] | None, margin: float, fixed: bool | None
+) -> bool:
+    if fixed is not None:
+        return fixed
+    if ci is None:
         return False
-    lo, hi = o.ci
-    return lo > -o.margin if o.direction == "higher" else hi < o.margin
+    return ci[0] > -margin if direction == "higher" else ci[1] < margin
 
 
-def _holm_primaries(outcomes: list[MetricOutcome]) -> list[MetricOutcome]:
-    idx = [i for i, o in enumerate(outcomes) if o.role == "primary" and o.status == "undecided"]
-    if len(idx) < 2:
-        return outcomes
-    adjusted = stats.holm([outcomes[i].p_value for i in idx])
-    out = list(outcomes)
-    for i, p in zip(idx, adjusted, strict=True):
-        out[i] = replace(out[i], p_adjusted=float(p))
-    return out
+def _outcomes(
+    spec: AnalysisSpec, control: ArmData, treatment: ArmData
+) -> tuple[MetricOutcome, ...]:
+    """Judge every metric, Holm-adjusting the primary metrics' p-values together."""
+    judged = [
+        _judge(m, spec, control.metrics.get(m.name), treatment.metrics.get(m.name))
+        for m in spec.metrics
+    ]
+    primary = [
+        i
+        for i, (m, j) in enumerate(zip(spec.metrics, judged, strict=True))
+        if m.role == "primary" and isinstance(j, _Evidence)
+    ]
+    adjusted: dict[int, float] = {}
+    if len(primary) > 1:
+        ps = [cast(_Evidence, judged[i]).p for i in primary]
+        adjusted = dict(zip(primary, stats.holm(ps).tolist(), strict=True))
+    return tuple(
+        _classify(m, j, adjusted.get(i, j.p)) if isinstance(j, _Evidence) else j
+        for i, (m, j) in enumerate(zip(spec.metrics, judged, strict=True))
+    )
 
 
 def _srm(spec: AnalysisSpec, control: ArmData, treatment: ArmData) -> SRMResult:
@@ -577,11 +607,7 @@ def analyze(spec: AnalysisSpec, data: Mapping[str, ArmData]) -> Verdict:
             f"{srm.expected[0]:.0f}/{srm.expected[1]:.0f} (p={_fmt(srm.p_value)}); verdict frozen"
         )
         return Verdict("inconclusive", reason, spec.mode, (), srm)
-    raw = [
-        _judge(m, spec, control.metrics.get(m.name), treatment.metrics.get(m.name))
-        for m in spec.metrics
-    ]
-    outcomes = tuple(_classify(o) for o in _holm_primaries(raw))
+    outcomes = _outcomes(spec, control, treatment)
     by = {s: [o for o in outcomes if o.status == s] for s in ("worse", "missing", "insufficient")}
     bad_guards = [o for o in by["worse"] if o.role == "guardrail"]
     if bad_guards:

@@ -25,6 +25,7 @@ after.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, replace
 from typing import Any
@@ -40,14 +41,17 @@ __all__ = [
     "SequentialTest",
     "default_tau",
     "difference",
+    "halfwidth_at",
     "mixture_ci_halfwidth",
     "mixture_p_value",
     "msprt",
+    "p_value_at",
     "proportion_arrays",
     "tau_ratio",
 ]
 
 
+@functools.lru_cache(maxsize=64)
 def tau_ratio(alpha: float) -> float:
     """The ``r = tau^2 / V`` that minimises the always-valid interval at variance ``V``.
 
@@ -109,7 +113,8 @@ def mixture_ci_halfwidth(
     return out
 
 
-def _p_scalar(theta: float, var: float, tau: float) -> float:
+def p_value_at(theta: float, var: float, tau: float) -> float:
+    """Scalar :func:`mixture_p_value` (no numpy overhead; for the per-look hot path)."""
     if var <= 0:
         return 1.0 if theta == 0 else 0.0
     t2 = tau * tau
@@ -117,7 +122,8 @@ def _p_scalar(theta: float, var: float, tau: float) -> float:
     return 1.0 if log_lam <= 0 else math.exp(-log_lam)
 
 
-def _halfwidth_scalar(var: float, tau: float, alpha: float) -> float:
+def halfwidth_at(var: float, tau: float, alpha: float) -> float:
+    """Scalar :func:`mixture_ci_halfwidth`."""
     if var <= 0:
         return 0.0
     t2 = tau * tau
@@ -218,10 +224,10 @@ def msprt(
         tau_ = default_tau(_unit_variance(control, treatment), planned_n_per_arm, a)
     else:
         tau_ = v.positive("tau", tau)
-    h = _halfwidth_scalar(v_ci, tau_, a)
+    h = halfwidth_at(v_ci, tau_, a)
     return SequentialResult(
         method="mixture SPRT (normal mixture)",
-        p_value=_p_scalar(theta, v_test, tau_),
+        p_value=p_value_at(theta, v_test, tau_),
         ci=(theta - h, theta + h),
         effect=theta,
         variance=v_test,

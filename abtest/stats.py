@@ -377,7 +377,7 @@ def mann_whitney(
 
 def _bootstrap_quantile(
     x: npt.NDArray[np.float64], q: float, resamples: int, rng: np.random.Generator
-) -> npt.NDArray[np.float64]:
+) -> tuple[npt.NDArray[np.float64], float]:
     """Draw ``resamples`` bootstrap replicates of ``np.quantile(x, q)`` exactly.
 
     A resample is ``sorted(x)[floor(n * U_i)]`` for iid uniforms ``U_i``, so its
@@ -385,12 +385,14 @@ def _bootstrap_quantile(
     ``U_(j) ~ Beta(j, n - j + 1)``, and the next one is
     ``U_(j) + (1 - U_(j)) * Beta(1, n - j)``. Sampling those two order statistics
     reproduces the naive bootstrap's distribution at O(n) cost (one partition)
-    instead of O(n * resamples).
+    instead of O(n * resamples). Also returns the sample's own quantile, read
+    from the same partition.
     """
     n = x.size
     h = (n - 1) * q
     k = math.floor(h)
     frac = h - k
+    k2 = min(k + 1, n - 1)
     u1 = rng.beta(k + 1, n - k, size=resamples)
     i1 = np.minimum((u1 * n).astype(np.int64), n - 1)
     if frac > 0 and k + 1 < n:
@@ -398,13 +400,14 @@ def _bootstrap_quantile(
         i2 = np.minimum((u2 * n).astype(np.int64), n - 1)
     else:
         i2 = i1
-    lo, hi = int(i1.min()), int(i2.max())
+    lo, hi = min(int(i1.min()), k), max(int(i2.max()), k2)
     part = np.partition(x, (lo, hi)) if hi > lo else np.partition(x, lo)
     window = np.sort(part[lo : hi + 1])
     v1 = window[i1 - lo]
     v2 = window[i2 - lo]
     out: npt.NDArray[np.float64] = v1 + frac * (v2 - v1)
-    return out
+    a, b = float(window[k - lo]), float(window[k2 - lo])
+    return out, a + frac * (b - a)
 
 
 def quantile_difference(
@@ -433,8 +436,10 @@ def quantile_difference(
     if b < 2:
         raise ValueError(f"resamples must be at least 2, got {resamples!r}")
     rng = np.random.default_rng(seed)
-    effect = float(np.quantile(t, qq) - np.quantile(c, qq))
-    diff = _bootstrap_quantile(t, qq, b, rng) - _bootstrap_quantile(c, qq, b, rng)
+    boot_t, q_t = _bootstrap_quantile(t, qq, b, rng)
+    boot_c, q_c = _bootstrap_quantile(c, qq, b, rng)
+    effect = q_t - q_c
+    diff = boot_t - boot_c
     below = (int(np.count_nonzero(diff <= 0)) + 1) / (b + 1)
     above = (int(np.count_nonzero(diff >= 0)) + 1) / (b + 1)
     ci: tuple[float, float]
@@ -591,19 +596,30 @@ def histogram_compare(
 
 def _srm_inputs(
     observed_counts: npt.ArrayLike, weights: npt.ArrayLike
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
-    obs = v.counts_vector("observed_counts", observed_counts)
-    w = v.sample("weights", weights)
-    if obs.size < 2:
-        raise ValueError(f"observed_counts needs at least 2 arms, got {obs.size}")
-    if w.size != obs.size:
-        raise ValueError(f"weights must have one entry per arm ({obs.size}), got {w.size}")
-    if (w < 0).any():
-        raise ValueError("weights must not be negative")
-    total = float(w.sum())
+) -> tuple[list[int], list[float]]:
+    """Validated counts and normalised weights as plain lists.
+
+    Arms are few, so plain Python beats numpy's per-call overhead here; this
+    runs inside every ``analyze`` call.
+    """
+    try:
+        raw_obs = np.asarray(observed_counts, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError("observed_counts must be numeric") from None
+    try:
+        raw_w = np.asarray(weights, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError("weights must be numeric") from None
+    if raw_obs.ndim != 1 or raw_obs.size < 2:
+        raise ValueError(f"observed_counts must list at least 2 arms, got shape {raw_obs.shape}")
+    if raw_w.shape != raw_obs.shape:
+        raise ValueError(f"weights must have one entry per arm ({raw_obs.size})")
+    obs = [v.count("observed_counts", x) for x in raw_obs.tolist()]
+    w = [v.nonnegative("weights", x) for x in raw_w.tolist()]
+    total = sum(w)
     if not total > 0:
         raise ValueError("weights must sum to a positive number")
-    return obs, w / total
+    return obs, [x / total for x in w]
 
 
 def srm(
@@ -616,25 +632,24 @@ def srm(
     """
     obs, p = _srm_inputs(observed_counts, weights)
     thr = v.open_unit("threshold", threshold)
-    n = int(obs.sum())
-    expected = n * p
+    n = sum(obs)
+    expected = [n * pi for pi in p]
+    kept = [(o, e) for o, e, pi in zip(obs, expected, p, strict=True) if pi > 0]
+    df = len(kept) - 1
     if n == 0:
-        stat, pval, df = 0.0, 1.0, obs.size - 1
-    elif ((p == 0) & (obs > 0)).any():
-        stat, pval, df = _INF, 0.0, int((p > 0).sum()) - 1
+        stat, pval = 0.0, 1.0
+    elif any(pi == 0 and o > 0 for o, pi in zip(obs, p, strict=True)):
+        stat, pval = _INF, 0.0
     else:
-        keep = p > 0
-        e = expected[keep]
-        stat = float((((obs[keep] - e) ** 2) / e).sum())
-        df = int(keep.sum()) - 1
+        stat = sum((o - e) ** 2 / e for o, e in kept)
         pval = float(special.chdtrc(df, stat)) if df > 0 else 1.0
     return SRMResult(
         method="chi-square sample ratio mismatch",
         statistic=stat,
         p_value=pval,
         df=df,
-        observed=tuple(int(o) for o in obs),
-        expected=tuple(float(e) for e in expected),
+        observed=tuple(obs),
+        expected=tuple(expected),
         threshold=thr,
         mismatch=pval < thr,
     )
@@ -662,27 +677,23 @@ def srm_sequential(
     thr = v.open_unit("threshold", threshold)
     strength = v.positive("prior_strength", prior_strength)
     prev = v.closed_unit("previous_p_value", previous_p_value)
-    n = int(obs.sum())
-    if ((p == 0) & (obs > 0)).any():
+    n = sum(obs)
+    if any(pi == 0 and o > 0 for o, pi in zip(obs, p, strict=True)):
         log_bf = _INF
     else:
-        keep = p > 0
-        a = strength * p[keep]
-        x = obs[keep].astype(np.float64)
-        log_bf = float(
-            special.gammaln(strength)
-            - special.gammaln(strength + n)
-            + (special.gammaln(a + x) - special.gammaln(a)).sum()
-            - np.dot(x, np.log(p[keep]))
-        )
+        log_bf = math.lgamma(strength) - math.lgamma(strength + n)
+        for o, pi in zip(obs, p, strict=True):
+            if pi > 0:
+                a = strength * pi
+                log_bf += math.lgamma(a + o) - math.lgamma(a) - o * math.log(pi)
     pval = min(prev, 1.0, math.exp(-log_bf) if log_bf < 700 else 0.0)
     return SRMResult(
         method="sequential sample ratio mismatch (Dirichlet-multinomial mixture)",
         statistic=log_bf,
         p_value=pval,
-        df=obs.size - 1,
-        observed=tuple(int(o) for o in obs),
-        expected=tuple(float(e) for e in n * p),
+        df=len(obs) - 1,
+        observed=tuple(obs),
+        expected=tuple(n * pi for pi in p),
         threshold=thr,
         mismatch=pval < thr,
     )

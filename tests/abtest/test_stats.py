@@ -194,7 +194,8 @@ class TestQuantileDifference:
         """The O(n) sampler has the same distribution as resampling with replacement."""
         rng = _rng(7)
         x = rng.normal(size=n)
-        fast = stats._bootstrap_quantile(x, q, 20_000, np.random.default_rng(1))
+        fast, point = stats._bootstrap_quantile(x, q, 20_000, np.random.default_rng(1))
+        assert point == pytest.approx(np.quantile(x, q), rel=REL)
         idx = np.random.default_rng(2).integers(0, n, size=(20_000, n))
         naive = np.quantile(x[idx], q, axis=1)
         assert scipy.stats.ks_2samp(fast, naive).pvalue > 0.001
