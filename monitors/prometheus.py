@@ -447,6 +447,12 @@ class PrometheusSource:
         """Close the underlying client (also an injected one)."""
         self._client.close()
 
+    def __enter__(self) -> PrometheusSource:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
 
 def _with_sample_size(measurement: Measurement, size: int) -> Measurement:
     return replace(measurement, sample_size=size)

@@ -15,6 +15,7 @@ from monitors.errors import ConfigError
 from monitors.kinds import build_source
 from monitors.measurement import Bucket, MetricSpec, Status, Subject, Window
 from monitors.prometheus import PrometheusSource, histogram_quantile
+from monitors.testing import free_port
 
 END = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 WINDOW = Window(end=END, length=timedelta(minutes=5))
@@ -369,3 +370,13 @@ class TestAuthAndConfig:
     def test_payload_is_json_serialisable(self) -> None:
         """Guard for the helpers above: the fake payloads are plain JSON."""
         assert json.loads(json.dumps(vector(({}, "1"))))["status"] == "success"
+
+
+def test_unreachable_prometheus_on_a_real_port() -> None:
+    """Nothing listens on the port: a real connection error becomes an error measurement."""
+    with PrometheusSource(
+        base_url=f"http://127.0.0.1:{free_port()}", timeout=2, scrape_interval=timedelta(seconds=1)
+    ) as prom:
+        m = prom.measure(GAUGE, ARM, WINDOW)
+    assert m.status is Status.ERROR
+    assert "ConnectError" in m.message
