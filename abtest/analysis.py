@@ -284,10 +284,11 @@ class _Evidence:
 
 
 def _n(data: MetricData) -> int:
+    """Observations per arm, checked so that an invalid size is missing data, not "too few"."""
     if isinstance(data, Counts | Summary):
-        return int(data.n) if math.isfinite(data.n) else 0
+        return v.count("n", data.n)
     if isinstance(data, Histogram):
-        return int(data.counts[-1]) if data.counts else 0
+        return v.count("histogram total", data.counts[-1]) if data.counts else 0
     return int(np.size(data))
 
 

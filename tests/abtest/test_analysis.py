@@ -230,3 +230,49 @@ def test_cheap_on_aggregate_counts() -> None:
         analyze(spec, data)
     per_call = (time.perf_counter() - start) / 200
     assert per_call < 0.002, f"{per_call * 1e6:.0f} us per call"
+
+
+class TestNeverPromoteOnBadData:
+    @pytest.mark.parametrize("arm", ["control", "treatment"])
+    @pytest.mark.parametrize(
+        ("metric", "bad"),
+        [
+            ("conversion", Counts(math.nan, 20000)),  # type: ignore[arg-type]
+            ("conversion", Counts(2400, math.inf)),  # type: ignore[arg-type]
+            ("conversion", Counts(-1, 20000)),
+            ("conversion", Counts(30000, 20000)),
+            ("conversion", None),
+            ("errors", Counts(math.nan, 20000)),  # type: ignore[arg-type]
+            ("errors", None),
+            ("latency", Summary(math.nan, 400.0, 20000)),
+            ("latency", Summary(100.0, math.inf, 20000)),
+            ("latency", Summary(100.0, -1.0, 20000)),
+            ("latency", np.array([100.0, math.nan] * 10_000)),
+            ("latency", None),
+        ],
+    )
+    def test_bad_data_never_promotes(self, arm: str, metric: str, bad: object) -> None:
+        """Data that would promote stops promoting once any value is missing, NaN or invalid."""
+        lat = (Summary(100.0, 400.0, 20000), Summary(100.0, 400.0, 20000))
+        data = _data(GOOD, SAFE, latency=lat)
+        assert analyze(_spec(CONV, ERRORS, LATENCY), data).decision == "promote"
+        metrics = dict(data[arm].metrics)
+        metrics[metric] = bad  # type: ignore[assignment]
+        data[arm] = ArmData(data[arm].units, metrics)
+        v = analyze(_spec(CONV, ERRORS, LATENCY), data)
+        assert v.decision == "inconclusive", v.reason
+        assert metric in v.reason
+
+    def test_empty_sample_is_too_few(self) -> None:
+        """An empty sample is no observations yet: continue, never promote."""
+        lat = (Summary(100.0, 400.0, 20000), np.array([]))
+        v = analyze(_spec(CONV, ERRORS, LATENCY), _data(GOOD, SAFE, latency=lat))
+        assert v.decision == "continue"
+        assert "latency: 0 samples" in v.reason
+
+    @pytest.mark.parametrize("units", [math.nan, -5, 1.5])
+    def test_bad_unit_counts_are_inconclusive(self, units: float) -> None:
+        """Invalid assigned-unit counts make the verdict inconclusive."""
+        data = _data(GOOD, SAFE)
+        data["treatment"] = ArmData(units, data["treatment"].metrics)  # type: ignore[arg-type]
+        assert analyze(_spec(), data).decision == "inconclusive"
