@@ -11,7 +11,8 @@ vectorised core gives the very same verdict at every look.
 Measured with these seeds (2,000 A/A rollouts x 50 looks, 400 units per arm
 per interval): sequential mode gives a promote or rollback in 0.20% of
 rollouts; naive fixed-horizon testing at every look on the same streams
-gives 10.05% (7.1% promotes, 3.05% rollbacks). With the error rate doubled
+gives 10.05% (7.1% promotes, 3.05% rollbacks). The mSPRT rule alone on one
+metric rejects in 1.45% of rollouts against 33.8% for a naive z test. With the error rate doubled
 (1% -> 2%, 1,000 units per arm per interval) the rollback comes within 10
 looks in 95% of 2,000 rollouts (median 5).
 """
@@ -22,6 +23,7 @@ import math
 
 import numpy as np
 import numpy.typing as npt
+import pytest
 from scipy import special
 
 from abtest import sequential as seq
@@ -160,6 +162,29 @@ class TestAA:
         naive_rate = _any_action(fixed_verdicts(self.streams))
         mc = 3 * math.sqrt(ALPHA * (1 - ALPHA) / RUNS)
         assert naive_rate > ALPHA + mc, f"naive {naive_rate:.4f}"
+
+
+class TestSingleMetricRule:
+    """The mSPRT p-value rule alone, on the primary metric of the A/A streams."""
+
+    @pytest.mark.parametrize("planned", [1_000, 10_000, 100_000])
+    def test_any_rejection_within_alpha(self, planned: int) -> None:
+        """Rejecting at any of 50 looks when p <= alpha happens in <= alpha of A/A runs.
+
+        Measured: 1.45% (planned 1,000 and 10,000), 0.10% (100,000); the naive
+        pooled z test at every look on the same streams rejects in 33.8%.
+        """
+        s = TestAA.streams
+        th, v_test, _ = seq.proportion_arrays(s.conv_c, s.n, s.conv_t, s.n)
+        pc = (s.conv_c + 1) / (s.n + 2)
+        tau = np.sqrt(seq.tau_ratio(ALPHA) * 2 * pc * (1 - pc) / planned)
+        seq_rate = float((seq.mixture_p_value(th, v_test, tau) <= ALPHA).any(axis=1).mean())
+        pooled = (s.conv_c + s.conv_t) / (2 * s.n)
+        z = th / np.sqrt(pooled * (1 - pooled) * 2 / s.n)
+        naive_rate = float((2 * special.ndtr(-np.abs(z)) <= ALPHA).any(axis=1).mean())
+        mc = 3 * math.sqrt(ALPHA * (1 - ALPHA) / RUNS)
+        assert seq_rate <= ALPHA + mc, f"sequential {seq_rate:.4f}, naive {naive_rate:.4f}"
+        assert naive_rate > ALPHA + mc, f"sequential {seq_rate:.4f}, naive {naive_rate:.4f}"
 
 
 class TestRegression:
