@@ -12,9 +12,9 @@ Measured with these seeds (2,000 A/A rollouts x 50 looks, 400 units per arm
 per interval): sequential mode gives a promote or rollback in 0.20% of
 rollouts; naive fixed-horizon testing at every look on the same streams
 gives 10.05% (7.1% promotes, 3.05% rollbacks). The mSPRT rule alone on one
-metric rejects in 1.45% of rollouts against 33.8% for a naive z test. With the error rate doubled
-(1% -> 2%, 1,000 units per arm per interval) the rollback comes within 10
-looks in 95% of 2,000 rollouts (median 5).
+metric rejects in 1.45% of rollouts against 33.8% for a naive z test. With
+the error rate doubled (1% -> 2%, 1,000 units per arm per interval) the
+rollback comes within 10 looks in 95% of 2,000 rollouts (median 5).
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""Tests of the abtest package, mirroring its modules."""
