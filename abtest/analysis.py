@@ -422,7 +422,7 @@ def _evidence(m: MetricSpec, spec: AnalysisSpec, c: MetricData, t: MetricData) -
         r.ci,
         r.p_value,
         level,
-        float(np.quantile(cc, m.q)),
+        float(np.quantile(cc, m.q)) if m.relative_margin else 0.0,
         r.n_control,
         r.n_treatment,
     )

@@ -12,8 +12,9 @@ microsecond per call).
 from __future__ import annotations
 
 import hashlib
-import math
 from typing import Literal
+
+from abtest import _validate as v
 
 __all__ = ["Arm", "assign", "bucket"]
 
@@ -46,9 +47,5 @@ def bucket(unit_id: str | int | bytes, *, salt: str | bytes) -> float:
 
 def assign(unit_id: str | int | bytes, treatment_weight: float, *, salt: str | bytes) -> Arm:
     """``treatment`` iff ``bucket(unit_id, salt) < treatment_weight`` (a fraction in [0, 1])."""
-    if not (isinstance(treatment_weight, int | float) and 0.0 <= treatment_weight <= 1.0):
-        w = treatment_weight
-        if isinstance(w, float) and math.isnan(w):
-            raise ValueError("treatment_weight must be in [0, 1], got nan")
-        raise ValueError(f"treatment_weight must be in [0, 1], got {w!r}")
-    return "treatment" if bucket(unit_id, salt=salt) < treatment_weight else "control"
+    w = v.closed_unit("treatment_weight", treatment_weight)
+    return "treatment" if bucket(unit_id, salt=salt) < w else "control"
