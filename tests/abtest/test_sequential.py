@@ -144,3 +144,18 @@ class TestValidity:
         hi = np.minimum.accumulate(est + h, axis=1)[:, -1]
         coverage = float(((lo <= theta) & (theta <= hi)).mean())
         assert coverage >= 0.95, f"always-valid coverage {coverage:.4f}"
+
+    def test_type_one_error_for_means_under_continuous_monitoring(self) -> None:
+        """A/A on skewed means (exponential), 2,000 runs x 50 looks: p <= 0.05 at any look <= 5%."""
+        rng = np.random.default_rng(21)
+        runs, looks, m = 2000, 50, 40
+        c = rng.exponential(100.0, size=(runs, looks, m))
+        t = rng.exponential(100.0, size=(runs, looks, m))
+        n = m * np.arange(1, looks + 1)
+        sc, st = c.sum(axis=2).cumsum(axis=1), t.sum(axis=2).cumsum(axis=1)
+        qc, qt = (c**2).sum(axis=2).cumsum(axis=1), (t**2).sum(axis=2).cumsum(axis=1)
+        var = (qc - sc**2 / n) / (n - 1) / n + (qt - st**2 / n) / (n - 1) / n
+        tau = seq.default_tau(2 * 100.0**2, 1000)
+        p = seq.mixture_p_value(st / n - sc / n, var, tau)
+        rate = float((p <= 0.05).any(axis=1).mean())
+        assert rate <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / runs), f"rate {rate:.4f}"
