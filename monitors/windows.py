@@ -32,6 +32,7 @@ from monitors.measurement import Measurement, MetricSpec, Status, Subject, Suffi
 __all__ = [
     "BUILTIN_STATISTICS",
     "EVENT_COLUMNS",
+    "STAT_COLUMNS",
     "CustomAggregation",
     "check_statistic",
     "measure_frame",
@@ -50,6 +51,8 @@ EVENT_COLUMNS: tuple[str, ...] = (
     "outcome",
     "score",
 )
+STAT_COLUMNS: tuple[str, ...] = ("ts", "latency_ms", "error", "outcome", "score")
+"""The event columns ``measure_frame`` reads (plus ``label``)."""
 CustomAggregation = Callable[[pd.Series], float]
 
 _QUANTILES = {"latency_p50": 0.50, "latency_p95": 0.95, "latency_p99": 0.99}

@@ -289,3 +289,16 @@ class TestStorage:
             store.add_events(batch)
             best = max(best, len(batch) / (time.perf_counter() - start))
         assert best >= 50_000, f"{best:.0f} events/s"
+
+
+def test_frame_columns(tmp_path: Path) -> None:
+    """frame() reads only the requested event columns and refuses unknown ones."""
+    store = IngestStore.open(f"sqlite:///{tmp_path / 'c.db'}")
+    try:
+        store.add_events([event(1)])
+        frame = store.frame("fraud", window(), columns=("latency_ms",))
+        assert list(frame.columns) == ["latency_ms", "label"]
+        with pytest.raises(ConfigError, match="unknown event column"):
+            store.frame("fraud", window(), columns=("latency",))
+    finally:
+        store.close()
