@@ -20,7 +20,7 @@ from rich.table import Table
 
 from registry.api import ModelRegistry
 from registry.errors import RegistryError
-from registry.records import ModelVersion
+from registry.records import ModelVersion, Transition
 from registry.versions import SemVer
 
 app = typer.Typer(
@@ -30,7 +30,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console()
+# Piped output keeps whole rows readable instead of rich's 80-column default.
+out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
 T = TypeVar("T")
 LARGE_ARTIFACT = 64 << 20
@@ -337,9 +338,15 @@ def history(
     if as_json:
         _emit_json([t.to_dict() for t in transitions])
         return
+    out.print(history_table(name, transitions))
+
+
+def history_table(name: str, transitions: list[Transition]) -> Table:
+    """The deployment history as a table: when, what, from where to where, who, why."""
     table = Table(title=f"History of {name}")
-    for col in ("When", "Version", "From", "To", "Kind", "Who", "Reason"):
-        table.add_column(col)
+    for col in ("When", "Version", "From", "To", "Kind", "Who"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("Reason")
     for t in transitions:
         table.add_row(
             t.at.strftime("%Y-%m-%d %H:%M:%S"),
@@ -350,7 +357,7 @@ def history(
             t.actor,
             t.reason or "",
         )
-    out.print(table)
+    return table
 
 
 def main() -> None:

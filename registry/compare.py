@@ -19,7 +19,7 @@ _LOWER_IS_BETTER = re.compile(
     r"latency|size|error|loss|mae|mse|rmse|cpu|memory|duration|false_positive|fpr|fnr|drift"
 )
 _PERFORMANCE = re.compile(r"latency|size|cpu|memory|throughput")
-_NOT_A_METRIC = re.compile(r"version|date|increment|^num_|seed|^n_")
+_NOT_A_METRIC = re.compile(r"version|date|increment|^num_|seed|^n_|^training_")
 _QUANTITY = re.compile(r"\s*([-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*([A-Za-z%]*)(?:\s.*)?")
 _UNIT_SCALE = {
     "": 1.0,

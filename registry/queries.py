@@ -174,37 +174,51 @@ def list_versions(
 
 
 def list_models(conn: sa.Connection) -> list[ModelSummary]:
-    counts = (
-        sa.select(v.model_id, sa.func.count().label("n")).group_by(v.model_id).subquery("counts")
+    """Every model with its version count, latest and production version: one query.
+
+    Correlated subqueries walk the (model_id, major, minor, patch) index per model
+    instead of sorting every version row.
+    """
+    m = models_t.c
+    latest_id = (
+        sa.select(v.id)
+        .where(v.model_id == m.id)
+        .order_by(*NEWEST_FIRST)
+        .limit(1)
+        .correlate(models_t)
+    ).scalar_subquery()
+    count = (
+        sa.select(sa.func.count()).where(v.model_id == m.id).correlate(models_t).scalar_subquery()
     )
+    latest = versions_t.alias("latest")
+    prod = versions_t.alias("prod")
     rows = conn.execute(
-        sa.select(models_t.c.id, models_t.c.name, models_t.c.created_at, counts.c.n)
-        .outerjoin(counts, counts.c.model_id == models_t.c.id)
-        .order_by(models_t.c.name)
-    ).all()
-    out = []
-    for row in rows:
-        latest = conn.execute(
-            sa.select(v.major, v.minor, v.patch)
-            .where(v.model_id == row.id)
-            .order_by(*NEWEST_FIRST)
-            .limit(1)
-        ).first()
-        prod = conn.execute(
-            sa.select(v.major, v.minor, v.patch).where(
-                v.model_id == row.id, v.stage == "production"
-            )
-        ).first()
-        out.append(
-            ModelSummary(
-                name=row.name,
-                versions=int(row.n or 0),
-                latest=SemVer(*latest) if latest else None,
-                production=SemVer(*prod) if prod else None,
-                created_at=utc(row.created_at),
-            )
+        sa.select(
+            m.name,
+            m.created_at,
+            count.label("n"),
+            latest.c.major,
+            latest.c.minor,
+            latest.c.patch,
+            prod.c.major.label("p_major"),
+            prod.c.minor.label("p_minor"),
+            prod.c.patch.label("p_patch"),
         )
-    return out
+        .select_from(models_t)
+        .outerjoin(latest, latest.c.id == latest_id)
+        .outerjoin(prod, sa.and_(prod.c.model_id == m.id, prod.c.stage == "production"))
+        .order_by(m.name)
+    )
+    return [
+        ModelSummary(
+            name=r.name,
+            versions=int(r.n or 0),
+            latest=SemVer(r.major, r.minor, r.patch) if r.major is not None else None,
+            production=SemVer(r.p_major, r.p_minor, r.p_patch) if r.p_major is not None else None,
+            created_at=utc(r.created_at),
+        )
+        for r in rows
+    ]
 
 
 def history(conn: sa.Connection, name: str) -> list[Transition]:

@@ -130,6 +130,7 @@ class Store:
         self._writer = threading.Lock()
         self._wconn: sa.Connection | None = None  # used only under self._writer
         self._version_conn = self._open_version_probe()
+        self._version_cursor = self._version_conn.cursor() if self._version_conn else None
         self._probe_lock = threading.Lock()
 
     @property
@@ -236,9 +237,11 @@ class Store:
         no I/O when nothing changed). Elsewhere: the audit head's last event id,
         since every mutation appends an audit event.
         """
-        if self._version_conn is not None:
+        if self._version_cursor is not None:
+            # One reused cursor: creating a cursor per call doubles the tail latency.
             with self._probe_lock:
-                row = self._version_conn.execute("PRAGMA data_version").fetchone()
+                self._version_cursor.execute("PRAGMA data_version")
+                row = self._version_cursor.fetchone()
             return int(row[0])
         with self.engine.connect() as conn:
             return int(
