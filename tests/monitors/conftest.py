@@ -13,16 +13,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
-from monitors_support import (
-    MODEL,
-    REQUESTS,
-    SEED,
-    VERSIONS,
-    ScrapedWorkload,
-    WebhookSink,
-    instant,
-    require_binary,
-)
 
 from monitors.simulate import Workload, parse_version
 from monitors.testing import (
@@ -33,6 +23,16 @@ from monitors.testing import (
     start_exporter,
     start_prometheus,
     wait_until,
+)
+from tests.monitors.monitors_support import (
+    MODEL,
+    REQUESTS,
+    SEED,
+    VERSIONS,
+    ScrapedWorkload,
+    WebhookSink,
+    instant,
+    require_binary,
 )
 
 

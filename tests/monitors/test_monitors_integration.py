@@ -10,13 +10,13 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import numpy as np
 import pytest
-from monitors_support import MODEL, ScrapedWorkload, WebhookSink
 
 from monitors.alerts import AlertIntake, AlertRule
 from monitors.measurement import MetricSpec, Status, Subject, Window
 from monitors.prometheus import PrometheusSource, histogram_quantile
 from monitors.simulate import LATENCY_BUCKETS, simulate
 from monitors.testing import ServerProcess, wait_until
+from tests.monitors.monitors_support import MODEL, ScrapedWorkload, WebhookSink
 
 pytestmark = pytest.mark.integration
 
