@@ -30,6 +30,18 @@ class Summary:
     var: float
     n: int
 
+    @classmethod
+    def from_sums(cls, n: int, total: float, total_squares: float) -> Summary:
+        """Build from a count, a sum and a sum of squares (what exporters accumulate).
+
+        The variance is clipped at 0 because rounding in ``total_squares -
+        total**2 / n`` can make a constant series look slightly negative.
+        """
+        if not n >= 2:
+            raise ValueError(f"n must be at least 2, got {n!r}")
+        mean = total / n
+        return cls(mean, max(0.0, (total_squares - total * mean) / (n - 1)), n)
+
 
 @dataclass(frozen=True, slots=True)
 class StatResult:

@@ -459,3 +459,17 @@ class TestBadInput:
         assert callable(call)
         with pytest.raises(ValueError, match=name.replace(".", r"\.")):
             call()
+
+
+class TestSummary:
+    def test_from_sums_matches_numpy(self) -> None:
+        """Summary.from_sums gives numpy's mean and ddof=1 variance."""
+        x = _rng(12).gamma(2.0, 50.0, 1000)
+        s = Summary.from_sums(x.size, float(x.sum()), float((x**2).sum()))
+        assert s.mean == pytest.approx(x.mean(), rel=REL)
+        assert s.var == pytest.approx(x.var(ddof=1), rel=REL)
+
+    def test_from_sums_rejects_tiny_n(self) -> None:
+        """A variance needs at least two observations."""
+        with pytest.raises(ValueError, match="n"):
+            Summary.from_sums(1, 1.0, 1.0)
