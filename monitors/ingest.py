@@ -17,6 +17,7 @@ committed batches of telemetry, never corrupt the file, and ingest stays fast.
 from __future__ import annotations
 
 import math
+import numbers
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from alembic import command
@@ -168,12 +170,17 @@ def migrate(engine: sa.Engine) -> None:
 
 
 def _is_number(value: object) -> bool:
-    return type(value) in (int, float) and math.isfinite(value)  # type: ignore[arg-type]  # int|float checked just before
+    """A finite real number; numpy scalars count, booleans do not."""
+    return (
+        isinstance(value, numbers.Real)
+        and not isinstance(value, bool | np.bool_)
+        and math.isfinite(value)
+    )
 
 
 def _epoch(value: object) -> float | None:
-    if type(value) in (int, float):
-        seconds = float(value)  # type: ignore[arg-type]  # int|float checked just before
+    if isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_):
+        seconds = float(value)
         return seconds if math.isfinite(seconds) else None
     if isinstance(value, datetime) and value.tzinfo is not None:
         return value.timestamp()
@@ -181,13 +188,33 @@ def _epoch(value: object) -> float | None:
 
 
 def _text(value: object, limit: int = 128) -> bool:
-    return type(value) is str and 0 < len(value) <= limit
+    return isinstance(value, str) and 0 < len(value) <= limit
 
 
 def _raise(kind: str, problems: list[str], total: int) -> None:
     more = f" (and {total - len(problems)} more)" if total > len(problems) else ""
     raise IngestValidationError(
         f"{kind} batch refused, nothing stored: {'; '.join(problems)}{more}"
+    )
+
+
+def _event_row(index: int, record: object, seen: set[str]) -> tuple[Any, ...] | str:
+    """The slow path: a full check of one record; the row, or what is wrong with it."""
+    problem = _event_problem(index, record, seen)
+    if problem or not isinstance(record, Mapping):
+        return problem or f"event {index}: not a mapping"
+    outcome, score = record.get("outcome"), record.get("score")
+    return (
+        str(record["prediction_id"]),
+        str(record["model"]),
+        str(record["version"]),
+        str(record["arm"]),
+        str(record["unit_id"]),
+        _epoch(record["timestamp"]),
+        float(record["latency_ms"]),
+        bool(record["error"]),
+        None if outcome is None else float(outcome),
+        None if score is None else float(score),
     )
 
 
@@ -209,7 +236,7 @@ def _event_problem(index: int, record: object, seen: set[str]) -> str:
                 f"event {index}: {name} must be a non-empty string of at most {limit} "
                 f"characters, got {record[name]!r}"
             )
-    if not (type(record["arm"]) is str and len(record["arm"]) <= 64):
+    if not (isinstance(record["arm"], str) and len(record["arm"]) <= 64):
         return f"event {index}: arm must be a string of at most 64 characters"
     if _epoch(record["timestamp"]) is None:
         return (
@@ -219,7 +246,7 @@ def _event_problem(index: int, record: object, seen: set[str]) -> str:
     latency = record["latency_ms"]
     if not _is_number(latency) or latency < 0:
         return f"event {index}: latency_ms must be a finite number >= 0, got {latency!r}"
-    if type(record["error"]) is not bool:
+    if not isinstance(record["error"], bool | np.bool_):
         return f"event {index}: error must be a boolean, got {record['error']!r}"
     for name in ("outcome", "score"):
         value = record.get(name)
@@ -227,7 +254,7 @@ def _event_problem(index: int, record: object, seen: set[str]) -> str:
             return f"event {index}: {name} must be a finite number or null, got {value!r}"
     if record["prediction_id"] in seen:
         return f"event {index}: duplicate prediction_id {record['prediction_id']!r}"
-    return f"event {index}: invalid"
+    return ""
 
 
 _EVENT_ORDER = tuple(column.name for column in EVENT.columns)
@@ -299,11 +326,14 @@ def validate_events(records: Iterable[Mapping[str, Any]]) -> list[tuple[Any, ...
                 )
         except (KeyError, TypeError, AttributeError):
             row = None
-        if row is None:
-            total += 1
-            if len(problems) < _MAX_PROBLEMS:
-                problems.append(_event_problem(index, record, seen))
-            continue
+        if row is None:  # not the common shape: check it fully, numpy scalars and all
+            checked = _event_row(index, record, seen)
+            if isinstance(checked, str):
+                total += 1
+                if len(problems) < _MAX_PROBLEMS:
+                    problems.append(checked)
+                continue
+            row = checked
         seen.add(row[0])
         rows.append(row)
     if problems:

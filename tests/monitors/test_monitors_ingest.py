@@ -113,6 +113,23 @@ class TestBatches:
             store.add_events([event(2), event(1)])
         assert store.count() == (1, 0)
 
+    def test_numpy_scalars_are_numbers(self, store: IngestStore) -> None:
+        """Values taken from numpy or pandas are accepted like Python numbers."""
+        store.add_events(
+            [
+                event(
+                    1,
+                    latency_ms=np.float64(12.5),
+                    error=np.bool_(True),
+                    timestamp=np.int64(T0.timestamp()),
+                    outcome=np.int64(1),
+                )
+            ]
+        )
+        frame = store.frame("fraud", window())
+        assert frame.loc[0, "latency_ms"] == 12.5
+        assert bool(frame.loc[0, "error"]) is True
+
     def test_datetime_and_int_timestamps(self, store: IngestStore) -> None:
         """Aware datetimes and integer epoch seconds are accepted."""
         store.add_events(
