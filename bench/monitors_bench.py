@@ -3,7 +3,7 @@
 - ingest: events/s of ``IngestStore.add_events`` in 50,000-event batches into a
   fresh SQLite file (validation included), and labels/s.
 - windows: p95 latency per arm over 1,000,000 events, computed by monitors
-  (``measure_frame`` per arm, and the full ``summarize`` table) against a bare
+  (``measure_by`` arm: a full Measurement per arm, and the ``summarize`` table) against a bare
   ``frame.groupby("arm")["latency_ms"].quantile(0.95)`` on the same frame; ratio =
   monitors time / bare time. Also ``IngestSource.measure`` end to end (SQLite read +
   pandas) for one arm of the stored 1,000,000 events.
@@ -34,7 +34,7 @@ from monitors.ingest import IngestSource, IngestStore
 from monitors.measurement import MetricSpec, Subject, Window
 from monitors.prometheus import PrometheusSource
 from monitors.testing import start_exporter, start_prometheus, wait_until
-from monitors.windows import measure_frame, summarize
+from monitors.windows import measure_by, summarize
 
 T0 = 1_800_000_000.0
 BATCH = 50_000
@@ -120,11 +120,7 @@ def bench_windows(store: IngestStore, events: int) -> dict[str, Any]:
         return frame.groupby("arm")["latency_ms"].quantile(0.95)
 
     def per_arm() -> object:
-        return [
-            measure_frame(frame[frame["arm"] == arm], p95, Subject(model="fraud", arm=arm),
-                          window)
-            for arm in ("control", "treatment")
-        ]  # fmt: skip
+        return measure_by(frame, p95, window, model="fraud", by="arm")
 
     def table() -> object:
         return summarize(frame)["latency_p95"]
@@ -139,8 +135,8 @@ def bench_windows(store: IngestStore, events: int) -> dict[str, Any]:
     return {
         "events": events,
         "bare_groupby_p95_s": round(bare_s, 4),
-        "measure_frame_p95_per_arm_s": round(per_arm_s, 4),
-        "ratio_measure_frame_vs_bare": round(per_arm_s / bare_s, 2),
+        "measure_by_arm_p95_s": round(per_arm_s, 4),
+        "ratio_measure_by_vs_bare": round(per_arm_s / bare_s, 2),
         "summarize_all_stats_s": round(table_s, 4),
         "ratio_summarize_vs_bare": round(table_s / bare_s, 2),
         "ingest_source_measure_one_arm_from_sqlite_s": round(measure_s, 3),

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from monitors.windows import summarize
+from monitors.measurement import MetricSpec, Subject, Window
+from monitors.windows import measure_by, measure_frame, summarize
 
 
 def frame(n: int = 2000, seed: int = 7) -> pd.DataFrame:
@@ -57,3 +60,20 @@ class TestSummarize:
         table = summarize(frame().iloc[0:0])
         assert table.empty
         assert "latency_p95" in table.columns
+
+
+class TestMeasureBy:
+    def test_one_measurement_per_arm(self) -> None:
+        """Grouped measurements equal per-arm ones and a bare groupby's quantile."""
+        data = frame()
+        window = Window(end=datetime(2026, 1, 1, tzinfo=UTC), length=timedelta(hours=1))
+        p95 = MetricSpec(name="p95", query="latency_p95")
+        grouped = measure_by(data, p95, window, model="m")
+        bare = data.groupby("arm")["latency_ms"].quantile(0.95)
+        assert sorted(grouped) == ["control", "treatment"]
+        for arm, m in grouped.items():
+            assert m.subject == Subject(model="m", arm=arm)
+            assert m.value == pytest.approx(bare[arm])
+            single = measure_frame(data[data["arm"] == arm], p95, m.subject, window)
+            assert m == single
+        assert measure_by(data.iloc[0:0], p95, window, model="m") == {}
