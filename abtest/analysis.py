@@ -25,7 +25,11 @@ the order they are applied:
 
 Sequential mode (the default) uses the mSPRT's always-valid p-values and
 intervals for proportion and mean metrics, so the verdict may be recomputed
-at every interval on cumulative data. Distribution and quantile metrics have
+at every interval on cumulative data. Passing each verdict back as
+``previous`` keeps one confidence sequence per metric for the whole rollout:
+tau fixed at the first judged look, running minimum p-values, intersected
+intervals, and the sequential SRM p-value carried (also across looks where a
+metric is missing or the verdict is frozen). Distribution and quantile metrics have
 no always-valid test here; in sequential mode they are tested at
 ``alpha / max_looks`` (Bonferroni over the planned number of looks), which
 keeps their error rate at most ``alpha`` over ``max_looks`` looks.
@@ -38,7 +42,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, cast
 
 import numpy as np
@@ -233,6 +237,10 @@ class MetricOutcome:
     per-arm size still required before judging, when too small.
     ``fixed_noninferior`` is the one-sided non-inferiority test's answer in
     fixed mode (``None`` in sequential mode, where the interval decides).
+    For mSPRT metrics, ``tau`` is the mixture scale (kept fixed from the first
+    judged look when ``previous`` verdicts are passed back), and ``p_value`` /
+    ``ci`` are the running minimum and running intersection over looks, while
+    ``p_look`` / ``ci_look`` are this look's alone.
     """
 
     name: str
@@ -252,6 +260,9 @@ class MetricOutcome:
     n_treatment: int = 0
     samples_needed: int | None = None
     fixed_noninferior: bool | None = None
+    tau: float = math.nan
+    p_look: float = math.nan
+    ci_look: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,8 +281,10 @@ class Verdict:
     additional_samples: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Evidence:
+    """Per-look numbers for one metric (mutable and private: combined with the past in place)."""
+
     method: str
     effect: float
     ci: tuple[float, float] | None
@@ -281,6 +294,19 @@ class _Evidence:
     nc: int
     nt: int
     ni: bool | None = None  # fixed-mode non-inferiority decided by its own test
+    tau: float = math.nan
+    p_look: float = math.nan
+    ci_look: tuple[float, float] | None = None
+
+    def __post_init__(self) -> None:
+        self.p_look, self.ci_look = self.p, self.ci
+
+    def carry(self, past: MetricOutcome) -> None:
+        """Fold in the previous look: running minimum p-value, intersected interval."""
+        if math.isfinite(past.p_value):
+            self.p = min(self.p, past.p_value)
+        if past.ci is not None and self.ci is not None:
+            self.ci = (max(self.ci[0], past.ci[0]), min(self.ci[1], past.ci[1]))
 
 
 def _n(data: MetricData) -> int:
@@ -306,13 +332,18 @@ def _sequential_ci(theta: float, var: float, tau: float, alpha: float) -> tuple[
     return (theta - h, theta + h)
 
 
-def _tau(m: MetricSpec, spec: AnalysisSpec, unit_variance: float) -> float:
+def _tau(m: MetricSpec, spec: AnalysisSpec, unit_variance: float, fixed: float | None) -> float:
+    """The spec's tau, else the one fixed at an earlier look, else the planned default."""
     if m.tau is not None:
         return m.tau
+    if fixed is not None:
+        return fixed
     return sequential.default_tau(unit_variance, spec.planned_n_per_arm, m.alpha)
 
 
-def _evidence(m: MetricSpec, spec: AnalysisSpec, c: MetricData, t: MetricData) -> _Evidence:
+def _evidence(
+    m: MetricSpec, spec: AnalysisSpec, c: MetricData, t: MetricData, tau_fixed: float | None
+) -> _Evidence:
     seq = spec.mode == "sequential"
     a = m.alpha
     if m.kind == "proportion":
@@ -321,7 +352,7 @@ def _evidence(m: MetricSpec, spec: AnalysisSpec, c: MetricData, t: MetricData) -
         if seq:
             theta, v_test, v_ci, nc, nt = sequential.difference(c, t)
             pc = (c.x + 1) / (c.n + 2)
-            tau = _tau(m, spec, 2.0 * pc * (1.0 - pc))
+            tau = _tau(m, spec, 2.0 * pc * (1.0 - pc), tau_fixed)
             p = sequential.p_value_at(theta, v_test, tau)
             return _Evidence(
                 "mSPRT, difference of proportions",
@@ -332,6 +363,7 @@ def _evidence(m: MetricSpec, spec: AnalysisSpec, c: MetricData, t: MetricData) -
                 c.x / c.n,
                 nc,
                 nt,
+                tau=tau,
             )
         r = stats.two_proportions(c.x, c.n, t.x, t.n, confidence=1 - a)
         ni = stats.noninferiority(
@@ -352,7 +384,8 @@ def _evidence(m: MetricSpec, spec: AnalysisSpec, c: MetricData, t: MetricData) -
         sc, st = _summary("control", c), _summary("treatment", t)
         if seq:
             theta, var, _, nc, nt = sequential.difference(sc, st)
-            tau = _tau(m, spec, sc.var + st.var) if m.tau or sc.var + st.var > 0 else 1.0
+            uv = sc.var + st.var
+            tau = _tau(m, spec, uv, tau_fixed) if m.tau or tau_fixed or uv > 0 else 1.0
             p = sequential.p_value_at(theta, var, tau)
             return _Evidence(
                 "mSPRT, difference of means",
@@ -363,6 +396,7 @@ def _evidence(m: MetricSpec, spec: AnalysisSpec, c: MetricData, t: MetricData) -
                 sc.mean,
                 nc,
                 nt,
+                tau=tau,
             )
         r = stats.welch_from_summary(sc.mean, sc.var, sc.n, st.mean, st.var, st.n, confidence=1 - a)
         ni = stats.noninferiority(
@@ -433,7 +467,11 @@ def _fmt(x: float) -> str:
 
 
 def _judge(
-    m: MetricSpec, spec: AnalysisSpec, c: MetricData | None, t: MetricData | None
+    m: MetricSpec,
+    spec: AnalysisSpec,
+    c: MetricData | None,
+    t: MetricData | None,
+    past: MetricOutcome | None,
 ) -> MetricOutcome | _Evidence:
     """Evidence for one metric, or a final outcome when its data are missing or too few.
 
@@ -450,11 +488,14 @@ def _judge(
                 f"{m.min_samples} needed before judging"
             )
             return _unjudged(m, "insufficient", reason, nc, nt, m.min_samples)
-        e = _evidence(m, spec, c, t)
+        tau_fixed = past.tau if past is not None and math.isfinite(past.tau) else None
+        e = _evidence(m, spec, c, t, tau_fixed)
     except (ValueError, TypeError, ZeroDivisionError) as exc:
         return _unjudged(m, "missing", f"{m.name}: invalid data ({exc})")
     if not (math.isfinite(e.effect) and math.isfinite(e.p)):
         return _unjudged(m, "missing", f"{m.name}: non-finite result")
+    if past is not None and math.isfinite(e.tau) and past.tau == e.tau:
+        e.carry(past)
     return e
 
 
@@ -527,6 +568,9 @@ def _classify(m: MetricSpec, e: _Evidence, p_adjusted: float) -> MetricOutcome:
         n_control=e.nc,
         n_treatment=e.nt,
         fixed_noninferior=e.ni,
+        tau=e.tau,
+        p_look=e.p_look,
+        ci_look=e.ci_look,
     )
 
 
@@ -548,11 +592,16 @@ def _noninferior(
 
 
 def _outcomes(
-    spec: AnalysisSpec, control: ArmData, treatment: ArmData
+    spec: AnalysisSpec, control: ArmData, treatment: ArmData, previous: Verdict | None
 ) -> tuple[MetricOutcome, ...]:
     """Judge every metric, Holm-adjusting the primary metrics' p-values together."""
+    past: dict[str, MetricOutcome] = {}
+    if previous is not None and previous.mode == "sequential" == spec.mode:
+        past = {o.name: o for o in previous.metrics}
     judged = [
-        _judge(m, spec, control.metrics.get(m.name), treatment.metrics.get(m.name))
+        _judge(
+            m, spec, control.metrics.get(m.name), treatment.metrics.get(m.name), past.get(m.name)
+        )
         for m in spec.metrics
     ]
     primary = [
@@ -565,15 +614,55 @@ def _outcomes(
         ps = [cast(_Evidence, judged[i]).p for i in primary]
         adjusted = dict(zip(primary, stats.holm(ps).tolist(), strict=True))
     return tuple(
-        _classify(m, j, adjusted.get(i, j.p)) if isinstance(j, _Evidence) else j
+        _classify(m, j, adjusted.get(i, j.p))
+        if isinstance(j, _Evidence)
+        else _keep_state(j, past.get(m.name))
         for i, (m, j) in enumerate(zip(spec.metrics, judged, strict=True))
     )
 
 
-def _srm(spec: AnalysisSpec, control: ArmData, treatment: ArmData) -> SRMResult:
+def _keep_state(outcome: MetricOutcome, past: MetricOutcome | None) -> MetricOutcome:
+    """An unjudged metric keeps its last running p-value, interval and tau for the next look.
+
+    Restarting the mixture after a gap would spend alpha again; carrying the
+    state keeps one confidence sequence per metric for the whole rollout.
+    """
+    if past is None or not math.isfinite(past.tau):
+        return outcome
+    return replace(outcome, tau=past.tau, p_value=past.p_value, ci=past.ci)
+
+
+def _stale(previous: Verdict | None, why: str) -> tuple[MetricOutcome, ...]:
+    """Outcomes for a look whose metrics were not judged: missing, with state carried."""
+    if previous is None or previous.mode != "sequential":
+        return ()
+    return tuple(
+        _keep_state(
+            MetricOutcome(
+                name=o.name,
+                kind=o.kind,
+                role=o.role,
+                direction=o.direction,
+                status="missing",
+                reason=f"{o.name}: not judged at this look ({why})",
+            ),
+            o,
+        )
+        for o in previous.metrics
+    )
+
+
+def _srm(
+    spec: AnalysisSpec, control: ArmData, treatment: ArmData, previous: Verdict | None
+) -> SRMResult:
     units = [control.units, treatment.units]
     if spec.mode == "sequential":
-        return stats.srm_sequential(units, spec.weights, threshold=spec.srm_threshold)
+        prev = 1.0
+        if previous is not None and previous.srm is not None and previous.mode == "sequential":
+            prev = previous.srm.p_value
+        return stats.srm_sequential(
+            units, spec.weights, threshold=spec.srm_threshold, previous_p_value=prev
+        )
     return stats.srm(units, spec.weights, threshold=spec.srm_threshold)
 
 
@@ -592,23 +681,34 @@ def _planned_n(spec: AnalysisSpec, data: ArmData) -> int:
     return need
 
 
-def analyze(spec: AnalysisSpec, data: Mapping[str, ArmData]) -> Verdict:
-    """Judge treatment against control on cumulative data; see the module docstring."""
+def analyze(
+    spec: AnalysisSpec, data: Mapping[str, ArmData], *, previous: Verdict | None = None
+) -> Verdict:
+    """Judge treatment against control on cumulative data; see the module docstring.
+
+    In sequential mode, pass the previous look's verdict as ``previous`` to
+    carry the running minimum p-values, the running intersection of
+    intervals, the mixture scale fixed at the first judged look, and the
+    sequential SRM p-value; all remain valid across looks. Without it each
+    look stands alone (still always-valid, just not cumulative).
+    """
     control, treatment = data.get("control"), data.get("treatment")
     if control is None or treatment is None:
         missing = "control" if control is None else "treatment"
-        return Verdict("inconclusive", f"no data for the {missing} arm", spec.mode, (), None)
+        reason = f"no data for the {missing} arm"
+        return Verdict("inconclusive", reason, spec.mode, _stale(previous, reason), None)
     try:
-        srm = _srm(spec, control, treatment)
+        srm = _srm(spec, control, treatment, previous)
     except ValueError as exc:
-        return Verdict("inconclusive", f"invalid unit counts ({exc})", spec.mode, (), None)
+        reason = f"invalid unit counts ({exc})"
+        return Verdict("inconclusive", reason, spec.mode, _stale(previous, reason), None)
     if srm.mismatch:
         reason = (
             f"sample ratio mismatch: units {srm.observed[0]}/{srm.observed[1]} vs expected "
             f"{srm.expected[0]:.0f}/{srm.expected[1]:.0f} (p={_fmt(srm.p_value)}); verdict frozen"
         )
-        return Verdict("inconclusive", reason, spec.mode, (), srm)
-    outcomes = _outcomes(spec, control, treatment)
+        return Verdict("inconclusive", reason, spec.mode, _stale(previous, "SRM"), srm)
+    outcomes = _outcomes(spec, control, treatment, previous)
     by = {s: [o for o in outcomes if o.status == s] for s in ("worse", "missing", "insufficient")}
     bad_guards = [o for o in by["worse"] if o.role == "guardrail"]
     if bad_guards:

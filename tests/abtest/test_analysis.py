@@ -276,3 +276,50 @@ class TestNeverPromoteOnBadData:
         data = _data(GOOD, SAFE)
         data["treatment"] = ArmData(units, data["treatment"].metrics)  # type: ignore[arg-type]
         assert analyze(_spec(), data).decision == "inconclusive"
+
+
+class TestCarriedState:
+    def test_running_p_and_fixed_tau(self) -> None:
+        """With previous, p is the running minimum, the interval intersects, tau stays fixed."""
+        first = analyze(_spec(), _data((Counts(1000, 10000), Counts(1100, 10000)), SAFE))
+        later = _data((Counts(2000, 20000), Counts(2010, 20000)), SAFE)
+        alone = analyze(_spec(), later)
+        carried = analyze(_spec(), later, previous=first)
+        c0, c1, c2 = first.metrics[0], alone.metrics[0], carried.metrics[0]
+        assert c2.tau == c0.tau != c1.tau
+        assert c2.p_value == min(c0.p_value, c2.p_look)
+        assert c2.p_value < c1.p_value
+        assert c0.ci is not None
+        assert c2.ci is not None
+        assert c2.ci_look is not None
+        assert c2.ci == (max(c0.ci[0], c2.ci_look[0]), min(c0.ci[1], c2.ci_look[1]))
+
+    def test_state_survives_a_missing_look(self) -> None:
+        """A look with a missing metric keeps that metric's running state for the next look."""
+        first = analyze(_spec(), _data(GOOD, SAFE))
+        gap = analyze(_spec(), _data(GOOD), previous=first)
+        assert gap.decision == "inconclusive"
+        errors = gap.metrics[1]
+        assert errors.status == "missing"
+        assert (errors.tau, errors.p_value, errors.ci) == (
+            first.metrics[1].tau,
+            first.metrics[1].p_value,
+            first.metrics[1].ci,
+        )
+        after = analyze(_spec(), _data(GOOD, SAFE), previous=gap)
+        assert after.metrics[1].tau == first.metrics[1].tau
+
+    def test_state_survives_srm(self) -> None:
+        """An SRM-frozen look reports the metrics as not judged but keeps their state."""
+        first = analyze(_spec(), _data(GOOD, SAFE))
+        frozen = analyze(_spec(), _data(GOOD, SAFE, units=(20000, 21500)), previous=first)
+        assert frozen.decision == "inconclusive"
+        assert [o.tau for o in frozen.metrics] == [o.tau for o in first.metrics]
+        assert all("not judged" in o.reason for o in frozen.metrics)
+
+    def test_fixed_mode_ignores_previous(self) -> None:
+        """Fixed mode is a single look: a previous verdict changes nothing."""
+        spec = _spec(mode="fixed")
+        data = _data(GOOD, SAFE)
+        first = analyze(spec, data)
+        assert analyze(spec, data, previous=first) == first
