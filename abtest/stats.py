@@ -28,6 +28,8 @@ from abtest.results import (
 )
 
 __all__ = [
+    "Counts",
+    "Summary",
     "benjamini_hochberg",
     "fisher_exact",
     "histogram_compare",
