@@ -65,6 +65,7 @@ _MIGRATIONS = Path(__file__).parent / "migrations"
 _BUSY_TIMEOUT_MS = 10_000
 _ID_CHUNK = 500
 _MAX_PROBLEMS = 5
+_MIGRATE_LOCK_KEY = 0x6D6F6E69  # "moni": distinct from the registry's migration lock
 
 METADATA = sa.MetaData()
 EVENT = sa.Table(
@@ -162,6 +163,10 @@ def migrate(engine: sa.Engine) -> None:
         return
     cfg = _alembic_config()
     with engine.begin() as conn:
+        # SQLite writers begin IMMEDIATE (see create_ingest_engine); PostgreSQL takes a
+        # transaction-scoped advisory lock: concurrent openers migrate one at a time.
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATE_LOCK_KEY})
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
 

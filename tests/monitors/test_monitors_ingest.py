@@ -328,3 +328,23 @@ def test_frame_columns(tmp_path: Path) -> None:
             store.frame("fraud", window(), columns=("latency",))
     finally:
         store.close()
+
+
+@pytest.mark.slow
+def test_concurrent_openers_migrate_once(tmp_path: Path) -> None:
+    """Three processes opening one fresh SQLite file at once all succeed, one revision row."""
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'race.db'}"
+    code = f"from monitors.ingest import IngestStore; IngestStore.open({url!r}).close()"
+    procs = [subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE)
+             for _ in range(3)]  # fmt: skip
+    for proc in procs:
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err.decode()
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql(f"SELECT version_num FROM {VERSION_TABLE}").all()
+    engine.dispose()
+    assert [r[0] for r in rows] == ["m0001"]
