@@ -391,6 +391,10 @@ class PrometheusSource:
 
     @staticmethod
     def _aggregate(values: Sequence[float], how: Aggregate | str | None, what: str) -> float:
+        # Checked before combining: min/max would silently skip a NaN among numbers.
+        bad = [v for v in values if not math.isfinite(v)]
+        if bad:
+            raise _QueryFailed(f"non-finite value {bad[0]!r} for {what}")
         if len(values) == 1:
             return values[0]
         if how is None:

@@ -96,6 +96,14 @@ class TestInstantQueries:
         m = measure(answer(vector(({"pod": "a"}, "1"), ({"pod": "b"}, "2"))), metric)
         assert m.value == expected
 
+    @pytest.mark.parametrize("how", ["min", "max", "sum", "avg"])
+    def test_nan_among_several_series_is_an_error(self, how: str) -> None:
+        """One NaN series is never skipped by the aggregation."""
+        metric = MetricSpec(name="x", query="x", aggregate=how)  # type: ignore[arg-type]
+        m = measure(answer(vector(({"pod": "a"}, "1"), ({"pod": "b"}, "NaN"))), metric)
+        assert m.status is Status.ERROR
+        assert "non-finite" in m.message
+
     def test_empty_result_is_nodata(self) -> None:
         """No series means nothing was observed, not zero."""
         m = measure(answer(vector()), GAUGE)
