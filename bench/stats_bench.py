@@ -251,6 +251,11 @@ def main() -> None:
         verdict = analyze(spec, d).decision
         decisions[verdict] = decisions.get(verdict, 0) + 1
     total = time.perf_counter() - start
+    previous = [analyze(spec, d) for d in rollouts]
+    start = time.perf_counter()
+    for d, prev in zip(rollouts, previous, strict=True):
+        analyze(spec, d, previous=prev)
+    total_carried = time.perf_counter() - start
     ids = [f"user-{i}" for i in range(100_000)]
     start = time.perf_counter()
     for uid in ids:
@@ -271,6 +276,7 @@ def main() -> None:
                     "total_s": total,
                     "per_call_us": total / args.rollouts * 1e6,
                     "decisions": decisions,
+                    "per_call_us_with_previous": total_carried / args.rollouts * 1e6,
                 },
                 "assign": {"calls": len(ids), "per_call_us": assign_us},
             },
