@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 from monitors.errors import ConfigError
 
@@ -148,6 +148,41 @@ class MetricSpec:
             raise ConfigError(f"metric {self.name!r}: step must be positive")
         if not (math.isfinite(self.scale) and self.scale > 0):
             raise ConfigError(f"metric {self.name!r}: scale must be a positive number")
+
+    @classmethod
+    def from_config(cls, options: Mapping[str, Any]) -> MetricSpec:
+        """Build from a config mapping with the field names; ``step`` in seconds.
+
+        Unknown keys and wrong types are ``ConfigError`` s naming the metric and key.
+        """
+        name = options.get("name")
+        if not isinstance(name, str) or not name:
+            raise ConfigError("metric: 'name' is required and must be a string")
+        where = f"metric {name!r}"
+        known = {"name", "query", "type", "aggregate", "quantile", "step", "scale",
+                 "sample_query"}  # fmt: skip
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {', '.join(map(str, unknown))}")
+        for key in ("query", "type", "aggregate", "sample_query"):
+            if key in options and not isinstance(options[key], str | None):
+                raise ConfigError(f"{where}: {key!r} must be a string")
+        for key in ("quantile", "step", "scale"):
+            value = options.get(key)
+            if value is not None and (
+                not isinstance(value, int | float) or isinstance(value, bool)
+            ):
+                raise ConfigError(f"{where}: {key!r} must be a number")
+        return cls(
+            name=name,
+            query=options.get("query") or "",
+            type=options.get("type") or "gauge",
+            aggregate=options.get("aggregate"),
+            quantile=float(options.get("quantile", 0.95)),
+            step=timedelta(seconds=float(options.get("step", 15))),
+            scale=float(options.get("scale", 1.0)),
+            sample_query=options.get("sample_query") or "",
+        )
 
 
 @dataclass(frozen=True, slots=True)

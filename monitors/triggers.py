@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 from monitors.errors import ConfigError
 from monitors.measurement import Measurement, Status, Window
@@ -93,6 +93,41 @@ class TriggerSpec:
             raise ConfigError(f"{where}: consecutive must be >= 1")
         if self.cooldown < timedelta(0):
             raise ConfigError(f"{where}: cooldown must not be negative")
+
+    @classmethod
+    def from_config(cls, options: Mapping[str, Any]) -> TriggerSpec:
+        """Build from a config mapping with the field names; ``cooldown`` in seconds."""
+        name = options.get("name")
+        if not isinstance(name, str) or not name:
+            raise ConfigError("trigger: 'name' is required and must be a string")
+        where = f"trigger {name!r}"
+        known = {"name", "metric", "threshold", "direction", "compare", "min_samples",
+                 "consecutive", "cooldown"}  # fmt: skip
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {', '.join(map(str, unknown))}")
+        for key in ("metric", "direction", "compare"):
+            if key in options and not isinstance(options[key], str):
+                raise ConfigError(f"{where}: {key!r} must be a string")
+        for key in ("min_samples", "consecutive"):
+            if key in options and type(options[key]) is not int:
+                raise ConfigError(f"{where}: {key!r} must be an integer")
+        for key in ("threshold", "cooldown"):
+            value = options.get(key, 0)
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                raise ConfigError(f"{where}: {key!r} must be a number")
+        if "threshold" not in options:
+            raise ConfigError(f"{where}: 'threshold' is required")
+        return cls(
+            name=name,
+            metric=options.get("metric", ""),
+            threshold=float(options["threshold"]),
+            direction=options.get("direction", "above"),
+            compare=options.get("compare", "value"),
+            min_samples=options.get("min_samples", 0),
+            consecutive=options.get("consecutive", 1),
+            cooldown=timedelta(seconds=float(options.get("cooldown", 0))),
+        )
 
 
 @dataclass(frozen=True, slots=True)

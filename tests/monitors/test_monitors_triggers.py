@@ -210,3 +210,43 @@ class TestSpecs:
         base: dict[str, object] = {"name": "t", "metric": "m", "threshold": 1.0}
         with pytest.raises(ConfigError, match=match):
             TriggerSpec(**(base | kwargs))  # type: ignore[arg-type]
+
+
+class TestFromConfig:
+    def test_mapping(self) -> None:
+        """A config mapping builds the spec; cooldown is in seconds."""
+        spec = TriggerSpec.from_config(
+            {
+                "name": "acc",
+                "metric": "accuracy",
+                "threshold": 0.05,
+                "compare": "drop",
+                "min_samples": 200,
+                "consecutive": 3,
+                "cooldown": 600,
+            }
+        )
+        assert spec == TriggerSpec(
+            name="acc",
+            metric="accuracy",
+            threshold=0.05,
+            compare="drop",
+            min_samples=200,
+            consecutive=3,
+            cooldown=timedelta(minutes=10),
+        )
+
+    @pytest.mark.parametrize(
+        ("options", "match"),
+        [
+            ({"metric": "m", "threshold": 1}, "'name' is required"),
+            ({"name": "t", "metric": "m"}, "trigger 't': 'threshold' is required"),
+            ({"name": "t", "metric": "m", "threshold": "high"}, "'threshold' must be a number"),
+            ({"name": "t", "metric": "m", "threshold": 1, "consecutive": 2.5}, "integer"),
+            ({"name": "t", "metric": "m", "threshold": 1, "window": 60}, "unknown key.*window"),
+        ],
+    )
+    def test_errors(self, options: dict[str, object], match: str) -> None:
+        """Config errors name the trigger and the key."""
+        with pytest.raises(ConfigError, match=match):
+            TriggerSpec.from_config(options)

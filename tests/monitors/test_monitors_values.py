@@ -82,6 +82,48 @@ class TestMetricSpec:
             MetricSpec(**(base | kwargs))  # type: ignore[arg-type]
 
 
+class TestMetricSpecFromConfig:
+    def test_full_mapping(self) -> None:
+        """Every field can be given; step is in seconds."""
+        spec = MetricSpec.from_config(
+            {
+                "name": "p95",
+                "query": "x_bucket",
+                "type": "histogram",
+                "aggregate": "sum",
+                "quantile": 0.99,
+                "step": 30,
+                "scale": 1000,
+                "sample_query": "y",
+            }
+        )
+        assert spec == MetricSpec(
+            name="p95",
+            query="x_bucket",
+            type="histogram",
+            aggregate="sum",
+            quantile=0.99,
+            step=timedelta(seconds=30),
+            scale=1000.0,
+            sample_query="y",
+        )
+
+    @pytest.mark.parametrize(
+        ("options", "match"),
+        [
+            ({"query": "x"}, "'name' is required"),
+            ({"name": "m", "query": "x", "quantil": 0.9}, "metric 'm': unknown key.*quantil"),
+            ({"name": "m", "query": 3}, "metric 'm': 'query' must be a string"),
+            ({"name": "m", "query": "x", "step": "30s"}, "'step' must be a number"),
+            ({"name": "m", "query": "x", "type": "summary"}, "type must be one of"),
+        ],
+    )
+    def test_errors_name_metric_and_key(self, options: dict[str, object], match: str) -> None:
+        """Config errors say which metric and which key."""
+        with pytest.raises(ConfigError, match=match):
+            MetricSpec.from_config(options)
+
+
 class TestTemplates:
     WINDOW = Window(end=END, length=timedelta(minutes=5))
 
