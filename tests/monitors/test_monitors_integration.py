@@ -42,7 +42,7 @@ def prom(scraped: ScrapedWorkload) -> Iterator[PrometheusSource]:
 
 def aligned_window(scraped: ScrapedWorkload) -> Window:
     """From just before the workload began to the last scrape: no extrapolation."""
-    start = scraped.started - timedelta(seconds=1.5)
+    start = scraped.started - timedelta(seconds=3)  # holds zero samples, scrapes are 1s apart
     return Window(end=scraped.last_scrape, length=scraped.last_scrape - start)
 
 
@@ -99,10 +99,11 @@ class TestPrometheusSource:
     ) -> None:
         """Unaligned to scrapes, increase() extrapolates by at most about one interval."""
         end = datetime.now(UTC)
-        window = Window(end=end, length=end - scraped.started + timedelta(seconds=1.5))
+        window = Window(end=end, length=end - scraped.started + timedelta(seconds=3))
         m = prom.measure(REQUESTS, Subject(model=MODEL, version="1.0.0"), window)
         assert m.value is not None, m.message
-        sampled = window.seconds - 1.0
+        # first sample up to 1s after the start, last up to ~1.1s before the end
+        sampled = window.seconds - 2.2
         assert scraped.requests <= m.value <= scraped.requests * (1 + 1.1 / sampled) + 1e-6
 
     def test_gauge_range_and_several_series(
