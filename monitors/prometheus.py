@@ -266,6 +266,11 @@ class PrometheusSource:
             return result
         except _QueryFailed as exc:
             return Measurement.error(metric.name, subject, window, f"{exc} (query: {query})")
+        except (TypeError, ValueError, KeyError, IndexError) as exc:
+            # A response shape the parsers above did not foresee: still data, not a crash.
+            return Measurement.error(
+                metric.name, subject, window, f"malformed response: {exc!r} (query: {query})"
+            )
 
     # -- metric types -------------------------------------------------------------
 
@@ -362,7 +367,7 @@ class PrometheusSource:
             for pair in values:
                 if not isinstance(pair, list) or len(pair) != 2:
                     raise _QueryFailed(f"malformed sample {pair!r}")
-                points.setdefault(str(pair[0]), []).append(_number(pair[1]))
+                points.setdefault(str(_number(pair[0])), []).append(_number(pair[1]))
         if not points:
             return Measurement.nodata(metric.name, subject, window, f"no series for query: {query}")
         if series_count > 1 and metric.aggregate is None:

@@ -317,6 +317,19 @@ class TestRange:
         assert seen["step"] == "30"
         assert float(seen["start"]) == WINDOW.start.timestamp()
 
+    def test_malformed_matrix(self) -> None:
+        """A point with a non-numeric timestamp is an error measurement."""
+        payload = {
+            "status": "success",
+            "data": {
+                "resultType": "matrix",
+                "result": [{"metric": {}, "values": [[{"t": 1}, "1"]]}],
+            },
+        }
+        metric = MetricSpec(name="x", type="range", query="x")
+        m = measure(answer(payload), metric)
+        assert m.status is Status.ERROR
+
     def test_several_series_per_step_need_aggregate(self) -> None:
         """Range results follow the same several-series rule as instant ones."""
         payload = {
