@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -306,15 +305,11 @@ class TestStorage:
         with pytest.raises(ConfigError, match="invalid database url"):
             create_ingest_engine("not a url")
 
-    def test_batch_insert_throughput(self, sqlite_store: IngestStore) -> None:
-        """At least 50,000 events/s in 50,000-event batches (best of three)."""
-        best = 0.0
-        for run in range(3):
-            batch = [event(i, prediction_id=f"r{run}-{i}") for i in range(50_000)]
-            start = time.perf_counter()
-            sqlite_store.add_events(batch)
-            best = max(best, len(batch) / (time.perf_counter() - start))
-        assert best >= 50_000, f"{best:.0f} events/s"
+    def test_large_batch_lands_whole(self, sqlite_store: IngestStore) -> None:
+        """A 50,000-event batch is stored in full (speed is bench/monitors_bench.py's job)."""
+        batch = [event(i, prediction_id=f"big-{i}") for i in range(50_000)]
+        assert sqlite_store.add_events(batch) == 50_000
+        assert sqlite_store.count() == (50_000, 0)
 
 
 def test_frame_columns(tmp_path: Path) -> None:
