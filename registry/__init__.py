@@ -5,35 +5,45 @@ registry = ModelRegistry()            # $MODELREG_HOME or ./.modelreg, SQLite
 registry.register_model("fraud", model, metadata={...})
 """
 
-from registry.api import ModelRegistry
+from registry.api import AuditRecord, ModelRegistry
 from registry.compare import Comparison
 from registry.errors import (
+    ApprovalRequired,
     Conflict,
     CorruptArtifact,
+    DeprecatedModelWarning,
     IllegalTransition,
     IncompatibleVersion,
     IntegrityError,
     InvalidInput,
     InvalidName,
     InvalidVersion,
+    ModelEndOfLife,
     ModelNotFound,
     NotFound,
     RegistryError,
     VersionNotFound,
 )
+from registry.experiments import track_experiment
 from registry.records import ModelSummary, ModelVersion, Transition
+from registry.report import ModelGovernance
 from registry.versions import SemVer
 
 __all__ = [
+    "ApprovalRequired",
+    "AuditRecord",
     "Comparison",
     "Conflict",
     "CorruptArtifact",
+    "DeprecatedModelWarning",
     "IllegalTransition",
     "IncompatibleVersion",
     "IntegrityError",
     "InvalidInput",
     "InvalidName",
     "InvalidVersion",
+    "ModelEndOfLife",
+    "ModelGovernance",
     "ModelNotFound",
     "ModelRegistry",
     "ModelSummary",
@@ -43,4 +53,5 @@ __all__ = [
     "SemVer",
     "Transition",
     "VersionNotFound",
+    "track_experiment",
 ]

@@ -14,29 +14,33 @@ import json
 import os
 import pickle
 import threading
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
-from registry import fastsql, names, queries
+from registry import approvals, fastsql, lineage, names, queries, schema
 from registry import files as vfiles
 from registry.artifacts import ArtifactStore, Progress, StoredBlob
-from registry.audit import ChainBreak, verify_chain
+from registry.audit import ChainBreak, utc, verify_chain
 from registry.compare import Comparison, compare_versions
 from registry.db import default_home, default_url
 from registry.errors import (
     Conflict,
     CorruptArtifact,
+    DeprecatedModelWarning,
     IllegalTransition,
     IncompatibleVersion,
     InvalidInput,
+    ModelEndOfLife,
     NotFound,
     VersionNotFound,
 )
+from registry.instants import parse_instant
 from registry.records import ModelSummary, ModelVersion, Transition, VersionFileRecord
 from registry.schema import (
     audit_head_t,
@@ -48,7 +52,14 @@ from registry.schema import (
 )
 from registry.stages import LEGAL, REGISTER_STAGES, check_move, stage_name
 from registry.store import Clock, Store, Tx
-from registry.versions import Bump, SemVer, bump_between, required_bump, split_model_ref
+from registry.versions import (
+    Bump,
+    ChangeReport,
+    SemVer,
+    bump_between,
+    required_bump,
+    split_model_ref,
+)
 
 v = versions_t.c
 
@@ -79,21 +90,38 @@ def _inline(name: str, role: str, content: bytes) -> _PreparedFile:
     return _PreparedFile(name, role, hashlib.sha256(content).hexdigest(), len(content), content)
 
 
-def _parse_instant(value: str | date | datetime) -> datetime:
-    """A datetime, or the end of a calendar day (UTC) for a bare date."""
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    if isinstance(value, date):
-        return datetime.combine(value, time.max, tzinfo=UTC)
-    if not isinstance(value, str):
-        raise InvalidInput(f"date must be an ISO date or datetime, got {value!r}")
-    try:
-        if len(value.strip()) == 10:
-            return datetime.combine(date.fromisoformat(value.strip()), time.max, tzinfo=UTC)
-        parsed = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise InvalidInput(f"invalid date {value!r}: expected ISO 8601, e.g. 2024-01-15") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+def _check_explicit_bump(name: str, number: SemVer, parent: SemVer, report: ChangeReport) -> None:
+    """An explicit version must move at least as far as its changes require."""
+    got = bump_between(parent, number)
+    if got is None:
+        raise IncompatibleVersion(f"{number} is not greater than its parent {parent}", [])
+    if got < report.bump:
+        diffs = report.breaking if report.bump is Bump.MAJOR else report.additive
+        raise IncompatibleVersion(
+            f"{name} {number} is a {got.label} bump over {parent} but the changes "
+            f"require a {report.bump.label} bump: " + "; ".join(diffs),
+            diffs,
+        )
+
+
+def _small_files(
+    meta: dict[str, Any],
+    feats: list[str] | None,
+    sig: dict[str, Any] | None,
+    reqs: str | Sequence[str],
+) -> list[_PreparedFile]:
+    """The per-version files kept inline with the version row."""
+    files = [
+        _inline("metadata.json", "metadata", vfiles.metadata_json(meta)),
+        _inline("requirements.txt", "requirements", vfiles.requirements_txt(reqs)),
+    ]
+    if sig is not None:
+        files.append(_inline("signature.json", "signature", vfiles.signature_json(sig)))
+    if feats is not None:
+        scaling = meta.get("feature_scaling")
+        yaml_bytes = vfiles.features_yaml(feats, scaling if isinstance(scaling, dict) else None)
+        files.append(_inline("features.yaml", "features", yaml_bytes))
+    return files
 
 
 def _check_signature(signature: object) -> dict[str, Any] | None:
@@ -156,9 +184,15 @@ class ModelRegistry:
         actor: str | None = None,
         clock: Clock | None = None,
         increment: str | None = None,
+        environment: str | None = None,
+        environments: Mapping[str, str] | None = None,
     ) -> None:
-        self.home = Path(home) if home is not None else default_home()
-        self.url = url or default_url(self.home)
+        self.root = Path(home) if home is not None else default_home()
+        self.environment = names.model_name(environment) if environment is not None else None
+        self.environments = dict(environments or {})
+        # Each environment is a separate registry: its own database and store.
+        self.home = self.root / "environments" / environment if environment else self.root
+        self.url = url or self.environments.get(environment or "") or default_url(self.home)
         self.actor = names.actor(actor) if actor is not None else _default_actor()
         self.increment = increment
         self._store = Store(self.url, clock=clock or _utcnow)
@@ -226,19 +260,7 @@ class ModelRegistry:
         increment = meta.get("increment") or self.increment
         reqs = requirements if requirements is not None else vfiles.captured_requirements()
 
-        prepared = [_inline("metadata.json", "metadata", vfiles.metadata_json(meta))]
-        prepared.append(_inline("requirements.txt", "requirements", vfiles.requirements_txt(reqs)))
-        if sig is not None:
-            prepared.append(_inline("signature.json", "signature", vfiles.signature_json(sig)))
-        if feats is not None:
-            scaling = meta.get("feature_scaling")
-            prepared.append(
-                _inline(
-                    "features.yaml",
-                    "features",
-                    vfiles.features_yaml(feats, scaling if isinstance(scaling, dict) else None),
-                )
-            )
+        prepared = _small_files(meta, feats, sig, reqs)
 
         while True:
             blob, artifact_name = self._store_model(model, progress)
@@ -298,7 +320,10 @@ class ModelRegistry:
             path = Path(model)
             if not path.is_file():
                 raise InvalidInput(f"artifact path {str(path)!r} does not exist or is not a file")
-            return self.artifacts.put_file(path, progress), names.file_name(path.name)
+            file_name = (
+                model.name if isinstance(model, _NamedArtifact) and model.name else path.name
+            )
+            return self.artifacts.put_file(path, progress), names.file_name(file_name)
         try:
             data = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
         except (pickle.PicklingError, TypeError, AttributeError) as exc:
@@ -354,17 +379,7 @@ class ModelRegistry:
             if cur.one(queries.SEL_EXACT, {"mid": mid, **_parts(number)}) is not None:
                 raise Conflict(f"{name} {number} already exists")
             if parent is not None:
-                pver = parent.version
-                got = bump_between(pver, number)
-                if got is None:
-                    raise IncompatibleVersion(f"{number} is not greater than its parent {pver}", [])
-                if got < report.bump:
-                    diffs = report.breaking if report.bump is Bump.MAJOR else report.additive
-                    raise IncompatibleVersion(
-                        f"{name} {number} is a {got.label} bump over {pver} but the changes "
-                        f"require a {report.bump.label} bump: " + "; ".join(diffs),
-                        diffs,
-                    )
+                _check_explicit_bump(name, number, parent.version, report)
         model_file = next((f for f in files if f.role == "model"), None)
         if model_file is not None and not self.artifacts.exists(model_file.digest):
             raise _BlobVanished
@@ -417,6 +432,10 @@ class ModelRegistry:
             },
         )
         ref = f"{name}-{number}"
+        if meta.keys() & lineage.METADATA_KEYS:
+            lineage.record_registration(
+                tx.conn, name=name, ref=ref, version=str(number), meta=meta, now=now
+            )
         tx.audit(
             actor=who,
             action="register",
@@ -560,11 +579,14 @@ class ModelRegistry:
         reason: str | None = None,
         *,
         force: bool = False,
+        approval_required: bool = False,
         actor: str | None = None,
     ) -> ModelVersion:
         """Move a version to ``to_stage``; entering production archives the previous one.
 
-        Both transitions (and their audit events) commit in one transaction.
+        Both transitions (and their audit events) commit in one transaction. A stage
+        guarded by an approval policy (or ``approval_required=True``) needs enough
+        approvals of this exact version first; ``force`` does not skip them.
         """
         names.model_name(name)
         number = SemVer.parse(version)
@@ -581,10 +603,21 @@ class ModelRegistry:
                     to_stage=target,
                 )
             check_move(current, target, force=force, reason=reason)
+            owner = tx.conn.execute(sa.select(v.owner).where(v.id == vid)).scalar()
+            approvals.check_promotion(
+                tx.conn,
+                ref=f"{name}-{number}",
+                model_id=mid,
+                version_id=vid,
+                owner=owner,
+                to_stage=target,
+                explicit=approval_required,
+            )
             kind = "force" if force and (current, target) not in LEGAL else "promote"
             if target == "production":
                 self._archive_production(tx, mid, name, who, f"replaced by {number}", "promote")
             self._move(tx, mid, vid, name, number, current, target, kind, who, reason)
+            self._record_deployment(tx, name, number, target, who)
             return queries.find_version(tx.conn, name, version=number)
 
         result = self._store.write(op)
@@ -654,11 +687,25 @@ class ModelRegistry:
                 reason,
             )
             self._move(tx, mid, tid, name, target, tstage, "production", "rollback", who, reason)
+            self._record_deployment(tx, name, target, "production", who)
             return queries.find_version(conn, name, version=target)
 
         result = self._store.write(op)
         self._invalidate()
         return result
+
+    def _record_deployment(self, tx: Tx, name: str, number: SemVer, stage: str, who: str) -> None:
+        if stage in ("staging", "production"):
+            lineage.record_deployment(
+                tx.conn,
+                name=name,
+                ref=f"{name}-{number}",
+                version=str(number),
+                stage=stage,
+                environment=self.environment,
+                actor=who,
+                now=tx.now,
+            )
 
     def _locate(self, conn: sa.Connection, name: str, number: SemVer) -> tuple[int, int, str]:
         mid = queries.model_id(conn, name)
@@ -818,7 +865,7 @@ class ModelRegistry:
         number = SemVer.parse(version)
         if not isinstance(reason, str) or not reason.strip():
             raise InvalidInput("deprecation needs a reason")
-        eol = _parse_instant(end_of_life) if end_of_life is not None else None
+        eol = parse_instant(end_of_life) if end_of_life is not None else None
         who = names.actor(actor) if actor else self.actor
 
         def op(tx: Tx) -> ModelVersion:
@@ -897,15 +944,34 @@ class ModelRegistry:
         name: str,
         stage: str | None = None,
         version: str | SemVer | None = None,
+        *,
+        force: bool = False,
     ) -> Any:
         """Load a version's model: the unpickled object for ``model.pkl`` (only after
         its SHA-256 verifies), else the verified artifact's path.
+
+        A deprecated version loads with a ``DeprecatedModelWarning``; after its end
+        of life it is refused unless ``force=True``.
         """
         record = (
             self.get_model_version(name, version)
             if version is not None
             else self.get_model_version(name, stage=stage or "production")
         )
+        dep = record.deprecation
+        if dep is not None:
+            now = self._store.clock()
+            if dep.end_of_life is not None and now >= dep.end_of_life and not force:
+                raise ModelEndOfLife(
+                    f"{record.ref} reached its end of life on {dep.end_of_life.date()} "
+                    f"({dep.reason}); pass force=True to load it anyway"
+                )
+            eol = f", end of life {dep.end_of_life.date()}" if dep.end_of_life else ""
+            warnings.warn(
+                f"{record.ref} is deprecated: {dep.reason}{eol}",
+                DeprecatedModelWarning,
+                stacklevel=2,
+            )
         if record.artifact_digest is None:
             raise NotFound(f"{record.ref} has no model artifact (registered metadata only)")
         if record.artifact_name == PICKLE_NAME:
@@ -934,7 +1000,7 @@ class ModelRegistry:
     def get_model_by_date(self, name: str, date: str | datetime) -> ModelVersion:
         """The version that was in production at that instant (a bare date: end of day, UTC)."""
         names.model_name(name)
-        instant = _parse_instant(date)
+        instant = parse_instant(date)
         t = transitions_t.c
         with self._store.read() as conn:
             mid = queries.model_id(conn, name)
@@ -1011,6 +1077,416 @@ class ModelRegistry:
                 dict(r._mapping) for r in conn.execute(sa.select(audit_t).order_by(audit_t.c.id))
             )
             return verify_chain(rows, head)
+
+    # -- approvals ----------------------------------------------------------------
+
+    def set_approval_required(
+        self,
+        stage: str,
+        approvers: Sequence[str],
+        min_approvals: int = 1,
+        *,
+        model: str | None = None,
+        actor: str | None = None,
+    ) -> approvals.Policy:
+        """Require ``min_approvals`` distinct listed approvers before a version enters
+        ``stage``: for one ``model``, or registry-wide when ``model`` is None."""
+        target_stage = stage_name(stage)
+        people, needed = approvals.validate_policy(list(approvers), min_approvals)
+        who = names.actor(actor) if actor else self.actor
+
+        def op(tx: Tx) -> approvals.Policy:
+            mid = queries.model_id(tx.conn, model) if model is not None else None
+            tx.conn.execute(
+                schema.policies_t.insert().values(
+                    model_id=mid,
+                    stage=target_stage,
+                    approvers=people,
+                    min_approvals=needed,
+                    actor=who,
+                    at=tx.now,
+                )
+            )
+            policy = approvals.Policy(target_stage, tuple(people), needed, model)
+            tx.audit(
+                actor=who,
+                action="set_approval_policy",
+                target=model or "*",
+                after=policy.to_dict(),
+            )
+            return policy
+
+        return self._store.write(op)
+
+    def approval_policy(self, name: str, stage: str = "production") -> approvals.Policy | None:
+        """The policy in force for a model's stage (its own, else the registry's)."""
+        with self._store.read() as conn:
+            return approvals.policy_for(conn, queries.model_id(conn, name), stage_name(stage))
+
+    def approve_model(
+        self,
+        name: str,
+        version: str | SemVer,
+        approver: str,
+        comments: str | None = None,
+        *,
+        stage: str = "production",
+    ) -> approvals.Decision:
+        """Record ``approver``'s approval of this exact version entering ``stage``."""
+        return self._decide(name, version, approver, comments, stage, "approve")
+
+    def reject_model(
+        self,
+        name: str,
+        version: str | SemVer,
+        approver: str,
+        comments: str | None = None,
+        *,
+        stage: str = "production",
+    ) -> approvals.Decision:
+        """Record a rejection; the version cannot enter ``stage`` while it stands."""
+        return self._decide(name, version, approver, comments, stage, "reject")
+
+    def _decide(
+        self,
+        name: str,
+        version: str | SemVer,
+        approver: str,
+        comments: str | None,
+        stage: str,
+        decision: str,
+    ) -> approvals.Decision:
+        names.model_name(name)
+        number = SemVer.parse(version)
+        person = names.actor(approver)
+        target_stage = stage_name(stage)
+
+        def op(tx: Tx) -> approvals.Decision:
+            mid, vid, current = self._locate(tx.conn, name, number)
+            ref = f"{name}-{number}"
+            if current == "archived":
+                raise IllegalTransition(
+                    f"{ref} is archived; archived versions cannot be {decision}d",
+                    from_stage=current,
+                    to_stage=target_stage,
+                )
+            policy = approvals.policy_for(tx.conn, mid, target_stage)
+            if policy is not None and person not in policy.approvers:
+                raise InvalidInput(
+                    f"{person} is not an approver for {name} {target_stage}; approvers: "
+                    + ", ".join(policy.approvers)
+                )
+            owner = tx.conn.execute(sa.select(v.owner).where(v.id == vid)).scalar()
+            if person in {owner, approvals.registrant(tx.conn, vid)}:
+                raise InvalidInput(f"{person} owns or registered {ref} and cannot {decision} it")
+            approvals.record(
+                tx.conn,
+                version_id=vid,
+                stage=target_stage,
+                approver=person,
+                decision=decision,
+                comments=comments,
+                now=tx.now,
+            )
+            tx.audit(
+                actor=person,
+                action=decision,
+                target=ref,
+                after={"stage": target_stage, "decision": decision},
+                reason=comments,
+            )
+            return approvals.Decision(
+                name, str(number), target_stage, person, decision, comments, tx.now
+            )
+
+        return self._store.write(op)
+
+    def approvals(self, name: str, version: str | SemVer) -> list[approvals.Decision]:
+        """Every approval and rejection recorded for a version, oldest first."""
+        names.model_name(name)
+        number = SemVer.parse(version)
+        with self._store.read() as conn:
+            _, vid, _ = self._locate(conn, name, number)
+            return approvals.decisions(conn, vid)
+
+    # -- lineage ------------------------------------------------------------------
+
+    def get_lineage(self, name: str, version: str | SemVer) -> lineage.LineageGraph:
+        """Upstream lineage of a version plus its deployments (``.tree()`` prints the seed's)."""
+        names.model_name(name)
+        number = SemVer.parse(version)
+        with self._store.read() as conn:
+            self._locate(conn, name, number)
+            return lineage.graph_for(conn, f"{name}-{number}")
+
+    def add_lineage_node(
+        self, ref: str, *, attrs: Mapping[str, Any] | None = None, actor: str | None = None
+    ) -> lineage.Node:
+        """Declare a node such as ``data:v2024-02`` or ``feature-engineering:v2``."""
+        kind, key = lineage.parse_ref(ref)
+        who = names.actor(actor) if actor else self.actor
+        extra = _check_metadata(attrs)
+
+        def op(tx: Tx) -> lineage.Node:
+            lineage.ensure_node(
+                tx.conn, kind, key, tx.now, version=_node_version(kind, key), attrs=extra
+            )
+            tx.audit(actor=who, action="lineage_node", target=ref, after={"attrs": extra})
+            found = lineage.find_node(tx.conn, kind, key)
+            assert found is not None
+            return found
+
+        return self._store.write(op)
+
+    def add_lineage_edge(
+        self, src: str, dst: str, relation: str = "derived", *, actor: str | None = None
+    ) -> None:
+        """Link two existing nodes; refused if either is missing or a cycle would form."""
+        src_kind, src_key = lineage.parse_ref(src)
+        dst_kind, dst_key = lineage.parse_ref(dst)
+        who = names.actor(actor) if actor else self.actor
+
+        def op(tx: Tx) -> None:
+            a = lineage.find_node(tx.conn, src_kind, src_key)
+            b = lineage.find_node(tx.conn, dst_kind, dst_key)
+            for ref, node in ((src, a), (dst, b)):
+                if node is None:
+                    raise NotFound(f"no lineage node {ref!r}; declare it with add_lineage_node")
+            assert a is not None
+            assert b is not None
+            if lineage.add_edge(tx.conn, a.id, b.id, relation, tx.now):
+                tx.audit(
+                    actor=who,
+                    action="lineage_edge",
+                    target=f"{src} -> {dst}",
+                    after={"relation": relation},
+                )
+
+        self._store.write(op)
+
+    def models_using_data(self, data_version: str) -> list[ModelVersion]:
+        """Model versions trained (directly or not) on data with this version."""
+        return self._models_downstream("data", data_version)
+
+    def models_using_feature_set(self, feature_set_version: str) -> list[ModelVersion]:
+        """Model versions built on this feature-engineering version."""
+        return self._models_downstream("feature_set", feature_set_version)
+
+    def models_using_feature(self, feature: str) -> list[ModelVersion]:
+        """Model versions whose feature list contains ``feature``."""
+        if not isinstance(feature, str) or not feature or '"' in feature:
+            raise InvalidInput(f"invalid feature name {feature!r}")
+        with self._store.read() as conn:
+            rows = conn.execute(
+                sa.select(*queries.VERSION_COLUMNS)
+                .select_from(queries.FROM_VERSIONS)
+                .where(sa.cast(v.features, sa.Text).like(f'%"{feature}"%'))
+                .order_by(schema.models_t.c.name, *queries.NEWEST_FIRST)
+            )
+            found = [queries.version_from_row(r) for r in rows]
+        return [mv for mv in found if mv.features and feature in mv.features]
+
+    def deployed_downstream_of(self, ref: str) -> list[lineage.Node]:
+        """Deployments that descend from a lineage node, e.g. ``data:v2024-01``."""
+        with self._store.read() as conn:
+            _, below = lineage.downstream(conn, ref)
+        return [n for n in below if n.kind == "deployment"]
+
+    def _models_downstream(self, kind: str, version: str) -> list[ModelVersion]:
+        with self._store.read() as conn:
+            refs: set[str] = set()
+            for node in lineage.nodes_of_kind_version(conn, kind, version):
+                _, below = lineage.downstream(conn, node.ref)
+                refs |= {n.key for n in below if n.kind == "model_version"}
+            out = []
+            for ref in sorted(refs):
+                model, number = split_model_ref(ref.split("@", 1)[0])
+                try:
+                    out.append(queries.find_version(conn, model, version=number))
+                except NotFound:
+                    continue  # a node for a version in another environment
+            return out
+
+    # -- audit ----------------------------------------------------------------------
+
+    def audit_log(
+        self,
+        model: str | None = None,
+        *,
+        since: str | datetime | None = None,
+        until: str | datetime | None = None,
+        limit: int | None = None,
+    ) -> list[AuditRecord]:
+        """Audit events, oldest first, optionally for one model and a time range."""
+        a = schema.audit_t.c
+        query = sa.select(schema.audit_t).order_by(a.id)
+        start = parse_instant(since, end_of_day=False) if since is not None else None
+        end = parse_instant(until) if until is not None else None
+        if start and end and end < start:
+            raise InvalidInput(f"until ({end.isoformat()}) is before since ({start.isoformat()})")
+        if start is not None:
+            query = query.where(a.at >= start)
+        if end is not None:
+            query = query.where(a.at <= end)
+        if model is not None:
+            names.model_name(model)
+            query = query.where(sa.or_(a.target == model, a.target.like(f"{model}-v%")))
+        with self._store.read() as conn:
+            rows = list(conn.execute(query))
+        records = [AuditRecord.from_row(r) for r in rows]
+        if model is not None:
+            records = [r for r in records if r.model == model]
+        return records[-limit:] if limit else records
+
+    # -- environments ----------------------------------------------------------------
+
+    def open_environment(self, environment: str) -> ModelRegistry:
+        """The registry of another environment (same home, its own database)."""
+        return ModelRegistry(
+            self.environments.get(environment),
+            home=self.root,
+            actor=self.actor,
+            clock=self._store.clock,
+            environment=environment,
+            environments=self.environments,
+        )
+
+    def promote_to(
+        self,
+        model: str,
+        target_env: str,
+        *,
+        stage: str | None = None,
+        actor: str | None = None,
+    ) -> ModelVersion:
+        """Copy ``name-vX.Y.Z`` with its verified artifact and files into ``target_env``.
+
+        The copy keeps its version number; it enters ``stage`` there (staging for
+        staging/production environments, else dev). Both registries record a
+        lineage edge and an audit event. Repeating it is safe: an identical copy
+        already there is reused.
+        """
+        name, number = split_model_ref(model)
+        names.model_name(target_env)
+        if self.environment is not None and target_env == self.environment:
+            raise InvalidInput(f"{model} is already in environment {target_env!r}")
+        who = names.actor(actor) if actor else self.actor
+        source = self.get_model_version(name, number)
+        entry_stage = stage or ("staging" if target_env in ("staging", "production") else "dev")
+        here = self.environment or "default"
+        with self.open_environment(target_env) as target:
+            try:
+                copied = target.get_model_version(name, number)
+                if copied.artifact_digest != source.artifact_digest:
+                    raise Conflict(f"{target_env} already has {model} with a different artifact")
+            except NotFound:
+                artifact = (
+                    self.artifacts.verify(source.artifact_digest)
+                    if source.artifact_digest
+                    else None
+                )
+                copied = target.register_model(
+                    name,
+                    _NamedArtifact(artifact, source.artifact_name) if artifact else None,
+                    version=number,
+                    metadata=source.metadata,
+                    stage=entry_stage,
+                    tags=source.tags,
+                    signature=source.signature,
+                    features=source.features,
+                    requirements=self.get_file(name, number, "requirements.txt").decode(),
+                    owner=source.owner,
+                    actor=who,
+                )
+                if copied.artifact_digest != source.artifact_digest:
+                    raise CorruptArtifact(
+                        f"{model}: the copy in {target_env} does not verify"
+                    ) from None
+            target._link_environment(f"{name}-{number}", here, "imported_from", who)
+        self._link_environment(f"{name}-{number}", target_env, "promoted_to", who)
+        return copied
+
+    def _link_environment(self, ref: str, other_env: str, relation: str, who: str) -> None:
+        def op(tx: Tx) -> None:
+            local = lineage.ensure_node(tx.conn, "model_version", ref, tx.now)
+            remote = lineage.ensure_node(
+                tx.conn,
+                "model_version",
+                f"{ref}@{other_env}",
+                tx.now,
+                attrs={"environment": other_env},
+            )
+            src, dst = (local, remote) if relation == "promoted_to" else (remote, local)
+            lineage.add_edge(tx.conn, src, dst, relation, tx.now)
+            tx.audit(actor=who, action=relation, target=ref, after={"environment": other_env})
+
+        self._store.write(op)
+
+
+@dataclass(frozen=True, slots=True)
+class _NamedArtifact:
+    """A verified file to copy under its original artifact name."""
+
+    path: Path
+    name: str | None
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    target: str
+    before: Mapping[str, Any] | None
+    after: Mapping[str, Any] | None
+    reason: str | None
+    hash: str
+
+    @property
+    def model(self) -> str | None:
+        if self.target == "*" or " -> " in self.target:
+            return None
+        try:
+            return split_model_ref(self.target)[0]
+        except InvalidInput:
+            return self.target
+
+    @classmethod
+    def from_row(cls, row: Any) -> AuditRecord:
+        return cls(
+            row.id,
+            utc(row.at),
+            row.actor,
+            row.action,
+            row.target,
+            row.before,
+            row.after,
+            row.reason,
+            row.hash,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "at": self.at.isoformat(),
+            "actor": self.actor,
+            "action": self.action,
+            "target": self.target,
+            "before": self.before,
+            "after": self.after,
+            "reason": self.reason,
+            "hash": self.hash,
+        }
+
+
+def _node_version(kind: str, key: str) -> str | None:
+    if kind in ("data", "feature_set"):
+        return key.rsplit(":", 1)[-1]
+    return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,8 +19,11 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColu
 from rich.table import Table
 
 from registry.api import ModelRegistry
+from registry.docs import sync_docs
 from registry.errors import RegistryError
+from registry.experiments import list_experiments
 from registry.records import ModelVersion, Transition
+from registry.report import ModelGovernance
 from registry.versions import SemVer
 
 app = typer.Typer(
@@ -358,6 +361,250 @@ def history_table(name: str, transitions: list[Transition]) -> Table:
             t.reason or "",
         )
     return table
+
+
+@app.command()
+def approve(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    version: Annotated[str, typer.Argument(help="Version.")],
+    comments: Annotated[str | None, typer.Option(help="Why you approve.")] = None,
+    stage: Annotated[str, typer.Option(help="Stage the approval is for.")] = "production",
+    approver: Annotated[str | None, typer.Option(help="Who approves (default --actor).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Approve a version for a guarded stage."""
+    d = _run(lambda r: r.approve_model(name, version, approver or r.actor, comments, stage=stage))
+    if as_json:
+        _emit_json(d.to_dict())
+    else:
+        out.print(f"{d.approver} approved {name} {d.version} for {d.stage}")
+
+
+@app.command()
+def reject(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    version: Annotated[str, typer.Argument(help="Version.")],
+    comments: Annotated[str | None, typer.Option(help="Why you reject.")] = None,
+    stage: Annotated[str, typer.Option(help="Stage the rejection is for.")] = "production",
+    approver: Annotated[str | None, typer.Option(help="Who rejects (default --actor).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Reject a version for a guarded stage."""
+    d = _run(lambda r: r.reject_model(name, version, approver or r.actor, comments, stage=stage))
+    if as_json:
+        _emit_json(d.to_dict())
+    else:
+        out.print(f"{d.approver} rejected {name} {d.version} for {d.stage}")
+
+
+@app.command()
+def approvals(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    version: Annotated[str, typer.Argument(help="Version.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Approvals and rejections recorded for a version, and the policy in force."""
+
+    def go(r: ModelRegistry) -> tuple[list[Any], Any]:
+        return r.approvals(name, version), r.approval_policy(name, "production")
+
+    decisions, policy = _run(go)
+    if as_json:
+        _emit_json(
+            {
+                "decisions": [d.to_dict() for d in decisions],
+                "policy": policy.to_dict() if policy else None,
+            }
+        )
+        return
+    if policy is not None:
+        out.print(
+            f"production needs {policy.min_approvals} of: {', '.join(policy.approvers)}",
+            highlight=False,
+        )
+    table = Table(title=f"Approvals of {name} {version}")
+    for col in ("When", "Stage", "Approver", "Decision", "Comments"):
+        table.add_column(col)
+    for d in decisions:
+        table.add_row(
+            d.at.strftime("%Y-%m-%d %H:%M"), d.stage, d.approver, d.decision, d.comments or ""
+        )
+    out.print(table)
+
+
+audit_app = typer.Typer(help="The audit trail: verify, log, report.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("verify")
+def audit_verify(as_json: JsonOpt = False) -> None:
+    """Walk the hash chain; exit 1 naming the first broken link."""
+
+    def go(r: ModelRegistry) -> tuple[Any, int]:
+        return r.verify_audit_chain(), len(r.audit_log())
+
+    broken, count = _run(go)
+    if as_json:
+        _emit_json(
+            {
+                "intact": broken is None,
+                "events": count,
+                "broken_at": broken.event_id if broken else None,
+                "problem": broken.problem if broken else None,
+            }
+        )
+    elif broken is None:
+        out.print(f"audit chain intact: {count} events")
+    else:
+        err.print(f"audit chain broken at event {broken.event_id}: {broken.problem}")
+    if broken is not None:
+        raise typer.Exit(1)
+
+
+@audit_app.command("log")
+def audit_log(
+    model: Annotated[str | None, typer.Option(help="Only this model.")] = None,
+    since: Annotated[str | None, typer.Option(help="From this date/time.")] = None,
+    until: Annotated[str | None, typer.Option(help="Up to this date/time.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Only the last N events.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Audit events, oldest first."""
+    events = _run(lambda r: r.audit_log(model, since=since, until=until, limit=limit))
+    if as_json:
+        _emit_json([e.to_dict() for e in events])
+        return
+    table = Table(title="Audit log")
+    for col in ("#", "When", "Actor", "Action", "Target"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("Reason")
+    for e in events:
+        table.add_row(
+            str(e.id),
+            e.at.strftime("%Y-%m-%d %H:%M:%S"),
+            e.actor,
+            e.action,
+            e.target,
+            e.reason or "",
+        )
+    out.print(table)
+
+
+@audit_app.command("report")
+def audit_report(
+    model: Annotated[str, typer.Argument(help="Model name.")],
+    start: Annotated[str, typer.Option("--from", help="Start date.")],
+    end: Annotated[str, typer.Option("--to", help="End date.")],
+    fmt: Annotated[str, typer.Option("--format", help="md, json or html.")] = "md",
+    output: Annotated[Path | None, typer.Option("--out", help="Write to this file.")] = None,
+) -> None:
+    """A governance report: deployments, approvals, metrics, data sources, compliance."""
+    if fmt not in ("md", "json", "html"):
+        raise typer.BadParameter(f"--format must be md, json or html, not {fmt!r}")
+    report = _run(lambda r: ModelGovernance(r).generate_audit_report(model, start, end))
+    text = {"md": report.to_markdown, "json": report.to_json, "html": report.to_html}[fmt]()
+    if output is not None:
+        output.write_text(text)
+        out.print(f"wrote {output}")
+    else:
+        sys.stdout.write(text)
+
+
+@app.command()
+def lineage(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    version: Annotated[str, typer.Argument(help="Version.")],
+    fmt: Annotated[str, typer.Option("--format", help="tree, json, dot or mermaid.")] = "tree",
+) -> None:
+    """What produced a version (data, features, experiment) and where it is deployed."""
+    renderers = {"tree", "json", "dot", "mermaid"}
+    if fmt not in renderers:
+        raise typer.BadParameter(f"--format must be one of {', '.join(sorted(renderers))}")
+    graph = _run(lambda r: r.get_lineage(name, version))
+    if fmt == "json":
+        _emit_json(graph.to_dict())
+    else:
+        text = {"tree": graph.tree, "dot": graph.to_dot, "mermaid": graph.to_mermaid}[fmt]()
+        sys.stdout.write(text + "\n")
+
+
+@app.command()
+def impact(
+    data: Annotated[str | None, typer.Option(help="Data version, e.g. v2024-01.")] = None,
+    feature_set: Annotated[str | None, typer.Option(help="Feature-engineering version.")] = None,
+    feature: Annotated[str | None, typer.Option(help="A feature name.")] = None,
+    deployed: Annotated[bool, typer.Option(help="Only what is deployed downstream.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Which model versions (or deployments) depend on a data version, feature set or feature."""
+    chosen = [x for x in (data, feature_set, feature) if x is not None]
+    if len(chosen) != 1:
+        raise typer.BadParameter("give exactly one of --data, --feature-set, --feature")
+
+    def go(r: ModelRegistry) -> list[Any]:
+        if deployed:
+            if data is None:
+                raise typer.BadParameter("--deployed works with --data")
+            return r.deployed_downstream_of(f"data:{data}")
+        if data is not None:
+            return r.models_using_data(data)
+        if feature_set is not None:
+            return r.models_using_feature_set(feature_set)
+        assert feature is not None
+        return r.models_using_feature(feature)
+
+    found = _run(go)
+    if as_json:
+        _emit_json([x.to_dict() for x in found])
+        return
+    for x in found:
+        out.print(x.ref if isinstance(x, ModelVersion) else x.label + f" ({x.key})")
+    if not found:
+        out.print("nothing depends on it")
+
+
+docs_app = typer.Typer(help="Living docs and catalog export.", no_args_is_help=True)
+app.add_typer(docs_app, name="docs")
+
+
+@docs_app.command("sync")
+def docs_sync(
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Target directory.")] = None,
+) -> None:
+    """Write the living docs and catalog; unchanged files are left untouched."""
+
+    def go(r: ModelRegistry) -> Any:
+        return sync_docs(r, out_dir or (r.home / "docs"))
+
+    result = _run(go)
+    out.print(f"{len(result.written)} files written, {len(result.unchanged)} unchanged")
+
+
+@app.command()
+def experiments(
+    increment: Annotated[str | None, typer.Option(help="Only this increment.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Tracked experiments with their params, metrics and duration."""
+    found = _run(lambda r: list_experiments(r, increment=increment))
+    if as_json:
+        _emit_json([e.to_dict() for e in found])
+        return
+    table = Table(title="Experiments")
+    for col in ("Name", "Increment", "Status", "Started", "Duration", "Metrics"):
+        table.add_column(col)
+    for e in found:
+        dur = f"{e.duration_s:.1f}s" if e.duration_s is not None else "-"
+        metrics = ", ".join(f"{k}={v}" for k, v in sorted(e.metrics.items()))
+        table.add_row(
+            e.name,
+            e.increment or "-",
+            e.status,
+            e.started_at.strftime("%Y-%m-%d %H:%M"),
+            dur,
+            metrics,
+        )
+    out.print(table)
 
 
 def main() -> None:

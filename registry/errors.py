@@ -11,7 +11,9 @@ Every error names what was wrong; the CLI prints ``str(error)`` as its one line.
     │   ├── InvalidVersion
     │   └── IncompatibleVersion      explicit version too small for the changes
     ├── Conflict(RegistryError)      the thing already exists / lost a race
+    ├── ModelEndOfLife(RegistryError) a deprecated version past its end of life
     ├── IllegalTransition(RegistryError)
+    │   └── ApprovalRequired         a guarded stage lacks approvals (names who)
     └── IntegrityError(RegistryError)
         └── CorruptArtifact          stored bytes no longer match their digest
 """
@@ -59,6 +61,14 @@ class Conflict(RegistryError):
     """The target already exists, or a concurrent writer got there first."""
 
 
+class ModelEndOfLife(RegistryError):
+    """Loading a deprecated version after its end of life, without ``force``."""
+
+
+class DeprecatedModelWarning(UserWarning):
+    """Loading a deprecated version (before its end of life)."""
+
+
 class IllegalTransition(RegistryError):
     """A stage move that the lifecycle does not allow."""
 
@@ -66,6 +76,15 @@ class IllegalTransition(RegistryError):
         super().__init__(message)
         self.from_stage = from_stage
         self.to_stage = to_stage
+
+
+class ApprovalRequired(IllegalTransition):
+    """Entering a guarded stage needs approvals this version does not have yet."""
+
+    def __init__(self, message: str, to_stage: str, missing: list[str], needed: int) -> None:
+        super().__init__(message, from_stage=None, to_stage=to_stage)
+        self.missing = missing
+        self.needed = needed
 
 
 class IntegrityError(RegistryError):

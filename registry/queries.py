@@ -47,7 +47,7 @@ VERSION_COLUMNS: Sequence[sa.ColumnElement[Any]] = (
     _parent.c.minor.label("p_minor"),
     _parent.c.patch.label("p_patch"),
 )
-_FROM = versions_t.join(models_t, models_t.c.id == v.model_id).outerjoin(
+FROM_VERSIONS = versions_t.join(models_t, models_t.c.id == v.model_id).outerjoin(
     _parent, _parent.c.id == v.parent_id
 )
 NEWEST_FIRST = (v.major.desc(), v.minor.desc(), v.patch.desc())
@@ -114,7 +114,7 @@ def find_version(
 ) -> ModelVersion:
     """The full record (files, deprecation) by exact version or by stage."""
     mid = model_id(conn, name)
-    query = sa.select(*VERSION_COLUMNS).select_from(_FROM).where(v.model_id == mid)
+    query = sa.select(*VERSION_COLUMNS).select_from(FROM_VERSIONS).where(v.model_id == mid)
     if version is not None:
         query = query.where(v.major == version.major, v.minor == version.minor)
         query = query.where(v.patch == version.patch)
@@ -154,7 +154,7 @@ def list_versions(
     offset: int = 0,
 ) -> list[ModelVersion]:
     """Versions newest first, without file manifests (use ``find_version`` for those)."""
-    query = sa.select(*VERSION_COLUMNS).select_from(_FROM)
+    query = sa.select(*VERSION_COLUMNS).select_from(FROM_VERSIONS)
     if name is not None:
         query = query.where(v.model_id == model_id(conn, name))
     if stage is not None:

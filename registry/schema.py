@@ -146,3 +146,78 @@ audit_t: sa.Table = AuditEvent.__table__  # type: ignore[attr-defined]
 audit_head_t: sa.Table = AuditHead.__table__  # type: ignore[attr-defined]
 files_t: sa.Table = VersionFile.__table__  # type: ignore[attr-defined]
 deprecations_t: sa.Table = Deprecation.__table__  # type: ignore[attr-defined]
+
+
+class ApprovalPolicy(SQLModel, table=True):
+    """Who must approve entry into a stage; ``model_id`` NULL is the registry default."""
+
+    __tablename__: ClassVar[str] = "approval_policy"
+
+    id: int | None = Field(default=None, primary_key=True)
+    model_id: int | None = Field(default=None, foreign_key="registered_model.id")
+    stage: str
+    approvers: list[str] = Field(sa_column=sa.Column(sa.JSON, nullable=False))
+    min_approvals: int
+    actor: str
+    at: datetime = Field(sa_column=sa.Column(_TS, nullable=False))
+
+
+class Approval(SQLModel, table=True):
+    """One approver's decision on one version entering one stage."""
+
+    __tablename__: ClassVar[str] = "approval"
+    __table_args__ = (
+        sa.UniqueConstraint("version_id", "stage", "approver", name="uq_one_decision_each"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    version_id: int = Field(foreign_key="model_version.id")
+    stage: str
+    approver: str
+    decision: str  # approve | reject
+    comments: str | None = None
+    at: datetime = Field(sa_column=sa.Column(_TS, nullable=False))
+
+
+class LineageNode(SQLModel, table=True):
+    """A typed node: data, feature_set, experiment, model_version or deployment."""
+
+    __tablename__: ClassVar[str] = "lineage_node"
+    __table_args__ = (sa.UniqueConstraint("kind", "key", name="uq_lineage_node"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str
+    key: str
+    version: str | None = None
+    attrs: dict[str, Any] = Field(sa_column=sa.Column(sa.JSON, nullable=False))
+    created_at: datetime = Field(sa_column=sa.Column(_TS, nullable=False))
+
+
+class LineageEdge(SQLModel, table=True):
+    __tablename__: ClassVar[str] = "lineage_edge"
+
+    src_id: int = Field(foreign_key="lineage_node.id", primary_key=True)
+    dst_id: int = Field(foreign_key="lineage_node.id", primary_key=True)
+    relation: str
+    created_at: datetime = Field(sa_column=sa.Column(_TS, nullable=False))
+
+
+class Experiment(SQLModel, table=True):
+    __tablename__: ClassVar[str] = "experiment"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str
+    increment: str | None = None
+    params: dict[str, Any] = Field(sa_column=sa.Column(sa.JSON, nullable=False))
+    metrics: dict[str, Any] = Field(sa_column=sa.Column(sa.JSON, nullable=False))
+    status: str
+    actor: str
+    started_at: datetime = Field(sa_column=sa.Column(_TS, nullable=False))
+    ended_at: datetime | None = Field(default=None, sa_column=sa.Column(_TS))
+
+
+policies_t: sa.Table = ApprovalPolicy.__table__  # type: ignore[attr-defined]
+approvals_t: sa.Table = Approval.__table__  # type: ignore[attr-defined]
+nodes_t: sa.Table = LineageNode.__table__  # type: ignore[attr-defined]
+edges_t: sa.Table = LineageEdge.__table__  # type: ignore[attr-defined]
+experiments_t: sa.Table = Experiment.__table__  # type: ignore[attr-defined]

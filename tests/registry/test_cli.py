@@ -11,22 +11,23 @@ from pathlib import Path
 import pytest
 
 
+def cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``modelreg ARGS`` as a real process with its home under ``tmp_path``."""
+    env = {**os.environ, "MODELREG_HOME": str(tmp_path / "home"), "MODELREG_ACTOR": "cli"}
+    return subprocess.run(
+        [sys.executable, "-m", "registry", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+        check=False,
+    )
+
+
 @pytest.fixture
 def run(tmp_path: Path):  # type: ignore[no-untyped-def]
-    env = {**os.environ, "MODELREG_HOME": str(tmp_path / "home"), "MODELREG_ACTOR": "cli"}
-
-    def _run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "registry", *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=tmp_path,
-            timeout=60,
-            check=False,
-        )
-
-    return _run
+    return lambda *args: cli(tmp_path, *args)
 
 
 def test_register_promote_rollback_history(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
