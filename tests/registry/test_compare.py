@@ -62,3 +62,33 @@ def test_regression_is_called_out(tmp_path: object) -> None:
     assert result.recommendation.startswith("⚠️ trade-off")
     assert result.b_is_better is None
     assert result.to_dict()["metrics"][0]["better"] is True
+
+
+def test_signature_and_feature_type_changes_are_reported(tmp_path: object) -> None:
+    """Retyped inputs, new inputs and retyped features appear, and the reason says breaking."""
+    with ModelRegistry(home=str(tmp_path)) as reg:
+        reg.register_model(
+            "m",
+            None,
+            version="v1",
+            metadata={"accuracy": 0.8, "feature_types": {"amount": "float", "age": "int"}},
+            signature={"inputs": {"amount": "float"}, "outputs": {"p": "float"}},
+        )
+        reg.register_model(
+            "m",
+            None,
+            version="v2",
+            metadata={"accuracy": 0.9, "feature_types": {"amount": "float", "age": "float"}},
+            signature={"inputs": {"amount": "str", "country": "str"}, "outputs": {"p": "float"}},
+        )
+        result = reg.compare_models("m-v1.0.0", "m-v2.0.0")
+    assert result.signature_changes == [
+        "signature input amount changed type: float -> str",
+        "signature input added: country",
+    ]
+    assert result.features_modified == ["age retyped"]
+    assert result.recommendation.endswith("(breaking signature change: 1)")
+    text = str(result)
+    assert "- Modified: age retyped" in text
+    assert "Signature:\n- signature input amount changed type: float -> str" in text
+    assert result.to_dict()["signature_changes"][1] == "signature input added: country"
