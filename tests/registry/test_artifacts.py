@@ -90,3 +90,16 @@ def test_only_hex_digests_make_paths(tmp_path: Path) -> None:
         store.verify("a" * 64)
     with pytest.raises(InvalidInput, match="does not exist"):
         store.put_file(tmp_path / "missing")
+
+
+def test_progress_sees_every_byte(tmp_path: Path) -> None:
+    """The progress callback (the CLI's bar) is told about every byte as it is written."""
+    from registry import ModelRegistry
+
+    src = tmp_path / "model.bin"
+    src.write_bytes(os.urandom(CHUNK * 2 + 123))
+    seen: list[int] = []
+    with ModelRegistry(home=tmp_path / "home") as reg:
+        mv = reg.register_model("m", src, progress=seen.append)
+    assert sum(seen) == src.stat().st_size == mv.artifact_size
+    assert len(seen) == 3
