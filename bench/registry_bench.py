@@ -225,30 +225,42 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="smaller sizes (smoke run)")
     parser.add_argument("--dir", type=Path, default=None, help="scratch directory (same disk)")
+    parser.add_argument(
+        "--only",
+        choices=["registrations", "resolve", "list_search", "artifact"],
+        action="append",
+        help="run only these sections (repeatable)",
+    )
     args = parser.parse_args()
+    sections = set(args.only or ["registrations", "resolve", "list_search", "artifact"])
     scratch = Path(tempfile.mkdtemp(prefix="modelreg-bench-", dir=args.dir))
     quick = args.quick
     try:
-        n_reg = 500 if quick else 4000
-        raw = raw_sqlite_commits(scratch / "raw.db", n_reg)
-        seq = registrations(scratch / "r1", n_reg, 1)
-        par = registrations(scratch / "r8", n_reg, 8)
-        result = {
+        result: dict[str, Any] = {
             "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
-            "durable_registrations": {
+            "load_average_1m": os.getloadavg()[0],
+        }
+        if "registrations" in sections:
+            n_reg = 500 if quick else 4000
+            raw = raw_sqlite_commits(scratch / "raw.db", n_reg)
+            seq = registrations(scratch / "r1", n_reg, 1)
+            par = registrations(scratch / "r8", n_reg, 8)
+            result["durable_registrations"] = {
                 "per_s_1_thread": round(seq),
                 "per_s_8_threads": round(par),
                 "baseline_raw_sqlite_durable_commits_per_s": round(raw),
                 "ratio_8_threads_to_raw_commit": round(par / raw, 3),
                 "target_per_s": 2500,
-            },
-            "resolve": {
-                k: round(v, 2) if isinstance(v, float) else v
-                for k, v in resolve(scratch / "res", 20_000 if quick else 200_000).items()
-            },
-            "list_search": list_search(scratch / "ls", 10_000 if quick else 100_000),
-            "artifact": artifact(scratch, (64 if quick else 1024) << 20),
-        }
+            }
+        if "resolve" in sections:
+            figures = resolve(scratch / "res", 20_000 if quick else 200_000)
+            result["resolve"] = {
+                k: round(v, 2) if isinstance(v, float) else v for k, v in figures.items()
+            }
+        if "list_search" in sections:
+            result["list_search"] = list_search(scratch / "ls", 10_000 if quick else 100_000)
+        if "artifact" in sections:
+            result["artifact"] = artifact(scratch, (64 if quick else 1024) << 20)
         json.dump(result, sys.stdout, indent=2)
         sys.stdout.write("\n")
     finally:

@@ -936,7 +936,16 @@ class ModelRegistry:
         return found
 
     def resolve(self, name: str, stage: str = "production") -> ModelVersion:
-        """Which version serves ``name`` in ``stage``: the hot path for serving code."""
+        """Which version serves ``name`` in ``stage``: the hot path for serving code.
+
+        A cache hit costs one ``data_version`` probe and a dict lookup; any commit
+        by any process changes the probe's answer and drops the cache.
+        """
+        gen = self._store.generation()
+        if gen == self._cache_gen:
+            cached = self._cache.get((name, stage))
+            if cached is not None:
+                return cached
         return self.get_model_version(name, stage=stage)
 
     def get_model(
