@@ -198,6 +198,7 @@ class ModelRegistry:
         self._store = Store(self.url, clock=clock or _utcnow)
         self.artifacts = ArtifactStore(self.home / "artifacts")
         self._cache: dict[tuple[str, str], ModelVersion] = {}
+        self._model_ids: dict[str, int] = {}
         self._cache_gen = -1
         self._cache_lock = threading.Lock()
 
@@ -350,12 +351,18 @@ class ModelRegistry:
         files: list[_PreparedFile],
     ) -> ModelVersion:
         cur, now = tx.cur, tx.now
-        found = cur.one(queries.SEL_MODEL_ID, {"name": name})
-        if found is None:
-            found = cur.one(queries.INS_MODEL, {"name": name, "owner": owner, "created_at": now})
-            tx.audit(actor=who, action="create_model", target=name, after={"owner": owner})
-        assert found is not None
-        mid = int(found[0])
+        mid = self._model_ids.get(name)
+        if mid is None:
+            found = cur.one(queries.SEL_MODEL_ID, {"name": name})
+            if found is None:
+                found = cur.one(
+                    queries.INS_MODEL, {"name": name, "owner": owner, "created_at": now}
+                )
+                tx.audit(actor=who, action="create_model", target=name, after={"owner": owner})
+            assert found is not None
+            mid = int(found[0])
+            # Cache only once committed: model rows are never deleted or renumbered.
+            tx.after_commit.append(functools.partial(self._model_ids.__setitem__, name, mid))
         latest = _ParentRow.of(cur.one(queries.SEL_LATEST, {"mid": mid}))
         if parent_ver is not None:
             parent = _ParentRow.of(cur.one(queries.SEL_EXACT, {"mid": mid, **_parts(parent_ver)}))

@@ -98,9 +98,10 @@ class Cursor:
 
     def __init__(self, conn: sa.Connection) -> None:
         self.dialect = conn.dialect.name
-        self._raw = conn.connection.driver_connection
-        assert self._raw is not None
-        self._cursor = self._raw.cursor()
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        self.driver: Any = raw
+        self._cursor = raw.cursor()
 
     def execute(self, prepared: Prepared, values: Mapping[str, Any]) -> Any:
         self._cursor.execute(prepared.sql(self.dialect), prepared.params(self.dialect, values))

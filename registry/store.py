@@ -51,9 +51,11 @@ Clock = Callable[[], datetime]
 class Tx:
     """What an operation sees inside the write transaction."""
 
-    def __init__(self, conn: sa.Connection, now: datetime, last_id: int, last_hash: str) -> None:
+    def __init__(
+        self, conn: sa.Connection, cur: Cursor, now: datetime, last_id: int, last_hash: str
+    ) -> None:
         self.conn = conn
-        self.cur = Cursor(conn)
+        self.cur = cur
         self.now = now
         self._last_id = last_id
         self._last_hash = last_hash
@@ -170,16 +172,32 @@ class Store:
             self._wconn = self.engine.connect()
         conn = self._wconn
         try:
-            with conn.begin():
-                cur = Cursor(conn)
+            cur = Cursor(conn)
+            # The transaction is driven on the DBAPI connection: SQLAlchemy's begin and
+            # commit cost more than a registration's inserts. Operations that use
+            # SQLAlchemy statements join it (see db._on_begin) and we end it through
+            # SQLAlchemy in that case so its bookkeeping stays right.
+            if conn.dialect.name == "sqlite":
+                cur.raw("BEGIN IMMEDIATE")
+            try:
                 head = cur.one(_LOCK_HEAD, {})
                 assert head is not None, "audit_head row missing: database not migrated"
                 last_id, last_hash = int(head[0]), str(head[1])
-                tx = Tx(conn, self.clock(), last_id, last_hash)
+                tx = Tx(conn, cur, self.clock(), last_id, last_hash)
                 self._run_jobs(batch, tx, cur)
                 if tx._last_id != last_id:
                     cur.execute(_SET_HEAD, {"new_id": tx._last_id, "new_hash": tx._last_hash})
-                callbacks = tx.after_commit
+            except BaseException:
+                if conn.in_transaction():
+                    conn.rollback()
+                else:
+                    cur.driver.rollback()
+                raise
+            if conn.in_transaction():
+                conn.commit()
+            else:
+                cur.driver.commit()
+            callbacks = tx.after_commit
         except BaseException as exc:
             if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
                 self._wconn = None
