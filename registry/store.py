@@ -165,39 +165,13 @@ class Store:
         return job.result  # type: ignore[return-value]
 
     def _run(self, batch: list[_Job[Any]]) -> None:
-        callbacks: list[Callable[[], None]] = []
         if self._wconn is None or self._wconn.closed or self._wconn.invalidated:
             # One long-lived connection for the writer: a pool checkout and reset per
             # batch costs more than a registration's SQL.
             self._wconn = self.engine.connect()
-        conn = self._wconn
+        callbacks: list[Callable[[], None]] = []
         try:
-            cur = Cursor(conn)
-            # The transaction is driven on the DBAPI connection: SQLAlchemy's begin and
-            # commit cost more than a registration's inserts. Operations that use
-            # SQLAlchemy statements join it (see db._on_begin) and we end it through
-            # SQLAlchemy in that case so its bookkeeping stays right.
-            if conn.dialect.name == "sqlite":
-                cur.raw("BEGIN IMMEDIATE")
-            try:
-                head = cur.one(_LOCK_HEAD, {})
-                assert head is not None, "audit_head row missing: database not migrated"
-                last_id, last_hash = int(head[0]), str(head[1])
-                tx = Tx(conn, cur, self.clock(), last_id, last_hash)
-                self._run_jobs(batch, tx, cur)
-                if tx._last_id != last_id:
-                    cur.execute(_SET_HEAD, {"new_id": tx._last_id, "new_hash": tx._last_hash})
-            except BaseException:
-                if conn.in_transaction():
-                    conn.rollback()
-                else:
-                    cur.driver.rollback()
-                raise
-            if conn.in_transaction():
-                conn.commit()
-            else:
-                cur.driver.commit()
-            callbacks = tx.after_commit
+            callbacks = self._transaction(self._wconn, batch)
         except BaseException as exc:
             if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
                 self._wconn = None
@@ -210,6 +184,37 @@ class Store:
                 job.done = True
         for callback in callbacks:
             callback()
+
+    def _transaction(self, conn: sa.Connection, batch: list[_Job[Any]]) -> list[Callable[[], None]]:
+        """One durable transaction for the batch; returns its after-commit callbacks.
+
+        The transaction is driven on the DBAPI connection: SQLAlchemy's begin and
+        commit cost more than a registration's inserts. Operations that use
+        SQLAlchemy statements join it (see ``db._on_begin``), and it is then ended
+        through SQLAlchemy so its bookkeeping stays right.
+        """
+        cur = Cursor(conn)
+        if conn.dialect.name == "sqlite":
+            cur.raw("BEGIN IMMEDIATE")
+        try:
+            head = cur.one(_LOCK_HEAD, {})
+            assert head is not None, "audit_head row missing: database not migrated"
+            last_id, last_hash = int(head[0]), str(head[1])
+            tx = Tx(conn, cur, self.clock(), last_id, last_hash)
+            self._run_jobs(batch, tx, cur)
+            if tx._last_id != last_id:
+                cur.execute(_SET_HEAD, {"new_id": tx._last_id, "new_hash": tx._last_hash})
+        except BaseException:
+            if conn.in_transaction():
+                conn.rollback()
+            else:
+                cur.driver.rollback()
+            raise
+        if conn.in_transaction():
+            conn.commit()
+        else:
+            cur.driver.commit()
+        return tx.after_commit
 
     @staticmethod
     def _run_jobs(batch: list[_Job[Any]], tx: Tx, cur: Cursor) -> None:
