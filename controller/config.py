@@ -1,0 +1,421 @@
+"""The daemon's one YAML file, validated with pydantic.
+
+Sections: ``registry`` (database URL, artifact home), ``server`` (listen address,
+tokens file, which ingest source takes the HTTP intake), ``sources`` and
+``routers`` (by name, each with a ``kind:`` and its ``options``), ``alerts``
+(Alertmanager label matchers mapped to an action on a model) and ``models``: one
+rollout policy per model name. Unknown keys anywhere are errors; every error is a
+``ConfigError`` naming the file, the key path (``models.fraud.strategy.steps``) and
+what was expected. Relative paths (``registry.home``, a file router's ``path``,
+``sqlite:///`` URLs) are resolved against the config file's directory.
+
+``load_config(path)`` is the only entry point; ``Config`` objects are frozen.
+"""
+
+from __future__ import annotations
+
+import importlib
+import itertools
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from abtest.analysis import AnalysisSpec
+from abtest.analysis import MetricSpec as AbMetricSpec
+from controller.errors import ConfigError
+from controller.routing import ROUTERS, build_router
+from monitors import SOURCE_KINDS, TriggerSpec
+from monitors import MetricSpec as MonMetricSpec
+
+__all__ = [
+    "CanaryStrategy",
+    "Config",
+    "ConfigError",
+    "FixedStrategy",
+    "MetricConfig",
+    "PolicyConfig",
+    "load_config",
+    "parse_config",
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RegistrySection(_Strict):
+    """Where the registry lives: ``url`` defaults to ``sqlite:///<home>/registry.db``."""
+
+    url: str | None = None
+    home: str = ".modelreg"
+
+
+class ServerSection(_Strict):
+    """The daemon's HTTP API."""
+
+    listen: str = "127.0.0.1:8470"
+    tokens_file: str | None = None
+    ingest_source: str | None = None  # the ingest source that /v1/ingest writes to
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+            raise ValueError("expected HOST:PORT, e.g. 127.0.0.1:8470")
+        return value
+
+
+class SourceConfig(_Strict):
+    kind: str
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("kind")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        if value not in SOURCE_KINDS:
+            raise ValueError(f"unknown source kind; known kinds: {', '.join(sorted(SOURCE_KINDS))}")
+        return value
+
+
+class RouterConfig(_Strict):
+    kind: str
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("kind")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        _load_router_kind(value)
+        if value not in ROUTERS:
+            raise ValueError(f"unknown router kind; known kinds: {', '.join(sorted(ROUTERS))}")
+        return value
+
+
+def _load_router_kind(kind: str) -> None:
+    """Import ``controller.routers.<kind>`` so that its factory is registered."""
+    if kind in ROUTERS or not kind.isidentifier():
+        return
+    try:
+        importlib.import_module(f"controller.routers.{kind}")
+    except ImportError:
+        return
+
+
+class CanaryStrategy(_Strict):
+    """Raise the treatment's share through ``steps`` (whole percent), ``step_duration`` s each.
+
+    A step of 100 is never analysed (there is no control left): reaching it is the
+    promotion. Leave it out or put it last.
+    """
+
+    kind: Literal["canary"]
+    steps: list[int] = Field(min_length=1)
+    step_duration: float = Field(gt=0)
+
+    @field_validator("steps")
+    @classmethod
+    def _increasing(cls, value: list[int]) -> list[int]:
+        if any(not 0 < s <= 100 for s in value):
+            raise ValueError("every step must be a percentage in (0, 100]")
+        if any(b <= a for a, b in itertools.pairwise(value)):
+            raise ValueError("steps must be strictly increasing")
+        return value
+
+
+class FixedStrategy(_Strict):
+    """A fixed ``weight`` percent to the treatment for ``duration`` seconds."""
+
+    kind: Literal["fixed"]
+    weight: int = Field(default=50, gt=0, lt=100)
+    duration: float = Field(gt=0)
+
+
+Strategy = Annotated[CanaryStrategy | FixedStrategy, Field(discriminator="kind")]
+
+
+class MetricConfig(_Strict):
+    """One metric: where it comes from (``source``, ``query``) and how abtest judges it."""
+
+    name: str = Field(min_length=1)
+    source: str
+    query: str = Field(min_length=1)
+    type: Literal["gauge", "counter", "histogram", "range"] = "gauge"
+    aggregate: Literal["sum", "avg", "min", "max"] | None = None
+    scale: float = Field(default=1.0, gt=0)
+    sample_query: str = ""
+    kind: Literal["proportion", "mean", "distribution", "quantile"]
+    role: Literal["primary", "guardrail"] = "primary"
+    direction: Literal["higher", "lower"] = "higher"
+    margin: float = Field(default=0.0, ge=0)
+    relative_margin: bool = False
+    alpha: float = Field(default=0.05, gt=0, lt=1)
+    min_samples: int = Field(default=100, ge=0)
+
+    def monitor_spec(self) -> MonMetricSpec:
+        return MonMetricSpec(
+            name=self.name,
+            query=self.query,
+            type=self.type,
+            aggregate=self.aggregate,
+            scale=self.scale,
+            sample_query=self.sample_query,
+        )
+
+    def analysis_spec(self) -> AbMetricSpec:
+        return AbMetricSpec(
+            name=self.name,
+            kind=self.kind,
+            role=self.role,
+            direction=self.direction,
+            margin=self.margin,
+            relative_margin=self.relative_margin,
+            alpha=self.alpha,
+            min_samples=self.min_samples,
+        )
+
+
+class UnitsConfig(_Strict):
+    """How to count units per arm for the sample-ratio check (default: the first
+    metric's source, query ``count``)."""
+
+    source: str | None = None
+    query: str = "count"
+    type: Literal["gauge", "counter", "histogram", "range"] = "gauge"
+
+
+class AnalysisConfig(_Strict):
+    mode: Literal["sequential", "fixed"] = "sequential"
+    srm_threshold: float = Field(default=0.001, gt=0, lt=1)
+    planned_n_per_arm: int = Field(default=10_000, ge=2)
+    max_looks: int = Field(default=50, ge=1)
+    metrics: list[MetricConfig] = Field(min_length=1)
+    units: UnitsConfig = Field(default_factory=UnitsConfig)
+
+    def spec(self, weights: tuple[float, float] = (50.0, 50.0)) -> AnalysisSpec:
+        return AnalysisSpec(
+            metrics=tuple(m.analysis_spec() for m in self.metrics),
+            mode=self.mode,
+            weights=weights,
+            srm_threshold=self.srm_threshold,
+            planned_n_per_arm=self.planned_n_per_arm,
+            max_looks=self.max_looks,
+        )
+
+
+class TriggerConfig(_Strict):
+    """A rollback trigger on one of the policy's metrics, judged on the treatment
+    (``compare: drop``/``relative_drop`` against the control of the same window)."""
+
+    name: str = Field(min_length=1)
+    metric: str
+    threshold: float
+    direction: Literal["above", "below"] = "above"
+    compare: Literal["value", "drop", "relative_drop"] = "value"
+    min_samples: int = Field(default=0, ge=0)
+    consecutive: int = Field(default=1, ge=1)
+
+    def spec(self) -> TriggerSpec:
+        return TriggerSpec(
+            name=self.name,
+            metric=self.metric,
+            threshold=self.threshold,
+            direction=self.direction,
+            compare=self.compare,
+            min_samples=self.min_samples,
+            consecutive=self.consecutive,
+        )
+
+
+class PolicyConfig(_Strict):
+    """How one model's candidates are rolled out and judged.
+
+    ``interval``: seconds between evaluations. ``settle``: seconds of data ignored
+    after each weight change, while serving picks the new split up (default: one
+    interval). ``min_samples``: units per arm before anything is judged.
+    ``max_duration``: a rollout still undecided after this long is rolled back.
+    ``on_missing_data``: what ``failure_limit`` consecutive evaluations with missing
+    data or source errors lead to; below the limit such evaluations hold.
+    """
+
+    router: str
+    strategy: Strategy
+    interval: float = Field(default=30.0, gt=0)
+    settle: float | None = Field(default=None, ge=0)
+    min_samples: int = Field(default=100, ge=0)
+    max_duration: float = Field(default=3600.0, gt=0)
+    analysis: AnalysisConfig
+    triggers: list[TriggerConfig] = Field(default_factory=list)
+    on_missing_data: Literal["hold", "rollback"] = "hold"
+    failure_limit: int = Field(default=3, ge=1)
+    require_approval: bool = False
+
+    @property
+    def settle_seconds(self) -> float:
+        return self.interval if self.settle is None else self.settle
+
+
+class AlertRoute(_Strict):
+    """An Alertmanager alert whose labels match ``match`` acts on ``model``."""
+
+    match: dict[str, str] = Field(min_length=1)
+    model: str | None = None  # None: the alert's ``model`` label names it
+    action: Literal["rollback", "pause", "abort"] = "rollback"
+
+
+class Config(_Strict):
+    registry: RegistrySection = Field(default_factory=RegistrySection)
+    server: ServerSection = Field(default_factory=ServerSection)
+    sources: dict[str, SourceConfig] = Field(default_factory=dict)
+    routers: dict[str, RouterConfig] = Field(min_length=1)
+    alerts: list[AlertRoute] = Field(default_factory=list)
+    models: dict[str, PolicyConfig] = Field(default_factory=dict)
+    watch_interval: float = Field(default=5.0, gt=0)
+    source_file: str = ""  # where it was loaded from (set by load_config)
+
+    def registry_url(self) -> str:
+        return self.registry.url or f"sqlite:///{Path(self.registry.home) / 'registry.db'}"
+
+    def ingest_source_name(self) -> str | None:
+        if self.server.ingest_source is not None:
+            return self.server.ingest_source
+        names = [n for n, s in self.sources.items() if s.kind == "ingest"]
+        return names[0] if names else None
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        elif item in ("canary", "fixed") and parts and parts[-1].endswith("strategy"):
+            continue  # the discriminated union's tag is noise in a key path
+        else:
+            parts.append(("." if parts else "") + str(item))
+    return "".join(parts) or "(top level)"
+
+
+def _cross_check(config: Config, where: str) -> None:
+    """Names that refer to other sections must exist."""
+    for name, policy in config.models.items():
+        base = f"models.{name}"
+        if policy.router not in config.routers:
+            raise ConfigError(
+                f"{where}: {base}.router: unknown router {policy.router!r}; "
+                f"defined routers: {', '.join(sorted(config.routers)) or 'none'}"
+            )
+        metric_names = [m.name for m in policy.analysis.metrics]
+        if len(set(metric_names)) != len(metric_names):
+            raise ConfigError(f"{where}: {base}.analysis.metrics: metric names must be unique")
+        if not any(m.role == "primary" for m in policy.analysis.metrics):
+            raise ConfigError(
+                f"{where}: {base}.analysis.metrics: expected at least one metric with role: primary"
+            )
+        for i, metric in enumerate(policy.analysis.metrics):
+            if metric.source not in config.sources:
+                raise ConfigError(
+                    f"{where}: {base}.analysis.metrics[{i}].source: unknown source "
+                    f"{metric.source!r}; defined sources: "
+                    f"{', '.join(sorted(config.sources)) or 'none'}"
+                )
+        units = policy.analysis.units.source
+        if units is not None and units not in config.sources:
+            raise ConfigError(f"{where}: {base}.analysis.units.source: unknown source {units!r}")
+        for i, trigger in enumerate(policy.triggers):
+            if trigger.metric not in metric_names:
+                raise ConfigError(
+                    f"{where}: {base}.triggers[{i}].metric: expected one of the policy's "
+                    f"metrics ({', '.join(metric_names)}), got {trigger.metric!r}"
+                )
+        if policy.strategy.kind == "canary" and policy.strategy.steps == [100]:
+            raise ConfigError(
+                f"{where}: {base}.strategy.steps: expected at least one step below 100 "
+                "(a step of 100 is the promotion itself)"
+            )
+    ingest = config.server.ingest_source
+    if ingest is not None and (ingest not in config.sources or
+                               config.sources[ingest].kind != "ingest"):  # fmt: skip
+        raise ConfigError(f"{where}: server.ingest_source: expected the name of an ingest source")
+
+
+def _resolve_paths(data: dict[str, Any], base: Path) -> None:
+    """Make relative paths relative to the config file's directory."""
+    reg = data.get("registry")
+    if isinstance(reg, dict):
+        home = reg.get("home")
+        if isinstance(home, str) and not Path(home).is_absolute():
+            reg["home"] = str(base / home)
+        url = reg.get("url")
+        if isinstance(url, str):
+            reg["url"] = _sqlite_relative(url, base)
+    elif reg is None:
+        data["registry"] = {"home": str(base / ".modelreg")}
+    for section in ("routers", "sources"):
+        entries = data.get(section)
+        if not isinstance(entries, dict):
+            continue
+        for entry in entries.values():
+            options = entry.get("options") if isinstance(entry, dict) else None
+            if not isinstance(options, dict):
+                continue
+            path = options.get("path")
+            if isinstance(path, str) and not Path(path).is_absolute():
+                options["path"] = str(base / path)
+            url = options.get("url")
+            if isinstance(url, str):
+                options["url"] = _sqlite_relative(url, base)
+    server = data.get("server")
+    tokens = server.get("tokens_file") if isinstance(server, dict) else None
+    if isinstance(server, dict) and isinstance(tokens, str) and not Path(tokens).is_absolute():
+        server["tokens_file"] = str(base / tokens)
+
+
+def _sqlite_relative(url: str, base: Path) -> str:
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/") and url != prefix + ":memory:":
+        return prefix + str(base / url[len(prefix) :])
+    return url
+
+
+def parse_config(
+    data: Mapping[str, Any], *, where: str = "<config>", base: Path | None = None
+) -> Config:
+    """Validate a mapping (already parsed YAML) into a ``Config``."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: expected a mapping at the top level")
+    raw = dict(data)
+    if base is not None:
+        raw = yaml.safe_load(yaml.safe_dump(raw))  # a deep copy we may edit
+        _resolve_paths(raw, base)
+    raw["source_file"] = where
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        more = len(exc.errors()) - 1
+        suffix = f" (and {more} more error{'s' if more > 1 else ''})" if more else ""
+        raise ConfigError(f"{where}: {_loc(first['loc'])}: {first['msg']}{suffix}") from None
+    _cross_check(config, where)
+    for name, router in config.routers.items():
+        if router.kind in ("file", "http"):
+            try:
+                build_router(router.kind, router.options)
+            except ValueError as exc:
+                raise ConfigError(f"{where}: routers.{name}.options: {exc}") from None
+    return config
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate the YAML file at ``path``; ``ConfigError`` names file and key."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file}: not valid YAML: {exc}") from None
+    return parse_config(data or {}, where=str(file), base=file.resolve().parent)

@@ -1,0 +1,411 @@
+"""The controller's brain: ``decide(policy, state, observations, *, now) -> Decision``.
+
+Pure: no clock (``now`` is passed in), no I/O. The shell (``controller.reconcile``)
+measures, calls ``decide`` and applies the returned ``Decision``; each decision
+carries the next ``RolloutState``, the phase-table ``event`` it is, one-line
+``reasons`` and the ``numbers`` behind them (for the log, the database and
+``rollout explain``).
+
+Rules for a progressing rollout, in order:
+
+1. Past ``max_duration``: roll back (a rollout never lingers undecided).
+2. Within ``settle`` seconds of a weight change: hold (serving is still switching).
+3. A rollback trigger on the treatment that breached ``consecutive`` times in a
+   row: roll back.
+4. Missing data or a source error in any metric (or in the unit counts), or an
+   inconclusive verdict (sample-ratio mismatch): hold; after ``failure_limit``
+   such evaluations in a row, roll back if the policy says ``on_missing_data:
+   rollback``. Missing data never promotes.
+5. Fewer than ``min_samples`` units in an arm: hold.
+6. abtest's verdict ``rollback``: roll back at once.
+7. Before the step's (or fixed split's) duration is over: hold.
+8. Canary: a verdict of ``continue`` or ``promote`` advances to the next step;
+   at the last analysed step only ``promote`` promotes. Fixed split: ``promote``
+   promotes, anything else at the end rolls back (no evidence of a gain).
+9. Promotion becomes ``AwaitApproval`` when the policy or the registry requires
+   approval; an approved rollout awaiting approval is promoted.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any, ClassVar
+
+from abtest.analysis import ArmData, Histogram, MetricData, Verdict, analyze
+from abtest.results import Counts, Summary
+from controller.config import CanaryStrategy, MetricConfig, PolicyConfig
+from controller.errors import IllegalMove
+from controller.phases import TERMINAL, Event, Phase, move
+from monitors import Measurement, evaluate
+
+__all__ = [
+    "AwaitApproval",
+    "Decision",
+    "HoldUntil",
+    "Observations",
+    "Pause",
+    "Promote",
+    "RollBack",
+    "RolloutState",
+    "SetWeight",
+    "analysed_steps",
+    "decide",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class RolloutState:
+    """Everything ``decide`` needs to know about one rollout, as stored."""
+
+    id: int
+    model: str
+    control: str
+    treatment: str
+    phase: Phase
+    step: int  # index into analysed_steps(policy); -1 before the first weight
+    weight: float  # treatment percent
+    started_at: datetime
+    step_started_at: datetime
+    failures: int = 0  # consecutive evaluations with missing data / errors / inconclusive
+    streaks: Mapping[str, int] = field(default_factory=dict)  # trigger -> breaches in a row
+    approved: bool = False
+
+
+ArmPair = tuple[Measurement, Measurement]  # (control, treatment)
+
+
+@dataclass(frozen=True, slots=True)
+class Observations:
+    """What the sources measured for both arms since the step started (after settling)."""
+
+    metrics: Mapping[str, ArmPair] = field(default_factory=dict)
+    units: ArmPair | None = None
+    approval_required: bool = False  # the registry guards production with approvals
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Base of the decision variants: next state, event, reasons and numbers."""
+
+    action: ClassVar[str] = "decision"
+    event: Event
+    state: RolloutState
+    reasons: tuple[str, ...]
+    numbers: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def reason(self) -> str:
+        return "; ".join(self.reasons)
+
+
+@dataclass(frozen=True, slots=True)
+class SetWeight(Decision):
+    """Route ``state.weight`` percent to the treatment (start or next step)."""
+
+    action: ClassVar[str] = "set_weight"
+
+
+@dataclass(frozen=True, slots=True)
+class Promote(Decision):
+    """Make the treatment production and send it all traffic."""
+
+    action: ClassVar[str] = "promote"
+
+
+@dataclass(frozen=True, slots=True)
+class RollBack(Decision):
+    """Send all traffic back to the control and move the treatment out of staging."""
+
+    action: ClassVar[str] = "rollback"
+
+
+@dataclass(frozen=True, slots=True)
+class Pause(Decision):
+    """Stop evaluating; keep the weights."""
+
+    action: ClassVar[str] = "pause"
+
+
+@dataclass(frozen=True, slots=True)
+class AwaitApproval(Decision):
+    """Promotion is due but needs an approval first; keep the weights."""
+
+    action: ClassVar[str] = "await_approval"
+
+
+@dataclass(frozen=True, slots=True)
+class HoldUntil(Decision):
+    """Nothing to change; evaluate again at ``until`` (or the next interval)."""
+
+    action: ClassVar[str] = "hold"
+    until: datetime | None = None
+
+
+def analysed_steps(policy: PolicyConfig) -> tuple[float, ...]:
+    """Treatment percentages that are judged: canary steps below 100, or the fixed split."""
+    strategy = policy.strategy
+    if isinstance(strategy, CanaryStrategy):
+        return tuple(float(s) for s in strategy.steps if s < 100)
+    return (float(strategy.weight),)
+
+
+def _dwell(policy: PolicyConfig) -> float:
+    strategy = policy.strategy
+    return strategy.step_duration if isinstance(strategy, CanaryStrategy) else strategy.duration
+
+
+def _data(metric: MetricConfig, m: Measurement) -> MetricData | None:
+    """The abtest input for one arm's measurement; None when it cannot be used."""
+    if not m.ok or m.value is None:
+        return None
+    if metric.kind == "proportion":
+        n = m.sample_size
+        return Counts(min(n, max(0, round(m.value * n))), n) if n > 0 else None
+    if metric.kind == "mean":
+        if m.stats is None or m.stats.n < 2:
+            return None
+        scale = metric.scale
+        return Summary(m.stats.mean * scale, m.stats.variance * scale * scale, m.stats.n)
+    if m.samples:
+        return m.samples
+    if m.buckets:
+        return Histogram(tuple(b.le for b in m.buckets), tuple(round(b.count) for b in m.buckets))
+    return None
+
+
+def _num(x: float | None) -> float | None:
+    return None if x is None or not math.isfinite(x) else round(x, 6)
+
+
+def _verdict_numbers(verdict: Verdict) -> dict[str, Any]:
+    return {
+        "verdict": verdict.decision,
+        "verdict_reason": verdict.reason,
+        "srm_p": _num(verdict.srm.p_value) if verdict.srm else None,
+        "metrics": {
+            o.name: {
+                "status": o.status,
+                "effect": _num(o.effect),
+                "ci": [_num(o.ci[0]), _num(o.ci[1])] if o.ci else None,
+                "p_value": _num(o.p_value),
+                "p_adjusted": _num(o.p_adjusted),
+                "n_control": o.n_control,
+                "n_treatment": o.n_treatment,
+            }
+            for o in verdict.metrics
+        },
+    }
+
+
+def _units(m: Measurement | None) -> int:
+    if m is None or not m.ok or m.value is None:
+        return 0
+    return int(m.value)
+
+
+def decide(  # noqa: PLR0912, PLR0915 -- the rules read top to bottom as the docstring lists them
+    policy: PolicyConfig, state: RolloutState, observations: Observations, *, now: datetime
+) -> Decision:
+    """What to do with this rollout now; see the module docstring for the rules."""
+    if state.phase in TERMINAL:
+        raise IllegalMove(state.phase.value, "evaluate")
+    interval = timedelta(seconds=policy.interval)
+    base: dict[str, Any] = {"phase": state.phase.value, "step": state.step, "weight": state.weight}
+
+    def hold(reason: str, until: datetime | None = None, **extra: Any) -> HoldUntil:
+        return HoldUntil(
+            Event.HOLD,
+            extra.pop("next_state", state),
+            (reason,),
+            {**base, **extra},
+            until=until or now + interval,
+        )
+
+    if state.phase is Phase.PAUSED:
+        return hold("paused by an operator; resume to continue")
+    steps = analysed_steps(policy)
+    if state.phase is Phase.PENDING:
+        nxt = replace(state, phase=move(state.phase, Event.START), step=0, weight=steps[0],
+                      step_started_at=now)  # fmt: skip
+        return SetWeight(Event.START, nxt, (f"start: {steps[0]:g}% to {state.treatment}",), base)
+    if state.phase is Phase.AWAITING_APPROVAL:
+        if state.approved:
+            return Promote(
+                Event.APPROVE,
+                replace(state, phase=move(state.phase, Event.APPROVE), weight=100.0),
+                (f"approved: promoting {state.treatment}",),
+                base,
+            )
+        return hold(f"awaiting approval to promote {state.treatment}")
+
+    def rollback(reason: str, **numbers: Any) -> RollBack:
+        nxt = replace(state, phase=move(state.phase, Event.ROLLBACK), weight=0.0)
+        return RollBack(Event.ROLLBACK, nxt, (reason,), {**base, **numbers})
+
+    running = (now - state.started_at).total_seconds()
+    if running > policy.max_duration:
+        return rollback(
+            f"max duration exceeded: running {running:.0f}s > {policy.max_duration:g}s "
+            "without a decision"
+        )
+    in_step = (now - state.step_started_at).total_seconds()
+    if in_step < policy.settle_seconds:
+        return hold(
+            f"settling: {in_step:.1f}s of {policy.settle_seconds:g}s since the weight changed",
+            until=state.step_started_at + timedelta(seconds=policy.settle_seconds),
+        )
+
+    # 3. rollback triggers on the treatment, baseline = the control in the same window
+    streaks: dict[str, int] = {}
+    trigger_numbers: dict[str, Any] = {}
+    for trigger in policy.triggers:
+        pair = observations.metrics.get(trigger.metric)
+        result = evaluate(
+            replace(trigger.spec(), consecutive=1),
+            {trigger.metric: pair[1]} if pair else {},
+            now=now,
+            baseline={trigger.metric: pair[0]} if pair else {},
+        )
+        streak = state.streaks.get(trigger.name, 0) + 1 if result.status.breach else 0
+        streaks[trigger.name] = streak
+        trigger_numbers[trigger.name] = {
+            "status": result.status.value,
+            "value": _num(result.value),
+            "threshold": trigger.threshold,
+            "streak": streak,
+        }
+        if result.status.breach and streak >= trigger.consecutive:
+            return rollback(
+                f"trigger fired: {result.reason} ({streak} in a row)", triggers=trigger_numbers
+            )
+    state = replace(state, streaks=streaks)
+    base["triggers"] = trigger_numbers
+
+    # 4. missing data and errors never promote
+    problems = [
+        f"{name}[{arm}] {m.status.value}: {m.message}"
+        for name, pair in observations.metrics.items()
+        for arm, m in zip(("control", "treatment"), pair, strict=True)
+        if not m.ok
+    ]
+    problems += [f"metric {m.name}: not measured" for m in policy.analysis.metrics
+                 if m.name not in observations.metrics]  # fmt: skip
+    if observations.units is None:
+        problems.append("unit counts: not measured")
+    else:
+        problems += [
+            f"units[{arm}] {m.status.value}: {m.message}"
+            for arm, m in zip(("control", "treatment"), observations.units, strict=True)
+            if not m.ok
+        ]
+
+    def failing(why: str, **numbers: Any) -> Decision:
+        failures = state.failures + 1
+        if failures >= policy.failure_limit and policy.on_missing_data == "rollback":
+            return rollback(
+                f"{why}; {failures} evaluations in a row (limit {policy.failure_limit}), "
+                "policy on_missing_data: rollback",
+                failures=failures,
+                **numbers,
+            )
+        return hold(
+            f"{why}; holding ({failures} in a row, limit {policy.failure_limit}, "
+            f"on_missing_data: {policy.on_missing_data})",
+            next_state=replace(state, failures=failures),
+            failures=failures,
+            **numbers,
+        )
+
+    if problems:
+        return failing("missing data: " + "; ".join(problems[:3]))
+    assert observations.units is not None
+    n_c, n_t = (_units(m) for m in observations.units)
+    base["units"] = [n_c, n_t]
+    if min(n_c, n_t) < policy.min_samples:
+        return hold(
+            f"collecting: {n_c} control / {n_t} treatment units, "
+            f"{policy.min_samples} per arm needed",
+            next_state=replace(state, failures=0),
+        )
+
+    # 6. the verdict
+    metrics = {m.name: m for m in policy.analysis.metrics}
+    arms = []
+    for index, units in ((0, n_c), (1, n_t)):
+        data = {name: _data(metrics[name], pair[index]) for name, pair in
+                observations.metrics.items() if name in metrics}  # fmt: skip
+        arms.append(ArmData(units=units, metrics=data))
+    spec = policy.analysis.spec(weights=(100.0 - state.weight, state.weight))
+    verdict = analyze(spec, {"control": arms[0], "treatment": arms[1]})
+    numbers = _verdict_numbers(verdict)
+    if verdict.decision == "rollback":
+        return rollback(f"analysis: {verdict.reason}", **numbers)
+    if (
+        verdict.decision == "inconclusive"
+        and verdict.srm is not None
+        and (verdict.srm.p_value < policy.analysis.srm_threshold)
+    ):
+        return failing(f"inconclusive: {verdict.reason}", **numbers)
+    state = replace(state, failures=0)
+    dwell = _dwell(policy)
+    if in_step < dwell:
+        return hold(
+            f"step {state.step + 1}/{len(steps)} at {state.weight:g}%: "
+            f"{in_step:.0f}s of {dwell:g}s; verdict so far {verdict.decision}: {verdict.reason}",
+            until=min(state.step_started_at + timedelta(seconds=dwell), now + interval),
+            next_state=state,
+            **numbers,
+        )
+    if isinstance(policy.strategy, CanaryStrategy) and state.step + 1 < len(steps):
+        if verdict.decision in ("continue", "promote"):
+            nxt = replace(state, step=state.step + 1, weight=steps[state.step + 1],
+                          step_started_at=now)  # fmt: skip
+            return SetWeight(
+                Event.ADVANCE,
+                nxt,
+                (f"advance to {nxt.weight:g}%: no harm seen ({verdict.reason})",),
+                {**base, **numbers},
+            )
+        return hold(f"not advancing: {verdict.reason}", next_state=state, **numbers)
+    if verdict.decision == "promote":
+        if policy.require_approval or observations.approval_required:
+            who = "policy" if policy.require_approval else "registry"
+            nxt = replace(state, phase=move(state.phase, Event.AWAIT_APPROVAL))
+            return AwaitApproval(
+                Event.AWAIT_APPROVAL,
+                nxt,
+                (f"ready to promote ({verdict.reason}); the {who} requires approval",),
+                {**base, **numbers},
+            )
+        nxt = replace(state, phase=move(state.phase, Event.PROMOTE), weight=100.0)
+        return Promote(
+            Event.PROMOTE, nxt, (f"promote {state.treatment}: {verdict.reason}",),
+            {**base, **numbers},
+        )  # fmt: skip
+    if isinstance(policy.strategy, CanaryStrategy):
+        return hold(
+            f"last step: waiting for evidence to promote ({verdict.reason})",
+            next_state=state,
+            **numbers,
+        )
+    return rollback(
+        f"fixed split over after {dwell:g}s without evidence of a gain: {verdict.reason}",
+        **numbers,
+    )
+
+
+def operator(state: RolloutState, event: Event, *, reason: str) -> Decision:
+    """The decision for an operator's pause, resume or abort (or approve)."""
+    if event is Event.APPROVE:
+        if state.phase is not Phase.AWAITING_APPROVAL:
+            raise IllegalMove(state.phase.value, event.value)
+        return HoldUntil(Event.HOLD, replace(state, approved=True), (reason,), {})
+    nxt_phase = move(state.phase, event)
+    if event is Event.ABORT:
+        return RollBack(Event.ABORT, replace(state, phase=nxt_phase, weight=0.0), (reason,), {})
+    if event is Event.PAUSE:
+        return Pause(Event.PAUSE, replace(state, phase=nxt_phase), (reason,), {})
+    return HoldUntil(Event.RESUME, replace(state, phase=nxt_phase), (reason,), {})

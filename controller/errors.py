@@ -1,0 +1,42 @@
+"""Errors raised by the controller.
+
+    ControllerError
+    ├── ConfigError(ControllerError, ValueError)   a config file is invalid: names file and key
+    ├── RolloutError(ControllerError)
+    │   ├── RolloutNotFound(RolloutError, LookupError)
+    │   └── CannotStart(RolloutError, ValueError)   no policy, no artifact, no control, duplicate
+    └── IllegalMove(ControllerError)                a phase has no transition for an event
+
+Router failures are ``controller.routing.RouterError`` (temporary: retried every tick).
+"""
+
+from __future__ import annotations
+
+
+class ControllerError(Exception):
+    """Base of every error the controller raises on purpose."""
+
+
+class ConfigError(ControllerError, ValueError):
+    """A configuration file is invalid; the message names the file and key path."""
+
+
+class RolloutError(ControllerError):
+    """A rollout operation cannot be done."""
+
+
+class RolloutNotFound(RolloutError, LookupError):
+    """No rollout has that id (or no active rollout for that model)."""
+
+
+class CannotStart(RolloutError, ValueError):
+    """A rollout cannot start: no policy, no artifact, no production control, or already running."""
+
+
+class IllegalMove(ControllerError):
+    """The phase table has no transition for (phase, event)."""
+
+    def __init__(self, phase: str, event: str) -> None:
+        super().__init__(f"illegal move: event {event!r} is not allowed in phase {phase!r}")
+        self.phase = phase
+        self.event = event

@@ -1,0 +1,95 @@
+"""``kind: file``: the routing table as one JSON file, replaced atomically.
+
+The file maps each model to its route (versions with weights and artifact digest,
+revision and salt)::
+
+    {"models": {"fraud": {"model": "fraud", "revision": 3, "salt": "fraud:1",
+                          "backends": [{"version": "1.0.0", "weight": 90, "digest": "..."},
+                                       {"version": "1.1.0", "weight": 10, "digest": "..."}]}}}
+
+Every ``set`` reads the current table, replaces one model's entry and writes a
+temporary file in the same directory, fsyncs it, renames it over the table and
+fsyncs the directory: a reader sees the old table or the new one, never half.
+Writers in one process are serialised by a lock; the daemon is the only writer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from controller.routing import Route, RouterError, register_router
+
+__all__ = ["FileRouter", "read_table"]
+
+
+def read_table(path: Path) -> dict[str, Route]:
+    """The routes in the file at ``path`` (empty when it does not exist yet)."""
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    data = json.loads(raw)
+    return {name: Route.from_dict(route) for name, route in data.get("models", {}).items()}
+
+
+class FileRouter:
+    """Writes routes into one JSON file with atomic replacement."""
+
+    def __init__(self, *, path: str | Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+
+    def set(self, route: Route) -> None:
+        with self._lock:
+            try:
+                table = read_table(self.path)
+            except (OSError, ValueError) as exc:
+                raise RouterError(f"file router: cannot read {self.path}: {exc}") from exc
+            table[route.model] = route
+            body = {"models": {name: r.to_dict() for name, r in sorted(table.items())}}
+            self._write(json.dumps(body, indent=1, sort_keys=True))
+
+    def read(self, model: str) -> Route | None:
+        try:
+            return read_table(self.path).get(model)
+        except (OSError, ValueError) as exc:
+            raise RouterError(f"file router: cannot read {self.path}: {exc}") from exc
+
+    def _write(self, text: str) -> None:
+        directory = self.path.parent
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=directory)
+        except OSError as exc:
+            raise RouterError(f"file router: cannot write in {directory}: {exc}") from exc
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, self.path)
+            dir_fd = os.open(directory, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        except OSError as exc:
+            Path(tmp).unlink(missing_ok=True)
+            raise RouterError(f"file router: cannot replace {self.path}: {exc}") from exc
+
+
+@register_router("file")
+def _factory(options: Mapping[str, Any]) -> FileRouter:
+    unknown = sorted(set(options) - {"path"})
+    if unknown:
+        raise ValueError(f"file router: unknown option(s) {', '.join(unknown)}")
+    path = options.get("path")
+    if not isinstance(path, str) or not path:
+        raise ValueError("file router: 'path' (the routing table file) is required")
+    return FileRouter(path=path)

@@ -1,0 +1,141 @@
+"""controller.config: every example loads; bad files fail naming file, key path and expectation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from controller.config import load_config, parse_config
+from controller.errors import ConfigError
+
+EXAMPLES = sorted((Path(__file__).parents[2] / "config").glob("*.yaml"))
+
+
+def _minimal() -> dict:
+    return {
+        "sources": {"events": {"kind": "ingest"}},
+        "routers": {"table": {"kind": "file", "options": {"path": "routes.json"}}},
+        "models": {
+            "fraud": {
+                "router": "table",
+                "strategy": {"kind": "canary", "steps": [10, 50], "step_duration": 5},
+                "analysis": {
+                    "metrics": [
+                        {"name": "acc", "source": "events", "query": "accuracy",
+                         "kind": "proportion"}
+                    ]
+                },
+            }
+        },
+    }  # fmt: skip
+
+
+class TestExamples:
+    def test_there_are_examples(self) -> None:
+        """config/ holds at least the three documented examples."""
+        assert len(EXAMPLES) >= 3
+
+    @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+    def test_example_loads(self, path: Path) -> None:
+        """Each example file is a valid config with at least one model policy."""
+        config = load_config(path)
+        assert config.models
+        assert config.source_file == str(path)
+
+
+def _error(data: dict, tmp_path: Path) -> str:
+    file = tmp_path / "bad.yaml"
+    file.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError) as info:
+        load_config(file)
+    return str(info.value)
+
+
+class TestErrors:
+    def test_minimal_is_valid(self, tmp_path: Path) -> None:
+        """The base used below is itself valid, and relative paths resolve to the file."""
+        file = tmp_path / "ok.yaml"
+        file.write_text(yaml.safe_dump(_minimal()))
+        config = load_config(file)
+        assert config.routers["table"].options["path"] == str(tmp_path / "routes.json")
+
+    def test_unknown_top_level_key(self, tmp_path: Path) -> None:
+        """An unknown key is an error naming it."""
+        message = _error({**_minimal(), "modles": {}}, tmp_path)
+        assert "bad.yaml" in message
+        assert "modles" in message
+
+    def test_nested_unknown_key_names_path(self, tmp_path: Path) -> None:
+        """A typo deep inside a policy names the full key path."""
+        data = _minimal()
+        data["models"]["fraud"]["intervall"] = 3
+        assert "models.fraud.intervall" in _error(data, tmp_path)
+
+    def test_wrong_type_says_expected(self, tmp_path: Path) -> None:
+        """A wrong type says what was expected."""
+        data = _minimal()
+        data["models"]["fraud"]["interval"] = "soon"
+        message = _error(data, tmp_path)
+        assert "models.fraud.interval" in message
+        assert "number" in message
+
+    def test_steps_must_increase(self, tmp_path: Path) -> None:
+        """Canary steps out of order are refused with their key path."""
+        data = _minimal()
+        data["models"]["fraud"]["strategy"]["steps"] = [50, 10]
+        message = _error(data, tmp_path)
+        assert "models.fraud.strategy.steps" in message
+        assert "increasing" in message
+
+    def test_unknown_source(self, tmp_path: Path) -> None:
+        """A metric naming an undefined source is an error naming both."""
+        data = _minimal()
+        data["models"]["fraud"]["analysis"]["metrics"][0]["source"] = "prom"
+        message = _error(data, tmp_path)
+        assert "models.fraud.analysis.metrics[0].source" in message
+        assert "'prom'" in message
+
+    def test_unknown_router(self, tmp_path: Path) -> None:
+        """A policy naming an undefined router is an error."""
+        data = _minimal()
+        data["models"]["fraud"]["router"] = "nginx1"
+        assert "models.fraud.router: unknown router 'nginx1'" in _error(data, tmp_path)
+
+    def test_unknown_router_kind(self, tmp_path: Path) -> None:
+        """An unknown router kind lists the known kinds."""
+        data = _minimal()
+        data["routers"]["table"]["kind"] = "carrier-pigeon"
+        message = _error(data, tmp_path)
+        assert "routers.table.kind" in message
+        assert "file" in message
+
+    def test_unknown_source_kind(self, tmp_path: Path) -> None:
+        """An unknown source kind is refused at validation, not at first use."""
+        data = _minimal()
+        data["sources"]["events"]["kind"] = "graphite"
+        assert "sources.events.kind" in _error(data, tmp_path)
+
+    def test_trigger_on_unknown_metric(self, tmp_path: Path) -> None:
+        """A trigger must watch one of the policy's metrics."""
+        data = _minimal()
+        data["models"]["fraud"]["triggers"] = [{"name": "t", "metric": "nope", "threshold": 1}]
+        assert "models.fraud.triggers[0].metric" in _error(data, tmp_path)
+
+    def test_not_yaml(self, tmp_path: Path) -> None:
+        """Broken YAML names the file."""
+        file = tmp_path / "broken.yaml"
+        file.write_text("models: [\n")
+        with pytest.raises(ConfigError, match=r"broken\.yaml: not valid YAML"):
+            load_config(file)
+
+    def test_missing_file(self, tmp_path: Path) -> None:
+        """A missing file is a ConfigError, not a traceback."""
+        with pytest.raises(ConfigError, match="cannot read"):
+            load_config(tmp_path / "nope.yaml")
+
+    def test_parse_without_file(self) -> None:
+        """parse_config validates a mapping with a caller-given name."""
+        config = parse_config(_minimal(), where="inline")
+        assert config.models["fraud"].settle_seconds == config.models["fraud"].interval

@@ -1,0 +1,236 @@
+"""controller.decide: one table of (policy, state, observations) -> decision, no fixtures."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from controller.config import PolicyConfig, parse_config
+from controller.decide import (
+    AwaitApproval,
+    Decision,
+    HoldUntil,
+    Observations,
+    Promote,
+    RollBack,
+    RolloutState,
+    SetWeight,
+    decide,
+    operator,
+)
+from controller.errors import IllegalMove
+from controller.phases import Event, Phase
+from monitors import Measurement, Status, Subject, Window
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+WINDOW = Window(end=T0 + timedelta(hours=1), length=timedelta(minutes=1))
+
+
+def policy(**overrides: Any) -> PolicyConfig:
+    base: dict[str, Any] = {
+        "router": "r",
+        "strategy": {"kind": "canary", "steps": [50, 80, 100], "step_duration": 60},
+        "interval": 10,
+        "min_samples": 100,
+        "max_duration": 3600,
+        "failure_limit": 2,
+        "analysis": {
+            "metrics": [
+                {"name": "acc", "source": "s", "query": "accuracy", "kind": "proportion"},
+                {"name": "err", "source": "s", "query": "error_rate", "kind": "proportion",
+                 "role": "guardrail", "direction": "lower", "margin": 0.01},
+            ]
+        },
+        "triggers": [{"name": "err_high", "metric": "err", "threshold": 0.2, "consecutive": 1}],
+    }  # fmt: skip
+    base.update(overrides)
+    config = parse_config(
+        {
+            "sources": {"s": {"kind": "ingest"}},
+            "routers": {"r": {"kind": "http"}},
+            "models": {"m": base},
+        }
+    )
+    return config.models["m"]
+
+
+def state(**overrides: Any) -> RolloutState:
+    base: dict[str, Any] = {
+        "id": 1, "model": "m", "control": "1.0.0", "treatment": "1.1.0",
+        "phase": Phase.PROGRESSING, "step": 0, "weight": 50.0,
+        "started_at": T0, "step_started_at": T0,
+    }  # fmt: skip
+    base.update(overrides)
+    return RolloutState(**base)
+
+
+def prop(x: int, n: int, name: str = "m") -> Measurement:
+    return Measurement(name, Subject("m"), WINDOW, Status.OK, value=x / n, sample_size=n)
+
+
+def units(n: int) -> Measurement:
+    return Measurement("units", Subject("m"), WINDOW, Status.OK, value=float(n), sample_size=n)
+
+
+def obs(acc: tuple[float, float], err: tuple[float, float], *, weight: float = 50,
+        total: int = 10000, approval: bool = False) -> Observations:  # fmt: skip
+    """Both arms with the given rates, units split as the weight says."""
+    n_t = round(total * weight / 100)
+    n = (total - n_t, n_t)
+    return Observations(
+        metrics={
+            "acc": (prop(round(acc[0] * n[0]), n[0]), prop(round(acc[1] * n[1]), n[1])),
+            "err": (prop(round(err[0] * n[0]), n[0]), prop(round(err[1] * n[1]), n[1])),
+        },
+        units=(units(n[0]), units(n[1])),
+        approval_required=approval,
+    )
+
+
+NODATA = Measurement.nodata("acc", Subject("m"), WINDOW, "no events")
+SAME = obs((0.8, 0.8), (0.01, 0.01))
+SAME_80 = obs((0.8, 0.8), (0.01, 0.01), weight=80)
+BETTER_80 = obs((0.8, 0.9), (0.01, 0.01), weight=80)
+BETTER = obs((0.8, 0.9), (0.01, 0.01))
+WORSE_ERRORS = obs((0.8, 0.8), (0.01, 0.3))
+GUARDRAIL_WORSE = obs((0.8, 0.8), (0.01, 0.06))
+FEW = obs((0.8, 0.8), (0.01, 0.01), total=100)
+MISSING = Observations(
+    metrics={"acc": (NODATA, NODATA), "err": (prop(5, 500), prop(5, 500))},
+    units=(units(500), units(500)),
+)
+LATE = T0 + timedelta(seconds=61)
+EARLY = T0 + timedelta(seconds=30)
+
+CASES: list[tuple[str, PolicyConfig, RolloutState, Observations, datetime, type, dict]] = [
+    ("pending starts at the first step", policy(), state(phase=Phase.PENDING, step=-1, weight=0.0),
+     Observations(), EARLY, SetWeight, {"weight": 50.0, "step": 0, "phase": Phase.PROGRESSING}),
+    ("paused holds", policy(), state(phase=Phase.PAUSED), BETTER, LATE, HoldUntil,
+     {"phase": Phase.PAUSED}),
+    ("awaiting approval holds", policy(), state(phase=Phase.AWAITING_APPROVAL), BETTER, LATE,
+     HoldUntil, {"phase": Phase.AWAITING_APPROVAL}),
+    ("approved promotes", policy(), state(phase=Phase.AWAITING_APPROVAL, approved=True), BETTER,
+     LATE, Promote, {"phase": Phase.PROMOTED, "weight": 100.0}),
+    ("max duration rolls back", policy(max_duration=60), state(), BETTER, LATE, RollBack,
+     {"phase": Phase.ROLLED_BACK, "weight": 0.0}),
+    ("settling holds", policy(settle=20), state(), WORSE_ERRORS, T0 + timedelta(seconds=5),
+     HoldUntil, {"phase": Phase.PROGRESSING}),
+    ("trigger fires", policy(), state(), WORSE_ERRORS, EARLY, RollBack,
+     {"phase": Phase.ROLLED_BACK}),
+    ("trigger needs consecutive breaches",
+     policy(triggers=[{"name": "t", "metric": "err", "threshold": 0.2, "consecutive": 2}]),
+     state(), WORSE_ERRORS, EARLY, RollBack, {"phase": Phase.ROLLED_BACK}),
+    ("missing data holds and counts", policy(), state(), MISSING, LATE, HoldUntil,
+     {"failures": 1}),
+    ("missing data at the limit holds by default", policy(), state(failures=1), MISSING, LATE,
+     HoldUntil, {"failures": 2}),
+    ("missing data at the limit rolls back when told", policy(on_missing_data="rollback"),
+     state(failures=1), MISSING, LATE, RollBack, {"phase": Phase.ROLLED_BACK}),
+    ("no unit counts holds", policy(), state(),
+     replace(SAME, units=None), LATE, HoldUntil, {"failures": 1}),
+    ("too few samples holds", policy(), state(failures=1), FEW, LATE, HoldUntil, {"failures": 0}),
+    ("guardrail worse rolls back", policy(triggers=[]), state(), GUARDRAIL_WORSE, EARLY, RollBack,
+     {"phase": Phase.ROLLED_BACK}),
+    ("no harm before dwell holds", policy(), state(), SAME, EARLY, HoldUntil,
+     {"step": 0, "weight": 50.0}),
+    ("no harm after dwell advances", policy(), state(), SAME, LATE, SetWeight,
+     {"step": 1, "weight": 80.0, "step_started_at": LATE}),
+    ("last step, no gain, holds", policy(), state(step=1, weight=80.0), SAME_80, LATE, HoldUntil,
+     {"phase": Phase.PROGRESSING}),
+    ("last step, better, promotes", policy(), state(step=1, weight=80.0), BETTER_80, LATE, Promote,
+     {"phase": Phase.PROMOTED, "weight": 100.0}),
+    ("policy approval awaits", policy(require_approval=True), state(step=1, weight=80.0), BETTER_80,
+     LATE, AwaitApproval, {"phase": Phase.AWAITING_APPROVAL, "weight": 80.0}),
+    ("registry approval awaits", policy(), state(step=1, weight=80.0),
+     replace(BETTER_80, approval_required=True), LATE, AwaitApproval,
+     {"phase": Phase.AWAITING_APPROVAL}),
+    ("fixed split ends without gain: roll back",
+     policy(strategy={"kind": "fixed", "weight": 50, "duration": 60}),
+     state(weight=50.0), SAME, LATE, RollBack, {"phase": Phase.ROLLED_BACK}),
+    ("fixed split ends better: promote",
+     policy(strategy={"kind": "fixed", "weight": 50, "duration": 60}),
+     state(weight=50.0), BETTER, LATE, Promote, {"phase": Phase.PROMOTED}),
+]  # fmt: skip
+
+
+class TestDecide:
+    @pytest.mark.parametrize(
+        ("name", "pol", "st", "ob", "now", "kind", "expect"), CASES, ids=[c[0] for c in CASES]
+    )
+    def test_table(
+        self,
+        name: str,
+        pol: PolicyConfig,
+        st: RolloutState,
+        ob: Observations,
+        now: datetime,
+        kind: type,
+        expect: dict[str, Any],
+    ) -> None:
+        """Each row: the decision variant and the fields of the next state."""
+        decision = decide(pol, st, ob, now=now)
+        assert isinstance(decision, kind), decision.reasons
+        for key, value in expect.items():
+            assert getattr(decision.state, key) == value, (key, decision.reasons)
+        assert decision.reasons
+        assert all(decision.reasons)
+
+    def test_missing_data_never_promotes(self) -> None:
+        """Better accuracy with one arm's error rate missing does not promote."""
+        ob = replace(
+            BETTER_80,
+            metrics={**BETTER_80.metrics, "err": (prop(20, 2000), Measurement.error(
+                "err", Subject("m"), WINDOW, "timeout"))},
+        )  # fmt: skip
+        decision = decide(policy(), state(step=1, weight=80.0), ob, now=LATE)
+        assert isinstance(decision, HoldUntil)
+        assert "timeout" in decision.reason
+
+    def test_numbers_carry_p_values(self) -> None:
+        """A judged decision carries per-metric p-values and the unit counts."""
+        decision = decide(policy(), state(step=1, weight=80.0), BETTER_80, now=LATE)
+        assert decision.numbers["units"] == [2000, 8000]
+        assert decision.numbers["metrics"]["acc"]["p_value"] < 0.05
+
+    def test_trigger_streak_counts_up(self) -> None:
+        """A breach short of `consecutive` holds and remembers the streak."""
+        pol = policy(triggers=[{"name": "t", "metric": "acc", "threshold": 0.9,
+                                "direction": "below", "consecutive": 3}])  # fmt: skip
+        first = decide(pol, state(), SAME, now=EARLY)
+        assert isinstance(first, HoldUntil)
+        assert first.state.streaks == {"t": 1}
+        second = decide(pol, first.state, SAME, now=EARLY)
+        assert second.state.streaks == {"t": 2}
+        third = decide(pol, second.state, SAME, now=EARLY)
+        assert isinstance(third, RollBack)
+        assert "3 in a row" in third.reason
+
+    def test_terminal_is_illegal(self) -> None:
+        """Evaluating a finished rollout is an illegal move naming the phase."""
+        with pytest.raises(IllegalMove, match="promoted"):
+            decide(policy(), state(phase=Phase.PROMOTED), SAME, now=LATE)
+
+
+OPS: list[tuple[Phase, Event, type, Phase]] = [
+    (Phase.PROGRESSING, Event.PAUSE, Decision, Phase.PAUSED),
+    (Phase.PAUSED, Event.RESUME, HoldUntil, Phase.PROGRESSING),
+    (Phase.PROGRESSING, Event.ABORT, RollBack, Phase.ABORTED),
+    (Phase.AWAITING_APPROVAL, Event.APPROVE, HoldUntil, Phase.AWAITING_APPROVAL),
+]
+
+
+class TestOperator:
+    @pytest.mark.parametrize(("phase", "event", "kind", "target"), OPS, ids=str)
+    def test_operator(self, phase: Phase, event: Event, kind: type, target: Phase) -> None:
+        """Operator events follow the phase table."""
+        decision = operator(state(phase=phase), event, reason="test")
+        assert isinstance(decision, kind)
+        assert decision.state.phase is target
+
+    def test_approve_outside_awaiting_is_illegal(self) -> None:
+        """Approving a progressing rollout is an illegal move."""
+        with pytest.raises(IllegalMove, match="progressing"):
+            operator(state(), Event.APPROVE, reason="x")
