@@ -1,0 +1,474 @@
+"""The imperative shell: one rollout tick is ``Controller.reconcile_once(rollout_id)``.
+
+Order of one tick, and why a crash between any two steps is repaired:
+
+1. **load** the rollout. If it carries an *intent* (a decision recorded whose
+   effects were not confirmed), the previous run died after step 4: re-apply the
+   intent (steps 5-6) and stop. Nothing is decided twice.
+2. **measure** both arms since the step started (after settling); source failures
+   come back as error measurements.
+3. **decide** (pure). A hold changes nothing outside the database: store it and
+   the new counters in one transaction; done.
+4. **record intent**: the decision row (not applied) and the target state, in one
+   transaction, before touching anything outside.
+5. **act**: push the route to the router (same revision every time: a replay is
+   a no-op), then move the version in the registry (skipped when it is already in
+   the target stage: the call is made idempotent by reading first).
+6. **confirm**: the rollout takes the target state and the decision is marked
+   applied, in one transaction.
+
+A router failure in step 5 leaves the intent in place; the next tick retries it.
+All times come from the injected ``clock``; nothing here reads the wall clock.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+
+from controller.config import Config, PolicyConfig
+from controller.decide import (
+    Decision,
+    HoldUntil,
+    Observations,
+    RolloutState,
+    decide,
+    operator,
+)
+from controller.errors import CannotStart, IllegalMove, RolloutNotFound
+from controller.metrics import ControllerMetrics, rollback_reason
+from controller.phases import TERMINAL, Event, Phase
+from controller.routing import Backend, Route, Router, RouterError
+from controller.store import Intent, RolloutRecord, RolloutStore
+from monitors import Measurement, MetricSource, MetricSpec, Status, Subject, Window
+from registry import ApprovalRequired, ModelRegistry, NotFound, RegistryError
+
+__all__ = ["Clock", "Controller", "route_for"]
+
+Clock = Callable[[], datetime]
+_REVISIONS_PER_ROLLOUT = 1000
+log = structlog.get_logger("controller")
+
+
+def route_for(
+    model: str,
+    rollout_id: int,
+    control: Backend,
+    treatment: Backend,
+    *,
+    phase: Phase,
+    weight: float,
+    revision: int,
+) -> Route:
+    """The route a rollout in ``phase`` with ``weight`` percent to the treatment implies."""
+    w = round(weight)
+    if phase is Phase.PROMOTED or (phase not in TERMINAL and w >= 100):
+        backends: tuple[Backend, ...] = (replace(treatment, weight=100),)
+    elif phase in TERMINAL or w <= 0:
+        backends = (replace(control, weight=100),)
+    else:
+        backends = (replace(control, weight=100 - w), replace(treatment, weight=w))
+    return Route(
+        model=model,
+        backends=backends,
+        revision=rollout_id * _REVISIONS_PER_ROLLOUT + revision,
+        salt=f"{model}:{rollout_id}",
+    )
+
+
+def _record_route(record: RolloutRecord, state: Mapping[str, Any], revision: int) -> Route:
+    return route_for(
+        record.model,
+        record.id,
+        Backend(record.control, 0, record.control_digest),
+        Backend(record.treatment, 0, record.treatment_digest),
+        phase=Phase(state["phase"]),
+        weight=float(state["weight"]),
+        revision=revision,
+    )
+
+
+class Controller:
+    """Everything a tick needs, injected: config, registry, store, sources, routers, clock."""
+
+    def __init__(
+        self,
+        *,
+        config: Config,
+        registry: ModelRegistry,
+        store: RolloutStore,
+        sources: Mapping[str, MetricSource],
+        routers: Mapping[str, Router],
+        clock: Clock,
+        metrics: ControllerMetrics | None = None,
+        actor: str = "modelreg-controller",
+    ) -> None:
+        self.config = config
+        self.registry = registry
+        self.store = store
+        self.sources = dict(sources)
+        self.routers = dict(routers)
+        self.clock = clock
+        self.metrics = metrics
+        self.actor = actor
+        self.router_errors: dict[str, str] = {}
+        self.on_started: Callable[[RolloutRecord], None] | None = None
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+        self._last_backends: dict[str, tuple[Backend, ...]] = {}
+
+    @contextmanager
+    def _lock(self, model: str) -> Iterator[None]:
+        with self._locks_guard:
+            lock = self._locks.setdefault(model, threading.Lock())
+        with lock:
+            yield
+
+    def policy(self, model: str) -> PolicyConfig | None:
+        return self.config.models.get(model)
+
+    # -- starting ---------------------------------------------------------------
+
+    def start_rollout(self, model: str, version: str, *, reason: str) -> RolloutRecord:
+        """Start judging ``version`` against production; ``CannotStart`` says why not."""
+        if self.policy(model) is None:
+            raise CannotStart(f"{model!r} has no rollout policy in {self.config.source_file}")
+        try:
+            candidate = self.registry.get_model_version(model, version)
+        except (RegistryError, ValueError) as exc:
+            raise CannotStart(f"{model} {version}: {exc}") from None
+        if candidate.artifact_digest is None:
+            raise CannotStart(f"{candidate.ref} has no model artifact: nothing to serve")
+        if candidate.stage not in ("dev", "staging"):
+            raise CannotStart(
+                f"{candidate.ref} is in {candidate.stage!r}; a rollout needs a staging candidate"
+            )
+        try:
+            control = self.registry.resolve(model)
+        except NotFound:
+            raise CannotStart(f"{model!r} has no production version to compare against") from None
+        if control.version == candidate.version:
+            raise CannotStart(f"{candidate.ref} is already in production")
+        with self._lock(model):
+            record = self.store.create(
+                model=model,
+                control=str(control.version),
+                treatment=str(candidate.version),
+                control_digest=control.artifact_digest,
+                treatment_digest=candidate.artifact_digest,
+                now=self.clock(),
+                reason=reason,
+            )
+            if candidate.stage == "dev":
+                self.registry.promote_model(
+                    model, candidate.version, to_stage="staging", reason=f"rollout {record.id}"
+                )
+        log.info(
+            "rollout_started",
+            rollout=record.id,
+            model=model,
+            control=record.control,
+            treatment=record.treatment,
+            reason=reason,
+        )
+        if self.on_started is not None:
+            self.on_started(record)
+        return record
+
+    def watch_once(self) -> list[RolloutRecord]:
+        """Level-triggered: start a rollout for every staging version of a model with a
+        policy that never had one (oldest first, one active rollout per model)."""
+        started = []
+        for model in self.config.models:
+            try:
+                staged = self.registry.list_versions(model, stage="staging")
+            except NotFound:
+                continue
+            for version in sorted(staged, key=lambda v: v.version):
+                if self.store.active_for(model) is not None:
+                    break
+                if self.store.exists(model, str(version.version)):
+                    continue
+                try:
+                    started.append(
+                        self.start_rollout(model, str(version.version), reason="entered staging")
+                    )
+                except CannotStart as exc:
+                    log.warning("rollout_not_started", model=model, error=str(exc))
+        return started
+
+    # -- one tick ---------------------------------------------------------------
+
+    def reconcile_once(self, rollout_id: int, *, force: bool = False) -> Decision | None:
+        """Load, measure, decide, record intent, act, confirm (see the module docstring).
+
+        Returns the decision taken, or None when there was nothing to do: the
+        rollout is finished, not due yet, or a pending intent was repaired.
+        """
+        record = self.store.get(rollout_id)
+        with self._lock(record.model):
+            return self._tick(rollout_id, force=force)
+
+    def _tick(self, rollout_id: int, *, force: bool) -> Decision | None:
+        record = self.store.get(rollout_id)
+        if record.intent is not None:  # a crash between intent and confirm: finish it
+            self._apply(record, record.intent)
+            return None
+        if not record.active:  # finished: the scheduler drops the job
+            return None
+        policy = self.policy(record.model)
+        if policy is None:  # policy removed from config: freeze rather than guess
+            log.warning("rollout_without_policy", rollout=record.id, model=record.model)
+            return None
+        now = self.clock()
+        interval = timedelta(seconds=policy.interval)
+        if not force and now < record.next_eval_at - interval / 2:  # not due (e.g. early replay)
+            return None
+        started = time.perf_counter()
+        if self.metrics is not None:
+            self.metrics.lag.observe(max(0.0, (now - record.next_eval_at).total_seconds()))
+        observations = self.measure(policy, record, now)
+        decision = decide(policy, record.state, observations, now=now)
+        if self.metrics is not None:
+            self.metrics.evaluations.inc()
+            self.metrics.decisions.labels(decision.action).inc()
+        self._log_decision(record, decision)
+        next_eval = now + interval
+        if isinstance(decision, HoldUntil) and decision.state.phase is record.phase:
+            self.store.record_hold(record, decision, now=now, next_eval_at=next_eval)
+        else:
+            intent = self.store.record_intent(record, decision, now=now, next_eval_at=next_eval)
+            self._apply(self.store.get(rollout_id), intent)
+        if self.metrics is not None:
+            self.metrics.evaluation_seconds.observe(time.perf_counter() - started)
+        return decision
+
+    def measure(self, policy: PolicyConfig, record: RolloutRecord, now: datetime) -> Observations:
+        """Both arms' measurements since the step started plus the settle time."""
+        begin = record.step_started_at + timedelta(seconds=policy.settle_seconds)
+        if now <= begin:
+            return Observations()
+        window = Window(end=now, length=now - begin)
+        # By version, not arm: a version's traffic is its arm's, whatever serving labels.
+        subjects = (
+            Subject(record.model, version=record.control),
+            Subject(record.model, version=record.treatment),
+        )
+        measured = {}
+        for metric in policy.analysis.metrics:
+            spec = metric.monitor_spec()
+            pair = tuple(self._measure(metric.source, spec, s, window) for s in subjects)
+            measured[metric.name] = (pair[0], pair[1])
+        units_cfg = policy.analysis.units
+        units_source = units_cfg.source or policy.analysis.metrics[0].source
+        units_spec = MetricSpec(name="units", query=units_cfg.query, type=units_cfg.type)
+        units = tuple(self._measure(units_source, units_spec, s, window) for s in subjects)
+        try:
+            approval = self.registry.approval_policy(record.model, "production") is not None
+        except RegistryError:
+            approval = False
+        return Observations(measured, (units[0], units[1]), approval_required=approval)
+
+    def _measure(
+        self, source: str, spec: MetricSpec, subject: Subject, window: Window
+    ) -> Measurement:
+        try:
+            result = self.sources[source].measure(spec, subject, window)
+        except Exception as exc:  # a source must not raise; if one does, it is an error reading
+            result = Measurement.error(spec.name, subject, window, f"{type(exc).__name__}: {exc}")
+        if result.status is Status.ERROR and self.metrics is not None:
+            self.metrics.source_errors.labels(source).inc()
+        return result
+
+    def _log_decision(self, record: RolloutRecord, decision: Decision) -> None:
+        log.info(
+            "decision",
+            rollout=record.id,
+            model=record.model,
+            control=record.control,
+            treatment=record.treatment,
+            action=decision.action,
+            phase_event=decision.event.value,
+            phase_from=record.phase.value,
+            phase_to=decision.state.phase.value,
+            step=decision.state.step,
+            weight=decision.state.weight,
+            reasons=list(decision.reasons),
+            numbers=dict(decision.numbers),
+        )
+
+    # -- acting -----------------------------------------------------------------
+
+    def _router_for(self, model: str) -> tuple[str, Router] | None:
+        policy = self.policy(model)
+        if policy is None:
+            return None
+        return policy.router, self.routers[policy.router]
+
+    def _push(self, route: Route) -> None:
+        found = self._router_for(route.model)
+        if found is None:
+            return
+        name, router = found
+        try:
+            if router.read(route.model) != route:
+                router.set(route)
+        except RouterError as exc:
+            self.router_errors[name] = str(exc)
+            if self.metrics is not None:
+                self.metrics.router_errors.labels(name).inc()
+                self.metrics.router_ready.labels(name).set(0)
+            log.error("router_failed", router=name, model=route.model, error=str(exc))
+            raise
+        self.router_errors.pop(name, None)
+        if self.metrics is not None:
+            self.metrics.router_ready.labels(name).set(1)
+            for backend in route.backends:
+                self.metrics.weight.labels(route.model, backend.version).set(backend.weight)
+            for version in {b.version for b in self._last_backends.get(route.model, ())} - {
+                b.version for b in route.backends
+            }:
+                self.metrics.weight.labels(route.model, version).set(0)
+        self._last_backends[route.model] = route.backends
+
+    def _apply(self, record: RolloutRecord, intent: Intent) -> None:
+        """Steps 5 and 6: act on ``intent`` idempotently, then confirm it."""
+        target = Phase(intent.state["phase"])
+        route = _record_route(record, intent.state, intent.revision)
+        reason = record.reason
+        decisions = self.store.decisions(record.id, limit=1)
+        if decisions and decisions[-1].id == intent.decision_id:
+            reason = "; ".join(decisions[-1].reasons)
+        try:
+            if intent.action == "promote":
+                self._registry_move(record, "production", reason)
+                self._push(route)
+            elif intent.action == "rollback":
+                self._push(route)  # traffic back to the control first
+                if target is Phase.ROLLED_BACK:
+                    self._registry_move(record, "archived", reason)
+            else:
+                self._push(route)
+        except RouterError:
+            return  # the intent stays; the next tick retries it
+        except ApprovalRequired as exc:
+            log.warning("promotion_needs_approval", rollout=record.id, error=str(exc))
+            self.store.abandon(record.id, intent, now=self.clock(), reason=str(exc))
+            return
+        self.store.confirm(record.id, intent, now=self.clock(), reason=reason)
+        if self.metrics is not None and intent.action == "rollback" and target is Phase.ROLLED_BACK:
+            self.metrics.rollbacks.labels(rollback_reason(reason)).inc()
+        if target in TERMINAL:
+            log.info("rollout_finished", rollout=record.id, model=record.model, phase=target.value)
+
+    def _registry_move(self, record: RolloutRecord, stage: str, reason: str) -> None:
+        """Promotion: the treatment becomes production (the registry archives the old one).
+
+        Rollback: the treatment goes from staging to ``archived`` with the reason. Not
+        back to ``dev``: a candidate that failed on live traffic is a finished
+        experiment, and ``archived -> staging`` remains the way to re-validate it.
+        The registry's ``rollback()`` is not used: it restores a previous
+        production version, while this canary never reached production.
+        """
+        current = self.registry.get_model_version(record.model, record.treatment)
+        if current.stage == stage:
+            return  # done before a crash: the replay is a no-op
+        if stage == "archived" and current.stage != "staging":
+            return  # moved by someone else meanwhile; leave it
+        self.registry.promote_model(
+            record.model,
+            record.treatment,
+            to_stage=stage,
+            reason=f"rollout {record.id}: {reason}"[:2000],
+            actor=self.actor,
+        )
+
+    # -- operators --------------------------------------------------------------
+
+    def operate(
+        self, rollout_id: int, event: Event, *, reason: str, actor: str | None = None
+    ) -> RolloutRecord:
+        """Pause, resume, abort or approve a rollout on an operator's request."""
+        record = self.store.get(rollout_id)
+        with self._lock(record.model):
+            record = self.store.get(rollout_id)
+            if record.intent is not None:
+                self._apply(record, record.intent)
+                record = self.store.get(rollout_id)
+            guarded = self.registry.approval_policy(record.model, "production") is not None
+            if event is Event.APPROVE and record.phase is Phase.AWAITING_APPROVAL and guarded:
+                self.registry.approve_model(
+                    record.model, record.treatment, actor or "operator", reason
+                )
+            decision = operator(record.state, event, reason=reason)
+            now = self.clock()
+            log.info(
+                "operator",
+                rollout=rollout_id,
+                operator_event=event.value,
+                actor=actor,
+                reason=reason,
+            )
+            if decision.event is Event.ABORT:
+                intent = self.store.record_intent(record, decision, now=now, next_eval_at=now)
+                self._apply(self.store.get(rollout_id), intent)
+            else:
+                self.store.record_hold(record, decision, now=now, next_eval_at=now)
+        if event is Event.APPROVE:
+            self.reconcile_once(rollout_id, force=True)
+        return self.store.get(rollout_id)
+
+    # -- routers ----------------------------------------------------------------
+
+    def desired_route(self, model: str) -> Route | None:
+        """What serving should have for ``model`` according to the database."""
+        record = self.store.active_for(model)
+        if record is not None:
+            if record.intent is not None:
+                return _record_route(record, record.intent.state, record.intent.revision)
+            return _record_route(record, {"phase": record.phase, "weight": record.weight},
+                                 record.revision)  # fmt: skip
+        try:
+            production = self.registry.resolve(model)
+        except NotFound:
+            return None
+        last = self.store.latest_finished(model)
+        revision = last.id * _REVISIONS_PER_ROLLOUT + last.revision if last else 0
+        salt = f"{model}:{last.id}" if last else ""
+        return Route(
+            model=model,
+            backends=(Backend(str(production.version), 100, production.artifact_digest),),
+            revision=revision,
+            salt=salt,
+        )
+
+    def reconcile_routers(self) -> dict[str, str]:
+        """Make every router hold the database's routes; return the failing routers."""
+        for model in self.config.models:
+            with self._lock(model):
+                try:
+                    route = self.desired_route(model)
+                except (RegistryError, RolloutNotFound) as exc:
+                    log.warning("desired_route_failed", model=model, error=str(exc))
+                    continue
+                if route is None:
+                    continue
+                try:
+                    self._push(route)
+                except RouterError:
+                    continue
+        return dict(self.router_errors)
+
+    def refresh_phase_metrics(self) -> None:
+        if self.metrics is not None:
+            self.metrics.set_phases(r.phase.value for r in self.store.list_rollouts(limit=100_000))
+
+
+__all__ += ["IllegalMove", "RolloutState"]

@@ -1,0 +1,211 @@
+"""controller.reconcile: whole ticks on real SQLite, a real ingest store and the file router."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from controller.config import Config
+from controller.decide import Promote, RollBack, SetWeight
+from controller.errors import CannotStart
+from controller.metrics import ControllerMetrics
+from controller.phases import Event, Phase
+from controller.reconcile import Controller
+from controller.routers.file import FileRouter, read_table
+from controller.store import RolloutStore
+from monitors import IngestSource, IngestStore
+from registry import ModelRegistry
+
+from .support import Clock, config, register, traffic
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+@dataclass
+class World:
+    tmp: Path
+    registry: ModelRegistry
+    ingest: IngestStore
+    store: RolloutStore
+    clock: Clock
+    routes: Path
+    config: Config
+    controller: Controller
+    metrics: CollectorRegistry
+
+    def rebuild(self, **policy: object) -> Controller:
+        """A fresh controller on the same database: what a restarted daemon builds."""
+        self.config = config(self.tmp, self.routes, f"sqlite:///{self.tmp}/ingest.db", **policy)
+        self.metrics = CollectorRegistry()
+        self.controller = Controller(
+            config=self.config,
+            registry=self.registry,
+            store=RolloutStore(self.store.engine),
+            sources={"events": IngestSource(self.ingest)},
+            routers={"table": FileRouter(path=self.routes)},
+            clock=self.clock,
+            metrics=ControllerMetrics(self.metrics),
+        )
+        return self.controller
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    clock = Clock(T0)
+    registry = ModelRegistry(home=tmp_path / "home", actor="tester", clock=clock)
+    register(registry, tmp_path, "fraud", "v1.0.0", "production")
+    ingest = IngestStore.open(f"sqlite:///{tmp_path}/ingest.db")
+    store = RolloutStore.open(registry.url)
+    routes = tmp_path / "routes" / "routes.json"
+    w = World(tmp_path, registry, ingest, store, clock, routes, None, None, None)  # type: ignore[arg-type]
+    w.rebuild()
+    yield w
+    ingest.close()
+    store.close()
+    registry.close()
+
+
+def metric(reg: CollectorRegistry, name: str, **labels: str) -> float:
+    return reg.get_sample_value(name, labels) or 0.0
+
+
+class TestReconcile:
+    def test_canary_promotes(self, world: World) -> None:
+        """Staging v1.1.0 starts a rollout, gets 50%, is judged better and promoted."""
+        register(world.registry, world.tmp, "fraud", "v1.1.0", "staging")
+        (rollout,) = world.controller.watch_once()
+        assert world.controller.watch_once() == []  # level-triggered, idempotent
+        first = world.controller.reconcile_once(rollout.id)
+        assert isinstance(first, SetWeight)
+        route = read_table(world.routes)["fraud"]
+        assert {b.version: b.weight for b in route.backends} == {"v1.0.0": 50, "v1.1.0": 50}
+        world.clock.advance(6)
+        traffic(world.ingest, "fraud", world.clock(),
+                {"v1.0.0": (1500, 0.7, 0.01), "v1.1.0": (1500, 0.85, 0.01)})  # fmt: skip
+        decision = world.controller.reconcile_once(rollout.id)
+        assert isinstance(decision, Promote), decision
+        assert world.registry.resolve("fraud").version.__str__() == "v1.1.0"
+        assert world.registry.get_model_version("fraud", "v1.0.0").stage == "archived"
+        route = read_table(world.routes)["fraud"]
+        assert [(b.version, b.weight) for b in route.backends] == [("v1.1.0", 100)]
+        record = world.store.get(rollout.id)
+        assert record.phase is Phase.PROMOTED
+        assert record.intent is None
+        decisions = world.store.decisions(rollout.id)
+        assert [d.action for d in decisions] == ["set_weight", "promote"]
+        assert all(d.applied for d in decisions)
+        assert decisions[-1].numbers["metrics"]["accuracy"]["p_value"] < 0.05
+        assert metric(world.metrics, "modelreg_controller_decisions_total", action="promote") == 1
+        assert metric(world.metrics, "modelreg_controller_route_weight",
+                      model="fraud", version="v1.1.0") == 100  # fmt: skip
+
+    def test_regression_rolls_back(self, world: World) -> None:
+        """A candidate with many errors is rolled back: traffic to control, archived, reason."""
+        register(world.registry, world.tmp, "fraud", "v1.1.0", "staging")
+        (rollout,) = world.controller.watch_once()
+        world.controller.reconcile_once(rollout.id)
+        world.clock.advance(2)
+        traffic(world.ingest, "fraud", world.clock(),
+                {"v1.0.0": (300, 0.7, 0.01), "v1.1.0": (300, 0.7, 0.4)})  # fmt: skip
+        decision = world.controller.reconcile_once(rollout.id)
+        assert isinstance(decision, RollBack)
+        candidate = world.registry.get_model_version("fraud", "v1.1.0")
+        assert candidate.stage == "archived"
+        assert str(world.registry.resolve("fraud").version) == "v1.0.0"
+        last = world.registry.history("fraud")[-1]
+        assert last.to_stage == "archived"
+        assert last.reason is not None
+        assert "trigger fired" in last.reason
+        route = read_table(world.routes)["fraud"]
+        assert [(b.version, b.weight) for b in route.backends] == [("v1.0.0", 100)]
+        assert metric(world.metrics, "modelreg_controller_rollbacks_total", reason="trigger") == 1
+        assert world.controller.watch_once() == []  # never restarted for the same version
+
+    def test_router_failure_keeps_intent_and_repairs_once(self, world: World) -> None:
+        """A router that cannot write leaves the intent; a restarted controller applies it
+        once, with the same step start time and no second decision."""
+        register(world.registry, world.tmp, "fraud", "v1.1.0", "staging")
+        (rollout,) = world.controller.watch_once()
+        world.routes.parent.parent.mkdir(parents=True, exist_ok=True)
+        world.routes.parent.write_text("not a directory")  # the router's directory is a file
+        decision = world.controller.reconcile_once(rollout.id)
+        assert isinstance(decision, SetWeight)
+        record = world.store.get(rollout.id)
+        assert record.intent is not None
+        assert record.phase is Phase.PENDING
+        assert "table" in world.controller.router_errors
+        assert metric(world.metrics, "modelreg_controller_router_ready", router="table") == 0
+        world.routes.parent.unlink()
+        world.clock.advance(3)
+        restarted = world.rebuild()
+        assert restarted.reconcile_once(rollout.id) is None  # only the repair
+        record = world.store.get(rollout.id)
+        assert record.intent is None
+        assert record.phase is Phase.PROGRESSING
+        assert record.step_started_at == T0  # the decision's time, not the repair's
+        assert len(world.store.decisions(rollout.id)) == 1
+        route = read_table(world.routes)["fraud"]
+        assert route.weight_of("v1.1.0") == 50
+        assert restarted.desired_route("fraud") == route
+
+    def test_reconcile_routers_from_database(self, world: World) -> None:
+        """On start, a router missing the route (or holding another) gets the database's."""
+        assert world.controller.reconcile_routers() == {}
+        route = read_table(world.routes)["fraud"]
+        assert [(b.version, b.weight) for b in route.backends] == [("v1.0.0", 100)]
+        assert route.backends[0].digest == world.registry.resolve("fraud").artifact_digest
+
+    def test_operator_pause_resume_abort(self, world: World) -> None:
+        """Pause holds, resume continues, abort returns all traffic to the control."""
+        register(world.registry, world.tmp, "fraud", "v1.1.0", "staging")
+        (rollout,) = world.controller.watch_once()
+        world.controller.reconcile_once(rollout.id)
+        paused = world.controller.operate(rollout.id, Event.PAUSE, reason="look", actor="ann")
+        assert paused.phase is Phase.PAUSED
+        resumed = world.controller.operate(rollout.id, Event.RESUME, reason="ok", actor="ann")
+        assert resumed.phase is Phase.PROGRESSING
+        aborted = world.controller.operate(rollout.id, Event.ABORT, reason="stop", actor="ann")
+        assert aborted.phase is Phase.ABORTED
+        assert read_table(world.routes)["fraud"].weight_of("v1.0.0") == 100
+        assert world.registry.get_model_version("fraud", "v1.1.0").stage == "staging"
+
+    def test_approval_path(self, world: World) -> None:
+        """With approval required, a winning candidate waits; approving promotes it."""
+        world.rebuild(require_approval=True)
+        register(world.registry, world.tmp, "fraud", "v1.1.0", "staging")
+        (rollout,) = world.controller.watch_once()
+        world.controller.reconcile_once(rollout.id)
+        world.clock.advance(6)
+        traffic(world.ingest, "fraud", world.clock(),
+                {"v1.0.0": (1500, 0.7, 0.01), "v1.1.0": (1500, 0.85, 0.01)})  # fmt: skip
+        world.controller.reconcile_once(rollout.id)
+        assert world.store.get(rollout.id).phase is Phase.AWAITING_APPROVAL
+        done = world.controller.operate(rollout.id, Event.APPROVE, reason="lgtm", actor="bob")
+        assert done.phase is Phase.PROMOTED
+        assert str(world.registry.resolve("fraud").version) == "v1.1.0"
+
+
+class TestStart:
+    def test_no_artifact(self, world: World) -> None:
+        """A version registered without an artifact cannot be rolled out."""
+        world.registry.register_model("fraud", None, version="v2.0.0", stage="staging")
+        with pytest.raises(CannotStart, match="no model artifact"):
+            world.controller.start_rollout("fraud", "v2.0.0", reason="manual")
+
+    def test_no_policy(self, world: World) -> None:
+        """A model without a policy cannot be rolled out."""
+        with pytest.raises(CannotStart, match="no rollout policy"):
+            world.controller.start_rollout("other", "v1.0.0", reason="manual")
+
+    def test_one_active_per_model(self, world: World) -> None:
+        """A second candidate waits while one rollout is active."""
+        register(world.registry, world.tmp, "fraud", "v1.1.0", "staging")
+        world.controller.start_rollout("fraud", "v1.1.0", reason="manual")
+        register(world.registry, world.tmp, "fraud", "v1.2.0", "dev")
+        with pytest.raises(CannotStart, match="already active"):
+            world.controller.start_rollout("fraud", "v1.2.0", reason="manual")

@@ -1,0 +1,95 @@
+"""controller.store: its own migration history in the registry's database; the write protocol."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from controller.decide import HoldUntil, SetWeight
+from controller.errors import CannotStart, RolloutNotFound
+from controller.phases import Event, Phase
+from controller.store import RolloutStore
+from registry import ModelRegistry
+
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+def _store(tmp_path: Path) -> RolloutStore:
+    with ModelRegistry(home=tmp_path) as registry:
+        url = registry.url
+    return RolloutStore.open(url)
+
+
+def _create(store: RolloutStore, treatment: str = "v1.1.0"):  # type: ignore[no-untyped-def]
+    return store.create(model="m", control="v1.0.0", treatment=treatment, control_digest="a" * 64,
+                        treatment_digest="b" * 64, now=T0, reason="test")  # fmt: skip
+
+
+class TestStore:
+    def test_own_version_table(self, tmp_path: Path) -> None:
+        """The controller's tables are versioned in controller_alembic_version, beside the
+        registry's own history, and reopening is a no-op."""
+        store = _store(tmp_path)
+        RolloutStore(store.engine)
+        names = sa.inspect(store.engine).get_table_names()
+        assert {"controller_rollout", "controller_decision", "controller_alembic_version"} <= set(
+            names
+        )
+        with store.engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT version_num FROM controller_alembic_version")
+                                ).scalar() == "c0001"  # fmt: skip
+        store.close()
+
+    def test_one_active_rollout_per_model(self, tmp_path: Path) -> None:
+        """The database refuses a second active rollout for a model."""
+        store = _store(tmp_path)
+        _create(store)
+        with pytest.raises(CannotStart):
+            _create(store, "v1.2.0")
+        store.close()
+
+    def test_intent_then_confirm(self, tmp_path: Path) -> None:
+        """An intent is stored with an unapplied decision; confirm applies both."""
+        store = _store(tmp_path)
+        record = _create(store)
+        state = replace(record.state, phase=Phase.PROGRESSING, step=0, weight=10.0,
+                        step_started_at=T0 + timedelta(seconds=1))  # fmt: skip
+        decision = SetWeight(Event.START, state, ("start",), {"x": 1})
+        intent = store.record_intent(record, decision, now=T0, next_eval_at=T0)
+        stored = store.get(record.id)
+        assert stored.intent == intent
+        assert stored.phase is Phase.PENDING
+        assert not store.decisions(record.id)[0].applied
+        with pytest.raises(RolloutNotFound, match="concurrently"):
+            store.record_intent(record, decision, now=T0, next_eval_at=T0)
+        store.confirm(record.id, intent, now=T0, reason="start")
+        done = store.get(record.id)
+        assert (done.phase, done.weight, done.revision, done.intent) == (
+            Phase.PROGRESSING, 10.0, 1, None)  # fmt: skip
+        assert done.step_started_at == T0 + timedelta(seconds=1)
+        assert store.decisions(record.id)[0].applied
+        assert store.decisions(record.id)[0].numbers == {"x": 1}
+        store.close()
+
+    def test_hold_updates_counters(self, tmp_path: Path) -> None:
+        """A hold stores its decision and the new failure counter at once."""
+        store = _store(tmp_path)
+        record = _create(store)
+        hold = HoldUntil(Event.HOLD, replace(record.state, failures=2), ("missing",), {})
+        store.record_hold(record, hold, now=T0, next_eval_at=T0 + timedelta(seconds=5))
+        stored = store.get(record.id)
+        assert stored.failures == 2
+        assert stored.next_eval_at == T0 + timedelta(seconds=5)
+        assert [d.action for d in store.decisions(record.id)] == ["hold"]
+        store.close()
+
+    def test_unknown_rollout(self, tmp_path: Path) -> None:
+        """Asking for a missing rollout is RolloutNotFound (a LookupError)."""
+        store = _store(tmp_path)
+        with pytest.raises(LookupError):
+            store.get(42)
+        store.close()
