@@ -1,0 +1,5 @@
+"""``python -m controller`` runs the full ``modelreg`` command (registry + controller)."""
+
+from controller.cli import main
+
+main()

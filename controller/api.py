@@ -1,0 +1,257 @@
+"""The daemon's HTTP API (FastAPI), built from injected parts by ``create_app``.
+
+- ``/healthz`` (the process answers), ``/readyz`` (started, routers reconciled and
+  taking routes; 503 naming the failing router otherwise), ``/metrics``.
+- Registry reads and the resolve hot path: ``GET /v1/models/{name}/resolve`` gives
+  the version and artifact digest serving should load.
+- ``GET /v1/routes/{model}`` for the ``http`` router, with ETag / If-None-Match.
+- Rollouts: list, status, explain, start, pause, resume, abort, approve.
+- Ingest of prediction events and late labels in batches.
+
+Bodies are pydantic models: a bad body is a 422 naming the field. Errors are JSON
+``{"detail": "..."}`` with 404 (unknown), 409 (illegal now) or 422 (invalid).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from fastapi import Body, FastAPI, HTTPException, Query, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from pydantic import BaseModel, ConfigDict, Field
+
+from controller.errors import CannotStart, IllegalMove, RolloutNotFound
+from controller.phases import Event
+from controller.reconcile import Controller
+from controller.routers.http import HttpRouter
+from monitors import IngestStore
+from monitors.errors import IngestError, UnknownPredictionError
+from registry import InvalidInput, NotFound, RegistryError
+
+__all__ = ["ApiDeps", "create_app"]
+
+
+@dataclass
+class ApiDeps:
+    """What the API needs; the daemon builds them, tests inject their own."""
+
+    controller: Controller
+    metrics: CollectorRegistry
+    ingest: IngestStore | None = None
+    http_routers: list[HttpRouter] = field(default_factory=list)
+    ready: Callable[[], bool] = lambda: True
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StartRollout(_Body):
+    model: str = Field(min_length=1, max_length=128)
+    version: str = Field(min_length=1, max_length=64)
+    reason: str = Field(default="started through the API", max_length=2000)
+
+
+class Action(_Body):
+    reason: str = Field(default="", max_length=2000)
+    actor: str | None = Field(default=None, max_length=128)
+
+
+class EventIn(_Body):
+    prediction_id: str = Field(min_length=1, max_length=128)
+    model: str = Field(min_length=1, max_length=128)
+    version: str = Field(min_length=1, max_length=64)
+    arm: str = Field(default="", max_length=64)
+    unit_id: str = Field(min_length=1, max_length=256)
+    timestamp: float
+    latency_ms: float = Field(ge=0)
+    error: bool
+    outcome: float | None = None
+    score: float | None = None
+
+
+class LabelIn(_Body):
+    prediction_id: str = Field(min_length=1, max_length=128)
+    label: float
+    timestamp: float
+
+
+class Events(_Body):
+    events: list[EventIn] = Field(max_length=100_000)
+
+
+class Labels(_Body):
+    labels: list[LabelIn] = Field(max_length=100_000)
+
+
+_ACTIONS: dict[str, Event] = {
+    "pause": Event.PAUSE,
+    "resume": Event.RESUME,
+    "abort": Event.ABORT,
+    "approve": Event.APPROVE,
+}
+
+
+def create_app(deps: ApiDeps) -> FastAPI:  # noqa: PLR0915 -- routes are closures over deps
+    """The FastAPI application over ``deps``; OpenAPI at ``/openapi.json``."""
+    app = FastAPI(
+        title="modelreg controller",
+        version="0.1.0",
+        description="Rollouts judged by statistics; the registry's resolve hot path.",
+    )
+    controller = deps.controller
+    registry = controller.registry
+    store = controller.store
+
+    @app.exception_handler(RegistryError)
+    def _registry_error(_request: Request, exc: RegistryError) -> JSONResponse:
+        code = 404 if isinstance(exc, NotFound) else 422 if isinstance(exc, InvalidInput) else 409
+        return JSONResponse({"detail": str(exc)}, status_code=code)
+
+    @app.exception_handler(RolloutNotFound)
+    def _not_found(_request: Request, exc: RolloutNotFound) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    @app.exception_handler(IllegalMove)
+    def _illegal(_request: Request, exc: IllegalMove) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=409)
+
+    @app.exception_handler(CannotStart)
+    def _cannot(_request: Request, exc: CannotStart) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=409)
+
+    # -- health -----------------------------------------------------------------
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    async def readyz() -> JSONResponse:
+        errors = dict(controller.router_errors)
+        ready = deps.ready() and not errors
+        body = {"ready": ready, "started": deps.ready(), "router_errors": errors}
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    @app.get("/metrics", tags=["health"])
+    def metrics() -> Response:
+        return Response(generate_latest(deps.metrics), media_type=CONTENT_TYPE_LATEST)
+
+    # -- registry reads -----------------------------------------------------------
+
+    @app.get("/v1/models/{name}/resolve", tags=["registry"])
+    async def resolve(name: str, stage: str = "production") -> dict[str, Any]:
+        """The version and artifact digest serving should load (cached, microseconds)."""
+        found = registry.resolve(name, stage)
+        return {
+            "name": found.name,
+            "version": str(found.version),
+            "stage": found.stage,
+            "digest": found.artifact_digest,
+            "artifact": found.artifact_name,
+        }
+
+    @app.get("/v1/models", tags=["registry"])
+    def list_models() -> list[dict[str, Any]]:
+        return [m.to_dict() for m in registry.list_models()]
+
+    @app.get("/v1/models/{name}", tags=["registry"])
+    def model_versions(name: str, stage: str | None = None) -> list[dict[str, Any]]:
+        return [v.to_dict() for v in registry.list_versions(name, stage=stage)]
+
+    @app.get("/v1/models/{name}/versions/{version}", tags=["registry"])
+    def model_version(name: str, version: str) -> dict[str, Any]:
+        return registry.get_model_version(name, version).to_dict()
+
+    @app.get("/v1/models/{name}/history", tags=["registry"])
+    def history(name: str) -> list[dict[str, Any]]:
+        return [t.to_dict() for t in registry.history(name)]
+
+    # -- routes (http router) -------------------------------------------------------
+
+    @app.get("/v1/routes/{model}", tags=["routing"])
+    async def route(model: str, request: Request) -> Response:
+        """The current route of ``model``; 304 when ``If-None-Match`` has its ETag."""
+        for router in deps.http_routers:
+            published = router.published(model)
+            if published is None:
+                continue
+            current, etag = published
+            headers = {"ETag": etag, "Cache-Control": "no-cache"}
+            if request.headers.get("if-none-match") == etag:
+                return Response(status_code=304, headers=headers)
+            return JSONResponse(current.to_dict(), headers=headers)
+        raise HTTPException(404, f"no route published for {model!r}")
+
+    # -- rollouts -------------------------------------------------------------------
+
+    @app.get("/v1/rollouts", tags=["rollouts"])
+    def rollouts(
+        model: str | None = None, active: bool | None = None, limit: int = Query(100, ge=1)
+    ) -> list[dict[str, Any]]:
+        return [r.to_dict() for r in store.list_rollouts(model=model, active=active, limit=limit)]
+
+    @app.post("/v1/rollouts", tags=["rollouts"], status_code=201)
+    def start(body: StartRollout) -> dict[str, Any]:
+        return controller.start_rollout(body.model, body.version, reason=body.reason).to_dict()
+
+    @app.get("/v1/rollouts/{rollout_id}", tags=["rollouts"])
+    def status(rollout_id: int) -> dict[str, Any]:
+        record = store.get(rollout_id)
+        body = record.to_dict()
+        last = store.decisions(rollout_id, limit=1)
+        body["last_decision"] = last[0].to_dict() if last else None
+        return body
+
+    @app.get("/v1/rollouts/{rollout_id}/explain", tags=["rollouts"])
+    def explain(rollout_id: int, limit: int = Query(50, ge=1, le=10_000)) -> dict[str, Any]:
+        """The rollout, its policy and its decisions with reasons and numbers."""
+        record = store.get(rollout_id)
+        policy = controller.policy(record.model)
+        return {
+            "rollout": record.to_dict(),
+            "policy": policy.model_dump(mode="json") if policy else None,
+            "decisions": [d.to_dict() for d in store.decisions(rollout_id, limit=limit)],
+        }
+
+    @app.post("/v1/rollouts/{rollout_id}/{action}", tags=["rollouts"])
+    def act(
+        rollout_id: int,
+        action: Literal["pause", "resume", "abort", "approve"],
+        body: Action = Body(default_factory=Action),  # noqa: B008 -- FastAPI's idiom
+    ) -> dict[str, Any]:
+        event = _ACTIONS[action]
+        reason = body.reason or f"{action} through the API"
+        return controller.operate(rollout_id, event, reason=reason, actor=body.actor).to_dict()
+
+    # -- ingest ---------------------------------------------------------------------
+
+    def _ingest() -> IngestStore:
+        if deps.ingest is None:
+            raise HTTPException(404, "no ingest source is configured")
+        return deps.ingest
+
+    @app.post("/v1/ingest/events", tags=["ingest"])
+    def ingest_events(body: Events) -> dict[str, int]:
+        store_ = _ingest()
+        try:
+            stored = store_.add_events([e.model_dump(exclude_none=True) for e in body.events])
+        except IngestError as exc:
+            raise HTTPException(422, str(exc)) from None
+        return {"stored": stored}
+
+    @app.post("/v1/ingest/labels", tags=["ingest"])
+    def ingest_labels(body: Labels) -> dict[str, int]:
+        store_ = _ingest()
+        try:
+            stored = store_.add_labels([label.model_dump() for label in body.labels])
+        except UnknownPredictionError as exc:
+            raise HTTPException(422, str(exc)) from None
+        except IngestError as exc:
+            raise HTTPException(422, str(exc)) from None
+        return {"stored": stored}
+
+    return app

@@ -1,0 +1,257 @@
+"""The ``modelreg`` command: the registry's Typer app plus the controller's commands.
+
+The registry's CLI (``registry.cli.app``) knows nothing of the controller; this
+module adds ``daemon``, ``config check`` and ``rollout ...`` to it and runs it.
+``python -m registry`` stays the registry-only command.
+
+Rollout commands talk to a running daemon with ``--api URL`` (default: the
+``server.listen`` address of ``--config``), or directly to the database with
+``--direct`` (reads, start, pause, resume, abort, approve without a daemon).
+Usage errors, including an invalid config, exit with code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from controller.config import Config, load_config
+from controller.errors import ConfigError, ControllerError
+from controller.phases import Event
+from registry.cli import app
+from registry.errors import RegistryError
+
+__all__ = ["app", "main"]
+
+out = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True)
+
+config_app = typer.Typer(help="Check daemon config files.", no_args_is_help=True)
+rollout_app = typer.Typer(help="List, inspect and steer rollouts.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+app.add_typer(rollout_app, name="rollout")
+
+ConfigOpt = Annotated[
+    Path, typer.Option("--config", "-c", help="Daemon config file (YAML).", exists=False)
+]
+ApiOpt = Annotated[
+    str | None, typer.Option("--api", help="Daemon URL (default: server.listen of --config).")
+]
+DirectOpt = Annotated[
+    bool, typer.Option("--direct", help="Use the database directly instead of the daemon.")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def _load(path: Path) -> Config:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        raise _fail(str(exc), 2) from None
+
+
+@app.command()
+def daemon(config: ConfigOpt = Path("config/daemon.yaml")) -> None:
+    """Run the controller daemon: scheduler, routers and HTTP API."""
+    from controller.daemon import run  # noqa: PLC0415 -- keep other commands quick to start
+    from controller.logging import configure  # noqa: PLC0415 -- ditto
+
+    loaded = _load(config)
+    configure()
+    raise typer.Exit(run(loaded))
+
+
+@config_app.command("check")
+def config_check(file: Annotated[Path, typer.Argument(help="Config file to validate.")]) -> None:
+    """Validate a config file; exit 2 with the file, key path and expectation if invalid."""
+    loaded = _load(file)
+    models = ", ".join(sorted(loaded.models)) or "none"
+    out.print(f"{file}: ok ({len(loaded.models)} model policies: {models})", highlight=False)
+
+
+# -- rollouts -------------------------------------------------------------------------
+
+
+def _api_url(config: Path, api: str | None) -> str:
+    if api:
+        return api.rstrip("/")
+    return f"http://{_load(config).server.listen}"
+
+
+def _request(method: str, url: str, body: dict[str, Any] | None = None) -> Any:
+    try:
+        response = httpx.request(method, url, json=body, timeout=30.0)
+    except httpx.HTTPError as exc:
+        raise _fail(f"cannot reach the daemon at {url}: {exc} (use --direct without one)") from None
+    if response.status_code >= 400:
+        try:
+            detail = response.json().get("detail", response.text)
+        except ValueError:
+            detail = response.text
+        raise _fail(f"{response.status_code}: {detail}")
+    return response.json()
+
+
+def _direct(config: Path, fn: Callable[[Any], Any]) -> Any:
+    """Run ``fn(controller)`` against the database without a daemon."""
+    from controller.daemon import Daemon  # noqa: PLC0415 -- keep other commands quick to start
+
+    loaded = _load(config)
+    built = Daemon.build(loaded)
+    try:
+        return fn(built.controller)
+    except (ControllerError, RegistryError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    finally:
+        built.stop()
+
+
+def _show(rows: list[dict[str, Any]], as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title="Rollouts")
+    for col in ("ID", "Model", "Control", "Treatment", "Phase", "Weight", "Reason"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            str(r["id"]), r["model"], r["control"], r["treatment"], r["phase"],
+            f"{r['weight']:g}%", (r.get("reason") or "")[:80],
+        )  # fmt: skip
+    out.print(table)
+
+
+@rollout_app.command("list")
+def rollout_list(
+    config: ConfigOpt = Path("config/daemon.yaml"),
+    api: ApiOpt = None,
+    direct: DirectOpt = False,
+    model: Annotated[str | None, typer.Option(help="Only this model.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Rollouts, newest first."""
+    if direct:
+        rows = _direct(config, lambda c: [r.to_dict() for r in c.store.list_rollouts(model=model)])
+    else:
+        query = f"?model={model}" if model else ""
+        rows = _request("GET", f"{_api_url(config, api)}/v1/rollouts{query}")
+    _show(rows, as_json)
+
+
+@rollout_app.command("status")
+def rollout_status(
+    rollout_id: int,
+    config: ConfigOpt = Path("config/daemon.yaml"),
+    api: ApiOpt = None,
+    direct: DirectOpt = False,
+) -> None:
+    """One rollout's state and last decision (JSON)."""
+    if direct:
+        body = _direct(config, lambda c: c.store.get(rollout_id).to_dict())
+    else:
+        body = _request("GET", f"{_api_url(config, api)}/v1/rollouts/{rollout_id}")
+    typer.echo(json.dumps(body, indent=2))
+
+
+@rollout_app.command("explain")
+def rollout_explain(
+    rollout_id: int,
+    config: ConfigOpt = Path("config/daemon.yaml"),
+    api: ApiOpt = None,
+    direct: DirectOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Every decision of a rollout with its reasons and numbers."""
+    if direct:
+        decisions = _direct(config, lambda c: [d.to_dict() for d in c.store.decisions(rollout_id)])
+    else:
+        body = _request("GET", f"{_api_url(config, api)}/v1/rollouts/{rollout_id}/explain")
+        decisions = body["decisions"]
+    if as_json:
+        typer.echo(json.dumps(decisions, indent=2))
+        return
+    table = Table(title=f"Rollout {rollout_id}: decisions")
+    for col in ("At", "Action", "Phase", "Weight", "Reasons"):
+        table.add_column(col)
+    for d in decisions:
+        at = datetime.fromisoformat(d["at"]).astimezone(UTC).strftime("%H:%M:%S")
+        table.add_row(at, d["action"], f"{d['phase_from']} -> {d['phase_to']}",
+                      f"{d['weight']:g}%", "; ".join(d["reasons"]))  # fmt: skip
+    out.print(table)
+
+
+@rollout_app.command("start")
+def rollout_start(
+    model: str,
+    version: str,
+    config: ConfigOpt = Path("config/daemon.yaml"),
+    api: ApiOpt = None,
+    direct: DirectOpt = False,
+    reason: Annotated[str, typer.Option(help="Why.")] = "started from the command line",
+) -> None:
+    """Start a rollout of VERSION against the production version of MODEL."""
+    if direct:
+        body = _direct(config, lambda c: c.start_rollout(model, version, reason=reason).to_dict())
+    else:
+        body = _request(
+            "POST",
+            f"{_api_url(config, api)}/v1/rollouts",
+            {"model": model, "version": version, "reason": reason},
+        )
+    out.print(f"rollout {body['id']}: {body['model']} {body['treatment']} vs {body['control']}")
+
+
+def _operate(action: str) -> Callable[..., None]:
+    event = Event(action)
+
+    def command(
+        rollout_id: int,
+        config: ConfigOpt = Path("config/daemon.yaml"),
+        api: ApiOpt = None,
+        direct: DirectOpt = False,
+        reason: Annotated[str, typer.Option(help="Why (recorded).")] = "",
+        actor: Annotated[str | None, typer.Option(help="Who (default: $USER).")] = None,
+    ) -> None:
+        why = reason or f"{action} from the command line"
+        if direct:
+            body = _direct(
+                config,
+                lambda c: c.operate(rollout_id, event, reason=why, actor=actor).to_dict(),
+            )
+        else:
+            body = _request(
+                "POST",
+                f"{_api_url(config, api)}/v1/rollouts/{rollout_id}/{action}",
+                {"reason": why, "actor": actor},
+            )
+        out.print(f"rollout {body['id']}: {body['phase']}", highlight=False)
+
+    command.__doc__ = f"{action.capitalize()} a rollout."
+    return command
+
+
+for _action in ("pause", "resume", "abort", "approve"):
+    rollout_app.command(_action)(_operate(_action))
+
+
+def main() -> None:
+    """Console-script entry point (``modelreg``)."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,177 @@
+"""Wiring: build every part from a ``Config`` and run the daemon in one process.
+
+``Daemon.build(config)`` opens the registry, the controller's store (migrating it)
+and the sources, builds the routers, the controller, the scheduler and the API.
+``start()`` reconciles every router with the database, rebuilds the jobs and
+marks the daemon ready; ``run(config)`` serves the API with uvicorn until SIGTERM
+or SIGINT, then stops the scheduler and closes everything.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+import uvicorn
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry, Gauge
+
+from controller.api import ApiDeps, create_app
+from controller.config import Config
+from controller.metrics import ControllerMetrics
+from controller.reconcile import Clock, Controller
+from controller.routers.http import HttpRouter
+from controller.routing import Router, build_router
+from controller.scheduler import RolloutScheduler
+from controller.store import RolloutStore
+from monitors import IngestSource, IngestStore, MetricSource, build_source
+from registry import ModelRegistry
+
+__all__ = ["Daemon", "run"]
+
+log = structlog.get_logger("controller.daemon")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _sources(config: Config) -> tuple[dict[str, MetricSource], dict[str, IngestStore]]:
+    sources: dict[str, MetricSource] = {}
+    stores: dict[str, IngestStore] = {}
+    for name, source in config.sources.items():
+        if source.kind == "ingest":
+            options = dict(source.options)
+            store = IngestStore.open(options.get("url"))
+            stores[name] = store
+            sources[name] = IngestSource(store, max_samples=int(options.get("max_samples", 10_000)))
+        else:
+            sources[name] = build_source(source.kind, source.options)
+    return sources, stores
+
+
+@dataclass
+class Daemon:
+    """Every long-lived part of the daemon, built once."""
+
+    config: Config
+    registry: ModelRegistry
+    store: RolloutStore
+    controller: Controller
+    scheduler: RolloutScheduler
+    app: FastAPI
+    metrics: CollectorRegistry
+    ingest: dict[str, IngestStore] = field(default_factory=dict)
+    ready: bool = False
+    started_at: float = field(default_factory=time.monotonic)
+
+    @classmethod
+    def build(
+        cls,
+        config: Config,
+        *,
+        clock: Clock = utcnow,
+        metrics: CollectorRegistry | None = None,
+    ) -> Daemon:
+        registry = ModelRegistry(
+            config.registry_url(), home=config.registry.home, actor="modelreg-controller"
+        )
+        store = RolloutStore.open(registry.url)
+        sources, ingest = _sources(config)
+        routers: dict[str, Router] = {
+            name: build_router(r.kind, r.options) for name, r in config.routers.items()
+        }
+        collector = metrics or CollectorRegistry()
+        controller = Controller(
+            config=config,
+            registry=registry,
+            store=store,
+            sources=sources,
+            routers=routers,
+            clock=clock,
+            metrics=ControllerMetrics(collector),
+        )
+        scheduler = RolloutScheduler(controller)
+        ingest_name = config.ingest_source_name()
+        holder: dict[str, Daemon] = {}
+        deps = ApiDeps(
+            controller=controller,
+            metrics=collector,
+            ingest=ingest.get(ingest_name) if ingest_name else None,
+            http_routers=[r for r in routers.values() if isinstance(r, HttpRouter)],
+            ready=lambda: holder["daemon"].ready,
+        )
+        daemon = cls(
+            config=config,
+            registry=registry,
+            store=store,
+            controller=controller,
+            scheduler=scheduler,
+            app=create_app(deps),
+            metrics=collector,
+            ingest=ingest,
+        )
+        holder["daemon"] = daemon
+        Gauge(
+            "modelreg_controller_resident_memory_bytes",
+            "Peak resident memory of the daemon process.",
+            registry=collector,
+        ).set_function(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+        return daemon
+
+    def start(self) -> None:
+        """Reconcile routers with the database, rebuild jobs, then report ready."""
+        errors = self.controller.reconcile_routers()
+        self.controller.refresh_phase_metrics()
+        self.scheduler.start()
+        self.ready = True
+        log.info(
+            "daemon_ready",
+            listen=self.config.server.listen,
+            config=self.config.source_file,
+            jobs=self.scheduler.job_ids(),
+            router_errors=errors,
+            seconds=round(time.monotonic() - self.started_at, 3),
+            pid=os.getpid(),
+        )
+
+    def stop(self) -> None:
+        self.ready = False
+        self.scheduler.shutdown()
+        for store in self.ingest.values():
+            store.close()
+        self.store.close()
+        self.registry.close()
+        log.info("daemon_stopped")
+
+
+def run(config: Config, *, on_ready: Callable[[Daemon], Any] | None = None) -> int:
+    """Serve until SIGTERM/SIGINT; return the exit code."""
+    daemon = Daemon.build(config)
+    host, _, port = config.server.listen.rpartition(":")
+    server = uvicorn.Server(
+        uvicorn.Config(
+            daemon.app,
+            host=host,
+            port=int(port),
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            http="httptools",
+            timeout_keep_alive=30,
+        )
+    )
+    daemon.start()
+    if on_ready is not None:
+        on_ready(daemon)
+    try:
+        server.run()
+    finally:
+        daemon.stop()
+    return 0

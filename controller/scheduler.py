@@ -1,0 +1,97 @@
+"""APScheduler 3.x runs one job per active rollout, plus a light watcher job.
+
+Jobs live in a ``MemoryJobStore`` and are rebuilt from the database at start (never
+APScheduler's pickling job stores: the database is the only truth). Each rollout
+job runs ``Controller.reconcile_once`` every ``interval`` of its policy with
+``max_instances=1`` (no overlap), ``coalesce=True`` (missed runs collapse into one)
+and a misfire grace of one interval. The watcher starts rollouts for new staging
+versions, reconciles every router with the database (so a router that failed is
+retried and drift is repaired) and refreshes the phase gauges.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import structlog
+from apscheduler.jobstores.memory import MemoryJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from controller.reconcile import Controller
+from controller.store import RolloutRecord
+
+__all__ = ["RolloutScheduler"]
+
+log = structlog.get_logger("controller.scheduler")
+WATCHER = "watcher"
+
+
+class RolloutScheduler:
+    """Owns the APScheduler instance and keeps its jobs equal to the active rollouts."""
+
+    def __init__(self, controller: Controller) -> None:
+        self.controller = controller
+        self._scheduler = BackgroundScheduler(
+            jobstores={"default": MemoryJobStore()},
+            job_defaults={"coalesce": True, "max_instances": 1},
+            timezone=UTC,
+        )
+        controller.on_started = self.ensure_job
+
+    def start(self) -> None:
+        """Start the scheduler and rebuild every job from the database."""
+        self._scheduler.start()
+        for record in self.controller.store.active():
+            self.ensure_job(record)
+        interval = self.controller.config.watch_interval
+        self._scheduler.add_job(
+            self._watch,
+            "interval",
+            seconds=interval,
+            id=WATCHER,
+            replace_existing=True,
+            misfire_grace_time=max(1, int(interval)),
+            next_run_time=datetime.now(UTC),
+        )
+
+    def shutdown(self) -> None:
+        self._scheduler.shutdown(wait=True)
+
+    def job_ids(self) -> list[str]:
+        return sorted(job.id for job in self._scheduler.get_jobs())
+
+    def ensure_job(self, record: RolloutRecord) -> None:
+        """One job for this rollout at its policy's interval (replacing any old one)."""
+        policy = self.controller.policy(record.model)
+        if policy is None:
+            log.warning("rollout_without_policy", rollout=record.id, model=record.model)
+            return
+        self._scheduler.add_job(
+            self._tick,
+            "interval",
+            seconds=policy.interval,
+            args=[record.id],
+            id=f"rollout-{record.id}",
+            replace_existing=True,
+            misfire_grace_time=max(1, int(policy.interval)),
+            next_run_time=datetime.now(UTC) + timedelta(milliseconds=50),
+        )
+
+    def _tick(self, rollout_id: int) -> None:
+        try:
+            self.controller.reconcile_once(rollout_id)
+            record = self.controller.store.get(rollout_id)
+        except Exception:  # a failing tick must not kill the job; it is retried next interval
+            log.exception("tick_failed", rollout=rollout_id)
+            return
+        if not record.active and record.intent is None:
+            self._scheduler.remove_job(f"rollout-{rollout_id}")
+            self.controller.refresh_phase_metrics()
+
+    def _watch(self) -> None:
+        try:
+            self.controller.watch_once()
+            self.controller.reconcile_routers()
+            self.controller.refresh_phase_metrics()
+        except Exception:  # the watcher retries next interval; the error is logged
+            log.exception("watch_failed")

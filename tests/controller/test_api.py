@@ -1,0 +1,142 @@
+"""controller.api through FastAPI's TestClient, over real SQLite and the ingest store."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from controller.api import ApiDeps, create_app
+from controller.metrics import ControllerMetrics
+from controller.reconcile import Controller
+from controller.routers.file import FileRouter
+from controller.routers.http import HttpRouter
+from controller.store import RolloutStore
+from monitors import IngestSource, IngestStore
+from registry import ModelRegistry
+
+from .support import Clock, config, register
+
+with warnings.catch_warnings():
+    # Starlette 1.x asks for `httpx2` under its TestClient; httpx works and is what we have.
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[TestClient]:
+    clock = Clock(T0)
+    registry = ModelRegistry(home=tmp_path / "home", actor="tester", clock=clock)
+    register(registry, tmp_path, "fraud", "1.0.0", "production")
+    register(registry, tmp_path, "fraud", "1.1.0", "staging")
+    ingest = IngestStore.open(f"sqlite:///{tmp_path}/ingest.db")
+    store = RolloutStore.open(registry.url)
+    routes = tmp_path / "routes.json"
+    collector = CollectorRegistry()
+    http = HttpRouter()
+    controller = Controller(
+        config=config(tmp_path, routes, f"sqlite:///{tmp_path}/ingest.db"),
+        registry=registry,
+        store=store,
+        sources={"events": IngestSource(ingest)},
+        routers={"table": FileRouter(path=routes)},
+        clock=clock,
+        metrics=ControllerMetrics(collector),
+    )
+    http.set(controller.desired_route("fraud"))  # type: ignore[arg-type]
+    app = create_app(
+        ApiDeps(controller=controller, metrics=collector, ingest=ingest, http_routers=[http])
+    )
+    with TestClient(app) as c:
+        yield c
+    ingest.close()
+    store.close()
+    registry.close()
+
+
+def _event(pid: str, **extra: object) -> dict[str, object]:
+    return {"prediction_id": pid, "model": "fraud", "version": "v1.0.0", "arm": "control",
+            "unit_id": "u1", "timestamp": time.time(), "latency_ms": 3.0, "error": False,
+            **extra}  # fmt: skip
+
+
+class TestApi:
+    def test_health_and_metrics(self, client: TestClient) -> None:
+        """healthz, readyz and metrics answer."""
+        assert client.get("/healthz").json() == {"status": "ok"}
+        assert client.get("/readyz").status_code == 200
+        assert "modelreg_controller_rollouts" in client.get("/metrics").text
+
+    def test_resolve(self, client: TestClient) -> None:
+        """Resolve gives the production version and its digest; unknown models are 404."""
+        body = client.get("/v1/models/fraud/resolve").json()
+        assert body["version"] == "v1.0.0"
+        assert len(body["digest"]) == 64
+        assert client.get("/v1/models/nope/resolve").status_code == 404
+
+    def test_routes_etag(self, client: TestClient) -> None:
+        """The http router's route comes with an ETag; repeating it gives 304."""
+        first = client.get("/v1/routes/fraud")
+        assert first.json()["backends"][0]["version"] == "v1.0.0"
+        again = client.get("/v1/routes/fraud", headers={"If-None-Match": first.headers["etag"]})
+        assert again.status_code == 304
+        assert client.get("/v1/routes/other").status_code == 404
+
+    def test_rollout_lifecycle(self, client: TestClient) -> None:
+        """Start, status, explain, pause, resume and abort over HTTP."""
+        started = client.post("/v1/rollouts", json={"model": "fraud", "version": "1.1.0"})
+        assert started.status_code == 201, started.text
+        rid = started.json()["id"]
+        assert client.get(f"/v1/rollouts/{rid}").json()["phase"] == "pending"
+        refused = client.post(f"/v1/rollouts/{rid}/pause", json={"reason": "x"})
+        assert refused.status_code == 409  # nothing to pause before the first weight
+        assert "pending" in refused.json()["detail"]
+        assert client.post(f"/v1/rollouts/{rid}/abort").json()["phase"] == "aborted"
+        explain = client.get(f"/v1/rollouts/{rid}/explain").json()
+        assert [d["action"] for d in explain["decisions"]] == ["rollback"]
+        assert explain["policy"]["router"] == "table"
+        assert client.get("/v1/rollouts").json()[0]["id"] == rid
+        assert client.get("/v1/rollouts/999").status_code == 404
+
+    def test_start_refusals(self, client: TestClient) -> None:
+        """Starting for an unknown model, or twice, is a 409 naming why."""
+        assert client.post("/v1/rollouts", json={"model": "x", "version": "1"}).status_code == 409
+        client.post("/v1/rollouts", json={"model": "fraud", "version": "1.1.0"})
+        again = client.post("/v1/rollouts", json={"model": "fraud", "version": "1.1.0"})
+        assert again.status_code == 409
+        assert "already" in again.json()["detail"]
+
+    def test_bad_bodies_name_the_field(self, client: TestClient) -> None:
+        """A bad body is a 422 whose detail names the field."""
+        bad = client.post("/v1/rollouts", json={"model": "fraud"})
+        assert bad.status_code == 422
+        assert bad.json()["detail"][0]["loc"] == ["body", "version"]
+        bad = client.post("/v1/ingest/events", json={"events": [_event("a", latency_ms=-1)]})
+        assert bad.status_code == 422
+        assert bad.json()["detail"][0]["loc"] == ["body", "events", 0, "latency_ms"]
+        bad = client.post("/v1/rollouts/1/explode")
+        assert bad.status_code == 422
+
+    def test_ingest(self, client: TestClient) -> None:
+        """Events then labels are stored; labels for unknown predictions are refused."""
+        ok = client.post("/v1/ingest/events", json={"events": [_event("a"), _event("b")]})
+        assert ok.json() == {"stored": 2}
+        dup = client.post("/v1/ingest/events", json={"events": [_event("a")]})
+        assert dup.status_code == 422
+        labels = [{"prediction_id": "a", "label": 1.0, "timestamp": time.time()}]
+        assert client.post("/v1/ingest/labels", json={"labels": labels}).json() == {"stored": 1}
+        unknown = [{"prediction_id": "zz", "label": 1.0, "timestamp": time.time()}]
+        assert client.post("/v1/ingest/labels", json={"labels": unknown}).status_code == 422
+
+    def test_openapi(self, client: TestClient) -> None:
+        """The OpenAPI schema lists the resolve and rollout paths."""
+        paths = client.get("/openapi.json").json()["paths"]
+        assert "/v1/models/{name}/resolve" in paths
+        assert "/v1/rollouts/{rollout_id}/{action}" in paths
