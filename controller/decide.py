@@ -277,9 +277,18 @@ def decide(  # noqa: PLR0912, PLR0915 -- the rules read top to bottom as the doc
             "threshold": trigger.threshold,
             "streak": streak,
         }
-        if result.status.breach and streak >= trigger.consecutive:
+        if result.status.breach and streak >= trigger.consecutive and result.value is not None:
+            sign = ">" if trigger.direction == "above" else "<"
+            what = (
+                trigger.metric
+                if trigger.compare == "value"
+                else f"{trigger.metric} {trigger.compare}"
+            )
             return rollback(
-                f"trigger fired: {result.reason} ({streak} in a row)", triggers=trigger_numbers
+                f"trigger fired: {trigger.name}: {what} {result.value:.4g} {sign} "
+                f"{trigger.threshold:g} on {state.treatment} ({result.samples} samples, "
+                f"{streak} evaluation{'s' if streak > 1 else ''} in a row)",
+                triggers=trigger_numbers,
             )
     state = replace(state, streaks=streaks)
     base["triggers"] = trigger_numbers

@@ -206,7 +206,7 @@ class TestDecide:
         assert second.state.streaks == {"t": 2}
         third = decide(pol, second.state, SAME, now=EARLY)
         assert isinstance(third, RollBack)
-        assert "3 in a row" in third.reason
+        assert "3 evaluations in a row" in third.reason
 
     def test_terminal_is_illegal(self) -> None:
         """Evaluating a finished rollout is an illegal move naming the phase."""

@@ -1,0 +1,260 @@
+"""The daemon demo (``./dev demo``): two rollouts judged live, in about a minute.
+
+1. A fresh state directory with a default config: SQLite registry, the ingest
+   source, the file router; v1.0.0 of ``fraud`` in production.
+2. The daemon starts as its own process, then the simulated serving workload
+   (another process) follows the routing table and reports outcomes to ingest.
+3. v1.1.0 (more accurate) enters staging: canary 10% -> 25% -> 50% -> promoted.
+4. v1.2.0 (many errors) enters staging: the error-rate trigger rolls it back.
+5. The terminal shows each decision live (weights, units, p-values, reasons) and
+   ends with the model's stage history.
+
+``python -m controller.demo [--dir DIR] [--clean]``; each run keeps its state in a new
+directory under ``.modelreg/daemon-demo/`` (it names it) for inspection with
+``modelreg rollout ... --config DIR/daemon.yaml --direct``. The registry-only
+walkthrough is ``python -m registry.demo``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from registry import ModelRegistry
+
+__all__ = ["demo_config", "main"]
+
+console = Console(width=None if sys.stdout.isatty() else 150)
+MODEL = "fraud"
+PROFILES = (
+    "v1.0.0:err=0.01:lat=20:acc=0.80",
+    "v1.1.0:err=0.01:lat=18:acc=0.88",
+    "v1.2.0:err=0.15:lat=25:acc=0.80",
+)
+
+
+def demo_config(home: Path, port: int, *, interval: float = 1.0) -> dict[str, Any]:
+    """The demo's config: short intervals so that a canary takes seconds."""
+    return {
+        "registry": {"home": str(home)},
+        "server": {"listen": f"127.0.0.1:{port}"},
+        "sources": {"ingest": {"kind": "ingest", "options": {"url": f"sqlite:///{home}/ingest.db"}}},
+        "routers": {"table": {"kind": "file", "options": {"path": str(home / "routes.json")}}},
+        "watch_interval": 1,
+        "models": {
+            MODEL: {
+                "router": "table",
+                "strategy": {"kind": "canary", "steps": [10, 25, 50, 100], "step_duration": 5},
+                "interval": interval,
+                "settle": 1,
+                "min_samples": 200,
+                "max_duration": 300,
+                "analysis": {
+                    "planned_n_per_arm": 2000,
+                    "metrics": [
+                        {"name": "accuracy", "source": "ingest", "query": "accuracy",
+                         "kind": "proportion", "role": "primary", "direction": "higher",
+                         "min_samples": 100},
+                        {"name": "error_rate", "source": "ingest", "query": "error_rate",
+                         "kind": "proportion", "role": "guardrail", "direction": "lower",
+                         "margin": 0.02, "min_samples": 100},
+                    ],
+                },
+                "triggers": [
+                    {"name": "error_rate_high", "metric": "error_rate", "threshold": 0.08,
+                     "min_samples": 50, "consecutive": 2},
+                ],
+            }
+        },
+    }  # fmt: skip
+
+
+def _free_port() -> int:
+    import socket  # noqa: PLC0415 -- only the demo needs it
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _register(registry: ModelRegistry, home: Path, version: str, stage: str, note: str) -> None:
+    artifact = home / f"model-{version}.bin"
+    artifact.write_bytes(f"{MODEL} {version}: {note}".encode())
+    registry.register_model(
+        MODEL, str(artifact), version=version, stage="staging", metadata={"note": note}
+    )
+    if stage == "production":
+        registry.promote_model(MODEL, version, to_stage="production", reason="initial release")
+
+
+def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the daemon exited with code {proc.returncode}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError("the daemon did not become ready in time")
+
+
+def _fmt_p(value: Any) -> str:
+    return "-" if value is None else f"{value:.3g}"
+
+
+def _line(decision: dict[str, Any]) -> str:
+    numbers = decision.get("numbers") or {}
+    units = numbers.get("units")
+    parts = [
+        f"[bold]{decision['action']:<14}[/bold]",
+        f"{decision['phase_to']:<12}",
+        f"weight {decision['weight']:>5g}%",
+    ]
+    if units:
+        parts.append(f"units {units[0]}/{units[1]}")
+    for name, m in (numbers.get("metrics") or {}).items():
+        parts.append(f"{name} p={_fmt_p(m.get('p_value'))}")
+    reason = "; ".join(decision["reasons"])
+    return "  ".join(parts) + f"\n    [dim]{reason[:160]}[/dim]"
+
+
+def follow(url: str, version: str, timeout: float) -> dict[str, Any]:
+    """Print each new decision of the rollout of ``version`` until it finishes."""
+    deadline = time.monotonic() + timeout
+    seen = 0
+    rollout: dict[str, Any] | None = None
+    while time.monotonic() < deadline:
+        rows = httpx.get(f"{url}/v1/rollouts", params={"model": MODEL}, timeout=5).json()
+        rollout = next((r for r in rows if r["treatment"] == version), None)
+        if rollout is not None:
+            explain = httpx.get(f"{url}/v1/rollouts/{rollout['id']}/explain",
+                                params={"limit": 1000}, timeout=5).json()  # fmt: skip
+            for decision in explain["decisions"]:
+                if decision["id"] > seen:
+                    seen = decision["id"]
+                    stamp = decision["at"][11:19]
+                    console.print(f"  {stamp}  {_line(decision)}", highlight=False)
+            if rollout["phase"] in ("promoted", "rolled_back", "aborted"):
+                return dict(rollout)
+        time.sleep(0.5)
+    raise RuntimeError(f"the rollout of {version} did not finish in {timeout:.0f}s")
+
+
+def _history(url: str) -> None:
+    console.rule("stage history")
+    table = Table()
+    for col in ("At", "Version", "From", "To", "Actor", "Reason"):
+        table.add_column(col)
+    history = httpx.get(f"{url}/v1/models/{MODEL}/history", timeout=5).json()
+    for t in history:
+        table.add_row(t["at"][11:19], t["version"], t["from_stage"] or "-", t["to_stage"],
+                      t["actor"], (t["reason"] or "")[:90])  # fmt: skip
+    console.print(table)
+
+
+def _start(
+    home: Path,
+    config_file: Path,
+    url: str,
+    env: dict[str, str],
+    procs: list[subprocess.Popen[bytes]],
+) -> None:
+    """The daemon, once ready, then the workload (appended to ``procs`` as started)."""
+    log = (home / "daemon.log").open("wb")
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "controller", "daemon", "--config", str(config_file)],
+        stdout=log, stderr=log, env=env,
+    )  # fmt: skip
+    procs.append(daemon)
+    _wait_ready(url, daemon)
+    console.print(f"daemon ready on {url} (logs: {home / 'daemon.log'})")
+    workload = subprocess.Popen(
+        [sys.executable, "-m", "controller.workload", "--model", MODEL,
+         "--routes", str(home / "routes.json"), "--ingest", url, "--rate", "600",
+         *[arg for p in PROFILES for arg in ("--version", p)]],
+        stdout=subprocess.DEVNULL, stderr=(home / "workload.log").open("wb"), env=env,
+    )  # fmt: skip
+    procs.append(workload)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m controller.demo", description=__doc__)
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=None,
+        help="state directory (default: a new one under .modelreg/daemon-demo/)",
+    )
+    parser.add_argument("--clean", action="store_true", help="delete the state directory after")
+    args = parser.parse_args(argv)
+    base = Path(os.environ.get("MODELREG_HOME") or ".modelreg") / "daemon-demo"
+    if args.dir is None:
+        base.mkdir(parents=True, exist_ok=True)
+        home = Path(tempfile.mkdtemp(prefix=time.strftime("%Y%m%d-%H%M%S-"), dir=base)).resolve()
+    else:
+        home = args.dir.resolve()
+        home.mkdir(parents=True, exist_ok=True)
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    config_file = home / "daemon.yaml"
+    config_file.write_text(yaml.safe_dump(demo_config(home, port), sort_keys=False))
+    started = time.monotonic()
+    procs: list[subprocess.Popen[bytes]] = []
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    try:
+        console.rule("[bold]modelreg daemon demo")
+        with ModelRegistry(home=home, actor="demo") as registry:
+            _register(registry, home, "1.0.0", "production", "baseline")
+        console.print(f"state in {home}; v1.0.0 of {MODEL!r} is in production")
+        _start(home, config_file, url, env, procs)
+        console.print("simulated serving: 600 requests/s following the routing table\n")
+
+        for version, note in (("1.1.0", "more accurate"), ("1.2.0", "many errors")):
+            console.rule(f"v{version} ({note}) enters staging")
+            with ModelRegistry(home=home, actor="demo") as registry:
+                _register(registry, home, version, "staging", note)
+            result = follow(url, f"v{version}", timeout=120)
+            colour = "green" if result["phase"] == "promoted" else "red"
+            console.print(f"[{colour}]v{version}: {result['phase']}[/{colour}]\n")
+
+        _history(url)
+        resolved = httpx.get(f"{url}/v1/models/{MODEL}/resolve", timeout=5).json()
+        console.print(
+            f"resolve: {MODEL} -> {resolved['version']} ({resolved['digest'][:12]}...); "
+            f"done in {time.monotonic() - started:.0f}s"
+        )
+        return 0
+    except (RuntimeError, httpx.HTTPError) as exc:
+        console.print(f"[red]demo failed: {exc}[/red] (see {home}/daemon.log)")
+        return 1
+    finally:
+        for proc in reversed(procs):
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        if args.clean:
+            shutil.rmtree(home, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

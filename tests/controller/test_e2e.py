@@ -1,0 +1,275 @@
+"""End to end: the daemon as a real subprocess, the simulated workload as another.
+
+Bounded in time: every wait polls with a timeout. Marked slow (run by ./dev test).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from controller.demo import PROFILES, demo_config
+from controller.routers.file import read_table
+from monitors.testing import free_port, wait_until
+from registry import ModelRegistry
+
+pytestmark = pytest.mark.slow
+TERMINAL = ("promoted", "rolled_back", "aborted")
+
+
+@dataclass
+class Stack:
+    home: Path
+    url: str
+    config: Path
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    files: list[Any] = field(default_factory=list)
+
+    def _log(self, name: str) -> Any:
+        handle = (self.home / name).open("ab")
+        self.files.append(handle)
+        return handle
+
+    def start_daemon(self) -> None:
+        log = self._log("daemon.log")
+        self.procs["daemon"] = subprocess.Popen(
+            [sys.executable, "-m", "controller", "daemon", "--config", str(self.config)],
+            stdout=log, stderr=log,
+        )  # fmt: skip
+        assert wait_until(self._up, timeout=60), self.log_tail()
+
+    def _up(self) -> bool:
+        assert self.procs["daemon"].poll() is None, self.log_tail()
+        return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
+
+    def start_workload(self, *extra: str) -> None:
+        self.procs["workload"] = subprocess.Popen(
+            [sys.executable, "-m", "controller.workload", "--model", "fraud",
+             "--routes", str(self.home / "routes.json"), "--ingest", self.url,
+             "--rate", "500", *[a for p in PROFILES for a in ("--version", p)], *extra],
+            stdout=subprocess.DEVNULL, stderr=self._log("workload.log"),
+        )  # fmt: skip
+
+    def register(self, version: str, stage: str = "staging") -> None:
+        with ModelRegistry(home=self.home, actor="e2e") as registry:
+            artifact = self.home / f"{version}.bin"
+            artifact.write_bytes(version.encode())
+            registry.register_model("fraud", str(artifact), version=version, stage="staging")
+            if stage == "production":
+                registry.promote_model("fraud", version, to_stage="production", reason="base")
+
+    def get(self, path: str, **params: Any) -> Any:
+        return httpx.get(f"{self.url}{path}", params=params, timeout=5).json()
+
+    def rollout(self, version: str) -> dict[str, Any] | None:
+        rows = self.get("/v1/rollouts", model="fraud")
+        return next((r for r in rows if r["treatment"] == version), None)
+
+    def wait_finished(self, version: str, timeout: float = 90) -> dict[str, Any]:
+        done: dict[str, Any] = {}
+
+        def finished() -> bool:
+            found = self.rollout(version)
+            if found and found["phase"] in TERMINAL:
+                done.update(found)
+                return True
+            return False
+
+        assert wait_until(finished, timeout=timeout, interval=0.5), self.log_tail()
+        return done
+
+    def log_tail(self) -> str:
+        return (self.home / "daemon.log").read_text()[-3000:]
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for handle in self.files:
+            handle.close()
+
+
+def _stack(tmp: Path, **policy: Any) -> Stack:
+    port = free_port()
+    data = demo_config(tmp, port)
+    data["models"]["fraud"].update(policy)
+    config = tmp / "daemon.yaml"
+    config.write_text(yaml.safe_dump(data))
+    return Stack(tmp, f"http://127.0.0.1:{port}", config)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    s = _stack(tmp_path_factory.mktemp("e2e"))
+    s.register("1.0.0", "production")
+    s.start_daemon()
+    s.start_workload()
+    yield s
+    s.stop()
+
+
+class TestRollouts:
+    def test_canary_promotes(self, stack: Stack) -> None:
+        """A better candidate goes 10 -> 25 -> 50 % and is promoted; serving follows."""
+        stack.register("1.1.0")
+        done = stack.wait_finished("v1.1.0")
+        assert done["phase"] == "promoted", stack.get(f"/v1/rollouts/{done['id']}/explain")
+        assert stack.get("/v1/models/fraud/resolve")["version"] == "v1.1.0"
+        explain = stack.get(f"/v1/rollouts/{done['id']}/explain")
+        weights = [d["weight"] for d in explain["decisions"] if d["action"] == "set_weight"]
+        assert weights == [10.0, 25.0, 50.0]
+        route = read_table(stack.home / "routes.json")["fraud"]
+        assert [(b.version, b.weight) for b in route.backends] == [("v1.1.0", 100)]
+        assert "modelreg_controller_decisions_total" in httpx.get(f"{stack.url}/metrics").text
+
+    def test_regression_rolls_back(self, stack: Stack) -> None:
+        """A candidate with many errors is rolled back automatically and archived."""
+        stack.register("1.2.0")
+        done = stack.wait_finished("v1.2.0")
+        assert done["phase"] == "rolled_back"
+        assert "trigger fired" in done["reason"]
+        versions = {v["version"]: v["stage"] for v in stack.get("/v1/models/fraud")}
+        assert versions["v1.2.0"] == "archived"
+        route = read_table(stack.home / "routes.json")["fraud"]
+        assert route.weight_of("v1.2.0") == 0
+
+    def test_cli_talks_to_the_daemon(self, stack: Stack) -> None:
+        """`modelreg rollout list --api` shows the rollouts; a bad config exits 2."""
+        listed = subprocess.run(
+            [sys.executable, "-m", "controller", "rollout", "list", "--api", stack.url, "--json"],
+            capture_output=True, text=True, timeout=60, check=True,
+        )  # fmt: skip
+        assert {r["treatment"] for r in json.loads(listed.stdout)} >= {"v1.1.0"}
+        bad = stack.home / "bad.yaml"
+        bad.write_text("routers: {}\nmodels: {x: {router: y}}\n")
+        checked = subprocess.run(
+            [sys.executable, "-m", "controller", "config", "check", str(bad)],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert checked.returncode == 2
+        assert "bad.yaml" in checked.stderr
+
+
+class TestCrash:
+    def test_kill_9_mid_step_resumes(self, tmp_path: Path) -> None:
+        """kill -9 during a canary step; the restarted daemon continues at the same step
+        with the same step start, applies no decision twice, and the router equals the DB."""
+        s = _stack(tmp_path, strategy={"kind": "canary", "steps": [10, 25, 50, 100],
+                                       "step_duration": 6})  # fmt: skip
+        s.register("1.0.0", "production")
+        s.start_daemon()
+        s.start_workload()
+        try:
+            s.register("1.1.0")
+            assert wait_until(
+                lambda: (s.rollout("v1.1.0") or {}).get("weight") == 25.0, timeout=60
+            ), s.log_tail()
+            before = s.rollout("v1.1.0")
+            assert before is not None
+            s.procs["daemon"].send_signal(signal.SIGKILL)
+            s.procs["daemon"].wait(timeout=10)
+            s.start_daemon()
+            after = s.rollout("v1.1.0")
+            assert after is not None
+            assert (after["step"], after["weight"], after["step_started_at"]) == (
+                before["step"], before["weight"], before["step_started_at"])  # fmt: skip
+            route = read_table(s.home / "routes.json")["fraud"]
+            assert route.weight_of("v1.1.0") == 25
+            done = s.wait_finished("v1.1.0")
+            assert done["phase"] == "promoted"
+            decisions = s.get(f"/v1/rollouts/{done['id']}/explain", limit=10000)["decisions"]
+            changes = [(d["action"], d["weight"]) for d in decisions if d["action"] != "hold"]
+            assert changes == [("set_weight", 10.0), ("set_weight", 25.0), ("set_weight", 50.0),
+                               ("promote", 100.0)]  # fmt: skip
+            assert all(d["applied"] for d in decisions)
+            history = s.get("/v1/models/fraud/history")
+            assert [t["to_stage"] for t in history if t["version"] == "v1.1.0"] == [
+                "staging", "production"]  # fmt: skip
+        finally:
+            s.stop()
+
+
+class TestBadRouter:
+    def test_unwritable_routing_dir_reported_and_retried(self, tmp_path: Path) -> None:
+        """A routing file whose directory cannot be created: /readyz is 503 naming the
+        router, the metric says so, and once fixed the daemon becomes ready on its own."""
+        blocker = tmp_path / "blocked"
+        blocker.write_text("a file where the routing directory should be")
+        s = _stack(tmp_path)
+        data = yaml.safe_load(s.config.read_text())
+        data["routers"]["table"]["options"]["path"] = str(blocker / "routes.json")
+        s.config.write_text(yaml.safe_dump(data))
+        s.register("1.0.0", "production")
+        s.start_daemon()
+        try:
+            ready = httpx.get(f"{s.url}/readyz", timeout=5)
+            assert ready.status_code == 503
+            assert "table" in ready.json()["router_errors"]
+            metrics = httpx.get(f"{s.url}/metrics", timeout=5).text
+            assert 'modelreg_controller_router_ready{router="table"} 0.0' in metrics
+            blocker.unlink()
+            assert wait_until(
+                lambda: httpx.get(f"{s.url}/readyz", timeout=2).status_code == 200, timeout=30
+            )
+            assert read_table(blocker / "routes.json")["fraud"].weight_of("v1.0.0") == 100
+        finally:
+            s.stop()
+
+
+@pytest.mark.integration
+class TestPrometheus:
+    def test_regression_rolls_back_on_prometheus(self, tmp_path: Path) -> None:
+        """The same regression judged on a real Prometheus scraping the workload's exporter."""
+        from monitors.testing import start_prometheus
+
+        s = _stack(tmp_path)
+        s.register("1.0.0", "production")
+        metrics_port = free_port()
+        s.start_workload("--metrics-port", str(metrics_port))
+        prom = start_prometheus(tmp_path / "prom", targets=[f"127.0.0.1:{metrics_port}"])
+        try:
+            data = yaml.safe_load(s.config.read_text())
+            data["sources"]["prom"] = {
+                "kind": "prometheus",
+                "options": {"url": prom.url, "scrape_interval": 1},
+            }
+            sel = 'model="{{model}}",version="{{version}}"'
+            total = f"sum(increase(predictions_total{{{sel}}}[{{{{window}}}}]))"
+            errors = f"sum(increase(prediction_errors_total{{{sel}}}[{{{{window}}}}]))"
+            data["models"]["fraud"].update({
+                "settle": 3,
+                "analysis": {
+                    "units": {"source": "prom", "query": total},
+                    "metrics": [{"name": "error_rate", "source": "prom",
+                                 "query": f"{errors} / {total}", "sample_query": total,
+                                 "kind": "proportion", "role": "primary",
+                                 "direction": "lower", "min_samples": 50}],
+                },
+                "triggers": [{"name": "errors", "metric": "error_rate", "threshold": 0.08,
+                              "min_samples": 50, "consecutive": 2}],
+            })  # fmt: skip
+            s.config.write_text(yaml.safe_dump(data))
+            s.start_daemon()
+            s.register("1.2.0")
+            done = s.wait_finished("v1.2.0", timeout=120)
+            assert done["phase"] == "rolled_back"
+            assert "error_rate" in done["reason"]
+        finally:
+            s.stop()
+            prom.stop()
