@@ -11,9 +11,11 @@ retried and drift is repaired) and refreshes the phase gauges.
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime, timedelta
 
 import structlog
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -85,7 +87,8 @@ class RolloutScheduler:
             log.exception("tick_failed", rollout=rollout_id)
             return
         if not record.active and record.intent is None:
-            self._scheduler.remove_job(f"rollout-{rollout_id}")
+            with contextlib.suppress(JobLookupError):  # another run removed it already
+                self._scheduler.remove_job(f"rollout-{rollout_id}")
             self.controller.refresh_phase_metrics()
 
     def _watch(self) -> None:

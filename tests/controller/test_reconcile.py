@@ -209,3 +209,24 @@ class TestStart:
         register(world.registry, world.tmp, "fraud", "v1.2.0", "dev")
         with pytest.raises(CannotStart, match="already active"):
             world.controller.start_rollout("fraud", "v1.2.0", reason="manual")
+
+
+class TestScheduler:
+    def test_jobs_rebuilt_from_database(self, world: World) -> None:
+        """Started on an existing database, the scheduler has one job per active rollout
+        (and the watcher), none for finished ones; jobs are in memory, not pickled."""
+        from controller.scheduler import WATCHER, RolloutScheduler
+        from monitors.testing import wait_until
+
+        register(world.registry, world.tmp, "fraud", "v1.1.0", "staging")
+        (rollout,) = world.controller.watch_once()
+        scheduler = RolloutScheduler(world.controller)
+        scheduler.start()
+        try:
+            assert scheduler.job_ids() == sorted([f"rollout-{rollout.id}", WATCHER])
+            world.controller.operate(rollout.id, Event.ABORT, reason="done", actor="t")
+            scheduler.ensure_job(world.store.get(rollout.id))  # runs within 50 ms
+            # A finished rollout's job removes itself on its next run.
+            assert wait_until(lambda: scheduler.job_ids() == [WATCHER], timeout=10)
+        finally:
+            scheduler.shutdown()

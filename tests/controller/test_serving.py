@@ -1,0 +1,90 @@
+"""controller.serving and the routers: RouteTable follows a file or an endpoint."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from controller.routers.file import FileRouter
+from controller.routers.http import HttpRouter, etag_of
+from controller.routing import Backend, Route, RouterError, build_router
+from controller.serving import RouteTable
+
+ROUTE = Route("fraud", (Backend("v1", 90, "a" * 64), Backend("v2", 10, "b" * 64)), 7, "s")
+
+
+class FakeClock:
+    """Monotonic seconds moved by hand."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class TestFileRouter:
+    def test_set_then_read(self, tmp_path: Path) -> None:
+        """A route written is read back equal; other models are kept."""
+        router = build_router("file", {"path": str(tmp_path / "r.json")})
+        router.set(ROUTE)
+        router.set(Route("other", (Backend("v9", 100),)))
+        assert router.read("fraud") == ROUTE
+        assert set(json.loads((tmp_path / "r.json").read_text())["models"]) == {"fraud", "other"}
+        assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp left
+
+    def test_unwritable(self, tmp_path: Path) -> None:
+        """A directory that cannot be created is a RouterError."""
+        (tmp_path / "f").write_text("x")
+        with pytest.raises(RouterError):
+            FileRouter(path=tmp_path / "f" / "r.json").set(ROUTE)
+
+    def test_options_checked(self) -> None:
+        """Unknown options are refused."""
+        with pytest.raises(ValueError, match="unknown option"):
+            build_router("file", {"path": "x", "mode": "fast"})
+
+
+class TestRouteTable:
+    def test_follows_file_and_sticks(self, tmp_path: Path) -> None:
+        """Units keep their arm as the treatment's share grows; reloads follow the file."""
+        path = tmp_path / "r.json"
+        FileRouter(path=path).set(ROUTE)
+        clock = FakeClock()
+        table = RouteTable(model="fraud", path=path, refresh=1.0, clock=clock)
+        picks = {f"u{i}": table.pick(f"u{i}") for i in range(2000)}
+        treated = {u for u, p in picks.items() if p and p[1] == "treatment"}
+        assert 120 < len(treated) < 290  # about 10 %
+        FileRouter(path=path).set(Route("fraud", (Backend("v1", 50), Backend("v2", 50)), 8, "s"))
+        clock.t += 2
+        again = {u for u in picks if (table.pick(u) or (None, ""))[1] == "treatment"}
+        assert treated <= again
+        assert len(again) > 800
+
+    def test_missing_file_is_no_route(self, tmp_path: Path) -> None:
+        """Before the daemon wrote anything there is no route."""
+        assert RouteTable(model="fraud", path=tmp_path / "none.json").pick("u") is None
+
+    def test_follows_endpoint_with_etag(self) -> None:
+        """The endpoint is polled with If-None-Match; a 304 keeps the route."""
+        router = HttpRouter()
+        router.set(ROUTE)
+        seen: list[str | None] = []
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            seen.append(request.headers.get("if-none-match"))
+            route, etag = router.published("fraud")  # type: ignore[misc]
+            if request.headers.get("if-none-match") == etag:
+                return httpx.Response(304)
+            return httpx.Response(200, json=route.to_dict(), headers={"etag": etag})
+
+        clock = FakeClock()
+        client = httpx.Client(transport=httpx.MockTransport(handler))
+        table = RouteTable(model="fraud", url="http://d", client=client, clock=clock)
+        assert table.route() == ROUTE
+        clock.t += 1
+        assert table.route() == ROUTE
+        assert seen == [None, etag_of(ROUTE)]
