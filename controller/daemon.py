@@ -96,6 +96,7 @@ class Daemon:
             routers=routers,
             clock=clock,
             metrics=ControllerMetrics(collector),
+            ingest=ingest,
         )
         scheduler = RolloutScheduler(controller)
         ingest_name = config.ingest_source_name()

@@ -31,6 +31,8 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
+import pandas as pd
+import sqlalchemy as sa
 import structlog
 
 from controller.config import Config, PolicyConfig
@@ -47,7 +49,16 @@ from controller.metrics import ControllerMetrics, rollback_reason
 from controller.phases import TERMINAL, Event, Phase
 from controller.routing import Backend, Route, Router, RouterError
 from controller.store import Intent, RolloutRecord, RolloutStore
-from monitors import Measurement, MetricSource, MetricSpec, Status, Subject, Window
+from monitors import (
+    IngestStore,
+    Measurement,
+    MetricSource,
+    MetricSpec,
+    Status,
+    Subject,
+    Window,
+)
+from monitors.windows import STAT_COLUMNS, measure_frame
 from registry import ApprovalRequired, ModelRegistry, NotFound, RegistryError
 
 __all__ = ["Clock", "Controller", "route_for"]
@@ -109,6 +120,7 @@ class Controller:
         clock: Clock,
         metrics: ControllerMetrics | None = None,
         actor: str = "modelreg-controller",
+        ingest: Mapping[str, IngestStore] | None = None,
     ) -> None:
         self.config = config
         self.registry = registry
@@ -118,6 +130,9 @@ class Controller:
         self.clock = clock
         self.metrics = metrics
         self.actor = actor
+        # Ingest sources by name: one window of events per version and tick, shared by
+        # every ingest metric of the policy, instead of one database read per metric.
+        self.ingest = dict(ingest or {})
         self.router_errors: dict[str, str] = {}
         self.on_started: Callable[[RolloutRecord], None] | None = None
         self._locks: dict[str, threading.Lock] = {}
@@ -262,14 +277,15 @@ class Controller:
             Subject(record.model, version=record.treatment),
         )
         measured = {}
+        frames: dict[tuple[str, str], pd.DataFrame | Measurement] = {}
         for metric in policy.analysis.metrics:
             spec = metric.monitor_spec()
-            pair = tuple(self._measure(metric.source, spec, s, window) for s in subjects)
+            pair = tuple(self._measure(metric.source, spec, s, window, frames) for s in subjects)
             measured[metric.name] = (pair[0], pair[1])
         units_cfg = policy.analysis.units
         units_source = units_cfg.source or policy.analysis.metrics[0].source
         units_spec = MetricSpec(name="units", query=units_cfg.query, type=units_cfg.type)
-        units = tuple(self._measure(units_source, units_spec, s, window) for s in subjects)
+        units = tuple(self._measure(units_source, units_spec, s, window, frames) for s in subjects)
         try:
             approval = self.registry.approval_policy(record.model, "production") is not None
         except RegistryError:
@@ -277,10 +293,33 @@ class Controller:
         return Observations(measured, (units[0], units[1]), approval_required=approval)
 
     def _measure(
-        self, source: str, spec: MetricSpec, subject: Subject, window: Window
+        self,
+        source: str,
+        spec: MetricSpec,
+        subject: Subject,
+        window: Window,
+        frames: dict[tuple[str, str], pd.DataFrame | Measurement],
     ) -> Measurement:
         try:
-            result = self.sources[source].measure(spec, subject, window)
+            store = self.ingest.get(source)
+            if store is not None:
+                key = (source, subject.version)
+                if key not in frames:
+                    try:
+                        frames[key] = store.frame(
+                            subject.model, window, version=subject.version, columns=STAT_COLUMNS
+                        )
+                    except sa.exc.SQLAlchemyError as exc:
+                        frames[key] = Measurement.error(
+                            spec.name, subject, window, f"ingest store failed: {exc}"
+                        )
+                frame = frames[key]
+                if isinstance(frame, Measurement):
+                    result = replace(frame, metric=spec.name)
+                else:
+                    result = measure_frame(frame, spec, subject, window)
+            else:
+                result = self.sources[source].measure(spec, subject, window)
         except Exception as exc:  # a source must not raise; if one does, it is an error reading
             result = Measurement.error(spec.name, subject, window, f"{type(exc).__name__}: {exc}")
         if result.status is Status.ERROR and self.metrics is not None:

@@ -50,6 +50,7 @@ class World:
             routers={"table": FileRouter(path=self.routes)},
             clock=self.clock,
             metrics=ControllerMetrics(self.metrics),
+            ingest={"events": self.ingest},
         )
         return self.controller
 

@@ -1,0 +1,274 @@
+"""Benchmarks of the controller daemon; prints one JSON object.
+
+- evaluation: CPU seconds (process time) for one tick of every rollout, with 100
+  and 1,000 concurrent rollouts (one per model) on the ingest source with two
+  metrics and the unit counts, each arm holding ``--events`` events in the window:
+  ``Controller.reconcile_once`` end to end (SQLite reads, ingest queries, pandas,
+  abtest, the decision write, the JSON log line).
+- resolve: ``GET /v1/models/{name}/resolve`` against the daemon as a subprocess,
+  over keep-alive connections from a raw-socket client (``--connections``
+  threads): requests/s and p50/p99 latency. Targets: >= 2,000 req/s, p99 <= 5 ms.
+- start: seconds from spawning ``modelreg daemon`` to ``/readyz`` answering 200.
+- memory: the daemon's resident set (VmRSS) after the resolve run, in MiB.
+
+Usage: python bench/daemon_bench.py [--rollouts 100,1000] [--seconds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import yaml
+from prometheus_client import CollectorRegistry
+
+from controller.config import parse_config
+from controller.logging import configure
+from controller.metrics import ControllerMetrics
+from controller.reconcile import Controller
+from controller.routers.file import FileRouter
+from controller.store import RolloutStore
+from monitors import IngestSource, IngestStore
+from monitors.testing import free_port, wait_until
+from registry import ModelRegistry
+
+T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+
+
+def _policy() -> dict[str, Any]:
+    return {
+        "router": "table",
+        "strategy": {"kind": "canary", "steps": [50, 80], "step_duration": 3600},
+        "interval": 10,
+        "settle": 0,
+        "min_samples": 50,
+        "max_duration": 86_400,
+        "analysis": {
+            "metrics": [
+                {"name": "accuracy", "source": "events", "query": "accuracy",
+                 "kind": "proportion"},
+                {"name": "error_rate", "source": "events", "query": "error_rate",
+                 "kind": "proportion", "role": "guardrail", "direction": "lower",
+                 "margin": 0.02},
+            ]
+        },
+    }  # fmt: skip
+
+
+def evaluation(n: int, events: int, work: Path) -> dict[str, Any]:
+    """Set up ``n`` rollouts, then time one tick of each."""
+    home = work / f"eval-{n}"
+    clock = {"now": T0}
+    registry = ModelRegistry(home=home, actor="bench", clock=lambda: clock["now"])
+    artifact = work / "model.bin"
+    artifact.write_bytes(b"model")
+    names = [f"m{i:04d}" for i in range(n)]
+    setup = time.perf_counter()
+    for name in names:
+        registry.register_model(name, str(artifact), version="1.0.0", stage="staging")
+        registry.promote_model(name, "1.0.0", to_stage="production", reason="bench")
+        registry.register_model(name, str(artifact), version="1.1.0", stage="staging")
+    ingest = IngestStore.open(f"sqlite:///{home}/ingest.db")
+    rng = np.random.default_rng(0)
+    rows, labels = [], []
+    for name in names:
+        for version in ("v1.0.0", "v1.1.0"):
+            correct = rng.random(events) < 0.8
+            for i in range(events):
+                pid = f"{name}-{version}-{i}"
+                ts = T0.timestamp() + 1 + i / events
+                rows.append({"prediction_id": pid, "model": name, "version": version,
+                             "arm": "", "unit_id": pid, "timestamp": ts,
+                             "latency_ms": 5.0, "error": False, "outcome": 1.0})  # fmt: skip
+                labels.append({"prediction_id": pid, "label": float(correct[i]),
+                               "timestamp": T0.timestamp()})  # fmt: skip
+        if len(rows) >= 50_000:
+            ingest.add_events(rows)
+            ingest.add_labels(labels)
+            rows, labels = [], []
+    if rows:
+        ingest.add_events(rows)
+        ingest.add_labels(labels)
+    config = parse_config(
+        {
+            "sources": {"events": {"kind": "ingest"}},
+            "routers": {"table": {"kind": "file", "options": {"path": str(home / "r.json")}}},
+            "models": {name: _policy() for name in names},
+        },
+        where="bench",
+    )
+    controller = Controller(
+        config=config,
+        registry=registry,
+        store=RolloutStore.open(registry.url),
+        sources={"events": IngestSource(ingest)},
+        routers={"table": FileRouter(path=home / "r.json")},
+        clock=lambda: clock["now"],
+        metrics=ControllerMetrics(CollectorRegistry()),
+        ingest={"events": ingest},  # as the daemon wires it: one read per version and tick
+    )
+    started = controller.watch_once()
+    for record in started:  # first tick: pending -> 10 %
+        controller.reconcile_once(record.id)
+    setup_s = time.perf_counter() - setup
+    clock["now"] = T0 + timedelta(seconds=3)
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    actions: dict[str, int] = {}
+    for record in started:
+        decision = controller.reconcile_once(record.id, force=True)
+        key = decision.action if decision else "none"
+        actions[key] = actions.get(key, 0) + 1
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    ingest.close()
+    controller.store.close()
+    registry.close()
+    return {
+        "rollouts": len(started),
+        "events_per_arm": events,
+        "cpu_seconds_per_tick": round(cpu, 3),
+        "wall_seconds_per_tick": round(wall, 3),
+        "cpu_ms_per_rollout": round(1000 * cpu / max(1, len(started)), 2),
+        "actions": actions,
+        "setup_seconds": round(setup_s, 1),
+    }
+
+
+def _client(port: int, path: str, stop: threading.Event, out: list[float]) -> None:
+    request = f"GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode()
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    buf = b""
+    while not stop.is_set():
+        t0 = time.perf_counter()
+        sock.sendall(request)
+        while True:
+            head, sep, rest = buf.partition(b"\r\n\r\n")
+            if sep:
+                length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                if len(rest) >= length:
+                    buf = rest[length:]
+                    break
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("server closed the connection")
+            buf += chunk
+        out.append(time.perf_counter() - t0)
+    sock.close()
+
+
+def daemon(work: Path, seconds: float, connections: int) -> dict[str, Any]:
+    """Start the daemon, time start-to-ready, hammer resolve, read its RSS."""
+    home = work / "daemon"
+    with ModelRegistry(home=home, actor="bench") as registry:
+        artifact = work / "model.bin"
+        artifact.write_bytes(b"model")
+        registry.register_model("fraud", str(artifact), version="1.0.0", stage="staging")
+        registry.promote_model("fraud", "1.0.0", to_stage="production", reason="bench")
+    port = free_port()
+    config = home / "daemon.yaml"
+    config.write_text(yaml.safe_dump({
+        "registry": {"home": str(home)},
+        "server": {"listen": f"127.0.0.1:{port}"},
+        "sources": {"events": {"kind": "ingest",
+                               "options": {"url": f"sqlite:///{home}/ingest.db"}}},
+        "routers": {"table": {"kind": "file", "options": {"path": str(home / "routes.json")}}},
+        "models": {"fraud": _policy()},
+    }))  # fmt: skip
+    log = (home / "daemon.log").open("wb")
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "controller", "daemon", "--config", str(config)],
+        stdout=log, stderr=log,
+    )  # fmt: skip
+    try:
+        ok = wait_until(
+            lambda: httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200,
+            timeout=60,
+            interval=0.02,
+        )
+        start_s = time.perf_counter() - t0
+        if not ok:
+            raise RuntimeError("daemon not ready")
+        path = "/v1/models/fraud/resolve"
+        warm: list[float] = []
+        stop = threading.Event()
+        warm_thread = threading.Thread(target=_client, args=(port, path, stop, warm))
+        warm_thread.start()
+        time.sleep(1.0)
+        stop.set()
+        warm_thread.join()
+        samples: list[list[float]] = [[] for _ in range(connections)]
+        stop = threading.Event()
+        threads = [threading.Thread(target=_client, args=(port, path, stop, samples[i]))
+                   for i in range(connections)]  # fmt: skip
+        begin = time.perf_counter()
+        for t in threads:
+            t.start()
+        time.sleep(seconds)
+        stop.set()
+        for t in threads:
+            t.join()
+        elapsed = time.perf_counter() - begin
+        latencies = sorted(x for s in samples for x in s)
+        rss_kib = next(
+            int(line.split()[1])
+            for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines()
+            if line.startswith("VmRSS:")
+        )
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+    n = len(latencies)
+    rps = n / elapsed
+    p99 = latencies[int(0.99 * (n - 1))] * 1000
+    return {
+        "start_to_ready_seconds": round(start_s, 2),
+        "resolve": {
+            "connections": connections,
+            "requests": n,
+            "requests_per_second": round(rps),
+            "p50_ms": round(statistics.median(latencies) * 1000, 3),
+            "p99_ms": round(p99, 3),
+            "target_rps": 2000,
+            "target_p99_ms": 5.0,
+            "rps_vs_target": round(rps / 2000, 2),
+            "p99_vs_target": round(p99 / 5.0, 2),
+        },
+        "resident_memory_mib": round(rss_kib / 1024, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rollouts", default="100,1000")
+    parser.add_argument("--events", type=int, default=100, help="events per arm per rollout")
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--connections", type=int, default=2)
+    args = parser.parse_args()
+    sink = open(os.devnull, "w")  # noqa: SIM115 -- lives as long as the process
+    configure(stream=sink)  # decision logs are JSON lines, as in the daemon, to nowhere
+    with tempfile.TemporaryDirectory(prefix="daemon-bench-") as tmp:
+        work = Path(tmp)
+        result: dict[str, Any] = {"daemon": daemon(work, args.seconds, args.connections)}
+        result["evaluation"] = [
+            evaluation(int(n), args.events, work) for n in args.rollouts.split(",") if n
+        ]
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
