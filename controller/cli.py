@@ -83,6 +83,12 @@ def config_check(file: Annotated[Path, typer.Argument(help="Config file to valid
     out.print(f"{file}: ok ({len(loaded.models)} model policies: {models})", highlight=False)
 
 
+@config_app.command("schema")
+def config_schema() -> None:
+    """Print the config file's JSON Schema (config/schema.json is this output)."""
+    typer.echo(json.dumps(Config.model_json_schema(), indent=2, sort_keys=True))
+
+
 # -- rollouts -------------------------------------------------------------------------
 
 
@@ -109,9 +115,12 @@ def _request(method: str, url: str, body: dict[str, Any] | None = None) -> Any:
 def _direct(config: Path, fn: Callable[[Any], Any]) -> Any:
     """Run ``fn(controller)`` against the database without a daemon."""
     from controller.daemon import Daemon  # noqa: PLC0415 -- keep other commands quick to start
+    from controller.logging import configure  # noqa: PLC0415 -- ditto
 
     loaded = _load(config)
+    configure()  # JSON log lines on stderr; stdout stays the command's output
     built = Daemon.build(loaded)
+    built.controller.on_started = None  # no scheduler here: a running daemon picks it up
     try:
         return fn(built.controller)
     except (ControllerError, RegistryError, ValueError) as exc:

@@ -15,6 +15,16 @@ import structlog
 __all__ = ["configure"]
 
 
+class _Stderr:
+    """Whatever ``sys.stderr`` is at the time of each write (it may be replaced)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure(*, level: str = "info", stream: TextIO | None = None) -> None:
     """JSON lines with ISO timestamps, log level and event name."""
     structlog.configure(
@@ -28,6 +38,6 @@ def configure(*, level: str = "info", stream: TextIO | None = None) -> None:
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
-        logger_factory=structlog.WriteLoggerFactory(file=stream or sys.stderr),
+        logger_factory=structlog.WriteLoggerFactory(file=stream or _Stderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=True,
     )
