@@ -137,6 +137,12 @@ class TestRollouts:
         route = read_table(stack.home / "routes.json")["fraud"]
         assert [(b.version, b.weight) for b in route.backends] == [("v1.1.0", 100)]
         assert "modelreg_controller_decisions_total" in httpx.get(f"{stack.url}/metrics").text
+        lines = [json.loads(line) for line in (stack.home / "daemon.log").read_text().splitlines()
+                 if line.startswith("{")]  # fmt: skip
+        promote = [e for e in lines if e.get("event") == "decision" and e["action"] == "promote"]
+        assert promote
+        assert promote[0]["reasons"]
+        assert promote[0]["numbers"]["metrics"]["accuracy"]["p_value"] < 0.05
 
     def test_regression_rolls_back(self, stack: Stack) -> None:
         """A candidate with many errors is rolled back automatically and archived."""
