@@ -7,6 +7,7 @@ the transaction fails, any blob it alone would have referenced is removed again.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import getpass
 import hashlib
@@ -30,12 +31,14 @@ from registry.audit import ChainBreak, utc, verify_chain
 from registry.compare import Comparison, compare_versions
 from registry.db import default_home, default_url
 from registry.errors import (
+    ApprovalRequired,
     Conflict,
     CorruptArtifact,
     DeprecatedModelWarning,
     IllegalTransition,
     IncompatibleVersion,
     InvalidInput,
+    InvalidName,
     ModelEndOfLife,
     NotFound,
     VersionNotFound,
@@ -64,6 +67,8 @@ from registry.versions import (
 v = versions_t.c
 
 PICKLE_NAME = "model.pkl"
+ARTIFACT_PICKLE = "pickle"  # an object the registry serialised: may be unpickled
+ARTIFACT_FILE = "file"  # bytes a caller handed over: loaded as a verified path
 
 
 def _utcnow() -> datetime:
@@ -88,6 +93,39 @@ class _PreparedFile:
 
 def _inline(name: str, role: str, content: bytes) -> _PreparedFile:
     return _PreparedFile(name, role, hashlib.sha256(content).hexdigest(), len(content), content)
+
+
+def _find_parent(
+    cur: fastsql.Cursor,
+    mid: int,
+    name: str,
+    latest: _ParentRow | None,
+    parent_ver: SemVer | None,
+    wanted: SemVer | None,
+) -> _ParentRow | None:
+    """The named parent; else, for an explicit version, the highest one below it;
+    else the latest version."""
+    if parent_ver is not None:
+        parent = _ParentRow.of(cur.one(queries.SEL_EXACT, {"mid": mid, **_parts(parent_ver)}))
+        if parent is None:
+            raise VersionNotFound(f"parent version {parent_ver} of {name!r} does not exist")
+        return parent
+    if wanted is not None and latest is not None:
+        return _ParentRow.of(cur.one(queries.SEL_BELOW, {"mid": mid, **_parts(wanted)}))
+    return latest
+
+
+def _refuse_guarded_entry(conn: sa.Connection, mid: int, name: str, stage: str) -> None:
+    """A new version may not enter a stage that approvals guard (no approval can exist yet)."""
+    policy = approvals.policy_for(conn, mid, stage)
+    if policy is not None:
+        raise ApprovalRequired(
+            f"{stage} is guarded by an approval policy for {name}: register into dev, "
+            f"collect approvals from {', '.join(policy.approvers)}, then promote",
+            to_stage=stage,
+            missing=list(policy.approvers),
+            needed=policy.min_approvals,
+        )
 
 
 def _check_explicit_bump(name: str, number: SemVer, parent: SemVer, report: ChangeReport) -> None:
@@ -188,7 +226,9 @@ class ModelRegistry:
         environments: Mapping[str, str] | None = None,
     ) -> None:
         self.root = Path(home) if home is not None else default_home()
-        self.environment = names.model_name(environment) if environment is not None else None
+        self.environment = (
+            names.identifier(environment, "environment") if environment is not None else None
+        )
         self.environments = dict(environments or {})
         # Each environment is a separate registry: its own database and store.
         self.home = self.root / "environments" / environment if environment else self.root
@@ -264,7 +304,7 @@ class ModelRegistry:
         prepared = _small_files(meta, feats, sig, reqs)
 
         while True:
-            blob, artifact_name = self._store_model(model, progress)
+            blob, artifact_name, artifact_format = self._store_model(model, progress)
             model_file = (
                 [_PreparedFile(artifact_name, "model", blob.digest, blob.size, None)]
                 if blob is not None and artifact_name is not None
@@ -286,6 +326,7 @@ class ModelRegistry:
                 increment=str(increment) if increment is not None else None,
                 blob=blob,
                 artifact_name=artifact_name,
+                artifact_format=artifact_format,
                 files=model_file + prepared,
             )
             try:
@@ -294,7 +335,9 @@ class ModelRegistry:
                 continue  # a concurrent cleanup removed a shared blob: store it again
             except BaseException:
                 if blob is not None and blob.created:
-                    self._discard_unreferenced([blob.digest])
+                    # Best effort: the caller must see the original error, not ours.
+                    with contextlib.suppress(Exception):
+                        self._discard_unreferenced([blob.digest])
                 raise
 
     def _parent_hint(
@@ -314,22 +357,33 @@ class ModelRegistry:
 
     def _store_model(
         self, model: Any, progress: Progress | None
-    ) -> tuple[StoredBlob | None, str | None]:
+    ) -> tuple[StoredBlob | None, str | None, str | None]:
+        """Store the model artifact; returns (blob, file name, format).
+
+        Only an object handed to us is pickled, and only such artifacts (format
+        ``pickle``) are ever unpickled on load; a file is kept as a file.
+        """
         if model is None:
-            return None, None
+            return None, None, None
         if isinstance(model, str | os.PathLike):
             path = Path(model)
             if not path.is_file():
                 raise InvalidInput(f"artifact path {str(path)!r} does not exist or is not a file")
-            file_name = (
-                model.name if isinstance(model, _NamedArtifact) and model.name else path.name
-            )
-            return self.artifacts.put_file(path, progress), names.file_name(file_name)
+            if isinstance(model, _NamedArtifact):
+                file_name, kind = names.file_name(model.name or path.name), model.format
+            else:
+                file_name, kind = names.file_name(path.name), ARTIFACT_FILE
+            if file_name in vfiles.RESERVED_NAMES:
+                raise InvalidName(
+                    f"artifact file name {file_name!r} is reserved for the version's own "
+                    "metadata files; rename the model file"
+                )
+            return self.artifacts.put_file(path, progress), file_name, kind
         try:
             data = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
         except (pickle.PicklingError, TypeError, AttributeError) as exc:
             raise InvalidInput(f"model object cannot be pickled: {exc}") from None
-        return self.artifacts.put_bytes(data), PICKLE_NAME
+        return self.artifacts.put_bytes(data), PICKLE_NAME, ARTIFACT_PICKLE
 
     def _register_op(
         self,
@@ -348,6 +402,7 @@ class ModelRegistry:
         increment: str | None,
         blob: StoredBlob | None,
         artifact_name: str | None,
+        artifact_format: str | None,
         files: list[_PreparedFile],
     ) -> ModelVersion:
         cur, now = tx.cur, tx.now
@@ -363,15 +418,10 @@ class ModelRegistry:
             mid = int(found[0])
             # Cache only once committed: model rows are never deleted or renumbered.
             tx.after_commit.append(functools.partial(self._model_ids.__setitem__, name, mid))
+        if stage != "dev":
+            _refuse_guarded_entry(tx.conn, mid, name, stage)
         latest = _ParentRow.of(cur.one(queries.SEL_LATEST, {"mid": mid}))
-        if parent_ver is not None:
-            parent = _ParentRow.of(cur.one(queries.SEL_EXACT, {"mid": mid, **_parts(parent_ver)}))
-            if parent is None:
-                raise VersionNotFound(f"parent version {parent_ver} of {name!r} does not exist")
-        elif wanted is not None and latest is not None:
-            parent = _ParentRow.of(cur.one(queries.SEL_BELOW, {"mid": mid, **_parts(wanted)}))
-        else:
-            parent = latest
+        parent = _find_parent(cur, mid, name, latest, parent_ver, wanted)
 
         report = required_bump(
             parent.features if parent else None,
@@ -399,6 +449,7 @@ class ModelRegistry:
                 "artifact_digest": blob.digest if blob else None,
                 "artifact_size": blob.size if blob else None,
                 "artifact_name": artifact_name,
+                "artifact_format": artifact_format,
                 "metadata": meta,
                 "signature": sig,
                 "features": feats,
@@ -469,6 +520,7 @@ class ModelRegistry:
             artifact_digest=blob.digest if blob else None,
             artifact_size=blob.size if blob else None,
             artifact_name=artifact_name,
+            artifact_format=artifact_format,
             increment=increment,
             files=tuple(
                 VersionFileRecord(f.name, f.role, f.digest, f.size)
@@ -530,6 +582,7 @@ class ModelRegistry:
                     artifact_digest=latest.artifact_digest,
                     artifact_size=latest.artifact_size,
                     artifact_name=latest.artifact_name,
+                    artifact_format=latest.artifact_format,
                     metadata=meta,
                     signature=latest.signature,
                     features=latest.features,
@@ -674,6 +727,13 @@ class ModelRegistry:
                     )
             else:
                 target = wanted
+                if not self._was_in_production(conn, mid, target):
+                    raise IllegalTransition(
+                        f"{name} {target} has never been in production, so it is not a "
+                        "rollback target; promote it (approvals apply) instead",
+                        from_stage=None,
+                        to_stage="production",
+                    )
             if target == cur_ver:
                 raise IllegalTransition(
                     f"{name} {target} is already in production",
@@ -729,15 +789,44 @@ class ModelRegistry:
         return mid, int(row.id), str(row.stage)
 
     def _previous_production(self, conn: sa.Connection, mid: int, current_id: int) -> SemVer | None:
+        """The most recent earlier production version that was not itself rolled back.
+
+        Skipping rolled-back versions keeps repeated rollbacks walking backwards
+        (v3 -> v2 -> v1) instead of flipping between the last two.
+        """
         t = transitions_t.c
+        rolled_back = sa.select(t.version_id).where(
+            t.model_id == mid, t.from_stage == "production", t.kind == "rollback"
+        )
         row = conn.execute(
             sa.select(v.major, v.minor, v.patch)
             .join(versions_t, v.id == t.version_id)
-            .where(t.model_id == mid, t.to_stage == "production", t.version_id != current_id)
+            .where(
+                t.model_id == mid,
+                t.to_stage == "production",
+                t.version_id != current_id,
+                t.version_id.not_in(rolled_back),
+            )
             .order_by(t.id.desc())
             .limit(1)
         ).first()
         return SemVer(*row) if row else None
+
+    def _was_in_production(self, conn: sa.Connection, mid: int, number: SemVer) -> bool:
+        t = transitions_t.c
+        found = conn.execute(
+            sa.select(t.id)
+            .join(versions_t, v.id == t.version_id)
+            .where(
+                t.model_id == mid,
+                t.to_stage == "production",
+                v.major == number.major,
+                v.minor == number.minor,
+                v.patch == number.patch,
+            )
+            .limit(1)
+        ).first()
+        return found is not None
 
     def _archive_production(
         self, tx: Tx, mid: int, name: str, who: str, reason: str, kind: str
@@ -990,8 +1079,9 @@ class ModelRegistry:
             )
         if record.artifact_digest is None:
             raise NotFound(f"{record.ref} has no model artifact (registered metadata only)")
-        if record.artifact_name == PICKLE_NAME:
-            # Hash exactly the bytes we unpickle: nothing unverified is ever loaded.
+        if record.artifact_format == ARTIFACT_PICKLE:
+            # Hash exactly the bytes we unpickle: nothing unverified is ever loaded, and
+            # only objects this registry serialised itself are unpickled at all.
             return pickle.loads(self.artifacts.read_bytes(record.artifact_digest))
         return self.artifacts.verify(record.artifact_digest)
 
@@ -1134,10 +1224,14 @@ class ModelRegistry:
 
         return self._store.write(op)
 
-    def approval_policy(self, name: str, stage: str = "production") -> approvals.Policy | None:
-        """The policy in force for a model's stage (its own, else the registry's)."""
+    def approval_policy(
+        self, name: str, stage: str = "production", *, at: datetime | None = None
+    ) -> approvals.Policy | None:
+        """The policy in force for a model's stage (its own, else the registry's),
+        now or as it stood at ``at``."""
         with self._store.read() as conn:
-            return approvals.policy_for(conn, queries.model_id(conn, name), stage_name(stage))
+            mid = queries.model_id(conn, name)
+            return approvals.policy_for(conn, mid, stage_name(stage), at=at)
 
     def approve_model(
         self,
@@ -1290,16 +1384,22 @@ class ModelRegistry:
 
     def models_using_feature(self, feature: str) -> list[ModelVersion]:
         """Model versions whose feature list contains ``feature``."""
-        if not isinstance(feature, str) or not feature or '"' in feature:
+        if not isinstance(feature, str) or not feature:
             raise InvalidInput(f"invalid feature name {feature!r}")
-        with self._store.read() as conn:
-            rows = conn.execute(
-                sa.select(*queries.VERSION_COLUMNS)
-                .select_from(queries.FROM_VERSIONS)
-                .where(sa.cast(v.features, sa.Text).like(f'%"{feature}"%'))
-                .order_by(schema.models_t.c.name, *queries.NEWEST_FIRST)
+        query = (
+            sa.select(*queries.VERSION_COLUMNS)
+            .select_from(queries.FROM_VERSIONS)
+            .where(v.features.is_not(None))
+            .order_by(schema.models_t.c.name, *queries.NEWEST_FIRST)
+        )
+        encoded = json.dumps(feature)  # how the name appears inside the stored JSON text
+        if encoded.isascii():
+            # A cheap prefilter; the exact test is the Python one below.
+            query = query.where(
+                sa.cast(v.features, sa.Text).like(f"%{queries.like_escape(encoded)}%", escape="\\")
             )
-            found = [queries.version_from_row(r) for r in rows]
+        with self._store.read() as conn:
+            found = [queries.version_from_row(r) for r in conn.execute(query)]
         return [mv for mv in found if mv.features and feature in mv.features]
 
     def deployed_downstream_of(self, ref: str) -> list[lineage.Node]:
@@ -1383,7 +1483,7 @@ class ModelRegistry:
         already there is reused.
         """
         name, number = split_model_ref(model)
-        names.model_name(target_env)
+        names.identifier(target_env, "environment")
         if self.environment is not None and target_env == self.environment:
             raise InvalidInput(f"{model} is already in environment {target_env!r}")
         who = names.actor(actor) if actor else self.actor
@@ -1403,7 +1503,9 @@ class ModelRegistry:
                 )
                 copied = target.register_model(
                     name,
-                    _NamedArtifact(artifact, source.artifact_name) if artifact else None,
+                    _NamedArtifact(artifact, source.artifact_name, source.artifact_format or "file")
+                    if artifact
+                    else None,
                     version=number,
                     metadata=source.metadata,
                     stage=entry_stage,
@@ -1445,6 +1547,7 @@ class _NamedArtifact:
 
     path: Path
     name: str | None
+    format: str
 
     def __fspath__(self) -> str:
         return str(self.path)

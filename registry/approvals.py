@@ -57,18 +57,24 @@ class Decision:
         }
 
 
-def policy_for(conn: sa.Connection, model_id: int, stage: str) -> Policy | None:
-    """The policy in force for ``stage`` of this model (its own, else the global one)."""
+def policy_for(
+    conn: sa.Connection, model_id: int, stage: str, *, at: datetime | None = None
+) -> Policy | None:
+    """The policy in force for ``stage`` of this model (its own, else the global one),
+    now or as it stood at instant ``at`` (for judging past deployments)."""
     p = policies_t.c
     for owner in (model_id, None):
         cond = p.model_id == owner if owner is not None else p.model_id.is_(None)
-        row = conn.execute(
+        query = (
             sa.select(p.approvers, p.min_approvals, models_t.c.name)
             .select_from(policies_t.outerjoin(models_t, models_t.c.id == p.model_id))
             .where(cond, p.stage == stage)
             .order_by(p.id.desc())
             .limit(1)
-        ).first()
+        )
+        if at is not None:
+            query = query.where(p.at <= at)
+        row = conn.execute(query).first()
         if row is not None:
             if row.min_approvals == 0:
                 return None  # explicitly switched off at this level
@@ -186,15 +192,16 @@ def check_promotion(
     approval even where no policy guards the stage.
     """
     policy = policy_for(conn, model_id, to_stage)
-    if policy is None and not explicit:
-        return None
     recorded = decisions(conn, version_id, to_stage)
     rejected = [d for d in recorded if d.decision == "reject"]
+    # A standing rejection blocks even where no policy asks for approvals.
     if rejected:
         who = ", ".join(f"{d.approver} ({d.comments or 'no comment'})" for d in rejected)
         raise IllegalTransition(
             f"{ref} was rejected for {to_stage} by {who}", from_stage=None, to_stage=to_stage
         )
+    if policy is None and not explicit:
+        return None
     author = {owner, registrant(conn, version_id)} - {None}
     approved = {d.approver for d in recorded if d.decision == "approve"} - author
     if policy is not None:

@@ -82,8 +82,13 @@ class ArtifactStore:
         os.close(fd)
         final = self.path_for(digest)
         if final.is_file():
-            tmp.unlink()
-            return StoredBlob(digest, size, created=False)
+            try:
+                self.verify(digest)
+            except CorruptArtifact:
+                final.unlink()  # repair: our temp file holds the right bytes
+            else:
+                tmp.unlink()
+                return StoredBlob(digest, size, created=False)
         final.parent.mkdir(exist_ok=True)
         os.chmod(tmp, 0o444)
         os.replace(tmp, final)

@@ -15,8 +15,10 @@ from typing import Annotated, Any, TypeVar
 import typer
 import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
+from rich.text import Text
 
 from registry.api import ModelRegistry
 from registry.docs import sync_docs
@@ -80,6 +82,11 @@ def _run(fn: Callable[[ModelRegistry], T]) -> T:
         raise typer.Exit(1) from None
 
 
+def _row(table: Table, *cells: object) -> None:
+    """Add a row whose cells are literal text: user strings are never Rich markup."""
+    table.add_row(*(Text(str(cell)) for cell in cells))
+
+
 def _emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
@@ -110,7 +117,8 @@ def _version_table(versions: list[ModelVersion], title: str) -> Table:
     for mv in versions:
         art = f"{mv.artifact_name} {mv.artifact_digest[:12]}" if mv.artifact_digest else "-"
         note = f"deprecated: {mv.deprecation.reason}" if mv.deprecation else ""
-        table.add_row(
+        _row(
+            table,
             str(mv.version),
             mv.stage,
             mv.created_at.strftime("%Y-%m-%d %H:%M"),
@@ -199,7 +207,7 @@ def list_(
         for col in ("Model", "Versions", "Latest", "Production"):
             table.add_column(col)
         for m in models:
-            table.add_row(m.name, str(m.versions), str(m.latest or "-"), str(m.production or "-"))
+            _row(table, m.name, str(m.versions), str(m.latest or "-"), str(m.production or "-"))
         out.print(table)
         return
     versions = _run(
@@ -239,23 +247,26 @@ def info(
         _emit_json(mv.to_dict())
         return
     out.print(f"[bold]{mv.name} {mv.version}[/bold]  stage: {mv.stage}")
-    out.print(f"created: {mv.created_at.isoformat()}  owner: {mv.owner or '-'}", highlight=False)
-    out.print(f"parent: {mv.parent or '-'}  tags: {', '.join(mv.tags) or '-'}")
+    out.print(
+        f"created: {mv.created_at.isoformat()}  owner: {escape(mv.owner or '-')}",
+        highlight=False,
+    )
+    out.print(f"parent: {mv.parent or '-'}  tags: {escape(', '.join(mv.tags)) or '-'}")
     if mv.deprecation:
         eol = mv.deprecation.end_of_life
-        out.print(f"deprecated: {mv.deprecation.reason} (end of life {eol or '-'})")
+        out.print(f"deprecated: {escape(mv.deprecation.reason)} (end of life {eol or '-'})")
     table = Table(title="Files")
     for col in ("File", "Role", "Size", "SHA-256"):
         table.add_column(col)
     for f in mv.files:
-        table.add_row(f.name, f.role, str(f.size), f.digest)
+        _row(table, f.name, f.role, str(f.size), f.digest)
     out.print(table)
     if mv.metadata:
         out.print_json(json.dumps(mv.metadata, default=str))
     if mv.signature:
-        out.print(f"signature: {json.dumps(mv.signature)}", highlight=False)
+        out.print(f"signature: {json.dumps(mv.signature)}", highlight=False, markup=False)
     if mv.features is not None:
-        out.print(f"features ({len(mv.features)}): {', '.join(mv.features)}")
+        out.print(f"features ({len(mv.features)}): {', '.join(mv.features)}", markup=False)
 
 
 @app.command()
@@ -285,7 +296,9 @@ def promote(
 @app.command()
 def rollback(
     name: Annotated[str, typer.Argument(help="Model name.")],
-    reason: Annotated[str, typer.Option(help="Why you roll back.")],
+    reason: Annotated[
+        str, typer.Option(help="Why you roll back (recorded in history and audit).")
+    ] = "manual rollback from the CLI (no reason given)",
     to: Annotated[
         str | None, typer.Option("--to", help="Version (default: previous production).")
     ] = None,
@@ -351,7 +364,8 @@ def history_table(name: str, transitions: list[Transition]) -> Table:
         table.add_column(col, no_wrap=True)
     table.add_column("Reason")
     for t in transitions:
-        table.add_row(
+        _row(
+            table,
             t.at.strftime("%Y-%m-%d %H:%M:%S"),
             str(t.version),
             t.from_stage or "-",
@@ -377,7 +391,7 @@ def approve(
     if as_json:
         _emit_json(d.to_dict())
     else:
-        out.print(f"{d.approver} approved {name} {d.version} for {d.stage}")
+        out.print(f"{d.approver} approved {name} {d.version} for {d.stage}", markup=False)
 
 
 @app.command()
@@ -394,7 +408,7 @@ def reject(
     if as_json:
         _emit_json(d.to_dict())
     else:
-        out.print(f"{d.approver} rejected {name} {d.version} for {d.stage}")
+        out.print(f"{d.approver} rejected {name} {d.version} for {d.stage}", markup=False)
 
 
 @app.command()
@@ -421,13 +435,19 @@ def approvals(
         out.print(
             f"production needs {policy.min_approvals} of: {', '.join(policy.approvers)}",
             highlight=False,
+            markup=False,
         )
     table = Table(title=f"Approvals of {name} {version}")
     for col in ("When", "Stage", "Approver", "Decision", "Comments"):
         table.add_column(col)
     for d in decisions:
-        table.add_row(
-            d.at.strftime("%Y-%m-%d %H:%M"), d.stage, d.approver, d.decision, d.comments or ""
+        _row(
+            table,
+            d.at.strftime("%Y-%m-%d %H:%M"),
+            d.stage,
+            d.approver,
+            d.decision,
+            d.comments or "",
         )
     out.print(table)
 
@@ -456,7 +476,7 @@ def audit_verify(as_json: JsonOpt = False) -> None:
     elif broken is None:
         out.print(f"audit chain intact: {count} events")
     else:
-        err.print(f"audit chain broken at event {broken.event_id}: {broken.problem}")
+        err.print(f"audit chain broken at event {broken.event_id}: {broken.problem}", markup=False)
     if broken is not None:
         raise typer.Exit(1)
 
@@ -479,7 +499,8 @@ def audit_log(
         table.add_column(col, no_wrap=True)
     table.add_column("Reason")
     for e in events:
-        table.add_row(
+        _row(
+            table,
             str(e.id),
             e.at.strftime("%Y-%m-%d %H:%M:%S"),
             e.actor,
@@ -505,7 +526,7 @@ def audit_report(
     text = {"md": report.to_markdown, "json": report.to_json, "html": report.to_html}[fmt]()
     if output is not None:
         output.write_text(text)
-        out.print(f"wrote {output}")
+        out.print(f"wrote {output}", markup=False)
     else:
         sys.stdout.write(text)
 
@@ -596,7 +617,8 @@ def experiments(
     for e in found:
         dur = f"{e.duration_s:.1f}s" if e.duration_s is not None else "-"
         metrics = ", ".join(f"{k}={v}" for k, v in sorted(e.metrics.items()))
-        table.add_row(
+        _row(
+            table,
             e.name,
             e.increment or "-",
             e.status,

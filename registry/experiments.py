@@ -113,6 +113,8 @@ class Experiment:
         """
         if not auto_version and version is None:
             raise InvalidInput("pass version=... or auto_version=True")
+        if auto_version and version is not None:
+            raise InvalidInput("pass either version=... or auto_version=True, not both")
         meta = {
             **self.metrics,
             "hyperparameters": dict(self.params),
@@ -183,7 +185,7 @@ def track_experiment(
     params: Mapping[str, Any] | None = None,
 ) -> Iterator[Experiment]:
     """Track one experiment run; it ends ``completed``, or ``failed`` on an exception."""
-    names.model_name(name)
+    names.identifier(name, "experiment name")
     if increment is not None and (not isinstance(increment, str) or not increment.strip()):
         raise InvalidInput(f"increment must be a non-empty string, got {increment!r}")
     owned = registry is None

@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+RESERVED_NAMES = frozenset({"metadata.json", "signature.json", "requirements.txt", "features.yaml"})
+
 
 def metadata_json(metadata: Mapping[str, Any]) -> bytes:
     return (json.dumps(metadata, sort_keys=True, indent=2, default=str) + "\n").encode()

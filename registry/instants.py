@@ -11,7 +11,7 @@ def parse_instant(value: str | date | datetime, *, end_of_day: bool = True) -> d
     """A datetime; a bare date means the end of that day (UTC), or its start."""
     day_time = time.max if end_of_day else time.min
     if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
+        return _utc(value)
     if isinstance(value, date):
         return datetime.combine(value, day_time, tzinfo=UTC)
     if not isinstance(value, str):
@@ -22,4 +22,9 @@ def parse_instant(value: str | date | datetime, *, end_of_day: bool = True) -> d
         parsed = datetime.fromisoformat(value.strip())
     except ValueError:
         raise InvalidInput(f"invalid date {value!r}: expected ISO 8601, e.g. 2024-01-15") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return _utc(parsed)
+
+
+def _utc(value: datetime) -> datetime:
+    """Naive means UTC; an offset is converted, since SQLite stores no zone at all."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -25,6 +25,7 @@ import sqlalchemy as sa
 
 from registry.errors import InvalidInput, NotFound
 from registry.schema import edges_t, nodes_t
+from registry.versions import split_model_ref
 
 METADATA_KEYS = frozenset(
     {"training_data_version", "feature_engineering_version", "experiment", "parent_model"}
@@ -276,6 +277,11 @@ def record_registration(
     if ids:
         add_edge(conn, ids[-1], model_id, "produced", now)
     if isinstance(parent, str) and parent:
+        try:  # "m-v1" and "m-v1.0.0" are one node: key by the canonical reference
+            parent_name, parent_version = split_model_ref(parent)
+            parent = f"{parent_name}-{parent_version}"
+        except InvalidInput:
+            pass  # not NAME-vX: keep the caller's label as the node key
         parent_id = ensure_node(conn, "model_version", parent, now)
         add_edge(conn, parent_id, model_id, "parent", now)
     return [f"{PREFIX[k]}:{key}" for k, key, _ in chain]

@@ -14,6 +14,8 @@ MAX_FILE_NAME = 200
 MAX_TAG = 64
 
 _MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+# "fraud-v2" would read as version v2 of "fraud" in NAME-vX.Y.Z references.
+_LOOKS_VERSIONED = re.compile(r".*-v\d+(?:\.\d+){0,2}")
 _FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._ +-]*")
 _TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]*")
 _ACTOR = re.compile(r"[^\x00-\x1f\x7f]+")
@@ -23,15 +25,27 @@ def model_name(name: object) -> str:
     """Return ``name`` if it is a valid model name, else raise ``InvalidName``.
 
     Letters, digits, ``.``, ``_`` and ``-``; starts with a letter or digit; no
-    ``..``; at most 128 characters. These names become directory names.
+    ``..``; at most 128 characters; not ending in ``-v<number>`` (it would read as
+    a version in ``NAME-vX.Y.Z`` references). These names become directory names.
     """
+    checked = identifier(name, "model name")
+    if _LOOKS_VERSIONED.fullmatch(checked):
+        raise InvalidName(
+            f"invalid model name {checked!r}: a name ending in -v<number> reads as a version "
+            "in NAME-vX.Y.Z references; drop or rename the suffix"
+        )
+    return checked
+
+
+def identifier(name: object, what: str) -> str:
+    """A name safe as a path component (experiments, environments, models)."""
     if not isinstance(name, str) or not name:
-        raise InvalidName(f"model name must be a non-empty string, got {name!r}")
+        raise InvalidName(f"{what} must be a non-empty string, got {name!r}")
     if len(name) > MAX_NAME:
-        raise InvalidName(f"model name {name[:40]!r}... is longer than {MAX_NAME} characters")
+        raise InvalidName(f"{what} {name[:40]!r}... is longer than {MAX_NAME} characters")
     if not _MODEL_NAME.fullmatch(name) or ".." in name:
         raise InvalidName(
-            f"invalid model name {name!r}: use letters, digits, '.', '_' and '-', "
+            f"invalid {what} {name!r}: use letters, digits, '.', '_' and '-', "
             "starting with a letter or digit, without '..'"
         )
     return name

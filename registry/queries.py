@@ -5,6 +5,7 @@ They return immutable records; SQL rows never leave this module.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -42,13 +43,20 @@ VERSION_COLUMNS: Sequence[sa.ColumnElement[Any]] = (
     v.artifact_digest,
     v.artifact_size,
     v.artifact_name,
+    v.artifact_format,
     v.increment,
     _parent.c.major.label("p_major"),
     _parent.c.minor.label("p_minor"),
     _parent.c.patch.label("p_patch"),
+    deprecations_t.c.reason.label("dep_reason"),
+    deprecations_t.c.end_of_life.label("dep_eol"),
+    deprecations_t.c.actor.label("dep_actor"),
+    deprecations_t.c.at.label("dep_at"),
 )
-FROM_VERSIONS = versions_t.join(models_t, models_t.c.id == v.model_id).outerjoin(
-    _parent, _parent.c.id == v.parent_id
+FROM_VERSIONS = (
+    versions_t.join(models_t, models_t.c.id == v.model_id)
+    .outerjoin(_parent, _parent.c.id == v.parent_id)
+    .outerjoin(deprecations_t, deprecations_t.c.version_id == v.id)
 )
 NEWEST_FIRST = (v.major.desc(), v.minor.desc(), v.patch.desc())
 
@@ -60,12 +68,18 @@ def model_id(conn: sa.Connection, name: str) -> int:
     return int(found)
 
 
-def version_from_row(
-    row: sa.Row[Any],
-    files: tuple[VersionFileRecord, ...] = (),
-    deprecation: DeprecationRecord | None = None,
-) -> ModelVersion:
+def version_from_row(row: sa.Row[Any], files: tuple[VersionFileRecord, ...] = ()) -> ModelVersion:
     parent = SemVer(row.p_major, row.p_minor, row.p_patch) if row.p_major is not None else None
+    deprecation = (
+        DeprecationRecord(
+            row.dep_reason,
+            utc(row.dep_eol) if row.dep_eol else None,
+            row.dep_actor,
+            utc(row.dep_at),
+        )
+        if row.dep_reason is not None
+        else None
+    )
     return ModelVersion(
         name=row.name,
         version=SemVer(row.major, row.minor, row.patch),
@@ -80,16 +94,15 @@ def version_from_row(
         artifact_digest=row.artifact_digest,
         artifact_size=row.artifact_size,
         artifact_name=row.artifact_name,
+        artifact_format=row.artifact_format,
         increment=row.increment,
         files=files,
         deprecation=deprecation,
     )
 
 
-def _details(
-    conn: sa.Connection, version_id: int
-) -> tuple[tuple[VersionFileRecord, ...], DeprecationRecord | None]:
-    files = tuple(
+def _files(conn: sa.Connection, version_id: int) -> tuple[VersionFileRecord, ...]:
+    return tuple(
         VersionFileRecord(r.name, r.role, r.digest, r.size)
         for r in conn.execute(
             sa.select(files_t.c.name, files_t.c.role, files_t.c.digest, files_t.c.size)
@@ -97,16 +110,6 @@ def _details(
             .order_by(files_t.c.name)
         )
     )
-    d = conn.execute(sa.select(deprecations_t).where(deprecations_t.c.version_id == version_id))
-    row = d.first()
-    dep = (
-        DeprecationRecord(
-            row.reason, utc(row.end_of_life) if row.end_of_life else None, row.actor, utc(row.at)
-        )
-        if row
-        else None
-    )
-    return files, dep
 
 
 def find_version(
@@ -126,8 +129,7 @@ def find_version(
     row = conn.execute(query).first()
     if row is None:
         raise VersionNotFound(f"model {name!r} has no version {what}")
-    files, dep = _details(conn, row.id)
-    return version_from_row(row, files, dep)
+    return version_from_row(row, _files(conn, row.id))
 
 
 def version_row_id(conn: sa.Connection, mid: int, version: SemVer) -> int | None:
@@ -160,17 +162,24 @@ def list_versions(
     if stage is not None:
         query = query.where(v.stage == stage)
     if tag is not None:
-        # Tags are validated to exclude quotes, so matching the JSON text is exact.
-        query = query.where(sa.cast(v.tags, sa.Text).like(f'%"{tag}"%'))
+        # A prefilter on the JSON text (wildcards escaped); exactness is checked below.
+        pattern = f"%{like_escape(json.dumps(tag))}%"
+        query = query.where(sa.cast(v.tags, sa.Text).like(pattern, escape="\\"))
     if increment is not None:
         query = query.where(v.increment == increment)
     if deprecated is not None:
-        has = sa.exists().where(deprecations_t.c.version_id == v.id)
-        query = query.where(has if deprecated else ~has)
+        joined = deprecations_t.c.version_id
+        query = query.where(joined.is_not(None) if deprecated else joined.is_(None))
     query = query.order_by(models_t.c.name, *NEWEST_FIRST).offset(offset)
     if limit is not None:
         query = query.limit(limit)
-    return [version_from_row(row) for row in conn.execute(query)]
+    found = [version_from_row(row) for row in conn.execute(query)]
+    return [mv for mv in found if tag in mv.tags] if tag is not None else found
+
+
+def like_escape(text: str) -> str:
+    """Escape LIKE wildcards so user text matches literally (use with escape='\\')."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def list_models(conn: sa.Connection) -> list[ModelSummary]:
@@ -293,8 +302,8 @@ SEL_BELOW = Prepared(
 )
 _VERSION_KEYS = [
     "model_id", "major", "minor", "patch", "stage", "artifact_digest", "artifact_size",
-    "artifact_name", "metadata", "signature", "features", "tags", "owner", "parent_id",
-    "increment", "created_at",
+    "artifact_name", "artifact_format", "metadata", "signature", "features", "tags",
+    "owner", "parent_id", "increment", "created_at",
 ]  # fmt: skip
 INS_VERSION = Prepared(versions_t.insert().returning(v.id), _VERSION_KEYS)
 INS_FILE = Prepared(files_t.insert(), ["version_id", "name", "role", "digest", "size", "content"])

@@ -43,6 +43,7 @@ class ModelVersion:
     artifact_digest: str | None = None
     artifact_size: int | None = None
     artifact_name: str | None = None
+    artifact_format: str | None = None  # "pickle" | "file" | None (unknown: never unpickled)
     increment: str | None = None
     files: tuple[VersionFileRecord, ...] = ()
     deprecation: DeprecationRecord | None = None
@@ -68,6 +69,7 @@ class ModelVersion:
                 "name": self.artifact_name,
                 "digest": self.artifact_digest,
                 "size": self.artifact_size,
+                "format": self.artifact_format,
             },
             "increment": self.increment,
             "files": [

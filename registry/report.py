@@ -243,8 +243,13 @@ class ModelGovernance:
         reg = self.registry
         mv = reg.get_model_version(model, version)
         decisions = reg.approvals(model, version)
+        # Judge a deployment by what stood when it happened, not by today's state.
         approved = sorted(
-            {d.approver for d in decisions if d.decision == "approve" and d.stage == "production"}
+            {
+                d.approver
+                for d in decisions
+                if d.decision == "approve" and d.stage == "production" and d.at <= at
+            }
         )
         lineage = reg.get_lineage(model, version)
         sources = sorted(n.ref for n in lineage.nodes if n.kind in ("data", "feature_set"))
@@ -262,10 +267,12 @@ class ModelGovernance:
             approved_by=approved,
             metrics=metrics,
             data_sources=sources,
-            checkpoints=self._checkpoints(model, mv, approved, kind),
+            checkpoints=self._checkpoints(model, mv, approved, kind, at),
         )
 
-    def _checkpoints(self, model: str, mv: Any, approved: list[str], kind: str) -> list[Checkpoint]:
+    def _checkpoints(
+        self, model: str, mv: Any, approved: list[str], kind: str, at: datetime
+    ) -> list[Checkpoint]:
         reg = self.registry
         checks = [
             Checkpoint(
@@ -274,7 +281,7 @@ class ModelGovernance:
                 "inputs: " + ", ".join(sorted(mv.signature["inputs"])) if mv.signature else "none",
             )
         ]
-        policy = reg.approval_policy(model, "production")
+        policy = reg.approval_policy(model, "production", at=at)
         if kind == "rollback":
             checks.append(Checkpoint("approvals satisfied", None, "rollback needs no approval"))
         elif policy is None:

@@ -62,6 +62,7 @@ class ModelVersionRow(SQLModel, table=True):
     artifact_digest: str | None = Field(default=None, max_length=64)
     artifact_size: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger))
     artifact_name: str | None = None
+    artifact_format: str | None = None  # "pickle" (an object we serialised) | "file"
     meta: dict[str, Any] = Field(sa_column=sa.Column("metadata", sa.JSON, nullable=False))
     signature: dict[str, Any] | None = Field(default=None, sa_column=sa.Column(sa.JSON))
     features: list[str] | None = Field(default=None, sa_column=sa.Column(sa.JSON))

@@ -15,17 +15,19 @@ PostgreSQL), which totally orders mutations and keeps the audit chain linear.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
 
 from registry import db
 from registry.audit import event_hash
+from registry.errors import RegistryError
 from registry.fastsql import Cursor, Prepared
 from registry.schema import audit_head_t, audit_t
 
@@ -46,6 +48,15 @@ _SET_HEAD = Prepared(
     .values(last_id=sa.bindparam("new_id"), last_hash=sa.bindparam("new_hash"))
 )
 Clock = Callable[[], datetime]
+
+
+def _rollback_quietly(conn: sa.Connection, cur: Cursor) -> None:
+    """Best effort: the original error matters more than a failing rollback."""
+    with contextlib.suppress(Exception):
+        if conn.in_transaction():
+            conn.rollback()
+    with contextlib.suppress(Exception):
+        cur.driver.rollback()
 
 
 class Tx:
@@ -165,7 +176,7 @@ class Store:
         return job.result  # type: ignore[return-value]
 
     def _run(self, batch: list[_Job[Any]]) -> None:
-        if self._wconn is None or self._wconn.closed or self._wconn.invalidated:
+        if self._wconn is None:
             # One long-lived connection for the writer: a pool checkout and reset per
             # batch costs more than a registration's SQL.
             self._wconn = self.engine.connect()
@@ -173,8 +184,10 @@ class Store:
         try:
             callbacks = self._transaction(self._wconn, batch)
         except BaseException as exc:
-            if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
-                self._wconn = None
+            if not isinstance(exc, RegistryError):
+                # A database or unexpected error may have left the connection dead or
+                # mid-transaction: drop it so the next batch starts clean.
+                self._drop_writer()
             for job in batch:
                 if job.error is None:
                     job.error = exc
@@ -185,35 +198,42 @@ class Store:
         for callback in callbacks:
             callback()
 
+    def _drop_writer(self) -> None:
+        conn, self._wconn = self._wconn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.invalidate()
+            with contextlib.suppress(Exception):
+                conn.close()
+
     def _transaction(self, conn: sa.Connection, batch: list[_Job[Any]]) -> list[Callable[[], None]]:
         """One durable transaction for the batch; returns its after-commit callbacks.
 
         The transaction is driven on the DBAPI connection: SQLAlchemy's begin and
         commit cost more than a registration's inserts. Operations that use
         SQLAlchemy statements join it (see ``db._on_begin``), and it is then ended
-        through SQLAlchemy so its bookkeeping stays right.
+        through SQLAlchemy so its bookkeeping stays right. Any failure, including
+        one at COMMIT, rolls back before it propagates: a transaction left open
+        would hold SQLite's write lock against every process.
         """
         cur = Cursor(conn)
-        if conn.dialect.name == "sqlite":
-            cur.raw("BEGIN IMMEDIATE")
         try:
+            if conn.dialect.name == "sqlite":
+                cur.raw("BEGIN IMMEDIATE")
             head = cur.one(_LOCK_HEAD, {})
             assert head is not None, "audit_head row missing: database not migrated"
             last_id, last_hash = int(head[0]), str(head[1])
-            tx = Tx(conn, cur, self.clock(), last_id, last_hash)
+            tx = Tx(conn, cur, self.clock().astimezone(UTC), last_id, last_hash)
             self._run_jobs(batch, tx, cur)
             if tx._last_id != last_id:
                 cur.execute(_SET_HEAD, {"new_id": tx._last_id, "new_hash": tx._last_hash})
-        except BaseException:
             if conn.in_transaction():
-                conn.rollback()
+                conn.commit()
             else:
-                cur.driver.rollback()
+                cur.driver.commit()
+        except BaseException:
+            _rollback_quietly(conn, cur)
             raise
-        if conn.in_transaction():
-            conn.commit()
-        else:
-            cur.driver.commit()
         return tx.after_commit
 
     @staticmethod

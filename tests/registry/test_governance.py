@@ -137,10 +137,11 @@ class TestAuditTrail:
         """audit_log narrows by model name (not prefix) and by time range."""
         reg.register_model("fraud", None)
         clock.advance(days=2)
-        reg.register_model("fraud-v2", None)
+        reg.register_model("fraud-eu", None)
         assert {e.model for e in reg.audit_log("fraud")} == {"fraud"}
+        assert {e.target for e in reg.audit_log("fraud-eu")} == {"fraud-eu", "fraud-eu-v1.0.0"}
         later = reg.audit_log(since=clock.now.date().isoformat())
-        assert [e.target for e in later] == ["fraud-v2", "fraud-v2-v1.0.0"]
+        assert [e.target for e in later] == ["fraud-eu", "fraud-eu-v1.0.0"]
         with pytest.raises(InvalidInput, match="before since"):
             reg.audit_log(since="2024-02-01", until="2024-01-01")
 
