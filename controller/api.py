@@ -7,6 +7,8 @@
 - ``GET /v1/routes/{model}`` for the ``http`` router, with ETag / If-None-Match.
 - Rollouts: list, status, explain, start, pause, resume, abort, approve.
 - Ingest of prediction events and late labels in batches.
+- ``POST /v1/alerts``: Alertmanager's webhook, mapped by the config's alert routes
+  to rollback, pause or abort of the model's active rollout; repeats act once.
 
 Bodies are pydantic models: a bad body is a 422 naming the field. Errors are JSON
 ``{"detail": "..."}`` with 404 (unknown), 409 (illegal now) or 422 (invalid).
@@ -19,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from fastapi import Body, FastAPI, HTTPException, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
@@ -28,7 +31,8 @@ from controller.phases import Event
 from controller.reconcile import Controller
 from controller.routers.http import HttpRouter
 from monitors import IngestStore
-from monitors.errors import IngestError, UnknownPredictionError
+from monitors.alerts import AlertIntake
+from monitors.errors import AlertPayloadError, IngestError, UnknownPredictionError
 from registry import InvalidInput, NotFound, RegistryError
 
 __all__ = ["ApiDeps", "create_app"]
@@ -43,6 +47,7 @@ class ApiDeps:
     ingest: IngestStore | None = None
     http_routers: list[HttpRouter] = field(default_factory=list)
     ready: Callable[[], bool] = lambda: True
+    alerts: AlertIntake | None = None
 
 
 class _Body(BaseModel):
@@ -226,6 +231,22 @@ def create_app(deps: ApiDeps) -> FastAPI:  # noqa: PLR0915 -- routes are closure
         event = _ACTIONS[action]
         reason = body.reason or f"{action} through the API"
         return controller.operate(rollout_id, event, reason=reason, actor=body.actor).to_dict()
+
+    # -- alerts ---------------------------------------------------------------------
+
+    @app.post("/v1/alerts", tags=["alerts"])
+    async def alerts(request: Request) -> dict[str, Any]:
+        """Alertmanager's webhook (version 4): matching alerts act once on the rollout."""
+        if deps.alerts is None:
+            raise HTTPException(404, "no alert routes are configured")
+        body = await request.body()
+        try:
+            result = deps.alerts.handle(body, now=controller.clock())
+        except AlertPayloadError as exc:
+            raise HTTPException(422, str(exc)) from None
+        applied = [await run_in_threadpool(controller.handle_alert, a) for a in result.actions]
+        return {"actions": applied, "duplicates": result.duplicates,
+                "unmatched": result.unmatched, "resolved": result.resolved}  # fmt: skip
 
     # -- ingest ---------------------------------------------------------------------
 

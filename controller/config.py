@@ -27,7 +27,7 @@ from abtest.analysis import AnalysisSpec
 from abtest.analysis import MetricSpec as AbMetricSpec
 from controller.errors import ConfigError
 from controller.routing import ROUTERS, build_router
-from monitors import SOURCE_KINDS, TriggerSpec
+from monitors import SOURCE_KINDS, AlertRule, TriggerSpec
 from monitors import MetricSpec as MonMetricSpec
 
 __all__ = [
@@ -258,11 +258,22 @@ class PolicyConfig(_Strict):
 
 
 class AlertRoute(_Strict):
-    """An Alertmanager alert whose labels match ``match`` acts on ``model``."""
+    """Alertmanager alerts whose labels match ``match`` trigger ``action`` on the active
+    rollout of the model named by the ``model_label`` label (and, with
+    ``version_label``, only when that label names the rollout's candidate).
+    ``match`` is a mapping (label: value) or a list of matchers (``severity=~"crit.*"``).
+    """
 
-    match: dict[str, str] = Field(min_length=1)
-    model: str | None = None  # None: the alert's ``model`` label names it
+    name: str = ""
+    match: dict[str, str] | list[str] = Field(min_length=1)
     action: Literal["rollback", "pause", "abort"] = "rollback"
+    model_label: str = "model"
+    version_label: str | None = None
+
+    def rule(self, index: int) -> AlertRule:
+        return AlertRule.from_config(
+            self.model_dump(exclude_none=True, exclude={"name"}), name=self.name or f"alert{index}"
+        )
 
 
 class Config(_Strict):
@@ -334,10 +345,19 @@ def _cross_check(config: Config, where: str) -> None:
                 f"{where}: {base}.strategy.steps: expected at least one step below 100 "
                 "(a step of 100 is the promotion itself)"
             )
+    _check_alerts(config, where)
     ingest = config.server.ingest_source
     if ingest is not None and (ingest not in config.sources or
                                config.sources[ingest].kind != "ingest"):  # fmt: skip
         raise ConfigError(f"{where}: server.ingest_source: expected the name of an ingest source")
+
+
+def _check_alerts(config: Config, where: str) -> None:
+    for i, route in enumerate(config.alerts):
+        try:
+            route.rule(i)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: alerts[{i}]: {exc}") from None
 
 
 def _resolve_paths(data: dict[str, Any], base: Path) -> None:

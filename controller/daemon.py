@@ -30,7 +30,7 @@ from controller.routers.http import HttpRouter
 from controller.routing import Router, build_router
 from controller.scheduler import RolloutScheduler
 from controller.store import RolloutStore
-from monitors import IngestSource, IngestStore, MetricSource, build_source
+from monitors import AlertIntake, IngestSource, IngestStore, MetricSource, build_source
 from registry import ModelRegistry
 
 __all__ = ["Daemon", "run"]
@@ -107,6 +107,9 @@ class Daemon:
             ingest=ingest.get(ingest_name) if ingest_name else None,
             http_routers=[r for r in routers.values() if isinstance(r, HttpRouter)],
             ready=lambda: holder["daemon"].ready,
+            alerts=AlertIntake([r.rule(i) for i, r in enumerate(config.alerts)])
+            if config.alerts
+            else None,
         )
         daemon = cls(
             config=config,

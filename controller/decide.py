@@ -407,12 +407,15 @@ def decide(  # noqa: PLR0912, PLR0915 -- the rules read top to bottom as the doc
 
 
 def operator(state: RolloutState, event: Event, *, reason: str) -> Decision:
-    """The decision for an operator's pause, resume or abort (or approve)."""
+    """The decision for an operator's (or an alert's) pause, resume, abort, rollback or
+    approval."""
     if event is Event.APPROVE:
         if state.phase is not Phase.AWAITING_APPROVAL:
             raise IllegalMove(state.phase.value, event.value)
         return HoldUntil(Event.HOLD, replace(state, approved=True), (reason,), {})
     nxt_phase = move(state.phase, event)
+    if event is Event.ROLLBACK:
+        return RollBack(Event.ROLLBACK, replace(state, phase=nxt_phase, weight=0.0), (reason,), {})
     if event is Event.ABORT:
         return RollBack(Event.ABORT, replace(state, phase=nxt_phase, weight=0.0), (reason,), {})
     if event is Event.PAUSE:

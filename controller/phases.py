@@ -7,6 +7,7 @@
                           │  └──pause──> paused ──resume──> progressing
                           └──abort──> aborted
 
+A pending rollout (no weight set yet) may also be rolled back (an alert) or aborted.
 ``promoted``, ``rolled_back`` and ``aborted`` are terminal. ``move(phase, event)``
 returns the next phase or raises ``IllegalMove`` naming both.
 """
@@ -47,6 +48,7 @@ P, E = Phase, Event
 TRANSITIONS: dict[tuple[Phase, Event], Phase] = {
     (P.PENDING, E.START): P.PROGRESSING,
     (P.PENDING, E.HOLD): P.PENDING,
+    (P.PENDING, E.ROLLBACK): P.ROLLED_BACK,
     (P.PENDING, E.ABORT): P.ABORTED,
     (P.PROGRESSING, E.ADVANCE): P.PROGRESSING,
     (P.PROGRESSING, E.HOLD): P.PROGRESSING,

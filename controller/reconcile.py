@@ -58,6 +58,7 @@ from monitors import (
     Subject,
     Window,
 )
+from monitors.alerts import AlertAction
 from monitors.windows import STAT_COLUMNS, measure_frame
 from registry import ApprovalRequired, ModelRegistry, NotFound, RegistryError
 
@@ -434,7 +435,7 @@ class Controller:
     def operate(
         self, rollout_id: int, event: Event, *, reason: str, actor: str | None = None
     ) -> RolloutRecord:
-        """Pause, resume, abort or approve a rollout on an operator's request."""
+        """Pause, resume, abort, roll back or approve a rollout on request."""
         record = self.store.get(rollout_id)
         with self._lock(record.model):
             record = self.store.get(rollout_id)
@@ -455,7 +456,7 @@ class Controller:
                 actor=actor,
                 reason=reason,
             )
-            if decision.event is Event.ABORT:
+            if decision.event in (Event.ABORT, Event.ROLLBACK):
                 intent = self.store.record_intent(record, decision, now=now, next_eval_at=now)
                 self._apply(self.store.get(rollout_id), intent)
             else:
@@ -504,6 +505,25 @@ class Controller:
                 except RouterError:
                     continue
         return dict(self.router_errors)
+
+    def handle_alert(self, action: AlertAction) -> dict[str, Any]:
+        """Apply an Alertmanager alert's action to the model's active rollout, if any."""
+        record = self.store.active_for(action.model)
+        outcome: dict[str, Any] = {"model": action.model, "action": action.action,
+                                   "rule": action.rule, "alert": action.alert}  # fmt: skip
+        if record is None:
+            return {**outcome, "result": "ignored: no active rollout"}
+        if action.version is not None and action.version not in (
+            record.treatment,
+            record.treatment.lstrip("v"),
+        ):
+            return {**outcome, "result": f"ignored: the rollout's candidate is {record.treatment}"}
+        try:
+            done = self.operate(record.id, Event(action.action), reason=action.reason,
+                                actor=f"alert:{action.rule}")  # fmt: skip
+        except IllegalMove as exc:
+            return {**outcome, "rollout": record.id, "result": f"ignored: {exc}"}
+        return {**outcome, "rollout": record.id, "result": done.phase.value}
 
     def refresh_phase_metrics(self) -> None:
         if self.metrics is not None:

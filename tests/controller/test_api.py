@@ -12,12 +12,13 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from controller.api import ApiDeps, create_app
+from controller.config import AlertRoute
 from controller.metrics import ControllerMetrics
 from controller.reconcile import Controller
 from controller.routers.file import FileRouter
 from controller.routers.http import HttpRouter
 from controller.store import RolloutStore
-from monitors import IngestSource, IngestStore
+from monitors import AlertIntake, IngestSource, IngestStore
 from registry import ModelRegistry
 
 from .support import Clock, config, register
@@ -51,9 +52,11 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
         metrics=ControllerMetrics(collector),
     )
     http.set(controller.desired_route("fraud"))  # type: ignore[arg-type]
+    rules = [AlertRoute(match={"alertname": "FraudErrors"}, action="rollback").rule(0)]
     app = create_app(
-        ApiDeps(controller=controller, metrics=collector, ingest=ingest, http_routers=[http])
-    )
+        ApiDeps(controller=controller, metrics=collector, ingest=ingest, http_routers=[http],
+                alerts=AlertIntake(rules))
+    )  # fmt: skip
     with TestClient(app) as c:
         yield c
     ingest.close()
@@ -140,3 +143,36 @@ class TestApi:
         paths = client.get("/openapi.json").json()["paths"]
         assert "/v1/models/{name}/resolve" in paths
         assert "/v1/rollouts/{rollout_id}/{action}" in paths
+
+
+def _webhook(status: str = "firing", model: str = "fraud") -> dict[str, object]:
+    return {
+        "version": "4", "receiver": "modelreg", "status": status, "groupKey": "g",
+        "alerts": [{"status": status, "fingerprint": "f1", "startsAt": "2026-03-01T12:00:00Z",
+                    "labels": {"alertname": "FraudErrors", "model": model}}],
+    }  # fmt: skip
+
+
+class TestAlerts:
+    def test_alert_rolls_back_once(self, client: TestClient) -> None:
+        """A matching firing alert rolls the active rollout back; its repeat acts no more."""
+        rid = client.post("/v1/rollouts", json={"model": "fraud", "version": "1.1.0"}).json()["id"]
+        first = client.post("/v1/alerts", json=_webhook()).json()
+        assert first["actions"][0]["result"] == "rolled_back"
+        assert client.post("/v1/alerts", json=_webhook()).json()["duplicates"] == 1
+        status = client.get(f"/v1/rollouts/{rid}").json()
+        assert status["phase"] == "rolled_back"
+        assert "FraudErrors" in status["reason"]
+        version = client.get("/v1/models/fraud/versions/1.1.0").json()
+        assert version["stage"] == "archived"
+
+    def test_bad_payload(self, client: TestClient) -> None:
+        """A body that is no Alertmanager payload is a 422 saying why."""
+        bad = client.post("/v1/alerts", json={"version": "3"})
+        assert bad.status_code == 422
+        assert "version" in bad.json()["detail"]
+
+    def test_no_rollout(self, client: TestClient) -> None:
+        """An alert for a model without an active rollout is reported as ignored."""
+        body = client.post("/v1/alerts", json=_webhook(model="other")).json()
+        assert body["actions"][0]["result"] == "ignored: no active rollout"
