@@ -13,9 +13,9 @@ Rules for a progressing rollout, in order:
 3. A rollback trigger on the treatment that breached ``consecutive`` times in a
    row: roll back.
 4. Missing data or a source error in any metric (or in the unit counts), or an
-   inconclusive verdict (sample-ratio mismatch): hold; after ``failure_limit``
-   such evaluations in a row, roll back if the policy says ``on_missing_data:
-   rollback``. Missing data never promotes.
+   inconclusive verdict from a sample-ratio mismatch or data abtest refuses: hold;
+   after ``failure_limit`` such evaluations in a row, roll back if the policy says
+   ``on_missing_data: rollback``. Missing data never promotes.
 5. Fewer than ``min_samples`` units in an arm: hold.
 6. abtest's verdict ``rollback``: roll back at once.
 7. Before the step's (or fixed split's) duration is over: hold.
@@ -163,7 +163,7 @@ def _data(metric: MetricConfig, m: Measurement) -> MetricData | None:
         return None
     if metric.kind == "proportion":
         n = m.sample_size
-        return Counts(min(n, max(0, round(m.value * n))), n) if n > 0 else None
+        return Counts(round(m.value * n), n) if n > 0 else None  # abtest refuses x > n
     if metric.kind == "mean":
         if m.stats is None or m.stats.n < 2:
             return None
@@ -347,16 +347,17 @@ def decide(  # noqa: PLR0912, PLR0915 -- the rules read top to bottom as the doc
         data = {name: _data(metrics[name], pair[index]) for name, pair in
                 observations.metrics.items() if name in metrics}  # fmt: skip
         arms.append(ArmData(units=units, metrics=data))
-    spec = policy.analysis.spec(weights=(100.0 - state.weight, state.weight))
-    verdict = analyze(spec, {"control": arms[0], "treatment": arms[1]})
+    try:
+        spec = policy.analysis.spec(weights=(100.0 - state.weight, state.weight))
+        verdict = analyze(spec, {"control": arms[0], "treatment": arms[1]})
+    except ValueError as exc:  # data abtest refuses: an error reading, never a promotion
+        return failing(f"analysis failed: {exc}")
     numbers = _verdict_numbers(verdict)
     if verdict.decision == "rollback":
         return rollback(f"analysis: {verdict.reason}", **numbers)
-    if (
-        verdict.decision == "inconclusive"
-        and verdict.srm is not None
-        and (verdict.srm.p_value < policy.analysis.srm_threshold)
-    ):
+    srm_failed = verdict.srm is not None and verdict.srm.p_value < policy.analysis.srm_threshold
+    invalid = any(o.status == "missing" for o in verdict.metrics)
+    if verdict.decision == "inconclusive" and (srm_failed or invalid):
         return failing(f"inconclusive: {verdict.reason}", **numbers)
     state = replace(state, failures=0)
     dwell = _dwell(policy)

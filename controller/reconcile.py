@@ -40,7 +40,6 @@ from controller.decide import (
     Decision,
     HoldUntil,
     Observations,
-    RolloutState,
     decide,
     operator,
 )
@@ -528,6 +527,3 @@ class Controller:
     def refresh_phase_metrics(self) -> None:
         if self.metrics is not None:
             self.metrics.set_phases(r.phase.value for r in self.store.list_rollouts(limit=100_000))
-
-
-__all__ += ["IllegalMove", "RolloutState"]

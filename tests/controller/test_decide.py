@@ -234,3 +234,13 @@ class TestOperator:
         """Approving a progressing rollout is an illegal move."""
         with pytest.raises(IllegalMove, match="progressing"):
             operator(state(), Event.APPROVE, reason="x")
+
+
+class TestRobustness:
+    def test_refused_data_holds(self) -> None:
+        """Data abtest refuses (more successes than trials) holds as a failure, never promotes."""
+        broken = Measurement("acc", Subject("m"), WINDOW, Status.OK, value=2.0, sample_size=5000)
+        ob = replace(SAME, metrics={**SAME.metrics, "acc": (broken, broken)})
+        decision = decide(policy(triggers=[]), state(), ob, now=LATE)
+        assert isinstance(decision, HoldUntil)
+        assert decision.state.failures == 1
