@@ -88,3 +88,28 @@ class TestRouteTable:
         clock.t += 1
         assert table.route() == ROUTE
         assert seen == [None, etag_of(ROUTE)]
+
+
+class TestOutcomeReporter:
+    def test_flush_into_ingest_store(self, tmp_path: Path) -> None:
+        """Buffered events and their labels land in the ingest store in one flush."""
+        from controller.serving import OutcomeReporter
+        from monitors import IngestStore
+
+        store = IngestStore.open(f"sqlite:///{tmp_path}/ingest.db")
+        reporter = OutcomeReporter(store=store)
+        reporter.event(prediction_id="p1", model="fraud", version="v1", arm="control",
+                       unit_id="u1", timestamp=1.0e9, latency_ms=3.0, error=False,
+                       outcome=1.0)  # fmt: skip
+        reporter.label("p1", 1.0, 1.0e9)
+        assert reporter.flush() == 1
+        assert reporter.flush() == 0
+        assert store.count() == (1, 1)
+        store.close()
+
+    def test_needs_one_target(self) -> None:
+        """Either the daemon's URL or a store, not both or neither."""
+        from controller.serving import OutcomeReporter
+
+        with pytest.raises(ValueError, match="either"):
+            OutcomeReporter()
