@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -195,7 +196,15 @@ class TestSet:
 
     def test_reload_by_pid_file_sends_sighup(self, tmp_path: Path) -> None:
         """With pid_file, reload is SIGHUP to that pid (here a sleeping child)."""
-        child = subprocess.Popen(["sleep", "60"])
+        # The child restores SIGHUP's default action itself and says so before we go
+        # on: a runner started under nohup would otherwise hand "ignore" down to it.
+        script = (
+            "import signal, sys, time; signal.signal(signal.SIGHUP, signal.SIG_DFL); "
+            "print('ready', flush=True); time.sleep(60)"
+        )
+        child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "ready"
         try:
             (tmp_path / "nginx.pid").write_text(f"{child.pid}\n")
             fake = FakeNginx()
@@ -206,6 +215,7 @@ class TestSet:
         finally:
             child.kill()
             child.wait()
+            child.stdout.close()
 
     def test_missing_pid_file_keeps_previous_fragment(self, tmp_path: Path) -> None:
         """A reload that cannot find the master restores the old fragment."""
