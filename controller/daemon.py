@@ -5,16 +5,29 @@ and the sources, builds the routers, the controller, the scheduler and the API.
 ``start()`` reconciles every router with the database, rebuilds the jobs and
 marks the daemon ready; ``run(config)`` serves the API with uvicorn until SIGTERM
 or SIGINT, then stops the scheduler and closes everything.
+
+Under systemd (``Type=notify``) the daemon sends ``READY=1`` once the API serves,
+``WATCHDOG=1`` at half of ``WatchdogSec`` while it runs, ``RELOADING=1`` on SIGHUP
+and ``STOPPING=1`` on shutdown (``controller.systemd``; no-ops elsewhere).
+
+SIGHUP re-reads the config file. Policies (``models``), ``alerts`` and
+``watch_interval`` take effect at once: jobs are re-planned at the new intervals.
+A new file that is invalid, or that changes ``registry``, ``server``, ``sources``
+or ``routers`` (which need a restart), is refused with an error log line and the
+running config stays in force.
 """
 
 from __future__ import annotations
 
 import os
 import resource
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from types import FrameType
 from typing import Any
 
 import structlog
@@ -22,8 +35,10 @@ import uvicorn
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Gauge
 
+from controller import systemd
 from controller.api import ApiDeps, create_app
-from controller.config import Config
+from controller.config import Config, load_config
+from controller.errors import ConfigError
 from controller.metrics import ControllerMetrics
 from controller.reconcile import Clock, Controller
 from controller.routers.http import HttpRouter
@@ -67,6 +82,8 @@ class Daemon:
     scheduler: RolloutScheduler
     app: FastAPI
     metrics: CollectorRegistry
+    deps: ApiDeps
+    alerts: AlertIntake | None = None
     ingest: dict[str, IngestStore] = field(default_factory=dict)
     ready: bool = False
     started_at: float = field(default_factory=time.monotonic)
@@ -101,15 +118,16 @@ class Daemon:
         scheduler = RolloutScheduler(controller)
         ingest_name = config.ingest_source_name()
         holder: dict[str, Daemon] = {}
+        alerts = (
+            AlertIntake([r.rule(i) for i, r in enumerate(config.alerts)]) if config.alerts else None
+        )
         deps = ApiDeps(
             controller=controller,
             metrics=collector,
             ingest=ingest.get(ingest_name) if ingest_name else None,
             http_routers=[r for r in routers.values() if isinstance(r, HttpRouter)],
             ready=lambda: holder["daemon"].ready,
-            alerts=AlertIntake([r.rule(i) for i, r in enumerate(config.alerts)])
-            if config.alerts
-            else None,
+            alerts=alerts,
         )
         daemon = cls(
             config=config,
@@ -119,6 +137,8 @@ class Daemon:
             scheduler=scheduler,
             app=create_app(deps),
             metrics=collector,
+            deps=deps,
+            alerts=alerts,
             ingest=ingest,
         )
         holder["daemon"] = daemon
@@ -145,7 +165,35 @@ class Daemon:
             pid=os.getpid(),
         )
 
+    def reload(self) -> bool:
+        """Re-read the config file (SIGHUP); True when the new one took effect."""
+        systemd.reloading()
+        try:
+            new = load_config(self.config.source_file)
+        except ConfigError as exc:
+            log.error("reload_refused", error=str(exc))
+            systemd.ready()
+            return False
+        fixed = ("registry", "server", "sources", "routers")
+        changed = [k for k in fixed if getattr(new, k) != getattr(self.config, k)]
+        if changed:
+            log.error("reload_refused", error=f"changing {', '.join(changed)} needs a restart")
+            systemd.ready()
+            return False
+        self.config = new
+        self.controller.config = new
+        if self.alerts is not None or new.alerts:
+            seen = self.alerts.seen() if self.alerts is not None else None
+            rules = [r.rule(i) for i, r in enumerate(new.alerts)]
+            self.alerts = AlertIntake(rules, seen=seen) if rules else None
+            self.deps.alerts = self.alerts
+        self.scheduler.replan()
+        log.info("reloaded", config=new.source_file, models=sorted(new.models))
+        systemd.ready()
+        return True
+
     def stop(self) -> None:
+        systemd.stopping()
         self.ready = False
         self.scheduler.shutdown()
         for store in self.ingest.values():
@@ -156,7 +204,7 @@ class Daemon:
 
 
 def run(config: Config, *, on_ready: Callable[[Daemon], Any] | None = None) -> int:
-    """Serve until SIGTERM/SIGINT; return the exit code."""
+    """Serve until SIGTERM/SIGINT (SIGHUP reloads); return the exit code."""
     daemon = Daemon.build(config)
     host, _, port = config.server.listen.rpartition(":")
     server = uvicorn.Server(
@@ -174,8 +222,40 @@ def run(config: Config, *, on_ready: Callable[[Daemon], Any] | None = None) -> i
     daemon.start()
     if on_ready is not None:
         on_ready(daemon)
+
+    def _hup(signum: int, frame: FrameType | None) -> None:
+        # Not in the handler: reloading touches the database and takes locks.
+        threading.Thread(target=daemon.reload, name="reload", daemon=True).start()
+
+    signal.signal(signal.SIGHUP, _hup)
+    # uvicorn shuts down on SIGTERM/SIGINT, then re-raises the signal with the handler
+    # that was installed before it: a no-op here, so the clean stop below still runs.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _ignore)
+    done = threading.Event()
+    threading.Thread(target=_supervise, args=(server, done), name="notify", daemon=True).start()
     try:
         server.run()
     finally:
+        done.set()
         daemon.stop()
     return 0
+
+
+def _ignore(signum: int, frame: FrameType | None) -> None:
+    """Stand-in handler: uvicorn's own handles the signal while it serves."""
+
+
+def _supervise(server: uvicorn.Server, done: threading.Event) -> None:
+    """READY=1 once uvicorn serves, then watchdog pings at half the interval."""
+    while not server.started and not done.wait(0.05):
+        pass
+    if done.is_set():
+        return
+    systemd.ready()
+    systemd.status("serving")
+    interval = systemd.watchdog_interval()
+    if interval is None:
+        return
+    while not done.wait(interval / 2):
+        systemd.watchdog()

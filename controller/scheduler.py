@@ -60,6 +60,14 @@ class RolloutScheduler:
         if self._scheduler.running:
             self._scheduler.shutdown(wait=True)
 
+    def replan(self) -> None:
+        """After a config reload: every active rollout's job at its (new) interval, and
+        the watcher at the new watch interval."""
+        for record in self.controller.store.active():
+            self.ensure_job(record)
+        interval = self.controller.config.watch_interval
+        self._scheduler.reschedule_job(WATCHER, trigger="interval", seconds=interval)
+
     def job_ids(self) -> list[str]:
         return sorted(job.id for job in self._scheduler.get_jobs())
 

@@ -6,6 +6,7 @@ Bounded in time: every wait polls with a timeout. Marked slow (run by ./dev test
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -40,11 +41,11 @@ class Stack:
         self.files.append(handle)
         return handle
 
-    def start_daemon(self) -> None:
+    def start_daemon(self, env: dict[str, str] | None = None) -> None:
         log = self._log("daemon.log")
         self.procs["daemon"] = subprocess.Popen(
             [sys.executable, "-m", "controller", "daemon", "--config", str(self.config)],
-            stdout=log, stderr=log,
+            stdout=log, stderr=log, env={**os.environ, **(env or {})},
         )  # fmt: skip
         assert wait_until(self._up, timeout=60), self.log_tail()
 
@@ -236,6 +237,69 @@ class TestBadRouter:
             assert read_table(blocker / "routes.json")["fraud"].weight_of("v1.0.0") == 100
         finally:
             s.stop()
+
+
+class TestReload:
+    def test_sighup_reloads_policies_and_keeps_a_bad_file_out(self, tmp_path: Path) -> None:
+        """SIGHUP adds a policy; a later invalid file is refused and the daemon runs on."""
+        s = _stack(tmp_path)
+        s.register("1.0.0", "production")
+        s.start_daemon()
+        try:
+
+            def start_other() -> str:
+                reply = httpx.post(
+                    f"{s.url}/v1/rollouts", json={"model": "other", "version": "1.0.0"}, timeout=5
+                )
+                assert reply.status_code == 409
+                return str(reply.json()["detail"])  # fmt: skip
+
+            assert "no rollout policy" in start_other()
+            data = yaml.safe_load(s.config.read_text())
+            data["models"]["other"] = data["models"]["fraud"]
+            s.config.write_text(yaml.safe_dump(data))
+            s.procs["daemon"].send_signal(signal.SIGHUP)
+            assert wait_until(lambda: "no rollout policy" not in start_other(), timeout=20)
+            s.config.write_text("models: [not, a, mapping]\n")
+            s.procs["daemon"].send_signal(signal.SIGHUP)
+            assert wait_until(lambda: "reload_refused" in s.log_tail(), timeout=20)
+            assert s.procs["daemon"].poll() is None
+            assert "no rollout policy" not in start_other()  # the good config stays
+            assert httpx.get(f"{s.url}/readyz", timeout=5).status_code == 200
+        finally:
+            s.stop()
+
+
+class TestSystemdNotify:
+    def test_ready_watchdog_reloading_stopping(self, tmp_path: Path) -> None:
+        """Under a NOTIFY_SOCKET the daemon says READY=1, pings the watchdog, reports a
+        SIGHUP reload and says STOPPING=1 on SIGTERM."""
+        import socket
+
+        s = _stack(tmp_path)
+        s.register("1.0.0", "production")
+        path = str(tmp_path / "notify.sock")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(path)
+        sock.settimeout(30)
+        try:
+            s.start_daemon({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "1000000"})
+            seen: list[str] = []
+
+            def until(word: str) -> None:
+                while not any(word in m for m in seen):
+                    seen.append(sock.recv(4096).decode())
+
+            until("READY=1")
+            until("WATCHDOG=1")
+            s.procs["daemon"].send_signal(signal.SIGHUP)
+            until("RELOADING=1")
+            s.procs["daemon"].send_signal(signal.SIGTERM)
+            until("STOPPING=1")
+            assert s.procs["daemon"].wait(timeout=20) == 0
+        finally:
+            s.stop()
+            sock.close()
 
 
 @pytest.mark.integration
