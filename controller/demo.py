@@ -165,7 +165,7 @@ def _history(url: str) -> None:
     history = httpx.get(f"{url}/v1/models/{MODEL}/history", timeout=5).json()
     for t in history:
         table.add_row(t["at"][11:19], t["version"], t["from_stage"] or "-", t["to_stage"],
-                      t["actor"], (t["reason"] or "")[:90])  # fmt: skip
+                      t["actor"], (t["reason"] or "")[:200])  # fmt: skip
     console.print(table)
 
 
