@@ -401,6 +401,10 @@ class Controller:
             log.warning("promotion_needs_approval", rollout=record.id, error=str(exc))
             self.store.abandon(record.id, intent, now=self.clock(), reason=str(exc))
             return
+        except RegistryError as exc:  # e.g. someone moved the version meanwhile
+            log.error("registry_refused", rollout=record.id, action=intent.action, error=str(exc))
+            self.store.abandon(record.id, intent, now=self.clock(), reason=str(exc))
+            return
         self.store.confirm(record.id, intent, now=self.clock(), reason=reason)
         if self.metrics is not None and intent.action == "rollback" and target is Phase.ROLLED_BACK:
             self.metrics.rollbacks.labels(rollback_reason(reason)).inc()

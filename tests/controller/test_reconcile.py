@@ -231,3 +231,23 @@ class TestScheduler:
             assert wait_until(lambda: scheduler.job_ids() == [WATCHER], timeout=10)
         finally:
             scheduler.shutdown()
+
+
+class TestRegistryRefusal:
+    def test_promotion_refused_is_dropped_not_retried_forever(self, world: World) -> None:
+        """If the registry refuses the promotion (the candidate was moved to dev by
+        someone), the intent is dropped with the reason and the rollout stays put."""
+        register(world.registry, world.tmp, "fraud", "v1.1.0", "staging")
+        (rollout,) = world.controller.watch_once()
+        world.controller.reconcile_once(rollout.id)
+        world.registry.promote_model("fraud", "v1.1.0", to_stage="dev", reason="pulled")
+        world.clock.advance(6)
+        traffic(world.ingest, "fraud", world.clock(),
+                {"v1.0.0": (1500, 0.7, 0.01), "v1.1.0": (1500, 0.85, 0.01)})  # fmt: skip
+        decision = world.controller.reconcile_once(rollout.id)
+        assert isinstance(decision, Promote)
+        record = world.store.get(rollout.id)
+        assert record.intent is None
+        assert record.phase is Phase.PROGRESSING
+        assert "dev" in record.reason
+        assert str(world.registry.resolve("fraud").version) == "v1.0.0"
