@@ -304,14 +304,17 @@ class TestSystemdNotify:
 
 @pytest.mark.integration
 class TestPrometheus:
-    def test_regression_rolls_back_on_prometheus(self, tmp_path: Path) -> None:
-        """The same regression judged on a real Prometheus scraping the workload's exporter."""
+    def test_canary_and_regression_on_prometheus(self, tmp_path: Path) -> None:
+        """Judged on a real Prometheus scraping the workload's exporter: a candidate with
+        fewer errors is promoted, then one with many errors is rolled back."""
         from monitors.testing import start_prometheus
 
         s = _stack(tmp_path)
         s.register("1.0.0", "production")
         metrics_port = free_port()
-        s.start_workload("--metrics-port", str(metrics_port))
+        s.start_workload("--metrics-port", str(metrics_port),
+                         "--version", "v1.0.0:err=0.03:lat=20",
+                         "--version", "v1.1.0:err=0.002:lat=18")  # fmt: skip
         prom = start_prometheus(tmp_path / "prom", targets=[f"127.0.0.1:{metrics_port}"])
         try:
             data = yaml.safe_load(s.config.read_text())
@@ -325,6 +328,7 @@ class TestPrometheus:
             data["models"]["fraud"].update({
                 "settle": 3,
                 "analysis": {
+                    "planned_n_per_arm": 2000,
                     "units": {"source": "prom", "query": total},
                     "metrics": [{"name": "error_rate", "source": "prom",
                                  "query": f"{errors} / {total}", "sample_query": total,
@@ -336,10 +340,14 @@ class TestPrometheus:
             })  # fmt: skip
             s.config.write_text(yaml.safe_dump(data))
             s.start_daemon()
+            s.register("1.1.0")
+            better = s.wait_finished("v1.1.0", timeout=120)
+            assert better["phase"] == "promoted", s.get(
+                f"/v1/rollouts/{better['id']}/explain", limit=5)["decisions"]  # fmt: skip
             s.register("1.2.0")
-            done = s.wait_finished("v1.2.0", timeout=120)
-            assert done["phase"] == "rolled_back"
-            assert "error_rate" in done["reason"]
+            worse = s.wait_finished("v1.2.0", timeout=120)
+            assert worse["phase"] == "rolled_back"
+            assert "error_rate" in worse["reason"]
         finally:
             s.stop()
             prom.stop()
