@@ -12,6 +12,13 @@
 
 Bodies are pydantic models: a bad body is a 422 naming the field. Errors are JSON
 ``{"detail": "..."}`` with 404 (unknown), 409 (illegal now) or 422 (invalid).
+
+With a tokens file (``server.tokens_file``, see ``controller.auth``) every route
+but the health ones needs ``Authorization: Bearer <token>``: ``reader`` for
+reads (resolve and routes included), ``deployer`` to start and steer rollouts and
+to post telemetry, ``approver`` to approve (as that identity: the registry
+refuses approvals of one's own registration), ``alerts`` for ``/v1/alerts``.
+401 without a known token, 403 without the role.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 
+from controller.auth import AuthError, Principal, Role, TokenStore, Unauthorized, authorize
 from controller.errors import CannotStart, IllegalMove, RolloutNotFound
 from controller.phases import Event
 from controller.reconcile import Controller
@@ -48,6 +56,7 @@ class ApiDeps:
     http_routers: list[HttpRouter] = field(default_factory=list)
     ready: Callable[[], bool] = lambda: True
     alerts: AlertIntake | None = None
+    tokens: TokenStore | None = None  # None: no authentication (a loopback-only daemon)
 
 
 class _Body(BaseModel):
@@ -116,6 +125,19 @@ def create_app(deps: ApiDeps) -> FastAPI:  # noqa: PLR0915 -- routes are closure
         code = 404 if isinstance(exc, NotFound) else 422 if isinstance(exc, InvalidInput) else 409
         return JSONResponse({"detail": str(exc)}, status_code=code)
 
+    @app.exception_handler(AuthError)
+    def _auth(_request: Request, exc: AuthError) -> JSONResponse:
+        headers = (
+            {"WWW-Authenticate": Unauthorized.www_authenticate} if exc.status_code == 401 else None
+        )
+        return JSONResponse({"detail": exc.message}, status_code=exc.status_code, headers=headers)
+
+    def need(request: Request, role: Role) -> Principal | None:
+        """The caller, if it holds ``role``; None when authentication is off."""
+        if deps.tokens is None:
+            return None
+        return authorize(deps.tokens.authenticate(request.headers.get("authorization")), role)
+
     @app.exception_handler(RolloutNotFound)
     def _not_found(_request: Request, exc: RolloutNotFound) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=404)
@@ -148,8 +170,9 @@ def create_app(deps: ApiDeps) -> FastAPI:  # noqa: PLR0915 -- routes are closure
     # -- registry reads -----------------------------------------------------------
 
     @app.get("/v1/models/{name}/resolve", tags=["registry"])
-    async def resolve(name: str, stage: str = "production") -> dict[str, Any]:
+    async def resolve(request: Request, name: str, stage: str = "production") -> dict[str, Any]:
         """The version and artifact digest serving should load (cached, microseconds)."""
+        need(request, Role.READER)
         found = registry.resolve(name, stage)
         return {
             "name": found.name,
@@ -160,19 +183,25 @@ def create_app(deps: ApiDeps) -> FastAPI:  # noqa: PLR0915 -- routes are closure
         }
 
     @app.get("/v1/models", tags=["registry"])
-    def list_models() -> list[dict[str, Any]]:
+    def list_models(request: Request) -> list[dict[str, Any]]:
+        need(request, Role.READER)
         return [m.to_dict() for m in registry.list_models()]
 
     @app.get("/v1/models/{name}", tags=["registry"])
-    def model_versions(name: str, stage: str | None = None) -> list[dict[str, Any]]:
+    def model_versions(
+        request: Request, name: str, stage: str | None = None
+    ) -> list[dict[str, Any]]:
+        need(request, Role.READER)
         return [v.to_dict() for v in registry.list_versions(name, stage=stage)]
 
     @app.get("/v1/models/{name}/versions/{version}", tags=["registry"])
-    def model_version(name: str, version: str) -> dict[str, Any]:
+    def model_version(request: Request, name: str, version: str) -> dict[str, Any]:
+        need(request, Role.READER)
         return registry.get_model_version(name, version).to_dict()
 
     @app.get("/v1/models/{name}/history", tags=["registry"])
-    def history(name: str) -> list[dict[str, Any]]:
+    def history(request: Request, name: str) -> list[dict[str, Any]]:
+        need(request, Role.READER)
         return [t.to_dict() for t in registry.history(name)]
 
     # -- routes (http router) -------------------------------------------------------
@@ -180,6 +209,7 @@ def create_app(deps: ApiDeps) -> FastAPI:  # noqa: PLR0915 -- routes are closure
     @app.get("/v1/routes/{model}", tags=["routing"])
     async def route(model: str, request: Request) -> Response:
         """The current route of ``model``; 304 when ``If-None-Match`` has its ETag."""
+        need(request, Role.READER)
         for router in deps.http_routers:
             published = router.published(model)
             if published is None:
@@ -195,16 +225,22 @@ def create_app(deps: ApiDeps) -> FastAPI:  # noqa: PLR0915 -- routes are closure
 
     @app.get("/v1/rollouts", tags=["rollouts"])
     def rollouts(
-        model: str | None = None, active: bool | None = None, limit: int = Query(100, ge=1)
+        request: Request,
+        model: str | None = None,
+        active: bool | None = None,
+        limit: int = Query(100, ge=1),
     ) -> list[dict[str, Any]]:
+        need(request, Role.READER)
         return [r.to_dict() for r in store.list_rollouts(model=model, active=active, limit=limit)]
 
     @app.post("/v1/rollouts", tags=["rollouts"], status_code=201)
-    def start(body: StartRollout) -> dict[str, Any]:
+    def start(request: Request, body: StartRollout) -> dict[str, Any]:
+        need(request, Role.DEPLOYER)
         return controller.start_rollout(body.model, body.version, reason=body.reason).to_dict()
 
     @app.get("/v1/rollouts/{rollout_id}", tags=["rollouts"])
-    def status(rollout_id: int) -> dict[str, Any]:
+    def status(request: Request, rollout_id: int) -> dict[str, Any]:
+        need(request, Role.READER)
         record = store.get(rollout_id)
         body = record.to_dict()
         last = store.decisions(rollout_id, limit=1)
@@ -212,8 +248,11 @@ def create_app(deps: ApiDeps) -> FastAPI:  # noqa: PLR0915 -- routes are closure
         return body
 
     @app.get("/v1/rollouts/{rollout_id}/explain", tags=["rollouts"])
-    def explain(rollout_id: int, limit: int = Query(50, ge=1, le=10_000)) -> dict[str, Any]:
+    def explain(
+        request: Request, rollout_id: int, limit: int = Query(50, ge=1, le=10_000)
+    ) -> dict[str, Any]:
         """The rollout, its policy and its decisions with reasons and numbers."""
+        need(request, Role.READER)
         record = store.get(rollout_id)
         policy = controller.policy(record.model)
         return {
@@ -224,19 +263,23 @@ def create_app(deps: ApiDeps) -> FastAPI:  # noqa: PLR0915 -- routes are closure
 
     @app.post("/v1/rollouts/{rollout_id}/{action}", tags=["rollouts"])
     def act(
+        request: Request,
         rollout_id: int,
         action: Literal["pause", "resume", "abort", "approve"],
         body: Action = Body(default_factory=Action),  # noqa: B008 -- FastAPI's idiom
     ) -> dict[str, Any]:
         event = _ACTIONS[action]
+        who = need(request, Role.APPROVER if action == "approve" else Role.DEPLOYER)
+        actor = who.identity if who is not None else body.actor  # a token speaks for itself
         reason = body.reason or f"{action} through the API"
-        return controller.operate(rollout_id, event, reason=reason, actor=body.actor).to_dict()
+        return controller.operate(rollout_id, event, reason=reason, actor=actor).to_dict()
 
     # -- alerts ---------------------------------------------------------------------
 
     @app.post("/v1/alerts", tags=["alerts"])
     async def alerts(request: Request) -> dict[str, Any]:
         """Alertmanager's webhook (version 4): matching alerts act once on the rollout."""
+        need(request, Role.ALERTS)
         if deps.alerts is None:
             raise HTTPException(404, "no alert routes are configured")
         body = await request.body()
@@ -256,7 +299,8 @@ def create_app(deps: ApiDeps) -> FastAPI:  # noqa: PLR0915 -- routes are closure
         return deps.ingest
 
     @app.post("/v1/ingest/events", tags=["ingest"])
-    def ingest_events(body: Events) -> dict[str, int]:
+    def ingest_events(request: Request, body: Events) -> dict[str, int]:
+        need(request, Role.DEPLOYER)
         store_ = _ingest()
         try:
             stored = store_.add_events([e.model_dump(exclude_none=True) for e in body.events])
@@ -265,7 +309,8 @@ def create_app(deps: ApiDeps) -> FastAPI:  # noqa: PLR0915 -- routes are closure
         return {"stored": stored}
 
     @app.post("/v1/ingest/labels", tags=["ingest"])
-    def ingest_labels(body: Labels) -> dict[str, int]:
+    def ingest_labels(request: Request, body: Labels) -> dict[str, int]:
+        need(request, Role.DEPLOYER)
         store_ = _ingest()
         try:
             stored = store_.add_labels([label.model_dump() for label in body.labels])

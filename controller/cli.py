@@ -7,12 +7,14 @@ module adds ``daemon``, ``config check`` and ``rollout ...`` to it and runs it.
 Rollout commands talk to a running daemon with ``--api URL`` (default: the
 ``server.listen`` address of ``--config``), or directly to the database with
 ``--direct`` (reads, start, pause, resume, abort, approve without a daemon).
-Usage errors, including an invalid config, exit with code 2.
+Usage errors, including an invalid config, exit with code 2. With a daemon that
+requires tokens, put yours in ``MODELREG_TOKEN``.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -24,6 +26,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from controller.auth import TokenFileError
 from controller.config import Config, load_config
 from controller.errors import ConfigError, ControllerError
 from controller.phases import Event
@@ -72,7 +75,11 @@ def daemon(config: ConfigOpt = Path("config/daemon.yaml")) -> None:
 
     loaded = _load(config)
     configure()
-    raise typer.Exit(run(loaded))
+    try:
+        code = run(loaded)
+    except TokenFileError as exc:
+        raise _fail(str(exc), 2) from None
+    raise typer.Exit(code)
 
 
 @config_app.command("check")
@@ -99,8 +106,10 @@ def _api_url(config: Path, api: str | None) -> str:
 
 
 def _request(method: str, url: str, body: dict[str, Any] | None = None) -> Any:
+    token = os.environ.get("MODELREG_TOKEN")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        response = httpx.request(method, url, json=body, timeout=30.0)
+        response = httpx.request(method, url, json=body, headers=headers, timeout=30.0)
     except httpx.HTTPError as exc:
         raise _fail(f"cannot reach the daemon at {url}: {exc} (use --direct without one)") from None
     if response.status_code >= 400:

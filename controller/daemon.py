@@ -37,6 +37,7 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from controller import systemd
 from controller.api import ApiDeps, create_app
+from controller.auth import TokenStore
 from controller.config import Config, load_config
 from controller.errors import ConfigError
 from controller.metrics import ControllerMetrics
@@ -128,6 +129,9 @@ class Daemon:
             http_routers=[r for r in routers.values() if isinstance(r, HttpRouter)],
             ready=lambda: holder["daemon"].ready,
             alerts=alerts,
+            tokens=TokenStore.load(config.server.tokens_file)
+            if config.server.tokens_file
+            else None,
         )
         daemon = cls(
             config=config,

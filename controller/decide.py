@@ -407,18 +407,21 @@ def decide(  # noqa: PLR0912, PLR0915 -- the rules read top to bottom as the doc
     )
 
 
-def operator(state: RolloutState, event: Event, *, reason: str) -> Decision:
+def operator(
+    state: RolloutState, event: Event, *, reason: str, actor: str | None = None
+) -> Decision:
     """The decision for an operator's (or an alert's) pause, resume, abort, rollback or
-    approval."""
+    approval; ``actor`` is recorded with it."""
+    who = {"actor": actor}
     if event is Event.APPROVE:
         if state.phase is not Phase.AWAITING_APPROVAL:
             raise IllegalMove(state.phase.value, event.value)
-        return HoldUntil(Event.HOLD, replace(state, approved=True), (reason,), {})
+        return HoldUntil(Event.HOLD, replace(state, approved=True), (reason,), who)
     nxt_phase = move(state.phase, event)
     if event is Event.ROLLBACK:
-        return RollBack(Event.ROLLBACK, replace(state, phase=nxt_phase, weight=0.0), (reason,), {})
+        return RollBack(Event.ROLLBACK, replace(state, phase=nxt_phase, weight=0.0), (reason,), who)
     if event is Event.ABORT:
-        return RollBack(Event.ABORT, replace(state, phase=nxt_phase, weight=0.0), (reason,), {})
+        return RollBack(Event.ABORT, replace(state, phase=nxt_phase, weight=0.0), (reason,), who)
     if event is Event.PAUSE:
-        return Pause(Event.PAUSE, replace(state, phase=nxt_phase), (reason,), {})
-    return HoldUntil(Event.RESUME, replace(state, phase=nxt_phase), (reason,), {})
+        return Pause(Event.PAUSE, replace(state, phase=nxt_phase), (reason,), who)
+    return HoldUntil(Event.RESUME, replace(state, phase=nxt_phase), (reason,), who)

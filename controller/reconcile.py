@@ -450,7 +450,7 @@ class Controller:
                 self.registry.approve_model(
                     record.model, record.treatment, actor or "operator", reason
                 )
-            decision = operator(record.state, event, reason=reason)
+            decision = operator(record.state, event, reason=reason, actor=actor)
             now = self.clock()
             log.info(
                 "operator",

@@ -43,6 +43,7 @@ class RouteTable:
         client: httpx.Client | None = None,
         refresh: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
+        token: str | None = None,
     ) -> None:
         if (path is None) == (url is None):
             raise ValueError("RouteTable follows either a file (path) or an endpoint (url)")
@@ -50,6 +51,7 @@ class RouteTable:
         self._path = Path(path) if path is not None else None
         self._url = url.rstrip("/") if url is not None else None
         self._client = client or (httpx.Client(timeout=2.0) if url is not None else None)
+        self._auth = {"Authorization": f"Bearer {token}"} if token else {}
         self._refresh = refresh
         self._clock = clock
         self._checked = -float("inf")
@@ -78,7 +80,7 @@ class RouteTable:
                 self._stamp = stamp
             return
         assert self._client is not None
-        headers = {"If-None-Match": self._etag} if self._etag else {}
+        headers = {**self._auth, **({"If-None-Match": self._etag} if self._etag else {})}
         response = self._client.get(f"{self._url}/v1/routes/{self.model}", headers=headers)
         if response.status_code == 304:
             return
@@ -107,12 +109,14 @@ class OutcomeReporter:
         url: str | None = None,
         store: IngestStore | None = None,
         client: httpx.Client | None = None,
+        token: str | None = None,
     ) -> None:
         if (url is None) == (store is None):
             raise ValueError("OutcomeReporter needs either the daemon url or an IngestStore")
         self._url = url.rstrip("/") if url else None
         self._store = store
         self._client = client or (httpx.Client(timeout=10.0) if url else None)
+        self._auth = {"Authorization": f"Bearer {token}"} if token else {}
         self._events: list[dict[str, Any]] = []
         self._labels: list[dict[str, Any]] = []
 
@@ -140,5 +144,6 @@ class OutcomeReporter:
         return len(events)
 
     def _post(self, path: str, body: Mapping[str, Any]) -> None:
-        response = self._client.post(f"{self._url}/v1/ingest/{path}", json=body)  # type: ignore[union-attr]
+        assert self._client is not None
+        response = self._client.post(f"{self._url}/v1/ingest/{path}", json=body, headers=self._auth)
         response.raise_for_status()

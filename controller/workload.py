@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import signal
 import sys
 import threading
@@ -76,8 +77,11 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0915 -- one loop
     args = parser.parse_args(argv)
 
     profiles = {p.version: p for p in args.version}
-    table = RouteTable(model=args.model, path=args.routes, url=args.routes_url, refresh=0.2)
-    reporter = OutcomeReporter(url=args.ingest) if args.ingest else None
+    token = os.environ.get("MODELREG_TOKEN")  # a deployer token when the daemon wants one
+    table = RouteTable(
+        model=args.model, path=args.routes, url=args.routes_url, refresh=0.2, token=token
+    )
+    reporter = OutcomeReporter(url=args.ingest, token=token) if args.ingest else None
     rng = np.random.default_rng(args.seed)
     stop = threading.Event()
 

@@ -12,6 +12,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from controller.api import ApiDeps, create_app
+from controller.auth import TokenStore, hash_token
 from controller.config import AlertRoute
 from controller.metrics import ControllerMetrics
 from controller.reconcile import Controller
@@ -31,8 +32,11 @@ with warnings.catch_warnings():
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
-@pytest.fixture
-def client(tmp_path: Path) -> Iterator[TestClient]:
+TOKENS = {"reader": "mrt_" + "r" * 40, "deployer": "mrt_" + "d" * 40,
+          "approver": "mrt_" + "a" * 40, "alerts": "mrt_" + "x" * 40}  # fmt: skip
+
+
+def _app(tmp_path: Path, tokens: TokenStore | None) -> Iterator[TestClient]:
     clock = Clock(T0)
     registry = ModelRegistry(home=tmp_path / "home", actor="tester", clock=clock)
     register(registry, tmp_path, "fraud", "1.0.0", "production")
@@ -55,13 +59,29 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
     rules = [AlertRoute(match={"alertname": "FraudErrors"}, action="rollback").rule(0)]
     app = create_app(
         ApiDeps(controller=controller, metrics=collector, ingest=ingest, http_routers=[http],
-                alerts=AlertIntake(rules))
+                alerts=AlertIntake(rules), tokens=tokens)
     )  # fmt: skip
     with TestClient(app) as c:
         yield c
     ingest.close()
     store.close()
     registry.close()
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[TestClient]:
+    yield from _app(tmp_path, None)
+
+
+@pytest.fixture
+def secured(tmp_path: Path) -> Iterator[TestClient]:
+    entries = [{"identity": role, "roles": [role], "hash": hash_token(token)}
+               for role, token in TOKENS.items()]  # fmt: skip
+    yield from _app(tmp_path, TokenStore.from_mapping({"tokens": entries}))
+
+
+def _as(role: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {TOKENS[role]}"}
 
 
 def _event(pid: str, **extra: object) -> dict[str, object]:
@@ -176,3 +196,35 @@ class TestAlerts:
         """An alert for a model without an active rollout is reported as ignored."""
         body = client.post("/v1/alerts", json=_webhook(model="other")).json()
         assert body["actions"][0]["result"] == "ignored: no active rollout"
+
+
+class TestAuth:
+    def test_reads_need_a_token(self, secured: TestClient) -> None:
+        """Without a token: 401 with a Bearer challenge; health stays open."""
+        denied = secured.get("/v1/models/fraud/resolve")
+        assert denied.status_code == 401
+        assert denied.headers["www-authenticate"].startswith("Bearer")
+        assert secured.get("/healthz").status_code == 200
+        assert secured.get("/v1/models/fraud/resolve", headers=_as("reader")).status_code == 200
+
+    def test_roles(self, secured: TestClient) -> None:
+        """A reader cannot start a rollout (403); a deployer can; alerts reads nothing."""
+        body = {"model": "fraud", "version": "1.1.0"}
+        assert secured.post("/v1/rollouts", json=body, headers=_as("reader")).status_code == 403
+        assert secured.get("/v1/rollouts", headers=_as("alerts")).status_code == 403
+        started = secured.post("/v1/rollouts", json=body, headers=_as("deployer"))
+        assert started.status_code == 201
+        rid = started.json()["id"]
+        refused = secured.post(f"/v1/rollouts/{rid}/approve", headers=_as("deployer"))
+        assert refused.status_code == 403
+        assert "approver" in refused.json()["detail"]
+
+    def test_token_names_the_actor(self, secured: TestClient) -> None:
+        """An action taken with a token is recorded as that identity, whatever the body says."""
+        rid = secured.post("/v1/rollouts", json={"model": "fraud", "version": "1.1.0"},
+                           headers=_as("deployer")).json()["id"]  # fmt: skip
+        secured.post(f"/v1/rollouts/{rid}/abort", json={"actor": "mallory"},
+                     headers=_as("deployer"))  # fmt: skip
+        explain = secured.get(f"/v1/rollouts/{rid}/explain", headers=_as("reader")).json()
+        assert explain["rollout"]["phase"] == "aborted"
+        assert explain["decisions"][-1]["numbers"]["actor"] == "deployer"
