@@ -53,10 +53,12 @@ class Stack:
         assert self.procs["daemon"].poll() is None, self.log_tail()
         return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
 
-    def start_workload(self, *extra: str) -> None:
+    def start_workload(self, *extra: str, http_routes: bool = False) -> None:
+        where = (["--routes-url", self.url] if http_routes
+                 else ["--routes", str(self.home / "routes.json")])  # fmt: skip
         self.procs["workload"] = subprocess.Popen(
             [sys.executable, "-m", "controller.workload", "--model", "fraud",
-             "--routes", str(self.home / "routes.json"), "--ingest", self.url,
+             *where, "--ingest", self.url,
              "--rate", "500", *[a for p in PROFILES for a in ("--version", p)], *extra],
             stdout=subprocess.DEVNULL, stderr=self._log("workload.log"),
         )  # fmt: skip
@@ -171,6 +173,30 @@ class TestRollouts:
         )  # fmt: skip
         assert checked.returncode == 2
         assert "bad.yaml" in checked.stderr
+
+
+class TestHttpRouter:
+    def test_serving_polls_the_daemon(self, tmp_path: Path) -> None:
+        """With the http router the workload follows GET /v1/routes/fraud (ETag) and the
+        canary promotes exactly as with the file."""
+        s = _stack(tmp_path)
+        data = yaml.safe_load(s.config.read_text())
+        data["routers"] = {"table": {"kind": "http"}}
+        s.config.write_text(yaml.safe_dump(data))
+        s.register("1.0.0", "production")
+        s.start_daemon()
+        s.start_workload(http_routes=True)
+        try:
+            first = httpx.get(f"{s.url}/v1/routes/fraud", timeout=5)
+            assert first.json()["backends"][0]["version"] == "v1.0.0"
+            s.register("1.1.0")
+            done = s.wait_finished("v1.1.0")
+            assert done["phase"] == "promoted"
+            route = httpx.get(f"{s.url}/v1/routes/fraud", timeout=5)
+            assert [b["version"] for b in route.json()["backends"]] == ["v1.1.0"]
+            assert route.headers["etag"] != first.headers["etag"]
+        finally:
+            s.stop()
 
 
 class TestCrash:
