@@ -26,14 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 
 from controller.decide import Decision, RolloutState
 from controller.errors import CannotStart, RolloutNotFound
 from controller.phases import ACTIVE, TERMINAL, Phase
+from registry import db as registry_db
 from registry.db import make_engine
 
 __all__ = ["DecisionRecord", "Intent", "RolloutRecord", "RolloutStore", "migrate"]
@@ -85,28 +82,14 @@ DECISION = sa.Table(
 )
 
 
-def _alembic_config() -> Config:
-    cfg = Config()
-    cfg.set_main_option("script_location", str(_MIGRATIONS))
-    return cfg
-
-
 def migrate(engine: sa.Engine) -> None:
-    """Upgrade the controller's tables to head; one cheap read when already there."""
-    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
-    with engine.connect() as conn:
-        current = MigrationContext.configure(
-            conn, opts={"version_table": VERSION_TABLE}
-        ).get_current_revision()
-        conn.rollback()
-    if current == head:
-        return
-    cfg = _alembic_config()
-    with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATE_LOCK_KEY})
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+    """Upgrade the controller's tables (its own history and version table) to head."""
+    registry_db.migrate(
+        engine,
+        script_location=_MIGRATIONS,
+        version_table=VERSION_TABLE,
+        lock_key=_MIGRATE_LOCK_KEY,
+    )
 
 
 def _ts(moment: datetime) -> float:

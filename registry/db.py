@@ -77,30 +77,47 @@ def _sqlite_engine(url: sa.URL) -> sa.Engine:
     return engine
 
 
-def _alembic_config() -> Config:
+def _alembic_config(script_location: Path = _MIGRATIONS) -> Config:
     cfg = Config()
-    cfg.set_main_option("script_location", str(_MIGRATIONS))
+    cfg.set_main_option("script_location", str(script_location))
     return cfg
 
 
-def head_revision() -> str:
-    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+def head_revision(script_location: Path = _MIGRATIONS) -> str:
+    head = ScriptDirectory.from_config(_alembic_config(script_location)).get_current_head()
     assert head is not None
     return head
 
 
-def current_revision(engine: sa.Engine) -> str | None:
+def current_revision(engine: sa.Engine, *, version_table: str = "alembic_version") -> str | None:
     with engine.connect().execution_options(**{READ_ONLY: True}) as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        context = MigrationContext.configure(conn, opts={"version_table": version_table})
+        return context.get_current_revision()
 
 
-def migrate(engine: sa.Engine, revision: str = "head") -> None:
-    """Upgrade the schema to ``revision``; a no-op (one cheap read) when already there."""
-    if revision == "head" and current_revision(engine) == head_revision():
+def migrate(
+    engine: sa.Engine,
+    revision: str = "head",
+    *,
+    script_location: Path = _MIGRATIONS,
+    version_table: str = "alembic_version",
+    lock_key: int = _MIGRATE_LOCK_KEY,
+) -> None:
+    """Upgrade one Alembic history to ``revision``; one cheap read when already there.
+
+    Several histories can share a database (the controller's and the ingest store's
+    keep their own version tables). Migrators are serialised by ``BEGIN IMMEDIATE``
+    on SQLite and an advisory lock on PostgreSQL, so processes opening a fresh
+    database at once apply each migration exactly once.
+    """
+    at_head = revision == "head" and current_revision(
+        engine, version_table=version_table
+    ) == head_revision(script_location)
+    if at_head:
         return
-    cfg = _alembic_config()
+    cfg = _alembic_config(script_location)
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATE_LOCK_KEY})
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key})
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
