@@ -84,8 +84,13 @@ def daemon(config: ConfigOpt = Path("config/daemon.yaml")) -> None:
 
 @config_app.command("check")
 def config_check(file: Annotated[Path, typer.Argument(help="Config file to validate.")]) -> None:
-    """Validate a config file; exit 2 with the file, key path and expectation if invalid."""
-    loaded = _load(file)
+    """Validate a config file; exit 2 listing every error with file, key path, expectation."""
+    try:
+        loaded = load_config(file)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            err.print(f"error: {problem}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
     models = ", ".join(sorted(loaded.models)) or "none"
     out.print(f"{file}: ok ({len(loaded.models)} model policies: {models})", highlight=False)
 

@@ -413,10 +413,10 @@ def parse_config(
     try:
         config = Config.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        more = len(exc.errors()) - 1
+        problems = [f"{where}: {_loc(e['loc'])}: {e['msg']}" for e in exc.errors()]
+        more = len(problems) - 1
         suffix = f" (and {more} more error{'s' if more > 1 else ''})" if more else ""
-        raise ConfigError(f"{where}: {_loc(first['loc'])}: {first['msg']}{suffix}") from None
+        raise ConfigError(problems[0] + suffix, problems) from None
     _cross_check(config, where)
     for name, router in config.routers.items():
         if router.kind in ("file", "http"):

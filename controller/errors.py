@@ -18,7 +18,14 @@ class ControllerError(Exception):
 
 
 class ConfigError(ControllerError, ValueError):
-    """A configuration file is invalid; the message names the file and key path."""
+    """A configuration file is invalid; the message names the file and key path.
+
+    ``problems`` lists every error found (the message shows the first and a count).
+    """
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or [message]
 
 
 class RolloutError(ControllerError):

@@ -38,6 +38,18 @@ class TestCli:
         assert result.exit_code == 2
         assert "watch_interval" in result.stderr
 
+    def test_config_check_lists_every_error(self, tmp_path: Path) -> None:
+        """Each problem gets its own line naming the file and key path."""
+        bad = tmp_path / "bad.yaml"
+        bad.write_text("watch_interval: -1\nbogus_key: 1\n")
+        result = CliRunner().invoke(app, ["config", "check", str(bad)])
+        assert result.exit_code == 2
+        lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+        assert len(lines) >= 2
+        assert all(str(bad) in line for line in lines)
+        assert any("bogus_key" in line for line in lines)
+        assert any("watch_interval" in line for line in lines)
+
     def test_schema_is_published(self) -> None:
         """config/schema.json is the current JSON Schema of the config file."""
         result = CliRunner().invoke(app, ["config", "schema"])
