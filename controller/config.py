@@ -3,11 +3,12 @@
 Sections: ``registry`` (database URL, artifact home), ``server`` (listen address,
 tokens file, which ingest source takes the HTTP intake), ``sources`` and
 ``routers`` (by name, each with a ``kind:`` and its ``options``), ``alerts``
-(Alertmanager label matchers mapped to an action on a model) and ``models``: one
-rollout policy per model name. Unknown keys anywhere are errors; every error is a
-``ConfigError`` naming the file, the key path (``models.fraud.strategy.steps``) and
-what was expected. Relative paths (``registry.home``, a file router's ``path``,
-``sqlite:///`` URLs) are resolved against the config file's directory.
+(Alertmanager label matchers mapped to an action on a model), ``notifications``
+(webhooks told of decisions) and ``models``: one rollout policy per model name.
+Unknown keys anywhere are errors; every error is a ``ConfigError`` naming the
+file, the key path (``models.fraud.strategy.steps``) and what was expected.
+Relative paths (``registry.home``, a file router's ``path``, ``sqlite:///`` URLs)
+are resolved against the config file's directory.
 
 ``load_config(path)`` is the only entry point; ``Config`` objects are frozen.
 """
@@ -21,7 +22,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from abtest.analysis import AnalysisSpec
 from abtest.analysis import MetricSpec as AbMetricSpec
@@ -36,6 +44,7 @@ __all__ = [
     "ConfigError",
     "FixedStrategy",
     "MetricConfig",
+    "NotificationTarget",
     "PolicyConfig",
     "load_config",
     "parse_config",
@@ -276,12 +285,65 @@ class AlertRoute(_Strict):
         )
 
 
+NotifyEvent = Literal["promoted", "rolled_back", "awaiting_approval", "failed"]
+_ALL_NOTIFY_EVENTS: list[NotifyEvent] = ["promoted", "rolled_back", "awaiting_approval", "failed"]
+
+
+class NotificationTarget(_Strict):
+    """One webhook that receives decisions as Slack-compatible JSON (``controller.notify``).
+
+    Give ``url`` or ``url_env`` (an environment variable holding the URL, to keep its
+    secret out of the file). ``events``: which decisions it receives (default: all).
+    Delivery is retried ``attempts`` times with backoff, off the decision's thread.
+    """
+
+    url: str | None = None
+    url_env: str | None = None
+    events: list[NotifyEvent] = Field(
+        default_factory=lambda: list(_ALL_NOTIFY_EVENTS),
+        min_length=1,
+    )
+    timeout_s: float = Field(default=5.0, gt=0)
+    attempts: int = Field(default=5, ge=1)
+    backoff_s: float = Field(default=1.0, ge=0)
+    max_backoff_s: float = Field(default=30.0, ge=0)
+    queue_size: int = Field(default=100, ge=1)
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("expected an http(s) URL")
+        return value
+
+    @model_validator(mode="after")
+    def _one_url(self) -> NotificationTarget:
+        if (self.url is None) == (self.url_env is None):
+            raise ValueError("expected exactly one of url or url_env")
+        return self
+
+    def options(self) -> dict[str, Any]:
+        """The options ``controller.notify.build_notifier`` takes for this target."""
+        webhook: str | dict[str, str] = (
+            self.url if self.url is not None else {"url_env": str(self.url_env)}
+        )
+        return {
+            "webhooks": [webhook],
+            "queue_size": self.queue_size,
+            "attempts": self.attempts,
+            "backoff_s": self.backoff_s,
+            "max_backoff_s": self.max_backoff_s,
+            "timeout_s": self.timeout_s,
+        }
+
+
 class Config(_Strict):
     registry: RegistrySection = Field(default_factory=RegistrySection)
     server: ServerSection = Field(default_factory=ServerSection)
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
     routers: dict[str, RouterConfig] = Field(min_length=1)
     alerts: list[AlertRoute] = Field(default_factory=list)
+    notifications: list[NotificationTarget] = Field(default_factory=list)
     models: dict[str, PolicyConfig] = Field(default_factory=dict)
     watch_interval: float = Field(default=5.0, gt=0)
     source_file: str = ""  # where it was loaded from (set by load_config)

@@ -1,7 +1,8 @@
 """Wiring: build every part from a ``Config`` and run the daemon in one process.
 
 ``Daemon.build(config)`` opens the registry, the controller's store (migrating it)
-and the sources, builds the routers, the controller, the scheduler and the API.
+and the sources, builds the routers, the notifiers, the controller, the scheduler
+and the API. Committed decisions are posted to the ``notifications`` webhooks.
 ``start()`` reconciles every router with the database, rebuilds the jobs and
 marks the daemon ready; ``run(config)`` serves the API with uvicorn until SIGTERM
 or SIGINT, then stops the scheduler and closes everything.
@@ -12,8 +13,8 @@ and ``STOPPING=1`` on shutdown (``controller.systemd``; no-ops elsewhere).
 
 SIGHUP re-reads the config file. Policies (``models``), ``alerts`` and
 ``watch_interval`` take effect at once: jobs are re-planned at the new intervals.
-A new file that is invalid, or that changes ``registry``, ``server``, ``sources``
-or ``routers`` (which need a restart), is refused with an error log line and the
+A new file that is invalid, or that changes ``registry``, ``server``, ``sources``,
+``routers`` or ``notifications`` (which need a restart), is refused with an error log line and the
 running config stays in force.
 """
 
@@ -41,6 +42,7 @@ from controller.auth import TokenStore
 from controller.config import Config, load_config
 from controller.errors import ConfigError
 from controller.metrics import ControllerMetrics
+from controller.notify import EventKind, Notifications, build_notifier
 from controller.reconcile import Clock, Controller
 from controller.routers.http import HttpRouter
 from controller.routing import Router, build_router
@@ -72,6 +74,25 @@ def _sources(config: Config) -> tuple[dict[str, MetricSource], dict[str, IngestS
     return sources, stores
 
 
+def build_notifications(config: Config) -> Notifications | None:
+    """One ``Notifier`` per ``notifications`` target; None when there are none.
+
+    A ``url_env`` that is not set is a ``ConfigError`` naming the target.
+    """
+    targets = []
+    try:
+        for index, target in enumerate(config.notifications):
+            try:
+                notifier = build_notifier(target.options())
+            except ValueError as exc:
+                raise ConfigError(f"{config.source_file}: notifications[{index}]: {exc}") from None
+            targets.append((notifier, frozenset(EventKind(e) for e in target.events)))
+    except ConfigError:
+        Notifications(targets).close(0)
+        raise
+    return Notifications(targets) if targets else None
+
+
 @dataclass
 class Daemon:
     """Every long-lived part of the daemon, built once."""
@@ -86,6 +107,7 @@ class Daemon:
     deps: ApiDeps
     alerts: AlertIntake | None = None
     ingest: dict[str, IngestStore] = field(default_factory=dict)
+    notifications: Notifications | None = None
     ready: bool = False
     started_at: float = field(default_factory=time.monotonic)
 
@@ -97,6 +119,7 @@ class Daemon:
         clock: Clock = utcnow,
         metrics: CollectorRegistry | None = None,
     ) -> Daemon:
+        notifications = build_notifications(config)  # first: an unset url_env fails early
         registry = ModelRegistry(
             config.registry_url(), home=config.registry.home, actor="modelreg-controller"
         )
@@ -116,6 +139,8 @@ class Daemon:
             metrics=ControllerMetrics(collector),
             ingest=ingest,
         )
+        if notifications is not None:
+            controller.on_decision = notifications.post
         scheduler = RolloutScheduler(controller)
         ingest_name = config.ingest_source_name()
         holder: dict[str, Daemon] = {}
@@ -144,6 +169,7 @@ class Daemon:
             deps=deps,
             alerts=alerts,
             ingest=ingest,
+            notifications=notifications,
         )
         holder["daemon"] = daemon
         Gauge(
@@ -178,7 +204,7 @@ class Daemon:
             log.error("reload_refused", error=str(exc))
             systemd.ready()
             return False
-        fixed = ("registry", "server", "sources", "routers")
+        fixed = ("registry", "server", "sources", "routers", "notifications")
         changed = [k for k in fixed if getattr(new, k) != getattr(self.config, k)]
         if changed:
             log.error("reload_refused", error=f"changing {', '.join(changed)} needs a restart")
@@ -200,6 +226,8 @@ class Daemon:
         systemd.stopping()
         self.ready = False
         self.scheduler.shutdown()
+        if self.notifications is not None:
+            self.notifications.close(timeout_s=5.0)
         for store in self.ingest.values():
             store.close()
         self.store.close()

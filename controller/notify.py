@@ -13,7 +13,11 @@ Payload: ``{"text": <one-line fallback>, "blocks": [...]}``, which Slack
 incoming webhooks, Mattermost and Rocket.Chat accept (the latter two use
 ``text``). Model names and reasons are escaped for Slack's mrkdwn.
 
-Config (``notifications:`` in the daemon config, for ``build_notifier``)::
+The daemon's config has a list of targets (``notifications: [{url, events, ...}]``,
+``controller.config.NotificationTarget``); each becomes one ``Notifier`` and
+``Notifications`` fans a decision out to the targets that asked for its kind.
+
+Options of ``build_notifier``::
 
     webhooks:
       - https://hooks.slack.com/services/T000/B000/XXXX
@@ -45,6 +49,7 @@ log = structlog.get_logger(__name__)
 __all__ = [
     "DecisionEvent",
     "EventKind",
+    "Notifications",
     "Notifier",
     "NotifierStats",
     "build_notifier",
@@ -268,6 +273,26 @@ class Notifier:
             error=error,
         )
         return False
+
+
+class Notifications:
+    """Several notifiers, each with the event kinds it wants; ``post`` never blocks."""
+
+    def __init__(self, targets: Sequence[tuple[Notifier, frozenset[EventKind]]]) -> None:
+        self.targets = tuple(targets)
+
+    def post(self, event: DecisionEvent) -> None:
+        for notifier, kinds in self.targets:
+            if event.kind in kinds:
+                notifier.post(event)
+
+    def close(self, timeout_s: float = 10.0) -> bool:
+        """Close every notifier, sharing ``timeout_s``; True when all drained."""
+        deadline = time.monotonic() + timeout_s
+        drained = True
+        for notifier, _ in self.targets:
+            drained = notifier.close(max(0.0, deadline - time.monotonic())) and drained
+        return drained
 
 
 def _redact(url: str) -> str:

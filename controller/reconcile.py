@@ -45,6 +45,7 @@ from controller.decide import (
 )
 from controller.errors import CannotStart, IllegalMove, RolloutNotFound
 from controller.metrics import ControllerMetrics, rollback_reason
+from controller.notify import DecisionEvent, EventKind
 from controller.phases import TERMINAL, Event, Phase
 from controller.routing import Backend, Route, Router, RouterError
 from controller.store import Intent, RolloutRecord, RolloutStore
@@ -65,6 +66,12 @@ __all__ = ["Clock", "Controller", "route_for"]
 
 Clock = Callable[[], datetime]
 _REVISIONS_PER_ROLLOUT = 1000
+_NOTIFIED: Mapping[Phase, EventKind] = {
+    Phase.PROMOTED: EventKind.PROMOTED,
+    Phase.ROLLED_BACK: EventKind.ROLLED_BACK,
+    Phase.AWAITING_APPROVAL: EventKind.AWAITING_APPROVAL,
+    Phase.ABORTED: EventKind.FAILED,
+}
 log = structlog.get_logger("controller")
 
 
@@ -135,6 +142,9 @@ class Controller:
         self.ingest = dict(ingest or {})
         self.router_errors: dict[str, str] = {}
         self.on_started: Callable[[RolloutRecord], None] | None = None
+        # Told of promotions, rollbacks, approval waits and failures once committed;
+        # must not block (``controller.notify.Notifications.post`` queues).
+        self.on_decision: Callable[[DecisionEvent], None] | None = None
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self._last_backends: dict[str, tuple[Backend, ...]] = {}
@@ -400,16 +410,39 @@ class Controller:
         except ApprovalRequired as exc:
             log.warning("promotion_needs_approval", rollout=record.id, error=str(exc))
             self.store.abandon(record.id, intent, now=self.clock(), reason=str(exc))
+            self._notify(record, EventKind.FAILED, str(exc))
             return
         except RegistryError as exc:  # e.g. someone moved the version meanwhile
             log.error("registry_refused", rollout=record.id, action=intent.action, error=str(exc))
             self.store.abandon(record.id, intent, now=self.clock(), reason=str(exc))
+            self._notify(record, EventKind.FAILED, str(exc))
             return
         self.store.confirm(record.id, intent, now=self.clock(), reason=reason)
+        kind = _NOTIFIED.get(target)
+        if kind is not None and target is not record.phase:
+            self._notify(record, kind, reason)
         if self.metrics is not None and intent.action == "rollback" and target is Phase.ROLLED_BACK:
             self.metrics.rollbacks.labels(rollback_reason(reason)).inc()
         if target in TERMINAL:
             log.info("rollout_finished", rollout=record.id, model=record.model, phase=target.value)
+
+    def _notify(self, record: RolloutRecord, kind: EventKind, reason: str) -> None:
+        """Tell ``on_decision`` about a committed decision; never raises."""
+        if self.on_decision is None:
+            return
+        event = DecisionEvent(
+            kind=kind,
+            model=record.model,
+            version=record.treatment,
+            at=self.clock(),
+            reasons=tuple(r for r in reason.split("; ") if r),
+            rollout_id=str(record.id),
+            details={"Control": record.control},
+        )
+        try:
+            self.on_decision(event)
+        except Exception as exc:  # a notification must never undo or fail a decision
+            log.error("notify_failed", rollout=record.id, kind=kind.value, error=repr(exc))
 
     def _registry_move(self, record: RolloutRecord, stage: str, reason: str) -> None:
         """Promotion: the treatment becomes production (the registry archives the old one).
