@@ -8,7 +8,10 @@
 - Rollouts: list, status, explain, start, pause, resume, abort, approve.
 - Ingest of prediction events and late labels in batches.
 - ``POST /v1/alerts``: Alertmanager's webhook, mapped by the config's alert routes
-  to rollback, pause or abort of the model's active rollout; repeats act once.
+  to rollback, pause or abort of the model's active rollout; a rollback for a model
+  with no active rollout puts the previous production version back (registry and
+  routers) before answering. Repeats act once. ``modelreg_alert_action_seconds``:
+  time from the request's arrival to its action committed and routed.
 
 Bodies are pydantic models: a bad body is a 422 naming the field. Errors are JSON
 ``{"detail": "..."}`` with 404 (unknown), 409 (illegal now) or 422 (invalid).
@@ -23,6 +26,7 @@ refuses approvals of one's own registration), ``alerts`` for ``/v1/alerts``.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -30,7 +34,7 @@ from typing import Any, Literal
 from fastapi import Body, FastAPI, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 
 from controller.auth import AuthError, Principal, Role, TokenStore, Unauthorized, authorize
@@ -119,6 +123,13 @@ def create_app(deps: ApiDeps) -> FastAPI:  # noqa: PLR0915 -- routes are closure
     controller = deps.controller
     registry = controller.registry
     store = controller.store
+    alert_seconds = Histogram(
+        "modelreg_alert_action_seconds",
+        "Seconds from an alert webhook's arrival to its action committed and routed.",
+        ["action"],
+        registry=deps.metrics,
+        buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+    )
 
     @app.exception_handler(RegistryError)
     def _registry_error(_request: Request, exc: RegistryError) -> JSONResponse:
@@ -279,6 +290,7 @@ def create_app(deps: ApiDeps) -> FastAPI:  # noqa: PLR0915 -- routes are closure
     @app.post("/v1/alerts", tags=["alerts"])
     async def alerts(request: Request) -> dict[str, Any]:
         """Alertmanager's webhook (version 4): matching alerts act once on the rollout."""
+        received = time.perf_counter()
         need(request, Role.ALERTS)
         if deps.alerts is None:
             raise HTTPException(404, "no alert routes are configured")
@@ -287,7 +299,12 @@ def create_app(deps: ApiDeps) -> FastAPI:  # noqa: PLR0915 -- routes are closure
             result = deps.alerts.handle(body, now=controller.clock())
         except AlertPayloadError as exc:
             raise HTTPException(422, str(exc)) from None
-        applied = [await run_in_threadpool(controller.handle_alert, a) for a in result.actions]
+        applied = []
+        for action in result.actions:
+            outcome = await run_in_threadpool(controller.handle_alert, action)
+            if outcome.get("acted"):  # committed and routed: how long it took since arrival
+                alert_seconds.labels(action.action).observe(time.perf_counter() - received)
+            applied.append(outcome)
         return {"actions": applied, "duplicates": result.duplicates,
                 "unmatched": result.unmatched, "resolved": result.resolved}  # fmt: skip
 

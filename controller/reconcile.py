@@ -543,23 +543,97 @@ class Controller:
         return dict(self.router_errors)
 
     def handle_alert(self, action: AlertAction) -> dict[str, Any]:
-        """Apply an Alertmanager alert's action to the model's active rollout, if any."""
+        """Apply an Alertmanager alert's action to the model's active rollout; with no
+        active rollout, a ``rollback`` puts the previous production version back.
+
+        The outcome's ``acted`` says whether anything changed (the routers included).
+        """
         record = self.store.active_for(action.model)
         outcome: dict[str, Any] = {"model": action.model, "action": action.action,
                                    "rule": action.rule, "alert": action.alert}  # fmt: skip
         if record is None:
-            return {**outcome, "result": "ignored: no active rollout"}
+            if action.action == "rollback":
+                return self._alert_rollback_production(action, outcome)
+            return {**outcome, "acted": False, "result": "ignored: no active rollout"}
         if action.version is not None and action.version not in (
             record.treatment,
             record.treatment.lstrip("v"),
         ):
-            return {**outcome, "result": f"ignored: the rollout's candidate is {record.treatment}"}
+            why = f"ignored: the rollout's candidate is {record.treatment}"
+            return {**outcome, "acted": False, "result": why}
         try:
             done = self.operate(record.id, Event(action.action), reason=action.reason,
                                 actor=f"alert:{action.rule}")  # fmt: skip
         except IllegalMove as exc:
-            return {**outcome, "rollout": record.id, "result": f"ignored: {exc}"}
-        return {**outcome, "rollout": record.id, "result": done.phase.value}
+            return {**outcome, "acted": False, "rollout": record.id, "result": f"ignored: {exc}"}
+        acted = done.intent is None and done.phase is not record.phase
+        return {**outcome, "acted": acted, "rollout": record.id, "result": done.phase.value}
+
+    def _alert_rollback_production(
+        self, action: AlertAction, outcome: dict[str, Any]
+    ) -> dict[str, Any]:
+        """No rollout to act on: roll production back in the registry, then route to it."""
+        model = action.model
+
+        def no_effect(why: str) -> dict[str, Any]:
+            log.warning("alert_no_effect", model=model, rule=action.rule, alert=action.alert,
+                        fingerprint=action.fingerprint, reason=why)  # fmt: skip
+            return {**outcome, "acted": False, "result": f"ignored: no active rollout; {why}"}
+
+        with self._lock(model):
+            if self.store.active_for(model) is not None:  # started meanwhile: leave it be
+                return no_effect("a rollout started meanwhile")
+            try:
+                current = self.registry.resolve(model)
+            except RegistryError:
+                return no_effect("no production version to roll back")
+            version = str(current.version)
+            if action.version is not None and action.version not in (version, version.lstrip("v")):
+                return no_effect(f"production is {version}, not {action.version}")
+            reason = (f"alert {action.alert} (rule {action.rule}, fingerprint "
+                      f"{action.fingerprint}): {action.reason}")  # fmt: skip
+            try:
+                restored = self.registry.rollback(
+                    model, reason=reason[:2000], actor=f"alert:{action.rule}"
+                )
+            except RegistryError as exc:
+                return no_effect(f"nothing to roll back: {exc}")
+            log.info("alert_rolled_back_production", model=model, rule=action.rule,
+                     alert=action.alert, fingerprint=action.fingerprint,
+                     from_version=version, to_version=str(restored.version))  # fmt: skip
+            result = {**outcome, "acted": True, "from": version, "to": str(restored.version),
+                      "result": "production rolled back"}  # fmt: skip
+            try:
+                self._push_after_production_change(model)
+            except RouterError as exc:
+                result.update(acted=False, result=f"production rolled back; routing failed: {exc}")
+        if self.on_decision is not None:
+            event = DecisionEvent(
+                kind=EventKind.ROLLED_BACK,
+                model=model,
+                version=version,
+                at=self.clock(),
+                reasons=(reason,),
+                details={"Production now": str(restored.version)},
+            )
+            try:
+                self.on_decision(event)
+            except Exception as exc:  # never fails the rollback
+                log.error("notify_failed", model=model, kind="rolled_back", error=repr(exc))
+        return result
+
+    def _push_after_production_change(self, model: str) -> None:
+        """Route all traffic to the current production version, with a newer revision
+        than the router holds (receivers ignore routes that are not newer)."""
+        route = self.desired_route(model)
+        found = self._router_for(model)
+        if route is None or found is None:
+            return
+        held = found[1].read(model)
+        if held is not None and held.backends == route.backends:
+            return
+        floor = held.revision if held is not None else 0
+        self._push(replace(route, revision=max(route.revision, floor) + 1))
 
     def refresh_phase_metrics(self) -> None:
         if self.metrics is not None:

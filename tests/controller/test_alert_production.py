@@ -1,0 +1,147 @@
+"""POST /v1/alerts for a model with no active rollout: production is rolled back."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from controller.api import ApiDeps, create_app
+from controller.config import AlertRoute
+from controller.metrics import ControllerMetrics
+from controller.reconcile import Controller
+from controller.routers.file import FileRouter, read_table
+from controller.store import RolloutStore
+from monitors import IngestSource, IngestStore
+from monitors.alerts import AlertIntake
+from registry import ModelRegistry
+
+from .support import Clock, config, register
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+@dataclass
+class World:
+    client: TestClient
+    registry: ModelRegistry
+    routes: Path
+    metrics: CollectorRegistry
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    """fraud: 1.0.0 was production, 1.1.0 is now; solo: one production version only."""
+    clock = Clock(T0)
+    registry = ModelRegistry(home=tmp_path / "home", actor="tester", clock=clock)
+    register(registry, tmp_path, "fraud", "1.0.0", "production")
+    register(registry, tmp_path, "fraud", "1.1.0", "production")
+    register(registry, tmp_path, "solo", "1.0.0", "production")
+    ingest = IngestStore.open(f"sqlite:///{tmp_path}/ingest.db")
+    store = RolloutStore.open(registry.url)
+    routes = tmp_path / "routes.json"
+    collector = CollectorRegistry()
+    cfg = config(tmp_path, routes, f"sqlite:///{tmp_path}/ingest.db")
+    cfg = cfg.model_copy(update={"models": {**cfg.models, "solo": cfg.models["fraud"]}})
+    controller = Controller(
+        config=cfg,
+        registry=registry,
+        store=store,
+        sources={"events": IngestSource(ingest)},
+        routers={"table": FileRouter(path=routes)},
+        clock=clock,
+        metrics=ControllerMetrics(collector),
+    )
+    controller.reconcile_routers()
+    rules = [
+        AlertRoute(match={"alertname": "FraudErrors"}, action="rollback").rule(0),
+        AlertRoute(match={"alertname": "Slow"}, action="pause").rule(1),
+    ]
+    app = create_app(ApiDeps(controller=controller, metrics=collector, alerts=AlertIntake(rules)))
+    with TestClient(app) as client:
+        yield World(client, registry, routes, collector)
+    ingest.close()
+    store.close()
+    registry.close()
+
+
+def _webhook(model: str = "fraud", name: str = "FraudErrors", fp: str = "f1",
+             starts: str = "2026-03-01T12:00:00Z") -> dict[str, object]:  # fmt: skip
+    return {
+        "version": "4", "receiver": "modelreg", "status": "firing", "groupKey": "g",
+        "alerts": [{"status": "firing", "fingerprint": fp, "startsAt": starts,
+                    "labels": {"alertname": name, "model": model}}],
+    }  # fmt: skip
+
+
+def _routed(routes: Path, model: str) -> list[tuple[str, int]]:
+    return [(b.version, b.weight) for b in read_table(routes)[model].backends]
+
+
+def _observations(metrics: CollectorRegistry) -> float:
+    return (
+        metrics.get_sample_value("modelreg_alert_action_seconds_count", {"action": "rollback"})
+        or 0.0
+    )
+
+
+class TestAlertWithoutRollout:
+    def test_rolls_production_back_and_routes_once(self, world: World) -> None:
+        """Production goes back to 1.0.0 in the registry and the router before the answer;
+        the reason names the alert and its fingerprint; the repeat acts no more."""
+        before = read_table(world.routes)["fraud"]
+        assert _routed(world.routes, "fraud") == [("v1.1.0", 100)]
+        answer = world.client.post("/v1/alerts", json=_webhook())
+        assert answer.status_code == 200
+        (outcome,) = answer.json()["actions"]
+        assert outcome["acted"] is True
+        assert outcome["result"] == "production rolled back"
+        assert (outcome["from"], outcome["to"]) == ("v1.1.0", "v1.0.0")
+        assert str(world.registry.resolve("fraud").version) == "v1.0.0"
+        assert world.registry.get_model_version("fraud", "1.1.0").stage == "archived"
+        assert _routed(world.routes, "fraud") == [("v1.0.0", 100)]
+        assert read_table(world.routes)["fraud"].revision > before.revision
+        history = " ".join(t.reason or "" for t in world.registry.history("fraud"))
+        assert "FraudErrors" in history
+        assert "f1" in history
+        assert _observations(world.metrics) == 1
+
+        repeat = world.client.post("/v1/alerts", json=_webhook()).json()
+        assert repeat["duplicates"] == 1
+        assert repeat["actions"] == []
+        assert str(world.registry.resolve("fraud").version) == "v1.0.0"
+        assert _observations(world.metrics) == 1
+        text = world.client.get("/metrics").text
+        assert "modelreg_alert_action_seconds_bucket" in text
+
+    def test_nothing_to_roll_back_is_explained(self, world: World) -> None:
+        """One production version ever, or no model at all: 200, an explanation, no change."""
+        before = read_table(world.routes)["solo"]
+        answer = world.client.post("/v1/alerts", json=_webhook(model="solo"))
+        assert answer.status_code == 200
+        (outcome,) = answer.json()["actions"]
+        assert outcome["acted"] is False
+        assert outcome["result"].startswith("ignored: no active rollout; nothing to roll back")
+        assert str(world.registry.resolve("solo").version) == "v1.0.0"
+        assert read_table(world.routes)["solo"] == before
+        (other,) = world.client.post("/v1/alerts", json=_webhook(model="ghost", fp="f2")).json()[
+            "actions"
+        ]
+        assert other["acted"] is False
+        assert "no production version" in other["result"]
+        assert _observations(world.metrics) == 0
+
+    def test_pause_without_rollout_changes_nothing(self, world: World) -> None:
+        """Only rollback acts on production; pause with no rollout is ignored."""
+        (outcome,) = world.client.post("/v1/alerts", json=_webhook(name="Slow")).json()["actions"]
+        assert outcome["result"] == "ignored: no active rollout"
+        assert str(world.registry.resolve("fraud").version) == "v1.1.0"
