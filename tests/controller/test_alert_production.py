@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 from controller.api import ApiDeps, create_app
 from controller.config import AlertRoute
 from controller.metrics import ControllerMetrics
+from controller.notify import DecisionEvent, EventKind
 from controller.reconcile import Controller
 from controller.routers.file import FileRouter, read_table
 from controller.store import RolloutStore
@@ -36,6 +37,7 @@ class World:
     registry: ModelRegistry
     routes: Path
     metrics: CollectorRegistry
+    decisions: list[DecisionEvent]
 
 
 @pytest.fixture
@@ -62,13 +64,15 @@ def world(tmp_path: Path) -> Iterator[World]:
         metrics=ControllerMetrics(collector),
     )
     controller.reconcile_routers()
+    decisions: list[DecisionEvent] = []
+    controller.on_decision = decisions.append
     rules = [
         AlertRoute(match={"alertname": "FraudErrors"}, action="rollback").rule(0),
         AlertRoute(match={"alertname": "Slow"}, action="pause").rule(1),
     ]
     app = create_app(ApiDeps(controller=controller, metrics=collector, alerts=AlertIntake(rules)))
     with TestClient(app) as client:
-        yield World(client, registry, routes, collector)
+        yield World(client, registry, routes, collector, decisions)
     ingest.close()
     store.close()
     registry.close()
@@ -114,6 +118,13 @@ class TestAlertWithoutRollout:
         assert "FraudErrors" in history
         assert "f1" in history
         assert _observations(world.metrics) == 1
+        (event,) = world.decisions  # told to the notifiers after the commit
+        assert (event.kind, event.model, event.version) == (
+            EventKind.ROLLED_BACK,
+            "fraud",
+            "v1.1.0",
+        )
+        assert "FraudErrors" in event.reasons[0]
 
         repeat = world.client.post("/v1/alerts", json=_webhook()).json()
         assert repeat["duplicates"] == 1
@@ -139,6 +150,7 @@ class TestAlertWithoutRollout:
         assert other["acted"] is False
         assert "no production version" in other["result"]
         assert _observations(world.metrics) == 0
+        assert world.decisions == []
 
     def test_pause_without_rollout_changes_nothing(self, world: World) -> None:
         """Only rollback acts on production; pause with no rollout is ignored."""
