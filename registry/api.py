@@ -53,7 +53,7 @@ from registry.schema import (
     transitions_t,
     versions_t,
 )
-from registry.stages import LEGAL, REGISTER_STAGES, check_move, stage_name
+from registry.stages import LEGAL, REGISTER_STAGES, check_move, last_stable, stage_name
 from registry.store import Clock, Store, Tx
 from registry.versions import (
     Bump,
@@ -719,7 +719,7 @@ class ModelRegistry:
                 )
             cur_ver = SemVer(current.major, current.minor, current.patch)
             if wanted is None:
-                target = self._previous_production(conn, mid, current.id)
+                target = last_stable(queries.history(conn, name), cur_ver)
                 if target is None:
                     raise VersionNotFound(
                         f"{name!r} has no earlier production version to roll back to; "
@@ -787,30 +787,6 @@ class ModelRegistry:
         if row is None:
             raise VersionNotFound(f"model {name!r} has no version {number}")
         return mid, int(row.id), str(row.stage)
-
-    def _previous_production(self, conn: sa.Connection, mid: int, current_id: int) -> SemVer | None:
-        """The most recent earlier production version that was not itself rolled back.
-
-        Skipping rolled-back versions keeps repeated rollbacks walking backwards
-        (v3 -> v2 -> v1) instead of flipping between the last two.
-        """
-        t = transitions_t.c
-        rolled_back = sa.select(t.version_id).where(
-            t.model_id == mid, t.from_stage == "production", t.kind == "rollback"
-        )
-        row = conn.execute(
-            sa.select(v.major, v.minor, v.patch)
-            .join(versions_t, v.id == t.version_id)
-            .where(
-                t.model_id == mid,
-                t.to_stage == "production",
-                t.version_id != current_id,
-                t.version_id.not_in(rolled_back),
-            )
-            .order_by(t.id.desc())
-            .limit(1)
-        ).first()
-        return SemVer(*row) if row else None
 
     def _was_in_production(self, conn: sa.Connection, mid: int, number: SemVer) -> bool:
         t = transitions_t.c

@@ -25,6 +25,7 @@ import yaml
 
 from registry import lineage
 from registry.records import ModelVersion, Transition
+from registry.stages import last_stable
 
 if TYPE_CHECKING:
     from registry.api import ModelRegistry
@@ -135,7 +136,7 @@ def living_doc(name: str, versions: list[ModelVersion], history: list[Transition
             f"{deployed.get(str(mv.version), '-')} | {_notes(mv, history, current)} |"
         )
     lines += ["", "### Rollback Plan"]
-    stable = _last_stable(history, current)
+    stable = last_stable(history, prod.version if prod else None)
     if prod is None:
         lines.append("Nothing is in production; there is nothing to roll back.")
     elif stable is None:
@@ -150,18 +151,6 @@ def living_doc(name: str, versions: list[ModelVersion], history: list[Transition
             f"3. Deploy fix as {prod.version.bump('patch')}",
         ]
     return "\n".join(lines) + "\n"
-
-
-def _last_stable(history: list[Transition], current: str | None) -> str | None:
-    """The most recent production version before the current one that was not rolled back."""
-    rolled_back = {
-        str(t.version) for t in history if t.kind == "rollback" and t.from_stage == "production"
-    }
-    for t in reversed(history):
-        version = str(t.version)
-        if t.to_stage == "production" and version != current and version not in rolled_back:
-            return version
-    return None
 
 
 def catalog(models: dict[str, list[ModelVersion]]) -> dict[str, Any]:

@@ -8,7 +8,11 @@ production for an older version is what ``rollback`` is for.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from registry.errors import IllegalTransition, InvalidInput
+from registry.records import Transition
+from registry.versions import SemVer
 
 STAGES = ("dev", "staging", "production", "archived")
 REGISTER_STAGES = ("dev", "staging")
@@ -57,3 +61,20 @@ def check_move(from_stage: str, to_stage: str, *, force: bool, reason: str | Non
         from_stage=from_stage,
         to_stage=to_stage,
     )
+
+
+def last_stable(history: Sequence[Transition], current: SemVer | None) -> SemVer | None:
+    """The most recent production version before ``current`` that was not rolled back.
+
+    The one rule for "where does a rollback go": the default target of
+    ``rollback()`` and the living docs' rollback plan. Skipping rolled-back
+    versions makes repeated rollbacks walk backwards (v3 -> v2 -> v1) instead of
+    flipping between the last two.
+    """
+    rolled_back = {
+        t.version for t in history if t.kind == "rollback" and t.from_stage == "production"
+    }
+    for t in reversed(history):
+        if t.to_stage == "production" and t.version != current and t.version not in rolled_back:
+            return t.version
+    return None
