@@ -505,9 +505,8 @@ class Controller:
                 self._apply(record, record.intent)
                 record = self.store.get(rollout_id)
             who = actor or "operator"
-            if event is Event.REJECT:
-                reason = f"rejected by {who}: {reason}"
-            decision = operator(record.state, event, reason=reason, actor=actor)  # legal move?
+            said = f"rejected by {who}: {reason}" if event is Event.REJECT else reason
+            decision = operator(record.state, event, reason=said, actor=actor)  # legal move?
             if event is Event.APPROVE:
                 self.registry.approve_model(record.model, record.treatment, who, reason)
             elif event is Event.REJECT:
@@ -518,7 +517,7 @@ class Controller:
                 rollout=rollout_id,
                 operator_event=event.value,
                 actor=actor,
-                reason=reason,
+                reason=said,
             )
             if decision.event in (Event.ABORT, Event.ROLLBACK, Event.REJECT):
                 intent = self.store.record_intent(record, decision, now=now, next_eval_at=now)
