@@ -25,7 +25,8 @@ Rules for a progressing rollout, in order:
 9. Promotion becomes ``AwaitApproval`` when the policy or the registry requires
    approval (or the registry's approvals could not be read). The rollout keeps its
    split, or with ``approval.while_waiting: control`` sends all traffic to the
-   control; the wait starts a new "step" (``step_started_at``).
+   control; the wait starts a new "step" (``step_started_at``). Paused and resumed
+   from such a wait, the rollout first gets its step's split back.
 
 Approvals, before any of the above:
 
@@ -270,6 +271,15 @@ def decide(  # noqa: PLR0912, PLR0915 -- the rules read top to bottom as the doc
         nxt = replace(state, phase=move(state.phase, Event.ROLLBACK), weight=0.0)
         return RollBack(Event.ROLLBACK, nxt, (reason,), {**base, **numbers})
 
+    if 0 <= state.step < len(steps) and state.weight <= 0:  # resumed from a wait on the control
+        nxt = replace(state, weight=steps[state.step], step_started_at=now)
+        return SetWeight(
+            Event.ADVANCE,
+            nxt,
+            (f"restore {nxt.weight:g}% to {state.treatment}: the step's split after a wait "
+             "with all traffic on the control",),
+            base,
+        )  # fmt: skip
     running = (now - state.started_at).total_seconds()
     if running > policy.max_duration:
         return rollback(

@@ -522,9 +522,9 @@ class Controller:
             if decision.event in (Event.ABORT, Event.ROLLBACK, Event.REJECT):
                 intent = self.store.record_intent(record, decision, now=now, next_eval_at=now)
                 self._apply(self.store.get(rollout_id), intent)
-                self._approval_wait(record, decision, now, report=False)
             else:
                 self.store.record_hold(record, decision, now=now, next_eval_at=now)
+            self._approval_wait(record, decision, now, report=False)
         if event is Event.APPROVE:
             self.reconcile_once(rollout_id, force=True)
         return self.store.get(rollout_id)

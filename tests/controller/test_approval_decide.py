@@ -17,6 +17,7 @@ from controller.decide import (
     Promote,
     RollBack,
     RolloutState,
+    SetWeight,
     decide,
     operator,
 )
@@ -60,6 +61,9 @@ CASES: list[tuple[str, PolicyConfig, RolloutState, Observations, datetime, type,
      AT_100, RollBack, {"phase": Phase.ROLLED_BACK}),
     ("rejection while paused rolls back", policy(), state(phase=Phase.PAUSED),
      guarded(rejected=("carol: no",)), AT_100, RollBack, {"phase": Phase.ROLLED_BACK}),
+    ("resumed from a wait on the control restores the split", policy(),
+     state(step=1, weight=0.0), BETTER_80, AT_100, SetWeight,
+     {"weight": 80.0, "step": 1, "step_started_at": AT_100, "phase": Phase.PROGRESSING}),
     ("waiting past max_duration still waits", policy(max_duration=60), WAIT, guarded(needed=2),
      T0 + timedelta(hours=5), HoldUntil, {"phase": Phase.AWAITING_APPROVAL}),
 ]  # fmt: skip

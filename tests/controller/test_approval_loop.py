@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.decide import HoldUntil, Promote, RollBack
+from controller.decide import HoldUntil, Promote, RollBack, SetWeight
 from controller.notify import EventKind
 from controller.phases import Event, Phase
 from registry import ApprovalRefused
@@ -55,6 +55,23 @@ class TestWhileWaiting:
         assert done.phase is Phase.PROMOTED
         assert loop.route() == {"v1.1.0": 100}
         assert str(loop.registry.resolve("fraud").version) == "v1.1.0"
+
+    def test_pause_and_resume_from_a_wait_on_the_control(self, loop: Loop) -> None:
+        """Paused while waiting on the control and resumed, the rollout gets its step's
+        split back and is judged again, instead of judging a treatment with no traffic."""
+        loop.build(approval={"while_waiting": "control"})
+        guard(loop, 1)
+        rid = loop.to_approval()
+        loop.tick(rid, 3)
+        assert loop.metric("modelreg_controller_awaiting_approval_seconds", model="fraud") == 3
+        loop.ctl.operate(rid, Event.PAUSE, reason="investigating", actor="ops")
+        assert loop.metric("modelreg_controller_awaiting_approval_seconds", model="fraud") == 0
+        loop.ctl.operate(rid, Event.RESUME, reason="done", actor="ops")
+        assert loop.store.get(rid).phase is Phase.PROGRESSING
+        assert loop.route() == {"v1.0.0": 100}
+        decision = loop.tick(rid)
+        assert isinstance(decision, SetWeight), decision
+        assert loop.route() == {"v1.0.0": 50, "v1.1.0": 50}
 
 
 class TestApprovals:
