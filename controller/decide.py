@@ -474,8 +474,9 @@ def _awaiting(
         why = f"{found.needed} more approval{plural} needed{whom}"
         if found.approved_by:
             why += f" (approved by {', '.join(found.approved_by)})"
-    else:  # only the controller's policy asks: one operator approval suffices
-        ready, why = state.approved, "an approver's `rollout approve` needed"
+    else:  # only the controller's policy asks: one approval (not the author's) suffices
+        ready = state.approved or bool(found.approved_by)
+        why = "one approval needed (`modelreg rollout approve`)"
     if ready:
         who = f" by {', '.join(found.approved_by)}" if found.approved_by else ""
         return Promote(

@@ -118,6 +118,16 @@ class TestApprovals:
         assert loop.store.get(rid).phase is Phase.AWAITING_APPROVAL
         assert loop.registry.approvals("fraud", "v1.1.0") == []
 
+    def test_policy_only_counts_a_registry_approval(self, loop: Loop) -> None:
+        """With only ``require_approval``, one approval given with the registry's own
+        verb promotes at the next tick."""
+        loop.build(require_approval=True)
+        rid = loop.to_approval()
+        assert isinstance(loop.tick(rid), HoldUntil)
+        loop.registry.approve_model("fraud", "v1.1.0", "dave", "ok")
+        assert isinstance(loop.tick(rid), Promote)
+        assert loop.route() == {"v1.1.0": 100}
+
     def test_policy_only_approval_is_four_eyes_too(self, loop: Loop) -> None:
         """With only the controller's ``require_approval``, the registrant still cannot
         approve; someone else's approval promotes."""
