@@ -35,6 +35,8 @@ Approvals, before any of the above:
   policy's approvers (or, with no registry policy, once an operator approved);
   otherwise hold, saying how many more are needed from whom, and flag the wait
   ``overdue`` past ``approval.max_wait`` (reported by the shell, never a rollback).
+  A wait whose split no longer matches ``approval.while_waiting`` (a reload) is
+  set to it first.
 """
 
 from __future__ import annotations
@@ -483,6 +485,17 @@ def _awaiting(
             Event.APPROVE,
             replace(state, phase=move(state.phase, Event.APPROVE), weight=100.0),
             (f"approved{who}: promoting {state.treatment}",),
+            dict(base),
+        )
+    steps = analysed_steps(policy)
+    control = policy.approval.while_waiting == "control"
+    split = 0.0 if control else steps[state.step] if 0 <= state.step < len(steps) else state.weight
+    if split != state.weight:  # the policy's wait mode changed (a reload) during the wait
+        where = "all traffic to the control" if control else f"{split:g}% back to the candidate"
+        return SetWeight(
+            Event.HOLD,
+            replace(state, weight=split),
+            (f"awaiting approval with while_waiting: {policy.approval.while_waiting}: {where}",),
             dict(base),
         )
     reason = f"awaiting approval to promote {state.treatment}: {why}; waiting {waited:.0f}s"

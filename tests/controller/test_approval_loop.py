@@ -56,6 +56,20 @@ class TestWhileWaiting:
         assert loop.route() == {"v1.1.0": 100}
         assert str(loop.registry.resolve("fraud").version) == "v1.1.0"
 
+    def test_reload_changes_the_wait(self, loop: Loop) -> None:
+        """A reloaded policy's ``while_waiting`` applies to a rollout already waiting."""
+        guard(loop)
+        rid = loop.to_approval()
+        assert loop.route() == {"v1.0.0": 50, "v1.1.0": 50}
+        loop.build(approval={"while_waiting": "control"})
+        loop.tick(rid)
+        assert loop.route() == {"v1.0.0": 100}
+        loop.build()
+        loop.tick(rid)
+        assert loop.route() == {"v1.0.0": 50, "v1.1.0": 50}
+        assert loop.store.get(rid).phase is Phase.AWAITING_APPROVAL
+        assert [e.kind for e in loop.told] == [EventKind.AWAITING_APPROVAL]
+
     def test_pause_and_resume_from_a_wait_on_the_control(self, loop: Loop) -> None:
         """Paused while waiting on the control and resumed, the rollout gets its step's
         split back and is judged again, instead of judging a treatment with no traffic."""
