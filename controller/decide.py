@@ -32,7 +32,8 @@ Approvals, before any of the above:
 
 - A standing rejection in the registry rolls any active rollout back.
 - Awaiting approval: promote once the registry records enough approvals from its
-  policy's approvers (or, with no registry policy, once an operator approved);
+  policy's approvers (with no registry policy: one approval by anyone but the
+  version's author, through ``rollout approve`` or the registry);
   otherwise hold, saying how many more are needed from whom, and flag the wait
   ``overdue`` past ``approval.max_wait`` (reported by the shell, never a rollback).
   A wait whose split no longer matches ``approval.while_waiting`` (a reload) is
@@ -515,8 +516,8 @@ def _awaiting(
 def operator(
     state: RolloutState, event: Event, *, reason: str, actor: str | None = None
 ) -> Decision:
-    """The decision for an operator's (or an alert's) pause, resume, abort, rollback or
-    approval; ``actor`` is recorded with it."""
+    """The decision for an operator's (or an alert's) pause, resume, abort, rollback,
+    approval or rejection; ``actor`` is recorded with it."""
     who = {"actor": actor}
     if event is Event.APPROVE:
         if state.phase is not Phase.AWAITING_APPROVAL:
