@@ -5,7 +5,8 @@
 - Registry reads and the resolve hot path: ``GET /v1/models/{name}/resolve`` gives
   the version and artifact digest serving should load.
 - ``GET /v1/routes/{model}`` for the ``http`` router, with ETag / If-None-Match.
-- Rollouts: list, status, explain, start, pause, resume, abort, approve.
+- Rollouts: list, status, explain, start, pause, resume, abort, approve, reject
+  (a rejection needs a ``reason``; it is recorded in the registry and rolls back).
 - Ingest of prediction events and late labels in batches.
 - ``POST /v1/alerts``: Alertmanager's webhook, mapped by the config's alert routes
   to rollback, pause or abort of the model's active rollout; a rollback for a model
@@ -19,9 +20,10 @@ Bodies are pydantic models: a bad body is a 422 naming the field. Errors are JSO
 With a tokens file (``server.tokens_file``, see ``controller.auth``) every route
 but the health ones needs ``Authorization: Bearer <token>``: ``reader`` for
 reads (resolve and routes included), ``deployer`` to start and steer rollouts and
-to post telemetry, ``approver`` to approve (as that identity: the registry
-refuses approvals of one's own registration), ``alerts`` for ``/v1/alerts``.
-401 without a known token, 403 without the role.
+to post telemetry, ``approver`` to approve or reject (as the token's identity,
+never a body's ``actor``), ``alerts`` for ``/v1/alerts``. 401 without a known
+token, 403 without the role, and 403 when the registry refuses the approver
+(not on its policy's list, or the version's own registrant).
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from controller.routers.http import HttpRouter
 from monitors import IngestStore
 from monitors.alerts import AlertIntake
 from monitors.errors import AlertPayloadError, IngestError, UnknownPredictionError
-from registry import InvalidInput, NotFound, RegistryError
+from registry import ApprovalRefused, InvalidInput, NotFound, RegistryError
 
 __all__ = ["ApiDeps", "create_app"]
 
@@ -110,6 +112,7 @@ _ACTIONS: dict[str, Event] = {
     "resume": Event.RESUME,
     "abort": Event.ABORT,
     "approve": Event.APPROVE,
+    "reject": Event.REJECT,
 }
 
 
@@ -133,7 +136,12 @@ def create_app(deps: ApiDeps) -> FastAPI:  # noqa: PLR0915 -- routes are closure
 
     @app.exception_handler(RegistryError)
     def _registry_error(_request: Request, exc: RegistryError) -> JSONResponse:
-        code = 404 if isinstance(exc, NotFound) else 422 if isinstance(exc, InvalidInput) else 409
+        code = (
+            404 if isinstance(exc, NotFound)
+            else 403 if isinstance(exc, ApprovalRefused)  # who, not what: a permission
+            else 422 if isinstance(exc, InvalidInput)
+            else 409
+        )  # fmt: skip
         return JSONResponse({"detail": str(exc)}, status_code=code)
 
     @app.exception_handler(AuthError)
@@ -276,11 +284,13 @@ def create_app(deps: ApiDeps) -> FastAPI:  # noqa: PLR0915 -- routes are closure
     def act(
         request: Request,
         rollout_id: int,
-        action: Literal["pause", "resume", "abort", "approve"],
+        action: Literal["pause", "resume", "abort", "approve", "reject"],
         body: Action = Body(default_factory=Action),  # noqa: B008 -- FastAPI's idiom
     ) -> dict[str, Any]:
         event = _ACTIONS[action]
-        who = need(request, Role.APPROVER if action == "approve" else Role.DEPLOYER)
+        who = need(request, Role.APPROVER if action in ("approve", "reject") else Role.DEPLOYER)
+        if action == "reject" and not body.reason.strip():
+            raise HTTPException(422, 'a rejection needs a reason: send {"reason": "..."}')
         actor = who.identity if who is not None else body.actor  # a token speaks for itself
         reason = body.reason or f"{action} through the API"
         return controller.operate(rollout_id, event, reason=reason, actor=actor).to_dict()

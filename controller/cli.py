@@ -6,7 +6,7 @@ module adds ``daemon``, ``config check`` and ``rollout ...`` to it and runs it.
 
 Rollout commands talk to a running daemon with ``--api URL`` (default: the
 ``server.listen`` address of ``--config``), or directly to the database with
-``--direct`` (reads, start, pause, resume, abort, approve without a daemon).
+``--direct`` (reads, start, pause, resume, abort, approve, reject without a daemon).
 Usage errors, including an invalid config, exit with code 2. With a daemon that
 requires tokens, put yours in ``MODELREG_TOKEN``.
 """
@@ -249,6 +249,8 @@ def _operate(action: str) -> Callable[..., None]:
         reason: Annotated[str, typer.Option(help="Why (recorded).")] = "",
         actor: Annotated[str | None, typer.Option(help="Who (default: $USER).")] = None,
     ) -> None:
+        if event is Event.REJECT and not reason.strip():
+            raise _fail("rollout reject needs --reason (it is recorded with the rejection)", 2)
         why = reason or f"{action} from the command line"
         if direct:
             body = _direct(
@@ -267,7 +269,7 @@ def _operate(action: str) -> Callable[..., None]:
     return command
 
 
-for _action in ("pause", "resume", "abort", "approve"):
+for _action in ("pause", "resume", "abort", "approve", "reject"):
     rollout_app.command(_action)(_operate(_action))
 
 

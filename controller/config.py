@@ -39,6 +39,7 @@ from monitors import SOURCE_KINDS, AlertRule, TriggerSpec
 from monitors import MetricSpec as MonMetricSpec
 
 __all__ = [
+    "ApprovalConfig",
     "CanaryStrategy",
     "Config",
     "ConfigError",
@@ -238,6 +239,17 @@ class TriggerConfig(_Strict):
         )
 
 
+class ApprovalConfig(_Strict):
+    """While a rollout waits for approval: ``while_waiting: hold`` keeps its current
+    split, ``control`` sends all traffic back to the control until it is approved.
+    ``max_wait`` (seconds): a longer wait is reported once (log, metric,
+    notification); it does not roll back (a rejection or an abort does).
+    """
+
+    while_waiting: Literal["hold", "control"] = "hold"
+    max_wait: float | None = Field(default=None, gt=0)
+
+
 class PolicyConfig(_Strict):
     """How one model's candidates are rolled out and judged.
 
@@ -247,6 +259,8 @@ class PolicyConfig(_Strict):
     ``max_duration``: a rollout still undecided after this long is rolled back.
     ``on_missing_data``: what ``failure_limit`` consecutive evaluations with missing
     data or source errors lead to; below the limit such evaluations hold.
+    ``require_approval`` (or an approval policy on the registry's production stage)
+    makes a winning candidate wait in ``awaiting_approval``; ``approval`` says how.
     """
 
     router: str
@@ -260,6 +274,7 @@ class PolicyConfig(_Strict):
     on_missing_data: Literal["hold", "rollback"] = "hold"
     failure_limit: int = Field(default=3, ge=1)
     require_approval: bool = False
+    approval: ApprovalConfig = Field(default_factory=ApprovalConfig)
 
     @property
     def settle_seconds(self) -> float:

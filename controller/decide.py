@@ -23,13 +23,27 @@ Rules for a progressing rollout, in order:
    at the last analysed step only ``promote`` promotes. Fixed split: ``promote``
    promotes, anything else at the end rolls back (no evidence of a gain).
 9. Promotion becomes ``AwaitApproval`` when the policy or the registry requires
-   approval; an approved rollout awaiting approval is promoted.
+   approval (or the registry's approvals could not be read). The rollout keeps its
+   split, or with ``approval.while_waiting: control`` sends all traffic to the
+   control; the wait starts a new "step" (``step_started_at``). Paused and resumed
+   from such a wait, the rollout first gets its step's split back.
+
+Approvals, before any of the above:
+
+- A standing rejection in the registry rolls any active rollout back.
+- Awaiting approval: promote once the registry records enough approvals from its
+  policy's approvers (with no registry policy: one approval by anyone but the
+  version's author, through ``rollout approve`` or the registry);
+  otherwise hold, saying how many more are needed from whom, and flag the wait
+  ``overdue`` past ``approval.max_wait`` (reported by the shell, never a rollback).
+  A wait whose split no longer matches ``approval.while_waiting`` (a reload) is
+  set to it first.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
@@ -42,6 +56,7 @@ from controller.phases import TERMINAL, Event, Phase, move
 from monitors import Measurement, evaluate
 
 __all__ = [
+    "Approvals",
     "AwaitApproval",
     "Decision",
     "HoldUntil",
@@ -78,12 +93,29 @@ ArmPair = tuple[Measurement, Measurement]  # (control, treatment)
 
 
 @dataclass(frozen=True, slots=True)
+class Approvals:
+    """The registry's approvals of the treatment for production, as the shell read them.
+
+    ``needed``: approvals still missing under the registry's policy; ``missing``:
+    approvers who could still give one; ``rejected``: standing rejections, as
+    ``"who: why"``; ``error``: the registry could not be read (never a promotion).
+    """
+
+    needed: int = 0
+    missing: tuple[str, ...] = ()
+    approved_by: tuple[str, ...] = ()
+    rejected: tuple[str, ...] = ()
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Observations:
     """What the sources measured for both arms since the step started (after settling)."""
 
     metrics: Mapping[str, ArmPair] = field(default_factory=dict)
     units: ArmPair | None = None
     approval_required: bool = False  # the registry guards production with approvals
+    approvals: Approvals = field(default_factory=Approvals)
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +256,10 @@ def decide(  # noqa: PLR0912, PLR0915 -- the rules read top to bottom as the doc
             until=until or now + interval,
         )
 
+    if observations.approvals.rejected:
+        nxt = replace(state, phase=move(state.phase, Event.REJECT), weight=0.0)
+        who = ", ".join(observations.approvals.rejected)
+        return RollBack(Event.REJECT, nxt, (f"rejected by {who}",), base)
     if state.phase is Phase.PAUSED:
         return hold("paused by an operator; resume to continue")
     steps = analysed_steps(policy)
@@ -232,19 +268,21 @@ def decide(  # noqa: PLR0912, PLR0915 -- the rules read top to bottom as the doc
                       step_started_at=now)  # fmt: skip
         return SetWeight(Event.START, nxt, (f"start: {steps[0]:g}% to {state.treatment}",), base)
     if state.phase is Phase.AWAITING_APPROVAL:
-        if state.approved:
-            return Promote(
-                Event.APPROVE,
-                replace(state, phase=move(state.phase, Event.APPROVE), weight=100.0),
-                (f"approved: promoting {state.treatment}",),
-                base,
-            )
-        return hold(f"awaiting approval to promote {state.treatment}")
+        return _awaiting(policy, state, observations, now, base, hold)
 
     def rollback(reason: str, **numbers: Any) -> RollBack:
         nxt = replace(state, phase=move(state.phase, Event.ROLLBACK), weight=0.0)
         return RollBack(Event.ROLLBACK, nxt, (reason,), {**base, **numbers})
 
+    if 0 <= state.step < len(steps) and state.weight <= 0:  # resumed from a wait on the control
+        nxt = replace(state, weight=steps[state.step], step_started_at=now)
+        return SetWeight(
+            Event.ADVANCE,
+            nxt,
+            (f"restore {nxt.weight:g}% to {state.treatment}: the step's split after a wait "
+             "with all traffic on the control",),
+            base,
+        )  # fmt: skip
     running = (now - state.started_at).total_seconds()
     if running > policy.max_duration:
         return rollback(
@@ -381,13 +419,23 @@ def decide(  # noqa: PLR0912, PLR0915 -- the rules read top to bottom as the doc
             )
         return hold(f"not advancing: {verdict.reason}", next_state=state, **numbers)
     if verdict.decision == "promote":
-        if policy.require_approval or observations.approval_required:
-            who = "policy" if policy.require_approval else "registry"
-            nxt = replace(state, phase=move(state.phase, Event.AWAIT_APPROVAL))
+        unread = observations.approvals.error
+        if policy.require_approval or observations.approval_required or unread:
+            who = (
+                "the policy requires approval"
+                if policy.require_approval
+                else "the registry requires approval"
+                if observations.approval_required
+                else f"cannot read the registry's approvals ({unread})"
+            )
+            control = policy.approval.while_waiting == "control"
+            nxt = replace(state, phase=move(state.phase, Event.AWAIT_APPROVAL),
+                          step_started_at=now, weight=0.0 if control else state.weight)  # fmt: skip
+            split = "all traffic to the control" if control else f"holding {state.weight:g}%"
             return AwaitApproval(
                 Event.AWAIT_APPROVAL,
                 nxt,
-                (f"ready to promote ({verdict.reason}); the {who} requires approval",),
+                (f"ready to promote ({verdict.reason}); {who}; {split} while waiting",),
                 {**base, **numbers},
             )
         nxt = replace(state, phase=move(state.phase, Event.PROMOTE), weight=100.0)
@@ -407,19 +455,77 @@ def decide(  # noqa: PLR0912, PLR0915 -- the rules read top to bottom as the doc
     )
 
 
+def _awaiting(
+    policy: PolicyConfig,
+    state: RolloutState,
+    observations: Observations,
+    now: datetime,
+    base: Mapping[str, Any],
+    hold: Callable[..., HoldUntil],
+) -> Decision:
+    """Awaiting approval: promote when approved enough, else hold and say what is missing."""
+    found = observations.approvals
+    waited = (now - state.step_started_at).total_seconds()
+    max_wait = policy.approval.max_wait
+    overdue = max_wait is not None and waited > max_wait
+    if found.error is not None:
+        ready, why = False, f"cannot read the registry's approvals: {found.error}"
+    elif observations.approval_required:
+        ready = found.needed <= 0
+        plural = "s" if found.needed > 1 else ""
+        whom = f" from: {', '.join(found.missing)}" if found.missing else ""
+        why = f"{found.needed} more approval{plural} needed{whom}"
+        if found.approved_by:
+            why += f" (approved by {', '.join(found.approved_by)})"
+    else:  # only the controller's policy asks: one approval (not the author's) suffices
+        ready = state.approved or bool(found.approved_by)
+        why = "one approval needed (`modelreg rollout approve`)"
+    if ready:
+        who = f" by {', '.join(found.approved_by)}" if found.approved_by else ""
+        return Promote(
+            Event.APPROVE,
+            replace(state, phase=move(state.phase, Event.APPROVE), weight=100.0),
+            (f"approved{who}: promoting {state.treatment}",),
+            dict(base),
+        )
+    steps = analysed_steps(policy)
+    control = policy.approval.while_waiting == "control"
+    split = 0.0 if control else steps[state.step] if 0 <= state.step < len(steps) else state.weight
+    if split != state.weight:  # the policy's wait mode changed (a reload) during the wait
+        where = "all traffic to the control" if control else f"{split:g}% back to the candidate"
+        return SetWeight(
+            Event.HOLD,
+            replace(state, weight=split),
+            (f"awaiting approval with while_waiting: {policy.approval.while_waiting}: {where}",),
+            dict(base),
+        )
+    reason = f"awaiting approval to promote {state.treatment}: {why}; waiting {waited:.0f}s"
+    if overdue:
+        reason += f", overdue (max_wait {max_wait:g}s)"
+    numbers = {
+        "needed": found.needed,
+        "missing": list(found.missing),
+        "approved_by": list(found.approved_by),
+        "waiting_seconds": round(waited, 3),
+        "max_wait": max_wait,
+        "overdue": overdue,
+    }
+    return hold(reason, approval=numbers)
+
+
 def operator(
     state: RolloutState, event: Event, *, reason: str, actor: str | None = None
 ) -> Decision:
-    """The decision for an operator's (or an alert's) pause, resume, abort, rollback or
-    approval; ``actor`` is recorded with it."""
+    """The decision for an operator's (or an alert's) pause, resume, abort, rollback,
+    approval or rejection; ``actor`` is recorded with it."""
     who = {"actor": actor}
     if event is Event.APPROVE:
         if state.phase is not Phase.AWAITING_APPROVAL:
             raise IllegalMove(state.phase.value, event.value)
         return HoldUntil(Event.HOLD, replace(state, approved=True), (reason,), who)
     nxt_phase = move(state.phase, event)
-    if event is Event.ROLLBACK:
-        return RollBack(Event.ROLLBACK, replace(state, phase=nxt_phase, weight=0.0), (reason,), who)
+    if event in (Event.ROLLBACK, Event.REJECT):
+        return RollBack(event, replace(state, phase=nxt_phase, weight=0.0), (reason,), who)
     if event is Event.ABORT:
         return RollBack(Event.ABORT, replace(state, phase=nxt_phase, weight=0.0), (reason,), who)
     if event is Event.PAUSE:

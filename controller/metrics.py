@@ -59,6 +59,18 @@ class ControllerMetrics:
             buckets=_LAG_BUCKETS,
             registry=registry,
         )
+        self.awaiting_approval = Gauge(
+            p + "awaiting_approval_seconds",
+            "Seconds the model's rollout has waited for approval (0 when not waiting).",
+            ["model"],
+            registry=registry,
+        )
+        self.approval_overdue = Counter(
+            p + "approval_overdue",
+            "Approval waits that went past the policy's approval.max_wait (once per wait).",
+            ["model"],
+            registry=registry,
+        )
         for phase in Phase:
             self.rollouts.labels(phase.value)
 
@@ -80,6 +92,7 @@ def rollback_reason(reason: str) -> str:
         ("analysis", "analysis"),
         ("fixed split over", "no_gain"),
         ("alert", "alert"),
+        ("rejected", "rejected"),
     ):
         if reason.startswith(key) or key in reason[:40]:
             return label

@@ -2,12 +2,14 @@
 
     pending ──start──> progressing ──advance/hold──> progressing
                           │  ├──await_approval──> awaiting_approval ──approve──> promoted
+                          │  │                                       └──reject──> rolled_back
                           │  ├──promote──> promoted
                           │  ├──rollback──> rolled_back
                           │  └──pause──> paused ──resume──> progressing
                           └──abort──> aborted
 
 A pending rollout (no weight set yet) may also be rolled back (an alert) or aborted.
+An approver's ``reject`` rolls back any active rollout (the candidate is vetoed).
 ``promoted``, ``rolled_back`` and ``aborted`` are terminal. ``move(phase, event)``
 returns the next phase or raises ``IllegalMove`` naming both.
 """
@@ -38,6 +40,7 @@ class Event(StrEnum):
     PROMOTE = "promote"
     AWAIT_APPROVAL = "await_approval"
     APPROVE = "approve"
+    REJECT = "reject"  # an approver vetoes the candidate: roll back
     ROLLBACK = "rollback"
     PAUSE = "pause"
     RESUME = "resume"
@@ -66,6 +69,10 @@ TRANSITIONS: dict[tuple[Phase, Event], Phase] = {
     (P.AWAITING_APPROVAL, E.ROLLBACK): P.ROLLED_BACK,
     (P.AWAITING_APPROVAL, E.PAUSE): P.PAUSED,
     (P.AWAITING_APPROVAL, E.ABORT): P.ABORTED,
+    (P.PENDING, E.REJECT): P.ROLLED_BACK,
+    (P.PROGRESSING, E.REJECT): P.ROLLED_BACK,
+    (P.PAUSED, E.REJECT): P.ROLLED_BACK,
+    (P.AWAITING_APPROVAL, E.REJECT): P.ROLLED_BACK,
 }
 del P, E
 

@@ -35,6 +35,7 @@ import pandas as pd
 import sqlalchemy as sa
 import structlog
 
+from controller.approval import newly_overdue, read_approvals
 from controller.config import Config, PolicyConfig
 from controller.decide import (
     Decision,
@@ -266,20 +267,25 @@ class Controller:
             self.metrics.decisions.labels(decision.action).inc()
         self._log_decision(record, decision)
         next_eval = now + interval
+        overdue = decision.state.phase is Phase.AWAITING_APPROVAL and newly_overdue(
+            decision, self.store.decisions(rollout_id, limit=20)
+        )
         if isinstance(decision, HoldUntil) and decision.state.phase is record.phase:
             self.store.record_hold(record, decision, now=now, next_eval_at=next_eval)
         else:
             intent = self.store.record_intent(record, decision, now=now, next_eval_at=next_eval)
             self._apply(self.store.get(rollout_id), intent)
+        self._approval_wait(record, decision, now, report=overdue)
         if self.metrics is not None:
             self.metrics.evaluation_seconds.observe(time.perf_counter() - started)
         return decision
 
     def measure(self, policy: PolicyConfig, record: RolloutRecord, now: datetime) -> Observations:
         """Both arms' measurements since the step started plus the settle time."""
+        required, approvals = read_approvals(self.registry, record.model, record.treatment)
         begin = record.step_started_at + timedelta(seconds=policy.settle_seconds)
-        if now <= begin:
-            return Observations()
+        if now <= begin or record.phase is Phase.AWAITING_APPROVAL:  # no metric judges a wait
+            return Observations(approval_required=required, approvals=approvals)
         window = Window(end=now, length=now - begin)
         # By version, not arm: a version's traffic is its arm's, whatever serving labels.
         subjects = (
@@ -296,11 +302,9 @@ class Controller:
         units_source = units_cfg.source or policy.analysis.metrics[0].source
         units_spec = MetricSpec(name="units", query=units_cfg.query, type=units_cfg.type)
         units = tuple(self._measure(units_source, units_spec, s, window, frames) for s in subjects)
-        try:
-            approval = self.registry.approval_policy(record.model, "production") is not None
-        except RegistryError:
-            approval = False
-        return Observations(measured, (units[0], units[1]), approval_required=approval)
+        return Observations(
+            measured, (units[0], units[1]), approval_required=required, approvals=approvals
+        )
 
     def _measure(
         self,
@@ -335,6 +339,23 @@ class Controller:
         if result.status is Status.ERROR and self.metrics is not None:
             self.metrics.source_errors.labels(source).inc()
         return result
+
+    def _approval_wait(
+        self, record: RolloutRecord, decision: Decision, now: datetime, *, report: bool
+    ) -> None:
+        """Export how long the rollout has waited for approval (0 once it stops
+        waiting) and report a wait past ``approval.max_wait``, once."""
+        waiting = decision.state.phase is Phase.AWAITING_APPROVAL
+        if self.metrics is not None and (waiting or record.phase is Phase.AWAITING_APPROVAL):
+            waited = (now - decision.state.step_started_at).total_seconds() if waiting else 0.0
+            self.metrics.awaiting_approval.labels(record.model).set(waited)
+        if not report:
+            return
+        log.warning("approval_overdue", rollout=record.id, model=record.model,
+                    treatment=record.treatment, reason=decision.reason)  # fmt: skip
+        if self.metrics is not None:
+            self.metrics.approval_overdue.labels(record.model).inc()
+        self._notify(record, EventKind.AWAITING_APPROVAL, f"approval overdue: {decision.reason}")
 
     def _log_decision(self, record: RolloutRecord, decision: Decision) -> None:
         log.info(
@@ -471,32 +492,39 @@ class Controller:
     def operate(
         self, rollout_id: int, event: Event, *, reason: str, actor: str | None = None
     ) -> RolloutRecord:
-        """Pause, resume, abort, roll back or approve a rollout on request."""
+        """Pause, resume, abort, roll back, approve or reject a rollout on request.
+
+        An approval or rejection is recorded in the registry first, as ``actor``:
+        the registry refuses approvers off its policy's list and the version's own
+        registrant. Promotion then waits for the registry's count (the next tick).
+        """
         record = self.store.get(rollout_id)
         with self._lock(record.model):
             record = self.store.get(rollout_id)
             if record.intent is not None:
                 self._apply(record, record.intent)
                 record = self.store.get(rollout_id)
-            guarded = self.registry.approval_policy(record.model, "production") is not None
-            if event is Event.APPROVE and record.phase is Phase.AWAITING_APPROVAL and guarded:
-                self.registry.approve_model(
-                    record.model, record.treatment, actor or "operator", reason
-                )
-            decision = operator(record.state, event, reason=reason, actor=actor)
+            who = actor or "operator"
+            said = f"rejected by {who}: {reason}" if event is Event.REJECT else reason
+            decision = operator(record.state, event, reason=said, actor=actor)  # legal move?
+            if event is Event.APPROVE:
+                self.registry.approve_model(record.model, record.treatment, who, reason)
+            elif event is Event.REJECT:
+                self.registry.reject_model(record.model, record.treatment, who, reason)
             now = self.clock()
             log.info(
                 "operator",
                 rollout=rollout_id,
                 operator_event=event.value,
                 actor=actor,
-                reason=reason,
+                reason=said,
             )
-            if decision.event in (Event.ABORT, Event.ROLLBACK):
+            if decision.event in (Event.ABORT, Event.ROLLBACK, Event.REJECT):
                 intent = self.store.record_intent(record, decision, now=now, next_eval_at=now)
                 self._apply(self.store.get(rollout_id), intent)
             else:
                 self.store.record_hold(record, decision, now=now, next_eval_at=now)
+            self._approval_wait(record, decision, now, report=False)
         if event is Event.APPROVE:
             self.reconcile_once(rollout_id, force=True)
         return self.store.get(rollout_id)

@@ -8,6 +8,7 @@ registry.register_model("fraud", model, metadata={...})
 from registry.api import AuditRecord, ModelRegistry
 from registry.compare import Comparison
 from registry.errors import (
+    ApprovalRefused,
     ApprovalRequired,
     Conflict,
     CorruptArtifact,
@@ -30,6 +31,7 @@ from registry.report import ModelGovernance
 from registry.versions import SemVer
 
 __all__ = [
+    "ApprovalRefused",
     "ApprovalRequired",
     "AuditRecord",
     "Comparison",

@@ -31,6 +31,7 @@ from registry.audit import ChainBreak, utc, verify_chain
 from registry.compare import Comparison, compare_versions
 from registry.db import default_home, default_url
 from registry.errors import (
+    ApprovalRefused,
     ApprovalRequired,
     Conflict,
     CorruptArtifact,
@@ -1258,13 +1259,13 @@ class ModelRegistry:
                 )
             policy = approvals.policy_for(tx.conn, mid, target_stage)
             if policy is not None and person not in policy.approvers:
-                raise InvalidInput(
+                raise ApprovalRefused(
                     f"{person} is not an approver for {name} {target_stage}; approvers: "
                     + ", ".join(policy.approvers)
                 )
             owner = tx.conn.execute(sa.select(v.owner).where(v.id == vid)).scalar()
             if person in {owner, approvals.registrant(tx.conn, vid)}:
-                raise InvalidInput(f"{person} owns or registered {ref} and cannot {decision} it")
+                raise ApprovalRefused(f"{person} owns or registered {ref} and cannot {decision} it")
             approvals.record(
                 tx.conn,
                 version_id=vid,
@@ -1286,6 +1287,22 @@ class ModelRegistry:
             )
 
         return self._store.write(op)
+
+    def approval_status(
+        self, name: str, version: str | SemVer, stage: str = "production"
+    ) -> approvals.Status:
+        """Whether this version may enter ``stage`` now as far as approvals go: the
+        policy in force, who approved, how many more are needed, standing rejections.
+        The same judgement a promotion makes, without attempting one."""
+        names.model_name(name)
+        number = SemVer.parse(version)
+        target_stage = stage_name(stage)
+        with self._store.read() as conn:
+            mid, vid, _ = self._locate(conn, name, number)
+            owner = conn.execute(sa.select(v.owner).where(v.id == vid)).scalar()
+            return approvals.status(
+                conn, model_id=mid, version_id=vid, owner=owner, stage=target_stage
+            )
 
     def approvals(self, name: str, version: str | SemVer) -> list[approvals.Decision]:
         """Every approval and rejection recorded for a version, oldest first."""

@@ -176,6 +176,58 @@ def record(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Status:
+    """Where a version stands with the approvals for entering ``stage``.
+
+    ``needed``: approvals still missing (0 when enough are recorded or no policy
+    guards the stage); ``missing``: listed approvers who could still give one;
+    ``rejected``: standing rejections, which block the stage whatever the count.
+    """
+
+    stage: str
+    policy: Policy | None
+    approved_by: tuple[str, ...]
+    needed: int
+    missing: tuple[str, ...]
+    rejected: tuple[Decision, ...]
+
+    @property
+    def required(self) -> bool:
+        return self.policy is not None
+
+
+def status(
+    conn: sa.Connection,
+    *,
+    model_id: int,
+    version_id: int,
+    owner: str | None,
+    stage: str,
+    explicit: bool = False,
+) -> Status:
+    """Judge the recorded approvals of a version against the policy for ``stage``.
+
+    ``explicit`` (the seed's ``approval_required=True``) demands at least one
+    approval even where no policy guards the stage. Approvals by the version's
+    owner or registrant, or (under a policy) by someone off its list, do not count.
+    """
+    policy = policy_for(conn, model_id, stage)
+    recorded = decisions(conn, version_id, stage)
+    rejected = tuple(d for d in recorded if d.decision == "reject")
+    author = {owner, registrant(conn, version_id)} - {None}
+    approved = {d.approver for d in recorded if d.decision == "approve"} - author
+    if policy is not None:
+        approved &= set(policy.approvers)
+        needed = policy.min_approvals - len(approved)
+        missing = tuple(a for a in policy.approvers if a not in approved and a not in author)
+    else:
+        needed = 1 - len(approved) if explicit else 0
+        missing = ()
+    by = tuple(d.approver for d in recorded if d.approver in approved and d.decision == "approve")
+    return Status(stage, policy, by, max(needed, 0), missing, rejected)
+
+
 def check_promotion(
     conn: sa.Connection,
     *,
@@ -191,35 +243,32 @@ def check_promotion(
     ``explicit`` (the seed's ``approval_required=True``) demands at least one
     approval even where no policy guards the stage.
     """
-    policy = policy_for(conn, model_id, to_stage)
-    recorded = decisions(conn, version_id, to_stage)
-    rejected = [d for d in recorded if d.decision == "reject"]
+    found = status(
+        conn,
+        model_id=model_id,
+        version_id=version_id,
+        owner=owner,
+        stage=to_stage,
+        explicit=explicit,
+    )
     # A standing rejection blocks even where no policy asks for approvals.
-    if rejected:
-        who = ", ".join(f"{d.approver} ({d.comments or 'no comment'})" for d in rejected)
+    if found.rejected:
+        who = ", ".join(f"{d.approver} ({d.comments or 'no comment'})" for d in found.rejected)
         raise IllegalTransition(
             f"{ref} was rejected for {to_stage} by {who}", from_stage=None, to_stage=to_stage
         )
-    if policy is None and not explicit:
-        return None
-    author = {owner, registrant(conn, version_id)} - {None}
-    approved = {d.approver for d in recorded if d.decision == "approve"} - author
-    if policy is not None:
-        approved &= set(policy.approvers)
-        needed = policy.min_approvals - len(approved)
-        missing = [a for a in policy.approvers if a not in approved and a not in author]
-    else:
-        needed = 1 - len(approved)
-        missing = []
-    if needed > 0:
+    if found.needed > 0:
+        needed = found.needed
         from_whom = (
-            f" from: {', '.join(missing)}" if missing else " from someone other than its author"
+            f" from: {', '.join(found.missing)}"
+            if found.missing
+            else " from someone other than its author"
         )
         raise ApprovalRequired(
             f"{ref} needs {needed} more approval{'s' if needed > 1 else ''} to enter "
             f"{to_stage}{from_whom}",
             to_stage=to_stage,
-            missing=missing,
+            missing=list(found.missing),
             needed=needed,
         )
-    return policy
+    return found.policy

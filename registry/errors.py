@@ -9,7 +9,8 @@ Every error names what was wrong; the CLI prints ``str(error)`` as its one line.
     ├── InvalidInput(RegistryError, ValueError)
     │   ├── InvalidName
     │   ├── InvalidVersion
-    │   └── IncompatibleVersion      explicit version too small for the changes
+    │   ├── IncompatibleVersion      explicit version too small for the changes
+    │   └── ApprovalRefused          this identity may not approve/reject this version
     ├── Conflict(RegistryError)      the thing already exists / lost a race
     ├── ModelEndOfLife(RegistryError) a deprecated version past its end of life
     ├── IllegalTransition(RegistryError)
@@ -55,6 +56,11 @@ class IncompatibleVersion(InvalidInput):
     def __init__(self, message: str, differences: list[str]) -> None:
         super().__init__(message)
         self.differences = differences
+
+
+class ApprovalRefused(InvalidInput):
+    """The approver is not on the policy's list, or owns or registered the version
+    (four eyes); an API maps this to 403, not 422."""
 
 
 class Conflict(RegistryError):
