@@ -6,6 +6,7 @@ registry.register_model("fraud", model, metadata={...})
 """
 
 from registry.api import AuditRecord, ModelRegistry
+from registry.auto_rollback import RollbackTrigger
 from registry.compare import Comparison
 from registry.errors import (
     ApprovalRequired,
@@ -25,6 +26,7 @@ from registry.errors import (
     VersionNotFound,
 )
 from registry.experiments import track_experiment
+from registry.monitoring import ModelMonitor
 from registry.records import ModelSummary, ModelVersion, Transition
 from registry.report import ModelGovernance
 from registry.versions import SemVer
@@ -44,12 +46,14 @@ __all__ = [
     "InvalidVersion",
     "ModelEndOfLife",
     "ModelGovernance",
+    "ModelMonitor",
     "ModelNotFound",
     "ModelRegistry",
     "ModelSummary",
     "ModelVersion",
     "NotFound",
     "RegistryError",
+    "RollbackTrigger",
     "SemVer",
     "Transition",
     "VersionNotFound",
