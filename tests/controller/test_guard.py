@@ -403,3 +403,25 @@ class TestGuardConfig:
                  "guard": guard},
                 where="test",
             )  # fmt: skip
+
+
+class TestGuardJob:
+    def test_one_job_replanned_on_reload(self, world: World) -> None:
+        """One guard job for all models at guard.interval; a reload re-plans or removes it."""
+        from controller.scheduler import GUARD, WATCHER, RolloutScheduler
+
+        scheduler = RolloutScheduler(world.controller, world.guard)
+        scheduler.start()
+        try:
+            assert scheduler.job_ids() == [GUARD, WATCHER]
+            job = scheduler._scheduler.get_job(GUARD)
+            assert job.trigger.interval == timedelta(seconds=60)
+            assert (job.coalesce, job.max_instances) == (True, 1)
+            world.controller.config = _config(world.tmp, interval=5)
+            scheduler.replan()
+            assert scheduler._scheduler.get_job(GUARD).trigger.interval == timedelta(seconds=5)
+            world.controller.config = _config(world.tmp, enabled=False)
+            scheduler.replan()
+            assert scheduler.job_ids() == [WATCHER]
+        finally:
+            scheduler.shutdown()
