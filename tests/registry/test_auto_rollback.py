@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,13 +13,15 @@ from registry.auto_rollback import parse_duration
 
 
 @pytest.fixture
-def registry(tmp_path: Path) -> ModelRegistry:
-    reg = ModelRegistry(home=tmp_path / "home", actor="alice")
+def registry(tmp_path: Path, db_url: str) -> Iterator[ModelRegistry]:
+    """On every backend of the contract suite (SQLite, PostgreSQL)."""
+    reg = ModelRegistry(db_url, home=tmp_path / "home", actor="alice")
     artifact = tmp_path / "m.bin"
     artifact.write_bytes(b"m")
     for name in ("fraud", "churn"):
         reg.register_model(name, str(artifact), version="1.0.0", stage="staging")
-    return reg
+    yield reg
+    reg.close()
 
 
 def _actions(registry: ModelRegistry) -> list[tuple[str, str, str]]:
