@@ -154,12 +154,17 @@ def _history(memory: TriggerMemory | None, version: str, now: datetime) -> list[
 
 
 def _describe(result: TriggerResult, trigger: GuardTrigger) -> str:
+    spec = trigger.spec
     value = "n/a" if result.value is None else f"{result.value:.6g}"
+    what = (
+        spec.metric
+        if spec.compare == "value"
+        else f"{spec.metric} {spec.compare.replace('_', ' ')}"
+    )
     return (
-        f"guard trigger {trigger.name} fired: {trigger.spec.metric} {value} "
-        f"{'>' if trigger.spec.direction == 'above' else '<'} threshold "
-        f"{trigger.spec.threshold:.6g} ({trigger.spec.compare}) over "
-        f"{trigger.window.total_seconds():g}s, {result.samples} samples, "
+        f"guard trigger {trigger.name} fired: {what} {value} "
+        f"{'>' if spec.direction == 'above' else '<'} threshold {spec.threshold:.6g} over "
+        f"{trigger.window.total_seconds():g}s window, {result.samples} samples, "
         f"{result.consecutive} breach(es) in a row"
     )
 

@@ -63,7 +63,7 @@ class TestJudge:
         assert verdict.action == "rollback"
         assert "error_rate 0.3 > threshold 0.1" in verdict.reason
         assert "500 samples" in verdict.reason
-        assert "3600s" in verdict.reason
+        assert "3600s window" in verdict.reason
         assert verdict.cooldown == timedelta(seconds=600)
         memory = verdict.memories["errors"]
         assert (memory.streak, memory.last_fired_at, memory.version) == (0, T0, "v1.1.0")
@@ -352,6 +352,40 @@ class TestGuardPass:
         world.bad("v1.1.0")
         assert world.guard.run_once() == []
         assert world.prod() == "v1.1.0"
+
+
+class TestGuardRepairsAndBaselines:
+    def test_pending_action_from_a_crash_is_redone(self, world: World) -> None:
+        """A rollback recorded as pending but never made (the daemon died before the
+        registry call) does not hold the model in cooldown: the next firing acts."""
+        world.guard.store.begin_action("fraud", "v1.1.0", now=T0 - timedelta(seconds=30),
+                                       until=T0 + timedelta(hours=1), reason="crashed")  # fmt: skip
+        world.bad("v1.1.0")
+        (verdict,) = world.guard.run_once()
+        assert verdict.action == "rollback"
+        assert world.prod() == "v1.0.0"
+        assert [a.outcome for a in world.guard.store.actions("fraud")] == ["pending", "rolled_back"]
+
+    def test_accuracy_drop_against_registered_accuracy(self, world: World) -> None:
+        """The seed's accuracy_drop_threshold compares the window's accuracy with the
+        accuracy the version was registered with."""
+        world.restart(_config(world.tmp, policy=False))
+        artifact = world.tmp / "acc.bin"
+        artifact.write_bytes(b"acc")
+        for version in ("2.0.0", "2.1.0"):
+            world.registry.register_model("acc", str(artifact), version=version,
+                                          stage="staging", metadata={"accuracy": 0.9})  # fmt: skip
+            world.registry.promote_model("acc", version, to_stage="production", reason="base")
+        world.registry.set_auto_rollback_triggers("acc", accuracy_drop_threshold=0.1,
+                                                  min_samples=50)  # fmt: skip
+        traffic(world.ingest, "acc", T0 - timedelta(seconds=1), {"v2.1.0": (300, 0.6, 0.0)})
+        (verdict,) = world.guard.run_once()
+        assert verdict.action == "rollback"
+        assert world.prod("acc") == "v2.0.0"
+        reason = world.registry.history("acc")[-1].reason or ""
+        assert "accuracy_drop fired" in reason
+        assert "accuracy drop 0." in reason
+        assert "> threshold 0.1 over" in reason
 
 
 class TestNeverPromotedAgainAutomatically:
