@@ -10,8 +10,14 @@
   threads): requests/s and p50/p99 latency. Targets: >= 2,000 req/s, p99 <= 5 ms.
 - start: seconds from spawning ``modelreg daemon`` to ``/readyz`` answering 200.
 - memory: the daemon's resident set (VmRSS) after the resolve run, in MiB.
+- guarding: CPU seconds of one guard pass (``Guard.run_once``) over ``--guarding``
+  production models guarded by the seed's registry-wide
+  ``set_auto_rollback_triggers`` (error rate, p95 latency, accuracy drop), each with
+  ``--events`` events in its window; against the same run's baseline, one rollout
+  tick of the same models (a guard pass per interval vs a tick per interval).
 
 Usage: python bench/daemon_bench.py [--rollouts 100,1000] [--seconds 5]
+       [--guarding 1000] [--only-guarding]
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ import numpy as np
 import yaml
 from prometheus_client import CollectorRegistry
 
-from controller.config import parse_config
+from controller.config import GuardSection, parse_config
 from controller.logging import configure
 from controller.metrics import ControllerMetrics
 from controller.reconcile import Controller
@@ -142,6 +148,103 @@ def evaluation(n: int, events: int, work: Path) -> dict[str, Any]:
         "wall_seconds_per_tick": round(wall, 3),
         "cpu_ms_per_rollout": round(1000 * cpu / max(1, len(started)), 2),
         "actions": actions,
+        "setup_seconds": round(setup_s, 1),
+    }
+
+
+def guarding(n: int, events: int, work: Path) -> dict[str, Any]:
+    """Time one guard pass over ``n`` production models, then one rollout tick of each."""
+    from controller.guard_store import GuardStore  # noqa: PLC0415 -- only this section
+    from controller.guarding import Guard  # noqa: PLC0415 -- only this section
+
+    home = work / f"guard-{n}"
+    clock = {"now": T0}
+    registry = ModelRegistry(home=home, actor="bench", clock=lambda: clock["now"])
+    artifact = work / "model.bin"
+    artifact.write_bytes(b"model")
+    names = [f"g{i:04d}" for i in range(n)]
+    setup = time.perf_counter()
+    for name in names:
+        for version in ("1.0.0", "1.1.0"):
+            registry.register_model(name, str(artifact), version=version, stage="staging",
+                                    metadata={"accuracy": 0.85})  # fmt: skip
+            registry.promote_model(name, version, to_stage="production", reason="bench")
+        registry.register_model(name, str(artifact), version="1.2.0", stage="staging")
+    registry.set_auto_rollback_triggers(
+        error_rate_threshold=0.05, latency_threshold=200, accuracy_drop_threshold=0.10,
+        min_samples=50,
+    )  # fmt: skip
+    ingest = IngestStore.open(f"sqlite:///{home}/ingest.db")
+    rng = np.random.default_rng(0)
+    rows, labels = [], []
+    for name in names:
+        for version in ("v1.1.0", "v1.2.0"):
+            correct = rng.random(events) < 0.85
+            for i in range(events):
+                pid = f"{name}-{version}-{i}"
+                ts = T0.timestamp() + 1 + i / events
+                rows.append({"prediction_id": pid, "model": name, "version": version,
+                             "arm": "", "unit_id": pid, "timestamp": ts,
+                             "latency_ms": 5.0, "error": False, "outcome": 1.0})  # fmt: skip
+                labels.append({"prediction_id": pid, "label": float(correct[i]),
+                               "timestamp": T0.timestamp()})  # fmt: skip
+        if len(rows) >= 50_000:
+            ingest.add_events(rows)
+            ingest.add_labels(labels)
+            rows, labels = [], []
+    if rows:
+        ingest.add_events(rows)
+        ingest.add_labels(labels)
+    config = parse_config(
+        {
+            "sources": {"events": {"kind": "ingest"}},
+            "routers": {"table": {"kind": "file", "options": {"path": str(home / "r.json")}}},
+            "models": {name: _policy() for name in names},
+        },
+        where="bench",
+    )
+    store = RolloutStore.open(registry.url)
+    controller = Controller(
+        config=config, registry=registry, store=store,
+        sources={"events": IngestSource(ingest)},
+        routers={"table": FileRouter(path=home / "r.json")},
+        clock=lambda: clock["now"], metrics=ControllerMetrics(CollectorRegistry()),
+        ingest={"events": ingest},
+    )  # fmt: skip
+    guard = Guard(controller, GuardStore(store.engine), metrics=CollectorRegistry())
+    clock["now"] = T0 + timedelta(seconds=3)
+    guard.run_once()  # the first pass writes every trigger's memory; time the next one
+    setup_s = time.perf_counter() - setup
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    verdicts = guard.run_once()
+    guard_cpu, guard_wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    actions: dict[str, int] = {}
+    for verdict in verdicts:
+        actions[verdict.action] = actions.get(verdict.action, 0) + 1
+    # Baseline, same models and data: one tick of a rollout of v1.2.0 against v1.1.0.
+    clock["now"] = T0
+    started = controller.watch_once()
+    for record in started:
+        controller.reconcile_once(record.id)
+    clock["now"] = T0 + timedelta(seconds=3)
+    cpu0 = time.process_time()
+    for record in started:
+        controller.reconcile_once(record.id, force=True)
+    tick_cpu = time.process_time() - cpu0
+    ingest.close()
+    store.close()
+    registry.close()
+    return {
+        "models": n,
+        "triggers_per_model": 3,
+        "events_in_window": events,
+        "cpu_seconds_per_pass": round(guard_cpu, 3),
+        "wall_seconds_per_pass": round(guard_wall, 3),
+        "cpu_ms_per_model": round(1000 * guard_cpu / max(1, n), 2),
+        "verdicts": actions,
+        "baseline_rollout_tick_cpu_seconds": round(tick_cpu, 3),
+        "pass_vs_rollout_tick": round(guard_cpu / tick_cpu, 2) if tick_cpu else None,
+        "cpu_share_at_default_interval": round(guard_cpu / GuardSection().interval, 4),
         "setup_seconds": round(setup_s, 1),
     }
 
@@ -258,15 +361,21 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=100, help="events per arm per rollout")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=2)
+    parser.add_argument("--guarding", type=int, default=1000, help="models (0: skip)")
+    parser.add_argument("--only-guarding", action="store_true", help="skip the other sections")
     args = parser.parse_args()
     sink = open(os.devnull, "w")  # noqa: SIM115 -- lives as long as the process
     configure(stream=sink)  # decision logs are JSON lines, as in the daemon, to nowhere
     with tempfile.TemporaryDirectory(prefix="daemon-bench-") as tmp:
         work = Path(tmp)
-        result: dict[str, Any] = {"daemon": daemon(work, args.seconds, args.connections)}
-        result["evaluation"] = [
-            evaluation(int(n), args.events, work) for n in args.rollouts.split(",") if n
-        ]
+        result: dict[str, Any] = {}
+        if not args.only_guarding:
+            result["daemon"] = daemon(work, args.seconds, args.connections)
+            result["evaluation"] = [
+                evaluation(int(n), args.events, work) for n in args.rollouts.split(",") if n
+            ]
+        if args.guarding:
+            result["guarding"] = guarding(args.guarding, args.events, work)
     print(json.dumps(result, indent=2))
 
 

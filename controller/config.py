@@ -4,7 +4,8 @@ Sections: ``registry`` (database URL, artifact home), ``server`` (listen address
 tokens file, which ingest source takes the HTTP intake), ``sources`` and
 ``routers`` (by name, each with a ``kind:`` and its ``options``), ``alerts``
 (Alertmanager label matchers mapped to an action on a model), ``notifications``
-(webhooks told of decisions) and ``models``: one rollout policy per model name.
+(webhooks told of decisions), ``guard`` (guarding production versions) and
+``models``: one rollout policy per model name.
 Unknown keys anywhere are errors; every error is a ``ConfigError`` naming the
 file, the key path (``models.fraud.strategy.steps``) and what was expected.
 Relative paths (``registry.home``, a file router's ``path``, ``sqlite:///`` URLs)
@@ -44,6 +45,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "FixedStrategy",
+    "GuardSection",
     "MetricConfig",
     "NotificationTarget",
     "PolicyConfig",
@@ -352,6 +354,23 @@ class NotificationTarget(_Strict):
         }
 
 
+class GuardSection(_Strict):
+    """Guarding production versions (``controller.guarding``): one pass every
+    ``interval`` seconds over every model whose production version has triggers (its
+    policy's ``triggers`` or the registry's auto-rollback triggers) and no active
+    rollout. Policy triggers are judged over the last ``window`` seconds, and a guard
+    rollback blocks the next one for ``cooldown`` seconds (registry triggers carry
+    their own window and cooldown). ``source``: where a metric no policy defines is
+    measured (default: the ingest source), by its name as the statistic.
+    """
+
+    enabled: bool = True
+    interval: float = Field(default=60.0, gt=0)
+    window: float = Field(default=3600.0, gt=0)
+    cooldown: float = Field(default=3600.0, ge=0)
+    source: str | None = None
+
+
 class Config(_Strict):
     registry: RegistrySection = Field(default_factory=RegistrySection)
     server: ServerSection = Field(default_factory=ServerSection)
@@ -361,6 +380,7 @@ class Config(_Strict):
     notifications: list[NotificationTarget] = Field(default_factory=list)
     models: dict[str, PolicyConfig] = Field(default_factory=dict)
     watch_interval: float = Field(default=5.0, gt=0)
+    guard: GuardSection = Field(default_factory=GuardSection)
     source_file: str = ""  # where it was loaded from (set by load_config)
 
     def registry_url(self) -> str:
@@ -423,6 +443,8 @@ def _cross_check(config: Config, where: str) -> None:
                 "(a step of 100 is the promotion itself)"
             )
     _check_alerts(config, where)
+    if config.guard.source is not None and config.guard.source not in config.sources:
+        raise ConfigError(f"{where}: guard.source: unknown source {config.guard.source!r}")
     ingest = config.server.ingest_source
     if ingest is not None and (ingest not in config.sources or
                                config.sources[ingest].kind != "ingest"):  # fmt: skip

@@ -11,7 +11,7 @@ Under systemd (``Type=notify``) the daemon sends ``READY=1`` once the API serves
 ``WATCHDOG=1`` at half of ``WatchdogSec`` while it runs, ``RELOADING=1`` on SIGHUP
 and ``STOPPING=1`` on shutdown (``controller.systemd``; no-ops elsewhere).
 
-SIGHUP re-reads the config file. Policies (``models``), ``alerts`` and
+SIGHUP re-reads the config file. Policies (``models``), ``alerts``, ``guard`` and
 ``watch_interval`` take effect at once: jobs are re-planned at the new intervals.
 A new file that is invalid, or that changes ``registry``, ``server``, ``sources``,
 ``routers`` or ``notifications`` (which need a restart), is refused with an error log line and the
@@ -41,6 +41,8 @@ from controller.api import ApiDeps, create_app
 from controller.auth import TokenStore
 from controller.config import Config, load_config
 from controller.errors import ConfigError
+from controller.guard_store import GuardStore
+from controller.guarding import Guard
 from controller.metrics import ControllerMetrics
 from controller.notify import EventKind, Notifications, build_notifier
 from controller.reconcile import Clock, Controller
@@ -141,7 +143,8 @@ class Daemon:
         )
         if notifications is not None:
             controller.on_decision = notifications.post
-        scheduler = RolloutScheduler(controller)
+        guard = Guard(controller, GuardStore(store.engine), metrics=collector)
+        scheduler = RolloutScheduler(controller, guard)
         ingest_name = config.ingest_source_name()
         holder: dict[str, Daemon] = {}
         alerts = (

@@ -45,6 +45,7 @@ from controller.decide import (
     operator,
 )
 from controller.errors import CannotStart, IllegalMove, RolloutNotFound
+from controller.guard import rolled_back_from_production
 from controller.metrics import ControllerMetrics, rollback_reason
 from controller.notify import DecisionEvent, EventKind
 from controller.phases import TERMINAL, Event, Phase
@@ -210,17 +211,28 @@ class Controller:
 
     def watch_once(self) -> list[RolloutRecord]:
         """Level-triggered: start a rollout for every staging version of a model with a
-        policy that never had one (oldest first, one active rollout per model)."""
+        policy that never had one (oldest first, one active rollout per model).
+
+        A version that was ever rolled back from production (by the guard, an alert
+        or an operator) is never started again automatically; a person may promote it.
+        """
         started = []
         for model in self.config.models:
             try:
                 staged = self.registry.list_versions(model, stage="staging")
             except NotFound:
                 continue
+            demoted: set[str] | None = None
             for version in sorted(staged, key=lambda v: v.version):
                 if self.store.active_for(model) is not None:
                     break
                 if self.store.exists(model, str(version.version)):
+                    continue
+                if demoted is None:
+                    demoted = rolled_back_from_production(self.registry.history(model))
+                if str(version.version) in demoted:
+                    log.debug("rollout_not_started", model=model, version=str(version.version),
+                              reason="rolled back from production before")  # fmt: skip
                     continue
                 try:
                     started.append(

@@ -6,7 +6,9 @@ job runs ``Controller.reconcile_once`` every ``interval`` of its policy with
 ``max_instances=1`` (no overlap), ``coalesce=True`` (missed runs collapse into one)
 and a misfire grace of one interval. The watcher starts rollouts for new staging
 versions, reconciles every router with the database (so a router that failed is
-retried and drift is repaired) and refreshes the phase gauges.
+retried and drift is repaired) and refreshes the phase gauges. One guard job (not
+one per model) runs ``Guard.run_once`` every ``guard.interval``, first after one
+interval, with the same no-overlap and coalescing rules.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from apscheduler.jobstores.base import JobLookupError
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from controller.guarding import Guard
 from controller.reconcile import Controller
 from controller.store import RolloutRecord
 
@@ -26,13 +29,15 @@ __all__ = ["RolloutScheduler"]
 
 log = structlog.get_logger("controller.scheduler")
 WATCHER = "watcher"
+GUARD = "guard"
 
 
 class RolloutScheduler:
     """Owns the APScheduler instance and keeps its jobs equal to the active rollouts."""
 
-    def __init__(self, controller: Controller) -> None:
+    def __init__(self, controller: Controller, guard: Guard | None = None) -> None:
         self.controller = controller
+        self.guard = guard
         self._scheduler = BackgroundScheduler(
             jobstores={"default": MemoryJobStore()},
             job_defaults={"coalesce": True, "max_instances": 1},
@@ -55,6 +60,7 @@ class RolloutScheduler:
             misfire_grace_time=max(1, int(interval)),
             next_run_time=datetime.now(UTC),
         )
+        self._plan_guard()
 
     def shutdown(self) -> None:
         if self._scheduler.running:
@@ -67,6 +73,27 @@ class RolloutScheduler:
             self.ensure_job(record)
         interval = self.controller.config.watch_interval
         self._scheduler.reschedule_job(WATCHER, trigger="interval", seconds=interval)
+        self._plan_guard()
+
+    def _plan_guard(self) -> None:
+        """The guard job at the config's interval; none when guarding is off."""
+        settings = self.controller.config.guard
+        if self.guard is None or not settings.enabled:
+            with contextlib.suppress(JobLookupError):
+                self._scheduler.remove_job(GUARD)
+            return
+        job = self._scheduler.get_job(GUARD)
+        if job is not None and job.trigger.interval.total_seconds() == settings.interval:
+            return  # unchanged: keep its next run
+        self._scheduler.add_job(
+            self._guard,
+            "interval",
+            seconds=settings.interval,
+            id=GUARD,
+            replace_existing=True,
+            misfire_grace_time=max(1, int(settings.interval)),
+            next_run_time=datetime.now(UTC) + timedelta(seconds=settings.interval),
+        )
 
     def job_ids(self) -> list[str]:
         return sorted(job.id for job in self._scheduler.get_jobs())
@@ -99,6 +126,14 @@ class RolloutScheduler:
             with contextlib.suppress(JobLookupError):  # another run removed it already
                 self._scheduler.remove_job(f"rollout-{rollout_id}")
             self.controller.refresh_phase_metrics()
+
+    def _guard(self) -> None:
+        if self.guard is None:
+            return
+        try:
+            self.guard.run_once()
+        except Exception:  # a failing pass must not kill the job; the next one retries
+            log.exception("guard_failed")
 
     def _watch(self) -> None:
         try:

@@ -6,6 +6,7 @@ registry.register_model("fraud", model, metadata={...})
 """
 
 from registry.api import AuditRecord, ModelRegistry
+from registry.auto_rollback import RollbackTrigger
 from registry.compare import Comparison
 from registry.errors import (
     ApprovalRefused,
@@ -26,6 +27,7 @@ from registry.errors import (
     VersionNotFound,
 )
 from registry.experiments import track_experiment
+from registry.monitoring import ModelMonitor
 from registry.records import ModelSummary, ModelVersion, Transition
 from registry.report import ModelGovernance
 from registry.versions import SemVer
@@ -46,12 +48,14 @@ __all__ = [
     "InvalidVersion",
     "ModelEndOfLife",
     "ModelGovernance",
+    "ModelMonitor",
     "ModelNotFound",
     "ModelRegistry",
     "ModelSummary",
     "ModelVersion",
     "NotFound",
     "RegistryError",
+    "RollbackTrigger",
     "SemVer",
     "Transition",
     "VersionNotFound",

@@ -24,7 +24,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from registry import approvals, fastsql, lineage, names, queries, schema
+from registry import approvals, auto_rollback, fastsql, lineage, names, queries, schema
 from registry import files as vfiles
 from registry.artifacts import ArtifactStore, Progress, StoredBlob
 from registry.audit import ChainBreak, utc, verify_chain
@@ -1200,6 +1200,69 @@ class ModelRegistry:
             return policy
 
         return self._store.write(op)
+
+    # -- auto-rollback triggers (judged by the controller's guard) ----------------
+
+    def set_auto_rollback_triggers(
+        self,
+        name: str | None = None,
+        *,
+        error_rate_threshold: float | None = None,
+        latency_threshold: float | None = None,
+        accuracy_drop_threshold: float | None = None,
+        window: str | float = "1h",
+        min_samples: int = 100,
+        consecutive: int = 1,
+        cooldown: str | float = "1h",
+        actor: str | None = None,
+    ) -> tuple[auto_rollback.RollbackTrigger, ...]:
+        """Roll ``name``'s production version back (registry-wide when None) when its
+        error rate or p95 latency (ms) exceeds, or its accuracy drops more than, the
+        threshold over ``window``. Replaces the level's triggers; audited."""
+        triggers = auto_rollback.seed_triggers(
+            error_rate_threshold=error_rate_threshold,
+            latency_threshold=latency_threshold,
+            accuracy_drop_threshold=accuracy_drop_threshold,
+            window=window,
+            min_samples=min_samples,
+            consecutive=consecutive,
+            cooldown=cooldown,
+        )
+        self._write_auto_rollback(name, triggers, actor, "set_auto_rollback_triggers")
+        return triggers
+
+    def clear_auto_rollback_triggers(
+        self, name: str | None = None, *, actor: str | None = None
+    ) -> None:
+        """Remove the level's triggers (a model then falls back to the registry-wide ones)."""
+        self._write_auto_rollback(name, None, actor, "clear_auto_rollback_triggers")
+
+    def auto_rollback_triggers(self, name: str) -> tuple[auto_rollback.RollbackTrigger, ...]:
+        """The triggers guarding ``name``'s production version: its own, else registry-wide."""
+        names.model_name(name)
+        with self._store.read() as conn:
+            return auto_rollback.effective(conn, queries.model_id(conn, name))
+
+    def auto_rollback_settings(self) -> dict[str | None, auto_rollback.Setting]:
+        """Every level's newest setting by model name (None: registry-wide), in one read."""
+        with self._store.read() as conn:
+            return auto_rollback.all_settings(conn)
+
+    def _write_auto_rollback(
+        self,
+        name: str | None,
+        triggers: tuple[auto_rollback.RollbackTrigger, ...] | None,
+        actor: str | None,
+        action: str,
+    ) -> None:
+        who = names.actor(actor) if actor else self.actor
+        auto_rollback.update(
+            self._store,
+            name,
+            lambda old: auto_rollback.Setting(triggers, old.tracked),
+            actor=who,
+            action=action,
+        )
 
     def approval_policy(
         self, name: str, stage: str = "production", *, at: datetime | None = None

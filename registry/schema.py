@@ -222,3 +222,21 @@ approvals_t: sa.Table = Approval.__table__  # type: ignore[attr-defined]
 nodes_t: sa.Table = LineageNode.__table__  # type: ignore[attr-defined]
 edges_t: sa.Table = LineageEdge.__table__  # type: ignore[attr-defined]
 experiments_t: sa.Table = Experiment.__table__  # type: ignore[attr-defined]
+
+
+class AutoRollbackPolicy(SQLModel, table=True):
+    """Auto-rollback triggers and tracked metrics; ``model_id`` NULL is the registry
+    default. Newest row per level wins; ``triggers`` NULL: nothing set at this level."""
+
+    __tablename__: ClassVar[str] = "auto_rollback_policy"
+    __table_args__ = (sa.Index("ix_auto_rollback_model", "model_id", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    model_id: int | None = Field(default=None, foreign_key="registered_model.id")
+    triggers: list[dict[str, Any]] | None = Field(default=None, sa_column=sa.Column(sa.JSON))
+    tracked: list[str] | None = Field(default=None, sa_column=sa.Column(sa.JSON))
+    actor: str
+    at: datetime = Field(sa_column=sa.Column(_TS, nullable=False))
+
+
+auto_rollback_t: sa.Table = AutoRollbackPolicy.__table__  # type: ignore[attr-defined]

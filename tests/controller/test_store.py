@@ -41,7 +41,7 @@ class TestStore:
         )
         with store.engine.connect() as conn:
             assert conn.execute(sa.text("SELECT version_num FROM controller_alembic_version")
-                                ).scalar() == "c0001"  # fmt: skip
+                                ).scalar() == "c0002"  # fmt: skip
         store.close()
 
     def test_one_active_rollout_per_model(self, tmp_path: Path) -> None:
