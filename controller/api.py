@@ -10,8 +10,9 @@
 - ``POST /v1/alerts``: Alertmanager's webhook, mapped by the config's alert routes
   to rollback, pause or abort of the model's active rollout; a rollback for a model
   with no active rollout puts the previous production version back (registry and
-  routers) before answering. Repeats act once. ``modelreg_alert_action_seconds``:
-  time from the request's arrival to its action committed and routed.
+  routers) before answering. Repeats act once, across restarts too (``alert_ledger``).
+  ``modelreg_alert_action_seconds``: time from the request's arrival to its action
+  committed and routed.
 
 Bodies are pydantic models: a bad body is a 422 naming the field. Errors are JSON
 ``{"detail": "..."}`` with 404 (unknown), 409 (illegal now) or 422 (invalid).
@@ -37,6 +38,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 
+from controller.alert_ledger import AlertLedger
 from controller.auth import AuthError, Principal, Role, TokenStore, Unauthorized, authorize
 from controller.errors import CannotStart, IllegalMove, RolloutNotFound
 from controller.phases import Event
@@ -61,6 +63,7 @@ class ApiDeps:
     ready: Callable[[], bool] = lambda: True
     alerts: AlertIntake | None = None
     tokens: TokenStore | None = None  # None: no authentication (a loopback-only daemon)
+    alert_ledger: AlertLedger | None = None  # keeps alert dedup across restarts
 
 
 class _Body(BaseModel):
@@ -295,8 +298,9 @@ def create_app(deps: ApiDeps) -> FastAPI:  # noqa: PLR0915 -- routes are closure
         if deps.alerts is None:
             raise HTTPException(404, "no alert routes are configured")
         body = await request.body()
+        now = controller.clock()
         try:
-            result = deps.alerts.handle(body, now=controller.clock())
+            result = deps.alerts.handle(body, now=now)
         except AlertPayloadError as exc:
             raise HTTPException(422, str(exc)) from None
         applied = []
@@ -305,6 +309,8 @@ def create_app(deps: ApiDeps) -> FastAPI:  # noqa: PLR0915 -- routes are closure
             if outcome.get("acted"):  # committed and routed: how long it took since arrival
                 alert_seconds.labels(action.action).observe(time.perf_counter() - received)
             applied.append(outcome)
+        if deps.alert_ledger is not None and result.remembered:  # after the actions committed
+            await run_in_threadpool(deps.alert_ledger.remember, result.remembered, now=now)
         return {"actions": applied, "duplicates": result.duplicates,
                 "unmatched": result.unmatched, "resolved": result.resolved}  # fmt: skip
 

@@ -62,7 +62,7 @@ from monitors.alerts import AlertAction
 from monitors.windows import STAT_COLUMNS, measure_frame
 from registry import ApprovalRequired, ModelRegistry, NotFound, RegistryError
 
-__all__ = ["Clock", "Controller", "route_for"]
+__all__ = ["Clock", "Controller", "rebased", "route_for"]
 
 Clock = Callable[[], datetime]
 _REVISIONS_PER_ROLLOUT = 1000
@@ -99,6 +99,22 @@ def route_for(
         revision=rollout_id * _REVISIONS_PER_ROLLOUT + revision,
         salt=f"{model}:{rollout_id}",
     )
+
+
+def rebased(route: Route, held: Route | None) -> Route:
+    """``route`` as it may be pushed over ``held``: a revision never moves back.
+
+    Serving already holding these backends keeps its route (no write); otherwise the
+    revision goes above the held one when it is not already, since receivers ignore
+    routes that are not newer (a production change outside a rollout, a retried push).
+    """
+    if held is None:
+        return route
+    if held.backends == route.backends and held.salt == route.salt:
+        return held
+    if held.revision >= route.revision:
+        return replace(route, revision=held.revision + 1)
+    return route
 
 
 def _record_route(record: RolloutRecord, state: Mapping[str, Any], revision: int) -> Route:
@@ -367,7 +383,9 @@ class Controller:
             return
         name, router = found
         try:
-            if router.read(route.model) != route:
+            held = router.read(route.model)
+            route = rebased(route, held)
+            if held != route:
                 router.set(route)
         except RouterError as exc:
             self.router_errors[name] = str(exc)
@@ -623,17 +641,11 @@ class Controller:
         return result
 
     def _push_after_production_change(self, model: str) -> None:
-        """Route all traffic to the current production version, with a newer revision
-        than the router holds (receivers ignore routes that are not newer)."""
+        """Route all traffic to the current production version (``_push`` rebases its
+        revision above the held one). A failure is retried by ``reconcile_routers``."""
         route = self.desired_route(model)
-        found = self._router_for(model)
-        if route is None or found is None:
-            return
-        held = found[1].read(model)
-        if held is not None and held.backends == route.backends:
-            return
-        floor = held.revision if held is not None else 0
-        self._push(replace(route, revision=max(route.revision, floor) + 1))
+        if route is not None:
+            self._push(route)
 
     def refresh_phase_metrics(self) -> None:
         if self.metrics is not None:

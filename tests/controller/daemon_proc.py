@@ -125,12 +125,20 @@ def alert_stack(home: Path, *, routes: Path | None = None) -> DaemonProcess:
     return DaemonProcess(home, config, f"http://127.0.0.1:{port}", admin, alerts)
 
 
-def webhook(version: str, *, fingerprint: str = "fp-1", starts: str = "2026-11-26T10:00:00Z",
-            status: str = "firing") -> dict[str, Any]:  # fmt: skip
-    """An Alertmanager (version 4) notification with one alert on ``fraud``."""
+def webhook(
+    version: str | None,
+    *,
+    fingerprint: str = "fp-1",
+    starts: str = "2026-11-26T10:00:00Z",
+    status: str = "firing",
+) -> dict[str, Any]:
+    """An Alertmanager (version 4) notification with one alert on ``fraud`` (and on
+    ``version`` when given: without it the alert means whatever is in production)."""
+    labels = {"alertname": ALERT_NAME, "model": "fraud"}
+    if version is not None:
+        labels["version"] = version
     return {
         "version": "4", "receiver": "modelreg", "status": status, "groupKey": "{}:{}",
         "alerts": [{"status": status, "fingerprint": fingerprint, "startsAt": starts,
-                    "endsAt": "0001-01-01T00:00:00Z",
-                    "labels": {"alertname": ALERT_NAME, "model": "fraud", "version": version}}],
+                    "endsAt": "0001-01-01T00:00:00Z", "labels": labels}],
     }  # fmt: skip
