@@ -157,3 +157,41 @@ class TestAlertWithoutRollout:
         (outcome,) = world.client.post("/v1/alerts", json=_webhook(name="Slow")).json()["actions"]
         assert outcome["result"] == "ignored: no active rollout"
         assert str(world.registry.resolve("fraud").version) == "v1.1.0"
+
+
+class TestNotAlertmanager:
+    @pytest.mark.parametrize(
+        ("body", "named"),
+        [
+            (b"not json at all", "not valid JSON"),
+            (b'[{"labels": {"alertname": "FraudErrors"}}]', "must be a JSON object"),
+            (b'{"text": "deploy failed", "channel": "#ml"}', "version"),
+            (b'{"version": "4", "status": "firing", "alerts": []}', "'receiver'"),
+            (b'{"version": "4", "receiver": "r", "status": "firing", "groupKey": "g", '
+             b'"alerts": [{"status": "firing", "labels": {}, "startsAt": '
+             b'"2026-03-01T12:00:00Z"}]}', "alerts[0] lacks 'fingerprint'"),
+            (b'{"version": "4", "receiver": "r", "status": "burning", "groupKey": "g", '
+             b'"alerts": []}', "status must be 'firing' or 'resolved'"),
+        ],
+    )  # fmt: skip
+    def test_rejected_with_the_reason(self, world: World, body: bytes, named: str) -> None:
+        """A body that is not Alertmanager's webhook: 422 naming what is wrong, no change."""
+        answer = world.client.post(
+            "/v1/alerts", content=body, headers={"content-type": "application/json"}
+        )
+        assert answer.status_code == 422
+        assert named in answer.json()["detail"]
+        assert str(world.registry.resolve("fraud").version) == "v1.1.0"
+        assert _observations(world.metrics) == 0
+
+    def test_unknown_model_is_answered_without_effect(self, world: World) -> None:
+        """An alert naming a model the registry does not know: 200, recorded as no effect,
+        and later alerts still act."""
+        answer = world.client.post("/v1/alerts", json=_webhook(model="ghost", fp="g1"))
+        assert answer.status_code == 200
+        (outcome,) = answer.json()["actions"]
+        assert (outcome["model"], outcome["acted"]) == ("ghost", False)
+        assert "no production version to roll back" in outcome["result"]
+        assert str(world.registry.resolve("fraud").version) == "v1.1.0"
+        (real,) = world.client.post("/v1/alerts", json=_webhook(fp="f9")).json()["actions"]
+        assert real["acted"] is True
