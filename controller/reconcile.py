@@ -606,10 +606,13 @@ class Controller:
             except RegistryError:
                 return no_effect("no production version to roll back")
             version = str(current.version)
+            instance = f"alert instance {action.fingerprint}@{action.starts_at.isoformat()}"
+            if self._production_from(model, instance):
+                return no_effect(f"{version} is production after a rollback for this {instance}")
             if action.version is not None and action.version not in (version, version.lstrip("v")):
                 return no_effect(f"production is {version}, not {action.version}")
             reason = (f"alert {action.alert} (rule {action.rule}, fingerprint "
-                      f"{action.fingerprint}): {action.reason}")  # fmt: skip
+                      f"{action.fingerprint}; {instance}): {action.reason}")  # fmt: skip
             try:
                 restored = self.registry.rollback(
                     model, reason=reason[:2000], actor=f"alert:{action.rule}"
@@ -639,6 +642,15 @@ class Controller:
             except Exception as exc:  # never fails the rollback
                 log.error("notify_failed", model=model, kind="rolled_back", error=repr(exc))
         return result
+
+    def _production_from(self, model: str, instance: str) -> bool:
+        """Whether the current production version came from a rollback for ``instance``:
+        the daemon died after that commit but before the alert ledger recorded it, and
+        Alertmanager's repeat must not roll back a second time."""
+        for transition in reversed(self.registry.history(model)):
+            if transition.to_stage == "production":
+                return instance in (transition.reason or "")
+        return False
 
     def _push_after_production_change(self, model: str) -> None:
         """Route all traffic to the current production version (``_push`` rebases its

@@ -19,7 +19,7 @@ from controller.reconcile import Controller
 from controller.routers.file import FileRouter, read_table
 from controller.store import RolloutStore
 from monitors import IngestSource, IngestStore
-from monitors.alerts import AlertIntake
+from monitors.alerts import AlertIntake, AlertRule
 from registry import ModelRegistry
 
 from .support import Clock, config, register
@@ -38,6 +38,8 @@ class World:
     routes: Path
     metrics: CollectorRegistry
     decisions: list[DecisionEvent]
+    controller: Controller
+    rules: list[AlertRule]
 
 
 @pytest.fixture
@@ -72,7 +74,7 @@ def world(tmp_path: Path) -> Iterator[World]:
     ]
     app = create_app(ApiDeps(controller=controller, metrics=collector, alerts=AlertIntake(rules)))
     with TestClient(app) as client:
-        yield World(client, registry, routes, collector, decisions)
+        yield World(client, registry, routes, collector, decisions, controller, rules)
     ingest.close()
     store.close()
     registry.close()
@@ -195,3 +197,23 @@ class TestNotAlertmanager:
         assert str(world.registry.resolve("fraud").version) == "v1.1.0"
         (real,) = world.client.post("/v1/alerts", json=_webhook(fp="f9")).json()["actions"]
         assert real["acted"] is True
+
+
+class TestCrashBeforeTheLedger:
+    def test_a_repeat_finds_the_rollback_in_the_history(self, world: World, tmp_path: Path) -> None:
+        """The daemon died after the rollback committed, before the alert was recorded:
+        a restarted intake knows nothing, yet Alertmanager's repeat does not roll back a
+        second time, because production came from a rollback for that alert instance."""
+        register(world.registry, tmp_path, "fraud", "1.2.0", "production")
+        (first,) = world.client.post("/v1/alerts", json=_webhook()).json()["actions"]
+        assert (first["acted"], first["to"]) == (True, "v1.1.0")
+        restarted = create_app(ApiDeps(controller=world.controller, metrics=CollectorRegistry(),
+                                       alerts=AlertIntake(world.rules)))  # fmt: skip
+        with TestClient(restarted) as client:
+            (repeat,) = client.post("/v1/alerts", json=_webhook()).json()["actions"]
+            assert repeat["acted"] is False
+            assert "after a rollback for this alert instance f1@" in repeat["result"]
+            assert str(world.registry.resolve("fraud").version) == "v1.1.0"
+            later = _webhook(starts="2026-03-01T13:00:00Z")  # a new instance still acts
+            (other,) = client.post("/v1/alerts", json=later).json()["actions"]
+            assert (other["acted"], other["to"]) == (True, "v1.0.0")
