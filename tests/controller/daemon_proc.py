@@ -92,13 +92,13 @@ class DaemonProcess:
 
 def register(home: Path, version: str, stage: str) -> None:
     """Register ``fraud`` ``version``; ``production`` from dev is a forced hotfix, so
-    the staging watcher never starts a rollout for it."""
+    the staging watcher never starts a rollout for it; ``staging`` starts one."""
     with ModelRegistry(home=home, actor="tester") as registry:
         artifact = home / f"{version}.bin"
         artifact.write_bytes(version.encode())
         first = stage == "production" and not registry.list_models()
-        registry.register_model("fraud", str(artifact), version=version,
-                                stage="staging" if first else "dev")  # fmt: skip
+        staged = "staging" if first or stage == "staging" else "dev"
+        registry.register_model("fraud", str(artifact), version=version, stage=staged)
         if stage == "production":
             registry.promote_model("fraud", version, to_stage="production", force=not first,
                                    reason="hotfix" if not first else "baseline")  # fmt: skip

@@ -154,3 +154,32 @@ class TestAlertDrivenRollback:
         assert len(after) == len(history)
         metrics = httpx.get(f"{daemon.url}/metrics", timeout=5).text
         assert 'modelreg_alert_action_seconds_count{action="rollback"} 1.0' in metrics
+
+    def test_bad_canary_is_rolled_back(
+        self, tmp_path: Path, live: tuple[DaemonProcess, ServerProcess, ServerProcess]
+    ) -> None:
+        """v1.1.0 enters staging and its canary takes a share of the traffic (the ingest
+        source gets no data, so the analysis holds); the alert on v1.1.0's error rate
+        rolls the rollout back: all traffic to v1.0.0, the candidate archived."""
+        daemon, prometheus, alertmanager = live
+        assert wait_until(lambda: _routed(tmp_path) == [("v1.0.0", 100)], timeout=30)
+        register(tmp_path, "1.1.0", "staging")
+
+        def canary() -> bool:
+            return dict(_routed(tmp_path)).get("v1.1.0", 0) > 0
+
+        assert wait_until(canary, timeout=30), daemon.log_tail()
+        rows: list[dict[str, str]] = []
+
+        def finished() -> bool:
+            rows[:] = daemon.get("/v1/rollouts", model="fraud").json()
+            return bool(rows) and rows[0]["phase"] in ("rolled_back", "aborted", "promoted")
+
+        assert wait_until(finished, timeout=120, interval=0.5), (
+            daemon.log_tail(), prometheus.log_tail(), alertmanager.log_tail()
+        )  # fmt: skip
+        assert rows[0]["phase"] == "rolled_back"
+        assert ALERT_NAME in rows[0]["reason"]
+        assert _routed(tmp_path) == [("v1.0.0", 100)]
+        assert daemon.production() == "v1.0.0"
+        assert daemon.get("/v1/models/fraud/versions/1.1.0").json()["stage"] == "archived"
