@@ -15,7 +15,8 @@ Writers in one process are serialised by a lock; the daemon is the only writer.
 With a thousand models the table is a few hundred kilobytes: the router keeps the
 parsed table with the file's identity (inode, mtime, size) and parses again only
 when the file changed, converts only the entry asked for, and writes compact JSON
-(the C encoder; an indented dump goes through the pure-Python one, ~20x slower).
+(the C encoder; an indented dump goes through the pure-Python one, ~20x slower),
+re-encoding only the entry that changed.
 """
 
 from __future__ import annotations
@@ -51,15 +52,27 @@ class FileRouter:
         self.path = Path(path)
         self._lock = threading.Lock()
         self._cached: tuple[tuple[int, int, int], dict[str, Any]] | None = None
+        self._encoded: dict[str, str] = {}  # model -> its '"name": {...}' member, as written
 
     def set(self, route: Route) -> None:
         with self._lock:
             models = dict(self._models())
             models[route.model] = route.to_dict()
+            self._encoded.pop(route.model, None)
+            # json.dumps({"models": models}, sort_keys=True), re-encoding only what changed
+            members = [self._member(name, models[name]) for name in sorted(models)]
             self._cached = None
-            self._write(json.dumps({"models": models}, sort_keys=True))
+            self._write('{"models": {' + ", ".join(members) + "}}")
             with contextlib.suppress(OSError):  # no cache: the next read parses the file
                 self._cached = (self._identity(), models)
+
+    def _member(self, name: str, entry: Any) -> str:
+        member = self._encoded.get(name)
+        if member is None:
+            member = self._encoded[name] = (
+                f"{json.dumps(name)}: {json.dumps(entry, sort_keys=True)}"
+            )
+        return member
 
     def read(self, model: str) -> Route | None:
         with self._lock:
@@ -92,6 +105,7 @@ class FileRouter:
         if not isinstance(models, dict):
             raise RouterError(f"file router: {self.path} has no 'models' table")
         self._cached = (identity, models)
+        self._encoded = {}  # changed by someone else: encode everything afresh
         return models
 
     def _write(self, text: str) -> None:

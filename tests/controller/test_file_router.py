@@ -24,6 +24,8 @@ class TestFileRouter:
         router.set(_route("b", "v2", 1))
         router.set(_route("a", "v3", 2))
         assert read_table(path) == {"a": _route("a", "v3", 2), "b": _route("b", "v2", 1)}
+        table = {"a": _route("a", "v3", 2).to_dict(), "b": _route("b", "v2", 1).to_dict()}
+        assert path.read_text() == json.dumps({"models": table}, sort_keys=True)
         assert router.read("a") == _route("a", "v3", 2)
         assert router.read("missing") is None
 
