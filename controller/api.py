@@ -108,6 +108,10 @@ class Labels(_Body):
     labels: list[LabelIn] = Field(max_length=100_000)
 
 
+# Fine around the 50 ms target for alert actions, so the daemon's own p99 is readable.
+_ALERT_BUCKETS = (0.005, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05, 0.075, 0.1, 0.25, 0.5,
+                  1.0, 2.5, 5.0, 10.0, 30.0)  # fmt: skip
+
 _ACTIONS: dict[str, Event] = {
     "pause": Event.PAUSE,
     "resume": Event.RESUME,
@@ -131,25 +135,7 @@ def create_app(deps: ApiDeps) -> FastAPI:  # noqa: PLR0915 -- routes are closure
         "Seconds from an alert webhook's arrival to its action committed and routed.",
         ["action"],
         registry=deps.metrics,
-        buckets=(
-            0.005,
-            0.01,
-            0.015,
-            0.02,
-            0.025,
-            0.03,
-            0.04,
-            0.05,
-            0.075,
-            0.1,
-            0.25,
-            0.5,
-            1.0,
-            2.5,
-            5.0,
-            10.0,
-            30.0,
-        ),  # fine around the 50 ms target
+        buckets=_ALERT_BUCKETS,
     )
 
     @app.exception_handler(RegistryError)
