@@ -1,10 +1,10 @@
-"""The alert ledger on a real SQLite file, and the route rebasing rule."""
+"""The alert ledger on each database backend (SQLite file, PostgreSQL), and the route
+rebasing rule."""
 
 from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -18,8 +18,8 @@ T0 = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
 STARTS = datetime(2026, 11, 26, 9, 59, 30, 123456, tzinfo=UTC)
 
 
-def _store(tmp_path: Path) -> RolloutStore:
-    return RolloutStore.open(f"sqlite:///{tmp_path}/controller.db")
+def _store(url: str) -> RolloutStore:
+    return RolloutStore.open(url)
 
 
 def _payload(fingerprint: str, status: str = "firing") -> str:
@@ -32,20 +32,20 @@ def _payload(fingerprint: str, status: str = "firing") -> str:
 
 
 class TestAlertLedger:
-    def test_keys_survive_a_new_engine(self, tmp_path: Path) -> None:
+    def test_keys_survive_a_new_engine(self, db_url: str) -> None:
         """What one store recorded, a store opened later on the same file loads exactly."""
-        store = _store(tmp_path)
+        store = _store(db_url)
         AlertLedger(store.engine).remember([(("fp", STARTS), T0)], now=T0)
         store.close()
-        again = _store(tmp_path)
+        again = _store(db_url)
         try:
             assert AlertLedger(again.engine).load(now=T0) == {("fp", STARTS): T0}
         finally:
             again.close()
 
-    def test_recording_twice_keeps_the_first_sighting(self, tmp_path: Path) -> None:
+    def test_recording_twice_keeps_the_first_sighting(self, db_url: str) -> None:
         """A replayed key is skipped, not an integrity error, and keeps its first time."""
-        store = _store(tmp_path)
+        store = _store(db_url)
         try:
             ledger = AlertLedger(store.engine)
             ledger.remember([(("fp", STARTS), T0)], now=T0)
@@ -55,9 +55,9 @@ class TestAlertLedger:
         finally:
             store.close()
 
-    def test_old_keys_are_pruned(self, tmp_path: Path) -> None:
+    def test_old_keys_are_pruned(self, db_url: str) -> None:
         """Keys first seen longer than ``remember`` ago are deleted on load."""
-        store = _store(tmp_path)
+        store = _store(db_url)
         try:
             ledger = AlertLedger(store.engine, remember=timedelta(hours=1))
             ledger.remember([(("old", STARTS), T0)], now=T0)
@@ -67,19 +67,19 @@ class TestAlertLedger:
         finally:
             store.close()
 
-    def test_remember_must_be_positive(self, tmp_path: Path) -> None:
+    def test_remember_must_be_positive(self, db_url: str) -> None:
         """A zero horizon would forget at once: refused, naming the setting."""
-        store = _store(tmp_path)
+        store = _store(db_url)
         try:
             with pytest.raises(ValueError, match="remember must be positive"):
                 AlertLedger(store.engine, remember=timedelta(0))
         finally:
             store.close()
 
-    def test_an_intake_loaded_from_the_ledger_acts_no_more(self, tmp_path: Path) -> None:
+    def test_an_intake_loaded_from_the_ledger_acts_no_more(self, db_url: str) -> None:
         """The intake's new keys go to the ledger; a fresh intake loaded from it treats
         the same firing alert as a duplicate, and a resolved one stays resolved."""
-        store = _store(tmp_path)
+        store = _store(db_url)
         try:
             ledger = AlertLedger(store.engine)
             rules = [AlertRule(name="r", action="rollback")]
