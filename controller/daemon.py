@@ -37,6 +37,7 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Gauge
 
 from controller import systemd
+from controller.alert_ledger import AlertLedger
 from controller.api import ApiDeps, create_app
 from controller.auth import TokenStore
 from controller.config import Config, load_config
@@ -147,8 +148,13 @@ class Daemon:
         scheduler = RolloutScheduler(controller, guard)
         ingest_name = config.ingest_source_name()
         holder: dict[str, Daemon] = {}
+        ledger = AlertLedger(store.engine)
         alerts = (
-            AlertIntake([r.rule(i) for i, r in enumerate(config.alerts)]) if config.alerts else None
+            AlertIntake(
+                [r.rule(i) for i, r in enumerate(config.alerts)], seen=ledger.load(now=clock())
+            )
+            if config.alerts
+            else None
         )
         deps = ApiDeps(
             controller=controller,
@@ -157,6 +163,7 @@ class Daemon:
             http_routers=[r for r in routers.values() if isinstance(r, HttpRouter)],
             ready=lambda: holder["daemon"].ready,
             alerts=alerts,
+            alert_ledger=ledger,
             tokens=TokenStore.load(config.server.tokens_file)
             if config.server.tokens_file
             else None,
@@ -216,7 +223,11 @@ class Daemon:
         self.config = new
         self.controller.config = new
         if self.alerts is not None or new.alerts:
-            seen = self.alerts.seen() if self.alerts is not None else None
+            seen = (
+                self.alerts.seen()
+                if self.alerts is not None
+                else AlertLedger(self.store.engine).load(now=self.controller.clock())
+            )
             rules = [r.rule(i) for i, r in enumerate(new.alerts)]
             self.alerts = AlertIntake(rules, seen=seen) if rules else None
             self.deps.alerts = self.alerts

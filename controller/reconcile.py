@@ -64,7 +64,7 @@ from monitors.alerts import AlertAction
 from monitors.windows import STAT_COLUMNS, measure_frame
 from registry import ApprovalRequired, ModelRegistry, NotFound, RegistryError
 
-__all__ = ["Clock", "Controller", "route_for"]
+__all__ = ["Clock", "Controller", "rebased", "route_for"]
 
 Clock = Callable[[], datetime]
 _REVISIONS_PER_ROLLOUT = 1000
@@ -101,6 +101,22 @@ def route_for(
         revision=rollout_id * _REVISIONS_PER_ROLLOUT + revision,
         salt=f"{model}:{rollout_id}",
     )
+
+
+def rebased(route: Route, held: Route | None) -> Route:
+    """``route`` as it may be pushed over ``held``: a revision never moves back.
+
+    Serving already holding these backends keeps its route (no write); otherwise the
+    revision goes above the held one when it is not already, since receivers ignore
+    routes that are not newer (a production change outside a rollout, a retried push).
+    """
+    if held is None:
+        return route
+    if held.backends == route.backends and held.salt == route.salt:
+        return held
+    if held.revision >= route.revision:
+        return replace(route, revision=held.revision + 1)
+    return route
 
 
 def _record_route(record: RolloutRecord, state: Mapping[str, Any], revision: int) -> Route:
@@ -400,7 +416,9 @@ class Controller:
             return
         name, router = found
         try:
-            if router.read(route.model) != route:
+            held = router.read(route.model)
+            route = rebased(route, held)
+            if held != route:
                 router.set(route)
         except RouterError as exc:
             self.router_errors[name] = str(exc)
@@ -628,10 +646,13 @@ class Controller:
             except RegistryError:
                 return no_effect("no production version to roll back")
             version = str(current.version)
+            instance = f"alert instance {action.fingerprint}@{action.starts_at.isoformat()}"
+            if self._production_from(model, instance):
+                return no_effect(f"{version} is production after a rollback for this {instance}")
             if action.version is not None and action.version not in (version, version.lstrip("v")):
                 return no_effect(f"production is {version}, not {action.version}")
             reason = (f"alert {action.alert} (rule {action.rule}, fingerprint "
-                      f"{action.fingerprint}): {action.reason}")  # fmt: skip
+                      f"{action.fingerprint}; {instance}): {action.reason}")  # fmt: skip
             try:
                 restored = self.registry.rollback(
                     model, reason=reason[:2000], actor=f"alert:{action.rule}"
@@ -662,18 +683,21 @@ class Controller:
                 log.error("notify_failed", model=model, kind="rolled_back", error=repr(exc))
         return result
 
+    def _production_from(self, model: str, instance: str) -> bool:
+        """Whether the current production version came from a rollback for ``instance``:
+        the daemon died after that commit but before the alert ledger recorded it, and
+        Alertmanager's repeat must not roll back a second time."""
+        for transition in reversed(self.registry.history(model)):
+            if transition.to_stage == "production":
+                return instance in (transition.reason or "")
+        return False
+
     def _push_after_production_change(self, model: str) -> None:
-        """Route all traffic to the current production version, with a newer revision
-        than the router holds (receivers ignore routes that are not newer)."""
+        """Route all traffic to the current production version (``_push`` rebases its
+        revision above the held one). A failure is retried by ``reconcile_routers``."""
         route = self.desired_route(model)
-        found = self._router_for(model)
-        if route is None or found is None:
-            return
-        held = found[1].read(model)
-        if held is not None and held.backends == route.backends:
-            return
-        floor = held.revision if held is not None else 0
-        self._push(replace(route, revision=max(route.revision, floor) + 1))
+        if route is not None:
+            self._push(route)
 
     def refresh_phase_metrics(self) -> None:
         if self.metrics is not None:

@@ -332,12 +332,17 @@ def map_alert(rules: Sequence[AlertRule], alert: AlertEvent) -> AlertAction | No
 
 @dataclass(frozen=True, slots=True)
 class IntakeResult:
-    """What one webhook delivery produced."""
+    """What one webhook delivery produced.
+
+    ``remembered``: the alert keys this delivery added to the memory, with when first
+    seen, for a caller that persists the memory across restarts.
+    """
 
     actions: tuple[AlertAction, ...]
     duplicates: int
     unmatched: int
     resolved: int
+    remembered: tuple[tuple[tuple[str, datetime], datetime], ...] = ()
 
 
 class AlertIntake:
@@ -375,6 +380,7 @@ class AlertIntake:
     def handle_payload(self, payload: WebhookPayload, *, now: datetime) -> IntakeResult:
         """``handle`` for an already parsed payload."""
         actions: list[AlertAction] = []
+        remembered: dict[tuple[str, datetime], datetime] = {}
         duplicates = unmatched = resolved = 0
         with self._lock:
             horizon = now - self._remember
@@ -384,7 +390,8 @@ class AlertIntake:
                 if alert.status == "resolved":
                     # Remembered so that a late "firing" retry of the same instance
                     # cannot act after its resolution; nothing is ever undone.
-                    self._seen.setdefault(alert.key, now)
+                    if alert.key not in self._seen:
+                        self._seen[alert.key] = remembered[alert.key] = now
                     resolved += 1
                     continue
                 if alert.key in self._seen:
@@ -394,8 +401,12 @@ class AlertIntake:
                 if action is None:
                     unmatched += 1
                     continue
-                self._seen[alert.key] = now
+                self._seen[alert.key] = remembered[alert.key] = now
                 actions.append(action)
         return IntakeResult(
-            actions=tuple(actions), duplicates=duplicates, unmatched=unmatched, resolved=resolved
+            actions=tuple(actions),
+            duplicates=duplicates,
+            unmatched=unmatched,
+            resolved=resolved,
+            remembered=tuple(remembered.items()),
         )

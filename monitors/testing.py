@@ -17,9 +17,10 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -118,23 +119,31 @@ def start_prometheus(
     *,
     targets: Sequence[str],
     scrape_interval: str = "1s",
+    rules: Sequence[Mapping[str, Any]] = (),
+    alertmanagers: Sequence[str] = (),
     binary: str = PROMETHEUS_BINARY,
     timeout: float = 30.0,
 ) -> ServerProcess:
-    """Prometheus scraping ``targets`` (``host:port``) every ``scrape_interval``."""
+    """Prometheus scraping ``targets`` (``host:port``) every ``scrape_interval``.
+
+    ``rules``: alerting rules (``{"alert": ..., "expr": ..., "for": ...}``), evaluated
+    every ``scrape_interval`` and sent to ``alertmanagers`` (``host:port``).
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "prometheus.yml"
-    config.write_text(
-        json.dumps(  # JSON is YAML; no YAML writer needed
-            {
-                "global": {"scrape_interval": scrape_interval,
-                           "evaluation_interval": scrape_interval},
-                "scrape_configs": [
-                    {"job_name": "sim", "static_configs": [{"targets": list(targets)}]}
-                ],
-            }
-        )
-    )  # fmt: skip
+    settings: dict[str, Any] = {
+        "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
+        "scrape_configs": [{"job_name": "sim", "static_configs": [{"targets": list(targets)}]}],
+    }
+    if rules:
+        rule_file = workdir / "rules.yml"
+        rule_file.write_text(json.dumps({"groups": [{"name": "modelreg", "rules": list(rules)}]}))
+        settings["rule_files"] = [str(rule_file)]
+    if alertmanagers:
+        settings["alerting"] = {
+            "alertmanagers": [{"static_configs": [{"targets": list(alertmanagers)}]}]
+        }
+    config.write_text(json.dumps(settings))  # JSON is YAML; no YAML writer needed
     port = free_port()
     argv = [
         _binary(binary),
@@ -153,12 +162,19 @@ def start_alertmanager(
     group_wait: str = "1s",
     group_interval: str = "1s",
     repeat_interval: str = "1h",
+    bearer_token: str | None = None,
     binary: str = ALERTMANAGER_BINARY,
     timeout: float = 30.0,
 ) -> ServerProcess:
-    """Alertmanager routing every alert to one webhook receiver, gossip disabled."""
+    """Alertmanager routing every alert to one webhook receiver, gossip disabled.
+
+    With ``bearer_token`` the webhook carries ``Authorization: Bearer <token>``.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "alertmanager.yml"
+    webhook: dict[str, Any] = {"url": webhook_url, "send_resolved": True}
+    if bearer_token is not None:
+        webhook["http_config"] = {"authorization": {"type": "Bearer", "credentials": bearer_token}}
     config.write_text(
         json.dumps(
             {
@@ -172,7 +188,7 @@ def start_alertmanager(
                 "receivers": [
                     {
                         "name": "modelreg",
-                        "webhook_configs": [{"url": webhook_url, "send_resolved": True}],
+                        "webhook_configs": [webhook],
                     }
                 ],
             }

@@ -19,7 +19,7 @@ from controller.reconcile import Controller
 from controller.routers.file import FileRouter, read_table
 from controller.store import RolloutStore
 from monitors import IngestSource, IngestStore
-from monitors.alerts import AlertIntake
+from monitors.alerts import AlertIntake, AlertRule
 from registry import ModelRegistry
 
 from .support import Clock, config, register
@@ -38,6 +38,8 @@ class World:
     routes: Path
     metrics: CollectorRegistry
     decisions: list[DecisionEvent]
+    controller: Controller
+    rules: list[AlertRule]
 
 
 @pytest.fixture
@@ -72,7 +74,7 @@ def world(tmp_path: Path) -> Iterator[World]:
     ]
     app = create_app(ApiDeps(controller=controller, metrics=collector, alerts=AlertIntake(rules)))
     with TestClient(app) as client:
-        yield World(client, registry, routes, collector, decisions)
+        yield World(client, registry, routes, collector, decisions, controller, rules)
     ingest.close()
     store.close()
     registry.close()
@@ -157,3 +159,61 @@ class TestAlertWithoutRollout:
         (outcome,) = world.client.post("/v1/alerts", json=_webhook(name="Slow")).json()["actions"]
         assert outcome["result"] == "ignored: no active rollout"
         assert str(world.registry.resolve("fraud").version) == "v1.1.0"
+
+
+class TestNotAlertmanager:
+    @pytest.mark.parametrize(
+        ("body", "named"),
+        [
+            (b"not json at all", "not valid JSON"),
+            (b'[{"labels": {"alertname": "FraudErrors"}}]', "must be a JSON object"),
+            (b'{"text": "deploy failed", "channel": "#ml"}', "version"),
+            (b'{"version": "4", "status": "firing", "alerts": []}', "'receiver'"),
+            (b'{"version": "4", "receiver": "r", "status": "firing", "groupKey": "g", '
+             b'"alerts": [{"status": "firing", "labels": {}, "startsAt": '
+             b'"2026-03-01T12:00:00Z"}]}', "alerts[0] lacks 'fingerprint'"),
+            (b'{"version": "4", "receiver": "r", "status": "burning", "groupKey": "g", '
+             b'"alerts": []}', "status must be 'firing' or 'resolved'"),
+        ],
+    )  # fmt: skip
+    def test_rejected_with_the_reason(self, world: World, body: bytes, named: str) -> None:
+        """A body that is not Alertmanager's webhook: 422 naming what is wrong, no change."""
+        answer = world.client.post(
+            "/v1/alerts", content=body, headers={"content-type": "application/json"}
+        )
+        assert answer.status_code == 422
+        assert named in answer.json()["detail"]
+        assert str(world.registry.resolve("fraud").version) == "v1.1.0"
+        assert _observations(world.metrics) == 0
+
+    def test_unknown_model_is_answered_without_effect(self, world: World) -> None:
+        """An alert naming a model the registry does not know: 200, recorded as no effect,
+        and later alerts still act."""
+        answer = world.client.post("/v1/alerts", json=_webhook(model="ghost", fp="g1"))
+        assert answer.status_code == 200
+        (outcome,) = answer.json()["actions"]
+        assert (outcome["model"], outcome["acted"]) == ("ghost", False)
+        assert "no production version to roll back" in outcome["result"]
+        assert str(world.registry.resolve("fraud").version) == "v1.1.0"
+        (real,) = world.client.post("/v1/alerts", json=_webhook(fp="f9")).json()["actions"]
+        assert real["acted"] is True
+
+
+class TestCrashBeforeTheLedger:
+    def test_a_repeat_finds_the_rollback_in_the_history(self, world: World, tmp_path: Path) -> None:
+        """The daemon died after the rollback committed, before the alert was recorded:
+        a restarted intake knows nothing, yet Alertmanager's repeat does not roll back a
+        second time, because production came from a rollback for that alert instance."""
+        register(world.registry, tmp_path, "fraud", "1.2.0", "production")
+        (first,) = world.client.post("/v1/alerts", json=_webhook()).json()["actions"]
+        assert (first["acted"], first["to"]) == (True, "v1.1.0")
+        restarted = create_app(ApiDeps(controller=world.controller, metrics=CollectorRegistry(),
+                                       alerts=AlertIntake(world.rules)))  # fmt: skip
+        with TestClient(restarted) as client:
+            (repeat,) = client.post("/v1/alerts", json=_webhook()).json()["actions"]
+            assert repeat["acted"] is False
+            assert "after a rollback for this alert instance f1@" in repeat["result"]
+            assert str(world.registry.resolve("fraud").version) == "v1.1.0"
+            later = _webhook(starts="2026-03-01T13:00:00Z")  # a new instance still acts
+            (other,) = client.post("/v1/alerts", json=later).json()["actions"]
+            assert (other["acted"], other["to"]) == (True, "v1.0.0")

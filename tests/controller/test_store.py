@@ -36,12 +36,11 @@ class TestStore:
         store = _store(tmp_path)
         RolloutStore(store.engine)
         names = sa.inspect(store.engine).get_table_names()
-        assert {"controller_rollout", "controller_decision", "controller_alembic_version"} <= set(
-            names
-        )
+        tables = {"controller_rollout", "controller_decision", "controller_alembic_version"}
+        assert tables | {"controller_alert_seen"} <= set(names)
         with store.engine.connect() as conn:
             assert conn.execute(sa.text("SELECT version_num FROM controller_alembic_version")
-                                ).scalar() == "c0002"  # fmt: skip
+                                ).scalar() == "c0003"  # fmt: skip
         store.close()
 
     def test_one_active_rollout_per_model(self, tmp_path: Path) -> None:

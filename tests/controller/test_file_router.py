@@ -1,0 +1,55 @@
+"""The file router's parsed-table cache never hides a change made by someone else."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from controller.routers.file import FileRouter, read_table
+from controller.routing import Backend, Route, RouterError
+
+
+def _route(model: str, version: str, revision: int) -> Route:
+    return Route(model, (Backend(version, 100, "d"),), revision, f"{model}:1")
+
+
+class TestFileRouter:
+    def test_set_keeps_the_other_models(self, tmp_path: Path) -> None:
+        """Setting one model rewrites only its entry; the file is plain JSON for readers."""
+        path = tmp_path / "routes.json"
+        router = FileRouter(path=path)
+        router.set(_route("a", "v1", 1))
+        router.set(_route("b", "v2", 1))
+        router.set(_route("a", "v3", 2))
+        assert read_table(path) == {"a": _route("a", "v3", 2), "b": _route("b", "v2", 1)}
+        table = {"a": _route("a", "v3", 2).to_dict(), "b": _route("b", "v2", 1).to_dict()}
+        assert path.read_text() == json.dumps({"models": table}, sort_keys=True)
+        assert router.read("a") == _route("a", "v3", 2)
+        assert router.read("missing") is None
+
+    def test_a_file_replaced_by_someone_else_is_read_again(self, tmp_path: Path) -> None:
+        """After an outside rewrite (a new inode) ``read`` sees the new content."""
+        path = tmp_path / "routes.json"
+        router = FileRouter(path=path)
+        router.set(_route("a", "v1", 1))
+        assert router.read("a") == _route("a", "v1", 1)
+        other = tmp_path / "other.json"
+        other.write_text(json.dumps({"models": {"a": _route("a", "v9", 7).to_dict()}}))
+        other.replace(path)
+        assert router.read("a") == _route("a", "v9", 7)
+        router.set(_route("b", "v2", 1))
+        assert read_table(path)["a"] == _route("a", "v9", 7)
+
+    @pytest.mark.parametrize(
+        ("content", "named"),
+        [("{not json", "cannot read"), ('{"models": []}', "no 'models' table"),
+         ('{"models": {"a": {"backends": []}}}', "bad entry for 'a'")],
+    )  # fmt: skip
+    def test_a_broken_file_is_refused(self, tmp_path: Path, content: str, named: str) -> None:
+        """Unreadable content raises ``RouterError`` naming the problem, not a crash."""
+        path = tmp_path / "routes.json"
+        path.write_text(content)
+        with pytest.raises(RouterError, match=named):
+            FileRouter(path=path).read("a")
