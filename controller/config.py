@@ -68,6 +68,9 @@ class ServerSection(_Strict):
     listen: str = "127.0.0.1:8470"
     tokens_file: str | None = None
     ingest_source: str | None = None  # the ingest source that /v1/ingest writes to
+    # Request bodies over these are refused with 413 before they are read (controller.limits).
+    max_body_bytes: int = Field(default=1_048_576, gt=0)
+    max_ingest_body_bytes: int = Field(default=67_108_864, gt=0)  # /v1/ingest/ batches
 
     @field_validator("listen")
     @classmethod

@@ -157,6 +157,8 @@ class Daemon:
             tokens=TokenStore.load(config.server.tokens_file)
             if config.server.tokens_file
             else None,
+            max_body_bytes=config.server.max_body_bytes,
+            max_ingest_body_bytes=config.server.max_ingest_body_bytes,
         )
         daemon = cls(
             config=config,
