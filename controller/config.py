@@ -71,6 +71,9 @@ class ServerSection(_Strict):
     # Request bodies over these are refused with 413 before they are read (controller.limits).
     max_body_bytes: int = Field(default=1_048_576, gt=0)
     max_ingest_body_bytes: int = Field(default=67_108_864, gt=0)  # /v1/ingest/ batches
+    # On SIGTERM, how long running evaluations may finish before they are abandoned;
+    # keep it below the unit's TimeoutStopSec (30 s).
+    stop_timeout_s: float = Field(default=20.0, gt=0)
 
     @field_validator("listen")
     @classmethod

@@ -7,15 +7,27 @@ and the API. Committed decisions are posted to the ``notifications`` webhooks.
 marks the daemon ready; ``run(config)`` serves the API with uvicorn until SIGTERM
 or SIGINT, then stops the scheduler and closes everything.
 
-Under systemd (``Type=notify``) the daemon sends ``READY=1`` once the API serves,
-``WATCHDOG=1`` at half of ``WatchdogSec`` while it runs, ``RELOADING=1`` on SIGHUP
-and ``STOPPING=1`` on shutdown (``controller.systemd``; no-ops elsewhere).
+Under systemd (``Type=notify``) the daemon sends ``READY=1`` once migrations ran
+(``build``), the routers were reconciled and the jobs rebuilt (``start``) and the
+API's socket listens (uvicorn's ``started``); ``WATCHDOG=1`` at half of
+``WatchdogSec`` but only while the reconcile loop's heartbeat is fresh
+(``controller.heartbeat``), so a wedged loop gets the daemon restarted;
+``RELOADING=1`` on SIGHUP and ``STOPPING=1`` on shutdown (``controller.systemd``;
+no-ops elsewhere).
 
-SIGHUP re-reads the config file. Policies (``models``), ``alerts`` and
-``watch_interval`` take effect at once: jobs are re-planned at the new intervals.
-A new file that is invalid, or that changes ``registry``, ``server``, ``sources``,
-``routers`` or ``notifications`` (which need a restart), is refused with an error log line and the
-running config stays in force.
+SIGTERM: the API stops accepting and finishes its requests, the scheduler starts
+no new job and waits ``server.stop_timeout_s`` for running ones, then the
+databases are closed and the exit code is 0. A job still running then is
+abandoned: the process exits under it (``os._exit``, as joining it could hang),
+which the intent-first store makes safe; the next start finishes its intent.
+
+SIGHUP re-reads the config file, one reload at a time; signals arriving during
+a reload cause one more reload after it (``controller.reloader``). Policies
+(``models``), ``alerts`` and ``watch_interval`` take effect at once: jobs are
+re-planned at the new intervals. A new file that is invalid, or that changes
+``registry``, ``server``, ``sources``, ``routers`` or ``notifications`` (which
+need a restart), is refused with an error log line and the running config stays
+in force.
 """
 
 from __future__ import annotations
@@ -23,6 +35,7 @@ from __future__ import annotations
 import os
 import resource
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -36,14 +49,16 @@ import uvicorn
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Gauge
 
-from controller import systemd
+from controller import faults, systemd
 from controller.api import ApiDeps, create_app
 from controller.auth import TokenStore
 from controller.config import Config, load_config
 from controller.errors import ConfigError
+from controller.heartbeat import Heartbeat, stale_after
 from controller.metrics import ControllerMetrics
 from controller.notify import EventKind, Notifications, build_notifier
 from controller.reconcile import Clock, Controller
+from controller.reloader import Reloader
 from controller.routers.http import HttpRouter
 from controller.routing import Router, build_router
 from controller.scheduler import RolloutScheduler
@@ -200,6 +215,7 @@ class Daemon:
     def reload(self) -> bool:
         """Re-read the config file (SIGHUP); True when the new one took effect."""
         systemd.reloading()
+        faults.point("reload")
         try:
             new = load_config(self.config.source_file)
         except ConfigError as exc:
@@ -224,21 +240,29 @@ class Daemon:
         systemd.ready()
         return True
 
-    def stop(self) -> None:
+    def stop(self) -> int:
+        """Stop everything; return how many running jobs were abandoned (see above)."""
         systemd.stopping()
         self.ready = False
-        self.scheduler.shutdown()
+        timeout = self.config.server.stop_timeout_s
+        log.info("stopping", running_jobs=self.scheduler.running(), timeout_s=timeout)
+        abandoned = self.scheduler.shutdown(timeout)
+        if abandoned:
+            log.error("jobs_abandoned", running_jobs=abandoned, timeout_s=timeout)
         if self.notifications is not None:
             self.notifications.close(timeout_s=5.0)
         for store in self.ingest.values():
             store.close()
         self.store.close()
         self.registry.close()
-        log.info("daemon_stopped")
+        log.info("daemon_stopped", abandoned_jobs=abandoned)
+        return abandoned
 
 
 def run(config: Config, *, on_ready: Callable[[Daemon], Any] | None = None) -> int:
     """Serve until SIGTERM/SIGINT (SIGHUP reloads); return the exit code."""
+    if os.environ.get(faults.ENV):  # a bad spec fails here, not at the first fault point
+        log.warning("test_faults_active", faults=dict(faults.parse(os.environ[faults.ENV])))
     daemon = Daemon.build(config)
     host, _, port = config.server.listen.rpartition(":")
     server = uvicorn.Server(
@@ -257,9 +281,10 @@ def run(config: Config, *, on_ready: Callable[[Daemon], Any] | None = None) -> i
     if on_ready is not None:
         on_ready(daemon)
 
+    reloader = Reloader(daemon.reload)
+
     def _hup(signum: int, frame: FrameType | None) -> None:
-        # Not in the handler: reloading touches the database and takes locks.
-        threading.Thread(target=daemon.reload, name="reload", daemon=True).start()
+        reloader.request()  # not in the handler: reloading touches the database
 
     signal.signal(signal.SIGHUP, _hup)
     # uvicorn shuts down on SIGTERM/SIGINT, then re-raises the signal with the handler
@@ -267,12 +292,21 @@ def run(config: Config, *, on_ready: Callable[[Daemon], Any] | None = None) -> i
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _ignore)
     done = threading.Event()
-    threading.Thread(target=_supervise, args=(server, done), name="notify", daemon=True).start()
+    heartbeat = daemon.scheduler.heartbeat
+    threading.Thread(
+        target=_supervise, args=(server, done, heartbeat, config.watch_interval),
+        name="notify", daemon=True,
+    ).start()  # fmt: skip
     try:
         server.run()
     finally:
         done.set()
-        daemon.stop()
+        reloader.close()
+        abandoned = daemon.stop()
+    if abandoned:  # their threads may never end; the store's intents make this safe
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
 
 
@@ -280,8 +314,11 @@ def _ignore(signum: int, frame: FrameType | None) -> None:
     """Stand-in handler: uvicorn's own handles the signal while it serves."""
 
 
-def _supervise(server: uvicorn.Server, done: threading.Event) -> None:
-    """READY=1 once uvicorn serves, then watchdog pings at half the interval."""
+def _supervise(
+    server: uvicorn.Server, done: threading.Event, heartbeat: Heartbeat, watch_interval: float
+) -> None:
+    """READY=1 once uvicorn listens, then watchdog pings at half the interval while
+    the reconcile loop's heartbeat is fresh; none while it is stale."""
     while not server.started and not done.wait(0.05):
         pass
     if done.is_set():
@@ -291,5 +328,17 @@ def _supervise(server: uvicorn.Server, done: threading.Event) -> None:
     interval = systemd.watchdog_interval()
     if interval is None:
         return
+    limit = stale_after(interval, watch_interval)
+    healthy = True
     while not done.wait(interval / 2):
-        systemd.watchdog()
+        fresh = heartbeat.fresh(limit)
+        if fresh:
+            systemd.watchdog()
+        if fresh != healthy:
+            healthy = fresh
+            if fresh:
+                log.info("watchdog_resumed", heartbeat_age_s=round(heartbeat.age(), 3))
+            else:
+                log.error("watchdog_withheld", heartbeat_age_s=round(heartbeat.age(), 3),
+                          stale_after_s=limit)  # fmt: skip
+                systemd.status("reconcile loop stalled; watchdog pings withheld")
