@@ -198,6 +198,7 @@ class Daemon:
 
     def start(self) -> None:
         """Reconcile routers with the database, rebuild jobs, then report ready."""
+        faults.point("start")
         errors = self.controller.reconcile_routers()
         self.controller.refresh_phase_metrics()
         self.scheduler.start()
@@ -263,6 +264,10 @@ def run(config: Config, *, on_ready: Callable[[Daemon], Any] | None = None) -> i
     """Serve until SIGTERM/SIGINT (SIGHUP reloads); return the exit code."""
     if os.environ.get(faults.ENV):  # a bad spec fails here, not at the first fault point
         log.warning("test_faults_active", faults=dict(faults.parse(os.environ[faults.ENV])))
+    # SIGHUP's default action ends the process: until the reloader exists, a SIGHUP
+    # during startup (migrations, first reconcile) is only noted, then done once.
+    early: list[int] = []
+    signal.signal(signal.SIGHUP, lambda signum, frame: early.append(signum))
     daemon = Daemon.build(config)
     host, _, port = config.server.listen.rpartition(":")
     server = uvicorn.Server(
@@ -287,6 +292,8 @@ def run(config: Config, *, on_ready: Callable[[Daemon], Any] | None = None) -> i
         reloader.request()  # not in the handler: reloading touches the database
 
     signal.signal(signal.SIGHUP, _hup)
+    if early:
+        reloader.request()
     # uvicorn shuts down on SIGTERM/SIGINT, then re-raises the signal with the handler
     # that was installed before it: a no-op here, so the clean stop below still runs.
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -10,7 +10,8 @@ Actions: ``sleep:<seconds>`` sleeps each time the point is reached;
 ``block_while:<file>`` blocks while that file exists (a test wedges the loop by
 creating it and releases it by deleting it). Points: ``tick`` (a rollout job,
 before its evaluation), ``watch`` (the reconcile loop's watcher job, after its
-heartbeat) and ``reload`` (a SIGHUP reload, after it started). Unset, ``point``
+heartbeat), ``reload`` (a SIGHUP reload, after it started) and ``start`` (the
+daemon's startup, before its first reconcile). Unset, ``point``
 costs one dictionary lookup; set, each fault logs ``test_fault`` as it starts.
 """
 
@@ -29,7 +30,7 @@ __all__ = ["ENV", "POINTS", "parse", "point"]
 log = structlog.get_logger("controller.faults")
 
 ENV = "MODELREG_TEST_FAULTS"
-POINTS = frozenset({"tick", "watch", "reload"})
+POINTS = frozenset({"tick", "watch", "reload", "start"})
 _ACTIONS = frozenset({"sleep", "block_while"})
 
 

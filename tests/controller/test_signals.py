@@ -11,6 +11,7 @@ import contextlib
 import json
 import signal
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -118,6 +119,31 @@ class TestSighupBurst:
         assert httpx.get(f"{s.url}/readyz", timeout=5).status_code == 200
         done = s.wait_finished("v1.1.0", timeout=120)
         assert done["phase"] == "promoted", s.log_tail()
+
+
+class TestSighupDuringStartup:
+    def test_sighup_while_starting_is_reloaded_once_started(self, rolling: Stack) -> None:
+        """A SIGHUP during startup (held 3 s before the first reconcile) does not kill the
+        daemon (SIGHUP's default action); the reload runs once it is up."""
+        s = rolling
+        sent = threading.Event()
+
+        def hup_when_starting() -> None:
+            if wait_until(lambda: any(e.get("point") == "start" for e in named(s, "test_fault")),
+                          timeout=60):  # fmt: skip
+                s.procs["daemon"].send_signal(signal.SIGHUP)
+                sent.set()
+
+        helper = threading.Thread(target=hup_when_starting, daemon=True)
+        helper.start()
+        s.start_daemon({faults.ENV: "start=sleep:3"})
+        helper.join(timeout=60)
+        assert sent.is_set()
+        assert wait_until(lambda: named(s, "reload_finished"), timeout=30), s.log_tail()
+        assert s.procs["daemon"].poll() is None
+        assert [e["ok"] for e in named(s, "reload_finished")] == [True]
+        started = [e.get("event") for e in events(s)]
+        assert started.index("daemon_ready") < started.index("reload_started")
 
 
 class NotifySocket:
