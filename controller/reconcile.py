@@ -140,7 +140,8 @@ class Controller:
         # Ingest sources by name: one window of events per version and tick, shared by
         # every ingest metric of the policy, instead of one database read per metric.
         self.ingest = dict(ingest or {})
-        self.router_errors: dict[str, str] = {}
+        self.router_errors: dict[str, str] = {}  # router -> an error of a failing model
+        self._failing: dict[str, dict[str, str]] = {}  # router -> model -> last error
         self.on_started: Callable[[RolloutRecord], None] | None = None
         # Told of promotions, rollbacks, approval waits and failures once committed;
         # must not block (``controller.notify.Notifications.post`` queues).
@@ -370,15 +371,23 @@ class Controller:
             if router.read(route.model) != route:
                 router.set(route)
         except RouterError as exc:
+            self._failing.setdefault(name, {})[route.model] = str(exc)
             self.router_errors[name] = str(exc)
             if self.metrics is not None:
                 self.metrics.router_errors.labels(name).inc()
                 self.metrics.router_ready.labels(name).set(0)
             log.error("router_failed", router=name, model=route.model, error=str(exc))
             raise
-        self.router_errors.pop(name, None)
+        # Healthy only once no model of this router is failing: another model's
+        # success must not hide this one's error from /readyz.
+        failing = self._failing.get(name, {})
+        failing.pop(route.model, None)
+        if failing:
+            self.router_errors[name] = failing[min(failing)]
+        else:
+            self.router_errors.pop(name, None)
         if self.metrics is not None:
-            self.metrics.router_ready.labels(name).set(1)
+            self.metrics.router_ready.labels(name).set(0 if failing else 1)
             for backend in route.backends:
                 self.metrics.weight.labels(route.model, backend.version).set(backend.weight)
             for version in {b.version for b in self._last_backends.get(route.model, ())} - {
