@@ -274,9 +274,10 @@ class TestSigterm:
         s = rolling
         set_server(s, stop_timeout_s=1.0)
         s.start_daemon({faults.ENV: "tick=sleep:120"})
-        start_rollout(s, moving=False)  # its first evaluation hangs
-        seen = len(named(s, "test_fault"))
-        assert wait_until(lambda: len(named(s, "test_fault")) > seen, timeout=30)
+        start_rollout(s, moving=False)  # its first evaluation hangs, and no other starts
+        assert wait_until(
+            lambda: any(e.get("point") == "tick" for e in named(s, "test_fault")), timeout=30
+        )
         s.procs["workload"].send_signal(signal.SIGTERM)
         s.procs["daemon"].send_signal(signal.SIGTERM)
         assert s.procs["daemon"].wait(timeout=20) == 0
