@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -254,6 +255,53 @@ class TestNoServerSidePaths:
             "POST /x: body.inner[].artifact_path",
             "POST /x: query.config_file",
         ]
+
+
+class _Counting(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        server = self.server
+        assert isinstance(server, _Spy)
+        server.hits += 1
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet."""
+
+
+class _Spy(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Counting)
+        self.hits = 0
+
+
+class TestAlertUrlsAreData:
+    def test_urls_in_an_alert_are_never_fetched(self, served: Served) -> None:
+        """Alertmanager's payload carries URLs (externalURL, generatorURL); the daemon
+        keeps them as text and never requests them."""
+        spy = _Spy()
+        threading.Thread(target=spy.serve_forever, daemon=True).start()
+        try:
+            here = f"http://127.0.0.1:{spy.server_address[1]}"
+            payload = {
+                "version": "4", "receiver": "modelreg", "status": "firing", "groupKey": "g",
+                "externalURL": f"{here}/external",
+                "alerts": [{"status": "firing", "fingerprint": "url1",
+                            "startsAt": "2026-03-01T12:00:00Z", "generatorURL": f"{here}/gen",
+                            "labels": {"alertname": "SomethingElse", "model": "fraud"}}],
+            }  # fmt: skip
+            reply = httpx.post(f"{served.url}/v1/alerts", json=payload,
+                               headers=served.headers("alerts"), timeout=10)  # fmt: skip
+            assert reply.status_code == 200, reply.text
+            assert reply.json()["unmatched"]
+            assert spy.hits == 0
+            httpx.get(f"{here}/probe", timeout=5)
+            assert spy.hits == 1  # the spy does count requests that reach it
+        finally:
+            spy.shutdown()
+            spy.server_close()
 
 
 # -- 401 / 403 on every route -----------------------------------------------------------
