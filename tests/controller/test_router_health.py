@@ -91,7 +91,9 @@ def test_one_failing_model_keeps_the_router_unready(tmp_path: Path, receiver: Re
     ingest = IngestStore.open(f"sqlite:///{tmp_path}/ingest.db")
     store = RolloutStore.open(registry.url)
     collector = CollectorRegistry()
-    router = WebhookRouter(url=url, secret=SECRET, attempts=1, sleep=lambda _: None)
+    mono = [0.0]
+    router = WebhookRouter(url=url, secret=SECRET, attempts=1, sleep=lambda _: None,
+                           monotonic=lambda: mono[0])  # fmt: skip
     controller = Controller(
         config=config, registry=registry, store=store, sources={"events": IngestSource(ingest)},
         routers={"hook": router}, clock=clock, metrics=ControllerMetrics(collector),
@@ -107,6 +109,7 @@ def test_one_failing_model_keeps_the_router_unready(tmp_path: Path, receiver: Re
         assert ready == 0.0
 
         receiver.refused.clear()
+        mono[0] += 60  # past the router's backoff for alpha
         assert controller.reconcile_routers() == {}
         assert sorted(receiver.taken) == ["alpha", "fraud"]
         ready = collector.get_sample_value("modelreg_controller_router_ready", {"router": "hook"})
