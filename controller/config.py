@@ -74,6 +74,9 @@ class ServerSection(_Strict):
     # On SIGTERM, how long running evaluations may finish before they are abandoned;
     # keep it below the unit's TimeoutStopSec (30 s).
     stop_timeout_s: float = Field(default=20.0, gt=0)
+    # Under a systemd watchdog: how long the reconcile loop may go without starting a
+    # pass before pings stop (default: 2 x WatchdogSec, at least 3 watch intervals).
+    watchdog_stale_s: float | None = Field(default=None, gt=0)
 
     @field_validator("listen")
     @classmethod

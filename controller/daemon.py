@@ -301,7 +301,7 @@ def run(config: Config, *, on_ready: Callable[[Daemon], Any] | None = None) -> i
     done = threading.Event()
     heartbeat = daemon.scheduler.heartbeat
     threading.Thread(
-        target=_supervise, args=(server, done, heartbeat, config.watch_interval),
+        target=_supervise, args=(server, done, heartbeat, config),
         name="notify", daemon=True,
     ).start()  # fmt: skip
     try:
@@ -322,7 +322,7 @@ def _ignore(signum: int, frame: FrameType | None) -> None:
 
 
 def _supervise(
-    server: uvicorn.Server, done: threading.Event, heartbeat: Heartbeat, watch_interval: float
+    server: uvicorn.Server, done: threading.Event, heartbeat: Heartbeat, config: Config
 ) -> None:
     """READY=1 once uvicorn listens, then watchdog pings at half the interval while
     the reconcile loop's heartbeat is fresh; none while it is stale."""
@@ -335,7 +335,7 @@ def _supervise(
     interval = systemd.watchdog_interval()
     if interval is None:
         return
-    limit = stale_after(interval, watch_interval)
+    limit = stale_after(interval, config.watch_interval, config.server.watchdog_stale_s)
     healthy = True
     while not done.wait(interval / 2):
         fresh = heartbeat.fresh(limit)

@@ -15,10 +15,14 @@ from collections.abc import Callable
 __all__ = ["Heartbeat", "stale_after"]
 
 
-def stale_after(watchdog_s: float, watch_interval_s: float) -> float:
-    """How old the stamp may get: one watchdog period, and at least three watch
-    intervals so that a pass delayed by one slow predecessor still counts."""
-    return max(watchdog_s, 3.0 * watch_interval_s)
+def stale_after(watchdog_s: float, watch_interval_s: float, configured: float | None) -> float:
+    """How old the stamp may get: ``configured`` (``server.watchdog_stale_s``) when
+    set; else two watchdog periods and at least three watch intervals, so that a
+    pass slowed by a router retrying (bounded by its attempts and timeouts) does not
+    count as wedged. A wedged loop is restarted within this plus one period."""
+    if configured is not None:
+        return configured
+    return max(2.0 * watchdog_s, 3.0 * watch_interval_s)
 
 
 class Heartbeat:

@@ -82,12 +82,15 @@ class TestHeartbeat:
         assert beat.age() == 0.0
 
     @pytest.mark.parametrize(
-        ("watchdog", "interval", "expected"),
-        [(30.0, 5.0, 30.0), (1.0, 1.0, 3.0), (10.0, 60.0, 180.0)],
-    )
-    def test_stale_after(self, watchdog: float, interval: float, expected: float) -> None:
-        """One watchdog period, never under three watch intervals."""
-        assert stale_after(watchdog, interval) == expected
+        ("watchdog", "interval", "configured", "expected"),
+        [(30.0, 5.0, None, 60.0), (1.0, 1.0, None, 3.0), (10.0, 60.0, None, 180.0),
+         (30.0, 5.0, 7.5, 7.5)],
+    )  # fmt: skip
+    def test_stale_after(
+        self, watchdog: float, interval: float, configured: float | None, expected: float
+    ) -> None:
+        """Two watchdog periods, never under three watch intervals; the config wins."""
+        assert stale_after(watchdog, interval, configured) == expected
 
 
 class TestFaults:
