@@ -268,6 +268,19 @@ def run(config: Config, *, on_ready: Callable[[Daemon], Any] | None = None) -> i
     # during startup (migrations, first reconcile) is only noted, then done once.
     early: list[int] = []
     signal.signal(signal.SIGHUP, lambda signum, frame: early.append(signum))
+    # SIGTERM/SIGINT: the same for stopping. Until uvicorn serves (and again after
+    # it re-raises the signal it handled) this handler only asks the server to exit,
+    # so a stop requested during startup ends in the clean stop below, exit code 0.
+    servers: list[uvicorn.Server] = []
+    stop_asked: list[int] = []
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        stop_asked.append(signum)
+        for started in servers:
+            started.should_exit = True
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _stop)
     daemon = Daemon.build(config)
     host, _, port = config.server.listen.rpartition(":")
     server = uvicorn.Server(
@@ -282,6 +295,7 @@ def run(config: Config, *, on_ready: Callable[[Daemon], Any] | None = None) -> i
             timeout_keep_alive=30,
         )
     )
+    servers.append(server)
     daemon.start()
     if on_ready is not None:
         on_ready(daemon)
@@ -294,10 +308,9 @@ def run(config: Config, *, on_ready: Callable[[Daemon], Any] | None = None) -> i
     signal.signal(signal.SIGHUP, _hup)
     if early:
         reloader.request()
-    # uvicorn shuts down on SIGTERM/SIGINT, then re-raises the signal with the handler
-    # that was installed before it: a no-op here, so the clean stop below still runs.
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, _ignore)
+    if stop_asked:
+        log.info("stop_requested_during_startup", signals=stop_asked)
+        server.should_exit = True
     done = threading.Event()
     heartbeat = daemon.scheduler.heartbeat
     threading.Thread(
@@ -315,10 +328,6 @@ def run(config: Config, *, on_ready: Callable[[Daemon], Any] | None = None) -> i
         sys.stderr.flush()
         os._exit(0)
     return 0
-
-
-def _ignore(signum: int, frame: FrameType | None) -> None:
-    """Stand-in handler: uvicorn's own handles the signal while it serves."""
 
 
 def _supervise(

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -144,6 +147,26 @@ class TestSighupDuringStartup:
         assert [e["ok"] for e in named(s, "reload_finished")] == [True]
         started = [e.get("event") for e in events(s)]
         assert started.index("daemon_ready") < started.index("reload_started")
+
+
+class TestSigtermDuringStartup:
+    def test_sigterm_while_starting_stops_cleanly(self, rolling: Stack) -> None:
+        """SIGTERM during startup (held 3 s before the first reconcile) does not kill the
+        daemon outright: it finishes starting, stops cleanly and exits 0."""
+        s = rolling
+        log = s._log("daemon.log")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "controller", "daemon", "--config", str(s.config)],
+            stdout=log, stderr=log, env={**os.environ, faults.ENV: "start=sleep:3"},
+        )  # fmt: skip
+        s.procs["daemon"] = proc
+        assert wait_until(
+            lambda: any(e.get("point") == "start" for e in named(s, "test_fault")), timeout=60
+        ), s.log_tail()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0, s.log_tail()
+        assert named(s, "stop_requested_during_startup")
+        assert named(s, "daemon_stopped")
 
 
 class NotifySocket:
