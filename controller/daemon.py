@@ -354,6 +354,7 @@ def _supervise(
             healthy = fresh
             if fresh:
                 log.info("watchdog_resumed", heartbeat_age_s=round(heartbeat.age(), 3))
+                systemd.status("serving")
             else:
                 log.error("watchdog_withheld", heartbeat_age_s=round(heartbeat.age(), 3),
                           stale_after_s=limit)  # fmt: skip

@@ -178,10 +178,11 @@ class NotifySocket:
         self.sock.bind(self.path)
         self.seen: list[str] = []
 
-    def until(self, word: str, timeout: float = 30) -> None:
-        """Receive until a datagram containing ``word`` arrives (bounded)."""
+    def until(self, word: str, timeout: float = 30, *, since: int = 0) -> None:
+        """Receive until a datagram containing ``word`` is among those from index
+        ``since`` on (bounded)."""
         deadline = time.monotonic() + timeout
-        while not any(word in m for m in self.seen):
+        while not any(word in m for m in self.seen[since:]):
             remaining = deadline - time.monotonic()
             assert remaining > 0, (word, self.seen[-10:])
             self.sock.settimeout(remaining)
@@ -245,8 +246,11 @@ class TestWatchdog:
             assert not [m for m in quiet if "WATCHDOG=1" in m], quiet
             assert s.procs["daemon"].poll() is None  # alive; systemd is what restarts it
 
+            assert any("STATUS=reconcile loop stalled" in m for m in notify.seen)
+            mark = len(notify.seen)
             wedge.unlink()
-            notify.until("WATCHDOG=1")
+            notify.until("WATCHDOG=1", since=mark)
+            notify.until("STATUS=serving", since=mark)
             assert wait_until(lambda: named(s, "watchdog_resumed"), timeout=10), s.log_tail()
             s.procs["daemon"].send_signal(signal.SIGTERM)
             notify.until("STOPPING=1")
