@@ -10,11 +10,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import uvicorn
+import yaml
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from prometheus_client import CollectorRegistry
@@ -34,6 +36,7 @@ from monitors.testing import free_port, wait_until
 from registry import ModelRegistry
 
 from .support import Clock, config, register
+from .test_e2e import _stack
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 LIMIT = 1024
@@ -381,3 +384,33 @@ class TestEveryRouteIsGuarded:
         """Probes and scrapers need no token."""
         for path in ("/healthz", "/readyz", "/metrics"):
             assert httpx.get(f"{served.url}{path}", timeout=10).status_code in (200, 503)
+
+
+@pytest.mark.slow
+class TestDaemonWiresTheLimits:
+    def test_config_limits_reach_the_daemon(self, tmp_path: Path) -> None:
+        """server.max_body_bytes and server.max_ingest_body_bytes from the YAML file are
+        what the daemon subprocess enforces."""
+        s = _stack(tmp_path)
+        data = yaml.safe_load(s.config.read_text())
+        data["server"].update(max_body_bytes=2048, max_ingest_body_bytes=4096)
+        s.config.write_text(yaml.safe_dump(data))
+        s.register("1.0.0", "production")
+        s.start_daemon()
+        try:
+            body = {"model": "fraud", "version": "1.0.0", "reason": "x" * 3000}
+            reply = httpx.post(f"{s.url}/v1/rollouts", json=body, timeout=10)
+            assert reply.status_code == 413
+            assert (
+                "the limit is 2048 bytes (config server.max_body_bytes)" in (reply.json()["detail"])
+            )
+            reply = httpx.post(f"{s.url}/v1/ingest/events", json=_events(60), timeout=10)
+            assert reply.status_code == 413
+            assert (
+                "the limit is 4096 bytes (config server.max_ingest_body_bytes)"
+                in (reply.json()["detail"])
+            )
+            assert httpx.post(f"{s.url}/v1/ingest/events", json=_events(5),
+                              timeout=10).status_code == 200  # fmt: skip
+        finally:
+            s.stop()
