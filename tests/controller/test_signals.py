@@ -93,12 +93,15 @@ def start_rollout(s: Stack, *, moving: bool = True) -> None:
 
 class TestSighupBurst:
     def test_twenty_sighups_reload_one_at_a_time_and_rollouts_go_on(self, rolling: Stack) -> None:
-        """20 SIGHUPs during a slow (0.5 s) reload: reloads never overlap, the burst
-        causes at most one more reload, every reload succeeds and the canary still
-        finishes."""
+        """A changed, valid config and 20 SIGHUPs during a slow (0.5 s) reload: reloads
+        never overlap, the burst causes at most one more reload, every reload takes
+        the new file and the running canary still finishes."""
         s = rolling
         s.start_daemon({faults.ENV: "reload=sleep:0.5"})
         start_rollout(s)
+        data = yaml.safe_load(s.config.read_text())
+        data["models"]["other"] = data["models"]["fraud"]  # a valid change to take effect
+        s.config.write_text(yaml.safe_dump(data))
         for _ in range(20):
             s.procs["daemon"].send_signal(signal.SIGHUP)
             time.sleep(0.01)
@@ -118,7 +121,9 @@ class TestSighupBurst:
                     for kind in ("reload_started", "reload_finished")]  # fmt: skip
         assert sequence == expected  # strictly alternating: never two at once
         assert all(e["ok"] for e in reloads if e["event"] == "reload_finished")
-        assert len(named(s, "reloaded")) == count
+        reloaded = named(s, "reloaded")
+        assert len(reloaded) == count
+        assert all(e["models"] == ["fraud", "other"] for e in reloaded)
         assert httpx.get(f"{s.url}/readyz", timeout=5).status_code == 200
         done = s.wait_finished("v1.1.0", timeout=120)
         assert done["phase"] == "promoted", s.log_tail()
