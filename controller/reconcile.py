@@ -534,8 +534,22 @@ class Controller:
             salt=salt,
         )
 
+    def _forget_unrouted(self) -> None:
+        """Drop failures of models a router no longer serves (the config was reloaded
+        without them), so that they do not keep the router unready for good."""
+        for name, failing in self._failing.items():
+            for model in list(failing):
+                policy = self.policy(model)
+                if policy is None or policy.router != name:
+                    del failing[model]
+            if not failing and name in self.router_errors:
+                del self.router_errors[name]
+                if self.metrics is not None:
+                    self.metrics.router_ready.labels(name).set(1)
+
     def reconcile_routers(self) -> dict[str, str]:
         """Make every router hold the database's routes; return the failing routers."""
+        self._forget_unrouted()
         for model in self.config.models:
             with self._lock(model):
                 try:

@@ -75,7 +75,8 @@ def policy() -> dict[str, Any]:
 
 def test_one_failing_model_keeps_the_router_unready(tmp_path: Path, receiver: Receiver) -> None:
     """'alpha' is refused, 'fraud' taken (in that order): the router stays in
-    router_errors naming alpha and its metric says 0 until alpha's route is in too."""
+    router_errors naming alpha and its metric says 0 until alpha's route is in too,
+    or alpha is no longer in the config."""
     clock = Clock(datetime(2026, 3, 1, 12, 0, tzinfo=UTC))
     registry = ModelRegistry(home=tmp_path / "home", actor="tester", clock=clock)
     for model in ("alpha", "fraud"):
@@ -108,8 +109,15 @@ def test_one_failing_model_keeps_the_router_unready(tmp_path: Path, receiver: Re
         ready = collector.get_sample_value("modelreg_controller_router_ready", {"router": "hook"})
         assert ready == 0.0
 
-        receiver.refused.clear()
         mono[0] += 60  # past the router's backoff for alpha
+        without_alpha = config.model_copy(update={"models": {"fraud": config.models["fraud"]}})
+        controller.config = without_alpha  # as a SIGHUP reload would
+        assert controller.reconcile_routers() == {}  # alpha's failure is no one's now
+        ready = collector.get_sample_value("modelreg_controller_router_ready", {"router": "hook"})
+        assert ready == 1.0
+        controller.config = config
+
+        receiver.refused.clear()
         assert controller.reconcile_routers() == {}
         assert sorted(receiver.taken) == ["alpha", "fraud"]
         ready = collector.get_sample_value("modelreg_controller_router_ready", {"router": "hook"})
