@@ -15,7 +15,10 @@
   ``modelreg_alert_action_seconds``: time from the request's arrival to its action
   committed and routed.
 
-Bodies are pydantic models: a bad body is a 422 naming the field. Errors are JSON
+Bodies are pydantic models: a bad body is a 422 naming the field. A body over
+``server.max_body_bytes`` (``server.max_ingest_body_bytes`` under ``/v1/ingest/``)
+is a 413, refused before it is read (``controller.limits``). No endpoint takes a
+server-side path or URL from a client. Errors are JSON
 ``{"detail": "..."}`` with 404 (unknown), 409 (illegal now) or 422 (invalid).
 
 With a tokens file (``server.tokens_file``, see ``controller.auth``) every route
@@ -24,7 +27,8 @@ reads (resolve and routes included), ``deployer`` to start and steer rollouts an
 to post telemetry, ``approver`` to approve or reject (as the token's identity,
 never a body's ``actor``), ``alerts`` for ``/v1/alerts``. 401 without a known
 token, 403 without the role, and 403 when the registry refuses the approver
-(not on its policy's list, or the version's own registrant).
+(not on its policy's list, or the version's own registrant). Roles are checked
+before the body is parsed (``controller.access``).
 """
 
 from __future__ import annotations
@@ -34,15 +38,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from fastapi import Body, FastAPI, HTTPException, Query, Request, Response
+from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 
+from controller.access import guard
 from controller.alert_ledger import AlertLedger
 from controller.auth import AuthError, Principal, Role, TokenStore, Unauthorized, authorize
 from controller.errors import CannotStart, IllegalMove, RolloutNotFound
+from controller.limits import BodyLimit
 from controller.phases import Event
 from controller.reconcile import Controller
 from controller.routers.http import HttpRouter
@@ -66,6 +72,8 @@ class ApiDeps:
     alerts: AlertIntake | None = None
     tokens: TokenStore | None = None  # None: no authentication (a loopback-only daemon)
     alert_ledger: AlertLedger | None = None  # keeps alert dedup across restarts
+    max_body_bytes: int = 1_048_576  # every route but ingest; see controller.limits
+    max_ingest_body_bytes: int = 67_108_864
 
 
 class _Body(BaseModel):
@@ -129,6 +137,15 @@ def create_app(deps: ApiDeps) -> FastAPI:  # noqa: PLR0915 -- routes are closure
         title="modelreg controller",
         version="0.1.0",
         description="Rollouts judged by statistics; the registry's resolve hot path.",
+        # Roles checked before any body is parsed (controller.access); handlers still
+        # call need() for the caller's identity.
+        dependencies=[Depends(guard(lambda: deps.tokens))],
+    )
+    app.add_middleware(
+        BodyLimit,
+        default=deps.max_body_bytes,
+        per_prefix={"/v1/ingest/": deps.max_ingest_body_bytes},
+        prefix_settings={"/v1/ingest/": "server.max_ingest_body_bytes"},
     )
     controller = deps.controller
     registry = controller.registry

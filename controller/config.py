@@ -71,6 +71,15 @@ class ServerSection(_Strict):
     listen: str = "127.0.0.1:8470"
     tokens_file: str | None = None
     ingest_source: str | None = None  # the ingest source that /v1/ingest writes to
+    # Request bodies over these are refused with 413 before they are read (controller.limits).
+    max_body_bytes: int = Field(default=1_048_576, gt=0)
+    max_ingest_body_bytes: int = Field(default=67_108_864, gt=0)  # /v1/ingest/ batches
+    # On SIGTERM, how long running evaluations may finish before they are abandoned;
+    # keep it below the unit's TimeoutStopSec (30 s).
+    stop_timeout_s: float = Field(default=20.0, gt=0)
+    # Under a systemd watchdog: how long the reconcile loop may go without starting a
+    # pass before pings stop (default: 2 x WatchdogSec, at least 3 watch intervals).
+    watchdog_stale_s: float | None = Field(default=None, gt=0)
 
     @field_validator("listen")
     @classmethod

@@ -7,15 +7,27 @@ and the API. Committed decisions are posted to the ``notifications`` webhooks.
 marks the daemon ready; ``run(config)`` serves the API with uvicorn until SIGTERM
 or SIGINT, then stops the scheduler and closes everything.
 
-Under systemd (``Type=notify``) the daemon sends ``READY=1`` once the API serves,
-``WATCHDOG=1`` at half of ``WatchdogSec`` while it runs, ``RELOADING=1`` on SIGHUP
-and ``STOPPING=1`` on shutdown (``controller.systemd``; no-ops elsewhere).
+Under systemd (``Type=notify``) the daemon sends ``READY=1`` once migrations ran
+(``build``), the routers were reconciled and the jobs rebuilt (``start``) and the
+API's socket listens (uvicorn's ``started``); ``WATCHDOG=1`` at half of
+``WatchdogSec`` but only while the reconcile loop's heartbeat is fresh
+(``controller.heartbeat``), so a wedged loop gets the daemon restarted;
+``RELOADING=1`` on SIGHUP and ``STOPPING=1`` on shutdown (``controller.systemd``;
+no-ops elsewhere).
 
-SIGHUP re-reads the config file. Policies (``models``), ``alerts``, ``guard`` and
-``watch_interval`` take effect at once: jobs are re-planned at the new intervals.
-A new file that is invalid, or that changes ``registry``, ``server``, ``sources``,
-``routers`` or ``notifications`` (which need a restart), is refused with an error log line and the
-running config stays in force.
+SIGTERM: the API stops accepting and finishes its requests, the scheduler starts
+no new job and waits ``server.stop_timeout_s`` for running ones, then the
+databases are closed and the exit code is 0. A job still running then is
+abandoned: the process exits under it (``os._exit``, as joining it could hang),
+which the intent-first store makes safe; the next start finishes its intent.
+
+SIGHUP re-reads the config file, one reload at a time; signals arriving during
+a reload cause one more reload after it (``controller.reloader``). Policies
+(``models``), ``alerts``, ``guard`` and ``watch_interval`` take effect at once: jobs are
+re-planned at the new intervals. A new file that is invalid, or that changes
+``registry``, ``server``, ``sources``, ``routers`` or ``notifications`` (which
+need a restart), is refused with an error log line and the running config stays
+in force.
 """
 
 from __future__ import annotations
@@ -23,6 +35,7 @@ from __future__ import annotations
 import os
 import resource
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -36,7 +49,7 @@ import uvicorn
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Gauge
 
-from controller import systemd
+from controller import faults, systemd
 from controller.alert_ledger import AlertLedger
 from controller.api import ApiDeps, create_app
 from controller.auth import TokenStore
@@ -44,9 +57,11 @@ from controller.config import Config, load_config
 from controller.errors import ConfigError
 from controller.guard_store import GuardStore
 from controller.guarding import Guard
+from controller.heartbeat import Heartbeat, stale_after
 from controller.metrics import ControllerMetrics
 from controller.notify import EventKind, Notifications, build_notifier
 from controller.reconcile import Clock, Controller
+from controller.reloader import Reloader
 from controller.routers.http import HttpRouter
 from controller.routing import Router, build_router
 from controller.scheduler import RolloutScheduler
@@ -167,6 +182,8 @@ class Daemon:
             tokens=TokenStore.load(config.server.tokens_file)
             if config.server.tokens_file
             else None,
+            max_body_bytes=config.server.max_body_bytes,
+            max_ingest_body_bytes=config.server.max_ingest_body_bytes,
         )
         daemon = cls(
             config=config,
@@ -191,6 +208,7 @@ class Daemon:
 
     def start(self) -> None:
         """Reconcile routers with the database, rebuild jobs, then report ready."""
+        faults.point("start")
         errors = self.controller.reconcile_routers()
         self.controller.refresh_phase_metrics()
         self.scheduler.start()
@@ -208,6 +226,7 @@ class Daemon:
     def reload(self) -> bool:
         """Re-read the config file (SIGHUP); True when the new one took effect."""
         systemd.reloading()
+        faults.point("reload")
         try:
             new = load_config(self.config.source_file)
         except ConfigError as exc:
@@ -236,21 +255,46 @@ class Daemon:
         systemd.ready()
         return True
 
-    def stop(self) -> None:
+    def stop(self) -> int:
+        """Stop everything; return how many running jobs were abandoned (see above)."""
         systemd.stopping()
         self.ready = False
-        self.scheduler.shutdown()
+        timeout = self.config.server.stop_timeout_s
+        log.info("stopping", running_jobs=self.scheduler.running(), timeout_s=timeout)
+        abandoned = self.scheduler.shutdown(timeout)
+        if abandoned:
+            log.error("jobs_abandoned", running_jobs=abandoned, timeout_s=timeout)
         if self.notifications is not None:
             self.notifications.close(timeout_s=5.0)
         for store in self.ingest.values():
             store.close()
         self.store.close()
         self.registry.close()
-        log.info("daemon_stopped")
+        log.info("daemon_stopped", abandoned_jobs=abandoned)
+        return abandoned
 
 
 def run(config: Config, *, on_ready: Callable[[Daemon], Any] | None = None) -> int:
     """Serve until SIGTERM/SIGINT (SIGHUP reloads); return the exit code."""
+    if os.environ.get(faults.ENV):  # a bad spec fails here, not at the first fault point
+        log.warning("test_faults_active", faults=dict(faults.parse(os.environ[faults.ENV])))
+    # SIGHUP's default action ends the process: until the reloader exists, a SIGHUP
+    # during startup (migrations, first reconcile) is only noted, then done once.
+    early: list[int] = []
+    signal.signal(signal.SIGHUP, lambda signum, frame: early.append(signum))
+    # SIGTERM/SIGINT: the same for stopping. Until uvicorn serves (and again after
+    # it re-raises the signal it handled) this handler only asks the server to exit,
+    # so a stop requested during startup ends in the clean stop below, exit code 0.
+    servers: list[uvicorn.Server] = []
+    stop_asked: list[int] = []
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        stop_asked.append(signum)
+        for started in servers:
+            started.should_exit = True
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _stop)
     daemon = Daemon.build(config)
     host, _, port = config.server.listen.rpartition(":")
     server = uvicorn.Server(
@@ -265,35 +309,46 @@ def run(config: Config, *, on_ready: Callable[[Daemon], Any] | None = None) -> i
             timeout_keep_alive=30,
         )
     )
+    servers.append(server)
     daemon.start()
     if on_ready is not None:
         on_ready(daemon)
 
+    reloader = Reloader(daemon.reload)
+
     def _hup(signum: int, frame: FrameType | None) -> None:
-        # Not in the handler: reloading touches the database and takes locks.
-        threading.Thread(target=daemon.reload, name="reload", daemon=True).start()
+        reloader.request()  # not in the handler: reloading touches the database
 
     signal.signal(signal.SIGHUP, _hup)
-    # uvicorn shuts down on SIGTERM/SIGINT, then re-raises the signal with the handler
-    # that was installed before it: a no-op here, so the clean stop below still runs.
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, _ignore)
+    if early:
+        reloader.request()
+    if stop_asked:
+        log.info("stop_requested_during_startup", signals=stop_asked)
+        server.should_exit = True
     done = threading.Event()
-    threading.Thread(target=_supervise, args=(server, done), name="notify", daemon=True).start()
+    heartbeat = daemon.scheduler.heartbeat
+    threading.Thread(
+        target=_supervise, args=(server, done, heartbeat, config),
+        name="notify", daemon=True,
+    ).start()  # fmt: skip
     try:
         server.run()
     finally:
         done.set()
-        daemon.stop()
+        reloader.close()
+        abandoned = daemon.stop()
+    if abandoned:  # their threads may never end; the store's intents make this safe
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
 
 
-def _ignore(signum: int, frame: FrameType | None) -> None:
-    """Stand-in handler: uvicorn's own handles the signal while it serves."""
-
-
-def _supervise(server: uvicorn.Server, done: threading.Event) -> None:
-    """READY=1 once uvicorn serves, then watchdog pings at half the interval."""
+def _supervise(
+    server: uvicorn.Server, done: threading.Event, heartbeat: Heartbeat, config: Config
+) -> None:
+    """READY=1 once uvicorn listens, then watchdog pings at half the interval while
+    the reconcile loop's heartbeat is fresh; none while it is stale."""
     while not server.started and not done.wait(0.05):
         pass
     if done.is_set():
@@ -303,5 +358,18 @@ def _supervise(server: uvicorn.Server, done: threading.Event) -> None:
     interval = systemd.watchdog_interval()
     if interval is None:
         return
+    limit = stale_after(interval, config.watch_interval, config.server.watchdog_stale_s)
+    healthy = True
     while not done.wait(interval / 2):
-        systemd.watchdog()
+        fresh = heartbeat.fresh(limit)
+        if fresh:
+            systemd.watchdog()
+        if fresh != healthy:
+            healthy = fresh
+            if fresh:
+                log.info("watchdog_resumed", heartbeat_age_s=round(heartbeat.age(), 3))
+                systemd.status("serving")
+            else:
+                log.error("watchdog_withheld", heartbeat_age_s=round(heartbeat.age(), 3),
+                          stale_after_s=limit)  # fmt: skip
+                systemd.status("reconcile loop stalled; watchdog pings withheld")

@@ -158,7 +158,8 @@ class Controller:
         # Ingest sources by name: one window of events per version and tick, shared by
         # every ingest metric of the policy, instead of one database read per metric.
         self.ingest = dict(ingest or {})
-        self.router_errors: dict[str, str] = {}
+        self.router_errors: dict[str, str] = {}  # router -> an error of a failing model
+        self._failing: dict[str, dict[str, str]] = {}  # router -> model -> last error
         self.on_started: Callable[[RolloutRecord], None] | None = None
         # Told of promotions, rollbacks, approval waits and failures once committed;
         # must not block (``controller.notify.Notifications.post`` queues).
@@ -421,15 +422,23 @@ class Controller:
             if held != route:
                 router.set(route)
         except RouterError as exc:
+            self._failing.setdefault(name, {})[route.model] = str(exc)
             self.router_errors[name] = str(exc)
             if self.metrics is not None:
                 self.metrics.router_errors.labels(name).inc()
                 self.metrics.router_ready.labels(name).set(0)
             log.error("router_failed", router=name, model=route.model, error=str(exc))
             raise
-        self.router_errors.pop(name, None)
+        # Healthy only once no model of this router is failing: another model's
+        # success must not hide this one's error from /readyz.
+        failing = self._failing.get(name, {})
+        failing.pop(route.model, None)
+        if failing:
+            self.router_errors[name] = failing[min(failing)]
+        else:
+            self.router_errors.pop(name, None)
         if self.metrics is not None:
-            self.metrics.router_ready.labels(name).set(1)
+            self.metrics.router_ready.labels(name).set(0 if failing else 1)
             for backend in route.backends:
                 self.metrics.weight.labels(route.model, backend.version).set(backend.weight)
             for version in {b.version for b in self._last_backends.get(route.model, ())} - {
@@ -583,8 +592,22 @@ class Controller:
             salt=salt,
         )
 
+    def _forget_unrouted(self) -> None:
+        """Drop failures of models a router no longer serves (the config was reloaded
+        without them), so that they do not keep the router unready for good."""
+        for name, failing in self._failing.items():
+            for model in list(failing):
+                policy = self.policy(model)
+                if policy is None or policy.router != name:
+                    del failing[model]
+            if not failing and name in self.router_errors:
+                del self.router_errors[name]
+                if self.metrics is not None:
+                    self.metrics.router_ready.labels(name).set(1)
+
     def reconcile_routers(self) -> dict[str, str]:
         """Make every router hold the database's routes; return the failing routers."""
+        self._forget_unrouted()
         for model in self.config.models:
             with self._lock(model):
                 try:

@@ -6,14 +6,20 @@ job runs ``Controller.reconcile_once`` every ``interval`` of its policy with
 ``max_instances=1`` (no overlap), ``coalesce=True`` (missed runs collapse into one)
 and a misfire grace of one interval. The watcher starts rollouts for new staging
 versions, reconciles every router with the database (so a router that failed is
-retried and drift is repaired) and refreshes the phase gauges. One guard job (not
-one per model) runs ``Guard.run_once`` every ``guard.interval``, first after one
-interval, with the same no-overlap and coalescing rules.
+retried and drift is repaired) and refreshes the phase gauges. Each watcher pass
+beats ``heartbeat``, which gates systemd's watchdog (``controller.heartbeat``).
+One guard job (not one per model) runs ``Guard.run_once`` every ``guard.interval``,
+first after one interval, with the same no-overlap and coalescing rules.
+
+``shutdown(timeout_s)`` stops starting jobs and waits that long for running ones;
+a job still running then is abandoned (the daemon exits under it, and the
+intent recorded before any effect lets the next start finish it).
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 from datetime import UTC, datetime, timedelta
 
 import structlog
@@ -21,7 +27,9 @@ from apscheduler.jobstores.base import JobLookupError
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from controller import faults
 from controller.guarding import Guard
+from controller.heartbeat import Heartbeat
 from controller.reconcile import Controller
 from controller.store import RolloutRecord
 
@@ -44,6 +52,10 @@ class RolloutScheduler:
             timezone=UTC,
         )
         controller.on_started = self.ensure_job
+        self.heartbeat = Heartbeat()
+        self._running = 0  # jobs in flight, for a bounded shutdown
+        self._idle = threading.Condition()
+        self._stopping = False
 
     def start(self) -> None:
         """Start the scheduler and rebuild every job from the database."""
@@ -62,9 +74,33 @@ class RolloutScheduler:
         )
         self._plan_guard()
 
-    def shutdown(self) -> None:
+    def shutdown(self, timeout_s: float | None = None) -> int:
+        """Stop; wait up to ``timeout_s`` (None: forever) for running jobs; return how
+        many were still running (abandoned)."""
+        with self._idle:
+            self._stopping = True  # jobs the executor still holds will not start
         if self._scheduler.running:
-            self._scheduler.shutdown(wait=True)
+            self._scheduler.shutdown(wait=False)
+        with self._idle:
+            self._idle.wait_for(lambda: self._running == 0, timeout=timeout_s)
+            return self._running
+
+    def running(self) -> int:
+        with self._idle:
+            return self._running
+
+    def _enter(self) -> bool:
+        """Count a job in; False once shutdown began (the job must not start)."""
+        with self._idle:
+            if self._stopping:
+                return False
+            self._running += 1
+            return True
+
+    def _leave(self) -> None:
+        with self._idle:
+            self._running -= 1
+            self._idle.notify_all()
 
     def replan(self) -> None:
         """After a config reload: every active rollout's job at its (new) interval, and
@@ -116,7 +152,16 @@ class RolloutScheduler:
         )
 
     def _tick(self, rollout_id: int) -> None:
+        if not self._enter():
+            return
         try:
+            self._tick_once(rollout_id)
+        finally:
+            self._leave()
+
+    def _tick_once(self, rollout_id: int) -> None:
+        try:
+            faults.point("tick")
             self.controller.reconcile_once(rollout_id)
             record = self.controller.store.get(rollout_id)
         except Exception:  # a failing tick must not kill the job; it is retried next interval
@@ -128,14 +173,26 @@ class RolloutScheduler:
             self.controller.refresh_phase_metrics()
 
     def _guard(self) -> None:
-        if self.guard is None:
+        if self.guard is None or not self._enter():
             return
         try:
             self.guard.run_once()
         except Exception:  # a failing pass must not kill the job; the next one retries
             log.exception("guard_failed")
+        finally:
+            self._leave()
 
     def _watch(self) -> None:
+        self.heartbeat.beat()
+        if not self._enter():
+            return
+        try:
+            faults.point("watch")
+            self._watch_once()
+        finally:
+            self._leave()
+
+    def _watch_once(self) -> None:
         try:
             self.controller.watch_once()
             self.controller.reconcile_routers()

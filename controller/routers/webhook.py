@@ -20,9 +20,13 @@ re-sends and retries may repeat it.
 Only a 2xx answer confirms. Transport errors, 5xx, 408 and 429 are retried with
 exponential backoff (bounded attempts; the sleep is injected); any other answer
 fails at once. A route that was not confirmed stays *pending*: ``pending()``
-lists those models and ``resend_pending()`` (called by the daemon on its
-reconcile tick) pushes them again until the receiver takes them. ``status()``
-reports pending models and their last errors for ``/readyz``.
+lists those models and ``resend_pending()`` pushes them again at once. The
+daemon re-sends through ``set()`` on every tick and watcher pass; between failed
+pushes of the same pending route ``set()`` backs off (``backoff_s`` doubled per
+failed push, up to ``max_backoff_s``) and raises the last error without
+touching the network, so a receiver that is down is not hammered and a pass is
+not held up by it. A different route (a rollback, say) is pushed at once.
+``status()`` reports pending models and their last errors for ``/readyz``.
 
 ``read(model)`` returns the last route the receiver confirmed, as remembered by
 this process. With ``read_url`` set it instead asks the receiver: ``GET
@@ -149,6 +153,7 @@ class WebhookRouter:
         timeout_s: float = 5.0,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         if attempts < 1:
             raise ValueError(f"webhook router: attempts must be at least 1, not {attempts}")
@@ -169,13 +174,25 @@ class WebhookRouter:
         self._desired: dict[str, Route] = {}  # not yet confirmed
         self._confirmed: dict[str, Route] = {}
         self._errors: dict[str, str] = {}
+        self._monotonic = monotonic
+        self._failed_pushes: dict[str, int] = {}  # per model, since its last confirmation
+        self._retry_at: dict[str, float] = {}  # per model: no push of the same route before
 
     # -- Router protocol ---------------------------------------------------------
 
     def set(self, route: Route) -> None:
-        """Push ``route``; it stays pending (and ``RouterError`` is raised) until a 2xx."""
+        """Push ``route``; it stays pending (and ``RouterError`` is raised) until a 2xx.
+
+        The same pending route again before its retry time raises the last error
+        without a request (see the module docstring).
+        """
         with self._lock:
+            same = self._desired.get(route.model) == route
             self._desired[route.model] = route
+            wait = self._retry_at.get(route.model, 0.0) - self._monotonic()
+            error = self._errors.get(route.model)
+        if same and wait > 0 and error is not None:
+            raise RouterError(f"{error}; next attempt in {wait:.1f}s")
         self._push(route)
 
     def read(self, model: str) -> Route | None:
@@ -265,6 +282,10 @@ class WebhookRouter:
         with self._lock:
             if self._desired.get(route.model) == route:
                 self._errors[route.model] = message
+                failed = self._failed_pushes.get(route.model, 0) + 1
+                self._failed_pushes[route.model] = failed
+                delay = min(self._max_backoff_s, self._backoff_s * 2.0**failed)
+                self._retry_at[route.model] = self._monotonic() + delay
         raise RouterError(message)
 
     def _attempt(self, route: Route, body: bytes) -> tuple[bool, str]:
@@ -295,6 +316,8 @@ class WebhookRouter:
             if self._desired.get(route.model) == route:
                 del self._desired[route.model]
                 self._errors.pop(route.model, None)
+                self._failed_pushes.pop(route.model, None)
+                self._retry_at.pop(route.model, None)
 
 
 def _secret_from(options: Mapping[str, Any]) -> str:

@@ -1,0 +1,129 @@
+"""A router serving several models is healthy only when every model's route is in:
+one model's success must not hide another's failure from /readyz and the metric.
+Real SQLite, a real webhook receiver over HTTP that refuses one model."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from controller.config import parse_config
+from controller.metrics import ControllerMetrics
+from controller.reconcile import Controller
+from controller.routers.webhook import WebhookRouter
+from controller.store import RolloutStore
+from monitors import IngestSource, IngestStore
+from registry import ModelRegistry
+
+from .support import Clock, register
+
+SECRET = "router-health-secret"
+
+
+class Refusing(BaseHTTPRequestHandler):
+    """Takes every route except those of the models in ``server.refused``."""
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        server = self.server
+        assert isinstance(server, Receiver)
+        model = json.loads(body)["model"]
+        status = 500 if model in server.refused else 204
+        if status == 204:
+            server.taken.append(model)
+        self.send_response(status)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet."""
+
+
+class Receiver(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), Refusing)
+        self.refused: set[str] = set()
+        self.taken: list[str] = []
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    server = Receiver()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def policy() -> dict[str, Any]:
+    return {
+        "router": "hook",
+        "strategy": {"kind": "canary", "steps": [50, 100], "step_duration": 5},
+        "analysis": {"metrics": [{"name": "accuracy", "source": "events", "query": "accuracy",
+                                  "kind": "proportion"}]},
+    }  # fmt: skip
+
+
+def test_one_failing_model_keeps_the_router_unready(tmp_path: Path, receiver: Receiver) -> None:
+    """'alpha' is refused, 'fraud' taken (in that order): the router stays in
+    router_errors naming alpha and its metric says 0 until alpha's route is in too,
+    or alpha is no longer in the config."""
+    clock = Clock(datetime(2026, 3, 1, 12, 0, tzinfo=UTC))
+    registry = ModelRegistry(home=tmp_path / "home", actor="tester", clock=clock)
+    for model in ("alpha", "fraud"):
+        register(registry, tmp_path, model, "1.0.0", "production")
+    url = f"http://127.0.0.1:{receiver.server_address[1]}/routes"
+    config = parse_config({
+        "registry": {"home": str(tmp_path / "home")},
+        "sources": {"events": {"kind": "ingest",
+                               "options": {"url": f"sqlite:///{tmp_path}/ingest.db"}}},
+        "routers": {"hook": {"kind": "webhook", "options": {"url": url, "secret": SECRET}}},
+        "models": {"alpha": policy(), "fraud": policy()},
+    }, where="test")  # fmt: skip
+    ingest = IngestStore.open(f"sqlite:///{tmp_path}/ingest.db")
+    store = RolloutStore.open(registry.url)
+    collector = CollectorRegistry()
+    mono = [0.0]
+    router = WebhookRouter(url=url, secret=SECRET, attempts=1, sleep=lambda _: None,
+                           monotonic=lambda: mono[0])  # fmt: skip
+    controller = Controller(
+        config=config, registry=registry, store=store, sources={"events": IngestSource(ingest)},
+        routers={"hook": router}, clock=clock, metrics=ControllerMetrics(collector),
+    )  # fmt: skip
+    try:
+        receiver.refused.add("alpha")
+        errors = controller.reconcile_routers()
+        assert receiver.taken == ["fraud"]
+        assert list(errors) == ["hook"]
+        assert "'alpha'" in errors["hook"]
+        assert "HTTP 500" in errors["hook"]
+        ready = collector.get_sample_value("modelreg_controller_router_ready", {"router": "hook"})
+        assert ready == 0.0
+
+        mono[0] += 60  # past the router's backoff for alpha
+        without_alpha = config.model_copy(update={"models": {"fraud": config.models["fraud"]}})
+        controller.config = without_alpha  # as a SIGHUP reload would
+        assert controller.reconcile_routers() == {}  # alpha's failure is no one's now
+        ready = collector.get_sample_value("modelreg_controller_router_ready", {"router": "hook"})
+        assert ready == 1.0
+        controller.config = config
+
+        receiver.refused.clear()
+        assert controller.reconcile_routers() == {}
+        assert sorted(receiver.taken) == ["alpha", "fraud"]
+        ready = collector.get_sample_value("modelreg_controller_router_ready", {"router": "hook"})
+        assert ready == 1.0
+    finally:
+        router.close()
+        ingest.close()
+        store.close()
+        registry.close()
