@@ -1,4 +1,4 @@
-"""The daemon demo (``./dev demo``): two rollouts judged live, in about a minute.
+"""The daemon demo (``./dev demo``): two rollouts and a guarded hotfix, in about a minute.
 
 1. A fresh state directory with a default config: SQLite registry, the ingest
    source, the file router; v1.0.0 of ``fraud`` in production.
@@ -6,7 +6,10 @@
    (another process) follows the routing table and reports outcomes to ingest.
 3. v1.1.0 (more accurate) enters staging: canary 10% -> 25% -> 50% -> promoted.
 4. v1.2.0 (many errors) enters staging: the error-rate trigger rolls it back.
-5. The terminal shows each decision live (weights, units, p-values, reasons) and
+5. v1.3.0 (many errors too) is forced straight into production by hand, as a
+   hotfix that skips the canary: the daemon routes traffic to it, and the guard
+   sees the error rate cross the trigger and rolls production back to v1.1.0.
+6. The terminal shows each decision live (weights, units, p-values, reasons) and
    ends with the model's stage history.
 
 ``python -m controller.demo [--dir DIR] [--clean]``; each run keeps its state in a new
@@ -18,6 +21,7 @@ walkthrough is ``python -m registry.demo``.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import signal
@@ -44,6 +48,7 @@ PROFILES = (
     "v1.0.0:err=0.01:lat=20:acc=0.80",
     "v1.1.0:err=0.01:lat=18:acc=0.88",
     "v1.2.0:err=0.15:lat=25:acc=0.80",
+    "v1.3.0:err=0.15:lat=22:acc=0.86",
 )
 
 
@@ -55,6 +60,7 @@ def demo_config(home: Path, port: int, *, interval: float = 1.0) -> dict[str, An
         "sources": {"ingest": {"kind": "ingest", "options": {"url": f"sqlite:///{home}/ingest.db"}}},
         "routers": {"table": {"kind": "file", "options": {"path": str(home / "routes.json")}}},
         "watch_interval": 1,
+        "guard": {"interval": 1, "window": 5, "cooldown": 60},
         "models": {
             MODEL: {
                 "router": "table",
@@ -95,7 +101,11 @@ def _register(registry: ModelRegistry, home: Path, version: str, stage: str, not
     artifact = home / f"model-{version}.bin"
     artifact.write_bytes(f"{MODEL} {version}: {note}".encode())
     registry.register_model(
-        MODEL, str(artifact), version=version, stage="staging", metadata={"note": note}
+        MODEL,
+        str(artifact),
+        version=version,
+        stage="dev" if stage == "dev" else "staging",  # staging starts a rollout
+        metadata={"note": note},
     )
     if stage == "production":
         registry.promote_model(MODEL, version, to_stage="production", reason="initial release")
@@ -155,6 +165,38 @@ def follow(url: str, version: str, timeout: float) -> dict[str, Any]:
                 return dict(rollout)
         time.sleep(0.5)
     raise RuntimeError(f"the rollout of {version} did not finish in {timeout:.0f}s")
+
+
+def hotfix(home: Path, url: str, version: str, timeout: float) -> None:
+    """Force ``version`` into production by hand, then wait for the guard's verdict."""
+    with ModelRegistry(home=home, actor="demo") as registry:
+        _register(registry, home, version.lstrip("v"), "dev", "hotfix")
+        registry.promote_model(MODEL, version, to_stage="production", force=True,
+                               reason="hotfix, skipping the canary")  # fmt: skip
+    console.print(f"{version} forced into production by hand (no canary)")
+    deadline = time.monotonic() + timeout
+    routed = False
+    while time.monotonic() < deadline:
+        resolved = httpx.get(f"{url}/v1/models/{MODEL}/resolve", timeout=5).json()
+        if not routed and _routed_to(home, version):
+            routed = True
+            console.print(f"  routing: all traffic to {version}")
+        if resolved["version"] != version:
+            last = httpx.get(f"{url}/v1/models/{MODEL}/history", timeout=5).json()[-1]
+            console.print(f"  [bold]guard[/bold] rolled production back to {resolved['version']}")
+            console.print(f"    [dim]{(last['reason'] or '')[:200]}[/dim]")
+            return
+        time.sleep(0.5)
+    raise RuntimeError(f"the guard did not roll {version} back in {timeout:.0f}s")
+
+
+def _routed_to(home: Path, version: str) -> bool:
+    try:
+        routes = json.loads((home / "routes.json").read_text())
+    except (OSError, ValueError):
+        return False
+    backends = (routes.get("models") or {}).get(MODEL, {}).get("backends") or []
+    return [str(b.get("version", "")).lstrip("v") for b in backends] == [version.lstrip("v")]
 
 
 def _history(url: str) -> None:
@@ -233,6 +275,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = follow(url, f"v{version}", timeout=120)
             colour = "green" if result["phase"] == "promoted" else "red"
             console.print(f"[{colour}]v{version}: {result['phase']}[/{colour}]\n")
+
+        console.rule("v1.3.0 (many errors) forced into production by hand")
+        hotfix(home, url, "v1.3.0", timeout=120)
+        console.print()
 
         _history(url)
         resolved = httpx.get(f"{url}/v1/models/{MODEL}/resolve", timeout=5).json()
