@@ -38,6 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import structlog
 from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
@@ -58,6 +59,8 @@ from monitors.errors import AlertPayloadError, IngestError, UnknownPredictionErr
 from registry import ApprovalRefused, InvalidInput, NotFound, RegistryError
 
 __all__ = ["ApiDeps", "create_app"]
+
+log = structlog.get_logger("controller.api")
 
 
 @dataclass
@@ -335,13 +338,31 @@ def create_app(deps: ApiDeps) -> FastAPI:  # noqa: PLR0915 -- routes are closure
         except AlertPayloadError as exc:
             raise HTTPException(422, str(exc)) from None
         applied = []
-        for action in result.actions:
-            outcome = await run_in_threadpool(controller.handle_alert, action)
+        remembered = result.remembered
+        for done, action in enumerate(result.actions):
+            try:
+                outcome = await run_in_threadpool(controller.handle_alert, action)
+            except Exception as exc:
+                # Not acted on (e.g. a database error): unsee this alert and the ones not
+                # yet tried, so Alertmanager's retry of this 5xx acts instead of counting
+                # as a duplicate; the ones already acted on stay remembered.
+                lost = {a.key for a in result.actions[done:]}
+                deps.alerts.forget(sorted(lost))
+                remembered = tuple(r for r in remembered if r[0] not in lost)
+                if deps.alert_ledger is not None and remembered:
+                    await run_in_threadpool(deps.alert_ledger.remember, remembered, now=now)
+                log.error("alert_action_failed", model=action.model, rule=action.rule,
+                          alert=action.alert, error=f"{type(exc).__name__}: {exc}")  # fmt: skip
+                raise HTTPException(
+                    503,
+                    f"alert {action.alert} for {action.model}: {action.action} failed "
+                    f"({type(exc).__name__}); nothing recorded as done, send it again",
+                ) from None
             if outcome.get("acted"):  # committed and routed: how long it took since arrival
                 alert_seconds.labels(action.action).observe(time.perf_counter() - received)
             applied.append(outcome)
-        if deps.alert_ledger is not None and result.remembered:  # after the actions committed
-            await run_in_threadpool(deps.alert_ledger.remember, result.remembered, now=now)
+        if deps.alert_ledger is not None and remembered:  # after the actions committed
+            await run_in_threadpool(deps.alert_ledger.remember, remembered, now=now)
         return {"actions": applied, "duplicates": result.duplicates,
                 "unmatched": result.unmatched, "resolved": result.resolved}  # fmt: skip
 

@@ -303,6 +303,11 @@ class AlertAction:
     starts_at: datetime
     reason: str
 
+    @property
+    def key(self) -> tuple[str, datetime]:
+        """The alert instance this action came from (``AlertEvent.key``)."""
+        return (self.fingerprint, self.starts_at)
+
 
 def map_alert(rules: Sequence[AlertRule], alert: AlertEvent) -> AlertAction | None:
     """The action the first matching rule assigns to a firing ``alert``, else None."""
@@ -371,6 +376,13 @@ class AlertIntake:
         """Alert keys already acted on (or found resolved), with when first seen."""
         with self._lock:
             return dict(self._seen)
+
+    def forget(self, keys: Sequence[tuple[str, datetime]]) -> None:
+        """Unsee ``keys``: their actions failed, so a retry must act rather than count
+        as a duplicate."""
+        with self._lock:
+            for key in keys:
+                self._seen.pop(key, None)
 
     def handle(self, body: bytes | str, *, now: datetime) -> IntakeResult:
         """Parse ``body`` and return the actions not taken before."""

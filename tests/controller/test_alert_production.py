@@ -217,3 +217,30 @@ class TestCrashBeforeTheLedger:
             later = _webhook(starts="2026-03-01T13:00:00Z")  # a new instance still acts
             (other,) = client.post("/v1/alerts", json=later).json()["actions"]
             assert (other["acted"], other["to"]) == (True, "v1.0.0")
+
+
+class TestActionFails:
+    def test_a_failed_action_is_not_taken_for_a_duplicate(
+        self, world: World, tmp_path: Path
+    ) -> None:
+        """The controller's database breaks under an alert: 503 saying to send it again,
+        nothing changed; once repaired, Alertmanager's retry of the same alert acts."""
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(world.registry.url)
+        with engine.begin() as conn:  # a real fault: the table the controller reads is gone
+            conn.exec_driver_sql("ALTER TABLE controller_rollout RENAME TO rollout_away")
+        try:
+            failed = world.client.post("/v1/alerts", json=_webhook())
+            assert failed.status_code == 503
+            assert "send it again" in failed.json()["detail"]
+            assert str(world.registry.resolve("fraud").version) == "v1.1.0"
+        finally:
+            with engine.begin() as conn:
+                conn.exec_driver_sql("ALTER TABLE rollout_away RENAME TO controller_rollout")
+            engine.dispose()
+        retry = world.client.post("/v1/alerts", json=_webhook()).json()
+        assert retry["duplicates"] == 0
+        (outcome,) = retry["actions"]
+        assert outcome["acted"] is True
+        assert str(world.registry.resolve("fraud").version) == "v1.0.0"
