@@ -54,6 +54,12 @@ upstream names, revision, salt and digests from the ``# modelreg-route:`` header
 A fragment whose directives disagree with its header was edited by hand and
 raises ``RouterError``.
 
+Until this process has reloaded nginx once, ``read`` answers None for every
+model: a fragment on disk may be one a daemon wrote and then died before
+reloading, so nginx may not serve it. The first ``set`` after a start therefore
+tests and reloads even when the fragment is already on disk, and that one reload
+loads every model's fragment.
+
 Permissions: the router writes into ``include_dir`` and signals nginx's master,
 usually root. Under the hardened unit (``DynamicUser=yes``, no capabilities)
 that needs a drop-in: ``ReadWritePaths=`` for the include directory, and an
@@ -183,6 +189,7 @@ class NginxRouter:
         self._upstreams = _parse_upstreams(upstreams)
         self._run = run if run is not None else _default_runner(timeout_s)
         self._lock = threading.Lock()
+        self._reloaded = False  # has this process seen nginx load the fragments?
 
     # -- Router protocol ---------------------------------------------------------
 
@@ -199,18 +206,28 @@ class NginxRouter:
                         f"nginx router: {path} holds model {owner!r}; {route.model!r} maps to "
                         "the same file name (rename one model)"
                     )
-            if previous == text.encode():
-                return  # already on disk; nginx -t/reload would change nothing
-            _write_atomically(path, text.encode())
+            written = previous == text.encode()
+            if written and self._reloaded:
+                return  # on disk and loaded; nginx -t/reload would change nothing
+            if not written:
+                _write_atomically(path, text.encode())
             try:
                 self._test()
                 self._reload()
             except RouterError:
-                self._restore(path, previous)
+                if not written:
+                    self._restore(path, previous)
                 raise
+            self._reloaded = True
 
     def read(self, model: str) -> Route | None:
-        """The route in ``model``'s fragment, or None when there is no fragment."""
+        """The route nginx serves for ``model``: its fragment's, or None when there is
+        no fragment or this process has not reloaded nginx yet (see the module doc)."""
+        route = self.written(model)
+        return route if self._reloaded else None
+
+    def written(self, model: str) -> Route | None:
+        """The route in ``model``'s fragment on disk, or None when there is no fragment."""
         path = fragment_path(self.include_dir, model)
         try:
             text = path.read_text(encoding="utf-8")

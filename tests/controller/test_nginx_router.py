@@ -224,6 +224,20 @@ class TestSet:
             router.set(route())
         assert router.read("fraud") is None
 
+    def test_first_set_after_a_start_reloads_what_is_on_disk(self, tmp_path: Path) -> None:
+        """A fragment already on disk (written by a daemon that died before reloading)
+        is not trusted: a new router reads None and its first set tests and reloads."""
+        fake = FakeNginx()
+        fake_router(tmp_path, fake).set(route())
+        restarted = fake_router(tmp_path, fake)
+        assert restarted.read("fraud") is None
+        assert restarted.written("fraud") == route()
+        restarted.set(route())
+        assert len(fake.calls) == 4  # nginx -t and reload again, once
+        assert restarted.read("fraud") == route()
+        restarted.set(route())
+        assert len(fake.calls) == 4
+
     def test_models_sharing_a_file_name_are_refused(self, tmp_path: Path) -> None:
         """fraud-x and fraud.x map to one file; the second may not overwrite the first."""
         router = fake_router(tmp_path, FakeNginx())
@@ -508,9 +522,30 @@ class TestRealNginx:
         workers = live_nginx.workers()
         with pytest.raises(RouterError, match=r"wrong\.pid"):
             router.set(route((0, 100), revision=6))
-        assert router.read("fraud") == route((100, 0), revision=0)
+        assert router.written("fraud") == route((100, 0), revision=0)
+        assert router.read("fraud") is None  # this router never saw nginx load it
         assert live_nginx.workers() == workers
         assert live_nginx.sample(50) == Counter({"v1.0.0": 50})
+
+    def test_fragment_written_but_never_loaded_is_loaded_after_a_restart(
+        self, live_nginx: LiveNginx
+    ) -> None:
+        """A daemon died between writing a fragment and reloading: nginx still serves
+        the old split. The restarted daemon's router does not take the file for what
+        nginx serves; its first set reloads, and the new split serves."""
+        path = fragment_path(live_nginx.router.include_dir, "fraud")
+        path.write_text(live_nginx.router.render(route((0, 100), revision=8)))  # no reload
+        assert live_nginx.sample(20) == Counter({"v1.0.0": 20})
+        restarted = NginxRouter(
+            include_dir=live_nginx.router.include_dir,
+            main_config=live_nginx.router.main_config,
+            upstreams=live_nginx.upstreams,
+        )
+        assert restarted.read("fraud") is None
+        old = live_nginx.workers()
+        restarted.set(route((0, 100), revision=8))
+        live_nginx.wait_for_new_workers(old)
+        assert live_nginx.sample(50) == Counter({"v1.1.0": 50})
 
     def test_weighted_mode_exact_proportions(self, live_nginx: LiveNginx) -> None:
         """weighted mode: one worker's smooth round-robin gives 3 of every 10 to v1.0.0."""

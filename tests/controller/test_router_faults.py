@@ -85,7 +85,7 @@ class TestNginxFails:
         try:
             s.start_daemon()
             assert wait_until(lambda: readyz(s).status_code == 200, timeout=30), s.log_tail()
-            served = router.read("fraud")
+            served = router.written("fraud")  # the daemon's, on disk
             assert served is not None
             assert served.weight_of("v1.0.0") == 100
             fragment = fragment_path(router.include_dir, "fraud")
@@ -114,7 +114,7 @@ class TestNginxFails:
             broken.unlink()
             assert wait_until(lambda: candidate(s)["weight"] > 0, timeout=30), s.log_tail()
             assert wait_until(lambda: readyz(s).status_code == 200, timeout=30)
-            applied = router.read("fraud")
+            applied = router.written("fraud")
             assert applied is not None
             assert applied.weight_of("v1.1.0") == candidate(s)["weight"]
             explain = s.get(f"/v1/rollouts/{candidate(s)['id']}/explain")
@@ -164,7 +164,7 @@ class TestNginxFails:
             assert wait_until(lambda: candidate(s)["weight"] > 0, timeout=30), s.log_tail()
             assert wait_until(lambda: readyz(s).status_code == 200, timeout=30)
             live_nginx.wait_for_new_workers(workers)  # nginx really reloaded
-            applied = router.read("fraud")
+            applied = router.written("fraud")
             assert applied is not None
             assert applied.weight_of("v1.1.0") == candidate(s)["weight"]
         finally:
