@@ -6,22 +6,26 @@ rejecting a rollout needs ``approver``; the alert intake needs ``alerts``. Route
 (``/healthz``, ``/readyz``, ``/metrics``) are open, so that probes and scrapers
 need no token.
 
-Why a dependency of the whole app and not only checks inside the handlers:
-FastAPI validates a body before the handler runs, so an anonymous or
-under-privileged caller would otherwise be told 422 about the body's fields
-instead of 401 or 403.
+Why a pure-ASGI middleware and not a FastAPI dependency: FastAPI reads and
+decodes a body before any dependency runs, so an anonymous caller sending broken
+JSON would be told 422 about the body instead of 401. The middleware matches the
+route itself (the same templates FastAPI routes by) and answers 401/403 before a
+byte of the body is read.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
-from fastapi import Request
+from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from starlette.datastructures import Headers
+from starlette.routing import BaseRoute, Match
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from controller.auth import Role, TokenStore, authorize
+from controller.auth import AuthError, Role, TokenStore, Unauthorized, authorize
 
-__all__ = ["OPEN_TAG", "guard", "required_role"]
+__all__ = ["OPEN_TAG", "AccessCheck", "required_role"]
 
 OPEN_TAG = "health"
 _READS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -39,15 +43,56 @@ def required_role(method: str, path: str, path_params: dict[str, str]) -> Role:
     return Role.DEPLOYER
 
 
-def guard(tokens: Callable[[], TokenStore | None]) -> Callable[[Request], None]:
-    """An app-wide dependency: 401 without a known token, 403 without the route's role."""
+class AccessCheck:
+    """ASGI middleware: 401 without a known token, 403 without the route's role.
 
-    def check(request: Request) -> None:
-        store = tokens()
-        route = request.scope.get("route")
-        if store is None or not isinstance(route, APIRoute) or OPEN_TAG in route.tags:
+    ``tokens`` is called per request (None: authentication is off, everything
+    passes); ``routes`` gives the application's routes to match against. A path no
+    route matches passes through, to get the application's own 404 or 405.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        tokens: Callable[[], TokenStore | None],
+        routes: Callable[[], Sequence[BaseRoute]],
+    ) -> None:
+        self.app = app
+        self.tokens = tokens
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        store = self.tokens() if scope["type"] == "http" else None
+        matched = _match(self.routes(), scope) if store is not None else None
+        if store is None or matched is None:
+            await self.app(scope, receive, send)
             return
-        role = required_role(request.method, route.path, dict(request.path_params))
-        authorize(store.authenticate(request.headers.get("authorization")), role)
+        route, path_params = matched
+        if OPEN_TAG not in route.tags:
+            role = required_role(scope["method"], route.path, path_params)
+            headers = dict(Headers(scope=scope))
+            try:
+                authorize(store.authenticate(headers.get("authorization")), role)
+            except AuthError as exc:
+                extra = (
+                    {"WWW-Authenticate": Unauthorized.www_authenticate}
+                    if exc.status_code == 401
+                    else None
+                )
+                reply = JSONResponse(
+                    {"detail": exc.message}, status_code=exc.status_code, headers=extra
+                )
+                await reply(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
-    return check
+
+def _match(routes: Sequence[BaseRoute], scope: Scope) -> tuple[APIRoute, dict[str, str]] | None:
+    """The API route ``scope`` fully matches (path and method), with its path params."""
+    for route in routes:
+        if isinstance(route, APIRoute):
+            match, child = route.matches(scope)
+            if match is Match.FULL:
+                return route, dict(child.get("path_params", {}))
+    return None

@@ -39,13 +39,13 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import structlog
-from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi import Body, FastAPI, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 
-from controller.access import guard
+from controller.access import AccessCheck
 from controller.alert_ledger import AlertLedger
 from controller.auth import AuthError, Principal, Role, TokenStore, Unauthorized, authorize
 from controller.errors import CannotStart, IllegalMove, RolloutNotFound
@@ -140,9 +140,6 @@ def create_app(deps: ApiDeps) -> FastAPI:  # noqa: PLR0915 -- routes are closure
         title="modelreg controller",
         version="0.1.0",
         description="Rollouts judged by statistics; the registry's resolve hot path.",
-        # Roles checked before any body is parsed (controller.access); handlers still
-        # call need() for the caller's identity.
-        dependencies=[Depends(guard(lambda: deps.tokens))],
     )
     app.add_middleware(
         BodyLimit,
@@ -150,6 +147,10 @@ def create_app(deps: ApiDeps) -> FastAPI:  # noqa: PLR0915 -- routes are closure
         per_prefix={"/v1/ingest/": deps.max_ingest_body_bytes},
         prefix_settings={"/v1/ingest/": "server.max_ingest_body_bytes"},
     )
+    # Outermost: roles are checked before any body is read or parsed, so a caller
+    # without the role gets 401/403, never 413 or 422 (controller.access). Handlers
+    # still call need() for the caller's identity.
+    app.add_middleware(AccessCheck, tokens=lambda: deps.tokens, routes=lambda: app.routes)
     controller = deps.controller
     registry = controller.registry
     store = controller.store

@@ -384,6 +384,19 @@ class TestEveryRouteIsGuarded:
                                   timeout=10)  # fmt: skip
             assert reply.status_code not in (401, 403), (method, path, reply.text)
 
+    def test_role_comes_before_the_body(self, served: Served) -> None:
+        """Without the role, what the body is does not matter: broken JSON and a body
+        over the limit both get 401 (no token) or 403 (wrong role), never 422 or 413."""
+        bodies = [b"{not json", b'{"reason": "' + b"x" * (2 * LIMIT) + b'"}']
+        for body in bodies:
+            for headers, status in (({}, 401), (served.headers("reader"), 403)):
+                reply = httpx.post(f"{served.url}/v1/rollouts", content=body,
+                                   headers={**headers, "Content-Type": "application/json"},
+                                   timeout=10)  # fmt: skip
+                assert reply.status_code == status, (len(body), reply.text)
+        unknown = httpx.post(f"{served.url}/v1/nowhere", timeout=10)
+        assert unknown.status_code == 404  # no route: the application's own answer
+
     def test_health_routes_are_open(self, served: Served) -> None:
         """Probes and scrapers need no token."""
         for path in ("/healthz", "/readyz", "/metrics"):
