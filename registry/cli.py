@@ -21,6 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from registry.api import ModelRegistry
+from registry.auto_rollback import Setting
 from registry.docs import sync_docs
 from registry.errors import RegistryError
 from registry.experiments import list_experiments
@@ -51,6 +52,7 @@ class _State:
 
 state = _State()
 
+_NO_SETTING = Setting(None, None)
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 
 
@@ -449,6 +451,73 @@ def approvals(
             d.decision,
             d.comments or "",
         )
+    out.print(table)
+
+
+@app.command("auto-rollback")
+def auto_rollback(
+    name: Annotated[
+        str | None, typer.Argument(help="Model name (omit for the registry-wide triggers).")
+    ] = None,
+    error_rate: Annotated[
+        float | None, typer.Option("--error-rate", help="Roll back above this error rate.")
+    ] = None,
+    latency: Annotated[
+        float | None, typer.Option("--latency", help="Roll back above this p95 latency (ms).")
+    ] = None,
+    accuracy_drop: Annotated[
+        float | None,
+        typer.Option("--accuracy-drop", help="Roll back when accuracy drops more than this."),
+    ] = None,
+    window: Annotated[str, typer.Option(help="Window judged, e.g. 30m, 1h.")] = "1h",
+    min_samples: Annotated[int, typer.Option(help="Observations needed to judge.")] = 100,
+    consecutive: Annotated[int, typer.Option(help="Breaches in a row that fire.")] = 1,
+    cooldown: Annotated[str, typer.Option(help="No second rollback within this.")] = "1h",
+    clear: Annotated[bool, typer.Option("--clear", help="Remove this level's triggers.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show, set or clear the triggers the daemon guards production with.
+
+    Without thresholds it shows the triggers in force; with any threshold it
+    replaces the level's triggers (the seed's set_auto_rollback_triggers).
+    """
+    setting = any(t is not None for t in (error_rate, latency, accuracy_drop))
+    if clear and setting:
+        raise typer.BadParameter("--clear takes no thresholds", param_hint="--clear")
+
+    def go(r: ModelRegistry) -> tuple[Any, ...]:
+        if clear:
+            r.clear_auto_rollback_triggers(name)
+        elif setting:
+            r.set_auto_rollback_triggers(
+                name,
+                error_rate_threshold=error_rate,
+                latency_threshold=latency,
+                accuracy_drop_threshold=accuracy_drop,
+                window=window,
+                min_samples=min_samples,
+                consecutive=consecutive,
+                cooldown=cooldown,
+            )
+        if name is not None:
+            return r.auto_rollback_triggers(name)
+        return r.auto_rollback_settings().get(None, _NO_SETTING).triggers or ()
+
+    triggers = _run(go)
+    if as_json:
+        _emit_json([t.to_dict() for t in triggers])
+        return
+    level = name or "every model (registry-wide)"
+    if not triggers:
+        out.print(f"no auto-rollback triggers guard {level}", markup=False)
+        return
+    table = Table(title=f"Auto-rollback triggers: {level}")
+    for col in ("Trigger", "Rolls back when", "Window", "Min samples", "In a row", "Cooldown"):
+        table.add_column(col)
+    for t in triggers:
+        what = "drop of " if t.compare == "drop" else ""
+        _row(table, t.name, f"{what}{t.metric} {t.direction} {t.threshold:g}",
+             f"{t.window_s:g}s", t.min_samples, t.consecutive, f"{t.cooldown_s:g}s")  # fmt: skip
     out.print(table)
 
 

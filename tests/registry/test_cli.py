@@ -102,3 +102,32 @@ def test_illegal_transition_exit_code(run) -> None:  # type: ignore[no-untyped-d
     r = run("promote", "m", "v1", "--to", "production")
     assert r.returncode == 1
     assert "dev -> production" in r.stderr
+
+
+def test_auto_rollback_show_set_clear(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """`modelreg auto-rollback` sets, shows and clears the triggers the daemon's guard
+    judges: registry-wide without a name, a model's own replacing them."""
+    assert "no auto-rollback triggers" in run("auto-rollback").stdout
+    r = run("auto-rollback", "--error-rate", "0.05", "--latency", "200", "--window", "30m")
+    assert r.returncode == 0, r.stderr
+    model = tmp_path / "model.bin"
+    model.write_bytes(b"weights")
+    assert run("register", "fraud", str(model)).returncode == 0
+    inherited = json.loads(run("auto-rollback", "fraud", "--json").stdout)
+    assert [(t["metric"], t["threshold"], t["window_s"]) for t in inherited] == [
+        ("error_rate", 0.05, 1800.0),
+        ("latency_p95", 200.0, 1800.0),
+    ]
+    r = run("auto-rollback", "fraud", "--accuracy-drop", "0.1", "--consecutive", "3", "--json")
+    assert r.returncode == 0, r.stderr
+    (own,) = json.loads(r.stdout)
+    assert (own["compare"], own["threshold"], own["consecutive"]) == ("drop", 0.1, 3)
+    assert "drop of accuracy above 0.1" in run("auto-rollback", "fraud").stdout
+    assert run("auto-rollback", "fraud", "--clear").returncode == 0
+    assert len(json.loads(run("auto-rollback", "fraud", "--json").stdout)) == 2  # inherited again
+
+    bad = run("auto-rollback", "fraud", "--error-rate", "2")
+    assert bad.returncode == 1
+    assert "between 0 and 1" in bad.stderr
+    assert run("auto-rollback", "fraud", "--clear", "--latency", "3").returncode == 2
+    assert "no registered model named 'ghost'" in run("auto-rollback", "ghost").stderr
