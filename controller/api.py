@@ -5,6 +5,7 @@
 - Registry reads and the resolve hot path: ``GET /v1/models/{name}/resolve`` gives
   the version and artifact digest serving should load.
 - ``GET /v1/routes/{model}`` for the ``http`` router, with ETag / If-None-Match.
+- ``GET /v1/guard``: what the production guard knows, per model.
 - Rollouts: list, status, explain, start, pause, resume, abort, approve, reject
   (a rejection needs a ``reason``; it is recorded in the registry and rolls back).
 - Ingest of prediction events and late labels in batches.
@@ -49,6 +50,7 @@ from controller.access import AccessCheck
 from controller.alert_ledger import AlertLedger
 from controller.auth import AuthError, Principal, Role, TokenStore, Unauthorized, authorize
 from controller.errors import CannotStart, IllegalMove, RolloutNotFound
+from controller.guard_store import GuardStore
 from controller.limits import BodyLimit
 from controller.phases import Event
 from controller.reconcile import Controller
@@ -75,6 +77,7 @@ class ApiDeps:
     alerts: AlertIntake | None = None
     tokens: TokenStore | None = None  # None: no authentication (a loopback-only daemon)
     alert_ledger: AlertLedger | None = None  # keeps alert dedup across restarts
+    guard: GuardStore | None = None  # what the production guard knows (GET /v1/guard)
     max_body_bytes: int = 1_048_576  # every route but ingest; see controller.limits
     max_ingest_body_bytes: int = 67_108_864
 
@@ -279,6 +282,15 @@ def create_app(deps: ApiDeps) -> FastAPI:  # noqa: PLR0915 -- routes are closure
     ) -> list[dict[str, Any]]:
         need(request, Role.READER)
         return [r.to_dict() for r in store.list_rollouts(model=model, active=active, limit=limit)]
+
+    @app.get("/v1/guard", tags=["guard"])
+    def guard_status(request: Request, model: str | None = None) -> list[dict[str, Any]]:
+        """Per guarded model: each trigger's last judgement and streak, the last guard
+        action and whether its cooldown holds."""
+        need(request, Role.READER)
+        if deps.guard is None:
+            raise HTTPException(404, "the production guard is not running in this process")
+        return deps.guard.status(now=controller.clock(), model=model)
 
     @app.post("/v1/rollouts", tags=["rollouts"], status_code=201)
     def start(request: Request, body: StartRollout) -> dict[str, Any]:

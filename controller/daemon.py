@@ -159,7 +159,8 @@ class Daemon:
         )
         if notifications is not None:
             controller.on_decision = notifications.post
-        guard = Guard(controller, GuardStore(store.engine), metrics=collector)
+        guard_store = GuardStore(store.engine)
+        guard = Guard(controller, guard_store, metrics=collector)
         scheduler = RolloutScheduler(controller, guard)
         ingest_name = config.ingest_source_name()
         holder: dict[str, Daemon] = {}
@@ -179,6 +180,7 @@ class Daemon:
             ready=lambda: holder["daemon"].ready,
             alerts=alerts,
             alert_ledger=ledger,
+            guard=guard_store,
             tokens=TokenStore.load(config.server.tokens_file)
             if config.server.tokens_file
             else None,

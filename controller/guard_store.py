@@ -132,6 +132,34 @@ class GuardStore:
                 for r in conn.execute(sa.select(ACTION).where(ACTION.c.id.in_(newest)))
             }
 
+    def status(self, *, now: datetime, model: str | None = None) -> list[dict[str, object]]:
+        """What the guard knows, per model: each trigger's last judgement and streak, and
+        the last guard action with whether its cooldown still holds (``GET /v1/guard``)."""
+        memories = self.memories()
+        actions = self.last_actions()
+        known = set(memories) | set(actions)
+        names = sorted(known & {model} if model else known)
+        out: list[dict[str, object]] = []
+        for name in names:
+            action = actions.get(name)
+            out.append({
+                "model": name,
+                "triggers": {
+                    trigger: {"version": m.version, "status": m.status, "value": m.value,
+                              "samples": m.samples, "streak": m.streak, "reason": m.reason,
+                              "at": m.at.isoformat() if m.at else None}
+                    for trigger, m in sorted(memories.get(name, {}).items())
+                },
+                "last_action": None if action is None else {
+                    "at": action.at.isoformat(), "outcome": action.outcome,
+                    "from": action.from_version, "to": action.to_version,
+                    "reason": action.reason,
+                    "cooldown_until": action.cooldown_until.isoformat(),
+                    "in_cooldown": now < action.cooldown_until,
+                },
+            })  # fmt: skip
+        return out
+
     def actions(self, model: str) -> list[GuardAction]:
         """A model's guard actions, oldest first."""
         query = sa.select(ACTION).where(ACTION.c.model == model).order_by(ACTION.c.id)

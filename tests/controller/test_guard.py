@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -248,6 +248,38 @@ class TestGuardPass:
         assert (action.outcome, action.from_version, action.to_version) == (
             "rolled_back", "v1.1.0", "v1.0.0",
         )  # fmt: skip
+
+    def test_guard_state_over_http(self, world: World) -> None:
+        """GET /v1/guard shows each trigger's last judgement and the last action with
+        its cooldown; ?model= narrows it; without a guard the route says so."""
+        import warnings
+
+        from controller.api import ApiDeps, create_app
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from fastapi.testclient import TestClient
+
+        world.bad("v1.1.0")
+        world.guard.run_once()
+        deps = ApiDeps(controller=world.controller, metrics=CollectorRegistry(),
+                       guard=world.guard.store)  # fmt: skip
+        with TestClient(create_app(deps)) as client:
+            (fraud,) = client.get("/v1/guard", params={"model": "fraud"}).json()
+            assert fraud["triggers"]["errors"]["status"] == "fired"
+            assert fraud["triggers"]["errors"]["samples"] == 200
+            action = fraud["last_action"]
+            assert (action["outcome"], action["from"], action["to"]) == (
+                "rolled_back", "v1.1.0", "v1.0.0",
+            )  # fmt: skip
+            assert action["in_cooldown"] is True
+            world.clock.advance(601)
+            (later,) = client.get("/v1/guard", params={"model": "fraud"}).json()
+            assert later["last_action"]["in_cooldown"] is False
+            assert [m["model"] for m in client.get("/v1/guard").json()] == ["fraud"]
+        bare = replace(deps, guard=None, metrics=CollectorRegistry())
+        with TestClient(create_app(bare)) as client:
+            assert client.get("/v1/guard").status_code == 404
 
     def test_insufficient_samples_do_nothing(self, world: World) -> None:
         """20 events against min_samples 50: no rollback, counted as insufficient."""
