@@ -85,25 +85,21 @@ def _policy() -> dict[str, Any]:
     }  # fmt: skip
 
 
-def evaluation(n: int, events: int, work: Path) -> dict[str, Any]:
-    """Set up ``n`` rollouts, then time one tick of each."""
-    home = work / f"eval-{n}"
-    clock = {"now": T0}
-    registry = ModelRegistry(home=home, actor="bench", clock=lambda: clock["now"])
-    artifact = work / "model.bin"
-    artifact.write_bytes(b"model")
-    names = [f"m{i:04d}" for i in range(n)]
-    setup = time.perf_counter()
-    for name in names:
-        registry.register_model(name, str(artifact), version="1.0.0", stage="staging")
-        registry.promote_model(name, "1.0.0", to_stage="production", reason="bench")
-        registry.register_model(name, str(artifact), version="1.1.0", stage="staging")
-    ingest = IngestStore.open(f"sqlite:///{home}/ingest.db")
+def _seed_events(
+    ingest: IngestStore,
+    names: list[str],
+    versions: tuple[str, ...],
+    events: int,
+    *,
+    accuracy: float,
+) -> None:
+    """``events`` labelled, error-free predictions per model and version in the window."""
     rng = np.random.default_rng(0)
-    rows, labels = [], []
+    rows: list[dict[str, Any]] = []
+    labels: list[dict[str, Any]] = []
     for name in names:
-        for version in ("v1.0.0", "v1.1.0"):
-            correct = rng.random(events) < 0.8
+        for version in versions:
+            correct = rng.random(events) < accuracy
             for i in range(events):
                 pid = f"{name}-{version}-{i}"
                 ts = T0.timestamp() + 1 + i / events
@@ -119,6 +115,23 @@ def evaluation(n: int, events: int, work: Path) -> dict[str, Any]:
     if rows:
         ingest.add_events(rows)
         ingest.add_labels(labels)
+
+
+def evaluation(n: int, events: int, work: Path) -> dict[str, Any]:
+    """Set up ``n`` rollouts, then time one tick of each."""
+    home = work / f"eval-{n}"
+    clock = {"now": T0}
+    registry = ModelRegistry(home=home, actor="bench", clock=lambda: clock["now"])
+    artifact = work / "model.bin"
+    artifact.write_bytes(b"model")
+    names = [f"m{i:04d}" for i in range(n)]
+    setup = time.perf_counter()
+    for name in names:
+        registry.register_model(name, str(artifact), version="1.0.0", stage="staging")
+        registry.promote_model(name, "1.0.0", to_stage="production", reason="bench")
+        registry.register_model(name, str(artifact), version="1.1.0", stage="staging")
+    ingest = IngestStore.open(f"sqlite:///{home}/ingest.db")
+    _seed_events(ingest, names, ("v1.0.0", "v1.1.0"), events, accuracy=0.8)
     config = parse_config(
         {
             "sources": {"events": {"kind": "ingest"}},
@@ -186,26 +199,7 @@ def guarding(n: int, events: int, work: Path) -> dict[str, Any]:
         min_samples=50,
     )  # fmt: skip
     ingest = IngestStore.open(f"sqlite:///{home}/ingest.db")
-    rng = np.random.default_rng(0)
-    rows, labels = [], []
-    for name in names:
-        for version in ("v1.1.0", "v1.2.0"):
-            correct = rng.random(events) < 0.85
-            for i in range(events):
-                pid = f"{name}-{version}-{i}"
-                ts = T0.timestamp() + 1 + i / events
-                rows.append({"prediction_id": pid, "model": name, "version": version,
-                             "arm": "", "unit_id": pid, "timestamp": ts,
-                             "latency_ms": 5.0, "error": False, "outcome": 1.0})  # fmt: skip
-                labels.append({"prediction_id": pid, "label": float(correct[i]),
-                               "timestamp": T0.timestamp()})  # fmt: skip
-        if len(rows) >= 50_000:
-            ingest.add_events(rows)
-            ingest.add_labels(labels)
-            rows, labels = [], []
-    if rows:
-        ingest.add_events(rows)
-        ingest.add_labels(labels)
+    _seed_events(ingest, names, ("v1.1.0", "v1.2.0"), events, accuracy=0.85)
     config = parse_config(
         {
             "sources": {"events": {"kind": "ingest"}},
