@@ -371,12 +371,16 @@ class GuardSection(_Strict):
     rollback blocks the next one for ``cooldown`` seconds (registry triggers carry
     their own window and cooldown). ``source``: where a metric no policy defines is
     measured (default: the ingest source), by its name as the statistic.
+    ``min_samples``: the fewest observations a policy trigger needs in the window
+    before it may roll production back (its own ``min_samples`` when larger), since
+    canary triggers often leave it at 0.
     """
 
     enabled: bool = True
     interval: float = Field(default=60.0, gt=0)
     window: float = Field(default=3600.0, gt=0)
     cooldown: float = Field(default=3600.0, ge=0)
+    min_samples: int = Field(default=100, ge=1)
     source: str | None = None
 
 

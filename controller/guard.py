@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -81,10 +81,18 @@ def from_registry(trigger: RollbackTrigger) -> GuardTrigger:
     )
 
 
-def from_policy(spec: TriggerSpec, *, window: float, cooldown: float) -> GuardTrigger:
-    """A policy file's trigger with the ``guard`` section's window and cooldown."""
+def from_policy(
+    spec: TriggerSpec, *, window: float, cooldown: float, min_samples: int = 1
+) -> GuardTrigger:
+    """A policy file's trigger with the ``guard`` section's window and cooldown.
+
+    Policy triggers are written for canaries and often leave ``min_samples`` at 0;
+    guarding production with them needs at least ``min_samples`` observations (the
+    ``guard`` section's floor), so that one failed request cannot take production
+    down.
+    """
     return GuardTrigger(
-        spec=spec,
+        spec=replace(spec, min_samples=max(spec.min_samples, min_samples)),
         window=timedelta(seconds=window),
         cooldown=timedelta(seconds=cooldown),
         origin="policy",

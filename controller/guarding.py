@@ -96,7 +96,12 @@ class Guard:
         policy = config.models.get(model)
         guard = config.guard
         from_file = [
-            from_policy(t.spec(), window=guard.window, cooldown=guard.cooldown)
+            from_policy(
+                t.spec(),
+                window=guard.window,
+                cooldown=guard.cooldown,
+                min_samples=guard.min_samples,
+            )
             for t in (policy.triggers if policy is not None else ())
         ]
         own = settings.get(model)

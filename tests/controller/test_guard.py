@@ -290,6 +290,23 @@ class TestGuardPass:
         assert world.value("modelreg_guard_evaluations_total", {"status": "insufficient"}) == 1
         assert world.guard.store.actions("fraud") == []
 
+    def test_a_canary_trigger_without_min_samples_needs_the_guard_floor(self, world: World) -> None:
+        """A policy trigger that leaves min_samples at 0 (as canary triggers do) does not
+        roll production back on a handful of failed requests: the guard section's
+        min_samples (default 100) is the floor; 150 bad requests do."""
+        plain = {"name": "errors", "metric": "error_rate", "threshold": 0.2}
+        cfg = config(world.tmp, world.routes, f"sqlite:///{world.tmp}/ingest.db",
+                     triggers=[plain])  # fmt: skip
+        world.restart(cfg.model_copy(update={"guard": GuardSection(cooldown=600)}))
+        world.bad("v1.1.0", n=3, error_rate=1.0)
+        (verdict,) = world.guard.run_once()
+        assert verdict.action == "none"
+        assert world.prod() == "v1.1.0"
+        world.bad("v1.1.0", n=150, error_rate=1.0, seed=1)
+        (verdict,) = world.guard.run_once()
+        assert verdict.action == "rollback"
+        assert world.prod() == "v1.0.0"
+
     def test_healthy_and_unguarded_models(self, world: World) -> None:
         """A healthy version stays; solo has neither policy nor registry triggers."""
         world.bad("v1.1.0", error_rate=0.01)
