@@ -194,13 +194,18 @@ class Controller:
             raise CannotStart(
                 f"{candidate.ref} is in {candidate.stage!r}; a rollout needs a staging candidate"
             )
-        try:
-            control = self.registry.resolve(model)
-        except NotFound:
-            raise CannotStart(f"{model!r} has no production version to compare against") from None
-        if control.version == candidate.version:
-            raise CannotStart(f"{candidate.ref} is already in production")
+        # Production is read under the model's lock: a guard or alert rollback between
+        # the read and the new record would leave the rollout's control on the version
+        # just pulled from production.
         with self._lock(model):
+            try:
+                control = self.registry.resolve(model)
+            except NotFound:
+                raise CannotStart(
+                    f"{model!r} has no production version to compare against"
+                ) from None
+            if control.version == candidate.version:
+                raise CannotStart(f"{candidate.ref} is already in production")
             record = self.store.create(
                 model=model,
                 control=str(control.version),

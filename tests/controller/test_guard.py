@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -508,3 +509,23 @@ class TestGuardJob:
             assert scheduler.job_ids() == [WATCHER]
         finally:
             scheduler.shutdown()
+
+
+class TestRolloutStartRace:
+    def test_control_is_read_under_the_model_lock(self, world: World) -> None:
+        """A production rollback that lands while a rollout is starting (the guard or an
+        alert holds the model's lock) is seen by the rollout: its control is the
+        restored version, not the one just pulled from production."""
+        register(world.registry, world.tmp, "fraud", "1.2.0", "staging")
+        started: list[str] = []
+        with world.controller._lock("fraud"):  # as the guard's _act holds it
+            starter = threading.Thread(
+                target=lambda: started.append(
+                    world.controller.start_rollout("fraud", "1.2.0", reason="race").control
+                )
+            )
+            starter.start()
+            starter.join(timeout=0.5)  # it must wait for the lock, not read around it
+            world.registry.rollback("fraud", reason="guard fired meanwhile")
+        starter.join(timeout=30)
+        assert started == ["v1.0.0"]
