@@ -470,9 +470,12 @@ def alerts(work: Path, n: int) -> dict[str, Any]:
             baseline.append(time.perf_counter() - t0)
         observed: list[float] = []
         acted = 0
+        # Firing since after the versions went in: an older alert is about a version
+        # production no longer holds, and the daemon rightly ignores it.
+        starts = datetime.now(UTC).isoformat().replace("+00:00", "Z")
         for i, name in enumerate(names):
             alert = {"status": "firing", "fingerprint": f"{i:016x}",
-                     "startsAt": "2026-06-01T12:00:00Z",
+                     "startsAt": starts,
                      "labels": {"alertname": "ModelBroken", "model": name}}  # fmt: skip
             body = {"version": "4", "receiver": "modelreg", "status": "firing",
                     "groupKey": f"{{}}:{name}", "alerts": [alert]}  # fmt: skip

@@ -62,7 +62,7 @@ from monitors import (
 )
 from monitors.alerts import AlertAction
 from monitors.windows import STAT_COLUMNS, measure_frame
-from registry import ApprovalRequired, ModelRegistry, NotFound, RegistryError
+from registry import ApprovalRequired, ModelRegistry, NotFound, RegistryError, Transition
 
 __all__ = ["Clock", "Controller", "rebased", "route_for"]
 
@@ -675,10 +675,19 @@ class Controller:
                 return no_effect("no production version to roll back")
             version = str(current.version)
             instance = f"alert instance {action.fingerprint}@{action.starts_at.isoformat()}"
-            if self._production_from(model, instance):
+            entry = self._production_entry(model)
+            if entry is not None and instance in (entry.reason or ""):
                 return no_effect(f"{version} is production after a rollback for this {instance}")
             if action.version is not None and action.version not in (version, version.lstrip("v")):
                 return no_effect(f"production is {version}, not {action.version}")
+            if action.version is None and entry is not None and action.starts_at < entry.at:
+                # Firing since before this version went in: the alert is about the one
+                # it replaced (a guard or alert rollback, a fix). Acting again would walk
+                # production down the version chain on one incident.
+                return no_effect(
+                    f"{version} entered production at {entry.at.isoformat()}, after this "
+                    f"alert started firing ({action.starts_at.isoformat()})"
+                )
             reason = (f"alert {action.alert} (rule {action.rule}, fingerprint "
                       f"{action.fingerprint}; {instance}): {action.reason}")  # fmt: skip
             try:
@@ -711,14 +720,15 @@ class Controller:
                 log.error("notify_failed", model=model, kind="rolled_back", error=repr(exc))
         return result
 
-    def _production_from(self, model: str, instance: str) -> bool:
-        """Whether the current production version came from a rollback for ``instance``:
-        the daemon died after that commit but before the alert ledger recorded it, and
-        Alertmanager's repeat must not roll back a second time."""
+    def _production_entry(self, model: str) -> Transition | None:
+        """How the current production version got there. Its reason names the alert
+        instance when an alert rolled back to it: if the daemon died after that commit
+        but before the alert ledger recorded it, Alertmanager's repeat must not roll
+        back a second time."""
         for transition in reversed(self.registry.history(model)):
             if transition.to_stage == "production":
-                return instance in (transition.reason or "")
-        return False
+                return transition
+        return None
 
     def _push_after_production_change(self, model: str) -> None:
         """Route all traffic to the current production version (``_push`` rebases its

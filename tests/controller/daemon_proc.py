@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -125,15 +126,22 @@ def alert_stack(home: Path, *, routes: Path | None = None) -> DaemonProcess:
     return DaemonProcess(home, config, f"http://127.0.0.1:{port}", admin, alerts)
 
 
+def now_iso() -> str:
+    """The wall clock as Alertmanager writes ``startsAt`` (the daemon runs on it)."""
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
 def webhook(
     version: str | None,
     *,
     fingerprint: str = "fp-1",
-    starts: str = "2026-11-26T10:00:00Z",
+    starts: str | None = None,
     status: str = "firing",
 ) -> dict[str, Any]:
     """An Alertmanager (version 4) notification with one alert on ``fraud`` (and on
-    ``version`` when given: without it the alert means whatever is in production)."""
+    ``version`` when given: without it the alert means whatever is in production),
+    firing since ``starts`` (default: now, as a new alert would be)."""
+    starts = starts or now_iso()
     labels = {"alertname": ALERT_NAME, "model": "fraud"}
     if version is not None:
         labels["version"] = version

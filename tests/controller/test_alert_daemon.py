@@ -14,7 +14,7 @@ import pytest
 from controller.routers.file import read_table
 from monitors.testing import wait_until
 
-from .daemon_proc import alert_stack, register, webhook
+from .daemon_proc import alert_stack, now_iso, register, webhook
 
 pytestmark = pytest.mark.slow
 
@@ -33,19 +33,20 @@ class TestDedupAcrossRestart:
         register(tmp_path, "1.2.0", "production")
         try:
             daemon.start()
-            first = daemon.post_alert(webhook(None))
+            started = now_iso()  # one alert instance: Alertmanager repeats its startsAt
+            first = daemon.post_alert(webhook(None, starts=started))
             assert first.status_code == 200, first.text
             (outcome,) = first.json()["actions"]
             assert (outcome["acted"], outcome["from"], outcome["to"]) == (True, "v1.2.0", "v1.1.0")
 
             daemon.kill()
             daemon.start()
-            repeat = daemon.post_alert(webhook(None))
+            repeat = daemon.post_alert(webhook(None, starts=started))
             assert repeat.status_code == 200, repeat.text
             assert (repeat.json()["actions"], repeat.json()["duplicates"]) == ([], 1)
             assert daemon.production() == "v1.1.0"
 
-            other = daemon.post_alert(webhook(None, starts="2026-11-26T11:00:00Z"))
+            other = daemon.post_alert(webhook(None, starts=now_iso()))
             (again,) = other.json()["actions"]  # a new instance of the alert still acts
             assert (again["acted"], again["to"]) == (True, "v1.0.0")
         finally:

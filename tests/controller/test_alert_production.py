@@ -244,3 +244,32 @@ class TestActionFails:
         (outcome,) = retry["actions"]
         assert outcome["acted"] is True
         assert str(world.registry.resolve("fraud").version) == "v1.0.0"
+
+
+class TestOneIncidentOneRollback:
+    def test_an_alert_older_than_production_does_not_roll_back_again(
+        self, world: World, tmp_path: Path
+    ) -> None:
+        """An alert that started firing before the current production version went in
+        is about the version it replaced: after a rollback (here by another alert, as
+        the guard's would be) it does not walk production down a second version. An
+        alert that starts after the change still acts."""
+        clock = world.controller.clock
+        assert isinstance(clock, Clock)
+        clock.advance(60)
+        register(world.registry, tmp_path, "fraud", "1.2.0", "production")  # at T0+1m
+        clock.advance(60)
+        first = world.client.post(
+            "/v1/alerts", json=_webhook(fp="a", starts="2026-03-01T12:01:30Z")
+        )
+        assert first.json()["actions"][0]["acted"] is True  # 1.2.0 -> 1.1.0 at T0+2m
+        assert str(world.registry.resolve("fraud").version) == "v1.1.0"
+        clock.advance(60)
+        late = world.client.post("/v1/alerts", json=_webhook(fp="b", starts="2026-03-01T12:01:45Z"))
+        (outcome,) = late.json()["actions"]
+        assert outcome["acted"] is False
+        assert "after this alert started firing" in outcome["result"]
+        assert str(world.registry.resolve("fraud").version) == "v1.1.0"
+        new = world.client.post("/v1/alerts", json=_webhook(fp="c", starts="2026-03-01T12:02:30Z"))
+        assert new.json()["actions"][0]["acted"] is True
+        assert str(world.registry.resolve("fraud").version) == "v1.0.0"
