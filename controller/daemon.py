@@ -337,6 +337,8 @@ def run(config: Config, *, on_ready: Callable[[Daemon], Any] | None = None) -> i
         server.run()
     finally:
         done.set()
+        # Stopping: a SIGHUP now reloads nothing, and must not write to the closed pipe.
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
         reloader.close()
         abandoned = daemon.stop()
     if abandoned:  # their threads may never end; the store's intents make this safe

@@ -32,16 +32,20 @@ class Reloader:
         self._read, self._write = os.pipe()
         os.set_blocking(self._write, False)
         self.completed = 0  # reloads run so far (tests read it)
+        self._closed = False
         self._thread = threading.Thread(target=self._loop, name="reload", daemon=True)
         self._thread.start()
 
     def request(self) -> None:
         """Ask for a reload; safe to call from a signal handler, never blocks."""
+        if self._closed:  # stopping: nothing to reload, and the descriptor may be reused
+            return
         with contextlib.suppress(BlockingIOError):  # pipe full: a reload is pending anyway
             os.write(self._write, _RELOAD)
 
     def close(self, timeout_s: float = 5.0) -> None:
         """Stop the thread after the reload in progress, if any."""
+        self._closed = True
         with contextlib.suppress(OSError):
             os.write(self._write, _QUIT)
         self._thread.join(timeout_s)

@@ -3,6 +3,7 @@ watchdog heartbeat, and the test fault injection's parsing."""
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -66,6 +67,23 @@ class TestReloader:
             assert wait_until(lambda: len(calls) == 2, timeout=10)
         finally:
             reloader.close()
+
+    def test_a_request_after_close_is_ignored(self) -> None:
+        """A SIGHUP while the daemon stops reaches a closed reloader: it neither
+        reloads nor writes to the closed (maybe reused) descriptor."""
+        calls: list[int] = []
+        reloader = Reloader(lambda: bool(calls.append(1)) or True)
+        reloader.close()
+        reader, writer = os.pipe()  # takes the freed descriptor numbers, as a file might
+        try:
+            reloader.request()
+            os.set_blocking(reader, False)
+            with pytest.raises(BlockingIOError):
+                os.read(reader, 1)  # nothing was written into the reused descriptor
+            assert calls == []
+        finally:
+            os.close(reader)
+            os.close(writer)
 
 
 class TestHeartbeat:
