@@ -369,7 +369,8 @@ def create_app(deps: ApiDeps) -> FastAPI:  # noqa: PLR0915 -- routes are closure
                 raise HTTPException(
                     503,
                     f"alert {action.alert} for {action.model}: {action.action} failed "
-                    f"({type(exc).__name__}); nothing recorded as done, send it again",
+                    f"({type(exc).__name__}: {exc}); the alert is not marked handled, so "
+                    "send it again (a repeat does not act twice)",
                 ) from None
             if outcome.get("acted"):  # committed and routed: how long it took since arrival
                 alert_seconds.labels(action.action).observe(time.perf_counter() - received)
