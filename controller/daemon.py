@@ -243,15 +243,17 @@ class Daemon:
             return False
         self.config = new
         self.controller.config = new
-        if self.alerts is not None or new.alerts:
-            seen = (
-                self.alerts.seen()
-                if self.alerts is not None
-                else AlertLedger(self.store.engine).load(now=self.controller.clock())
-            )
-            rules = [r.rule(i) for i, r in enumerate(new.alerts)]
-            self.alerts = AlertIntake(rules, seen=seen) if rules else None
-            self.deps.alerts = self.alerts
+        rules = [r.rule(i) for i, r in enumerate(new.alerts)]
+        if self.alerts is not None and rules:
+            # In place: a delivery handled meanwhile keeps its keys (a new intake built
+            # from a snapshot would forget them, and a repeat would act again).
+            self.alerts.set_rules(rules)
+        elif rules:
+            seen = AlertLedger(self.store.engine).load(now=self.controller.clock())
+            self.alerts = AlertIntake(rules, seen=seen)
+        else:
+            self.alerts = None
+        self.deps.alerts = self.alerts
         self.scheduler.replan()
         log.info("reloaded", config=new.source_file, models=sorted(new.models))
         systemd.ready()

@@ -377,6 +377,11 @@ class AlertIntake:
         with self._lock:
             return dict(self._seen)
 
+    def set_rules(self, rules: Sequence[AlertRule]) -> None:
+        """New routes (a config reload); the memory of seen alerts is kept."""
+        with self._lock:
+            self._rules = tuple(rules)
+
     def forget(self, keys: Sequence[tuple[str, datetime]]) -> None:
         """Unsee ``keys``: their actions failed, so a retry must act rather than count
         as a duplicate."""

@@ -201,6 +201,26 @@ class TestDeduplication:
         other.handle(payload(alert(status="resolved")), now=NOW)
         assert other.handle(payload(alert()), now=NOW).actions == ()
 
+    def test_new_rules_keep_the_memory(self) -> None:
+        """A config reload swaps the routes in place: an alert already acted on stays a
+        duplicate, and the new routes decide what a new alert does."""
+        intake = AlertIntake(RULES)
+        (acted,) = intake.handle(payload(alert()), now=NOW).actions
+        assert acted.action == "rollback"
+        pause = AlertRule.from_config({"name": "soft", "match": ["severity=critical"],
+                                       "action": "pause", "model_label": "model"})  # fmt: skip
+        intake.set_rules([pause])
+        assert intake.handle(payload(alert()), now=NOW).duplicates == 1
+        (new,) = intake.handle(payload(alert(fingerprint="n")), now=NOW).actions
+        assert (new.action, new.rule) == ("pause", "soft")
+
+    def test_a_forgotten_alert_acts_on_its_retry(self) -> None:
+        """forget(): an action that failed is not a duplicate when Alertmanager retries."""
+        intake = AlertIntake(RULES)
+        (action,) = intake.handle(payload(alert()), now=NOW).actions
+        intake.forget([action.key])
+        assert len(intake.handle(payload(alert()), now=NOW).actions) == 1
+
     def test_memory_is_bounded_by_age(self) -> None:
         """Seen alerts are forgotten after `remember`; the memory can be restored."""
         intake = AlertIntake(RULES, remember=timedelta(hours=1))
