@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import sqlalchemy as sa
+
 from controller.decide import Approvals, Decision
 from controller.phases import Event, Phase
 from controller.store import DecisionRecord
@@ -21,11 +23,14 @@ __all__ = ["newly_overdue", "read_approvals"]
 
 def read_approvals(registry: ModelRegistry, model: str, version: str) -> tuple[bool, Approvals]:
     """Whether the registry guards production for ``model``, and what it holds for
-    ``version``; a registry failure is data (``Approvals.error``), not an exception."""
+    ``version``; a registry failure, or a database that cannot be read (locked,
+    damaged), is data (``Approvals.error``, never a promotion), not an exception."""
     try:
         status = registry.approval_status(model, version, "production")
     except RegistryError as exc:
         return False, Approvals(error=str(exc))
+    except sa.exc.SQLAlchemyError as exc:  # first line only: the SQL would drown the reason
+        return False, Approvals(error=str(exc).splitlines()[0])
     rejected = tuple(f"{d.approver}: {d.comments or 'no reason given'}" for d in status.rejected)
     return status.required, Approvals(
         needed=status.needed,

@@ -36,6 +36,9 @@ Approvals, before any of the above:
   version's author, through ``rollout approve`` or the registry);
   otherwise hold, saying how many more are needed from whom, and flag the wait
   ``overdue`` past ``approval.max_wait`` (reported by the shell, never a rollback).
+  While the approvals cannot be read: hold, saying so. Once they can be read and
+  neither the policy nor the registry requires approval (the wait began because
+  they could not be read, or a reload dropped the requirement): promote.
   A wait whose split no longer matches ``approval.while_waiting`` (a reload) is
   set to it first.
 """
@@ -468,7 +471,7 @@ def _awaiting(
     waited = (now - state.step_started_at).total_seconds()
     max_wait = policy.approval.max_wait
     overdue = max_wait is not None and waited > max_wait
-    if found.error is not None:
+    if found.error is not None:  # never promote on approvals nobody could read
         ready, why = False, f"cannot read the registry's approvals: {found.error}"
     elif observations.approval_required:
         ready = found.needed <= 0
@@ -477,9 +480,18 @@ def _awaiting(
         why = f"{found.needed} more approval{plural} needed{whom}"
         if found.approved_by:
             why += f" (approved by {', '.join(found.approved_by)})"
-    else:  # only the controller's policy asks: one approval (not the author's) suffices
-        ready = state.approved or bool(found.approved_by)
+    elif policy.require_approval:  # only the controller's policy asks: one approval
+        ready = state.approved or bool(found.approved_by)  # (not the author's) suffices
         why = "one approval needed (`modelreg rollout approve`)"
+    else:  # nobody asks: the wait began while approvals were unreadable, or a reload
+        nxt = replace(state, phase=move(state.phase, Event.PROMOTE), weight=100.0)
+        return Promote(
+            Event.PROMOTE,
+            nxt,
+            (f"promote {state.treatment}: the registry's approvals are readable and "
+             "neither the policy nor the registry requires approval",),
+            dict(base),
+        )  # fmt: skip
     if ready:
         who = f" by {', '.join(found.approved_by)}" if found.approved_by else ""
         return Promote(

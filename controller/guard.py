@@ -13,6 +13,12 @@ Rules, and why:
   samples never do: a broken metric pipeline must not take production down.
 - A streak belongs to one production version: after a rollback the restored
   version starts with a clean history.
+- A streak is "in a row" only across passes that follow each other: it continues
+  only when the trigger's previous judgement is at most ``STREAK_GAP_INTERVALS``
+  guard intervals old, else it starts over. Models are not judged while a rollout
+  runs on them (and a daemon may be down), so a breach before a day-long rollout
+  and one after it are two breaches a day apart, not two in a row. Three intervals
+  forgive a slow or late pass without joining judgements hours apart.
 - After a guard rollback (or a firing with nothing to roll back to) the model is in
   cooldown: no further guard rollback until it ends, so a bad spell cannot walk
   production down the version chain, and a model with nothing to roll back to is
@@ -32,6 +38,7 @@ from monitors.triggers import TriggerResult, TriggerStatus, evaluate
 from registry import RollbackTrigger, Transition
 
 __all__ = [
+    "STREAK_GAP_INTERVALS",
     "GuardAction",
     "GuardTrigger",
     "TriggerMemory",
@@ -44,6 +51,8 @@ __all__ = [
     "registered_baseline",
     "rolled_back_from_production",
 ]
+
+STREAK_GAP_INTERVALS = 3  # a streak survives at most this many guard intervals between judgements
 
 ActionOutcome = Literal["pending", "rolled_back", "nothing_to_roll_back", "failed"]
 
@@ -149,8 +158,17 @@ class Verdict:
     reason: str = ""
 
 
-def _history(memory: TriggerMemory | None, version: str, now: datetime) -> list[TriggerResult]:
-    """The remembered streak as the history ``monitors.triggers.evaluate`` reads."""
+def _recent(memory: TriggerMemory, now: datetime, interval: timedelta) -> bool:
+    """True when ``memory``'s judgement is recent enough for its streak to continue:
+    at most ``STREAK_GAP_INTERVALS`` guard intervals before ``now`` (unknown: no)."""
+    return memory.at is not None and now - memory.at <= interval * STREAK_GAP_INTERVALS
+
+
+def _history(
+    memory: TriggerMemory | None, version: str, now: datetime, interval: timedelta
+) -> list[TriggerResult]:
+    """The remembered streak as the history ``monitors.triggers.evaluate`` reads; a
+    stale streak (see ``_recent``) is dropped, the last firing is kept (cooldown)."""
     if memory is None or memory.version != version:
         return []
 
@@ -158,7 +176,8 @@ def _history(memory: TriggerMemory | None, version: str, now: datetime) -> list[
         return TriggerResult("", "", status, at, None, 0.0, None, 0, 0, "")
 
     fired = [past(TriggerStatus.FIRED, memory.last_fired_at)] if memory.last_fired_at else []
-    return fired + [past(TriggerStatus.BREACHED, now)] * memory.streak
+    streak = memory.streak if _recent(memory, now, interval) else 0
+    return fired + [past(TriggerStatus.BREACHED, now)] * streak
 
 
 def _describe(result: TriggerResult, trigger: GuardTrigger) -> str:
@@ -196,12 +215,14 @@ def judge(
     memories: Mapping[str, TriggerMemory],
     *,
     now: datetime,
+    interval: timedelta,
     last_action: GuardAction | None = None,
     baselines: Mapping[str, Measurement] | None = None,
 ) -> Verdict:
     """Evaluate every trigger on the production version's ``measurements`` (keyed by
     trigger name; ``baselines`` too, for drops); the first that fires decides, unless
-    the model is in cooldown."""
+    the model is in cooldown. ``interval``: the guard's pass interval, which bounds
+    how old a remembered streak may be and still continue (``_recent``)."""
     results = []
     for trigger in triggers:
         metric = trigger.spec.metric
@@ -211,7 +232,7 @@ def judge(
             evaluate(
                 trigger.spec,
                 {metric: measured} if measured is not None else {},
-                _history(memories.get(trigger.name), version, now),
+                _history(memories.get(trigger.name), version, now, interval),
                 now=now,
                 baseline={metric: base} if base is not None else None,
             )

@@ -8,7 +8,8 @@ rollout (a rollout's own triggers judge it then):
    the policy names for that metric, else ``guard.source`` or the ingest source,
    with the metric's name as the statistic. Failures are error measurements.
 2. **judge** (pure, ``controller.guard.judge``) with the remembered streaks and the
-   model's last guard action.
+   model's last guard action; a streak whose last judgement is older than a few
+   guard intervals (a model skipped during a rollout) starts over.
 3. **act** on a firing outside cooldown: record a ``pending`` action, call
    ``registry.rollback`` (the previous production version; audited, the trigger's
    numbers as the reason, actor ``modelreg-controller:guard``), record the outcome,
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pandas as pd
 import structlog
@@ -193,7 +194,8 @@ class Guard:
                 base = registered_baseline(metadata, trigger.spec.metric, measurement)
                 if base is not None:
                     baselines[trigger.name] = base
-        verdict = judge(model, version, triggers, measured, memories, now=now,
+        interval = timedelta(seconds=self.controller.config.guard.interval)
+        verdict = judge(model, version, triggers, measured, memories, now=now, interval=interval,
                         last_action=last_action, baselines=baselines)  # fmt: skip
         if self.metrics is not None:
             for result in verdict.results:

@@ -2,6 +2,7 @@
 
     pending ──start──> progressing ──advance/hold──> progressing
                           │  ├──await_approval──> awaiting_approval ──approve──> promoted
+                          │  │                                       ├──promote──> promoted
                           │  │                                       └──reject──> rolled_back
                           │  ├──promote──> promoted
                           │  ├──rollback──> rolled_back
@@ -9,6 +10,8 @@
                           └──abort──> aborted
 
 A pending rollout (no weight set yet) may also be rolled back (an alert) or aborted.
+A wait for approval ends in ``promote`` (no ``approve``) when approval turns out not
+to be required: the wait began because the registry's approvals could not be read.
 An approver's ``reject`` rolls back any active rollout (the candidate is vetoed).
 ``promoted``, ``rolled_back`` and ``aborted`` are terminal. ``move(phase, event)``
 returns the next phase or raises ``IllegalMove`` naming both.
@@ -65,6 +68,7 @@ TRANSITIONS: dict[tuple[Phase, Event], Phase] = {
     (P.PAUSED, E.ROLLBACK): P.ROLLED_BACK,
     (P.PAUSED, E.ABORT): P.ABORTED,
     (P.AWAITING_APPROVAL, E.APPROVE): P.PROMOTED,
+    (P.AWAITING_APPROVAL, E.PROMOTE): P.PROMOTED,  # approval was not required after all
     (P.AWAITING_APPROVAL, E.HOLD): P.AWAITING_APPROVAL,
     (P.AWAITING_APPROVAL, E.ROLLBACK): P.ROLLED_BACK,
     (P.AWAITING_APPROVAL, E.PAUSE): P.PAUSED,

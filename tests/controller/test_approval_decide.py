@@ -60,6 +60,13 @@ CASES: list[tuple[str, PolicyConfig, RolloutState, Observations, datetime, type,
     ("registry error while waiting holds", policy(), replace(WAIT, approved=True),
      Observations(approvals=Approvals(error="db down")), AT_100, HoldUntil,
      {"phase": Phase.AWAITING_APPROVAL}),
+    ("readable again and required by nobody: promote", policy(), WAIT, Observations(), AT_100,
+     Promote, {"phase": Phase.PROMOTED, "weight": 100.0}),
+    ("readable again but the registry requires approval: hold", policy(), WAIT,
+     guarded(needed=1), AT_100, HoldUntil, {"phase": Phase.AWAITING_APPROVAL}),
+    ("unreadable while waiting holds, even with nobody requiring approval", policy(), WAIT,
+     Observations(approvals=Approvals(error="db down")), AT_100, HoldUntil,
+     {"phase": Phase.AWAITING_APPROVAL}),
     ("rejection while waiting rolls back", policy(), WAIT, guarded(rejected=("carol: no",)),
      AT_100, RollBack, {"phase": Phase.ROLLED_BACK, "weight": 0.0}),
     ("rejection while judged rolls back", policy(), state(), guarded(rejected=("carol: no",)),
@@ -107,6 +114,31 @@ class TestApprovalDecide:
         decision = decide(policy(), WAIT, ob, now=AT_100)
         assert "1 more approval needed from: bob, carol (approved by alice)" in decision.reason
         assert decision.numbers["approval"]["waiting_seconds"] == 100
+
+    def test_wait_on_unreadable_approvals_ends_once_readable(self) -> None:
+        """Promotion due while the approvals cannot be read waits, saying why, and holds
+        (saying so) while they stay unreadable; once they are readable and nobody
+        requires approval, it promotes as the analysis said, not "one approval needed"."""
+        unread = replace(BETTER_80, approvals=Approvals(error="no such table: approval"))
+        entered = decide(policy(), LAST, unread, now=LATE)
+        assert isinstance(entered, AwaitApproval), entered.reasons
+        assert "cannot read the registry's approvals (no such table: approval)" in entered.reason
+        wait = entered.state
+        still = decide(
+            policy(),
+            wait,
+            Observations(approvals=unread.approvals),
+            now=LATE + timedelta(seconds=60),
+        )
+        assert isinstance(still, HoldUntil), still.reasons
+        assert "cannot read the registry's approvals: no such table: approval" in still.reason
+        assert "approval needed" not in still.reason
+        done = decide(policy(), wait, Observations(), now=LATE + timedelta(seconds=120))
+        assert isinstance(done, Promote), done.reasons
+        assert (done.event, done.state.phase, done.state.weight) == (
+            Event.PROMOTE, Phase.PROMOTED, 100.0,
+        )  # fmt: skip
+        assert "neither the policy nor the registry requires approval" in done.reason
 
     @pytest.mark.parametrize(("waited", "overdue"), [(60, False), (61, True)])
     def test_overdue_flag(self, waited: int, overdue: bool) -> None:

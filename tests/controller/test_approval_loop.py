@@ -8,23 +8,48 @@ once. The clock is injected; approvals go through the real registry.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
-from controller.decide import HoldUntil, Promote, RollBack, SetWeight
+from controller.decide import AwaitApproval, HoldUntil, Promote, RollBack, SetWeight
 from controller.notify import EventKind
 from controller.phases import Event, Phase
 from registry import ApprovalRefused
 
 from .approval_support import Loop, guard, make_loop
-from .support import register
+from .support import register, traffic
 
 
 @pytest.fixture
 def loop(tmp_path: Path) -> Iterator[Loop]:
     yield from make_loop(tmp_path)
+
+
+def _rename_table(path: str, old: str, new: str) -> None:
+    conn = sqlite3.connect(path)
+    try:
+        with conn:
+            conn.execute(f"ALTER TABLE {old} RENAME TO {new}")
+    finally:
+        conn.close()
+
+
+@contextmanager
+def approvals_unreadable(loop: Loop) -> Iterator[None]:
+    """The registry database's approval table renamed away (as a broken or half-migrated
+    database looks to the controller), and restored after."""
+    path = sa.make_url(loop.registry.url).database
+    assert path is not None
+    _rename_table(path, "approval", "approval_away")
+    try:
+        yield
+    finally:
+        _rename_table(path, "approval_away", "approval")
 
 
 class TestWhileWaiting:
@@ -86,6 +111,37 @@ class TestWhileWaiting:
         decision = loop.tick(rid)
         assert isinstance(decision, SetWeight), decision
         assert loop.route() == {"v1.0.0": 50, "v1.1.0": 50}
+
+
+class TestUnreadableApprovals:
+    def test_wait_ends_once_the_approvals_are_readable(self, loop: Loop) -> None:
+        """Approvals unreadable when promotion is due: the rollout waits, saying why,
+        and never promotes while they stay unreadable; readable again and required by
+        nobody, the next tick promotes it as the analysis said."""
+        register(loop.registry, loop.tmp, "fraud", "v1.1.0", "staging")
+        (rollout,) = loop.ctl.watch_once()
+        loop.ctl.reconcile_once(rollout.id)  # 50% to the candidate
+        loop.clock.advance(6)
+        traffic(loop.ingest, "fraud", loop.clock(),
+                {"v1.0.0": (1500, 0.7, 0.01), "v1.1.0": (1500, 0.85, 0.01)})  # fmt: skip
+        with approvals_unreadable(loop):
+            entered = loop.ctl.reconcile_once(rollout.id)
+            assert isinstance(entered, AwaitApproval), entered
+            assert "cannot read the registry's approvals (" in entered.reason
+            assert "no such table: approval" in entered.reason
+            still = loop.tick(rollout.id, 60)
+            assert isinstance(still, HoldUntil), still
+            assert "cannot read the registry's approvals: " in still.reason
+            assert "approval needed" not in still.reason
+            assert loop.store.get(rollout.id).phase is Phase.AWAITING_APPROVAL
+            assert loop.route() == {"v1.0.0": 50, "v1.1.0": 50}
+        done = loop.tick(rollout.id, 60)
+        assert isinstance(done, Promote), done
+        assert "neither the policy nor the registry requires approval" in done.reason
+        assert loop.store.get(rollout.id).phase is Phase.PROMOTED
+        assert loop.route() == {"v1.1.0": 100}
+        assert str(loop.registry.resolve("fraud").version) == "v1.1.0"
+        assert [e.kind for e in loop.told] == [EventKind.AWAITING_APPROVAL, EventKind.PROMOTED]
 
 
 class TestApprovals:

@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 from controller.config import Config, GuardSection, parse_config
 from controller.errors import ConfigError
 from controller.guard import (
+    STREAK_GAP_INTERVALS,
     GuardAction,
     GuardTrigger,
     TriggerMemory,
@@ -28,6 +29,7 @@ from controller.guard_store import GuardStore
 from controller.guarding import GUARD_ACTOR, Guard
 from controller.metrics import ControllerMetrics
 from controller.notify import DecisionEvent, EventKind
+from controller.phases import Event, Phase
 from controller.reconcile import Controller
 from controller.routers.file import FileRouter, read_table
 from controller.store import RolloutStore
@@ -39,6 +41,7 @@ from .support import Clock, config, register, traffic
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 SUBJECT = Subject("fraud", version="v1.1.0")
 WINDOW = Window(end=T0, length=timedelta(hours=1))
+IV = timedelta(seconds=60)  # the guard interval the pure tests judge with
 
 
 def _m(value: float | None, n: int = 500, status: Status = Status.OK) -> Measurement:
@@ -60,7 +63,9 @@ def _action(outcome: Any = "rolled_back", until: datetime = T0 + timedelta(minut
 class TestJudge:
     def test_breach_rolls_back_with_numbers(self) -> None:
         """One breach with enough samples fires; the reason carries value, threshold, samples."""
-        verdict = judge("fraud", "v1.1.0", [_trigger()], {"errors": _m(0.3)}, {}, now=T0)
+        verdict = judge(
+            "fraud", "v1.1.0", [_trigger()], {"errors": _m(0.3)}, {}, now=T0, interval=IV
+        )
         assert verdict.action == "rollback"
         assert "error_rate 0.3 > threshold 0.1" in verdict.reason
         assert "500 samples" in verdict.reason
@@ -76,43 +81,75 @@ class TestJudge:
     def test_unjudgeable_never_rolls_back(self, measurement: Measurement | None) -> None:
         """Too few samples, no data, an error or no measurement: nothing happens."""
         measured = {"errors": measurement} if measurement is not None else {}
-        verdict = judge("fraud", "v1.1.0", [_trigger()], measured, {}, now=T0)
+        verdict = judge("fraud", "v1.1.0", [_trigger()], measured, {}, now=T0, interval=IV)
         assert verdict.action == "none"
         assert verdict.memories["errors"].streak == 0
 
     def test_consecutive_breaches_from_memory(self) -> None:
         """With consecutive=2 the first breach is remembered, the second fires."""
-        first = judge("fraud", "v1.1.0", [_trigger(2)], {"errors": _m(0.3)}, {}, now=T0)
+        first = judge(
+            "fraud", "v1.1.0", [_trigger(2)], {"errors": _m(0.3)}, {}, now=T0, interval=IV
+        )
         assert first.action == "none"
         assert first.memories["errors"].streak == 1
         second = judge("fraud", "v1.1.0", [_trigger(2)], {"errors": _m(0.3)}, first.memories,
-                       now=T0 + timedelta(minutes=1))  # fmt: skip
+                       now=T0 + timedelta(minutes=1), interval=IV)  # fmt: skip
         assert second.action == "rollback"
-        ok = judge("fraud", "v1.1.0", [_trigger(2)], {"errors": _m(0.01)}, first.memories, now=T0)
+        ok = judge(
+            "fraud",
+            "v1.1.0",
+            [_trigger(2)],
+            {"errors": _m(0.01)},
+            first.memories,
+            now=T0,
+            interval=IV,
+        )
         assert ok.memories["errors"].streak == 0
+
+    def test_stale_streak_starts_over(self) -> None:
+        """A breach judged more than STREAK_GAP_INTERVALS guard intervals ago (or at an
+        unknown time) does not make a new breach the second in a row; within it, it does."""
+        trig, bad = [_trigger(2)], {"errors": _m(0.3)}
+        first = judge("fraud", "v1.1.0", trig, bad, {}, now=T0, interval=IV)
+        edge = T0 + IV * STREAK_GAP_INTERVALS
+        assert judge("fraud", "v1.1.0", trig, bad, first.memories, now=edge,
+                     interval=IV).action == "rollback"  # fmt: skip
+        late = judge("fraud", "v1.1.0", trig, bad, first.memories,
+                     now=edge + timedelta(seconds=1), interval=IV)  # fmt: skip
+        assert late.action == "none"
+        assert late.memories["errors"].streak == 1
+        unknown = {"errors": replace(first.memories["errors"], at=None)}
+        assert judge("fraud", "v1.1.0", trig, bad, unknown, now=T0 + IV,
+                     interval=IV).action == "none"  # fmt: skip
+        slow = judge("fraud", "v1.1.0", trig, bad, first.memories, now=edge,
+                     interval=IV / 2)  # fmt: skip
+        assert slow.action == "none"  # the gap is measured in the guard's own intervals
 
     def test_streak_of_another_version_is_ignored(self) -> None:
         """A streak belongs to one production version."""
         old = {"errors": TriggerMemory("v1.0.0", 5, None)}
-        verdict = judge("fraud", "v1.1.0", [_trigger(2)], {"errors": _m(0.3)}, old, now=T0)
+        verdict = judge(
+            "fraud", "v1.1.0", [_trigger(2)], {"errors": _m(0.3)}, old, now=T0, interval=IV
+        )
         assert verdict.action == "none"
 
     def test_cooldown_blocks_then_lapses(self) -> None:
         """A firing within the cooldown of the last action holds; after it, it acts."""
         blocked = judge("fraud", "v1.1.0", [_trigger()], {"errors": _m(0.3)}, {}, now=T0,
-                        last_action=_action())  # fmt: skip
+                        interval=IV, last_action=_action())  # fmt: skip
         assert blocked.action == "cooldown"
         assert "in cooldown" in blocked.reason
         assert blocked.memories["errors"].status == "cooldown"
         later = judge("fraud", "v1.1.0", [_trigger()], {"errors": _m(0.3)}, {},
-                      now=T0 + timedelta(minutes=6), last_action=_action())  # fmt: skip
+                      now=T0 + timedelta(minutes=6), interval=IV,
+                      last_action=_action())  # fmt: skip
         assert later.action == "rollback"
 
     def test_pending_action_not_applied_does_not_block(self) -> None:
         """A rollback recorded but never made (crash) is retried at once."""
         pending = _action("pending", from_version="v1.1.0")
         verdict = judge("fraud", "v1.1.0", [_trigger()], {"errors": _m(0.3)}, {}, now=T0,
-                        last_action=pending)  # fmt: skip
+                        interval=IV, last_action=pending)  # fmt: skip
         assert verdict.action == "rollback"
 
     def test_policy_wins_name_clash(self) -> None:
@@ -128,11 +165,11 @@ class TestJudge:
         measured = Measurement("accuracy", SUBJECT, WINDOW, Status.OK, 0.70, 400)
         base = registered_baseline({"metrics": {"accuracy": 0.9}}, "accuracy", measured)
         assert base is not None
-        verdict = judge("fraud", "v1.1.0", [trigger], {"drop": measured}, {}, now=T0,
+        verdict = judge("fraud", "v1.1.0", [trigger], {"drop": measured}, {}, now=T0, interval=IV,
                         baselines={"drop": base})  # fmt: skip
         assert verdict.action == "rollback"
         assert registered_baseline({}, "accuracy", measured) is None
-        no_base = judge("fraud", "v1.1.0", [trigger], {"drop": measured}, {}, now=T0)
+        no_base = judge("fraud", "v1.1.0", [trigger], {"drop": measured}, {}, now=T0, interval=IV)
         assert no_base.action == "none"
 
 
@@ -347,6 +384,31 @@ class TestGuardPass:
         assert verdicts["fraud"].action == "rollback"
         assert world.prod() == "v1.0.0"
         assert verdicts["solo"].action == "none"  # guarded too, but has no traffic
+
+    def test_streak_does_not_span_a_rollout(self, world: World) -> None:
+        """consecutive=2: one breach, then a day-long rollout (the guard skips the model)
+        that is rolled back, then one more breach: two breaches a day apart are not two
+        in a row, so nothing fires; the next pass's breach is the second in a row."""
+        world.registry.set_auto_rollback_triggers(
+            "fraud", error_rate_threshold=0.1, window="10m", min_samples=50, consecutive=2
+        )  # the policy's own trigger (0.2) is not breached by 0.15
+        world.bad("v1.1.0", error_rate=0.15)
+        assert world.guard.run_once()[0].action == "none"
+        register(world.registry, world.tmp, "fraud", "1.2.0", "staging")
+        (rollout,) = world.controller.watch_once()
+        assert world.guard.run_once() == []  # the rollout judges fraud now
+        world.clock.advance(86400)
+        done = world.controller.operate(rollout.id, Event.ROLLBACK, reason="bad", actor="ops")
+        assert done.phase is Phase.ROLLED_BACK
+        world.bad("v1.1.0", error_rate=0.15, seed=1)
+        (after,) = world.guard.run_once()
+        assert after.action == "none", after.reason
+        assert after.memories["error_rate"].streak == 1
+        assert world.prod() == "v1.1.0"
+        world.clock.advance(60)
+        world.bad("v1.1.0", error_rate=0.15, seed=2)
+        assert world.guard.run_once()[0].action == "rollback"
+        assert world.prod() == "v1.0.0"
 
     def test_cooldown_stops_flapping_down_the_chain(self, world: World) -> None:
         """After a guard rollback, the restored version is not rolled back within the
