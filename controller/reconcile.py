@@ -167,6 +167,9 @@ class Controller:
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self._last_backends: dict[str, tuple[Backend, ...]] = {}
+        # The route last confirmed per model, as stored (``_pushed``); a model's entry
+        # is only touched under that model's lock.
+        self._pushed_routes: dict[str, Route | None] = {}
 
     @contextmanager
     def _lock(self, model: str) -> Iterator[None]:
@@ -412,13 +415,21 @@ class Controller:
         return policy.router, self.routers[policy.router]
 
     def _push(self, route: Route) -> None:
+        """Make the model's router hold ``route``, rebased over what serving holds.
+
+        When the router cannot say (``read()`` is None: a webhook receiver without
+        ``read_url`` after a restart, the ``http`` router before its first route),
+        the route last confirmed (stored in the database) stands in for it, so that
+        a changed route still goes above the revision serving holds.
+        """
         found = self._router_for(route.model)
         if found is None:
             return
         name, router = found
         try:
             held = router.read(route.model)
-            route = rebased(route, held)
+            known = held if held is not None else self._pushed(route.model)
+            route = rebased(route, known)
             if held != route:
                 router.set(route)
         except RouterError as exc:
@@ -429,6 +440,7 @@ class Controller:
                 self.metrics.router_ready.labels(name).set(0)
             log.error("router_failed", router=name, model=route.model, error=str(exc))
             raise
+        self._remember_pushed(route)
         # Healthy only once no model of this router is failing: another model's
         # success must not hide this one's error from /readyz.
         failing = self._failing.get(name, {})
@@ -446,6 +458,18 @@ class Controller:
             }:
                 self.metrics.weight.labels(route.model, version).set(0)
         self._last_backends[route.model] = route.backends
+
+    def _pushed(self, model: str) -> Route | None:
+        """The route last confirmed for ``model`` (by this process or a previous one)."""
+        if model not in self._pushed_routes:
+            self._pushed_routes[model] = self.store.pushed_route(model)
+        return self._pushed_routes[model]
+
+    def _remember_pushed(self, route: Route) -> None:
+        """Store ``route`` as what serving holds, when it differs from the stored one."""
+        if self._pushed(route.model) != route:
+            self.store.record_pushed(route, now=self.clock())
+            self._pushed_routes[route.model] = route
 
     def _apply(self, record: RolloutRecord, intent: Intent) -> None:
         """Steps 5 and 6: act on ``intent`` idempotently, then confirm it."""
