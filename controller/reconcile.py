@@ -167,6 +167,9 @@ class Controller:
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self._last_backends: dict[str, tuple[Backend, ...]] = {}
+        # Guards ``_failing`` and ``router_errors`` (ticks, alerts, the guard and the
+        # watcher push from their own threads); never held across router I/O.
+        self._failing_lock = threading.Lock()
         # The route last confirmed per model, as stored (``_pushed``); a model's entry
         # is only touched under that model's lock.
         self._pushed_routes: dict[str, Route | None] = {}
@@ -433,8 +436,9 @@ class Controller:
             if held != route:
                 router.set(route)
         except RouterError as exc:
-            self._failing.setdefault(name, {})[route.model] = str(exc)
-            self.router_errors[name] = str(exc)
+            with self._failing_lock:
+                self._failing.setdefault(name, {})[route.model] = str(exc)
+                self.router_errors[name] = str(exc)
             if self.metrics is not None:
                 self.metrics.router_errors.labels(name).inc()
                 self.metrics.router_ready.labels(name).set(0)
@@ -443,14 +447,16 @@ class Controller:
         self._remember_pushed(route)
         # Healthy only once no model of this router is failing: another model's
         # success must not hide this one's error from /readyz.
-        failing = self._failing.get(name, {})
-        failing.pop(route.model, None)
-        if failing:
-            self.router_errors[name] = failing[min(failing)]
-        else:
-            self.router_errors.pop(name, None)
+        with self._failing_lock:
+            failing = self._failing.get(name, {})
+            failing.pop(route.model, None)
+            if failing:
+                self.router_errors[name] = failing[min(failing)]
+            else:
+                self.router_errors.pop(name, None)
+            unready = bool(failing)
         if self.metrics is not None:
-            self.metrics.router_ready.labels(name).set(0 if failing else 1)
+            self.metrics.router_ready.labels(name).set(0 if unready else 1)
             for backend in route.backends:
                 self.metrics.weight.labels(route.model, backend.version).set(backend.weight)
             for version in {b.version for b in self._last_backends.get(route.model, ())} - {
@@ -619,15 +625,19 @@ class Controller:
     def _forget_unrouted(self) -> None:
         """Drop failures of models a router no longer serves (the config was reloaded
         without them), so that they do not keep the router unready for good."""
-        for name, failing in self._failing.items():
-            for model in list(failing):
-                policy = self.policy(model)
-                if policy is None or policy.router != name:
-                    del failing[model]
-            if not failing and name in self.router_errors:
-                del self.router_errors[name]
-                if self.metrics is not None:
-                    self.metrics.router_ready.labels(name).set(1)
+        healed = []
+        with self._failing_lock:
+            for name, failing in self._failing.items():
+                for model in list(failing):
+                    policy = self.policy(model)
+                    if policy is None or policy.router != name:
+                        del failing[model]
+                if not failing and name in self.router_errors:
+                    del self.router_errors[name]
+                    healed.append(name)
+        if self.metrics is not None:
+            for name in healed:
+                self.metrics.router_ready.labels(name).set(1)
 
     def reconcile_routers(self) -> dict[str, str]:
         """Make every router hold the database's routes; return the failing routers."""
@@ -645,7 +655,12 @@ class Controller:
                     self._push(route)
                 except RouterError:
                     continue
-        return dict(self.router_errors)
+        return self.failing_routers()
+
+    def failing_routers(self) -> dict[str, str]:
+        """Each failing router with an error of one of its failing models (a copy)."""
+        with self._failing_lock:
+            return dict(self.router_errors)
 
     def handle_alert(self, action: AlertAction) -> dict[str, Any]:
         """Apply an Alertmanager alert's action to the model's active rollout; with no
