@@ -26,7 +26,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -639,23 +639,31 @@ class Controller:
             for name in healed:
                 self.metrics.router_ready.labels(name).set(1)
 
-    def reconcile_routers(self) -> dict[str, str]:
-        """Make every router hold the database's routes; return the failing routers."""
+    def reconcile_routers(self, progress: Callable[[], None] | None = None) -> dict[str, str]:
+        """Make every router hold the database's routes; return the failing routers.
+
+        ``progress`` is called after each model, whatever its outcome: the scheduler
+        beats the watchdog's heartbeat with it, so that a pass slowed by many slow
+        pushes keeps showing progress while one stuck on a single call does not.
+        """
         self._forget_unrouted()
         for model in self.config.models:
-            with self._lock(model):
-                try:
-                    route = self.desired_route(model)
-                except (RegistryError, RolloutNotFound) as exc:
-                    log.warning("desired_route_failed", model=model, error=str(exc))
-                    continue
-                if route is None:
-                    continue
-                try:
-                    self._push(route)
-                except RouterError:
-                    continue
+            self._reconcile_router(model)
+            if progress is not None:
+                progress()
         return self.failing_routers()
+
+    def _reconcile_router(self, model: str) -> None:
+        with self._lock(model):
+            try:
+                route = self.desired_route(model)
+            except (RegistryError, RolloutNotFound) as exc:
+                log.warning("desired_route_failed", model=model, error=str(exc))
+                return
+            if route is None:
+                return
+            with suppress(RouterError):  # recorded and logged by _push; retried next pass
+                self._push(route)
 
     def failing_routers(self) -> dict[str, str]:
         """Each failing router with an error of one of its failing models (a copy)."""
