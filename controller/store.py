@@ -1,7 +1,8 @@
 """Rollouts and decisions in the registry's database, through SQLAlchemy Core.
 
-The tables (``controller_rollout``, ``controller_decision``) have their own Alembic
-history under ``controller/migrations`` with the version table
+The tables (``controller_rollout``, ``controller_decision`` and
+``controller_pushed_route``, the last route a router confirmed per model) have
+their own Alembic history under ``controller/migrations`` with the version table
 ``controller_alembic_version``, applied when the store is opened: the registry
 knows nothing of them.
 
