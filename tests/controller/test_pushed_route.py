@@ -16,8 +16,9 @@ import pytest
 from controller.guard_store import GuardStore
 from controller.guarding import Guard
 from controller.reconcile import Controller
+from controller.routers.http import HttpRouter
 from controller.routers.webhook import SIGNATURE_HEADER, WebhookRouter, verify_signature
-from controller.routing import Route
+from controller.routing import Route, Router
 from controller.store import RolloutStore
 from monitors import IngestSource
 
@@ -75,10 +76,13 @@ def serving() -> Iterator[Serving]:
     server.server_close()
 
 
-def _daemon(at: World, serving: Serving) -> tuple[Controller, Guard]:
-    """A controller and guard as a (re)started daemon builds them: a webhook router
-    without ``read_url`` that remembers nothing yet, on the same database."""
-    router = WebhookRouter(url=serving.url, secret=SECRET, attempts=1, sleep=lambda _: None)
+def _daemon(at: World, serving: Serving | None) -> tuple[Controller, Guard]:
+    """A controller and guard as a (re)started daemon builds them, on the same database:
+    a webhook router without ``read_url`` that remembers nothing yet (an ``http``
+    router, empty until its first route, without ``serving``)."""
+    router: Router = HttpRouter()
+    if serving is not None:
+        router = WebhookRouter(url=serving.url, secret=SECRET, attempts=1, sleep=lambda _: None)
     store = RolloutStore.open(at.registry.url)
     controller = Controller(
         config=at.controller.config, registry=at.registry, store=store,
@@ -137,3 +141,22 @@ class TestUnknownHeldRoute:
         assert serving.versions() == ["v1.0.0"]
         assert serving.routes["fraud"].revision > held.revision
         assert controller.router_errors == {}
+
+    def test_http_router_after_a_crash_between_rollback_and_push(
+        self,
+        world: World,  # noqa: F811 -- the imported fixture
+    ) -> None:
+        """An alert's rollback was committed in the registry and the daemon died before
+        routing it; the restarted daemon's http router (empty) publishes the route to
+        v1.0.0 above the revision pollers last saw, not at it."""
+        first, _ = _daemon(world, None)
+        assert first.reconcile_routers() == {}
+        seen = first.routers["table"].read("fraud")
+        assert seen is not None
+        world.registry.rollback("fraud", reason="alert FraudErrors", actor="alert:0")
+        restarted, _ = _daemon(world, None)
+        assert restarted.reconcile_routers() == {}
+        published = restarted.routers["table"].read("fraud")
+        assert published is not None
+        assert [b.version for b in published.backends] == ["v1.0.0"]
+        assert published.revision > seen.revision
