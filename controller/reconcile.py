@@ -170,8 +170,8 @@ class Controller:
         # Guards ``_failing`` and ``router_errors`` (ticks, alerts, the guard and the
         # watcher push from their own threads); never held across router I/O.
         self._failing_lock = threading.Lock()
-        # The route last confirmed per model, as stored (``_pushed``); a model's entry
-        # is only touched under that model's lock.
+        # The route last pushed per model, as stored (``_pushed``); a model's entry is
+        # only touched under that model's lock.
         self._pushed_routes: dict[str, Route | None] = {}
 
     @contextmanager
@@ -420,10 +420,13 @@ class Controller:
     def _push(self, route: Route) -> None:
         """Make the model's router hold ``route``, rebased over what serving holds.
 
-        When the router cannot say (``read()`` is None: a webhook receiver without
-        ``read_url`` after a restart, the ``http`` router before its first route),
-        the route last confirmed (stored in the database) stands in for it, so that
-        a changed route still goes above the revision serving holds.
+        The route is rebased over the last one pushed to the router (stored in the
+        database before each push, kept across restarts) and then over what the
+        router reads back. So a changed route goes above every revision serving may
+        hold: when the router cannot say (``read()`` is None: a webhook receiver
+        without ``read_url`` after a restart, the ``http`` router before its first
+        route), and when a push reached serving but its answer was lost (the router
+        still reads the previous route back).
         """
         found = self._router_for(route.model)
         if found is None:
@@ -431,8 +434,8 @@ class Controller:
         name, router = found
         try:
             held = router.read(route.model)
-            known = held if held is not None else self._pushed(route.model)
-            route = rebased(route, known)
+            route = rebased(rebased(route, self._pushed(route.model)), held)
+            self._remember_pushed(route)  # before the push: a crash may follow it
             if held != route:
                 router.set(route)
         except RouterError as exc:
@@ -444,7 +447,6 @@ class Controller:
                 self.metrics.router_ready.labels(name).set(0)
             log.error("router_failed", router=name, model=route.model, error=str(exc))
             raise
-        self._remember_pushed(route)
         # Healthy only once no model of this router is failing: another model's
         # success must not hide this one's error from /readyz.
         with self._failing_lock:
@@ -466,13 +468,13 @@ class Controller:
         self._last_backends[route.model] = route.backends
 
     def _pushed(self, model: str) -> Route | None:
-        """The route last confirmed for ``model`` (by this process or a previous one)."""
+        """The route last pushed for ``model`` (by this process or a previous one)."""
         if model not in self._pushed_routes:
             self._pushed_routes[model] = self.store.pushed_route(model)
         return self._pushed_routes[model]
 
     def _remember_pushed(self, route: Route) -> None:
-        """Store ``route`` as what serving holds, when it differs from the stored one."""
+        """Store ``route`` as the last pushed, when it differs from the stored one."""
         if self._pushed(route.model) != route:
             self.store.record_pushed(route, now=self.clock())
             self._pushed_routes[route.model] = route

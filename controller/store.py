@@ -1,7 +1,7 @@
 """Rollouts and decisions in the registry's database, through SQLAlchemy Core.
 
 The tables (``controller_rollout``, ``controller_decision`` and
-``controller_pushed_route``, the last route a router confirmed per model) have
+``controller_pushed_route``, the last route pushed to a router per model) have
 their own Alembic history under ``controller/migrations`` with the version table
 ``controller_alembic_version``, applied when the store is opened: the registry
 knows nothing of them.
@@ -392,7 +392,7 @@ class RolloutStore:
         ]
 
     def pushed_route(self, model: str) -> Route | None:
-        """The last route a router confirmed for ``model`` (``record_pushed``), if any."""
+        """The last route pushed for ``model`` (``record_pushed``), if any."""
         with self._engine.connect() as conn:
             text = conn.execute(
                 sa.select(PUSHED_ROUTE.c.route).where(PUSHED_ROUTE.c.model == model)
@@ -402,7 +402,7 @@ class RolloutStore:
     # -- writes ------------------------------------------------------------------
 
     def record_pushed(self, route: Route, *, now: datetime) -> None:
-        """Remember ``route`` as what serving holds for its model (one row per model)."""
+        """Remember ``route`` as the last pushed for its model (one row per model)."""
         values = {"route": json.dumps(route.to_dict(), sort_keys=True), "pushed_at": _ts(now)}
         with self._engine.begin() as conn:
             updated = conn.execute(

@@ -1,5 +1,5 @@
 """A route pushed where the router cannot say what serving holds (``read()`` is None)
-goes above the route last confirmed, which the controller's database remembers across
+goes above the route last pushed, which the controller's database remembers across
 restarts: receivers ignore routes that are not newer than the one they hold."""
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ from controller.routers.webhook import SIGNATURE_HEADER, WebhookRouter, verify_s
 from controller.routing import Route, Router
 from controller.store import RolloutStore
 from monitors import IngestSource
+from monitors.alerts import AlertAction
 
+from .support import register
 from .test_guard import World, world  # noqa: F401 -- a fixture used below
 from .test_webhook_router import SECRET, free_port
 
@@ -34,6 +36,12 @@ class NewestOnly(BaseHTTPRequestHandler):
         assert isinstance(server, Serving)
         body = self.rfile.read(int(self.headers["Content-Length"]))
         if server.down:
+            self.send_response(503)
+        elif server.lose_answers:  # takes the route, but the answer never confirms it
+            route = Route.from_dict(json.loads(body))
+            held = server.routes.get(route.model)
+            if held is None or route.revision > held.revision:
+                server.routes[route.model] = route
             self.send_response(503)
         elif not verify_signature(SECRET, self.headers[SIGNATURE_HEADER], body, now=time.time()):
             self.send_response(401)
@@ -58,6 +66,7 @@ class Serving(ThreadingHTTPServer):
         self.routes: dict[str, Route] = {}
         self.posted: list[Route] = []
         self.down = False
+        self.lose_answers = False
 
     @property
     def url(self) -> str:
@@ -160,3 +169,28 @@ class TestUnknownHeldRoute:
         assert published is not None
         assert [b.version for b in published.backends] == ["v1.0.0"]
         assert published.revision > seen.revision
+
+    def test_a_route_taken_without_confirmation_is_not_reused(
+        self,
+        world: World,  # noqa: F811 -- the imported fixture
+        serving: Serving,
+    ) -> None:
+        """The guard's rollback to v1.1.0 reaches serving but its answer is lost; the
+        next production change (an alert's rollback to v1.0.0) must go above the
+        revision of the route serving took, not just above the last confirmed one."""
+        register(world.registry, world.tmp, "fraud", "1.2.0", "production")
+        controller, guard = _daemon(world, serving)
+        assert controller.reconcile_routers() == {}
+        assert serving.versions() == ["v1.2.0"]
+        serving.lose_answers = True
+        world.bad("v1.2.0")
+        (verdict,) = guard.run_once()
+        assert verdict.action == "rollback"
+        assert serving.versions() == ["v1.1.0"]  # taken, though the controller saw a 503
+        serving.lose_answers = False
+        alert = AlertAction("rollback", "fraud", None, "r0", "FraudErrors", "fp",
+                            world.clock.now, "errors")  # fmt: skip
+        outcome = controller.handle_alert(alert)
+        assert outcome["acted"], outcome
+        assert world.prod() == "v1.0.0"
+        assert serving.versions() == ["v1.0.0"]

@@ -95,7 +95,7 @@ class TestStore:
         store.close()
 
     def test_pushed_route_one_row_per_model(self, tmp_path: Path) -> None:
-        """The last confirmed route per model survives reopening; a newer one replaces it."""
+        """The last pushed route per model survives reopening; a newer one replaces it."""
         store = _store(tmp_path)
         assert store.pushed_route("m") is None
         first = Route("m", (Backend("v1.0.0", 100, "a" * 64),), revision=3, salt="m:1")

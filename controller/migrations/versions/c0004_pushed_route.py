@@ -1,5 +1,6 @@
-"""The last route each model's router confirmed, so that a push after a restart can
-go above it when the router cannot say what serving holds (``Router.read`` is None).
+"""The last route pushed to each model's router (recorded before the push), so that a
+changed route goes above it when the router cannot say what serving holds
+(``Router.read`` is None, e.g. after a restart) or a push's answer was lost.
 
 Revision ID: c0004
 Revises: c0003
