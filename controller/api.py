@@ -208,7 +208,7 @@ def create_app(deps: ApiDeps) -> FastAPI:  # noqa: PLR0915 -- routes are closure
 
     @app.get("/readyz", tags=["health"])
     async def readyz() -> JSONResponse:
-        errors = dict(controller.router_errors)
+        errors = controller.failing_routers()
         ready = deps.ready() and not errors
         body = {"ready": ready, "started": deps.ready(), "router_errors": errors}
         return JSONResponse(body, status_code=200 if ready else 503)

@@ -211,7 +211,7 @@ class Daemon:
     def start(self) -> None:
         """Reconcile routers with the database, rebuild jobs, then report ready."""
         faults.point("start")
-        errors = self.controller.reconcile_routers()
+        errors = self.controller.reconcile_routers(progress=self.scheduler.heartbeat.beat)
         self.controller.refresh_phase_metrics()
         self.scheduler.start()
         self.ready = True

@@ -1,10 +1,12 @@
 """The reconcile loop's heartbeat, which decides whether systemd's watchdog is fed.
 
-The watcher job stamps it at the start of every pass. ``WATCHDOG=1`` is sent
-only while the stamp is fresh, so a wedged loop (a job stuck on a lock, a
-scheduler that stopped running jobs) stops the pings and systemd restarts the
-daemon, while a merely slow pass (a router retrying with backoff) does not.
-"""
+The watcher job stamps it at the start of every pass and after each model's
+routes are reconciled (the daemon's startup reconciliation does the same).
+``WATCHDOG=1`` is sent only while the stamp is fresh, so a wedged loop (a job
+stuck on a lock or on one router call, a scheduler that stopped running jobs)
+stops the pings and systemd restarts the daemon, while a merely slow pass (many
+models pushed to a router that retries with backoff or times out) does not: it
+keeps stamping as it moves from model to model."""
 
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ def stale_after(watchdog_s: float, watch_interval_s: float, configured: float | 
 
 
 class Heartbeat:
-    """When the loop last began a pass (monotonic seconds)."""
+    """When the loop last showed progress (monotonic seconds)."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock

@@ -26,7 +26,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -167,6 +167,12 @@ class Controller:
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self._last_backends: dict[str, tuple[Backend, ...]] = {}
+        # Guards ``_failing`` and ``router_errors`` (ticks, alerts, the guard and the
+        # watcher push from their own threads); never held across router I/O.
+        self._failing_lock = threading.Lock()
+        # The route last pushed per model, as stored (``_pushed``); a model's entry is
+        # only touched under that model's lock.
+        self._pushed_routes: dict[str, Route | None] = {}
 
     @contextmanager
     def _lock(self, model: str) -> Iterator[None]:
@@ -417,18 +423,30 @@ class Controller:
         return policy.router, self.routers[policy.router]
 
     def _push(self, route: Route) -> None:
+        """Make the model's router hold ``route``, rebased over what serving holds.
+
+        The route is rebased over the last one pushed to the router (stored in the
+        database before each push, kept across restarts) and then over what the
+        router reads back. So a changed route goes above every revision serving may
+        hold: when the router cannot say (``read()`` is None: a webhook receiver
+        without ``read_url`` after a restart, the ``http`` router before its first
+        route), and when a push reached serving but its answer was lost (the router
+        still reads the previous route back).
+        """
         found = self._router_for(route.model)
         if found is None:
             return
         name, router = found
         try:
             held = router.read(route.model)
-            route = rebased(route, held)
+            route = rebased(rebased(route, self._pushed(route.model)), held)
+            self._remember_pushed(route)  # before the push: a crash may follow it
             if held != route:
                 router.set(route)
         except RouterError as exc:
-            self._failing.setdefault(name, {})[route.model] = str(exc)
-            self.router_errors[name] = str(exc)
+            with self._failing_lock:
+                self._failing.setdefault(name, {})[route.model] = str(exc)
+                self.router_errors[name] = str(exc)
             if self.metrics is not None:
                 self.metrics.router_errors.labels(name).inc()
                 self.metrics.router_ready.labels(name).set(0)
@@ -436,14 +454,16 @@ class Controller:
             raise
         # Healthy only once no model of this router is failing: another model's
         # success must not hide this one's error from /readyz.
-        failing = self._failing.get(name, {})
-        failing.pop(route.model, None)
-        if failing:
-            self.router_errors[name] = failing[min(failing)]
-        else:
-            self.router_errors.pop(name, None)
+        with self._failing_lock:
+            failing = self._failing.get(name, {})
+            failing.pop(route.model, None)
+            if failing:
+                self.router_errors[name] = failing[min(failing)]
+            else:
+                self.router_errors.pop(name, None)
+            unready = bool(failing)
         if self.metrics is not None:
-            self.metrics.router_ready.labels(name).set(0 if failing else 1)
+            self.metrics.router_ready.labels(name).set(0 if unready else 1)
             for backend in route.backends:
                 self.metrics.weight.labels(route.model, backend.version).set(backend.weight)
             for version in {b.version for b in self._last_backends.get(route.model, ())} - {
@@ -451,6 +471,18 @@ class Controller:
             }:
                 self.metrics.weight.labels(route.model, version).set(0)
         self._last_backends[route.model] = route.backends
+
+    def _pushed(self, model: str) -> Route | None:
+        """The route last pushed for ``model`` (by this process or a previous one)."""
+        if model not in self._pushed_routes:
+            self._pushed_routes[model] = self.store.pushed_route(model)
+        return self._pushed_routes[model]
+
+    def _remember_pushed(self, route: Route) -> None:
+        """Store ``route`` as the last pushed, when it differs from the stored one."""
+        if self._pushed(route.model) != route:
+            self.store.record_pushed(route, now=self.clock())
+            self._pushed_routes[route.model] = route
 
     def _apply(self, record: RolloutRecord, intent: Intent) -> None:
         """Steps 5 and 6: act on ``intent`` idempotently, then confirm it."""
@@ -600,33 +632,50 @@ class Controller:
     def _forget_unrouted(self) -> None:
         """Drop failures of models a router no longer serves (the config was reloaded
         without them), so that they do not keep the router unready for good."""
-        for name, failing in self._failing.items():
-            for model in list(failing):
-                policy = self.policy(model)
-                if policy is None or policy.router != name:
-                    del failing[model]
-            if not failing and name in self.router_errors:
-                del self.router_errors[name]
-                if self.metrics is not None:
-                    self.metrics.router_ready.labels(name).set(1)
+        healed = []
+        with self._failing_lock:
+            for name, failing in self._failing.items():
+                for model in list(failing):
+                    policy = self.policy(model)
+                    if policy is None or policy.router != name:
+                        del failing[model]
+                if not failing and name in self.router_errors:
+                    del self.router_errors[name]
+                    healed.append(name)
+        if self.metrics is not None:
+            for name in healed:
+                self.metrics.router_ready.labels(name).set(1)
 
-    def reconcile_routers(self) -> dict[str, str]:
-        """Make every router hold the database's routes; return the failing routers."""
+    def reconcile_routers(self, progress: Callable[[], None] | None = None) -> dict[str, str]:
+        """Make every router hold the database's routes; return the failing routers.
+
+        ``progress`` is called after each model, whatever its outcome: the scheduler
+        beats the watchdog's heartbeat with it, so that a pass slowed by many slow
+        pushes keeps showing progress while one stuck on a single call does not.
+        """
         self._forget_unrouted()
         for model in self.config.models:
-            with self._lock(model):
-                try:
-                    route = self.desired_route(model)
-                except (RegistryError, RolloutNotFound) as exc:
-                    log.warning("desired_route_failed", model=model, error=str(exc))
-                    continue
-                if route is None:
-                    continue
-                try:
-                    self._push(route)
-                except RouterError:
-                    continue
-        return dict(self.router_errors)
+            self._reconcile_router(model)
+            if progress is not None:
+                progress()
+        return self.failing_routers()
+
+    def _reconcile_router(self, model: str) -> None:
+        with self._lock(model):
+            try:
+                route = self.desired_route(model)
+            except (RegistryError, RolloutNotFound) as exc:
+                log.warning("desired_route_failed", model=model, error=str(exc))
+                return
+            if route is None:
+                return
+            with suppress(RouterError):  # recorded and logged by _push; retried next pass
+                self._push(route)
+
+    def failing_routers(self) -> dict[str, str]:
+        """Each failing router with an error of one of its failing models (a copy)."""
+        with self._failing_lock:
+            return dict(self.router_errors)
 
     def handle_alert(self, action: AlertAction) -> dict[str, Any]:
         """Apply an Alertmanager alert's action to the model's active rollout; with no

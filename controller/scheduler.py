@@ -7,7 +7,9 @@ job runs ``Controller.reconcile_once`` every ``interval`` of its policy with
 and a misfire grace of one interval. The watcher starts rollouts for new staging
 versions, reconciles every router with the database (so a router that failed is
 retried and drift is repaired) and refreshes the phase gauges. Each watcher pass
-beats ``heartbeat``, which gates systemd's watchdog (``controller.heartbeat``).
+beats ``heartbeat`` as it starts and again after each model's routes, which gates
+systemd's watchdog (``controller.heartbeat``): a pass slowed by slow routers keeps
+beating while it moves; one stuck on a single call stops.
 One guard job (not one per model) runs ``Guard.run_once`` every ``guard.interval``,
 first after one interval, with the same no-overlap and coalescing rules.
 
@@ -195,7 +197,7 @@ class RolloutScheduler:
     def _watch_once(self) -> None:
         try:
             self.controller.watch_once()
-            self.controller.reconcile_routers()
+            self.controller.reconcile_routers(progress=self.heartbeat.beat)
             self.controller.refresh_phase_metrics()
         except Exception:  # the watcher retries next interval; the error is logged
             log.exception("watch_failed")

@@ -1,7 +1,8 @@
 """Rollouts and decisions in the registry's database, through SQLAlchemy Core.
 
-The tables (``controller_rollout``, ``controller_decision``) have their own Alembic
-history under ``controller/migrations`` with the version table
+The tables (``controller_rollout``, ``controller_decision`` and
+``controller_pushed_route``, the last route pushed to a router per model) have
+their own Alembic history under ``controller/migrations`` with the version table
 ``controller_alembic_version``, applied when the store is opened: the registry
 knows nothing of them.
 
@@ -30,6 +31,7 @@ import sqlalchemy as sa
 from controller.decide import Decision, RolloutState
 from controller.errors import CannotStart, RolloutNotFound
 from controller.phases import ACTIVE, TERMINAL, Phase
+from controller.routing import Route
 from registry import db as registry_db
 from registry.db import make_engine
 
@@ -79,6 +81,13 @@ DECISION = sa.Table(
     sa.Column("reasons", sa.Text),
     sa.Column("numbers", sa.Text),
     sa.Column("applied", sa.Boolean),
+)
+PUSHED_ROUTE = sa.Table(
+    "controller_pushed_route",
+    METADATA,
+    sa.Column("model", sa.String(128), primary_key=True),
+    sa.Column("route", sa.Text),
+    sa.Column("pushed_at", sa.Float),
 )
 
 
@@ -382,7 +391,25 @@ class RolloutStore:
             for r in reversed(rows)
         ]
 
+    def pushed_route(self, model: str) -> Route | None:
+        """The last route pushed for ``model`` (``record_pushed``), if any."""
+        with self._engine.connect() as conn:
+            text = conn.execute(
+                sa.select(PUSHED_ROUTE.c.route).where(PUSHED_ROUTE.c.model == model)
+            ).scalar()
+        return Route.from_dict(json.loads(text)) if text is not None else None
+
     # -- writes ------------------------------------------------------------------
+
+    def record_pushed(self, route: Route, *, now: datetime) -> None:
+        """Remember ``route`` as the last pushed for its model (one row per model)."""
+        values = {"route": json.dumps(route.to_dict(), sort_keys=True), "pushed_at": _ts(now)}
+        with self._engine.begin() as conn:
+            updated = conn.execute(
+                PUSHED_ROUTE.update().where(PUSHED_ROUTE.c.model == route.model).values(**values)
+            ).rowcount
+            if not updated:
+                conn.execute(PUSHED_ROUTE.insert().values(model=route.model, **values))
 
     def create(
         self,

@@ -5,6 +5,7 @@ Real SQLite, a real webhook receiver over HTTP that refuses one model."""
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -18,7 +19,9 @@ from prometheus_client import CollectorRegistry
 from controller.config import parse_config
 from controller.metrics import ControllerMetrics
 from controller.reconcile import Controller
+from controller.routers.file import FileRouter
 from controller.routers.webhook import WebhookRouter
+from controller.routing import Backend, Route, RouterError
 from controller.store import RolloutStore
 from monitors import IngestSource, IngestStore
 from registry import ModelRegistry
@@ -127,3 +130,62 @@ def test_one_failing_model_keeps_the_router_unready(tmp_path: Path, receiver: Re
         ingest.close()
         store.close()
         registry.close()
+
+
+def test_failures_recorded_while_the_watcher_forgets(tmp_path: Path) -> None:
+    """Pushes failing on many routers (ticks, alerts, the guard) while the watcher drops
+    failures of unrouted models: no pass breaks on the shared bookkeeping, and every
+    failure ends up reported. A stress test: thread switches are forced very often."""
+    clock = Clock(datetime(2026, 3, 1, 12, 0, tzinfo=UTC))
+    registry = ModelRegistry(home=tmp_path / "home", actor="tester", clock=clock)
+    count = 300
+    (tmp_path / "a-file").write_text("")
+    broken = FileRouter(path=tmp_path / "a-file" / "routes.json")  # set() cannot write
+    names = [f"r{i}" for i in range(count)]
+    config = parse_config({
+        "registry": {"home": str(tmp_path / "home")},
+        "sources": {"events": {"kind": "ingest",
+                               "options": {"url": f"sqlite:///{tmp_path}/ingest.db"}}},
+        "routers": {"hook": {"kind": "file", "options": {"path": str(tmp_path / "r.json")}}},
+        "models": {"fraud": policy()},
+    }, where="test")  # fmt: skip
+    base = config.models["fraud"]
+    models = {f"m{i}": base.model_copy(update={"router": name}) for i, name in enumerate(names)}
+    config = config.model_copy(update={"models": models})
+    ingest = IngestStore.open(f"sqlite:///{tmp_path}/ingest.db")
+    store = RolloutStore.open(registry.url)
+    controller = Controller(
+        config=config, registry=registry, store=store, sources={"events": IngestSource(ingest)},
+        routers=dict.fromkeys(names, broken), clock=clock,
+    )  # fmt: skip
+    for i in range(count):  # the stored routes are read once, before the race
+        controller._pushed(f"m{i}")
+    crashed: list[BaseException] = []
+    done = threading.Event()
+
+    def watcher() -> None:
+        while not done.is_set():
+            try:
+                controller._forget_unrouted()
+                controller.failing_routers()
+            except Exception as exc:  # what the race raises is the finding
+                crashed.append(exc)
+
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    thread = threading.Thread(target=watcher)
+    thread.start()
+    try:
+        for i in range(count):
+            route = Route(f"m{i}", (Backend("v1", 100),), revision=1)
+            with pytest.raises(RouterError):
+                controller._push(route)
+    finally:
+        done.set()
+        thread.join()
+        sys.setswitchinterval(previous)
+        ingest.close()
+        store.close()
+        registry.close()
+    assert crashed == []
+    assert sorted(controller.failing_routers()) == sorted(names)

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from controller.decide import HoldUntil, SetWeight
 from controller.errors import CannotStart, RolloutNotFound
 from controller.phases import Event, Phase
+from controller.routing import Backend, Route
 from controller.store import RolloutStore
 from registry import ModelRegistry
 
@@ -40,7 +41,7 @@ class TestStore:
         assert tables | {"controller_alert_seen"} <= set(names)
         with store.engine.connect() as conn:
             assert conn.execute(sa.text("SELECT version_num FROM controller_alembic_version")
-                                ).scalar() == "c0003"  # fmt: skip
+                                ).scalar() == "c0004"  # fmt: skip
         store.close()
 
     def test_one_active_rollout_per_model(self, tmp_path: Path) -> None:
@@ -91,4 +92,18 @@ class TestStore:
         store = _store(tmp_path)
         with pytest.raises(LookupError):
             store.get(42)
+        store.close()
+
+    def test_pushed_route_one_row_per_model(self, tmp_path: Path) -> None:
+        """The last pushed route per model survives reopening; a newer one replaces it."""
+        store = _store(tmp_path)
+        assert store.pushed_route("m") is None
+        first = Route("m", (Backend("v1.0.0", 100, "a" * 64),), revision=3, salt="m:1")
+        store.record_pushed(first, now=T0)
+        store.record_pushed(Route("other", (Backend("v2", 100),), revision=9), now=T0)
+        second = replace(first, backends=(Backend("v1.1.0", 100, "b" * 64),), revision=4)
+        store.record_pushed(second, now=T0)
+        reopened = RolloutStore(store.engine)
+        assert reopened.pushed_route("m") == second
+        assert reopened.pushed_route("other") == Route("other", (Backend("v2", 100),), revision=9)
         store.close()
