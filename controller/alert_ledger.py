@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-__all__ = ["AlertKey", "AlertLedger"]
+__all__ = ["AlertKey", "AlertLedger", "insert_missing"]
 
 AlertKey = tuple[str, datetime]  # (fingerprint, startsAt), as ``AlertEvent.key``
 
@@ -77,17 +77,30 @@ class AlertLedger:
         if not values:
             return
         with self._engine.begin() as conn:
-            conn.execute(self._insert_new(conn), values)
+            self._insert_new(conn, values)
             self._prune(conn, now)
 
-    def _insert_new(self, conn: sa.Connection) -> sa.Executable:
-        """INSERT that skips keys already present (a concurrent delivery, a replay)."""
+    def _insert_new(self, conn: sa.Connection, values: list[dict[str, object]]) -> None:
+        """INSERT the rows whose key is not present yet (a concurrent delivery, a replay)."""
         if conn.dialect.name == "postgresql":
-            return postgresql.insert(SEEN).on_conflict_do_nothing(index_elements=["key"])
-        if conn.dialect.name == "sqlite":
-            return sqlite.insert(SEEN).on_conflict_do_nothing(index_elements=["key"])
-        raise NotImplementedError(f"alert ledger: unsupported database {conn.dialect.name!r}")
+            conn.execute(postgresql.insert(SEEN).on_conflict_do_nothing(index_elements=["key"]),
+                         values)  # fmt: skip
+        elif conn.dialect.name == "sqlite":
+            conn.execute(sqlite.insert(SEEN).on_conflict_do_nothing(index_elements=["key"]),
+                         values)  # fmt: skip
+        else:
+            insert_missing(conn, values)
 
     def _prune(self, conn: sa.Connection, now: datetime) -> None:
         horizon = (now - self._remember).timestamp()
         conn.execute(sa.delete(SEEN).where(SEEN.c.first_seen < horizon))
+
+
+def insert_missing(conn: sa.Connection, values: list[dict[str, object]]) -> None:
+    """Portable INSERT of the rows whose key is absent, for backends without an
+    ON CONFLICT clause (a concurrent insert of the same key then fails the write)."""
+    keys = [v["key"] for v in values]
+    present = set(conn.execute(sa.select(SEEN.c.key).where(SEEN.c.key.in_(keys))).scalars())
+    fresh = [v for v in values if v["key"] not in present]
+    if fresh:
+        conn.execute(sa.insert(SEEN), fresh)

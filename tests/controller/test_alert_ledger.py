@@ -7,8 +7,9 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import sqlalchemy as sa
 
-from controller.alert_ledger import AlertLedger
+from controller.alert_ledger import SEEN, AlertLedger, insert_missing
 from controller.reconcile import rebased
 from controller.routing import Backend, Route
 from controller.store import RolloutStore
@@ -52,6 +53,23 @@ class TestAlertLedger:
             later = T0 + timedelta(minutes=5)
             ledger.remember([(("fp", STARTS), later), (("fp2", STARTS), later)], now=later)
             assert ledger.load(now=later) == {("fp", STARTS): T0, ("fp2", STARTS): later}
+        finally:
+            store.close()
+
+    def test_the_portable_insert_skips_present_keys(self, db_url: str) -> None:
+        """The path for backends without ON CONFLICT (run here on SQLite and
+        PostgreSQL): present keys are skipped, new ones inserted, nothing fails."""
+        store = _store(db_url)
+        try:
+            row = {"key": "k1", "fingerprint": "fp", "starts_at": STARTS.isoformat(),
+                   "first_seen": T0.timestamp()}  # fmt: skip
+            with store.engine.begin() as conn:
+                insert_missing(conn, [row])
+            with store.engine.begin() as conn:
+                insert_missing(conn, [{**row, "first_seen": 0.0}, {**row, "key": "k2"}])
+            with store.engine.connect() as conn:
+                rows = conn.execute(sa.select(SEEN.c.key, SEEN.c.first_seen)).all()
+            assert sorted(rows) == [("k1", T0.timestamp()), ("k2", T0.timestamp())]
         finally:
             store.close()
 
