@@ -226,6 +226,16 @@ def guarding(n: int, events: int, work: Path) -> dict[str, Any]:
     actions: dict[str, int] = {}
     for verdict in verdicts:
         actions[verdict.action] = actions.get(verdict.action, 0) + 1
+    # The watcher's router reconciliation of the same settled models, against the
+    # per-model reads it would need without its one-snapshot fast path.
+    controller.reconcile_routers()
+    cpu0 = time.process_time()
+    controller.reconcile_routers()
+    watcher_cpu = time.process_time() - cpu0
+    cpu0 = time.process_time()
+    for name in names:
+        controller.desired_route(name)
+    per_model_cpu = time.process_time() - cpu0
     # Baseline, same models and data: one tick of a rollout of v1.2.0 against v1.1.0.
     clock["now"] = T0
     started = controller.watch_once()
@@ -250,6 +260,11 @@ def guarding(n: int, events: int, work: Path) -> dict[str, Any]:
         "baseline_rollout_tick_cpu_seconds": round(tick_cpu, 3),
         "pass_vs_rollout_tick": round(guard_cpu / tick_cpu, 2) if tick_cpu else None,
         "cpu_share_at_default_interval": round(guard_cpu / GuardSection().interval, 4),
+        "watcher_router_pass_cpu_seconds": round(watcher_cpu, 3),
+        "baseline_per_model_reads_cpu_seconds": round(per_model_cpu, 3),
+        "watcher_pass_vs_per_model_reads": round(watcher_cpu / per_model_cpu, 3)
+        if per_model_cpu
+        else None,
         "setup_seconds": round(setup_s, 1),
     }
 

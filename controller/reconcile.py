@@ -119,6 +119,13 @@ def rebased(route: Route, held: Route | None) -> Route:
     return route
 
 
+def _shape(route: Route | None) -> tuple[tuple[tuple[str, int], ...], str] | None:
+    """What serving does with a route: versions, weights and salt (not the revision)."""
+    if route is None:
+        return None
+    return tuple((b.version, b.weight) for b in route.backends), route.salt
+
+
 def _record_route(record: RolloutRecord, state: Mapping[str, Any], revision: int) -> Route:
     return route_for(
         record.model,
@@ -610,6 +617,13 @@ class Controller:
     def desired_route(self, model: str) -> Route | None:
         """What serving should have for ``model`` according to the database."""
         record = self.store.active_for(model)
+        last = self.store.latest_finished(model) if record is None else None
+        return self._desired(model, record, last)
+
+    def _desired(
+        self, model: str, record: RolloutRecord | None, last: RolloutRecord | None
+    ) -> Route | None:
+        """``desired_route`` from the model's active and newest finished rollout."""
         if record is not None:
             if record.intent is not None:
                 return _record_route(record, record.intent.state, record.intent.revision)
@@ -619,7 +633,6 @@ class Controller:
             production = self.registry.resolve(model)
         except NotFound:
             return None
-        last = self.store.latest_finished(model)
         revision = last.id * _REVISIONS_PER_ROLLOUT + last.revision if last else 0
         salt = f"{model}:{last.id}" if last else ""
         return Route(
@@ -654,11 +667,56 @@ class Controller:
         pushes keeps showing progress while one stuck on a single call does not.
         """
         self._forget_unrouted()
+        settled = self._settled_models()
         for model in self.config.models:
-            self._reconcile_router(model)
+            if model not in settled:
+                self._reconcile_router(model)
             if progress is not None:
                 progress()
         return self.failing_routers()
+
+    def _settled_models(self) -> set[str]:
+        """Models whose router already holds the versions, weights and salt the
+        database implies, judged from one snapshot (three queries a pass, not three
+        per model: active rollouts, newest finished ones, production versions).
+
+        Only a fast path: any model that differs, is failing or cannot be judged is
+        reconciled the careful way, under its lock with fresh reads. A model that
+        changes after the snapshot is pushed by whoever changed it (a tick, an alert,
+        the guard) and is looked at again next pass. Digests are not compared: a
+        version's artifact never changes.
+        """
+        try:
+            active = {r.model: r for r in self.store.active()}
+            finished = self.store.latest_finished_by_model()
+            production = {m.name: str(m.production) for m in self.registry.list_models()
+                          if m.production is not None}  # fmt: skip
+        except (sa.exc.SQLAlchemyError, RegistryError) as exc:
+            log.warning("route_snapshot_failed", error=str(exc))
+            return set()
+        with self._failing_lock:
+            failing = {m for models in self._failing.values() for m in models}
+        settled = set()
+        for model in self.config.models:
+            found = self._router_for(model)
+            if found is None or model in failing:
+                continue
+            record = active.get(model)
+            if record is not None:
+                want = _shape(self._desired(model, record, None))
+            elif model in production:
+                last = finished.get(model)
+                want = (((production[model], 100),), f"{model}:{last.id}" if last else "")
+            else:
+                settled.add(model)  # nothing to route: the careful path would do nothing
+                continue
+            try:
+                held = found[1].read(model)
+            except RouterError:
+                continue
+            if held is not None and _shape(held) == want:
+                settled.add(model)
+        return settled
 
     def _reconcile_router(self, model: str) -> None:
         with self._lock(model):

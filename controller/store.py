@@ -363,6 +363,19 @@ class RolloutStore:
         found = self.list_rollouts(model=model, active=False, limit=1)
         return found[0] if found else None
 
+    def latest_finished_by_model(self) -> dict[str, RolloutRecord]:
+        """``latest_finished`` of every model in one query (the watcher's snapshot)."""
+        phases = [p.value for p in ACTIVE]
+        newest = (
+            sa.select(sa.func.max(ROLLOUT.c.id))
+            .where(ROLLOUT.c.phase.not_in(phases))
+            .group_by(ROLLOUT.c.model)
+            .scalar_subquery()
+        )
+        with self._engine.connect() as conn:
+            rows = conn.execute(sa.select(ROLLOUT).where(ROLLOUT.c.id.in_(newest)))
+            return {r.model: RolloutRecord.from_row(r) for r in rows}
+
     def decisions(self, rollout_id: int, *, limit: int = 1000) -> list[DecisionRecord]:
         """The rollout's decisions, oldest first (the last ``limit``)."""
         query = (

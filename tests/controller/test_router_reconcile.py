@@ -1,0 +1,62 @@
+"""The watcher's router reconciliation: settled models cost no write, drift and
+production changes made outside the daemon are repaired."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from controller.reconcile import Controller
+from controller.routers.file import FileRouter, read_table
+from controller.routing import Backend
+from controller.store import RolloutStore
+from monitors import IngestSource, IngestStore
+from registry import ModelRegistry
+
+from .support import Clock, config, register
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def _routed(routes: Path) -> list[tuple[str, int]]:
+    return [(b.version, b.weight) for b in read_table(routes)["fraud"].backends]
+
+
+def test_settled_drifted_and_changed_models(tmp_path: Path) -> None:
+    """A pass over settled models rewrites nothing; a hand-edited route is put back;
+    a promotion made outside the daemon reaches the router with a newer revision."""
+    clock = Clock(T0)
+    registry = ModelRegistry(home=tmp_path / "home", actor="tester", clock=clock)
+    ingest = IngestStore.open(f"sqlite:///{tmp_path}/ingest.db")
+    store = RolloutStore.open(registry.url)
+    routes = tmp_path / "routes.json"
+    try:
+        register(registry, tmp_path, "fraud", "1.0.0", "production")
+        router = FileRouter(path=routes)
+        controller = Controller(
+            config=config(tmp_path, routes, f"sqlite:///{tmp_path}/ingest.db"),
+            registry=registry, store=store, sources={"events": IngestSource(ingest)},
+            routers={"table": router}, clock=clock,
+        )  # fmt: skip
+        assert controller.reconcile_routers() == {}
+        assert _routed(routes) == [("v1.0.0", 100)]
+
+        written = routes.stat().st_mtime_ns, routes.read_bytes()
+        controller.reconcile_routers()
+        assert (routes.stat().st_mtime_ns, routes.read_bytes()) == written  # settled
+
+        held = read_table(routes)["fraud"]
+        router.set(replace(held, backends=(Backend("v9.9.9", 100),)))  # drift, by hand
+        controller.reconcile_routers()
+        assert _routed(routes) == [("v1.0.0", 100)]
+
+        before = read_table(routes)["fraud"].revision
+        register(registry, tmp_path, "fraud", "1.1.0", "production")  # outside the daemon
+        controller.reconcile_routers()
+        assert _routed(routes) == [("v1.1.0", 100)]
+        assert read_table(routes)["fraud"].revision > before
+    finally:
+        store.close()
+        ingest.close()
+        registry.close()
