@@ -12,16 +12,15 @@ from prometheus_client import CollectorRegistry
 
 from controller.config import Config
 from controller.decide import AwaitApproval
-from controller.metrics import ControllerMetrics
 from controller.notify import DecisionEvent
 from controller.phases import Phase
 from controller.reconcile import Controller
-from controller.routers.file import FileRouter, read_table
+from controller.routers.file import read_table
 from controller.store import RolloutStore
-from monitors import IngestSource, IngestStore
+from monitors import IngestStore
 from registry import ModelRegistry
 
-from .support import Clock, config, register, traffic
+from .support import Clock, config, file_controller, register, traffic
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 APPROVERS = ["alice", "bob", "carol", "tester"]  # tester registers the versions
@@ -44,16 +43,10 @@ class Loop:
         """A controller on the same databases: what a (re)started daemon builds."""
         self.config = config(self.tmp, self.routes, f"sqlite:///{self.tmp}/ingest.db", **policy)
         self.metrics = CollectorRegistry()
-        self.controller = Controller(
-            config=self.config,
-            registry=self.registry,
-            store=RolloutStore(self.store.engine),
-            sources={"events": IngestSource(self.ingest)},
-            routers={"table": FileRouter(path=self.routes)},
-            clock=self.clock,
-            metrics=ControllerMetrics(self.metrics),
-            ingest={"events": self.ingest},
-        )
+        self.controller = file_controller(
+            self.config, self.registry, RolloutStore(self.store.engine), self.ingest,
+            self.routes, self.clock, self.metrics,
+        )  # fmt: skip
         self.controller.on_decision = self.told.append
         return self.controller
 

@@ -9,9 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from prometheus_client import CollectorRegistry
 
-from controller.config import Config, parse_config
-from monitors import IngestStore
+from controller.config import Config, PolicyConfig, parse_config
+from controller.decide import Observations, RolloutState, decide
+from controller.metrics import ControllerMetrics
+from controller.reconcile import Controller
+from controller.routers.file import FileRouter
+from controller.store import RolloutStore
+from monitors import IngestSource, IngestStore
 from registry import ModelRegistry
 
 
@@ -39,6 +45,47 @@ def register(registry: ModelRegistry, tmp: Path, name: str, version: str, stage:
                             "dev" else "dev")  # fmt: skip
     if stage == "production":
         registry.promote_model(name, version, to_stage="production", reason="baseline")
+
+
+def check_decision(
+    pol: PolicyConfig,
+    st: RolloutState,
+    ob: Observations,
+    now: datetime,
+    kind: type,
+    expect: Mapping[str, Any],
+) -> None:
+    """One row of a ``decide`` table: the decision's variant, the next state's fields,
+    and a reason for every decision."""
+    decision = decide(pol, st, ob, now=now)
+    assert isinstance(decision, kind), decision.reasons
+    for key, value in expect.items():
+        assert getattr(decision.state, key) == value, (key, decision.reasons)
+    assert decision.reasons
+    assert all(decision.reasons)
+
+
+def file_controller(
+    cfg: Config,
+    registry: ModelRegistry,
+    store: RolloutStore,
+    ingest: IngestStore,
+    routes: Path,
+    clock: Clock,
+    metrics: CollectorRegistry | None = None,
+) -> Controller:
+    """The controller most tests build (as a started daemon would, for ``config``'s
+    policy): ingest source ``events``, file router ``table`` at ``routes``."""
+    return Controller(
+        config=cfg,
+        registry=registry,
+        store=store,
+        sources={"events": IngestSource(ingest)},
+        routers={"table": FileRouter(path=routes)},
+        clock=clock,
+        metrics=ControllerMetrics(metrics) if metrics is not None else None,
+        ingest={"events": ingest},
+    )
 
 
 def config(tmp: Path, routes: Path, ingest_url: str, **policy: Any) -> Config:

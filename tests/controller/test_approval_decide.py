@@ -24,6 +24,7 @@ from controller.decide import (
 from controller.errors import IllegalMove
 from controller.phases import Event, Phase
 
+from .support import check_decision
 from .test_decide import BETTER_80, LATE, T0, policy, state
 
 WAIT = state(phase=Phase.AWAITING_APPROVAL, step=1, weight=80.0, step_started_at=T0)
@@ -102,11 +103,7 @@ class TestApprovalDecide:
         expect: dict[str, Any],
     ) -> None:
         """Each row: the decision variant and the fields of the next state."""
-        decision = decide(pol, st, ob, now=now)
-        assert isinstance(decision, kind), decision.reasons
-        for key, value in expect.items():
-            assert getattr(decision.state, key) == value, (key, decision.reasons)
-        assert all(decision.reasons)
+        check_decision(pol, st, ob, now, kind, expect)
 
     def test_wait_says_what_is_missing(self) -> None:
         """The hold names how many more, from whom, and who approved already."""

@@ -25,6 +25,8 @@ from controller.errors import IllegalMove
 from controller.phases import Event, Phase
 from monitors import Measurement, Status, Subject, Window
 
+from .support import check_decision
+
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 WINDOW = Window(end=T0 + timedelta(hours=1), length=timedelta(minutes=1))
 
@@ -173,12 +175,7 @@ class TestDecide:
         expect: dict[str, Any],
     ) -> None:
         """Each row: the decision variant and the fields of the next state."""
-        decision = decide(pol, st, ob, now=now)
-        assert isinstance(decision, kind), decision.reasons
-        for key, value in expect.items():
-            assert getattr(decision.state, key) == value, (key, decision.reasons)
-        assert decision.reasons
-        assert all(decision.reasons)
+        check_decision(pol, st, ob, now, kind, expect)
 
     def test_missing_data_never_promotes(self) -> None:
         """Better accuracy with one arm's error rate missing does not promote."""

@@ -27,16 +27,15 @@ from controller.guard import (
 )
 from controller.guard_store import GuardStore
 from controller.guarding import GUARD_ACTOR, Guard
-from controller.metrics import ControllerMetrics
 from controller.notify import DecisionEvent, EventKind
 from controller.phases import Event, Phase
 from controller.reconcile import Controller
-from controller.routers.file import FileRouter, read_table
+from controller.routers.file import read_table
 from controller.store import RolloutStore
-from monitors import IngestSource, IngestStore, Measurement, Status, Subject, TriggerSpec, Window
+from monitors import IngestStore, Measurement, Status, Subject, TriggerSpec, Window
 from registry import ModelRegistry
 
-from .support import Clock, config, register, traffic
+from .support import Clock, config, file_controller, register, traffic
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 SUBJECT = Subject("fraud", version="v1.1.0")
@@ -217,11 +216,7 @@ def _build(tmp: Path, clock: Clock, registry: ModelRegistry, ingest: IngestStore
            cfg: Config, decisions: list[DecisionEvent]) -> Parts:  # fmt: skip
     collector = CollectorRegistry()
     store = RolloutStore.open(registry.url)
-    controller = Controller(
-        config=cfg, registry=registry, store=store,
-        sources={"events": IngestSource(ingest)}, routers={"table": FileRouter(path=routes)},
-        clock=clock, metrics=ControllerMetrics(collector), ingest={"events": ingest},
-    )  # fmt: skip
+    controller = file_controller(cfg, registry, store, ingest, routes, clock, collector)
     controller.on_decision = decisions.append
     controller.reconcile_routers()
     return controller, Guard(controller, GuardStore(store.engine), metrics=collector), collector
