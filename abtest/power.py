@@ -86,22 +86,29 @@ def sample_size_two_means(effect_size_d: float, alpha: float = 0.05, power: floa
 
 
 def mde_two_proportions(
-    baseline: float, n_per_arm: float, alpha: float = 0.05, power: float = 0.8
+    baseline: float,
+    n_per_arm: float,
+    alpha: float = 0.05,
+    power: float = 0.8,
+    method: str = "pooled",
 ) -> float:
     """Smallest absolute increase over ``baseline`` detectable with ``n_per_arm`` per arm.
 
-    Inverts the pooled formula of :func:`sample_size_two_proportions` (before
-    rounding up), looking upward from the baseline.
+    Inverts :func:`sample_size_two_proportions` with the same ``method`` (before
+    rounding up), looking upward from the baseline, so that
+    ``sample_size_two_proportions(p, p + mde(p, n, method=m), method=m)`` is ``n``.
     """
     p1 = v.open_unit("baseline", baseline)
     n = v.positive("n_per_arm", n_per_arm)
     al = v.open_unit("alpha", alpha)
     pw = v.open_unit("power", power)
+    if method not in _METHODS:
+        raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
     top = 1.0 - 1e-12
-    if _n_two_proportions(p1, top, al, pw, "pooled") > n:
+    if _n_two_proportions(p1, top, al, pw, method) > n:
         raise ValueError(f"n_per_arm={n_per_arm!r} is too small to detect any increase")
     delta = optimize.brentq(
-        lambda p2: _n_two_proportions(p1, p2, al, pw, "pooled") - n,
+        lambda p2: _n_two_proportions(p1, p2, al, pw, method) - n,
         p1 + 1e-12,
         top,
         xtol=1e-14,

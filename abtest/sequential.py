@@ -21,6 +21,22 @@ alpha = 0.05). :func:`default_tau` sets ``tau^2 = r * V_N`` where ``V_N`` is the
 variance of the difference at the planned sample size, so the test is sharpest
 exactly when the planned sample size is reached, and still valid before and
 after.
+
+One-sided tests use the half-normal mixture over effects on one side only,
+
+    Lambda+ = 2 sqrt(V / (V + tau^2)) exp(tau^2 theta^2 / (2 V (V + tau^2))) Phi(w),
+    w = tau theta / sqrt(V (V + tau^2)),
+
+also a martingale under ``theta <= 0`` (a mixture of likelihood ratios of
+alternatives above 0), about twice the two-sided ratio for a positive effect: a
+one-sided test at ``alpha`` is about as sharp as the two-sided one at ``2 alpha``.
+Its p-value ``min(1, 1 / Lambda+)`` and its one-sided bound (``theta_hat`` minus
+the ``theta`` at which ``Lambda+ = 1 / alpha``) come from the same ``V``, so
+``p <= alpha`` exactly when the bound excludes 0.
+
+Every test here uses one variance per look: for proportions the Agresti-Caffo
+smoothed unpooled variance (positive even with zero events), for means
+``var_c / n_c + var_t / n_t``.
 """
 
 from __future__ import annotations
@@ -32,6 +48,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from scipy import special
 
 from abtest import _validate as v
 from abtest.results import Counts, Summary
@@ -45,6 +62,8 @@ __all__ = [
     "mixture_ci_halfwidth",
     "mixture_p_value",
     "msprt",
+    "one_sided_bound",
+    "one_sided_p_value",
     "p_value_at",
     "proportion_arrays",
     "tau_ratio",
@@ -132,24 +151,19 @@ def halfwidth_at(var: float, tau: float, alpha: float) -> float:
 
 def difference(
     control: Counts | Summary, treatment: Counts | Summary
-) -> tuple[float, float, float, int, int]:
-    """Return ``(theta_hat, V_test, V_interval, n_c, n_t)`` for one look.
+) -> tuple[float, float, int, int]:
+    """Return ``(theta_hat, V, n_c, n_t)`` for one look: the test and its interval share ``V``.
 
-    Proportions test with the pooled variance (the null's estimate, positive as
-    soon as either arm has a success and a failure) and build the interval with
-    Agresti-Caffo smoothed proportions so that zero events in small samples
-    never give a zero-width interval. Means use ``var_c / n_c + var_t / n_t``
-    for both.
+    Proportions use the Agresti-Caffo smoothed rates ``(x + 1) / (n + 2)`` in an
+    unpooled variance, so zero events in a small sample never give ``V = 0``;
+    means use ``var_c / n_c + var_t / n_t``.
     """
     if isinstance(control, Counts) and isinstance(treatment, Counts):
         xc, nc = v.trials("control.x", control.x, "control.n", control.n)
         xt, nt = v.trials("treatment.x", treatment.x, "treatment.n", treatment.n)
-        theta = xt / nt - xc / nc
-        p = (xc + xt) / (nc + nt)
-        v_test = p * (1.0 - p) * (1.0 / nc + 1.0 / nt)
         ac, at = (xc + 1) / (nc + 2), (xt + 1) / (nt + 2)
-        v_ci = ac * (1.0 - ac) / (nc + 2) + at * (1.0 - at) / (nt + 2)
-        return theta, v_test, v_ci, nc, nt
+        var = ac * (1.0 - ac) / (nc + 2) + at * (1.0 - at) / (nt + 2)
+        return xt / nt - xc / nc, var, nc, nt
     if isinstance(control, Summary) and isinstance(treatment, Summary):
         mc = v.finite("control.mean", control.mean)
         mt = v.finite("treatment.mean", treatment.mean)
@@ -159,8 +173,7 @@ def difference(
         nt = v.count("treatment.n", treatment.n)
         if nc < 2 or nt < 2:
             raise ValueError("control.n and treatment.n must be at least 2 for means")
-        var = vc / nc + vt / nt
-        return mt - mc, var, var, nc, nt
+        return mt - mc, vc / nc + vt / nt, nc, nt
     raise ValueError("control and treatment must both be Counts or both be Summary")
 
 
@@ -169,8 +182,8 @@ def proportion_arrays(
     n_control: npt.ArrayLike,
     x_treatment: npt.ArrayLike,
     n_treatment: npt.ArrayLike,
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """Vectorised :func:`difference` for counts: ``(theta_hat, V_test, V_interval)``.
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Vectorised :func:`difference` for counts: ``(theta_hat, V)``.
 
     Unchecked, for simulations over many rollouts and looks.
     """
@@ -178,12 +191,59 @@ def proportion_arrays(
     nc = np.asarray(n_control, dtype=np.float64)
     xt = np.asarray(x_treatment, dtype=np.float64)
     nt = np.asarray(n_treatment, dtype=np.float64)
-    theta = xt / nt - xc / nc
-    p = (xc + xt) / (nc + nt)
-    v_test = p * (1.0 - p) * (1.0 / nc + 1.0 / nt)
     ac, at = (xc + 1) / (nc + 2), (xt + 1) / (nt + 2)
-    v_ci = ac * (1.0 - ac) / (nc + 2) + at * (1.0 - at) / (nt + 2)
-    return theta, v_test, v_ci
+    var = ac * (1.0 - ac) / (nc + 2) + at * (1.0 - at) / (nt + 2)
+    return xt / nt - xc / nc, var
+
+
+def _log_one_sided(w: float, r: float) -> float:
+    """``log Lambda+`` from the standardised ``w`` and ``r = tau^2 / V``."""
+    return math.log(2.0) - 0.5 * math.log1p(r) + 0.5 * w * w + float(special.log_ndtr(w))
+
+
+def one_sided_p_value(theta: float, var: float, tau: float) -> float:
+    """Always-valid p-value of ``theta <= 0`` against ``theta > 0``: ``min(1, 1 / Lambda+)``.
+
+    ``V = 0`` gives 0 for a positive estimate and 1 otherwise.
+    """
+    if var <= 0:
+        return 0.0 if theta > 0 else 1.0
+    t2 = tau * tau
+    w = tau * theta / math.sqrt(var * (var + t2))
+    log_lam = _log_one_sided(w, t2 / var)
+    return 1.0 if log_lam <= 0 else math.exp(-log_lam)
+
+
+@functools.lru_cache(maxsize=4096)
+def _one_sided_w(r: float, alpha: float) -> float:
+    """The standardised ``w`` at which ``Lambda+ = 1 / alpha`` (Newton on an increasing
+    function: ``d/dw (w^2 / 2 + log Phi(w)) = w + phi(w) / Phi(w) > 0``)."""
+    target = -math.log(alpha)
+    w = math.sqrt(max(2.0 * (target - math.log(2.0) + 0.5 * math.log1p(r)), 0.0)) + 0.5
+    for _ in range(60):
+        g = _log_one_sided(w, r) - target
+        slope = w + _mills(w)
+        step = g / slope
+        w -= step
+        if abs(step) < 1e-12:
+            break
+    return w
+
+
+def _mills(w: float) -> float:
+    """``phi(w) / Phi(w)``, stable for any ``w``."""
+    return math.exp(-0.5 * w * w - 0.5 * math.log(2.0 * math.pi) - float(special.log_ndtr(w)))
+
+
+def one_sided_bound(theta: float, var: float, tau: float, alpha: float) -> float:
+    """The always-valid ``1 - alpha`` lower bound on the effect: ``theta_hat - x*`` where
+    ``Lambda+(x*) = 1 / alpha``; it is above 0 exactly when :func:`one_sided_p_value`
+    is at most ``alpha``."""
+    if var <= 0:
+        return theta
+    t2 = tau * tau
+    w = _one_sided_w(t2 / var, alpha)
+    return theta - w * math.sqrt(var * (var + t2)) / tau
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,20 +277,20 @@ def msprt(
     accrue). Counts are cumulative since the start of the experiment.
     """
     a = v.open_unit("alpha", alpha)
-    theta, v_test, v_ci, nc, nt = difference(control, treatment)
+    theta, var, nc, nt = difference(control, treatment)
     if tau is None:
         if planned_n_per_arm is None:
             raise ValueError("tau or planned_n_per_arm must be given")
         tau_ = default_tau(_unit_variance(control, treatment), planned_n_per_arm, a)
     else:
         tau_ = v.positive("tau", tau)
-    h = halfwidth_at(v_ci, tau_, a)
+    h = halfwidth_at(var, tau_, a)
     return SequentialResult(
         method="mixture SPRT (normal mixture)",
-        p_value=p_value_at(theta, v_test, tau_),
+        p_value=p_value_at(theta, var, tau_),
         ci=(theta - h, theta + h),
         effect=theta,
-        variance=v_test,
+        variance=var,
         tau=tau_,
         alpha=a,
         n_control=nc,

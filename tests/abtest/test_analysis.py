@@ -68,9 +68,9 @@ class TestRules:
                 "100 needed",
             ),
             (
-                "primary worse",
+                "primary worse rolls back",
                 _data((Counts(2400, 20000), Counts(2000, 20000)), SAFE),
-                "inconclusive",
+                "rollback",
                 "conversion significantly worse",
             ),
         ],
@@ -90,11 +90,23 @@ class TestRules:
         assert v.decision == "inconclusive"
         assert "treatment" in v.reason
 
-    def test_loss_within_margin_is_tolerated(self) -> None:
-        """A guardrail significantly worse but inside its margin does not roll back."""
-        lat = (Summary(100.0, 400.0, 20000), Summary(101.0, 400.0, 20000))
+    def test_unproven_loss_within_margin_is_tolerated(self) -> None:
+        """A guardrail loss that is not significant but whose bound stays inside the
+        margin passes as non-inferior."""
+        lat = (Summary(100.0, 400.0, 20000), Summary(100.2, 400.0, 20000))
         v = analyze(_spec(CONV, LATENCY), _data(GOOD, latency=lat))
         assert v.decision == "promote", v.reason
+        assert v.metrics[1].status == "noninferior"
+
+    def test_proven_loss_within_margin_still_rolls_back(self) -> None:
+        """A loss shown significant rolls back even inside the margin (a deterioration
+        test on every metric): the margin bounds what promotion may fail to rule out."""
+        lat = (Summary(100.0, 400.0, 20000), Summary(101.0, 400.0, 20000))
+        v = analyze(_spec(CONV, LATENCY), _data(GOOD, latency=lat))
+        assert v.decision == "rollback", v.reason
+        assert v.metrics[1].status == "worse"
+        assert v.metrics[1].ci is not None
+        assert 0 < v.metrics[1].ci[0] < 5.0  # significantly worse, by less than the margin
 
     def test_loss_beyond_margin_rolls_back(self) -> None:
         """A latency mean 10 ms worse with a 5 ms margin rolls back."""
@@ -132,8 +144,10 @@ class TestRules:
         assert conv.ci is not None
         assert conv.ci[0] < 0.02 < conv.ci[1]
         assert conv.p_value <= conv.alpha
+        assert conv.p_better <= conv.alpha_better
+        assert conv.p_worse == 1.0
         assert (conv.n_control, conv.n_treatment) == (20000, 20000)
-        assert "mSPRT" in conv.method
+        assert "mixture SPRT" in conv.method
         assert v.srm is not None
         assert not v.srm.mismatch
 
@@ -317,9 +331,14 @@ class TestCarriedState:
         assert [o.tau for o in frozen.metrics] == [o.tau for o in first.metrics]
         assert all("not judged" in o.reason for o in frozen.metrics)
 
-    def test_fixed_mode_ignores_previous(self) -> None:
-        """Fixed mode is a single look: a previous verdict changes nothing."""
+    def test_fixed_mode_efficacy_ignores_previous(self) -> None:
+        """Fixed mode's efficacy is one look (the previous verdict does not change it);
+        its harm side is still carried."""
         spec = _spec(mode="fixed")
         data = _data(GOOD, SAFE)
         first = analyze(spec, data)
-        assert analyze(spec, data, previous=first) == first
+        again = analyze(spec, data, previous=first)
+        assert [o.p_better for o in again.metrics] == [o.p_better for o in first.metrics]
+        assert again.decision == first.decision == "promote"
+        assert [o.tau for o in again.metrics] == [o.tau for o in first.metrics]
+        assert again.state.metrics["conversion"].looks == 2

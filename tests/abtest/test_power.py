@@ -80,6 +80,26 @@ class TestMDE:
         n = power._n_two_proportions(0.1, 0.1 + mde, 0.05, 0.8, "pooled")
         assert n == pytest.approx(5000, rel=REL)
 
+    @pytest.mark.parametrize("method", ["pooled", "unpooled", "arcsine"])
+    def test_round_trip_every_method(self, method: str) -> None:
+        """Each method's MDE is the inverse of the same method's sample size."""
+        mde = power.mde_two_proportions(0.02, 8000, 0.05, 0.9, method=method)
+        assert power.sample_size_two_proportions(0.02, 0.02 + mde, 0.05, 0.9, method) == 8000
+
+    def test_arcsine_matches_cohens_h(self) -> None:
+        """The arcsine MDE solves Cohen's h = (z_a + z_b) sqrt(2 / n) in closed form."""
+        from scipy import special
+
+        n, p1 = 3000, 0.1
+        h = (special.ndtri(0.975) + special.ndtri(0.8)) * math.sqrt(2 / n)
+        expected = math.sin(math.asin(math.sqrt(p1)) + h / 2) ** 2 - p1
+        assert power.mde_two_proportions(p1, n, method="arcsine") == pytest.approx(expected)
+
+    def test_unknown_method_named(self) -> None:
+        """An unknown method is rejected by name, as sample_size_two_proportions does."""
+        with pytest.raises(ValueError, match="method"):
+            power.mde_two_proportions(0.1, 1000, method="exact")
+
     def test_fleiss_example_inverse(self) -> None:
         """With 686 per arm from a 10% baseline the MDE is just under 5 points."""
         mde = power.mde_two_proportions(0.10, 686)

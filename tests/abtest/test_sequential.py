@@ -159,3 +159,61 @@ class TestValidity:
         p = seq.mixture_p_value(st / n - sc / n, var, tau)
         rate = float((p <= 0.05).any(axis=1).mean())
         assert rate <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / runs), f"rate {rate:.4f}"
+
+
+class TestOneSided:
+    def test_p_value_is_the_half_normal_mixture(self) -> None:
+        """p = 1 / Lambda+, Lambda+ integrated numerically over a half-normal mixture."""
+        from scipy import integrate
+
+        theta, var, tau = 0.004, 4e-6, 0.006
+        s, info = theta / var, 1 / var
+
+        def ratio(d: float) -> float:
+            return math.exp(d * s - d * d * info / 2) * 2 * math.exp(-(d**2) / (2 * tau**2)) / (
+                tau * math.sqrt(2 * math.pi)
+            )
+
+        lam = integrate.quad(ratio, 0, 1, limit=200)[0]
+        assert seq.one_sided_p_value(theta, var, tau) == pytest.approx(1 / lam, rel=1e-6)
+
+    @pytest.mark.parametrize("alpha", [0.05, 0.0125, 0.001])
+    def test_bound_inverts_the_p_value(self, alpha: float) -> None:
+        """The bound is above 0 exactly when p <= alpha: at theta - bound, p equals alpha."""
+        theta, var, tau = 0.01, 1e-5, 0.01
+        bound = seq.one_sided_bound(theta, var, tau, alpha)
+        assert seq.one_sided_p_value(theta - bound, var, tau) == pytest.approx(alpha, rel=1e-6)
+
+    def test_sharper_than_two_sided_at_the_same_alpha(self) -> None:
+        """For a positive effect the one-sided mixture is about twice the two-sided ratio."""
+        two = float(seq.mixture_p_value(0.01, 1e-5, 0.01))
+        one = seq.one_sided_p_value(0.01, 1e-5, 0.01)
+        assert one == pytest.approx(two / 2, rel=0.01)
+
+    def test_type_one_error_under_continuous_monitoring(self) -> None:
+        """A/A random walks, 5,000 runs x 200 looks: the running p <= 0.025 in <= 2.5%."""
+        rng = np.random.default_rng(3)
+        runs, looks = 5000, 200
+        s = np.cumsum(rng.standard_normal((runs, looks)), axis=1)
+        n = np.arange(1, looks + 1)
+        tau = math.sqrt(8.0 / 20)
+        p = np.vectorize(seq.one_sided_p_value)(s / n, 1 / n, tau)
+        rate = float((p <= 0.025).any(axis=1).mean())
+        assert rate <= 0.025 + 3 * math.sqrt(0.025 * 0.975 / runs), f"rate {rate:.4f}"
+
+
+class TestOneVariance:
+    def test_p_value_and_interval_never_disagree(self) -> None:
+        """For proportions, 'p <= alpha' and 'the interval excludes 0' agree on 2,000 random
+        looks, small counts and zero events included: both come from one variance."""
+        rng = np.random.default_rng(9)
+        disagree = 0
+        for _ in range(2000):
+            nc, nt = (int(x) for x in rng.integers(20, 3000, 2))
+            pc, pt = rng.uniform(0, 0.2, 2)
+            c = Counts(int(rng.binomial(nc, pc)), nc)
+            t = Counts(int(rng.binomial(nt, pt)), nt)
+            r = seq.msprt(c, t, tau=0.02)
+            excludes = r.ci[0] > 0 or r.ci[1] < 0
+            disagree += (r.p_value <= 0.05) != excludes
+        assert disagree == 0
