@@ -76,7 +76,7 @@ def _policy() -> dict[str, Any]:
         "analysis": {
             "metrics": [
                 {"name": "accuracy", "source": "events", "query": "accuracy",
-                 "kind": "proportion"},
+                 "kind": "proportion", "direction": "higher"},
                 {"name": "error_rate", "source": "events", "query": "error_rate",
                  "kind": "proportion", "role": "guardrail", "direction": "lower",
                  "margin": 0.02},

@@ -28,8 +28,10 @@ from rich.table import Table
 
 from controller.auth import TokenFileError
 from controller.config import Config, load_config
+from controller.config_advice import margin_warnings, typical_values
 from controller.errors import ConfigError, ControllerError
 from controller.phases import Event
+from controller.policy_cli import policy_app
 from registry.cli import app
 from registry.errors import RegistryError
 
@@ -42,6 +44,7 @@ config_app = typer.Typer(help="Check daemon config files.", no_args_is_help=True
 rollout_app = typer.Typer(help="List, inspect and steer rollouts.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(rollout_app, name="rollout")
+app.add_typer(policy_app, name="policy")
 
 ConfigOpt = Annotated[
     Path, typer.Option("--config", "-c", help="Daemon config file (YAML).", exists=False)
@@ -84,7 +87,10 @@ def daemon(config: ConfigOpt = Path("config/daemon.yaml")) -> None:
 
 @config_app.command("check")
 def config_check(file: Annotated[Path, typer.Argument(help="Config file to validate.")]) -> None:
-    """Validate a config file; exit 2 listing every error with file, key path, expectation."""
+    """Validate a config file; exit 2 listing every error with file, key path, expectation.
+
+    Valid but unwise settings (an absolute margin larger than half of the metric's
+    typical value) are printed as warnings; the exit code stays 0."""
     try:
         loaded = load_config(file)
     except ConfigError as exc:
@@ -92,6 +98,9 @@ def config_check(file: Annotated[Path, typer.Argument(help="Config file to valid
             err.print(f"error: {problem}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     models = ", ".join(sorted(loaded.models)) or "none"
+    now = datetime.now(UTC)
+    for warning in margin_warnings(loaded, typical_values(loaded, now=now)):
+        err.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
     out.print(f"{file}: ok ({len(loaded.models)} model policies: {models})", highlight=False)
 
 

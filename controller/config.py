@@ -157,8 +157,26 @@ class FixedStrategy(_Strict):
 Strategy = Annotated[CanaryStrategy | FixedStrategy, Field(discriminator="kind")]
 
 
+def _percent(value: Any) -> Any:
+    """``"10%"`` -> ``0.1``; other values pass through for pydantic to check."""
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            return float(value.strip()[:-1]) / 100.0
+        except ValueError:
+            raise ValueError(
+                f"margin: expected a number or a percentage such as 10%, got {value!r}"
+            ) from None
+    return value
+
+
 class MetricConfig(_Strict):
-    """One metric: where it comes from (``source``, ``query``) and how abtest judges it."""
+    """One metric: where it comes from (``source``, ``query``) and how abtest judges it.
+
+    ``direction`` (``higher`` or ``lower`` is better) is what lets the metric roll a
+    candidate back or promote it; without one it is only reported. ``margin``: the
+    loss a guardrail may not rule out and still pass, absolute (``0.002``) or
+    relative to the control's value (``10%``, or ``relative_margin: true``).
+    """
 
     name: str = Field(min_length=1)
     source: str
@@ -169,11 +187,23 @@ class MetricConfig(_Strict):
     sample_query: str = ""
     kind: Literal["proportion", "mean", "distribution", "quantile"]
     role: Literal["primary", "guardrail"] = "primary"
-    direction: Literal["higher", "lower"] = "higher"
-    margin: float = Field(default=0.0, ge=0)
+    direction: Literal["higher", "lower"] | None = None
+    margin: float = Field(default=0.0, ge=0, allow_inf_nan=False)
     relative_margin: bool = False
     alpha: float = Field(default=0.05, gt=0, lt=1)
     min_samples: int = Field(default=100, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _relative_margin(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not isinstance(data.get("margin"), str):
+            return data
+        text = data["margin"]
+        if not text.strip().endswith("%"):
+            return data  # pydantic names the key and the expected number
+        if data.get("relative_margin") is False:
+            raise ValueError(f"margin {text!r} is relative, but relative_margin is false")
+        return {**data, "margin": _percent(text), "relative_margin": True}
 
     def monitor_spec(self) -> MonMetricSpec:
         return MonMetricSpec(
@@ -208,21 +238,40 @@ class UnitsConfig(_Strict):
 
 
 class AnalysisConfig(_Strict):
+    """How the arms are compared (``abtest.analysis``). ``mode: sequential``: harm is
+    checked at every look and efficacy spends its alpha over the policy's horizon
+    (``spending``: ``obrien_fleming`` or ``pocock``); ``fixed``: efficacy is one test
+    at the end (harm is still checked at every look). ``planned_n_per_arm`` sizes the
+    "more samples needed" estimate. The number of looks comes from the policy
+    (its horizon over its ``interval``), never from here.
+    """
+
     mode: Literal["sequential", "fixed"] = "sequential"
+    spending: Literal["obrien_fleming", "pocock"] = "obrien_fleming"
     srm_threshold: float = Field(default=0.001, gt=0, lt=1)
     planned_n_per_arm: int = Field(default=10_000, ge=2)
-    max_looks: int = Field(default=50, ge=1)
     metrics: list[MetricConfig] = Field(min_length=1)
     units: UnitsConfig = Field(default_factory=UnitsConfig)
 
-    def spec(self, weights: tuple[float, float] = (50.0, 50.0)) -> AnalysisSpec:
+    def spec(
+        self,
+        weights: tuple[float, float] = (50.0, 50.0),
+        *,
+        max_looks: int = 1,
+        harm_fraction: float = 0.1,
+    ) -> AnalysisSpec:
+        """The abtest spec for one look; the policy supplies the looks and harm point
+        (``controller.horizon``)."""
         return AnalysisSpec(
             metrics=tuple(m.analysis_spec() for m in self.metrics),
             mode=self.mode,
             weights=weights,
             srm_threshold=self.srm_threshold,
             planned_n_per_arm=self.planned_n_per_arm,
-            max_looks=self.max_looks,
+            max_looks=max_looks,
+            efficacy="group_sequential",
+            spending=self.spending,
+            harm_fraction=harm_fraction,
         )
 
 
@@ -419,42 +468,9 @@ def _loc(loc: tuple[int | str, ...]) -> str:
 
 
 def _cross_check(config: Config, where: str) -> None:
-    """Names that refer to other sections must exist."""
+    """Names that refer to other sections must exist; policies must be able to decide."""
     for name, policy in config.models.items():
-        base = f"models.{name}"
-        if policy.router not in config.routers:
-            raise ConfigError(
-                f"{where}: {base}.router: unknown router {policy.router!r}; "
-                f"defined routers: {', '.join(sorted(config.routers)) or 'none'}"
-            )
-        metric_names = [m.name for m in policy.analysis.metrics]
-        if len(set(metric_names)) != len(metric_names):
-            raise ConfigError(f"{where}: {base}.analysis.metrics: metric names must be unique")
-        if not any(m.role == "primary" for m in policy.analysis.metrics):
-            raise ConfigError(
-                f"{where}: {base}.analysis.metrics: expected at least one metric with role: primary"
-            )
-        for i, metric in enumerate(policy.analysis.metrics):
-            if metric.source not in config.sources:
-                raise ConfigError(
-                    f"{where}: {base}.analysis.metrics[{i}].source: unknown source "
-                    f"{metric.source!r}; defined sources: "
-                    f"{', '.join(sorted(config.sources)) or 'none'}"
-                )
-        units = policy.analysis.units.source
-        if units is not None and units not in config.sources:
-            raise ConfigError(f"{where}: {base}.analysis.units.source: unknown source {units!r}")
-        for i, trigger in enumerate(policy.triggers):
-            if trigger.metric not in metric_names:
-                raise ConfigError(
-                    f"{where}: {base}.triggers[{i}].metric: expected one of the policy's "
-                    f"metrics ({', '.join(metric_names)}), got {trigger.metric!r}"
-                )
-        if policy.strategy.kind == "canary" and policy.strategy.steps == [100]:
-            raise ConfigError(
-                f"{where}: {base}.strategy.steps: expected at least one step below 100 "
-                "(a step of 100 is the promotion itself)"
-            )
+        _check_policy(config, policy, where, f"models.{name}")
     _check_alerts(config, where)
     if config.guard.source is not None and config.guard.source not in config.sources:
         raise ConfigError(f"{where}: guard.source: unknown source {config.guard.source!r}")
@@ -462,6 +478,51 @@ def _cross_check(config: Config, where: str) -> None:
     if ingest is not None and (ingest not in config.sources or
                                config.sources[ingest].kind != "ingest"):  # fmt: skip
         raise ConfigError(f"{where}: server.ingest_source: expected the name of an ingest source")
+
+
+def _check_policy(config: Config, policy: PolicyConfig, where: str, base: str) -> None:
+    if policy.router not in config.routers:
+        raise ConfigError(
+            f"{where}: {base}.router: unknown router {policy.router!r}; "
+            f"defined routers: {', '.join(sorted(config.routers)) or 'none'}"
+        )
+    metrics = policy.analysis.metrics
+    metric_names = [m.name for m in metrics]
+    at = f"{where}: {base}.analysis.metrics"
+    if len(set(metric_names)) != len(metric_names):
+        raise ConfigError(f"{at}: metric names must be unique")
+    if not any(m.role == "primary" for m in metrics):
+        raise ConfigError(f"{at}: expected at least one metric with role: primary")
+    if not any(m.direction for m in metrics):
+        raise ConfigError(
+            f"{at}: this analysis can never roll back: no metric has a direction, so none "
+            "can be judged worse (set direction: higher or lower on each metric that matters)"
+        )
+    if not any(m.direction for m in metrics if m.role == "primary"):
+        raise ConfigError(
+            f"{at}: this analysis can never promote: no primary metric has a direction, so "
+            "none can be judged better (set direction: higher or lower)"
+        )
+    for i, metric in enumerate(metrics):
+        if metric.source not in config.sources:
+            raise ConfigError(
+                f"{at}[{i}].source: unknown source {metric.source!r}; defined sources: "
+                f"{', '.join(sorted(config.sources)) or 'none'}"
+            )
+    units = policy.analysis.units.source
+    if units is not None and units not in config.sources:
+        raise ConfigError(f"{where}: {base}.analysis.units.source: unknown source {units!r}")
+    for i, trigger in enumerate(policy.triggers):
+        if trigger.metric not in metric_names:
+            raise ConfigError(
+                f"{where}: {base}.triggers[{i}].metric: expected one of the policy's "
+                f"metrics ({', '.join(metric_names)}), got {trigger.metric!r}"
+            )
+    if policy.strategy.kind == "canary" and policy.strategy.steps == [100]:
+        raise ConfigError(
+            f"{where}: {base}.strategy.steps: expected at least one step below 100 "
+            "(a step of 100 is the promotion itself)"
+        )
 
 
 def _check_alerts(config: Config, where: str) -> None:

@@ -6,27 +6,43 @@ carries the next ``RolloutState``, the phase-table ``event`` it is, one-line
 ``reasons`` and the ``numbers`` behind them (for the log, the database and
 ``rollout explain``).
 
+The decision rule (the same everywhere: ``abtest.analysis``, this module, the README):
+**harm is a rollback** — any metric with a direction, primary or guardrail, that is
+significantly worse than control on its anytime-valid harm test rolls the rollout
+back at that look, whatever the step or dwell time; **promotion** needs a primary
+significantly better (efficacy spends its alpha over the policy's horizon:
+``controller.horizon``), every guardrail non-inferior, no metric worse and no
+sample-ratio mismatch. Each verdict's ``AnalysisState`` is carried in
+``RolloutState.evidence`` to the next look (and stored), and each canary step (each
+new measurement window) is a stratum of it.
+
 Rules for a progressing rollout, in order:
 
 1. Past ``max_duration``: roll back (a rollout never lingers undecided).
 2. Within ``settle`` seconds of a weight change: hold (serving is still switching).
 3. A rollback trigger on the treatment that breached ``consecutive`` times in a
    row: roll back.
-4. Missing data or a source error in any metric (or in the unit counts), or an
-   inconclusive verdict from a sample-ratio mismatch or data abtest refuses: hold;
-   after ``failure_limit`` such evaluations in a row, roll back if the policy says
+4. Missing data, a source error or an invalid value (NaN, negative counts, a rate
+   outside [0, 1]) in any metric or in the unit counts, or an inconclusive verdict
+   from a sample-ratio mismatch or data abtest refuses: hold; after
+   ``failure_limit`` such evaluations in a row, roll back if the policy says
    ``on_missing_data: rollback``. Missing data never promotes.
 5. Fewer than ``min_samples`` units in an arm: hold.
-6. abtest's verdict ``rollback``: roll back at once.
+6. abtest's verdict ``rollback`` (harm): roll back at once.
 7. Before the step's (or fixed split's) duration is over: hold.
 8. Canary: a verdict of ``continue`` or ``promote`` advances to the next step;
-   at the last analysed step only ``promote`` promotes. Fixed split: ``promote``
-   promotes, anything else at the end rolls back (no evidence of a gain).
+   at the last analysed step only ``promote`` promotes (``mode: fixed``: its one
+   efficacy look is the first after the dwell; without a gain it rolls back).
+   Fixed split: ``promote`` promotes, anything else at the end rolls back (no
+   evidence of a gain).
 9. Promotion becomes ``AwaitApproval`` when the policy or the registry requires
    approval (or the registry's approvals could not be read). The rollout keeps its
    split, or with ``approval.while_waiting: control`` sends all traffic to the
    control; the wait starts a new "step" (``step_started_at``). Paused and resumed
    from such a wait, the rollout first gets its step's split back.
+
+Every decision carries a typed ``cause`` (``controller.causes.Cause``), stored in
+its numbers.
 
 Approvals, before any of the above:
 
@@ -51,8 +67,10 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
-from abtest.analysis import ArmData, Histogram, MetricData, Verdict, analyze
+from abtest.analysis import AnalysisState, ArmData, Histogram, MetricData, Verdict, analyze
 from abtest.results import Counts, Summary
+from controller import horizon
+from controller.causes import Cause
 from controller.config import CanaryStrategy, MetricConfig, PolicyConfig
 from controller.errors import IllegalMove
 from controller.phases import TERMINAL, Event, Phase, move
@@ -61,6 +79,7 @@ from monitors import Measurement, evaluate
 __all__ = [
     "Approvals",
     "AwaitApproval",
+    "Cause",
     "Decision",
     "HoldUntil",
     "Observations",
@@ -90,6 +109,7 @@ class RolloutState:
     failures: int = 0  # consecutive evaluations with missing data / errors / inconclusive
     streaks: Mapping[str, int] = field(default_factory=dict)  # trigger -> breaches in a row
     approved: bool = False
+    evidence: AnalysisState | None = None  # the last verdict's carried analysis state
 
 
 ArmPair = tuple[Measurement, Measurement]  # (control, treatment)
@@ -123,13 +143,14 @@ class Observations:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """Base of the decision variants: next state, event, reasons and numbers."""
+    """Base of the decision variants: next state, event, reasons, numbers and cause."""
 
     action: ClassVar[str] = "decision"
     event: Event
     state: RolloutState
     reasons: tuple[str, ...]
     numbers: Mapping[str, Any] = field(default_factory=dict)
+    cause: Cause = Cause.OPERATOR
 
     @property
     def reason(self) -> str:
@@ -192,16 +213,42 @@ def _dwell(policy: PolicyConfig) -> float:
     return strategy.step_duration if isinstance(strategy, CanaryStrategy) else strategy.duration
 
 
-def _data(metric: MetricConfig, m: Measurement) -> MetricData | None:
-    """The abtest input for one arm's measurement; None when it cannot be used."""
-    if not m.ok or m.value is None:
+def _invalid(metric: MetricConfig | None, m: Measurement) -> str | None:
+    """Why an ok measurement cannot be used (NaN, negative counts, a rate outside
+    [0, 1], too few values for a mean), or None. Such data is missing, never a verdict."""
+    if m.sample_size < 0:
+        return f"negative sample size {m.sample_size}"
+    if m.value is None or not math.isfinite(m.value):
+        return "no finite value"
+    if metric is None:  # unit counts
+        if m.value < 0 or m.value != int(m.value):
+            return f"unit count {m.value:g} is not a whole non-negative number"
         return None
     if metric.kind == "proportion":
-        n = m.sample_size
-        return Counts(round(m.value * n), n) if n > 0 else None  # abtest refuses x > n
+        if not 0.0 <= m.value <= 1.0:
+            return f"rate {m.value:g} outside [0, 1]"
+        return None if m.sample_size > 0 else "no sample size for a rate"
     if metric.kind == "mean":
-        if m.stats is None or m.stats.n < 2:
-            return None
+        st = m.stats
+        if st is None or st.n < 2:
+            return "fewer than 2 values for a mean"
+        if not (math.isfinite(st.mean) and math.isfinite(st.variance) and st.variance >= 0):
+            return "non-finite mean or variance"
+        return None
+    if m.samples and not all(math.isfinite(x) for x in m.samples):
+        return "non-finite values"
+    if m.buckets and any(not math.isfinite(b.count) or b.count < 0 for b in m.buckets):
+        return "invalid histogram counts"
+    return None
+
+
+def _data(metric: MetricConfig, m: Measurement) -> MetricData | None:
+    """The abtest input for one arm's (valid, ok) measurement; None when it has none."""
+    if metric.kind == "proportion":
+        n = m.sample_size
+        return Counts(min(n, max(0, round((m.value or 0.0) * n))), n)
+    if metric.kind == "mean":
+        assert m.stats is not None
         scale = metric.scale
         return Summary(m.stats.mean * scale, m.stats.variance * scale * scale, m.stats.n)
     if m.samples:
@@ -215,11 +262,12 @@ def _num(x: float | None) -> float | None:
     return None if x is None or not math.isfinite(x) else round(x, 6)
 
 
-def _verdict_numbers(verdict: Verdict) -> dict[str, Any]:
+def _verdict_numbers(verdict: Verdict, progress: float) -> dict[str, Any]:
     return {
         "verdict": verdict.decision,
         "verdict_reason": verdict.reason,
         "srm_p": _num(verdict.srm.p_value) if verdict.srm else None,
+        "progress": round(progress, 6),
         "metrics": {
             o.name: {
                 "status": o.status,
@@ -227,6 +275,13 @@ def _verdict_numbers(verdict: Verdict) -> dict[str, Any]:
                 "ci": [_num(o.ci[0]), _num(o.ci[1])] if o.ci else None,
                 "p_value": _num(o.p_value),
                 "p_adjusted": _num(o.p_adjusted),
+                "p_worse": _num(o.p_worse),
+                "alpha_worse": _num(o.alpha_worse),
+                "p_better": _num(o.p_better),
+                "alpha_better": _num(o.alpha_better),
+                "z": _num(o.z),
+                "boundary": _num(o.boundary),
+                "margin": _num(o.margin),
                 "n_control": o.n_control,
                 "n_treatment": o.n_treatment,
             }
@@ -235,10 +290,9 @@ def _verdict_numbers(verdict: Verdict) -> dict[str, Any]:
     }
 
 
-def _units(m: Measurement | None) -> int:
-    if m is None or not m.ok or m.value is None:
-        return 0
-    return int(m.value)
+def _stratum(state: RolloutState) -> int:
+    """The measurement window's identity: a new one starts with every weight change."""
+    return round(state.step_started_at.timestamp() * 1000)
 
 
 def decide(  # noqa: PLR0912, PLR0915 -- the rules read top to bottom as the docstring lists them
@@ -250,32 +304,35 @@ def decide(  # noqa: PLR0912, PLR0915 -- the rules read top to bottom as the doc
     interval = timedelta(seconds=policy.interval)
     base: dict[str, Any] = {"phase": state.phase.value, "step": state.step, "weight": state.weight}
 
-    def hold(reason: str, until: datetime | None = None, **extra: Any) -> HoldUntil:
+    def hold(reason: str, cause: Cause, until: datetime | None = None, **extra: Any) -> HoldUntil:
         return HoldUntil(
             Event.HOLD,
             extra.pop("next_state", state),
             (reason,),
             {**base, **extra},
+            cause,
             until=until or now + interval,
         )
 
     if observations.approvals.rejected:
         nxt = replace(state, phase=move(state.phase, Event.REJECT), weight=0.0)
         who = ", ".join(observations.approvals.rejected)
-        return RollBack(Event.REJECT, nxt, (f"rejected by {who}",), base)
+        return RollBack(Event.REJECT, nxt, (f"rejected by {who}",), base, Cause.REJECTED)
     if state.phase is Phase.PAUSED:
-        return hold("paused by an operator; resume to continue")
+        return hold("paused by an operator; resume to continue", Cause.PAUSED)
     steps = analysed_steps(policy)
     if state.phase is Phase.PENDING:
         nxt = replace(state, phase=move(state.phase, Event.START), step=0, weight=steps[0],
                       step_started_at=now)  # fmt: skip
-        return SetWeight(Event.START, nxt, (f"start: {steps[0]:g}% to {state.treatment}",), base)
+        return SetWeight(
+            Event.START, nxt, (f"start: {steps[0]:g}% to {state.treatment}",), base, Cause.STARTED
+        )
     if state.phase is Phase.AWAITING_APPROVAL:
         return _awaiting(policy, state, observations, now, base, hold)
 
-    def rollback(reason: str, **numbers: Any) -> RollBack:
+    def rollback(reason: str, cause: Cause, **numbers: Any) -> RollBack:
         nxt = replace(state, phase=move(state.phase, Event.ROLLBACK), weight=0.0)
-        return RollBack(Event.ROLLBACK, nxt, (reason,), {**base, **numbers})
+        return RollBack(Event.ROLLBACK, nxt, (reason,), {**base, **numbers}, cause)
 
     if 0 <= state.step < len(steps) and state.weight <= 0:  # resumed from a wait on the control
         nxt = replace(state, weight=steps[state.step], step_started_at=now)
@@ -285,17 +342,20 @@ def decide(  # noqa: PLR0912, PLR0915 -- the rules read top to bottom as the doc
             (f"restore {nxt.weight:g}% to {state.treatment}: the step's split after a wait "
              "with all traffic on the control",),
             base,
+            Cause.RESTORED,
         )  # fmt: skip
     running = (now - state.started_at).total_seconds()
     if running > policy.max_duration:
         return rollback(
             f"max duration exceeded: running {running:.0f}s > {policy.max_duration:g}s "
-            "without a decision"
+            "without a decision",
+            Cause.MAX_DURATION,
         )
     in_step = (now - state.step_started_at).total_seconds()
     if in_step < policy.settle_seconds:
         return hold(
             f"settling: {in_step:.1f}s of {policy.settle_seconds:g}s since the weight changed",
+            Cause.SETTLING,
             until=state.step_started_at + timedelta(seconds=policy.settle_seconds),
         )
 
@@ -329,28 +389,30 @@ def decide(  # noqa: PLR0912, PLR0915 -- the rules read top to bottom as the doc
                 f"trigger fired: {trigger.name}: {what} {result.value:.4g} {sign} "
                 f"{trigger.threshold:g} on {state.treatment} ({result.samples} samples, "
                 f"{streak} evaluation{'s' if streak > 1 else ''} in a row)",
+                Cause.TRIGGER,
                 triggers=trigger_numbers,
             )
     state = replace(state, streaks=streaks)
     base["triggers"] = trigger_numbers
 
-    # 4. missing data and errors never promote
-    problems = [
-        f"{name}[{arm}] {m.status.value}: {m.message}"
-        for name, pair in observations.metrics.items()
-        for arm, m in zip(("control", "treatment"), pair, strict=True)
-        if not m.ok
-    ]
+    # 4. missing or invalid data and errors never promote
+    metrics = {m.name: m for m in policy.analysis.metrics}
+    problems = []
+    for name, pair in observations.metrics.items():
+        for arm, m in zip(("control", "treatment"), pair, strict=True):
+            why = m.message if not m.ok else _invalid(metrics.get(name), m) if name in metrics \
+                else None  # fmt: skip
+            if why is not None:
+                problems.append(f"{name}[{arm}] {m.status.value if not m.ok else 'invalid'}: {why}")
     problems += [f"metric {m.name}: not measured" for m in policy.analysis.metrics
                  if m.name not in observations.metrics]  # fmt: skip
     if observations.units is None:
         problems.append("unit counts: not measured")
     else:
-        problems += [
-            f"units[{arm}] {m.status.value}: {m.message}"
-            for arm, m in zip(("control", "treatment"), observations.units, strict=True)
-            if not m.ok
-        ]
+        for arm, m in zip(("control", "treatment"), observations.units, strict=True):
+            why = m.message if not m.ok else _invalid(None, m)
+            if why is not None:
+                problems.append(f"units[{arm}] {m.status.value if not m.ok else 'invalid'}: {why}")
 
     def failing(why: str, **numbers: Any) -> Decision:
         failures = state.failures + 1
@@ -358,13 +420,15 @@ def decide(  # noqa: PLR0912, PLR0915 -- the rules read top to bottom as the doc
             return rollback(
                 f"{why}; {failures} evaluations in a row (limit {policy.failure_limit}), "
                 "policy on_missing_data: rollback",
+                Cause.MISSING_DATA,
                 failures=failures,
                 **numbers,
             )
         return hold(
             f"{why}; holding ({failures} in a row, limit {policy.failure_limit}, "
             f"on_missing_data: {policy.on_missing_data})",
-            next_state=replace(state, failures=failures),
+            Cause.MISSING_DATA,
+            next_state=replace(state, failures=failures),  # with the verdict's evidence, if any
             failures=failures,
             **numbers,
         )
@@ -372,30 +436,42 @@ def decide(  # noqa: PLR0912, PLR0915 -- the rules read top to bottom as the doc
     if problems:
         return failing("missing data: " + "; ".join(problems[:3]))
     assert observations.units is not None
-    n_c, n_t = (_units(m) for m in observations.units)
+    n_c, n_t = (int(m.value or 0) for m in observations.units)
     base["units"] = [n_c, n_t]
     if min(n_c, n_t) < policy.min_samples:
         return hold(
             f"collecting: {n_c} control / {n_t} treatment units, "
             f"{policy.min_samples} per arm needed",
+            Cause.COLLECTING,
             next_state=replace(state, failures=0),
         )
 
-    # 6. the verdict
-    metrics = {m.name: m for m in policy.analysis.metrics}
+    # 6. the verdict, cumulative over looks and strata
     arms = []
     for index, units in ((0, n_c), (1, n_t)):
         data = {name: _data(metrics[name], pair[index]) for name, pair in
                 observations.metrics.items() if name in metrics}  # fmt: skip
         arms.append(ArmData(units=units, metrics=data))
+    progress = horizon.progress(policy, running)
     try:
-        spec = policy.analysis.spec(weights=(100.0 - state.weight, state.weight))
-        verdict = analyze(spec, {"control": arms[0], "treatment": arms[1]})
+        spec = policy.analysis.spec(
+            weights=(100.0 - state.weight, state.weight),
+            max_looks=horizon.planned_looks(policy),
+            harm_fraction=horizon.harm_fraction(policy),
+        )
+        verdict = analyze(
+            spec,
+            {"control": arms[0], "treatment": arms[1]},
+            previous=state.evidence,
+            progress=progress,
+            stratum=_stratum(state),
+        )
     except ValueError as exc:  # data abtest refuses: an error reading, never a promotion
         return failing(f"analysis failed: {exc}")
-    numbers = _verdict_numbers(verdict)
+    numbers = _verdict_numbers(verdict, progress)
+    state = replace(state, evidence=verdict.state)
     if verdict.decision == "rollback":
-        return rollback(f"analysis: {verdict.reason}", **numbers)
+        return rollback(f"analysis: {verdict.reason}", Cause.HARM, **numbers)
     srm_failed = verdict.srm is not None and verdict.srm.p_value < policy.analysis.srm_threshold
     invalid = any(o.status == "missing" for o in verdict.metrics)
     if verdict.decision == "inconclusive" and (srm_failed or invalid):
@@ -406,11 +482,13 @@ def decide(  # noqa: PLR0912, PLR0915 -- the rules read top to bottom as the doc
         return hold(
             f"step {state.step + 1}/{len(steps)} at {state.weight:g}%: "
             f"{in_step:.0f}s of {dwell:g}s; verdict so far {verdict.decision}: {verdict.reason}",
+            Cause.DWELLING,
             until=min(state.step_started_at + timedelta(seconds=dwell), now + interval),
             next_state=state,
             **numbers,
         )
-    if isinstance(policy.strategy, CanaryStrategy) and state.step + 1 < len(steps):
+    canary = isinstance(policy.strategy, CanaryStrategy)
+    if canary and state.step + 1 < len(steps):
         if verdict.decision in ("continue", "promote"):
             nxt = replace(state, step=state.step + 1, weight=steps[state.step + 1],
                           step_started_at=now)  # fmt: skip
@@ -419,8 +497,10 @@ def decide(  # noqa: PLR0912, PLR0915 -- the rules read top to bottom as the doc
                 nxt,
                 (f"advance to {nxt.weight:g}%: no harm seen ({verdict.reason})",),
                 {**base, **numbers},
+                Cause.ADVANCED,
             )
-        return hold(f"not advancing: {verdict.reason}", next_state=state, **numbers)
+        return hold(f"not advancing: {verdict.reason}", Cause.NOT_ADVANCING, next_state=state,
+                    **numbers)  # fmt: skip
     if verdict.decision == "promote":
         unread = observations.approvals.error
         if policy.require_approval or observations.approval_required or unread:
@@ -440,20 +520,24 @@ def decide(  # noqa: PLR0912, PLR0915 -- the rules read top to bottom as the doc
                 nxt,
                 (f"ready to promote ({verdict.reason}); {who}; {split} while waiting",),
                 {**base, **numbers},
+                Cause.AWAITING_APPROVAL,
             )
         nxt = replace(state, phase=move(state.phase, Event.PROMOTE), weight=100.0)
         return Promote(
             Event.PROMOTE, nxt, (f"promote {state.treatment}: {verdict.reason}",),
-            {**base, **numbers},
+            {**base, **numbers}, Cause.EFFICACY,
         )  # fmt: skip
-    if isinstance(policy.strategy, CanaryStrategy):
+    if canary and policy.analysis.mode == "sequential":
         return hold(
             f"last step: waiting for evidence to promote ({verdict.reason})",
+            Cause.AWAITING_EVIDENCE,
             next_state=state,
             **numbers,
         )
+    what = "fixed split" if not canary else "last step's fixed-horizon look"
     return rollback(
-        f"fixed split over after {dwell:g}s without evidence of a gain: {verdict.reason}",
+        f"{what} over after {dwell:g}s without evidence of a gain: {verdict.reason}",
+        Cause.NO_GAIN,
         **numbers,
     )
 
@@ -491,6 +575,7 @@ def _awaiting(
             (f"promote {state.treatment}: the registry's approvals are readable and "
              "neither the policy nor the registry requires approval",),
             dict(base),
+            Cause.EFFICACY,
         )  # fmt: skip
     if ready:
         who = f" by {', '.join(found.approved_by)}" if found.approved_by else ""
@@ -499,6 +584,7 @@ def _awaiting(
             replace(state, phase=move(state.phase, Event.APPROVE), weight=100.0),
             (f"approved{who}: promoting {state.treatment}",),
             dict(base),
+            Cause.APPROVED,
         )
     steps = analysed_steps(policy)
     control = policy.approval.while_waiting == "control"
@@ -510,6 +596,7 @@ def _awaiting(
             replace(state, weight=split),
             (f"awaiting approval with while_waiting: {policy.approval.while_waiting}: {where}",),
             dict(base),
+            Cause.AWAITING_APPROVAL,
         )
     reason = f"awaiting approval to promote {state.treatment}: {why}; waiting {waited:.0f}s"
     if overdue:
@@ -522,7 +609,7 @@ def _awaiting(
         "max_wait": max_wait,
         "overdue": overdue,
     }
-    return hold(reason, approval=numbers)
+    return hold(reason, Cause.AWAITING_APPROVAL, approval=numbers)
 
 
 def operator(
@@ -536,7 +623,10 @@ def operator(
             raise IllegalMove(state.phase.value, event.value)
         return HoldUntil(Event.HOLD, replace(state, approved=True), (reason,), who)
     nxt_phase = move(state.phase, event)
-    if event in (Event.ROLLBACK, Event.REJECT):
+    if event is Event.REJECT:
+        nxt = replace(state, phase=nxt_phase, weight=0.0)
+        return RollBack(event, nxt, (reason,), who, Cause.REJECTED)
+    if event is Event.ROLLBACK:
         return RollBack(event, replace(state, phase=nxt_phase, weight=0.0), (reason,), who)
     if event is Event.ABORT:
         return RollBack(Event.ABORT, replace(state, phase=nxt_phase, weight=0.0), (reason,), who)

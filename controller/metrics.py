@@ -10,6 +10,7 @@ from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from controller.causes import Cause
 from controller.phases import Phase
 
 __all__ = ["ControllerMetrics"]
@@ -32,7 +33,10 @@ class ControllerMetrics:
             p + "decisions", "Decisions by action.", ["action"], registry=registry
         )
         self.rollbacks = Counter(
-            p + "rollbacks", "Rollbacks by reason.", ["reason"], registry=registry
+            p + "rollbacks",
+            "Rollbacks by cause (harm, trigger, max_duration, no_gain, missing_data, ...).",
+            ["reason"],
+            registry=registry,
         )
         self.weight = Gauge(
             p + "route_weight",
@@ -82,18 +86,9 @@ class ControllerMetrics:
             self.rollouts.labels(phase).set(count)
 
 
-def rollback_reason(reason: str) -> str:
-    """A low-cardinality label for a rollback's reason."""
-    for key, label in (
-        ("trigger fired", "trigger"),
-        ("max duration", "max_duration"),
-        ("missing data", "missing_data"),
-        ("inconclusive", "inconclusive"),
-        ("analysis", "analysis"),
-        ("fixed split over", "no_gain"),
-        ("alert", "alert"),
-        ("rejected", "rejected"),
-    ):
-        if reason.startswith(key) or key in reason[:40]:
-            return label
-    return "other"
+def rollback_label(cause: object, actor: object = None) -> str:
+    """A low-cardinality label for a rollback: its typed cause (``controller.causes``),
+    ``alert`` for an operator rollback sent by an alert route, ``other`` if unknown."""
+    if cause == Cause.OPERATOR and isinstance(actor, str) and actor.startswith("alert:"):
+        return "alert"
+    return str(cause) if cause in set(Cause) else "other"

@@ -46,7 +46,7 @@ from controller.decide import (
 )
 from controller.errors import CannotStart, IllegalMove, RolloutNotFound
 from controller.guard import rolled_back_from_production
-from controller.metrics import ControllerMetrics, rollback_reason
+from controller.metrics import ControllerMetrics, rollback_label
 from controller.notify import DecisionEvent, EventKind
 from controller.phases import TERMINAL, Event, Phase
 from controller.routing import Backend, Route, Router, RouterError
@@ -495,10 +495,10 @@ class Controller:
         """Steps 5 and 6: act on ``intent`` idempotently, then confirm it."""
         target = Phase(intent.state["phase"])
         route = _record_route(record, intent.state, intent.revision)
-        reason = record.reason
+        reason, numbers = record.reason, {}
         decisions = self.store.decisions(record.id, limit=1)
         if decisions and decisions[-1].id == intent.decision_id:
-            reason = "; ".join(decisions[-1].reasons)
+            reason, numbers = "; ".join(decisions[-1].reasons), dict(decisions[-1].numbers)
         try:
             if intent.action == "promote":
                 self._registry_move(record, "production", reason)
@@ -526,7 +526,8 @@ class Controller:
         if kind is not None and target is not record.phase:
             self._notify(record, kind, reason)
         if self.metrics is not None and intent.action == "rollback" and target is Phase.ROLLED_BACK:
-            self.metrics.rollbacks.labels(rollback_reason(reason)).inc()
+            label = rollback_label(numbers.get("cause"), numbers.get("actor"))
+            self.metrics.rollbacks.labels(label).inc()
         if target in TERMINAL:
             log.info("rollout_finished", rollout=record.id, model=record.model, phase=target.value)
 

@@ -28,6 +28,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from abtest.analysis import AnalysisState
 from controller.decide import Decision, RolloutState
 from controller.errors import CannotStart, RolloutNotFound
 from controller.phases import ACTIVE, TERMINAL, Phase
@@ -65,6 +66,7 @@ ROLLOUT = sa.Table(
     sa.Column("reason", sa.Text),
     sa.Column("updated_at", sa.Float),
     sa.Column("finished_at", sa.Float),
+    sa.Column("evidence", sa.Text),
 )
 DECISION = sa.Table(
     "controller_decision",
@@ -121,7 +123,19 @@ def state_to_dict(state: RolloutState) -> dict[str, Any]:
         "failures": state.failures,
         "streaks": dict(state.streaks),
         "approved": state.approved,
+        "evidence": None if state.evidence is None else state.evidence.to_dict(),
     }
+
+
+def _evidence(text: str | None) -> AnalysisState | None:
+    """The stored analysis state; an unreadable one restarts the tests (logged by the
+    caller's decisions), which is conservative: it never carries a wrong state."""
+    if not text:
+        return None
+    try:
+        return AnalysisState.from_dict(json.loads(text))
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +195,7 @@ class RolloutRecord:
     reason: str
     updated_at: datetime
     finished_at: datetime | None
+    evidence: AnalysisState | None = None
 
     @property
     def state(self) -> RolloutState:
@@ -197,6 +212,7 @@ class RolloutRecord:
             failures=self.failures,
             streaks=dict(self.streaks),
             approved=self.approved,
+            evidence=self.evidence,
         )
 
     @property
@@ -249,6 +265,7 @@ class RolloutRecord:
             reason=row.reason,
             updated_at=_dt(row.updated_at),
             finished_at=_dt(row.finished_at) if row.finished_at is not None else None,
+            evidence=_evidence(row.evidence),
         )
 
 
@@ -296,6 +313,7 @@ def _state_values(state: Mapping[str, Any]) -> dict[str, Any]:
         "failures": state["failures"],
         "streaks": json.dumps(state["streaks"], sort_keys=True),
         "approved": state["approved"],
+        "evidence": None if state.get("evidence") is None else json.dumps(state["evidence"]),
     }
 
 
@@ -489,7 +507,9 @@ class RolloutStore:
                 step=decision.state.step,
                 weight=decision.state.weight,
                 reasons=json.dumps(list(decision.reasons)),
-                numbers=json.dumps(dict(decision.numbers), default=str),
+                numbers=json.dumps(
+                    {**decision.numbers, "cause": decision.cause.value}, default=str
+                ),
                 applied=applied,
             )
         ).inserted_primary_key

@@ -95,11 +95,11 @@ def config(tmp: Path, routes: Path, ingest_url: str, **policy: Any) -> Config:
         "interval": 1,
         "settle": 0,
         "min_samples": 100,
-        "max_duration": 600,
+        "max_duration": 12,  # the efficacy horizon: promotions come within seconds
         "analysis": {
             "metrics": [
                 {"name": "accuracy", "source": "events", "query": "accuracy",
-                 "kind": "proportion"},
+                 "kind": "proportion", "direction": "higher"},
                 {"name": "error_rate", "source": "events", "query": "error_rate",
                  "kind": "proportion", "role": "guardrail", "direction": "lower",
                  "margin": 0.02},

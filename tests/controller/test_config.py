@@ -24,7 +24,7 @@ def _minimal() -> dict:
                 "analysis": {
                     "metrics": [
                         {"name": "acc", "source": "events", "query": "accuracy",
-                         "kind": "proportion"}
+                         "kind": "proportion", "direction": "higher"}
                     ]
                 },
             }

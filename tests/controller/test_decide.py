@@ -37,11 +37,12 @@ def policy(**overrides: Any) -> PolicyConfig:
         "strategy": {"kind": "canary", "steps": [50, 80, 100], "step_duration": 60},
         "interval": 10,
         "min_samples": 100,
-        "max_duration": 3600,
+        "max_duration": 120,  # the efficacy horizon: LATE (61 s) is past half of it
         "failure_limit": 2,
         "analysis": {
             "metrics": [
-                {"name": "acc", "source": "s", "query": "accuracy", "kind": "proportion"},
+                {"name": "acc", "source": "s", "query": "accuracy", "kind": "proportion",
+                 "direction": "higher"},
                 {"name": "err", "source": "s", "query": "error_rate", "kind": "proportion",
                  "role": "guardrail", "direction": "lower", "margin": 0.01},
             ]

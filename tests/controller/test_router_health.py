@@ -72,7 +72,7 @@ def policy() -> dict[str, Any]:
         "router": "hook",
         "strategy": {"kind": "canary", "steps": [50, 100], "step_duration": 5},
         "analysis": {"metrics": [{"name": "accuracy", "source": "events", "query": "accuracy",
-                                  "kind": "proportion"}]},
+                                  "kind": "proportion", "direction": "higher"}]},
     }  # fmt: skip
 
 

@@ -41,7 +41,7 @@ class TestStore:
         assert tables | {"controller_alert_seen"} <= set(names)
         with store.engine.connect() as conn:
             assert conn.execute(sa.text("SELECT version_num FROM controller_alembic_version")
-                                ).scalar() == "c0004"  # fmt: skip
+                                ).scalar() == "c0005"  # fmt: skip
         store.close()
 
     def test_one_active_rollout_per_model(self, tmp_path: Path) -> None:
@@ -72,7 +72,7 @@ class TestStore:
             Phase.PROGRESSING, 10.0, 1, None)  # fmt: skip
         assert done.step_started_at == T0 + timedelta(seconds=1)
         assert store.decisions(record.id)[0].applied
-        assert store.decisions(record.id)[0].numbers == {"x": 1}
+        assert store.decisions(record.id)[0].numbers == {"x": 1, "cause": "operator"}
         store.close()
 
     def test_hold_updates_counters(self, tmp_path: Path) -> None:
