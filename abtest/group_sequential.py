@@ -133,13 +133,13 @@ def _solve(crossing: Callable[[Arr], Arr], release: float, sigma: float) -> floa
     ``log crossing`` bracket it ever more finely until the bracket is below
     ``sigma / 20`` (the increment's sd sets how sharply the crossing chance bends near
     the last boundary), then linear interpolation lands within ~3e-4 of the target in
-    log terms: two or three evaluations of the crossing integral per look.
+    log terms: two to four evaluations of the crossing integral per look.
     """
     c_max = float(special.ndtri(1.0 - release))
     target = math.log(release)
-    lo, hi, points = c_max - 4.0, c_max, 33
+    lo, hi, points = c_max - 4.0, c_max, 9
     for _ in range(12):
-        scan = np.linspace(lo, hi, points)
+        scan = np.linspace(lo, hi, points)  # steps of 1/2, then 1/32, 1/512 ...
         with np.errstate(divide="ignore"):
             gap = np.log(np.maximum(crossing(scan), 1e-300)) - target
         above = np.nonzero(gap > 0)[0]
@@ -234,9 +234,14 @@ class EfficacyBoundary:
         release = target - self.spent
         if release <= 1e-15:
             return self
-        if not self.looks:
-            c, sigma = float(special.ndtri(1.0 - release)), 1.0
-            removed = np.zeros(len(_nodes(c, sigma)))
+        c_max = float(special.ndtri(1.0 - release))  # the boundary ignoring earlier looks
+        quiet = self.boundary >= _TOP and not any(self.removed)  # nothing has crossed yet
+        if not self.looks or (quiet and c_max >= _TOP):
+            # First look, or so little released that the boundary lies where no path can
+            # be (P0(Z >= 8.5) ~ 1e-17) after looks that were the same: c_max is exact far
+            # below anything spent, and nothing on the grid has crossed.
+            sigma = 1.0 if not self.looks else math.sqrt(1.0 - self.information / info)
+            c, removed = c_max, np.zeros(len(_nodes(c_max, sigma)))
         else:
             c, sigma, removed = self._next(info, release)
         return EfficacyBoundary(
@@ -266,10 +271,18 @@ class EfficacyBoundary:
         b = self.boundary
         below_b = float(special.ndtr(b)) if math.isfinite(b) else 1.0
 
-        lin = _linear(old_nodes, old)
+        # Only the stretch of the grid where h is not 0 contributes to either integral
+        # (early on, h lives next to the boundary only; before any crossing, nowhere).
+        alive = np.nonzero(old)[0]
+        if len(alive):
+            keep = slice(max(int(alive[0]) - 1, 0), min(int(alive[-1]) + 2, len(old)))
+            old_nodes, old = old_nodes[keep], old[keep]
+        lin = _linear(old_nodes, old) if len(alive) and len(old) > 1 else None
 
         def crossing(c: Arr) -> Arr:
-            fresh = below_b - _bvn(b, c, rho)
+            fresh: Arr = below_b - _bvn(b, c, rho)
+            if lin is None:
+                return fresh
             out: Arr = fresh - _moved_up(old_nodes, lin, rho, sigma, c)
             return out
 
@@ -277,7 +290,8 @@ class EfficacyBoundary:
         nodes = _nodes(c, sigma)
         phi = np.exp(-0.5 * nodes * nodes) / _SQRT2PI
         came_down = phi * special.ndtr((rho * nodes - b) / sigma) if math.isfinite(b) else 0.0
-        removed = np.maximum(came_down + _smoothed(old_nodes, lin, rho, sigma, nodes), 0.0)
+        moved = _smoothed(old_nodes, lin, rho, sigma, nodes) if lin is not None else 0.0
+        removed = np.maximum(came_down + moved, 0.0)
         return c, sigma, removed
 
     def to_dict(self) -> dict[str, Any]:

@@ -42,17 +42,17 @@ Key = tuple[str, str]  # (model, metric)
 
 
 def _from_policy(policy: PolicyConfig, metric: MetricConfig) -> Typical | None:
-    """The inference that needs no data: a trigger's threshold, or a rate's ceiling."""
-    thresholds = [
-        t.threshold
+    """The inference that needs no data: the lowest of a trigger's threshold and, for a
+    rate, its ceiling of 1."""
+    bounds = [
+        Typical(t.threshold, f"below the trigger threshold {t.threshold:g}")
         for t in policy.triggers
         if t.metric == metric.name and t.direction == "above" and t.compare == "value"
-    ]
-    if thresholds and min(thresholds) > 0:
-        return Typical(min(thresholds), f"below the trigger threshold {min(thresholds):g}")
+        and t.threshold > 0
+    ]  # fmt: skip
     if metric.kind == "proportion":
-        return Typical(1.0, "a rate is at most 1")
-    return None
+        bounds.append(Typical(1.0, "a rate is at most 1"))
+    return min(bounds, key=lambda b: b.value, default=None)
 
 
 def margin_warnings(config: Config, typical: Mapping[Key, Typical] | None = None) -> list[str]:

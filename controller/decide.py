@@ -62,12 +62,21 @@ Approvals, before any of the above:
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
-from abtest.analysis import AnalysisState, ArmData, Histogram, MetricData, Verdict, analyze
+from abtest.analysis import (
+    AnalysisSpec,
+    AnalysisState,
+    ArmData,
+    Histogram,
+    MetricData,
+    Verdict,
+    analyze,
+)
 from abtest.results import Counts, Summary
 from controller import horizon
 from controller.causes import Cause
@@ -220,10 +229,8 @@ def _invalid(metric: MetricConfig | None, m: Measurement) -> str | None:
         return f"negative sample size {m.sample_size}"
     if m.value is None or not math.isfinite(m.value):
         return "no finite value"
-    if metric is None:  # unit counts
-        if m.value < 0 or m.value != int(m.value):
-            return f"unit count {m.value:g} is not a whole non-negative number"
-        return None
+    if metric is None:  # unit counts (fractional from PromQL's increase(): rounded later)
+        return f"negative unit count {m.value:g}" if m.value < 0 else None
     if metric.kind == "proportion":
         if not 0.0 <= m.value <= 1.0:
             return f"rate {m.value:g} outside [0, 1]"
@@ -288,6 +295,28 @@ def _verdict_numbers(verdict: Verdict, progress: float) -> dict[str, Any]:
             for o in verdict.metrics
         },
     }
+
+
+_SPECS: dict[tuple[int, float], tuple[weakref.ref[PolicyConfig], AnalysisSpec]] = {}
+
+
+def _spec(policy: PolicyConfig, weight: float) -> AnalysisSpec:
+    """The abtest spec for a split, with the policy's looks and harm point; memoised per
+    policy object and weight (policies are frozen; each look would otherwise rebuild
+    and re-validate it)."""
+    key = (id(policy), weight)
+    found = _SPECS.get(key)
+    if found is not None and found[0]() is policy:
+        return found[1]
+    spec = policy.analysis.spec(
+        weights=(100.0 - weight, weight),
+        max_looks=horizon.planned_looks(policy),
+        harm_fraction=horizon.harm_fraction(policy),
+    )
+    if len(_SPECS) > 4096:
+        _SPECS.clear()
+    _SPECS[key] = (weakref.ref(policy), spec)
+    return spec
 
 
 def _stratum(state: RolloutState) -> int:
@@ -436,7 +465,7 @@ def decide(  # noqa: PLR0912, PLR0915 -- the rules read top to bottom as the doc
     if problems:
         return failing("missing data: " + "; ".join(problems[:3]))
     assert observations.units is not None
-    n_c, n_t = (int(m.value or 0) for m in observations.units)
+    n_c, n_t = (round(m.value or 0.0) for m in observations.units)
     base["units"] = [n_c, n_t]
     if min(n_c, n_t) < policy.min_samples:
         return hold(
@@ -454,11 +483,7 @@ def decide(  # noqa: PLR0912, PLR0915 -- the rules read top to bottom as the doc
         arms.append(ArmData(units=units, metrics=data))
     progress = horizon.progress(policy, running)
     try:
-        spec = policy.analysis.spec(
-            weights=(100.0 - state.weight, state.weight),
-            max_looks=horizon.planned_looks(policy),
-            harm_fraction=horizon.harm_fraction(policy),
-        )
+        spec = _spec(policy, state.weight)
         verdict = analyze(
             spec,
             {"control": arms[0], "treatment": arms[1]},

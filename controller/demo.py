@@ -5,7 +5,8 @@
 2. The daemon starts as its own process, then the simulated serving workload
    (another process) follows the routing table and reports outcomes to ingest.
 3. v1.1.0 (more accurate) enters staging: canary 10% -> 25% -> 50% -> promoted.
-4. v1.2.0 (many errors) enters staging: the error-rate trigger rolls it back.
+4. v1.2.0 (many errors) enters staging: the statistics see its error rate is
+   significantly worse (harm) and roll it back within seconds of its first step.
 5. v1.3.0 (many errors too) is forced straight into production by hand, as a
    hotfix that skips the canary: the daemon routes traffic to it, and the guard
    sees the error rate cross the trigger and rolls production back to v1.1.0.
@@ -67,8 +68,8 @@ def demo_config(home: Path, port: int, *, interval: float = 1.0) -> dict[str, An
                 "strategy": {"kind": "canary", "steps": [10, 25, 50, 100], "step_duration": 5},
                 "interval": interval,
                 "settle": 1,
-                "min_samples": 200,
-                "max_duration": 300,
+                "min_samples": 100,
+                "max_duration": 60,  # the efficacy horizon: evidence is weighed against it
                 "analysis": {
                     "planned_n_per_arm": 2000,
                     "metrics": [
@@ -77,12 +78,12 @@ def demo_config(home: Path, port: int, *, interval: float = 1.0) -> dict[str, An
                          "min_samples": 100},
                         {"name": "error_rate", "source": "ingest", "query": "error_rate",
                          "kind": "proportion", "role": "guardrail", "direction": "lower",
-                         "margin": 0.02, "min_samples": 100},
+                         "margin": "50%", "min_samples": 100},
                     ],
                 },
-                "triggers": [
+                "triggers": [  # a backstop: the statistics act first on a clear regression
                     {"name": "error_rate_high", "metric": "error_rate", "threshold": 0.08,
-                     "min_samples": 50, "consecutive": 2},
+                     "min_samples": 100, "consecutive": 3},
                 ],
             }
         },
@@ -140,7 +141,9 @@ def _line(decision: dict[str, Any]) -> str:
     if units:
         parts.append(f"units {units[0]}/{units[1]}")
     for name, m in (numbers.get("metrics") or {}).items():
-        parts.append(f"{name} p={_fmt_p(m.get('p_value'))}")
+        parts.append(f"{name} {m.get('status')} p={_fmt_p(m.get('p_value'))}")
+    if numbers.get("cause"):
+        parts.append(f"({numbers['cause']})")
     reason = "; ".join(decision["reasons"])
     return "  ".join(parts) + f"\n    [dim]{reason[:160]}[/dim]"
 

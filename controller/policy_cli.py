@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -133,7 +134,7 @@ def simulate_command(
         typer.Option(help=f"Only these scenarios ({', '.join(s.key for s in SCENARIOS)})."),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed: the same seed gives the same answer.")] = 0,
-    workers: Annotated[int, typer.Option(min=1, help="Processes (default: all cores).")] = 0,
+    workers: Annotated[int, typer.Option(min=0, help="Processes (0: all cores).")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")] = False,
 ) -> None:
     """How often POLICY_FILE's policy rolls back, promotes or stays undecided, and at
@@ -152,6 +153,12 @@ def simulate_command(
             raise _fail(f"unknown scenario {unknown[0]!r}; known: {', '.join(known)}")
         chosen = [known[s] for s in scenario]
     workers = workers or os.cpu_count() or 1
+    # A scenario that changes none of the policy's metrics is the identical scenario in
+    # law: when that one runs, it stands for them instead of being run again.
+    untouched = {s.key for s in chosen if s.key != "identical" and not any(
+        s.touches(m) for m in policy.analysis.metrics)}  # fmt: skip
+    same = {"identical"} & {s.key for s in chosen} and untouched
+    run = [s for s in chosen if not (same and s.key in untouched)]
     with Progress(
         TextColumn("simulating"),
         BarColumn(),
@@ -161,22 +168,35 @@ def simulate_command(
         transient=True,
         disable=not err.is_terminal,
     ) as progress:
-        task = progress.add_task("runs", total=runs * len(chosen))
-        results = simulate_all(
-            policy, chosen, workload, runs=runs, seed=seed, workers=workers,
+        task = progress.add_task("runs", total=runs * len(run))
+        ran = simulate_all(
+            policy, run, workload, runs=runs, seed=seed, workers=workers,
             on_progress=lambda n: progress.advance(task, n),
         )  # fmt: skip
+    by_key = {r.scenario.key: r for r in ran}
+    results = [
+        by_key.get(s.key) or replace(by_key["identical"], scenario=s, touched=()) for s in chosen
+    ]
     if as_json:
+        rows = [r.to_dict() for r in results]
+        for row in rows:
+            if same and row["scenario"] in untouched:
+                row["same_as"] = "identical"
+        workload_json = {
+            "rps": rps,
+            "error_rate": baseline_error_rate,
+            "latency_median": latency_median,
+            "latency_sigma": latency_sigma,
+        }
         body = {
             "policy": name,
             "file": str(file),
             "plan": describe(policy),
-            "workload": {"rps": rps, "error_rate": baseline_error_rate,
-                         "latency_median": latency_median, "latency_sigma": latency_sigma},
+            "workload": workload_json,
             "runs": runs,
             "seed": seed,
-            "scenarios": [r.to_dict() for r in results],
-        }  # fmt: skip
+            "scenarios": rows,
+        }
         typer.echo(json.dumps(body, indent=2))
         return
     out.print(f"policy {name} ({file}): {describe(policy)}", highlight=False)
@@ -190,8 +210,11 @@ def simulate_command(
                 "Promote look p50 / p90", "Rolled back by"):  # fmt: skip
         table.add_column(col)
     for r in results:
+        untouched_row = r.scenario.key != "identical" and not r.touched
         table.add_row(
-            r.scenario.label if r.touched else f"{r.scenario.label} (changes no metric)",
+            f"{r.scenario.label} (changes no metric: as identical)"
+            if untouched_row
+            else r.scenario.label,
             _pct(r.share("rollback")),
             _pct(r.share("promote")),
             _pct(r.share("undecided")),

@@ -139,3 +139,66 @@ class TestErrors:
         """parse_config validates a mapping with a caller-given name."""
         config = parse_config(_minimal(), where="inline")
         assert config.models["fraud"].settle_seconds == config.models["fraud"].interval
+
+
+def _metric(**fields: object) -> dict:
+    data = _minimal()
+    data["models"]["fraud"]["analysis"]["metrics"][0].update(fields)
+    return data
+
+
+class TestDecisionPolicy:
+    def test_relative_margin_as_a_percentage(self) -> None:
+        """`margin: 10%` is 0.1 of the control's value."""
+        data = _minimal()
+        data["models"]["fraud"]["analysis"]["metrics"].append(
+            {"name": "err", "source": "events", "query": "error_rate", "kind": "proportion",
+             "role": "guardrail", "direction": "lower", "margin": "10%"}
+        )  # fmt: skip
+        metric = parse_config(data).models["fraud"].analysis.metrics[1]
+        assert (metric.margin, metric.relative_margin) == (0.1, True)
+        assert metric.analysis_spec().relative_margin
+
+    @pytest.mark.parametrize(
+        ("fields", "said"),
+        [
+            ({"margin": "ten%"}, "margin: expected a number or a percentage"),
+            ({"margin": "-5%"}, "margin"),
+            ({"margin": "5%", "relative_margin": False}, "relative_margin is false"),
+            ({"margin": "nan"}, "margin"),
+        ],
+    )
+    def test_bad_margins_named(self, tmp_path: Path, fields: dict, said: str) -> None:
+        """A margin that is not a non-negative number or percentage is one clear error."""
+        assert said in _error(_metric(**fields), tmp_path)
+
+    def test_a_policy_that_can_never_roll_back_is_refused(self, tmp_path: Path) -> None:
+        """With no direction on any metric nothing can be judged worse: refused, saying why."""
+        message = _error(_metric(direction=None), tmp_path)
+        assert "models.fraud.analysis.metrics" in message
+        assert "can never roll back" in message
+        assert "\n" not in message
+
+    def test_a_policy_that_can_never_promote_is_refused(self, tmp_path: Path) -> None:
+        """A guardrail with a direction but a primary without one can never promote."""
+        data = _metric(direction=None)
+        data["models"]["fraud"]["analysis"]["metrics"].append(
+            {"name": "err", "source": "events", "query": "error_rate", "kind": "proportion",
+             "role": "guardrail", "direction": "lower"}
+        )  # fmt: skip
+        assert "can never promote" in _error(data, tmp_path)
+
+    def test_max_looks_is_not_a_setting(self, tmp_path: Path) -> None:
+        """The number of looks comes from the policy: a constant is refused."""
+        data = _minimal()
+        data["models"]["fraud"]["analysis"]["max_looks"] = 50
+        assert "max_looks" in _error(data, tmp_path)
+
+    def test_examples_use_relative_margins(self) -> None:
+        """Every guardrail margin in the example configs is relative to the control."""
+        margins = [
+            m for path in EXAMPLES for policy in load_config(path).models.values()
+            for m in policy.analysis.metrics if m.role == "guardrail" and m.margin
+        ]  # fmt: skip
+        assert margins
+        assert all(m.relative_margin for m in margins)

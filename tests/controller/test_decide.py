@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from controller.causes import Cause
 from controller.config import PolicyConfig, parse_config
 from controller.decide import (
     AwaitApproval,
@@ -243,4 +244,109 @@ class TestRobustness:
         ob = replace(SAME, metrics={**SAME.metrics, "acc": (broken, broken)})
         decision = decide(policy(triggers=[]), state(), ob, now=LATE)
         assert isinstance(decision, HoldUntil)
+        assert decision.state.failures == 1
+
+
+WORSE_PRIMARY = obs((0.8, 0.7), (0.01, 0.01))
+
+
+class TestTheRule:
+    def test_a_worse_primary_rolls_back_before_the_dwell(self) -> None:
+        """Harm is a rollback at once, whatever the step or dwell time: a primary metric
+        significantly worse (accuracy 80% -> 70%) rolls back 30 s into a 60 s step."""
+        decision = decide(policy(triggers=[]), state(), WORSE_PRIMARY, now=EARLY)
+        assert isinstance(decision, RollBack)
+        assert decision.cause is Cause.HARM
+        assert "acc significantly worse" in decision.reason
+        assert decision.numbers["metrics"]["acc"]["p_worse"] <= 0.0125
+
+    @pytest.mark.parametrize(
+        ("ob", "st", "now", "cause"),
+        [
+            (SAME, state(), EARLY, Cause.DWELLING),
+            (SAME, state(), LATE, Cause.ADVANCED),
+            (WORSE_ERRORS, state(), EARLY, Cause.TRIGGER),
+            (MISSING, state(), LATE, Cause.MISSING_DATA),
+            (FEW, state(), LATE, Cause.COLLECTING),
+            (BETTER_80, state(step=1, weight=80.0), LATE, Cause.EFFICACY),
+            (SAME_80, state(step=1, weight=80.0), LATE, Cause.AWAITING_EVIDENCE),
+        ],
+    )
+    def test_every_decision_names_its_cause(
+        self, ob: Observations, st: RolloutState, now: datetime, cause: Cause
+    ) -> None:
+        """Causes are typed values, not prose to parse."""
+        assert decide(policy(), st, ob, now=now).cause is cause
+
+    def test_timeouts_are_not_evidence(self) -> None:
+        """max_duration and a fixed split's end roll back without calling the candidate worse."""
+        timeout = decide(policy(max_duration=60), state(), BETTER, now=LATE)
+        fixed = policy(strategy={"kind": "fixed", "weight": 50, "duration": 60})
+        no_gain = decide(fixed, state(weight=50.0), SAME, now=LATE)
+        assert (timeout.cause, no_gain.cause) == (Cause.MAX_DURATION, Cause.NO_GAIN)
+        assert not timeout.cause.on_evidence
+        assert not no_gain.cause.on_evidence
+
+
+class TestEvidence:
+    def test_a_judged_look_carries_its_state(self) -> None:
+        """The verdict's analysis state rides in the next rollout state, and the next look
+        keeps its mixture scale and running p-value."""
+        first = decide(policy(), state(), SAME, now=EARLY)
+        assert first.state.evidence is not None
+        acc = first.state.evidence.metrics["acc"]
+        assert acc.looks == 1
+        second = decide(policy(), first.state, SAME, now=EARLY + timedelta(seconds=10))
+        assert second.state.evidence is not None
+        again = second.state.evidence.metrics["acc"]
+        assert (again.looks, again.tau_worse) == (2, acc.tau_worse)
+        assert again.p_worse <= acc.p_worse
+
+    def test_a_new_step_closes_the_last_one(self) -> None:
+        """After an advance the previous step's data become a closed stratum, combined with
+        the new step's by inverse-variance weights (not thrown away)."""
+        advanced = decide(policy(), state(), SAME, now=LATE)
+        assert isinstance(advanced, SetWeight)
+        later = LATE + timedelta(seconds=20)
+        decision = decide(policy(), advanced.state, SAME_80, now=later)
+        assert decision.state.evidence is not None
+        acc = decision.state.evidence.metrics["acc"]
+        assert len(acc.strata) == 1
+        assert acc.current is not None
+
+    def test_missing_data_keeps_the_evidence(self) -> None:
+        """A look without data holds and keeps the carried state as it was."""
+        first = decide(policy(), state(), SAME, now=EARLY)
+        gap = decide(policy(), first.state, MISSING, now=EARLY + timedelta(seconds=10))
+        assert isinstance(gap, HoldUntil)
+        assert gap.state.evidence == first.state.evidence
+
+
+class TestInvalidData:
+    @pytest.mark.parametrize(
+        ("metric", "bad", "said"),
+        [
+            ("acc", Measurement("acc", Subject("m"), WINDOW, Status.OK, value=1.5,
+                                sample_size=1000), "outside [0, 1]"),
+            ("acc", Measurement("acc", Subject("m"), WINDOW, Status.OK, value=0.5,
+                                sample_size=-4), "negative sample size"),
+            ("units", Measurement("units", Subject("m"), WINDOW, Status.OK, value=-3.0,
+                                  sample_size=0), "negative unit count -3"),
+        ],
+    )  # fmt: skip
+    def test_invalid_values_are_missing_data(
+        self, metric: str, bad: Measurement, said: str
+    ) -> None:
+        """Negative counts and rates outside [0, 1] hold as missing data (counted towards
+        failure_limit), never a verdict. (Fractional unit counts are PromQL's
+        extrapolating increase(), and are rounded.)"""
+        if metric == "units":
+            assert SAME.units is not None
+            ob = replace(SAME, units=(SAME.units[0], bad))
+        else:
+            ob = replace(SAME, metrics={**SAME.metrics, metric: (SAME.metrics[metric][0], bad)})
+        decision = decide(policy(triggers=[]), state(), ob, now=LATE)
+        assert isinstance(decision, HoldUntil)
+        assert decision.cause is Cause.MISSING_DATA
+        assert said in decision.reason
         assert decision.state.failures == 1

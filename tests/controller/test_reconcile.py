@@ -98,6 +98,34 @@ class TestReconcile:
         assert metric(world.metrics, "modelreg_controller_route_weight",
                       model="fraud", version="v1.1.0") == 100  # fmt: skip
 
+    def test_evidence_is_stored_and_survives_a_restart(self, world: World) -> None:
+        """Each judged look stores its analysis state with the rollout; a restarted daemon
+        (a new controller on the same database) continues the same tests: the harm test
+        keeps its mixture scale and the looks keep counting."""
+        register(world.registry, world.tmp, "fraud", "v1.1.0", "staging")
+        (rollout,) = world.controller.watch_once()
+        world.controller.reconcile_once(rollout.id)
+        world.clock.advance(2)
+        traffic(world.ingest, "fraud", world.clock(),
+                {"v1.0.0": (300, 0.7, 0.01), "v1.1.0": (300, 0.7, 0.01)})  # fmt: skip
+        world.controller.reconcile_once(rollout.id)
+        stored = world.store.get(rollout.id).evidence
+        assert stored is not None
+        first = stored.metrics["accuracy"]
+        assert first.looks == 1
+        world.rebuild()
+        world.clock.advance(1)
+        traffic(world.ingest, "fraud", world.clock(),
+                {"v1.0.0": (300, 0.7, 0.01), "v1.1.0": (300, 0.7, 0.01)}, seed=1)  # fmt: skip
+        world.controller.reconcile_once(rollout.id)
+        after = world.store.get(rollout.id).evidence
+        assert after is not None
+        again = after.metrics["accuracy"]
+        assert (again.looks, again.tau_worse) == (2, first.tau_worse)
+        assert again.p_worse <= first.p_worse
+        cause = world.store.decisions(rollout.id)[-1].numbers["cause"]
+        assert cause == "dwelling"
+
     def test_regression_rolls_back(self, world: World) -> None:
         """A candidate with many errors is rolled back: traffic to control, archived, reason."""
         register(world.registry, world.tmp, "fraud", "v1.1.0", "staging")
