@@ -56,9 +56,7 @@ class TestPublishedValues:
         previous = 0.0
         for k in range(len(info)):
             # P(Z_1 < c_1, ..., Z_{k-1} < c_{k-1}, Z_k >= c_k) = P(first k-1 below) - P(all k below)
-            below_before = (
-                stats.multivariate_normal(cov=cov[:k, :k]).cdf(c[:k]) if k else 1.0
-            )
+            below_before = stats.multivariate_normal(cov=cov[:k, :k]).cdf(c[:k]) if k else 1.0
             below_all = stats.multivariate_normal(cov=cov[: k + 1, : k + 1]).cdf(c[: k + 1])
             first_cross = float(below_before - below_all)
             released = spend(progress[k], ALPHA) - previous
@@ -127,10 +125,13 @@ class TestLooks:
         with pytest.raises(ValueError, match=name):
             EfficacyBoundary(**kwargs)  # type: ignore[arg-type]
 
-    @pytest.mark.parametrize(("info", "progress"), [(0.0, 0.5), (-1.0, 0.5), (1.0, math.nan)])
-    def test_bad_look_rejected(self, info: float, progress: float) -> None:
-        """Non-positive information or a NaN clock is refused, never spent."""
-        with pytest.raises(ValueError):
+    @pytest.mark.parametrize(
+        ("info", "progress", "name"),
+        [(0.0, 0.5, "information"), (-1.0, 0.5, "information"), (1.0, math.nan, "progress")],
+    )
+    def test_bad_look_rejected(self, info: float, progress: float, name: str) -> None:
+        """Non-positive information or a NaN clock is refused by name, never spent."""
+        with pytest.raises(ValueError, match=name):
             EfficacyBoundary(alpha=ALPHA).look(0.0, info, progress)
 
 

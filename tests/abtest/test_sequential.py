@@ -170,8 +170,11 @@ class TestOneSided:
         s, info = theta / var, 1 / var
 
         def ratio(d: float) -> float:
-            return math.exp(d * s - d * d * info / 2) * 2 * math.exp(-(d**2) / (2 * tau**2)) / (
-                tau * math.sqrt(2 * math.pi)
+            return (
+                math.exp(d * s - d * d * info / 2)
+                * 2
+                * math.exp(-(d**2) / (2 * tau**2))
+                / (tau * math.sqrt(2 * math.pi))
             )
 
         lam = integrate.quad(ratio, 0, 1, limit=200)[0]
