@@ -1022,6 +1022,8 @@ def analyze(
     past = _as_state(previous)
     if progress is not None:
         progress = v.nonnegative("progress", progress)
+    elif spec.efficacy == "group_sequential" and spec.mode == "sequential":
+        raise ValueError("progress is needed with efficacy='group_sequential'")
     control, treatment = data.get("control"), data.get("treatment")
     carried = replace(
         past,

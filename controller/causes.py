@@ -22,7 +22,6 @@ class Cause(StrEnum):
     COLLECTING = "collecting"  # fewer units than min_samples
     DWELLING = "dwelling"  # the step's (or fixed split's) duration is not over
     AWAITING_EVIDENCE = "awaiting_evidence"  # the last step waits for evidence to promote
-    NOT_ADVANCING = "not_advancing"  # the verdict does not allow the next step
     PAUSED = "paused"
     MISSING_DATA = "missing_data"  # held, or rolled back after failure_limit
     # ending

@@ -30,7 +30,7 @@ Rules for a progressing rollout, in order:
 5. Fewer than ``min_samples`` units in an arm: hold.
 6. abtest's verdict ``rollback`` (harm): roll back at once.
 7. Before the step's (or fixed split's) duration is over: hold.
-8. Canary: a verdict of ``continue`` or ``promote`` advances to the next step;
+8. Canary: a judged look without harm advances to the next step after the dwell;
    at the last analysed step only ``promote`` promotes (``mode: fixed``: its one
    efficacy look is the first after the dwell; without a gain it rolls back).
    Fixed split: ``promote`` promotes, anything else at the end rolls back (no
@@ -513,19 +513,16 @@ def decide(  # noqa: PLR0912, PLR0915 -- the rules read top to bottom as the doc
             **numbers,
         )
     canary = isinstance(policy.strategy, CanaryStrategy)
-    if canary and state.step + 1 < len(steps):
-        if verdict.decision in ("continue", "promote"):
-            nxt = replace(state, step=state.step + 1, weight=steps[state.step + 1],
-                          step_started_at=now)  # fmt: skip
-            return SetWeight(
-                Event.ADVANCE,
-                nxt,
-                (f"advance to {nxt.weight:g}%: no harm seen ({verdict.reason})",),
-                {**base, **numbers},
-                Cause.ADVANCED,
-            )
-        return hold(f"not advancing: {verdict.reason}", Cause.NOT_ADVANCING, next_state=state,
-                    **numbers)  # fmt: skip
+    if canary and state.step + 1 < len(steps):  # judged, no harm: the next step
+        nxt = replace(state, step=state.step + 1, weight=steps[state.step + 1],
+                      step_started_at=now)  # fmt: skip
+        return SetWeight(
+            Event.ADVANCE,
+            nxt,
+            (f"advance to {nxt.weight:g}%: no harm seen ({verdict.reason})",),
+            {**base, **numbers},
+            Cause.ADVANCED,
+        )
     if verdict.decision == "promote":
         unread = observations.approvals.error
         if policy.require_approval or observations.approval_required or unread:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import pytest
@@ -235,17 +234,6 @@ class TestSpec:
             AnalysisSpec.from_dict(data)
 
 
-def test_cheap_on_aggregate_counts() -> None:
-    """analyze on aggregate counts stays well under a millisecond per call (lenient in CI)."""
-    spec, data = _spec(), _data(GOOD, SAFE)
-    analyze(spec, data)
-    start = time.perf_counter()
-    for _ in range(200):
-        analyze(spec, data)
-    per_call = (time.perf_counter() - start) / 200
-    assert per_call < 0.002, f"{per_call * 1e6:.0f} us per call"
-
-
 class TestNeverPromoteOnBadData:
     @pytest.mark.parametrize("arm", ["control", "treatment"])
     @pytest.mark.parametrize(
@@ -342,3 +330,107 @@ class TestCarriedState:
         assert again.decision == first.decision == "promote"
         assert [o.tau for o in again.metrics] == [o.tau for o in first.metrics]
         assert again.state.metrics["conversion"].looks == 2
+
+
+GS = AnalysisSpec(metrics=(CONV, ERRORS), efficacy="group_sequential")
+
+
+class TestTwoSides:
+    def test_harm_is_bonferroni_over_judged_metrics(self) -> None:
+        """Each metric's harm test runs at alpha / 2 / (metrics with a direction)."""
+        v = analyze(_spec(), _data(GOOD, SAFE))
+        assert {o.alpha_worse for o in v.metrics} == {0.05 / 2 / 2}
+        watched = MetricSpec("latency", "mean", "guardrail", None)
+        lat = (Summary(100.0, 400.0, 20000), Summary(130.0, 400.0, 20000))
+        v = analyze(_spec(CONV, ERRORS, watched), _data(GOOD, SAFE, latency=lat))
+        assert v.metrics[2].alpha_worse == 0.05 / 2 / 2  # the watched one does not count
+
+    def test_a_metric_without_direction_is_reported_only(self) -> None:
+        """30 ms slower latency with no direction neither rolls back nor blocks promotion."""
+        watched = MetricSpec("latency", "mean", "guardrail", None)
+        lat = (Summary(100.0, 400.0, 20000), Summary(130.0, 400.0, 20000))
+        v = analyze(_spec(CONV, ERRORS, watched), _data(GOOD, SAFE, latency=lat))
+        assert v.decision == "promote", v.reason
+        assert v.metrics[2].status == "undecided"
+        assert "reported only" in v.metrics[2].reason
+
+    def test_relative_margin_follows_the_control(self) -> None:
+        """A 10% relative margin on a 1% error rate is 0.001: an unproven 0.000025 loss
+        with a tight bound passes, and the margin reported is in absolute terms."""
+        rel = MetricSpec("errors", "proportion", "guardrail", "lower", margin=0.1,
+                         relative_margin=True)  # fmt: skip
+        errors = (Counts(20_000, 2_000_000), Counts(20_050, 2_000_000))
+        v = analyze(_spec(CONV, rel), _data(GOOD, errors))
+        assert v.metrics[1].margin == pytest.approx(0.001)
+        assert v.metrics[1].status == "noninferior", v.metrics[1].reason
+
+    def test_interval_and_p_values_agree(self) -> None:
+        """The bad end of the interval excludes 0 exactly when p_worse <= alpha_worse."""
+        for treated in range(180, 320, 7):
+            v = analyze(_spec(), _data(GOOD, (Counts(200, 20000), Counts(treated, 20000))))
+            err = v.metrics[1]
+            assert err.ci is not None
+            assert (err.ci[0] > 0) == (err.p_worse <= err.alpha_worse), treated
+
+
+class TestGroupSequential:
+    def test_progress_is_required(self) -> None:
+        """A group-sequential efficacy side needs the caller's clock."""
+        with pytest.raises(ValueError, match="progress"):
+            analyze(GS, _data(GOOD, SAFE))
+
+    def test_early_looks_demand_more(self) -> None:
+        """The same evidence crosses the boundary near the horizon but not at 2% of it."""
+        modest = _data((Counts(2000, 20000), Counts(2120, 20000)), SAFE)
+        early = analyze(GS, modest, progress=0.02)
+        late = analyze(GS, modest, progress=1.0)
+        assert early.metrics[0].boundary > late.metrics[0].boundary
+        assert early.decision == "continue"
+        assert late.metrics[0].status == "better"
+        assert late.metrics[0].z >= late.metrics[0].boundary
+
+    def test_state_round_trips_through_storage(self) -> None:
+        """The carried state, stored as JSON and read back, gives the same next verdict."""
+        import json
+
+        from abtest.analysis import AnalysisState
+
+        first = analyze(GS, _data(FLAT, SAFE), progress=0.3)
+        stored = AnalysisState.from_dict(json.loads(json.dumps(first.state.to_dict())))
+        nxt = _data((Counts(4000, 40000), Counts(4100, 40000)), SAFE)
+        a = analyze(GS, nxt, previous=first, progress=0.6)
+        b = analyze(GS, nxt, previous=stored, progress=0.6)
+        assert a.decision == b.decision
+        assert [o.boundary for o in a.metrics] == pytest.approx([o.boundary for o in b.metrics])
+        assert [o.p_worse for o in a.metrics] == pytest.approx([o.p_worse for o in b.metrics])
+
+    def test_malformed_state_is_refused(self) -> None:
+        """A stored state that is not one raises ValueError, never a silent restart."""
+        from abtest.analysis import AnalysisState
+
+        with pytest.raises(ValueError, match="p_worse"):
+            AnalysisState.from_dict({"metrics": {"m": {"p_worse": 7}}})
+
+
+class TestStrata:
+    def test_steps_are_combined_by_inverse_variance(self) -> None:
+        """A new stratum closes the last one: the estimate is their inverse-variance mean."""
+        from abtest import sequential
+
+        one = _data((Counts(900, 10000), Counts(1000, 10000)), SAFE)
+        two = _data((Counts(1000, 10000), Counts(1050, 10000)), SAFE)
+        first = analyze(_spec(), one, stratum=1)
+        second = analyze(_spec(), two, previous=first, stratum=2)
+        e1, v1, _, _ = sequential.difference(Counts(900, 10000), Counts(1000, 10000))
+        e2, v2, _, _ = sequential.difference(Counts(1000, 10000), Counts(1050, 10000))
+        expected = (e1 / v1 + e2 / v2) / (1 / v1 + 1 / v2)
+        assert second.metrics[0].effect == pytest.approx(expected)
+        assert len(second.state.metrics["conversion"].strata) == 1
+
+    def test_same_stratum_replaces_its_data(self) -> None:
+        """Within a stratum, data are cumulative: a later look replaces the earlier one."""
+        one = _data((Counts(900, 10000), Counts(1000, 10000)), SAFE)
+        two = _data((Counts(1800, 20000), Counts(2050, 20000)), SAFE)
+        second = analyze(_spec(), two, previous=analyze(_spec(), one))
+        assert second.metrics[0].effect == pytest.approx(0.0125)
+        assert second.state.metrics["conversion"].strata == ()

@@ -350,3 +350,23 @@ class TestInvalidData:
         assert decision.cause is Cause.MISSING_DATA
         assert said in decision.reason
         assert decision.state.failures == 1
+
+
+class TestFixedModeCanary:
+    def test_steps_advance_and_the_last_look_decides_once(self) -> None:
+        """With `mode: fixed` a canary still advances without harm; at its last step the
+        first look after the dwell is the one efficacy look: no gain rolls back."""
+        metrics = [
+            {"name": "acc", "source": "s", "query": "accuracy", "kind": "proportion",
+             "direction": "higher"},
+            {"name": "err", "source": "s", "query": "error_rate", "kind": "proportion",
+             "role": "guardrail", "direction": "lower", "margin": 0.01},
+        ]  # fmt: skip
+        fixed = policy(analysis={"mode": "fixed", "metrics": metrics})
+        advanced = decide(fixed, state(), SAME, now=LATE)
+        assert isinstance(advanced, SetWeight)
+        last = decide(fixed, state(step=1, weight=80.0), SAME_80, now=LATE)
+        assert isinstance(last, RollBack)
+        assert last.cause is Cause.NO_GAIN
+        better = decide(fixed, state(step=1, weight=80.0), BETTER_80, now=LATE)
+        assert isinstance(better, Promote)
