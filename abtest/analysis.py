@@ -68,7 +68,9 @@ at the current stratum against its weights.
 Effects are *treatment minus control*. Bounds on a metric are reported as
 ``ci = (low, high)`` on that scale: one end from each one-sided test, so the
 interval excludes 0 on the bad side exactly when ``p_worse <= alpha_worse``,
-and on the good side exactly when the efficacy test has rejected.
+and, in sequential mode, on the good side exactly when the efficacy test has
+rejected. (In fixed mode the good end is the look's ordinary ``1 - alpha``
+interval, not adjusted for several primaries, whose decision uses Holm.)
 """
 
 from __future__ import annotations
@@ -160,6 +162,11 @@ class MetricSpec:
         if self.tau is not None:
             v.positive("tau", self.tau)
         v.closed_unit("q", self.q)
+        if self.relative_margin and self.kind == "distribution":
+            raise ValueError(
+                "relative_margin: a distribution metric's margin is on the rank-biserial "
+                "scale, which has no control value to be relative to; give it absolute"
+            )
 
 
 _METRIC_KEYS = frozenset(MetricSpec.__dataclass_fields__)
@@ -492,13 +499,19 @@ def _estimate(m: MetricSpec, c: MetricData, t: MetricData) -> tuple[Estimate, in
     return Estimate(theta, var, sc.mean), nc, nt
 
 
+def _var_floor(e: Estimate) -> float:
+    """A variance of zero (every value alike in both arms) stands for a tiny one, relative
+    to the values' size: a difference is then overwhelming evidence, no difference none,
+    and no test divides by zero."""
+    return (1e-9 * max(abs(e.effect), abs(e.base), 1e-9)) ** 2
+
+
 def _combined(strata: tuple[Estimate, ...], current: Estimate) -> Estimate:
     """Inverse-variance-weighted combination of the strata (one stratum: itself)."""
     parts = (*strata, current)
     if len(parts) == 1:
         return current
-    floor = 1e-300
-    weights = [1.0 / max(p.var, floor) for p in parts]
+    weights = [1.0 / max(p.var, _var_floor(p)) for p in parts]
     info = sum(weights)
     return Estimate(
         sum(p.effect * w for p, w in zip(parts, weights, strict=True)) / info,
@@ -575,7 +588,7 @@ def _sequential_look(
     if new_stratum and past.current is not None:
         strata = (*strata, past.current)
     est = _combined(strata, here)
-    var = max(est.var, 1e-300)
+    var = max(est.var, _var_floor(est))
     se = math.sqrt(var)
     good = _good(m.direction, est.effect)
     lv = _levels(m, spec)
@@ -611,11 +624,13 @@ def _sequential_look(
     if spec.efficacy == "group_sequential":
         if progress is None:
             raise ValueError("group_sequential efficacy needs progress at every look")
-        gst = past.efficacy or EfficacyBoundary(alpha=lv.better, spending=spec.spending)
-        if not gst.crossed:
-            gst = gst.look(z_test, 1.0 / var, progress)
-        c_k = gst.boundary
-        low_look = good - c_k * se if math.isfinite(c_k) else -math.inf
+        before = past.efficacy or EfficacyBoundary(alpha=lv.better, spending=spec.spending)
+        gst = before if before.crossed else before.look(z_test, 1.0 / var, progress)
+        # A look that released no alpha (the clock did not move, or the information did
+        # not grow) tests nothing: its bound stays open, whatever the last boundary was.
+        tested = gst is not before and math.isfinite(gst.boundary)
+        c_k = gst.boundary if tested else math.inf
+        low_look = good - c_k * se if tested else -math.inf
         look.method += f"; efficacy by group-sequential {spec.spending.replace('_', '-')} spending"
         look.z, look.boundary = z_test, c_k
         look.alpha_better = float(special.ndtr(-c_k)) if math.isfinite(c_k) else 0.0

@@ -28,7 +28,7 @@ from rich.table import Table
 
 from controller.auth import TokenFileError
 from controller.config import Config, load_config
-from controller.config_advice import margin_warnings, typical_values
+from controller.config_advice import direction_warnings, margin_warnings, typical_values
 from controller.errors import ConfigError, ControllerError
 from controller.phases import Event
 from controller.policy_cli import policy_app
@@ -89,8 +89,8 @@ def daemon(config: ConfigOpt = Path("config/daemon.yaml")) -> None:
 def config_check(file: Annotated[Path, typer.Argument(help="Config file to validate.")]) -> None:
     """Validate a config file; exit 2 listing every error with file, key path, expectation.
 
-    Valid but unwise settings (an absolute margin larger than half of the metric's
-    typical value) are printed as warnings; the exit code stays 0."""
+    Valid but unwise settings (a metric without a direction, an absolute margin larger
+    than half of the metric's typical value) are printed as warnings; exit code 0."""
     try:
         loaded = load_config(file)
     except ConfigError as exc:
@@ -99,7 +99,9 @@ def config_check(file: Annotated[Path, typer.Argument(help="Config file to valid
         raise typer.Exit(2) from None
     models = ", ".join(sorted(loaded.models)) or "none"
     now = datetime.now(UTC)
-    for warning in margin_warnings(loaded, typical_values(loaded, now=now)):
+    warnings = direction_warnings(loaded)
+    warnings += margin_warnings(loaded, typical_values(loaded, now=now))
+    for warning in warnings:
         err.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
     out.print(f"{file}: ok ({len(loaded.models)} model policies: {models})", highlight=False)
 

@@ -169,6 +169,12 @@ def _percent(value: Any) -> Any:
     return value
 
 
+def _margin_schema(schema: dict[str, Any]) -> None:
+    """In the published schema a margin is a number or a percentage string (``10%``)."""
+    number = {k: schema.pop(k) for k in ("type", "minimum") if k in schema}
+    schema["anyOf"] = [number, {"type": "string", "pattern": r"^\s*[0-9]+(\.[0-9]+)?\s*%\s*$"}]
+
+
 class MetricConfig(_Strict):
     """One metric: where it comes from (``source``, ``query``) and how abtest judges it.
 
@@ -188,7 +194,7 @@ class MetricConfig(_Strict):
     kind: Literal["proportion", "mean", "distribution", "quantile"]
     role: Literal["primary", "guardrail"] = "primary"
     direction: Literal["higher", "lower"] | None = None
-    margin: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    margin: float = Field(default=0.0, ge=0, allow_inf_nan=False, json_schema_extra=_margin_schema)
     relative_margin: bool = False
     alpha: float = Field(default=0.05, gt=0, lt=1)
     min_samples: int = Field(default=100, ge=0)
@@ -204,6 +210,15 @@ class MetricConfig(_Strict):
         if data.get("relative_margin") is False:
             raise ValueError(f"margin {text!r} is relative, but relative_margin is false")
         return {**data, "margin": _percent(text), "relative_margin": True}
+
+    @model_validator(mode="after")
+    def _margin_has_a_base(self) -> MetricConfig:
+        if self.relative_margin and self.kind == "distribution":
+            raise ValueError(
+                "margin: a distribution metric's margin is on the rank-biserial scale, with "
+                "no control value to be relative to: give it as a number"
+            )
+        return self
 
     def monitor_spec(self) -> MonMetricSpec:
         return MonMetricSpec(

@@ -13,8 +13,9 @@ without a running daemon, best first:
    lets through, so a typical value is below it;
 4. for a proportion, 1: an absolute margin of 0.5 or more is too large for any rate.
 
-``margin_warnings`` is pure; ``typical_values`` does the reading, opening only
-databases that already exist, and treats anything it cannot read as unknown.
+``margin_warnings`` and ``direction_warnings`` are pure; ``typical_values`` does the
+reading, through read-only connections to databases that already exist (never
+creating or migrating anything), and treats anything it cannot read as unknown.
 """
 
 from __future__ import annotations
@@ -24,10 +25,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
 
 from controller.config import Config, MetricConfig, PolicyConfig
+from monitors import IngestSource, IngestStore, Subject, Window
+from registry.schema import ModelVersionRow, RegisteredModel
 
-__all__ = ["Typical", "margin_warnings", "typical_values"]
+__all__ = ["Typical", "direction_warnings", "margin_warnings", "typical_values"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,17 +83,40 @@ def margin_warnings(config: Config, typical: Mapping[Key, Typical] | None = None
     return out
 
 
-def _sqlite_missing(url: str) -> bool:
-    prefix = "sqlite:///"
-    if not url.startswith(prefix):
-        return False
-    path = url[len(prefix) :].split("?", 1)[0]
-    return path in ("", ":memory:") or not Path(path).exists()
+def direction_warnings(config: Config) -> list[str]:
+    """One line per metric without a direction: it is reported, never judged (before
+    directions were optional, a missing one meant ``higher``)."""
+    return [
+        f"{config.source_file}: models.{model}.analysis.metrics[{i}].direction: not set: "
+        f"{m.name} is only reported; it can neither roll a candidate back nor block or "
+        "allow a promotion (set direction: higher or lower)"
+        for model, policy in sorted(config.models.items())
+        for i, m in enumerate(policy.analysis.metrics)
+        if m.direction is None
+    ]
+
+
+def _read_only(url: str) -> sa.Engine | None:
+    """An engine that cannot write to ``url``'s database, or None when there is no
+    such database to read (a SQLite file that does not exist, an unsupported kind)."""
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError:
+        return None
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        path = parsed.database
+        if not path or path == ":memory:" or not Path(path).is_file():
+            return None
+        return sa.create_engine(f"sqlite:///file:{Path(path).resolve()}?mode=ro&uri=true")
+    if backend == "postgresql":
+        return sa.create_engine(parsed, execution_options={"postgresql_readonly": True})
+    return None
 
 
 def typical_values(config: Config, *, now: datetime) -> dict[Key, Typical]:
     """Typical values from the production versions' data and metadata (see the module
-    docstring), for every guardrail with an absolute margin; best effort."""
+    docstring), for every guardrail with an absolute margin; best effort, read-only."""
     wanted = {
         (model, m.name): m
         for model, policy in config.models.items()
@@ -104,9 +133,8 @@ def typical_values(config: Config, *, now: datetime) -> dict[Key, Typical]:
             continue
         value = _recent(config, model, version, metric, now)
         if value is not None:
-            found[(model, name)] = Typical(
-                value, f"{model} {version}, last hour of {metric.source}"
-            )
+            where = f"{model} {version}, last hour of {metric.source}"
+            found[(model, name)] = Typical(value, where)
             continue
         for key in (metric.name, metric.query):
             meta = metadata.get(key)
@@ -116,27 +144,28 @@ def typical_values(config: Config, *, now: datetime) -> dict[Key, Typical]:
     return found
 
 
-def _production(config: Config, models: set[str]) -> dict[str, tuple[str, dict[str, object]]]:
-    """Each model's production version and its metadata, from an existing registry."""
-    url = config.registry_url()
-    if _sqlite_missing(url):
+def _production(config: Config, models: set[str]) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Each model's production version and its metadata, read from the registry's
+    tables through a read-only connection (opening the registry would migrate it)."""
+    engine = _read_only(config.registry_url())
+    if engine is None:
         return {}
+    model, version = RegisteredModel.__table__, ModelVersionRow.__table__  # type: ignore[attr-defined]
+    query = (
+        sa.select(model.c.name, version.c.major, version.c.minor, version.c.patch,
+                  version.c.metadata)
+        .select_from(version.join(model, version.c.model_id == model.c.id))
+        .where(version.c.stage == "production", model.c.name.in_(sorted(models)))
+    )  # fmt: skip
+    out: dict[str, tuple[str, dict[str, Any]]] = {}
     try:
-        from registry import ModelRegistry  # noqa: PLC0415 -- only when a registry exists
-
-        registry = ModelRegistry(url, home=config.registry.home)
-    except Exception:
-        return {}
-    out: dict[str, tuple[str, dict[str, object]]] = {}
-    try:
-        for model in models:
-            try:
-                v = registry.resolve(model)
-            except Exception:  # noqa: S112 -- no production version: nothing to infer
-                continue
-            out[model] = (str(v.version), dict(v.metadata or {}))
+        with engine.connect() as conn:
+            for name, major, minor, patch, meta in conn.execute(query):
+                out[name] = (f"v{major}.{minor}.{patch}", meta if isinstance(meta, dict) else {})
+    except sa.exc.SQLAlchemyError:
+        return {}  # not a registry of this schema, or unreadable: nothing to infer
     finally:
-        registry.close()
+        engine.dispose()
     return out
 
 
@@ -148,18 +177,19 @@ def _recent(
     if source is None or source.kind != "ingest":
         return None
     url = source.options.get("url")
-    if not isinstance(url, str) or _sqlite_missing(url):
+    engine = _read_only(url) if isinstance(url, str) else None
+    if engine is None:
         return None
     try:
-        from monitors import IngestSource, Subject, Window  # noqa: PLC0415 -- ditto
-
-        measured = IngestSource.from_config(source.options).measure(
+        measured = IngestSource(IngestStore.reader(engine)).measure(
             metric.monitor_spec(),
             Subject(model, version=version),
             Window(end=now, length=timedelta(hours=1)),
         )
-    except Exception:
+    except Exception:  # a source reports failures as data; advice must never break a check
         return None
+    finally:
+        engine.dispose()
     if not measured.ok or measured.value is None or measured.sample_size < 30:
         return None
     return measured.value

@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 import typer
 import yaml
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
@@ -64,7 +65,8 @@ def load_policy(path: Path, model: str | None) -> tuple[str, PolicyConfig]:
             raise ConfigError(f"{path}: no policy for model {model!r} (policies: {names})")
         return model, config.models[model]
     name = model or "model"
-    sources = {m.get("source"): {"kind": "ingest"} for m in _metrics(data) if m.get("source")}
+    named = [m.get("source") for m in _metrics(data)]
+    sources = {s: {"kind": "ingest"} for s in named if isinstance(s, str) and s}
     router = data.get("router", "router")
     wrapped = {
         "sources": sources or {"events": {"kind": "ingest"}},
@@ -104,7 +106,7 @@ def _looks(result: ScenarioResult, outcome: str, interval: float) -> str:
     p50, p90 = d.get(f"{outcome}_look_p50"), d.get(f"{outcome}_look_p90")
     if p50 is None or p90 is None:
         return "-"
-    return f"{p50:g} / {p90:g} ({p50 * interval:g} s / {p90 * interval:g} s)"
+    return f"{p50} / {p90} ({p50 * interval:g} / {p90 * interval:g} s)"
 
 
 def _causes(result: ScenarioResult, outcome: str) -> str:
@@ -118,7 +120,9 @@ def _causes(result: ScenarioResult, outcome: str) -> str:
 
 @policy_app.command("simulate")
 def simulate_command(
-    file: Annotated[Path, typer.Argument(help="A daemon config, or a file with one policy.")],
+    policy_file: Annotated[
+        Path, typer.Argument(help="A daemon config, or a file with one policy.")
+    ],
     model: Annotated[str | None, typer.Option(help="Which model's policy to simulate.")] = None,
     runs: Annotated[int, typer.Option(min=1, help="Rollouts per scenario.")] = 200,
     rps: Annotated[float, typer.Option(help="Requests per second over both arms.")] = 100.0,
@@ -141,7 +145,7 @@ def simulate_command(
     which look, for identical versions, error regressions, an improvement and slower
     latency, through its real decide() on simulated traffic."""
     try:
-        name, policy = load_policy(file, model)
+        name, policy = load_policy(policy_file, model)
         workload = Workload(rps, baseline_error_rate, latency_median, latency_sigma)
     except (ConfigError, ValueError) as exc:
         raise _fail(str(exc)) from None
@@ -190,7 +194,7 @@ def simulate_command(
         }
         body = {
             "policy": name,
-            "file": str(file),
+            "file": str(policy_file),
             "plan": describe(policy),
             "workload": workload_json,
             "runs": runs,
@@ -199,20 +203,20 @@ def simulate_command(
         }
         typer.echo(json.dumps(body, indent=2))
         return
-    out.print(f"policy {name} ({file}): {describe(policy)}", highlight=False)
+    out.print(f"policy {name} ({policy_file}): {describe(policy)}", highlight=False)
     out.print(
         f"traffic: {rps:g} requests/s, error rate {_pct(baseline_error_rate)}, latency median "
         f"{latency_median:g} (sigma {latency_sigma:g}); {runs} rollouts per scenario, seed {seed}",
         highlight=False,
     )
-    table = Table(show_lines=False)
-    for col in ("Scenario", "Rolled back", "Promoted", "Undecided", "Rollback look p50 / p90",
-                "Promote look p50 / p90", "Rolled back by"):  # fmt: skip
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in ("Scenario", "Rolled back", "Promoted", "Undecided",
+                "Rolled back at look p50 / p90", "Promoted at look p50 / p90", "By"):  # fmt: skip
         table.add_column(col)
     for r in results:
         untouched_row = r.scenario.key != "identical" and not r.touched
         table.add_row(
-            f"{r.scenario.label} (changes no metric: as identical)"
+            f"{r.scenario.label} (no metric changes: as identical)"
             if untouched_row
             else r.scenario.label,
             _pct(r.share("rollback")),

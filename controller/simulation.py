@@ -5,8 +5,9 @@ candidate and with a bad one.
 of the policy exactly as the daemon would (its steps, weights, interval, settle
 time, minimum samples, triggers, max duration and analysis, each verdict carried
 to the next look), on traffic drawn from ``workload`` at the policy's own splits,
-and counts how each one ended: rolled back on evidence (harm or a trigger),
-promoted on evidence, or still undecided at the horizon (the daemon then rolls it
+and counts how each one ended: rolled back (on evidence: harm or a trigger; or for
+missing data past ``failure_limit`` when the policy says so), promoted on evidence,
+or still undecided at the horizon (the daemon then rolls it
 back for lack of evidence). Nothing here does I/O or reads a clock; every run has
 its own seeded generator, so results do not depend on how runs are split over
 processes.
@@ -129,8 +130,9 @@ class RunOutcome:
     baseline_promote: bool | None = None
 
 
-def _quantile(values: Sequence[int], q: float) -> float | None:
-    return float(np.quantile(values, q)) if values else None
+def _quantile(values: Sequence[int], q: float) -> int | None:
+    """The look by which a share ``q`` of these rollouts had ended (a whole look)."""
+    return int(np.quantile(values, q, method="higher")) if values else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -458,6 +458,14 @@ class IngestStore:
         """Open (and migrate) the store at ``url`` or the default SQLite file."""
         return cls(create_ingest_engine(url or default_url()))
 
+    @classmethod
+    def reader(cls, engine: sa.Engine) -> IngestStore:
+        """A store over ``engine`` that is never migrated: for tools that must only read
+        (``config check``), given a read-only engine. Reads fail if the tables differ."""
+        store = cls.__new__(cls)
+        store._engine = engine
+        return store
+
     @property
     def engine(self) -> sa.Engine:
         """The engine the store writes through."""

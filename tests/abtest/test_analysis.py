@@ -434,3 +434,36 @@ class TestStrata:
         second = analyze(_spec(), two, previous=analyze(_spec(), one))
         assert second.metrics[0].effect == pytest.approx(0.0125)
         assert second.state.metrics["conversion"].strata == ()
+
+
+class TestReviewFindings:
+    def test_a_look_that_spends_nothing_cannot_promote(self) -> None:
+        """At an unmoved clock the efficacy side tests nothing: evidence that passes the
+        last look's boundary does not promote (it would leak alpha)."""
+        spec = AnalysisSpec(metrics=(MetricSpec("m", "mean", "primary", "higher"),),
+                            efficacy="group_sequential")  # fmt: skip
+
+        def arms(n: int, treated: float) -> dict[str, ArmData]:
+            return {"control": ArmData(n, {"m": Summary(100.0, 400.0, n)}),
+                    "treatment": ArmData(n, {"m": Summary(treated, 400.0, n)})}  # fmt: skip
+
+        first = analyze(spec, arms(1000, 101.0), progress=0.5)
+        second = analyze(spec, arms(2000, 103.0), previous=first, progress=0.5)
+        assert second.decision == "continue", second.reason
+        moved = analyze(spec, arms(2000, 103.0), previous=first, progress=0.6)
+        assert moved.decision == "promote", moved.reason
+
+    @pytest.mark.parametrize(("treated", "decision"), [(200.0, "rollback"), (100.0, "continue")])
+    def test_zero_variance_is_evidence_not_missing_data(
+        self, treated: float, decision: str
+    ) -> None:
+        """Every latency alike in each arm: a difference is overwhelming, none is none."""
+        spec = AnalysisSpec(metrics=(MetricSpec("m", "mean", "primary", "lower"),))
+        data = {"control": ArmData(1000, {"m": Summary(100.0, 0.0, 1000)}),
+                "treatment": ArmData(1000, {"m": Summary(treated, 0.0, 1000)})}  # fmt: skip
+        assert analyze(spec, data).decision == decision
+
+    def test_relative_margin_on_a_distribution_refused(self) -> None:
+        """A rank-biserial margin has no control value to be relative to."""
+        with pytest.raises(ValueError, match="relative_margin"):
+            MetricSpec("lat", "distribution", "guardrail", "lower", 0.1, relative_margin=True)

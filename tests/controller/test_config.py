@@ -202,3 +202,12 @@ class TestDecisionPolicy:
         ]  # fmt: skip
         assert margins
         assert all(m.relative_margin for m in margins)
+
+    def test_relative_margin_needs_a_control_value(self, tmp_path: Path) -> None:
+        """A distribution metric's margin (rank-biserial) cannot be relative: refused."""
+        data = _minimal()
+        data["models"]["fraud"]["analysis"]["metrics"].append(
+            {"name": "lat", "source": "events", "query": "latency", "kind": "distribution",
+             "role": "guardrail", "direction": "lower", "margin": "10%"}
+        )  # fmt: skip
+        assert "rank-biserial" in _error(data, tmp_path)

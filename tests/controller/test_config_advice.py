@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from controller.cli import app
 from controller.config import parse_config
-from controller.config_advice import Typical, margin_warnings
+from controller.config_advice import Typical, direction_warnings, margin_warnings
 from monitors import IngestStore
 from registry import ModelRegistry
 
@@ -89,3 +89,41 @@ class TestConfigCheck:
         result = CliRunner().invoke(app, ["config", "check", str(file)])
         assert result.exit_code == 0, result.output
         assert sorted(p.name for p in tmp_path.iterdir()) == ["daemon.yaml"]
+
+
+class TestReadOnly:
+    def test_an_existing_database_is_not_migrated_or_written(self, tmp_path: Path) -> None:
+        """config check reads an existing registry file without migrating it: an empty
+        registry.db stays empty and no artifact directory appears."""
+        cfg = make_config(tmp_path, tmp_path / "routes.json", f"sqlite:///{tmp_path}/ingest.db")
+        home = Path(cfg.registry.home)
+        home.mkdir(parents=True)
+        (home / "registry.db").write_bytes(b"")
+        (tmp_path / "ingest.db").write_bytes(b"")
+        file = tmp_path / "daemon.yaml"
+        file.write_text(yaml.safe_dump(cfg.model_dump(mode="json", exclude={"source_file"})))
+        result = CliRunner().invoke(app, ["config", "check", str(file)])
+        assert result.exit_code == 0, result.output
+        assert (home / "registry.db").stat().st_size == 0
+        assert (tmp_path / "ingest.db").stat().st_size == 0
+        assert sorted(p.name for p in home.iterdir()) == ["registry.db"]
+
+    def test_a_metric_without_direction_is_flagged(self) -> None:
+        """A metric with no direction passes (another one can decide) but is named."""
+        data = {
+            "sources": {"events": {"kind": "ingest"}},
+            "routers": {"r": {"kind": "http"}},
+            "models": {"fraud": {
+                "router": "r",
+                "strategy": {"kind": "canary", "steps": [10, 50], "step_duration": 5},
+                "analysis": {"metrics": [
+                    {"name": "acc", "source": "events", "query": "accuracy",
+                     "kind": "proportion", "direction": "higher"},
+                    {"name": "err", "source": "events", "query": "error_rate",
+                     "kind": "proportion", "role": "guardrail"},
+                ]},
+            }},
+        }  # fmt: skip
+        (line,) = direction_warnings(parse_config(data, where="c.yaml"))
+        assert line.startswith("c.yaml: models.fraud.analysis.metrics[1].direction: not set")
+        assert "only reported" in line

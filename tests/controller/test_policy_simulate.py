@@ -139,7 +139,7 @@ class TestCommand:
         ])  # fmt: skip
         assert result.exit_code == 0, result.output
         assert "identical versions (A/A)" in result.stdout
-        assert "+15% latency (changes no metric: as identical)" in result.stdout
+        assert "+15% latency (no metric changes: as identical)" in result.stdout
         assert "Undecided" in result.stdout
 
     @pytest.mark.parametrize(
@@ -150,11 +150,18 @@ class TestCommand:
             (["POLICY", "--rps", "-1"], "rps"),
             (["POLICY", "--baseline-error-rate", "2"], "error rate"),
             (["CONFIG", "--model", "ghost"], "no policy for model 'ghost'"),
+            (["ODD"], "analysis.metrics[0].source"),
         ],
     )
     def test_bad_input_is_one_line(self, tmp_path: Path, args: list[str], said: str) -> None:
         """Bad input exits 2 with one line naming what was wrong."""
-        paths = {"POLICY": str(_policy_file(tmp_path)),
+        odd = tmp_path / "odd.yaml"
+        odd.write_text(yaml.safe_dump({
+            "strategy": {"kind": "fixed", "weight": 50, "duration": 100},
+            "analysis": {"metrics": [{"name": "e", "source": ["a", "b"], "query": "error_rate",
+                                      "kind": "proportion", "direction": "lower"}]},
+        }))  # fmt: skip
+        paths = {"POLICY": str(_policy_file(tmp_path)), "ODD": str(odd),
                  "CONFIG": str(ROOT / "config" / "daemon.yaml")}  # fmt: skip
         argv = ["policy", "simulate", *[paths.get(a, a) for a in args], "--runs", "1"]
         result = CliRunner().invoke(app, argv)
