@@ -301,19 +301,21 @@ def _g(x: Any, default: float) -> float:
 @dataclass(frozen=True, slots=True)
 class Estimate:
     """One stratum's comparison: ``effect`` (treatment minus control), its variance
-    ``var`` and the control's value ``base`` (for relative margins)."""
+    ``var``, the control's value ``base`` (for relative margins) and its effective size
+    ``n = n_c n_t / (n_c + n_t)``, the information it carries up to the unit variance."""
 
     effect: float
     var: float
     base: float
+    n: float = 0.0
 
     def to_list(self) -> list[float]:
-        return [self.effect, self.var, self.base]
+        return [self.effect, self.var, self.base, self.n]
 
     @classmethod
     def from_list(cls, data: Any) -> Estimate:
-        effect, var, base = (v.finite("estimate", x) for x in data)
-        return cls(effect, v.nonnegative("estimate variance", var), base)
+        effect, var, base, n = (v.finite("estimate", x) for x in data)
+        return cls(effect, v.nonnegative("estimate variance", var), base, v.nonnegative("n", n))
 
 
 @dataclass(frozen=True, slots=True)
@@ -493,10 +495,10 @@ def _estimate(m: MetricSpec, c: MetricData, t: MetricData) -> tuple[Estimate, in
         if not (isinstance(c, Counts) and isinstance(t, Counts)):
             raise ValueError(f"{m.name}: a proportion metric needs Counts in both arms")
         theta, var, nc, nt = sequential.difference(c, t)
-        return Estimate(theta, var, c.x / c.n), nc, nt
+        return Estimate(theta, var, c.x / c.n, nc * nt / (nc + nt)), nc, nt
     sc, st = _summary("control", c), _summary("treatment", t)
     theta, var, nc, nt = sequential.difference(sc, st)
-    return Estimate(theta, var, sc.mean), nc, nt
+    return Estimate(theta, var, sc.mean, nc * nt / (nc + nt)), nc, nt
 
 
 def _var_floor(e: Estimate) -> float:
@@ -517,6 +519,7 @@ def _combined(strata: tuple[Estimate, ...], current: Estimate) -> Estimate:
         sum(p.effect * w for p, w in zip(parts, weights, strict=True)) / info,
         1.0 / info,
         sum(p.base * w for p, w in zip(parts, weights, strict=True)) / info,
+        sum(p.n for p in parts),
     )
 
 
@@ -625,7 +628,10 @@ def _sequential_look(
         if progress is None:
             raise ValueError("group_sequential efficacy needs progress at every look")
         before = past.efficacy or EfficacyBoundary(alpha=lv.better, spending=spec.spending)
-        gst = before if before.crossed else before.look(z_test, 1.0 / var, progress)
+        # The information the boundaries' correlations use is the effective sample size,
+        # which only grows; 1 / var would shrink at looks where the variance estimate
+        # rises, and such a look could spend nothing (the horizon's last alpha included).
+        gst = before if before.crossed else before.look(z_test, est.n, progress)
         # A look that released no alpha (the clock did not move, or the information did
         # not grow) tests nothing: its bound stays open, whatever the last boundary was.
         tested = gst is not before and math.isfinite(gst.boundary)
@@ -850,9 +856,10 @@ def _classify(m: MetricSpec, spec: AnalysisSpec, e: _Look, p_holm: float) -> Met
         if fixed:
             better = p_holm <= m.alpha and e.good > 0
             noninferior = bool(e.fixed_ni)
-        else:
-            better = s.lower > 0
-            noninferior = s.lower > -margin
+        else:  # the efficacy test has rejected at some look: that stays (its margin too)
+            rejected = _shown(s, e)
+            better = rejected and m.role == "primary"
+            noninferior = rejected and m.role == "guardrail"
     worse = m.direction is not None and s.upper < 0
     if fixed:
         sig = f"p={_fmt(p_holm)}" + (" (Holm)" if p_holm != e.fixed_p else "")
@@ -906,6 +913,16 @@ def _classify(m: MetricSpec, spec: AnalysisSpec, e: _Look, p_holm: float) -> Met
         p_look=e.p_look,
         ci_look=e.ci_look,
     )
+
+
+def _shown(s: MetricState, e: _Look) -> bool:
+    """Whether the efficacy side (superiority, or non-inferiority for a guardrail) has
+    rejected at some look. Group-sequential: its boundary was crossed. Mixture: the
+    running p-value reached its level. (A relative margin moves with the control's
+    value; the rejection is judged with the margin of the look it happened at.)"""
+    if s.efficacy is not None:
+        return s.efficacy.crossed
+    return s.p_better <= e.alpha_better
 
 
 def _outcomes(

@@ -467,3 +467,27 @@ class TestReviewFindings:
         """A rank-biserial margin has no control value to be relative to."""
         with pytest.raises(ValueError, match="relative_margin"):
             MetricSpec("lat", "distribution", "guardrail", "lower", 0.1, relative_margin=True)
+
+    def test_a_shown_non_inferiority_stays_shown(self) -> None:
+        """A relative margin moves with the control's value; once the guardrail's test has
+        rejected, a later look whose margin shrank does not take it back (it used to, and
+        the frozen test could then never promote)."""
+        rel = MetricSpec("errors", "proportion", "guardrail", "lower", margin=0.5,
+                         relative_margin=True)  # fmt: skip
+        spec = AnalysisSpec(metrics=(CONV, rel), efficacy="group_sequential")
+        first = analyze(spec, _data(GOOD, (Counts(240, 20000), Counts(240, 20000))), progress=1)
+        assert first.metrics[1].status == "noninferior", first.metrics[1].reason
+        lower_base = _data(GOOD, (Counts(150, 40000), Counts(160, 40000)))
+        later = analyze(spec, lower_base, previous=first, progress=1)
+        assert later.metrics[1].ci is not None
+        assert later.metrics[1].ci[1] > later.metrics[1].margin  # today's margin not excluded
+        assert later.metrics[1].status == "noninferior"
+        assert later.decision == "promote"
+
+    def test_information_is_the_effective_sample_size(self) -> None:
+        """The boundaries' information only grows with the data (not 1 / variance)."""
+        spec = AnalysisSpec(metrics=(CONV,), efficacy="group_sequential", weights=(25, 75))
+        v = analyze(spec, _data((Counts(100, 1000), Counts(100, 3000))), progress=0.5)
+        state = v.state.metrics["conversion"].efficacy
+        assert state is not None
+        assert state.information == pytest.approx(1000 * 3000 / 4000)
