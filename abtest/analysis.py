@@ -419,8 +419,8 @@ class MetricOutcome:
     two-sided p-value, Holm-adjusted across primaries). ``p_value`` / ``alpha``
     are the side the estimate leans to. ``ci`` is ``(low, high)`` on the
     treatment-minus-control scale, one end from each test (running bounds).
-    ``z`` / ``boundary``: the group-sequential statistic and critical value at
-    this look. ``tau`` is the harm test's mixture scale. ``samples_needed`` is
+    ``z`` / ``boundary``: the group-sequential statistic at this look and the
+    critical value it is compared with (once crossed, the boundary it crossed). ``tau`` is the harm test's mixture scale. ``samples_needed`` is
     the per-arm size still required before judging, when too small.
     """
 
@@ -638,8 +638,10 @@ def _sequential_look(
         c_k = gst.boundary if tested else math.inf
         low_look = good - c_k * se if tested else -math.inf
         look.method += f"; efficacy by group-sequential {spec.spending.replace('_', '-')} spending"
-        look.z, look.boundary = z_test, c_k
-        look.alpha_better = float(special.ndtr(-c_k)) if math.isfinite(c_k) else 0.0
+        look.z = z_test  # the boundary shown: this look's, or the one crossed before
+        look.boundary = gst.boundary if tested or gst.crossed else math.inf
+        shown = look.boundary
+        look.alpha_better = float(special.ndtr(-shown)) if math.isfinite(shown) else 0.0
         look.p_better = float(special.ndtr(-z_test))
         lower = max(past.lower, low_look)
         look.state = replace(look.state, efficacy=gst, lower=lower)
