@@ -14,20 +14,68 @@ engines, httpx clients and "now" by its caller.
 
 from __future__ import annotations
 
-from monitors.alerts import AlertAction, AlertIntake, AlertRule, Matcher, parse_webhook
-from monitors.errors import ConfigError, MonitorsError
-from monitors.ingest import IngestSource, IngestStore
-from monitors.kinds import SOURCE_KINDS, build_source, register_source
-from monitors.measurement import Measurement, MetricSpec, Status, Subject, Window
-from monitors.prometheus import PrometheusSource
-from monitors.source import MetricSource
-from monitors.triggers import (
-    TriggerResult,
-    TriggerSpec,
-    TriggerStatus,
-    auto_rollback_triggers,
-    evaluate,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from monitors.alerts import AlertAction, AlertIntake, AlertRule, Matcher, parse_webhook
+    from monitors.errors import ConfigError, MonitorsError
+    from monitors.ingest import IngestSource, IngestStore
+    from monitors.kinds import SOURCE_KINDS, build_source, register_source
+    from monitors.measurement import Measurement, MetricSpec, Status, Subject, Window
+    from monitors.prometheus import PrometheusSource
+    from monitors.source import MetricSource
+    from monitors.triggers import (
+        TriggerResult,
+        TriggerSpec,
+        TriggerStatus,
+        auto_rollback_triggers,
+        evaluate,
+    )
+
+# Names are loaded on first use (PEP 562), so that importing one light module of this
+# package (its values, its pure rules) does not load the database, HTTP and data-frame
+# libraries the rest needs: the controller's pure core depends on that.
+_WHERE: dict[str, str] = {
+    "AlertAction": "monitors.alerts",
+    "AlertIntake": "monitors.alerts",
+    "AlertRule": "monitors.alerts",
+    "ConfigError": "monitors.errors",
+    "IngestSource": "monitors.ingest",
+    "IngestStore": "monitors.ingest",
+    "Matcher": "monitors.alerts",
+    "Measurement": "monitors.measurement",
+    "MetricSource": "monitors.source",
+    "MetricSpec": "monitors.measurement",
+    "MonitorsError": "monitors.errors",
+    "PrometheusSource": "monitors.prometheus",
+    "SOURCE_KINDS": "monitors.kinds",
+    "Status": "monitors.measurement",
+    "Subject": "monitors.measurement",
+    "TriggerResult": "monitors.triggers",
+    "TriggerSpec": "monitors.triggers",
+    "TriggerStatus": "monitors.triggers",
+    "Window": "monitors.measurement",
+    "auto_rollback_triggers": "monitors.triggers",
+    "build_source": "monitors.kinds",
+    "evaluate": "monitors.triggers",
+    "parse_webhook": "monitors.alerts",
+    "register_source": "monitors.kinds",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_WHERE))
+
 
 __all__ = [
     "SOURCE_KINDS",

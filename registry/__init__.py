@@ -5,32 +5,84 @@ registry = ModelRegistry()            # $MODELREG_HOME or ./.modelreg, SQLite
 registry.register_model("fraud", model, metadata={...})
 """
 
-from registry.api import AuditRecord, ModelRegistry
-from registry.auto_rollback import RollbackTrigger
-from registry.compare import Comparison
-from registry.errors import (
-    ApprovalRefused,
-    ApprovalRequired,
-    Conflict,
-    CorruptArtifact,
-    DeprecatedModelWarning,
-    IllegalTransition,
-    IncompatibleVersion,
-    IntegrityError,
-    InvalidInput,
-    InvalidName,
-    InvalidVersion,
-    ModelEndOfLife,
-    ModelNotFound,
-    NotFound,
-    RegistryError,
-    VersionNotFound,
-)
-from registry.experiments import track_experiment
-from registry.monitoring import ModelMonitor
-from registry.records import ModelSummary, ModelVersion, Transition
-from registry.report import ModelGovernance
-from registry.versions import SemVer
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from registry.api import AuditRecord, ModelRegistry
+    from registry.compare import Comparison
+    from registry.errors import (
+        ApprovalRefused,
+        ApprovalRequired,
+        Conflict,
+        CorruptArtifact,
+        DeprecatedModelWarning,
+        IllegalTransition,
+        IncompatibleVersion,
+        IntegrityError,
+        InvalidInput,
+        InvalidName,
+        InvalidVersion,
+        ModelEndOfLife,
+        ModelNotFound,
+        NotFound,
+        RegistryError,
+        VersionNotFound,
+    )
+    from registry.experiments import track_experiment
+    from registry.monitoring import ModelMonitor
+    from registry.records import ModelSummary, ModelVersion, RollbackTrigger, Transition
+    from registry.report import ModelGovernance
+    from registry.versions import SemVer
+
+# Names are loaded on first use (PEP 562), so that importing one light module of this
+# package (its values, its pure rules) does not load the database, HTTP and data-frame
+# libraries the rest needs: the controller's pure core depends on that.
+_WHERE: dict[str, str] = {
+    "ApprovalRefused": "registry.errors",
+    "ApprovalRequired": "registry.errors",
+    "AuditRecord": "registry.api",
+    "Comparison": "registry.compare",
+    "Conflict": "registry.errors",
+    "CorruptArtifact": "registry.errors",
+    "DeprecatedModelWarning": "registry.errors",
+    "IllegalTransition": "registry.errors",
+    "IncompatibleVersion": "registry.errors",
+    "IntegrityError": "registry.errors",
+    "InvalidInput": "registry.errors",
+    "InvalidName": "registry.errors",
+    "InvalidVersion": "registry.errors",
+    "ModelEndOfLife": "registry.errors",
+    "ModelGovernance": "registry.report",
+    "ModelMonitor": "registry.monitoring",
+    "ModelNotFound": "registry.errors",
+    "ModelRegistry": "registry.api",
+    "ModelSummary": "registry.records",
+    "ModelVersion": "registry.records",
+    "NotFound": "registry.errors",
+    "RegistryError": "registry.errors",
+    "RollbackTrigger": "registry.records",
+    "SemVer": "registry.versions",
+    "Transition": "registry.records",
+    "VersionNotFound": "registry.errors",
+    "track_experiment": "registry.experiments",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_WHERE))
+
 
 __all__ = [
     "ApprovalRefused",

@@ -23,12 +23,13 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any
 
 import sqlalchemy as sa
 
 from registry import names, queries
 from registry.errors import InvalidInput
+from registry.records import Direction, RollbackTrigger
 from registry.schema import auto_rollback_t, models_t
 from registry.store import Store, Tx
 
@@ -40,9 +41,6 @@ __all__ = [
     "seed_triggers",
 ]
 
-Direction = Literal["above", "below"]
-Compare = Literal["value", "drop"]
-
 # What each metric name a caller may pass means: (stored metric, direction, bounds).
 BUILTIN_METRICS: Mapping[str, tuple[str, Direction, str]] = {
     "accuracy": ("accuracy", "below", "fraction"),
@@ -53,41 +51,6 @@ BUILTIN_METRICS: Mapping[str, tuple[str, Direction, str]] = {
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd])")
 _UNIT_SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _CUSTOM_METRIC = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
-
-
-@dataclass(frozen=True, slots=True)
-class RollbackTrigger:
-    """One stored rule: roll production back when ``metric`` (or its drop against the
-    registered value) is ``direction`` ``threshold`` over the last ``window_s`` seconds,
-    on at least ``min_samples`` observations, ``consecutive`` evaluations in a row;
-    after a rollback, no further automatic one for ``cooldown_s`` seconds."""
-
-    name: str
-    metric: str
-    threshold: float
-    direction: Direction = "above"
-    compare: Compare = "value"
-    window_s: float = 3600.0
-    min_samples: int = 100
-    consecutive: int = 1
-    cooldown_s: float = 3600.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> RollbackTrigger:
-        return cls(
-            name=str(data["name"]),
-            metric=str(data["metric"]),
-            threshold=float(data["threshold"]),
-            direction="below" if data.get("direction") == "below" else "above",
-            compare="drop" if data.get("compare") == "drop" else "value",
-            window_s=float(data["window_s"]),
-            min_samples=int(data["min_samples"]),
-            consecutive=int(data["consecutive"]),
-            cooldown_s=float(data["cooldown_s"]),
-        )
 
 
 def parse_duration(value: object, what: str, *, allow_zero: bool = False) -> float:

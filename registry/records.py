@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from registry.versions import SemVer
 
@@ -131,3 +131,42 @@ class ModelSummary:
             "production": str(self.production) if self.production else None,
             "created_at": self.created_at.isoformat(),
         }
+
+
+Direction = Literal["above", "below"]
+Compare = Literal["value", "drop"]
+
+
+@dataclass(frozen=True, slots=True)
+class RollbackTrigger:
+    """One stored rule: roll production back when ``metric`` (or its drop against the
+    registered value) is ``direction`` ``threshold`` over the last ``window_s`` seconds,
+    on at least ``min_samples`` observations, ``consecutive`` evaluations in a row;
+    after a rollback, no further automatic one for ``cooldown_s`` seconds."""
+
+    name: str
+    metric: str
+    threshold: float
+    direction: Direction = "above"
+    compare: Compare = "value"
+    window_s: float = 3600.0
+    min_samples: int = 100
+    consecutive: int = 1
+    cooldown_s: float = 3600.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RollbackTrigger:
+        return cls(
+            name=str(data["name"]),
+            metric=str(data["metric"]),
+            threshold=float(data["threshold"]),
+            direction="below" if data.get("direction") == "below" else "above",
+            compare="drop" if data.get("compare") == "drop" else "value",
+            window_s=float(data["window_s"]),
+            min_samples=int(data["min_samples"]),
+            consecutive=int(data["consecutive"]),
+            cooldown_s=float(data["cooldown_s"]),
+        )
