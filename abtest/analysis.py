@@ -3,7 +3,7 @@
 ``analyze(spec, data)`` returns ``promote | continue | rollback | inconclusive``
 with, per metric, the numbers behind it and a one-line reason.
 
-The decision rule (one rule; ``controller.decide`` and the README state it too):
+The decision rule (one rule; ``controller.core.decide`` and the README state it too):
 
 1. A missing arm, or a sample ratio mismatch between the arms' assigned units
    and the planned weights, freezes the verdict at ``inconclusive``: the data
@@ -420,8 +420,9 @@ class MetricOutcome:
     are the side the estimate leans to. ``ci`` is ``(low, high)`` on the
     treatment-minus-control scale, one end from each test (running bounds).
     ``z`` / ``boundary``: the group-sequential statistic at this look and the
-    critical value it is compared with (once crossed, the boundary it crossed). ``tau`` is the harm test's mixture scale. ``samples_needed`` is
-    the per-arm size still required before judging, when too small.
+    critical value it is compared with (once crossed, the boundary it crossed).
+    ``tau`` is the harm test's mixture scale. ``samples_needed`` is the per-arm
+    size still required before judging, when too small.
     """
 
     name: str

@@ -49,10 +49,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from controller.access import AccessCheck
 from controller.alert_ledger import AlertLedger
 from controller.auth import AuthError, Principal, Role, TokenStore, Unauthorized, authorize
+from controller.core.phases import Event
 from controller.errors import CannotStart, IllegalMove, RolloutNotFound
 from controller.guard_store import GuardStore
 from controller.limits import BodyLimit
-from controller.phases import Event
 from controller.reconcile import Controller
 from controller.routers.http import HttpRouter
 from monitors import IngestStore

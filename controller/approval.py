@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 
-from controller.decide import Approvals, Decision
-from controller.phases import Event, Phase
+from controller.core.decide import Approvals, Decision
+from controller.core.phases import Event, Phase
 from controller.store import DecisionRecord
 from registry import ModelRegistry, RegistryError
 

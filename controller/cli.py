@@ -29,8 +29,8 @@ from rich.table import Table
 from controller.auth import TokenFileError
 from controller.config import Config, load_config
 from controller.config_advice import direction_warnings, margin_warnings, typical_values
+from controller.core.phases import Event
 from controller.errors import ConfigError, ControllerError
-from controller.phases import Event
 from controller.policy_cli import policy_app
 from registry.cli import app
 from registry.errors import RegistryError

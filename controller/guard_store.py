@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
-from controller.guard import ActionOutcome, GuardAction, TriggerMemory
+from controller.core.guard import ActionOutcome, GuardAction, TriggerMemory
 from controller.store import METADATA
 
 __all__ = ["GuardStore"]

@@ -1,13 +1,13 @@
 """Guarding production, the shell: ``Guard.run_once()`` is one pass over every model.
 
 For each model with a production version, triggers (policy ``triggers`` and/or the
-registry's auto-rollback triggers, ``controller.guard.merge``) and no active
+registry's auto-rollback triggers, ``controller.core.guard.merge``) and no active
 rollout (a rollout's own triggers judge it then):
 
 1. **measure** the production version over each trigger's window, from the source
    the policy names for that metric, else ``guard.source`` or the ingest source,
    with the metric's name as the statistic. Failures are error measurements.
-2. **judge** (pure, ``controller.guard.judge``) with the remembered streaks and the
+2. **judge** (pure, ``controller.core.guard.judge``) with the remembered streaks and the
    model's last guard action; a streak whose last judgement is older than a few
    guard intervals (a model skipped during a rollout) starts over.
 3. **act** on a firing outside cooldown: record a ``pending`` action, call
@@ -31,7 +31,7 @@ import pandas as pd
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from controller.guard import (
+from controller.core.guard import (
     GuardAction,
     GuardTrigger,
     TriggerMemory,
@@ -53,7 +53,7 @@ from registry.auto_rollback import Setting
 __all__ = ["GUARD_ACTOR", "Guard", "GuardMetrics"]
 
 GUARD_ACTOR = "modelreg-controller:guard"
-log = structlog.get_logger("controller.guard")
+log = structlog.get_logger("controller.core.guard")
 
 
 class GuardMetrics:

@@ -10,8 +10,8 @@ from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from controller.causes import Cause
-from controller.phases import Phase
+from controller.core.causes import Cause
+from controller.core.phases import Phase
 
 __all__ = ["ControllerMetrics"]
 
@@ -87,7 +87,7 @@ class ControllerMetrics:
 
 
 def rollback_label(cause: object, actor: object = None) -> str:
-    """A low-cardinality label for a rollback: its typed cause (``controller.causes``),
+    """A low-cardinality label for a rollback: its typed cause (``controller.core.causes``),
     ``alert`` for an operator rollback sent by an alert route, ``other`` if unknown."""
     if cause == Cause.OPERATOR and isinstance(actor, str) and actor.startswith("alert:"):
         return "alert"

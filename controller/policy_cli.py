@@ -22,8 +22,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from controller import horizon
 from controller.config import CanaryStrategy, PolicyConfig, load_config, parse_config
+from controller.core import horizon
 from controller.errors import ConfigError
 from controller.simulation import SCENARIOS, ScenarioResult, Workload, simulate_all
 

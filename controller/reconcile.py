@@ -37,18 +37,19 @@ import structlog
 
 from controller.approval import newly_overdue, read_approvals
 from controller.config import Config, PolicyConfig
-from controller.decide import (
+from controller.core.decide import (
     Decision,
     HoldUntil,
     Observations,
     decide,
     operator,
 )
+from controller.core.guard import rolled_back_from_production
+from controller.core.phases import TERMINAL, Event, Phase
+from controller.core.routes import REVISIONS_PER_ROLLOUT, rebased, route_for
 from controller.errors import CannotStart, IllegalMove, RolloutNotFound
-from controller.guard import rolled_back_from_production
 from controller.metrics import ControllerMetrics, rollback_label
 from controller.notify import DecisionEvent, EventKind
-from controller.phases import TERMINAL, Event, Phase
 from controller.routing import Backend, Route, Router, RouterError
 from controller.store import Intent, RolloutRecord, RolloutStore
 from monitors import (
@@ -64,10 +65,9 @@ from monitors.alerts import AlertAction
 from monitors.windows import STAT_COLUMNS, measure_frame
 from registry import ApprovalRequired, ModelRegistry, NotFound, RegistryError, Transition
 
-__all__ = ["Clock", "Controller", "rebased", "route_for"]
+__all__ = ["Clock", "Controller"]
 
 Clock = Callable[[], datetime]
-_REVISIONS_PER_ROLLOUT = 1000
 _NOTIFIED: Mapping[Phase, EventKind] = {
     Phase.PROMOTED: EventKind.PROMOTED,
     Phase.ROLLED_BACK: EventKind.ROLLED_BACK,
@@ -75,48 +75,6 @@ _NOTIFIED: Mapping[Phase, EventKind] = {
     Phase.ABORTED: EventKind.FAILED,
 }
 log = structlog.get_logger("controller")
-
-
-def route_for(
-    model: str,
-    rollout_id: int,
-    control: Backend,
-    treatment: Backend,
-    *,
-    phase: Phase,
-    weight: float,
-    revision: int,
-) -> Route:
-    """The route a rollout in ``phase`` with ``weight`` percent to the treatment implies."""
-    w = round(weight)
-    if phase is Phase.PROMOTED or (phase not in TERMINAL and w >= 100):
-        backends: tuple[Backend, ...] = (replace(treatment, weight=100),)
-    elif phase in TERMINAL or w <= 0:
-        backends = (replace(control, weight=100),)
-    else:
-        backends = (replace(control, weight=100 - w), replace(treatment, weight=w))
-    return Route(
-        model=model,
-        backends=backends,
-        revision=rollout_id * _REVISIONS_PER_ROLLOUT + revision,
-        salt=f"{model}:{rollout_id}",
-    )
-
-
-def rebased(route: Route, held: Route | None) -> Route:
-    """``route`` as it may be pushed over ``held``: a revision never moves back.
-
-    Serving already holding these backends keeps its route (no write); otherwise the
-    revision goes above the held one when it is not already, since receivers ignore
-    routes that are not newer (a production change outside a rollout, a retried push).
-    """
-    if held is None:
-        return route
-    if held.backends == route.backends and held.salt == route.salt:
-        return held
-    if held.revision >= route.revision:
-        return replace(route, revision=held.revision + 1)
-    return route
 
 
 def _shape(route: Route | None) -> tuple[tuple[tuple[str, int], ...], str] | None:
@@ -634,7 +592,7 @@ class Controller:
             production = self.registry.resolve(model)
         except NotFound:
             return None
-        revision = last.id * _REVISIONS_PER_ROLLOUT + last.revision if last else 0
+        revision = last.id * REVISIONS_PER_ROLLOUT + last.revision if last else 0
         salt = f"{model}:{last.id}" if last else ""
         return Route(
             model=model,

@@ -33,10 +33,10 @@ from typing import Any, Literal
 import numpy as np
 from scipy import special
 
-from controller import horizon
-from controller.causes import Cause
 from controller.config import MetricConfig, PolicyConfig
-from controller.decide import (
+from controller.core import horizon
+from controller.core.causes import Cause
+from controller.core.decide import (
     AwaitApproval,
     Observations,
     Promote,
@@ -44,7 +44,7 @@ from controller.decide import (
     RolloutState,
     decide,
 )
-from controller.phases import Phase
+from controller.core.phases import Phase
 from monitors import Measurement, Status, Subject, Window
 from monitors.measurement import SufficientStats
 

@@ -29,9 +29,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from abtest.analysis import AnalysisState
-from controller.decide import Decision, RolloutState
+from controller.core.decide import Decision, RolloutState
+from controller.core.phases import ACTIVE, TERMINAL, Phase
 from controller.errors import CannotStart, RolloutNotFound
-from controller.phases import ACTIVE, TERMINAL, Phase
 from controller.routing import Route
 from registry import db as registry_db
 from registry.db import make_engine

@@ -11,9 +11,9 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from controller.config import Config
-from controller.decide import AwaitApproval
+from controller.core.decide import AwaitApproval
+from controller.core.phases import Phase
 from controller.notify import DecisionEvent
-from controller.phases import Phase
 from controller.reconcile import Controller
 from controller.routers.file import read_table
 from controller.store import RolloutStore

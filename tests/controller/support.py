@@ -12,7 +12,7 @@ import numpy as np
 from prometheus_client import CollectorRegistry
 
 from controller.config import Config, PolicyConfig, parse_config
-from controller.decide import Observations, RolloutState, decide
+from controller.core.decide import Observations, RolloutState, decide
 from controller.metrics import ControllerMetrics
 from controller.reconcile import Controller
 from controller.routers.file import FileRouter

@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from controller.alert_ledger import SEEN, AlertLedger, insert_missing
-from controller.reconcile import rebased
+from controller.core.routes import rebased
 from controller.routing import Backend, Route
 from controller.store import RolloutStore
 from monitors.alerts import AlertIntake, AlertRule

@@ -11,7 +11,7 @@ import pytest
 
 from controller.api import ApiDeps, create_app
 from controller.auth import TokenStore, hash_token
-from controller.phases import Phase
+from controller.core.phases import Phase
 
 from .approval_support import Loop, guard, make_loop
 

@@ -10,7 +10,7 @@ import yaml
 from typer.testing import CliRunner
 
 from controller.cli import app
-from controller.phases import Phase
+from controller.core.phases import Phase
 
 from .approval_support import Loop, guard, make_loop
 

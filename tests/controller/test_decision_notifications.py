@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 
 from controller.config import parse_config
+from controller.core.phases import Event, Phase
 from controller.daemon import build_notifications
 from controller.errors import ConfigError
 from controller.notify import Notifications
-from controller.phases import Event, Phase
 from controller.reconcile import Controller
 from controller.routers.file import FileRouter
 from controller.store import RolloutStore

@@ -13,8 +13,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from controller.config import Config, GuardSection, parse_config
-from controller.errors import ConfigError
-from controller.guard import (
+from controller.core.guard import (
     STREAK_GAP_INTERVALS,
     GuardAction,
     GuardTrigger,
@@ -25,10 +24,11 @@ from controller.guard import (
     registered_baseline,
     rolled_back_from_production,
 )
+from controller.core.phases import Event, Phase
+from controller.errors import ConfigError
 from controller.guard_store import GuardStore
 from controller.guarding import GUARD_ACTOR, Guard
 from controller.notify import DecisionEvent, EventKind
-from controller.phases import Event, Phase
 from controller.reconcile import Controller
 from controller.routers.file import read_table
 from controller.store import RolloutStore
@@ -519,7 +519,7 @@ class TestNeverPromotedAgainAutomatically:
 
 
 def _abort() -> Any:
-    from controller.phases import Event
+    from controller.core.phases import Event
 
     return Event.ABORT
 

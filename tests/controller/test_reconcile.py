@@ -11,9 +11,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from controller.config import Config
-from controller.decide import Promote, RollBack, SetWeight
+from controller.core.decide import Promote, RollBack, SetWeight
+from controller.core.phases import Event, Phase
 from controller.errors import CannotStart
-from controller.phases import Event, Phase
 from controller.reconcile import Controller
 from controller.routers.file import read_table
 from controller.store import RolloutStore

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from controller.decide import HoldUntil, SetWeight
+from controller.core.decide import HoldUntil, SetWeight
+from controller.core.phases import Event, Phase
 from controller.errors import CannotStart, RolloutNotFound
-from controller.phases import Event, Phase
 from controller.routing import Backend, Route
 from controller.store import RolloutStore
 from registry import ModelRegistry

@@ -1,4 +1,4 @@
-"""controller.decide on approvals: a table of (policy, state, observations) -> decision."""
+"""controller.core.decide on approvals: a table of (policy, state, observations) -> decision."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from controller.config import ConfigError, PolicyConfig
-from controller.decide import (
+from controller.core.decide import (
     Approvals,
     AwaitApproval,
     HoldUntil,
@@ -21,10 +21,10 @@ from controller.decide import (
     decide,
     operator,
 )
+from controller.core.phases import Event, Phase
 from controller.errors import IllegalMove
-from controller.phases import Event, Phase
 
-from .support import check_decision
+from ..support import check_decision
 from .test_decide import BETTER_80, LATE, T0, policy, state
 
 WAIT = state(phase=Phase.AWAITING_APPROVAL, step=1, weight=80.0, step_started_at=T0)

@@ -1,11 +1,11 @@
-"""controller.phases: the transition table, row by row, and every illegal move."""
+"""controller.core.phases: the transition table, row by row, and every illegal move."""
 
 from __future__ import annotations
 
 import pytest
 
+from controller.core.phases import TERMINAL, TRANSITIONS, Event, Phase, move
 from controller.errors import IllegalMove
-from controller.phases import TERMINAL, TRANSITIONS, Event, Phase, move
 
 ROWS = sorted(TRANSITIONS.items(), key=lambda kv: (kv[0][0].value, kv[0][1].value))
 ILLEGAL = [(p, e) for p in Phase for e in Event if (p, e) not in TRANSITIONS]

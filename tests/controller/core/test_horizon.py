@@ -1,4 +1,4 @@
-"""controller.horizon: the planned clock the efficacy test spends its alpha on."""
+"""controller.core.horizon: the planned clock the efficacy test spends its alpha on."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from controller import horizon
+from controller.core import horizon
 
 from .test_decide import policy
 

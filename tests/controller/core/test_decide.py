@@ -1,4 +1,4 @@
-"""controller.decide: one table of (policy, state, observations) -> decision, no fixtures."""
+"""controller.core.decide: one table of (policy, state, observations) -> decision, no fixtures."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from controller.causes import Cause
 from controller.config import PolicyConfig, parse_config
-from controller.decide import (
+from controller.core.causes import Cause
+from controller.core.decide import (
     AwaitApproval,
     Decision,
     HoldUntil,
@@ -22,11 +22,11 @@ from controller.decide import (
     decide,
     operator,
 )
+from controller.core.phases import Event, Phase
 from controller.errors import IllegalMove
-from controller.phases import Event, Phase
 from monitors import Measurement, Status, Subject, Window
 
-from .support import check_decision
+from ..support import check_decision
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 WINDOW = Window(end=T0 + timedelta(hours=1), length=timedelta(minutes=1))

@@ -1,0 +1,60 @@
+"""Route planning: the split a rollout's phase and weight imply, and how a route may be
+pushed over the one serving holds. Pure: the actuator pushes what these return.
+
+Revisions: each rollout owns a block of ``REVISIONS_PER_ROLLOUT`` revisions (its id
+times the block, plus its own counter), so a later rollout's routes are always
+newer; ``rebased`` lifts a route above one serving already holds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from controller.core.phases import TERMINAL, Phase
+from controller.routing import Backend, Route
+
+__all__ = ["REVISIONS_PER_ROLLOUT", "rebased", "route_for"]
+
+REVISIONS_PER_ROLLOUT = 1000
+
+
+def route_for(
+    model: str,
+    rollout_id: int,
+    control: Backend,
+    treatment: Backend,
+    *,
+    phase: Phase,
+    weight: float,
+    revision: int,
+) -> Route:
+    """The route a rollout in ``phase`` with ``weight`` percent to the treatment implies."""
+    w = round(weight)
+    if phase is Phase.PROMOTED or (phase not in TERMINAL and w >= 100):
+        backends: tuple[Backend, ...] = (replace(treatment, weight=100),)
+    elif phase in TERMINAL or w <= 0:
+        backends = (replace(control, weight=100),)
+    else:
+        backends = (replace(control, weight=100 - w), replace(treatment, weight=w))
+    return Route(
+        model=model,
+        backends=backends,
+        revision=rollout_id * REVISIONS_PER_ROLLOUT + revision,
+        salt=f"{model}:{rollout_id}",
+    )
+
+
+def rebased(route: Route, held: Route | None) -> Route:
+    """``route`` as it may be pushed over ``held``: a revision never moves back.
+
+    Serving already holding these backends keeps its route (no write); otherwise the
+    revision goes above the held one when it is not already, since receivers ignore
+    routes that are not newer (a production change outside a rollout, a retried push).
+    """
+    if held is None:
+        return route
+    if held.backends == route.backends and held.salt == route.salt:
+        return held
+    if held.revision >= route.revision:
+        return replace(route, revision=held.revision + 1)
+    return route

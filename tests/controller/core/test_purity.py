@@ -1,0 +1,37 @@
+"""controller.core stays pure: importing it loads no database, HTTP, data-frame, web,
+scheduling, logging or metrics library (the import-linter contract checks the code,
+this checks what actually gets imported, lazy package fronts included)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("sqlalchemy", "sqlmodel", "alembic", "httpx", "pandas", "fastapi", "starlette",
+         "uvicorn", "apscheduler", "structlog", "prometheus_client")  # fmt: skip
+CORE = ("causes", "decide", "guard", "horizon", "phases", "policy", "routes")
+
+
+@pytest.mark.parametrize("module", CORE)
+def test_importing_the_core_loads_no_io_library(module: str) -> None:
+    """A fresh interpreter importing one core module has none of HEAVY in sys.modules."""
+    code = (
+        f"import sys, controller.core.{module}; "
+        f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)  # fmt: skip
+    assert out.stdout.strip() == "", f"controller.core.{module} loads {out.stdout.strip()}"
+
+
+def test_the_check_can_fail() -> None:
+    """The same probe sees the shell's libraries (so an empty answer above means something)."""
+    code = (
+        "import sys, controller.reconcile; "
+        f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)  # fmt: skip
+    assert "sqlalchemy" in out.stdout
