@@ -8,6 +8,7 @@
 - ``horizon``: the policy's planned clock, looks and harm point.
 - ``routes``: the route a phase and weight imply, and rebasing over what serving holds.
 - ``guard``: the production guard's judgement of rollback triggers.
+- ``memo``: values derived from a policy, computed once per policy object.
 
 Nothing here reads a clock, a database, a network or a file; ``now`` and every
 observation are passed in. An import-linter contract keeps it so (no sqlalchemy,

@@ -62,7 +62,6 @@ Approvals, before any of the above:
 from __future__ import annotations
 
 import math
-import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -80,6 +79,7 @@ from abtest.analysis import (
 from abtest.results import Counts, Summary
 from controller.core import horizon
 from controller.core.causes import Cause
+from controller.core.memo import per_policy
 from controller.core.phases import TERMINAL, Event, Phase, move
 from controller.core.policy import CanaryStrategy, MetricConfig, PolicyConfig
 from controller.errors import IllegalMove
@@ -299,26 +299,19 @@ def _verdict_numbers(verdict: Verdict, progress: float) -> dict[str, Any]:
     }
 
 
-_SPECS: dict[tuple[int, float], tuple[weakref.ref[PolicyConfig], AnalysisSpec]] = {}
-
-
 def _spec(policy: PolicyConfig, weight: float) -> AnalysisSpec:
-    """The abtest spec for a split, with the policy's looks and harm point; memoised per
-    policy object and weight (policies are frozen; each look would otherwise rebuild
-    and re-validate it)."""
-    key = (id(policy), weight)
-    found = _SPECS.get(key)
-    if found is not None and found[0]() is policy:
-        return found[1]
-    spec = policy.analysis.spec(
-        weights=(100.0 - weight, weight),
-        max_looks=horizon.planned_looks(policy),
-        harm_fraction=horizon.harm_fraction(policy),
+    """The abtest spec for a split, with the policy's looks and harm point; built once
+    per policy object and weight (each look would otherwise rebuild and re-validate it)."""
+    return per_policy(
+        "spec",
+        policy,
+        weight,
+        lambda: policy.analysis.spec(
+            weights=(100.0 - weight, weight),
+            max_looks=horizon.planned_looks(policy),
+            harm_fraction=horizon.harm_fraction(policy),
+        ),
     )
-    if len(_SPECS) > 4096:
-        _SPECS.clear()
-    _SPECS[key] = (weakref.ref(policy), spec)
-    return spec
 
 
 def _stratum(state: RolloutState) -> int:

@@ -13,9 +13,9 @@ its split, after the settle time that is not measured, weighted by ``w (1 - w)``
 from __future__ import annotations
 
 import math
-import weakref
 from dataclasses import dataclass
 
+from controller.core.memo import per_policy
 from controller.core.policy import CanaryStrategy, PolicyConfig
 
 __all__ = ["harm_fraction", "horizon_seconds", "planned_looks", "progress"]
@@ -34,15 +34,12 @@ class _Plan:
     harm: float
 
 
-_PLANS: dict[int, tuple[weakref.ref[PolicyConfig], _Plan]] = {}
-
-
 def _plan(policy: PolicyConfig) -> _Plan:
-    """The policy's plan, memoised by object (policies are frozen; a reload makes new
-    ones, and a dead entry is replaced when its id is reused)."""
-    found = _PLANS.get(id(policy))
-    if found is not None and found[0]() is policy:
-        return found[1]
+    """The policy's plan, computed once per policy object (``controller.core.memo``)."""
+    return per_policy("plan", policy, None, lambda: _make_plan(policy))
+
+
+def _make_plan(policy: PolicyConfig) -> _Plan:
     horizon = _horizon(policy)
     segments = _segments(policy, horizon)
     total = _information(segments, horizon)
@@ -50,11 +47,7 @@ def _plan(policy: PolicyConfig) -> _Plan:
     harm = HARM_FRACTION
     if len(segments) > 1 and total > 0:
         harm = min(HARM_FRACTION, max(_information(segments, segments[0][1]) / total, 1e-4))
-    plan = _Plan(horizon, segments, total, looks, harm)
-    if len(_PLANS) > 4096:
-        _PLANS.clear()
-    _PLANS[id(policy)] = (weakref.ref(policy), plan)
-    return plan
+    return _Plan(horizon, segments, total, looks, harm)
 
 
 def _horizon(policy: PolicyConfig) -> float:

@@ -11,7 +11,7 @@ import pytest
 
 HEAVY = ("sqlalchemy", "sqlmodel", "alembic", "httpx", "pandas", "fastapi", "starlette",
          "uvicorn", "apscheduler", "structlog", "prometheus_client")  # fmt: skip
-CORE = ("causes", "decide", "guard", "horizon", "phases", "policy", "routes")
+CORE = ("causes", "decide", "guard", "horizon", "memo", "phases", "policy", "routes")
 
 
 @pytest.mark.parametrize("module", CORE)
