@@ -28,7 +28,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from abtest.analysis import AnalysisState
+from abtest.state import AnalysisState
 from controller.core.decide import Decision, RolloutState
 from controller.core.phases import ACTIVE, TERMINAL, Phase
 from controller.errors import CannotStart, RolloutNotFound
