@@ -31,8 +31,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import numpy as np
-from scipy import special
 
+from abtest import stats
+from abtest.results import Summary
 from controller.config import MetricConfig, PolicyConfig
 from controller.core import horizon
 from controller.core.causes import Cause
@@ -307,30 +308,24 @@ def _baseline_metric(policy: PolicyConfig) -> MetricConfig | None:
 
 
 def _fixed_horizon_better(metric: MetricConfig, control: _Arm, treatment: _Arm) -> bool:
-    """The single fixed-horizon test on everything up to the horizon: the pooled two-
-    proportion z test (Welch's z for means), two-sided at the metric's alpha, with the
-    effect in the good direction."""
+    """The single fixed-horizon test on everything up to the horizon (``abtest.stats``'s
+    pooled two-proportion z test, Welch's test for means), two-sided at the metric's
+    alpha, with the effect in the good direction."""
     if metric.kind == "proportion":
         xc, nc = control.counts.get(metric.name, (0, 0))
         xt, nt = treatment.counts.get(metric.name, (0, 0))
         if not (nc and nt):
             return False
-        pooled = (xc + xt) / (nc + nt)
-        se = math.sqrt(pooled * (1 - pooled) * (1 / nc + 1 / nt))
-        effect = xt / nt - xc / nc
+        result = stats.two_proportions(xc, nc, xt, nt)
     else:
         nc, sc, qc = control.sums.get(metric.name, (0, 0.0, 0.0))
         nt, st, qt = treatment.sums.get(metric.name, (0, 0.0, 0.0))
         if nc < 2 or nt < 2:
             return False
-        vc = (qc - sc * sc / nc) / (nc - 1)
-        vt = (qt - st * st / nt) / (nt - 1)
-        se = math.sqrt(vc / nc + vt / nt)
-        effect = st / nt - sc / nc
-    if se <= 0:
-        return False
-    z = (effect if metric.direction == "higher" else -effect) / se
-    return bool(z >= special.ndtri(1 - metric.alpha / 2))
+        c, t = Summary.from_sums(nc, sc, qc), Summary.from_sums(nt, st, qt)
+        result = stats.welch_from_summary(c.mean, c.var, c.n, t.mean, t.var, t.n)
+    good = result.effect if metric.direction == "higher" else -result.effect
+    return good > 0 and result.p_value <= metric.alpha
 
 
 class _Run:
