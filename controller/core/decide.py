@@ -255,7 +255,7 @@ def _data(metric: MetricConfig, m: Measurement) -> MetricData | None:
     """The abtest input for one arm's (valid, ok) measurement; None when it has none."""
     if metric.kind == "proportion":
         n = m.sample_size
-        return Counts(min(n, max(0, round((m.value or 0.0) * n))), n)
+        return Counts(round((m.value or 0.0) * n), n)  # _invalid kept the rate in [0, 1]
     if metric.kind == "mean":
         assert m.stats is not None
         scale = metric.scale
