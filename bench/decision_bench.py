@@ -8,8 +8,9 @@ or a latency (mean, lower is better; lognormal, median 100 ms, sigma 0.5). Each
 rollout runs through ``controller.simulation`` (the daemon's loop: measure, decide,
 apply, the verdict carried to the next look) and ends rolled back, promoted, or
 undecided at the horizon. The same streams are also judged by the baseline that
-needs no sequential correction because it looks once: a two-sided z test at
-look 50 on all the data (``fixed_horizon_z_test_promote``).
+needs no sequential correction because it looks once: a two-sided test at look 50
+on all the data (the pooled z test for proportions, Welch's test for means;
+``fixed_horizon_z_test_promote``).
 
 Targets (issue 11): identical versions: false decisions (any rollback, or a
 promotion on evidence) <= 5% at both splits, for both metrics; 2x error rate:
