@@ -52,15 +52,16 @@ import numpy as np
 import yaml
 from prometheus_client import CollectorRegistry
 
+from controller.adapters.metrics import ControllerMetrics
+from controller.adapters.rollout_store import RolloutStore
+from controller.adapters.routers.file import FileRouter
 from controller.config import GuardSection, parse_config
-from controller.logging import configure
-from controller.metrics import ControllerMetrics
-from controller.reconcile import Controller
-from controller.routers.file import FileRouter, read_table
-from controller.store import RolloutStore
+from controller.runtime.logging import configure
+from controller.shell.controller import Controller
 from monitors import IngestSource, IngestStore
 from monitors.testing import free_port, wait_until
 from registry import ModelRegistry
+from serving.route import read_table
 
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
@@ -148,7 +149,6 @@ def evaluation(n: int, events: int, work: Path) -> dict[str, Any]:
         routers={"table": FileRouter(path=home / "r.json")},
         clock=lambda: clock["now"],
         metrics=ControllerMetrics(CollectorRegistry()),
-        ingest={"events": ingest},  # as the daemon wires it: one read per version and tick
     )
     started = controller.watch_once()
     for record in started:  # first tick: pending -> 10 %
@@ -178,8 +178,8 @@ def evaluation(n: int, events: int, work: Path) -> dict[str, Any]:
 
 def guarding(n: int, events: int, work: Path) -> dict[str, Any]:
     """Time one guard pass over ``n`` production models, then one rollout tick of each."""
-    from controller.guard_store import GuardStore  # noqa: PLC0415 -- only this section
-    from controller.guarding import Guard  # noqa: PLC0415 -- only this section
+    from controller.adapters.guard_store import GuardStore  # noqa: PLC0415 -- only this section
+    from controller.shell.guard_pass import Guard  # noqa: PLC0415 -- only this section
 
     home = work / f"guard-{n}"
     clock = {"now": T0}
@@ -214,7 +214,6 @@ def guarding(n: int, events: int, work: Path) -> dict[str, Any]:
         sources={"events": IngestSource(ingest)},
         routers={"table": FileRouter(path=home / "r.json")},
         clock=lambda: clock["now"], metrics=ControllerMetrics(CollectorRegistry()),
-        ingest={"events": ingest},
     )  # fmt: skip
     guard = Guard(controller, GuardStore(store.engine), metrics=CollectorRegistry())
     clock["now"] = T0 + timedelta(seconds=3)

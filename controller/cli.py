@@ -26,11 +26,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from controller.auth import TokenFileError
 from controller.config import Config, load_config
 from controller.config_advice import direction_warnings, margin_warnings, typical_values
 from controller.core.phases import Event
 from controller.errors import ConfigError, ControllerError
+from controller.http.auth import TokenFileError
 from controller.policy_cli import policy_app
 from registry.cli import app
 from registry.errors import RegistryError
@@ -73,8 +73,8 @@ def _load(path: Path) -> Config:
 @app.command()
 def daemon(config: ConfigOpt = Path("config/daemon.yaml")) -> None:
     """Run the controller daemon: scheduler, routers and HTTP API."""
-    from controller.daemon import run  # noqa: PLC0415 -- keep other commands quick to start
-    from controller.logging import configure  # noqa: PLC0415 -- ditto
+    from controller.runtime.daemon import run  # noqa: PLC0415 -- keep other commands quick to start
+    from controller.runtime.logging import configure  # noqa: PLC0415 -- ditto
 
     loaded = _load(config)
     configure()
@@ -139,8 +139,8 @@ def _request(method: str, url: str, body: dict[str, Any] | None = None) -> Any:
 
 def _direct(config: Path, fn: Callable[[Any], Any]) -> Any:
     """Run ``fn(controller)`` against the database without a daemon."""
-    from controller.daemon import Daemon  # noqa: PLC0415 -- keep other commands quick to start
-    from controller.logging import configure  # noqa: PLC0415 -- ditto
+    from controller.runtime.daemon import Daemon  # noqa: PLC0415 -- keep other commands quick to start
+    from controller.runtime.logging import configure  # noqa: PLC0415 -- ditto
 
     loaded = _load(config)
     configure()  # JSON log lines on stderr; stdout stays the command's output

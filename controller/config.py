@@ -24,6 +24,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from controller.adapters.routing import ROUTERS, build_router
 from controller.core.policy import (
     AnalysisConfig,
     ApprovalConfig,
@@ -36,7 +37,6 @@ from controller.core.policy import (
     UnitsConfig,
 )
 from controller.errors import ConfigError
-from controller.routing import ROUTERS, build_router
 from monitors import SOURCE_KINDS, AlertRule
 
 __all__ = [
@@ -70,7 +70,7 @@ class ServerSection(Strict):
     listen: str = "127.0.0.1:8470"
     tokens_file: str | None = None
     ingest_source: str | None = None  # the ingest source that /v1/ingest writes to
-    # Request bodies over these are refused with 413 before they are read (controller.limits).
+    # Request bodies over these are refused with 413 before they are read (controller.http.limits).
     max_body_bytes: int = Field(default=1_048_576, gt=0)
     max_ingest_body_bytes: int = Field(default=67_108_864, gt=0)  # /v1/ingest/ batches
     # On SIGTERM, how long running evaluations may finish before they are abandoned;
@@ -115,11 +115,11 @@ class RouterConfig(Strict):
 
 
 def _load_router_kind(kind: str) -> None:
-    """Import ``controller.routers.<kind>`` so that its factory is registered."""
+    """Import ``controller.adapters.routers.<kind>`` so that its factory is registered."""
     if kind in ROUTERS or not kind.isidentifier():
         return
     try:
-        importlib.import_module(f"controller.routers.{kind}")
+        importlib.import_module(f"controller.adapters.routers.{kind}")
     except ImportError:
         return
 
@@ -148,7 +148,8 @@ _ALL_NOTIFY_EVENTS: list[NotifyEvent] = ["promoted", "rolled_back", "awaiting_ap
 
 
 class NotificationTarget(Strict):
-    """One webhook that receives decisions as Slack-compatible JSON (``controller.notify``).
+    """One webhook that receives decisions as Slack-compatible JSON
+    (``controller.adapters.notify``).
 
     Give ``url`` or ``url_env`` (an environment variable holding the URL, to keep its
     secret out of the file). ``events``: which decisions it receives (default: all).
@@ -181,7 +182,7 @@ class NotificationTarget(Strict):
         return self
 
     def options(self) -> dict[str, Any]:
-        """The options ``controller.notify.build_notifier`` takes for this target."""
+        """The options ``controller.adapters.notify.build_notifier`` takes for this target."""
         webhook: str | dict[str, str] = (
             self.url if self.url is not None else {"url_env": str(self.url_env)}
         )
@@ -196,7 +197,7 @@ class NotificationTarget(Strict):
 
 
 class GuardSection(Strict):
-    """Guarding production versions (``controller.guarding``): one pass every
+    """Guarding production versions (``controller.shell.guard_pass``): one pass every
     ``interval`` seconds over every model whose production version has triggers (its
     policy's ``triggers`` or the registry's auto-rollback triggers) and no active
     rollout. Policy triggers are judged over the last ``window`` seconds, and a guard

@@ -231,7 +231,7 @@ def _start(
     _wait_ready(url, daemon)
     console.print(f"daemon ready on {url} (logs: {home / 'daemon.log'})")
     workload = subprocess.Popen(
-        [sys.executable, "-m", "controller.workload", "--model", MODEL,
+        [sys.executable, "-m", "serving.workload", "--model", MODEL,
          "--routes", str(home / "routes.json"), "--ingest", url, "--rate", "600",
          *[arg for p in PROFILES for arg in ("--version", p)]],
         stdout=subprocess.DEVNULL, stderr=(home / "workload.log").open("wb"), env=env,

@@ -7,7 +7,7 @@
     │   └── CannotStart(RolloutError, ValueError)   no policy, no artifact, no control, duplicate
     └── IllegalMove(ControllerError)                a phase has no transition for an event
 
-Router failures are ``controller.routing.RouterError`` (temporary: retried every tick).
+Router failures are ``controller.adapters.routing.RouterError`` (temporary: retried every tick).
 """
 
 from __future__ import annotations

@@ -628,10 +628,18 @@ class IngestSource:
         """Raise ``ConfigError`` when ``metric.query`` names no known statistic."""
         check_statistic(metric.query, self._custom)
 
-    def measure(self, metric: MetricSpec, subject: Subject, window: Window) -> Measurement:
-        """Load the window's events and compute ``metric.query`` over them."""
+    @property
+    def store(self) -> IngestStore:
+        """The store this source reads (the daemon's ingest API writes to it)."""
+        return self._store
+
+    def events(self, subject: Subject, window: Window) -> pd.DataFrame | str:
+        """The window's events of ``subject`` in one read, or why they could not be read.
+
+        Callers measuring several metrics of one window (a rollout tick, a guard pass)
+        read the events once and pass them to ``measure_events`` per metric."""
         try:
-            frame = self._store.frame(
+            return self._store.frame(
                 subject.model,
                 window,
                 version=subject.version,
@@ -639,9 +647,18 @@ class IngestSource:
                 columns=STAT_COLUMNS,
             )
         except sa.exc.SQLAlchemyError as exc:
-            return Measurement.error(
-                metric.name, subject, window, f"ingest store failed: {type(exc).__name__}: {exc}"
-            )
+            return f"ingest store failed: {type(exc).__name__}: {exc}"
+
+    def measure_events(
+        self, events: pd.DataFrame | str, metric: MetricSpec, subject: Subject, window: Window
+    ) -> Measurement:
+        """``metric`` over ``events`` (from ``events``), with this source's options."""
+        if isinstance(events, str):
+            return Measurement.error(metric.name, subject, window, events)
         return measure_frame(
-            frame, metric, subject, window, custom=self._custom, max_samples=self._max_samples
+            events, metric, subject, window, custom=self._custom, max_samples=self._max_samples
         )
+
+    def measure(self, metric: MetricSpec, subject: Subject, window: Window) -> Measurement:
+        """Load the window's events and compute ``metric.query`` over them."""
+        return self.measure_events(self.events(subject, window), metric, subject, window)

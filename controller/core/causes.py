@@ -33,7 +33,9 @@ class Cause(StrEnum):
     AWAITING_APPROVAL = "awaiting_approval"  # ready to promote, waiting for approval
     APPROVED = "approved"
     REJECTED = "rejected"
-    OPERATOR = "operator"  # pause, resume, abort or rollback by a person or an alert
+    OPERATOR = "operator"  # pause, resume, abort or rollback by a person
+    ALERT = "alert"  # an Alertmanager alert routed to a rollback, pause or abort
+    GUARD = "guard"  # the production guard's trigger fired
 
     @property
     def on_evidence(self) -> bool:

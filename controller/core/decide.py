@@ -1,6 +1,6 @@
 """The controller's brain: ``decide(policy, state, observations, *, now) -> Decision``.
 
-Pure: no clock (``now`` is passed in), no I/O. The shell (``controller.reconcile``)
+Pure: no clock (``now`` is passed in), no I/O. The shell (``controller.shell.controller``)
 measures, calls ``decide`` and applies the returned ``Decision``; each decision
 carries the next ``RolloutState``, the phase-table ``event`` it is, one-line
 ``reasons`` and the ``numbers`` behind them (for the log, the database and
@@ -630,23 +630,26 @@ def _awaiting(
 
 
 def operator(
-    state: RolloutState, event: Event, *, reason: str, actor: str | None = None
+    state: RolloutState,
+    event: Event,
+    *,
+    reason: str,
+    actor: str | None = None,
+    cause: Cause = Cause.OPERATOR,
 ) -> Decision:
-    """The decision for an operator's (or an alert's) pause, resume, abort, rollback,
-    approval or rejection; ``actor`` is recorded with it."""
+    """The decision for an operator's (or an alert's: ``cause=Cause.ALERT``) pause, resume,
+    abort, rollback, approval or rejection; ``actor`` is recorded with it."""
     who = {"actor": actor}
     if event is Event.APPROVE:
         if state.phase is not Phase.AWAITING_APPROVAL:
             raise IllegalMove(state.phase.value, event.value)
-        return HoldUntil(Event.HOLD, replace(state, approved=True), (reason,), who)
+        return HoldUntil(Event.HOLD, replace(state, approved=True), (reason,), who, cause)
     nxt_phase = move(state.phase, event)
     if event is Event.REJECT:
         nxt = replace(state, phase=nxt_phase, weight=0.0)
         return RollBack(event, nxt, (reason,), who, Cause.REJECTED)
-    if event is Event.ROLLBACK:
-        return RollBack(event, replace(state, phase=nxt_phase, weight=0.0), (reason,), who)
-    if event is Event.ABORT:
-        return RollBack(Event.ABORT, replace(state, phase=nxt_phase, weight=0.0), (reason,), who)
+    if event in (Event.ROLLBACK, Event.ABORT):
+        return RollBack(event, replace(state, phase=nxt_phase, weight=0.0), (reason,), who, cause)
     if event is Event.PAUSE:
-        return Pause(Event.PAUSE, replace(state, phase=nxt_phase), (reason,), who)
-    return HoldUntil(Event.RESUME, replace(state, phase=nxt_phase), (reason,), who)
+        return Pause(Event.PAUSE, replace(state, phase=nxt_phase), (reason,), who, cause)
+    return HoldUntil(Event.RESUME, replace(state, phase=nxt_phase), (reason,), who, cause)

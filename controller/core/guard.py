@@ -1,9 +1,9 @@
 """Guarding production, the pure part: which triggers guard a model, and the verdict.
 
 ``judge(...)`` takes the production version's measurements, each trigger's
-remembered streak (``TriggerMemory``, persisted by ``controller.guard_store``) and
+remembered streak (``TriggerMemory``, persisted by ``controller.adapters.guard_store``) and
 the model's last guard action, and returns a ``Verdict``: roll back, hold in
-cooldown, or nothing. It reads no clock and does no I/O; ``controller.guarding``
+cooldown, or nothing. It reads no clock and does no I/O; ``controller.shell.guard_pass``
 is the shell that measures, acts and persists.
 
 Rules, and why:
@@ -33,13 +33,13 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
+from controller.core.production import ProductionAction
 from monitors.measurement import Measurement, Status
 from monitors.triggers import TriggerResult, TriggerSpec, TriggerStatus, evaluate
 from registry.records import RollbackTrigger, Transition
 
 __all__ = [
     "STREAK_GAP_INTERVALS",
-    "GuardAction",
     "GuardTrigger",
     "TriggerMemory",
     "Verdict",
@@ -53,8 +53,6 @@ __all__ = [
 ]
 
 STREAK_GAP_INTERVALS = 3  # a streak survives at most this many guard intervals between judgements
-
-ActionOutcome = Literal["pending", "rolled_back", "nothing_to_roll_back", "failed"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,19 +130,6 @@ class TriggerMemory:
 
 
 @dataclass(frozen=True, slots=True)
-class GuardAction:
-    """The model's last guard action, and until when it blocks the next one."""
-
-    model: str
-    at: datetime
-    from_version: str
-    to_version: str | None
-    outcome: ActionOutcome
-    reason: str
-    cooldown_until: datetime
-
-
-@dataclass(frozen=True, slots=True)
 class Verdict:
     """What one pass concluded for one model."""
 
@@ -196,7 +181,7 @@ def _describe(result: TriggerResult, trigger: GuardTrigger) -> str:
     )
 
 
-def in_cooldown(action: GuardAction | None, version: str, now: datetime) -> bool:
+def in_cooldown(action: ProductionAction | None, version: str, now: datetime) -> bool:
     """True while the model's last guard action blocks another one.
 
     A ``pending`` action whose rollback never happened (production still the version
@@ -216,7 +201,7 @@ def judge(
     *,
     now: datetime,
     interval: timedelta,
-    last_action: GuardAction | None = None,
+    last_action: ProductionAction | None = None,
     baselines: Mapping[str, Measurement] | None = None,
 ) -> Verdict:
     """Evaluate every trigger on the production version's ``measurements`` (keyed by

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from controller.core.phases import TERMINAL, Phase
-from controller.routing import Backend, Route
+from serving.route import Backend, Route
 
 __all__ = ["REVISIONS_PER_ROLLOUT", "rebased", "route_for"]
 

@@ -1,4 +1,5 @@
-"""Alembic environment: always driven by ``controller.store.migrate`` with a live connection.
+"""Alembic environment: driven by ``controller.adapters.rollout_store.migrate`` with a live
+connection.
 
 The version table is ``controller_alembic_version`` so that the controller's tables
 live in the registry's database without the registry's migration history (or the

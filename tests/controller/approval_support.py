@@ -10,15 +10,15 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from controller.adapters.notify import DecisionEvent
+from controller.adapters.rollout_store import RolloutStore
 from controller.config import Config
 from controller.core.decide import AwaitApproval
 from controller.core.phases import Phase
-from controller.notify import DecisionEvent
-from controller.reconcile import Controller
-from controller.routers.file import read_table
-from controller.store import RolloutStore
+from controller.shell.controller import Controller
 from monitors import IngestStore
 from registry import ModelRegistry
+from serving.route import read_table
 
 from .support import Clock, config, file_controller, register, traffic
 

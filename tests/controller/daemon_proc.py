@@ -19,8 +19,8 @@ from typing import Any
 import httpx
 import yaml
 
-from controller.auth import generate_token, hash_token
 from controller.demo import demo_config
+from controller.http.auth import generate_token, hash_token
 from monitors.testing import free_port, wait_until
 from registry import ModelRegistry
 

@@ -11,12 +11,12 @@ from typing import Any
 import numpy as np
 from prometheus_client import CollectorRegistry
 
+from controller.adapters.metrics import ControllerMetrics
+from controller.adapters.rollout_store import RolloutStore
+from controller.adapters.routers.file import FileRouter
 from controller.config import Config, PolicyConfig, parse_config
 from controller.core.decide import Observations, RolloutState, decide
-from controller.metrics import ControllerMetrics
-from controller.reconcile import Controller
-from controller.routers.file import FileRouter
-from controller.store import RolloutStore
+from controller.shell.controller import Controller
 from monitors import IngestSource, IngestStore
 from registry import ModelRegistry
 
@@ -84,7 +84,6 @@ def file_controller(
         routers={"table": FileRouter(path=routes)},
         clock=clock,
         metrics=ControllerMetrics(metrics) if metrics is not None else None,
-        ingest={"events": ingest},
     )
 
 

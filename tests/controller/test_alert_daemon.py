@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from controller.routers.file import read_table
 from monitors.testing import wait_until
+from serving.route import read_table
 
 from .daemon_proc import alert_stack, now_iso, register, webhook
 

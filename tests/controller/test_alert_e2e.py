@@ -20,7 +20,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from controller.routers.file import read_table
 from monitors.testing import (
     ServerProcess,
     free_port,
@@ -28,6 +27,7 @@ from monitors.testing import (
     start_prometheus,
     wait_until,
 )
+from serving.route import read_table
 
 from .daemon_proc import ALERT_NAME, DaemonProcess, alert_stack, register
 
@@ -48,7 +48,7 @@ def _workload(home: Path, metrics_port: int) -> subprocess.Popen[bytes]:
     """Serving that follows the routing file; v1.1.0 fails half of its requests."""
     with (home / "workload.log").open("wb") as log:  # the child keeps its own descriptor
         process = subprocess.Popen(
-            [sys.executable, "-m", "controller.workload", "--model", "fraud",
+            [sys.executable, "-m", "serving.workload", "--model", "fraud",
              "--routes", str(home / "routes.json"), "--rate", "300",
              "--metrics-port", str(metrics_port),
              "--version", "v1.0.0:err=0.01", "--version", "v1.1.0:err=0.5"],

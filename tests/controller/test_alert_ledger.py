@@ -9,11 +9,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from controller.alert_ledger import SEEN, AlertLedger, insert_missing
+from controller.adapters.alert_ledger import SEEN, AlertLedger, insert_missing
+from controller.adapters.rollout_store import RolloutStore
 from controller.core.routes import rebased
-from controller.routing import Backend, Route
-from controller.store import RolloutStore
 from monitors.alerts import AlertIntake, AlertRule
+from serving.route import Backend, Route
 
 T0 = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
 STARTS = datetime(2026, 11, 26, 9, 59, 30, 123456, tzinfo=UTC)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -11,16 +12,19 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from controller.api import ApiDeps, create_app
+from controller.adapters.metrics import ControllerMetrics
+from controller.adapters.notify import DecisionEvent, EventKind
+from controller.adapters.rollout_store import RolloutStore
+from controller.adapters.routers.file import FileRouter
 from controller.config import AlertRoute
-from controller.metrics import ControllerMetrics
-from controller.notify import DecisionEvent, EventKind
-from controller.reconcile import Controller
-from controller.routers.file import FileRouter, read_table
-from controller.store import RolloutStore
+from controller.core.causes import Cause
+from controller.http.app import ApiDeps, create_app
+from controller.shell.alerts import production_request
+from controller.shell.controller import Controller
 from monitors import IngestSource, IngestStore
-from monitors.alerts import AlertIntake, AlertRule
+from monitors.alerts import AlertAction, AlertIntake, AlertRule
 from registry import ModelRegistry
+from serving.route import read_table
 
 from .support import Clock, config, register
 
@@ -87,6 +91,12 @@ def _webhook(model: str = "fraud", name: str = "FraudErrors", fp: str = "f1",
         "alerts": [{"status": "firing", "fingerprint": fp, "startsAt": starts,
                     "labels": {"alertname": name, "model": model}}],
     }  # fmt: skip
+
+
+def _action(world: World) -> AlertAction:
+    """What the intake makes of ``_webhook()`` (without remembering it)."""
+    (mapped,) = AlertIntake(world.rules).handle(json.dumps(_webhook()), now=T0).actions
+    return mapped
 
 
 def _routed(routes: Path, model: str) -> list[tuple[str, int]]:
@@ -217,6 +227,34 @@ class TestCrashBeforeTheLedger:
             later = _webhook(starts="2026-03-01T13:00:00Z")  # a new instance still acts
             (other,) = client.post("/v1/alerts", json=later).json()["actions"]
             assert (other["acted"], other["to"]) == (True, "v1.0.0")
+
+    def test_a_crash_between_the_registry_and_the_production_ledger(
+        self, world: World, tmp_path: Path
+    ) -> None:
+        """The production ledger's row was written (pending) and the registry rolled back,
+        then the daemon died: the repeat sees the pending row and production moved, and
+        does nothing. Had the registry call never happened, the repeat finishes the row."""
+        register(world.registry, tmp_path, "fraud", "1.2.0", "production")
+        action = production_request(_action(world))
+        ledger = world.controller.actuator.ledger
+        ledger.begin(action, "v1.2.0", now=T0)
+        world.registry.rollback("fraud", reason="crashed here", actor=action.actor)
+        restarted = create_app(ApiDeps(controller=world.controller, metrics=CollectorRegistry(),
+                                       alerts=AlertIntake(world.rules)))  # fmt: skip
+        with TestClient(restarted) as client:
+            (repeat,) = client.post("/v1/alerts", json=_webhook()).json()["actions"]
+        assert repeat["acted"] is False
+        assert "after a rollback for this alert instance" in repeat["result"]
+        assert str(world.registry.resolve("fraud").version) == "v1.1.0"
+
+    def test_a_crash_before_the_registry_call_is_finished_by_the_repeat(self, world: World) -> None:
+        action = production_request(_action(world))
+        ledger = world.controller.actuator.ledger
+        ledger.begin(action, "v1.1.0", now=T0)  # then the daemon died
+        (repeat,) = world.client.post("/v1/alerts", json=_webhook()).json()["actions"]
+        assert (repeat["acted"], repeat["to"]) == (True, "v1.0.0")
+        (row,) = ledger.actions("fraud")
+        assert (row.outcome, row.to_version, row.cause) == ("rolled_back", "v1.0.0", Cause.ALERT)
 
 
 class TestActionFails:

@@ -1,4 +1,4 @@
-"""controller.api through FastAPI's TestClient, over real SQLite and the ingest store."""
+"""controller.http.app through FastAPI's TestClient, over real SQLite and the ingest store."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from controller.api import ApiDeps, create_app
-from controller.auth import TokenStore, hash_token
+from controller.adapters.metrics import ControllerMetrics
+from controller.adapters.rollout_store import RolloutStore
+from controller.adapters.routers.file import FileRouter
+from controller.adapters.routers.http import HttpRouter
 from controller.config import AlertRoute
-from controller.metrics import ControllerMetrics
-from controller.reconcile import Controller
-from controller.routers.file import FileRouter
-from controller.routers.http import HttpRouter
-from controller.store import RolloutStore
+from controller.http.app import ApiDeps, create_app
+from controller.http.auth import TokenStore, hash_token
+from controller.shell.controller import Controller
 from monitors import AlertIntake, IngestSource, IngestStore
 from registry import ModelRegistry
 

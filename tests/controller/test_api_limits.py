@@ -21,16 +21,16 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from prometheus_client import CollectorRegistry
 
-from controller.access import OPEN_TAG
-from controller.api import ApiDeps, create_app
-from controller.auth import TokenStore, hash_token
+from controller.adapters.metrics import ControllerMetrics
+from controller.adapters.rollout_store import RolloutStore
+from controller.adapters.routers.file import FileRouter
+from controller.adapters.routers.http import HttpRouter
 from controller.config import AlertRoute
-from controller.limits import BodyLimit
-from controller.metrics import ControllerMetrics
-from controller.reconcile import Controller
-from controller.routers.file import FileRouter
-from controller.routers.http import HttpRouter
-from controller.store import RolloutStore
+from controller.http.access import OPEN_TAG
+from controller.http.app import ApiDeps, create_app
+from controller.http.auth import TokenStore, hash_token
+from controller.http.limits import BodyLimit
+from controller.shell.controller import Controller
 from monitors import AlertIntake, IngestSource, IngestStore
 from monitors.testing import free_port, wait_until
 from registry import ModelRegistry

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from controller.api import ApiDeps, create_app
-from controller.auth import TokenStore, hash_token
 from controller.core.phases import Phase
+from controller.http.app import ApiDeps, create_app
+from controller.http.auth import TokenStore, hash_token
 
 from .approval_support import Loop, guard, make_loop
 

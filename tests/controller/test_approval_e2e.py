@@ -18,11 +18,11 @@ import httpx
 import pytest
 import yaml
 
-from controller.auth import hash_token
 from controller.demo import PROFILES, demo_config
-from controller.routers.file import read_table
+from controller.http.auth import hash_token
 from monitors.testing import free_port, wait_until
 from registry import ModelRegistry
+from serving.route import read_table
 
 pytestmark = pytest.mark.slow
 
@@ -77,7 +77,7 @@ class TestApprovalsThroughTheDaemon:
                 stdout=log, stderr=log,
             ),
             subprocess.Popen(
-                [sys.executable, "-m", "controller.workload", "--model", "fraud",
+                [sys.executable, "-m", "serving.workload", "--model", "fraud",
                  "--routes", str(tmp_path / "routes.json"), "--ingest", url, "--rate", "500",
                  *[a for p in PROFILES for a in ("--version", p)]],
                 stdout=subprocess.DEVNULL, stderr=log, env=env,

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from controller.adapters.notify import EventKind
 from controller.core.decide import AwaitApproval, HoldUntil, Promote, RollBack, SetWeight
 from controller.core.phases import Event, Phase
-from controller.notify import EventKind
 from registry import ApprovalRefused
 
 from .approval_support import Loop, guard, make_loop

@@ -1,4 +1,4 @@
-"""controller.auth: hashed bearer tokens, roles, and the tokens file."""
+"""controller.http.auth: hashed bearer tokens, roles, and the tokens file."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from controller.auth import (
+from controller.http.auth import (
     Forbidden,
     Principal,
     Role,

@@ -13,14 +13,14 @@ from typing import Any
 
 import pytest
 
+from controller.adapters.notify import Notifications
+from controller.adapters.rollout_store import RolloutStore
+from controller.adapters.routers.file import FileRouter
 from controller.config import parse_config
 from controller.core.phases import Event, Phase
-from controller.daemon import build_notifications
 from controller.errors import ConfigError
-from controller.notify import Notifications
-from controller.reconcile import Controller
-from controller.routers.file import FileRouter
-from controller.store import RolloutStore
+from controller.runtime.daemon import build_notifications
+from controller.shell.controller import Controller
 from monitors import IngestSource, IngestStore
 from registry import ModelRegistry
 
@@ -107,7 +107,6 @@ def controller(tmp_path: Path) -> Iterator[Controller]:
         sources={"events": IngestSource(ingest)},
         routers={"table": FileRouter(path=routes)},
         clock=clock,
-        ingest={"events": ingest},
     )
     ingest.close()
     store.close()

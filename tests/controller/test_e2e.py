@@ -20,9 +20,9 @@ import pytest
 import yaml
 
 from controller.demo import PROFILES, demo_config
-from controller.routers.file import read_table
 from monitors.testing import free_port, wait_until
 from registry import ModelRegistry
+from serving.route import read_table
 
 pytestmark = pytest.mark.slow
 TERMINAL = ("promoted", "rolled_back", "aborted")
@@ -57,7 +57,7 @@ class Stack:
         where = (["--routes-url", self.url] if http_routes
                  else ["--routes", str(self.home / "routes.json")])  # fmt: skip
         self.procs["workload"] = subprocess.Popen(
-            [sys.executable, "-m", "controller.workload", "--model", "fraud",
+            [sys.executable, "-m", "serving.workload", "--model", "fraud",
              *where, "--ingest", self.url,
              "--rate", "500", *[a for p in PROFILES for a in ("--version", p)], *extra],
             stdout=subprocess.DEVNULL, stderr=self._log("workload.log"),

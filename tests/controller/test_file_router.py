@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from controller.routers.file import FileRouter, read_table
-from controller.routing import Backend, Route, RouterError
+from controller.adapters.routers.file import FileRouter
+from controller.adapters.routing import RouterError
+from serving.route import Backend, Route, read_table
 
 
 def _route(model: str, version: str, revision: int) -> Route:

@@ -12,10 +12,13 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
+from controller.adapters.guard_store import GuardStore
+from controller.adapters.notify import DecisionEvent, EventKind
+from controller.adapters.rollout_store import RolloutStore
 from controller.config import Config, GuardSection, parse_config
+from controller.core.causes import Cause
 from controller.core.guard import (
     STREAK_GAP_INTERVALS,
-    GuardAction,
     GuardTrigger,
     TriggerMemory,
     from_policy,
@@ -25,15 +28,13 @@ from controller.core.guard import (
     rolled_back_from_production,
 )
 from controller.core.phases import Event, Phase
+from controller.core.production import ProductionAction, RollbackRequest
 from controller.errors import ConfigError
-from controller.guard_store import GuardStore
-from controller.guarding import GUARD_ACTOR, Guard
-from controller.notify import DecisionEvent, EventKind
-from controller.reconcile import Controller
-from controller.routers.file import read_table
-from controller.store import RolloutStore
+from controller.shell.controller import Controller
+from controller.shell.guard_pass import GUARD_ACTOR, Guard
 from monitors import IngestStore, Measurement, Status, Subject, TriggerSpec, Window
 from registry import ModelRegistry
+from serving.route import read_table
 
 from .support import Clock, config, file_controller, register, traffic
 
@@ -54,8 +55,8 @@ def _trigger(consecutive: int = 1, name: str = "errors", cooldown: float = 600) 
 
 
 def _action(outcome: Any = "rolled_back", until: datetime = T0 + timedelta(minutes=5),
-            from_version: str = "v1.2.0") -> GuardAction:  # fmt: skip
-    return GuardAction("fraud", T0 - timedelta(minutes=5), from_version, "v1.1.0", outcome,
+            from_version: str = "v1.2.0") -> ProductionAction:  # fmt: skip
+    return ProductionAction("fraud", T0 - timedelta(minutes=5), from_version, "v1.1.0", outcome,
                        "r", until)  # fmt: skip
 
 
@@ -277,7 +278,7 @@ class TestGuardPass:
         assert event.details["Production now"] == "v1.0.0"
         assert world.value("modelreg_guard_rollbacks_total", {"model": "fraud"}) == 1
         assert world.value("modelreg_guard_evaluations_total", {"status": "fired"}) == 1
-        (action,) = world.guard.store.actions("fraud")
+        (action,) = world.guard.store.ledger.actions("fraud")
         assert (action.outcome, action.from_version, action.to_version) == (
             "rolled_back", "v1.1.0", "v1.0.0",
         )  # fmt: skip
@@ -287,7 +288,7 @@ class TestGuardPass:
         its cooldown; ?model= narrows it; without a guard the route says so."""
         import warnings
 
-        from controller.api import ApiDeps, create_app
+        from controller.http.app import ApiDeps, create_app
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -321,7 +322,7 @@ class TestGuardPass:
         assert verdict.action == "none"
         assert world.prod() == "v1.1.0"
         assert world.value("modelreg_guard_evaluations_total", {"status": "insufficient"}) == 1
-        assert world.guard.store.actions("fraud") == []
+        assert world.guard.store.ledger.actions("fraud") == []
 
     def test_a_canary_trigger_without_min_samples_needs_the_guard_floor(self, world: World) -> None:
         """A policy trigger that leaves min_samples at 0 (as canary triggers do) does not
@@ -433,7 +434,7 @@ class TestGuardPass:
         traffic(world.ingest, "solo", T0 - timedelta(seconds=1), {"v1.0.0": (200, 0.8, 0.5)})
         verdicts = {v.model: v for v in world.guard.run_once()}
         assert verdicts["solo"].action == "rollback"
-        (action,) = world.guard.store.actions("solo")
+        (action,) = world.guard.store.ledger.actions("solo")
         assert action.outcome == "nothing_to_roll_back"
         assert "no earlier production version" in action.reason
         world.clock.advance(60)
@@ -441,7 +442,7 @@ class TestGuardPass:
                 {"v1.0.0": (200, 0.8, 0.5)}, seed=3)  # fmt: skip
         again = {v.model: v for v in world.guard.run_once()}
         assert again["solo"].action == "cooldown"
-        assert len(world.guard.store.actions("solo")) == 1
+        assert len(world.guard.store.ledger.actions("solo")) == 1
         assert world.prod("solo") == "v1.0.0"
         assert world.decisions == []
 
@@ -465,13 +466,22 @@ class TestGuardRepairsAndBaselines:
     def test_pending_action_from_a_crash_is_redone(self, world: World) -> None:
         """A rollback recorded as pending but never made (the daemon died before the
         registry call) does not hold the model in cooldown: the next firing acts."""
-        world.guard.store.begin_action("fraud", "v1.1.0", now=T0 - timedelta(seconds=30),
-                                       until=T0 + timedelta(hours=1), reason="crashed")  # fmt: skip
+        crashed = RollbackRequest(
+            model="fraud",
+            cause=Cause.GUARD,
+            actor=GUARD_ACTOR,
+            reason="crashed",
+            cooldown_until=T0 + timedelta(hours=1),
+        )
+        world.guard.store.ledger.begin(crashed, "v1.1.0", now=T0 - timedelta(seconds=30))
         world.bad("v1.1.0")
         (verdict,) = world.guard.run_once()
         assert verdict.action == "rollback"
         assert world.prod() == "v1.0.0"
-        assert [a.outcome for a in world.guard.store.actions("fraud")] == ["pending", "rolled_back"]
+        assert [a.outcome for a in world.guard.store.ledger.actions("fraud")] == [
+            "pending",
+            "rolled_back",
+        ]
 
     def test_accuracy_drop_against_registered_accuracy(self, world: World) -> None:
         """The seed's accuracy_drop_threshold compares the window's accuracy with the
@@ -549,7 +559,7 @@ class TestGuardConfig:
 class TestGuardJob:
     def test_one_job_replanned_on_reload(self, world: World) -> None:
         """One guard job for all models at guard.interval; a reload re-plans or removes it."""
-        from controller.scheduler import GUARD, WATCHER, RolloutScheduler
+        from controller.runtime.scheduler import GUARD, WATCHER, RolloutScheduler
 
         scheduler = RolloutScheduler(world.controller, world.guard)
         scheduler.start()
@@ -575,7 +585,7 @@ class TestRolloutStartRace:
         restored version, not the one just pulled from production."""
         register(world.registry, world.tmp, "fraud", "1.2.0", "staging")
         started: list[str] = []
-        with world.controller._lock("fraud"):  # as the guard's _act holds it
+        with world.controller.actuator.lock("fraud"):  # as the guard's rollback holds it
             starter = threading.Thread(
                 target=lambda: started.append(
                     world.controller.start_rollout("fraud", "1.2.0", reason="race").control

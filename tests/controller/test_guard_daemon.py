@@ -15,10 +15,10 @@ import pytest
 import yaml
 
 from controller.demo import PROFILES, demo_config
-from controller.guarding import GUARD_ACTOR
-from controller.routers.file import read_table
+from controller.shell.guard_pass import GUARD_ACTOR
 from monitors.testing import free_port, wait_until
 from registry import ModelRegistry
+from serving.route import read_table
 
 pytestmark = pytest.mark.slow
 
@@ -58,7 +58,7 @@ def test_daemon_rolls_back_a_bad_production_version(tmp_path: Path) -> None:
                 lambda: httpx.get(f"{url}/readyz", timeout=1).status_code == 200, timeout=60
             ), (tmp_path / "daemon.log").read_text()[-2000:]
             workload = subprocess.Popen(
-                [sys.executable, "-m", "controller.workload", "--model", "fraud",
+                [sys.executable, "-m", "serving.workload", "--model", "fraud",
                  "--routes", str(tmp_path / "routes.json"), "--ingest", url, "--rate", "300",
                  *[a for p in PROFILES for a in ("--version", p)]],
                 stdout=subprocess.DEVNULL, stderr=wl, env=dict(os.environ),

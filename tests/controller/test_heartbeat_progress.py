@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
+from controller.adapters.rollout_store import RolloutStore
+from controller.adapters.routers.webhook import WebhookRouter
 from controller.config import parse_config
-from controller.heartbeat import Heartbeat
-from controller.reconcile import Controller
-from controller.routers.webhook import WebhookRouter
-from controller.scheduler import RolloutScheduler
-from controller.store import RolloutStore
+from controller.runtime.heartbeat import Heartbeat
+from controller.runtime.scheduler import RolloutScheduler
+from controller.shell.controller import Controller
 from monitors import IngestSource, IngestStore
 from registry import ModelRegistry
 

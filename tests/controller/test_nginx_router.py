@@ -1,4 +1,4 @@
-"""controller.routers.nginx: rendering, read-back, test-before-load, and a real nginx."""
+"""controller.adapters.routers.nginx: rendering, read-back, test-before-load, and a real nginx."""
 
 from __future__ import annotations
 
@@ -20,13 +20,14 @@ from typing import Any
 import httpx
 import pytest
 
-from controller.routers.nginx import (
+from controller.adapters.routers.nginx import (
     NginxRouter,
     build_nginx_router,
     fragment_path,
     upstream_variable,
 )
-from controller.routing import ROUTERS, Backend, Route, Router, RouterError, build_router
+from controller.adapters.routing import ROUTERS, Router, RouterError, build_router
+from serving.route import Backend, Route
 
 NGINX = "/usr/sbin/nginx"
 UPSTREAMS = {"v1.0.0": "127.0.0.1:9001", "v1.1.0": "127.0.0.1:9002"}

@@ -1,4 +1,4 @@
-"""controller.notify: Slack-compatible payloads delivered by a background worker."""
+"""controller.adapters.notify: Slack-compatible payloads delivered by a background worker."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from controller.notify import (
+from controller.adapters.notify import (
     DecisionEvent,
     EventKind,
     Notifier,

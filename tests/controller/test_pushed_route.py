@@ -13,15 +13,16 @@ from typing import Any
 
 import pytest
 
-from controller.guard_store import GuardStore
-from controller.guarding import Guard
-from controller.reconcile import Controller
-from controller.routers.http import HttpRouter
-from controller.routers.webhook import SIGNATURE_HEADER, WebhookRouter, verify_signature
-from controller.routing import Route, Router
-from controller.store import RolloutStore
+from controller.adapters.guard_store import GuardStore
+from controller.adapters.rollout_store import RolloutStore
+from controller.adapters.routers.http import HttpRouter
+from controller.adapters.routers.webhook import SIGNATURE_HEADER, WebhookRouter, verify_signature
+from controller.adapters.routing import Router
+from controller.shell.controller import Controller
+from controller.shell.guard_pass import Guard
 from monitors import IngestSource
 from monitors.alerts import AlertAction
+from serving.route import Route
 
 from .support import register
 from .test_guard import World, world  # noqa: F401 -- a fixture used below
@@ -96,7 +97,7 @@ def _daemon(at: World, serving: Serving | None) -> tuple[Controller, Guard]:
     controller = Controller(
         config=at.controller.config, registry=at.registry, store=store,
         sources={"events": IngestSource(at.ingest)}, routers={"table": router},
-        clock=at.clock, ingest={"events": at.ingest},
+        clock=at.clock,
     )  # fmt: skip
     return controller, Guard(controller, GuardStore(store.engine))
 

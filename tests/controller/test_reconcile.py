@@ -1,4 +1,4 @@
-"""controller.reconcile: whole ticks on real SQLite, a real ingest store and the file router."""
+"""controller.shell: whole ticks on real SQLite, a real ingest store and the file router."""
 
 from __future__ import annotations
 
@@ -10,15 +10,15 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
+from controller.adapters.rollout_store import RolloutStore
 from controller.config import Config
 from controller.core.decide import Promote, RollBack, SetWeight
 from controller.core.phases import Event, Phase
 from controller.errors import CannotStart
-from controller.reconcile import Controller
-from controller.routers.file import read_table
-from controller.store import RolloutStore
+from controller.shell.controller import Controller
 from monitors import IngestStore
 from registry import ModelRegistry
+from serving.route import read_table
 
 from .support import Clock, config, file_controller, register, traffic
 
@@ -237,7 +237,7 @@ class TestScheduler:
     def test_jobs_rebuilt_from_database(self, world: World) -> None:
         """Started on an existing database, the scheduler has one job per active rollout
         (and the watcher), none for finished ones; jobs are in memory, not pickled."""
-        from controller.scheduler import WATCHER, RolloutScheduler
+        from controller.runtime.scheduler import WATCHER, RolloutScheduler
         from monitors.testing import wait_until
 
         register(world.registry, world.tmp, "fraud", "v1.1.0", "staging")

@@ -16,7 +16,7 @@ import httpx
 import pytest
 import yaml
 
-from controller.routers.nginx import fragment_path
+from controller.adapters.routers.nginx import fragment_path
 from monitors.testing import wait_until
 
 from .test_e2e import Stack, _stack

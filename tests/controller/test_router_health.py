@@ -16,15 +16,16 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
+from controller.adapters.metrics import ControllerMetrics
+from controller.adapters.rollout_store import RolloutStore
+from controller.adapters.routers.file import FileRouter
+from controller.adapters.routers.webhook import WebhookRouter
+from controller.adapters.routing import RouterError
 from controller.config import parse_config
-from controller.metrics import ControllerMetrics
-from controller.reconcile import Controller
-from controller.routers.file import FileRouter
-from controller.routers.webhook import WebhookRouter
-from controller.routing import Backend, Route, RouterError
-from controller.store import RolloutStore
+from controller.shell.controller import Controller
 from monitors import IngestSource, IngestStore
 from registry import ModelRegistry
+from serving.route import Backend, Route
 
 from .support import Clock, register
 
@@ -159,14 +160,14 @@ def test_failures_recorded_while_the_watcher_forgets(tmp_path: Path) -> None:
         routers=dict.fromkeys(names, broken), clock=clock,
     )  # fmt: skip
     for i in range(count):  # the stored routes are read once, before the race
-        controller._pushed(f"m{i}")
+        controller.actuator.pushed(f"m{i}")
     crashed: list[BaseException] = []
     done = threading.Event()
 
     def watcher() -> None:
         while not done.is_set():
             try:
-                controller._forget_unrouted()
+                controller.actuator.forget_unrouted()
                 controller.failing_routers()
             except Exception as exc:  # what the race raises is the finding
                 crashed.append(exc)
@@ -179,7 +180,7 @@ def test_failures_recorded_while_the_watcher_forgets(tmp_path: Path) -> None:
         for i in range(count):
             route = Route(f"m{i}", (Backend("v1", 100),), revision=1)
             with pytest.raises(RouterError):
-                controller._push(route)
+                controller.actuator.push(route)
     finally:
         done.set()
         thread.join()

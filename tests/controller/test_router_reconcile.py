@@ -7,12 +7,12 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from controller.reconcile import Controller
-from controller.routers.file import FileRouter, read_table
-from controller.routing import Backend
-from controller.store import RolloutStore
+from controller.adapters.rollout_store import RolloutStore
+from controller.adapters.routers.file import FileRouter
+from controller.shell.controller import Controller
 from monitors import IngestSource, IngestStore
 from registry import ModelRegistry
+from serving.route import Backend, read_table
 
 from .support import Clock, config, register
 

@@ -1,4 +1,4 @@
-"""controller.serving and the routers: RouteTable follows a file or an endpoint."""
+"""serving.route_table and the routers: RouteTable follows a file or an endpoint."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from controller.routers.file import FileRouter
-from controller.routers.http import HttpRouter, etag_of
-from controller.routing import Backend, Route, RouterError, build_router
-from controller.serving import RouteTable
+from controller.adapters.routers.file import FileRouter
+from controller.adapters.routers.http import HttpRouter, etag_of
+from controller.adapters.routing import RouterError, build_router
+from serving.route import Backend, Route
+from serving.route_table import RouteTable
 
 ROUTE = Route("fraud", (Backend("v1", 90, "a" * 64), Backend("v2", 10, "b" * 64)), 7, "s")
 
@@ -93,8 +94,8 @@ class TestRouteTable:
 class TestOutcomeReporter:
     def test_flush_into_ingest_store(self, tmp_path: Path) -> None:
         """Buffered events and their labels land in the ingest store in one flush."""
-        from controller.serving import OutcomeReporter
         from monitors import IngestStore
+        from serving.route_table import OutcomeReporter
 
         store = IngestStore.open(f"sqlite:///{tmp_path}/ingest.db")
         reporter = OutcomeReporter(store=store)
@@ -109,7 +110,7 @@ class TestOutcomeReporter:
 
     def test_needs_one_target(self) -> None:
         """Either the daemon's URL or a store, not both or neither."""
-        from controller.serving import OutcomeReporter
+        from serving.route_table import OutcomeReporter
 
         with pytest.raises(ValueError, match="either"):
             OutcomeReporter()

@@ -1,4 +1,5 @@
-"""controller.store: its own migration history in the registry's database; the write protocol."""
+"""controller.adapters.rollout_store: its own migration history in the registry's database;
+the write protocol."""
 
 from __future__ import annotations
 
@@ -9,12 +10,12 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from controller.adapters.rollout_store import RolloutStore
 from controller.core.decide import HoldUntil, SetWeight
 from controller.core.phases import Event, Phase
 from controller.errors import CannotStart, RolloutNotFound
-from controller.routing import Backend, Route
-from controller.store import RolloutStore
 from registry import ModelRegistry
+from serving.route import Backend, Route
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
@@ -41,7 +42,7 @@ class TestStore:
         assert tables | {"controller_alert_seen"} <= set(names)
         with store.engine.connect() as conn:
             assert conn.execute(sa.text("SELECT version_num FROM controller_alembic_version")
-                                ).scalar() == "c0005"  # fmt: skip
+                                ).scalar() == "c0006"  # fmt: skip
         store.close()
 
     def test_one_active_rollout_per_model(self, tmp_path: Path) -> None:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from controller import faults
-from controller.heartbeat import Heartbeat, stale_after
-from controller.reloader import Reloader
+from controller.runtime import faults
+from controller.runtime.heartbeat import Heartbeat, stale_after
+from controller.runtime.reloader import Reloader
 from monitors.testing import wait_until
 
 

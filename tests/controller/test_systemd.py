@@ -1,4 +1,4 @@
-"""controller.systemd against a real AF_UNIX datagram socket, and the unit file."""
+"""controller.runtime.systemd against a real AF_UNIX datagram socket, and the unit file."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from controller import systemd
+from controller.runtime import systemd
 
 UNIT = Path(__file__).resolve().parents[2] / "systemd" / "modelreg.service"
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from controller.routers.webhook import WebhookRouter
-from controller.routing import Backend, Route, RouterError
+from controller.adapters.routers.webhook import WebhookRouter
+from controller.adapters.routing import RouterError
+from serving.route import Backend, Route
 
 SECRET = "backoff-secret"
 

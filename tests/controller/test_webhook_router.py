@@ -1,4 +1,4 @@
-"""controller.routers.webhook: signed pushes, retries, pending routes, read-back."""
+"""controller.adapters.routers.webhook: signed pushes, retries, pending routes, read-back."""
 
 from __future__ import annotations
 
@@ -14,14 +14,15 @@ from typing import Any
 import httpx
 import pytest
 
-from controller.routers.webhook import (
+from controller.adapters.routers.webhook import (
     SIGNATURE_HEADER,
     WebhookRouter,
     build_webhook_router,
     sign,
     verify_signature,
 )
-from controller.routing import ROUTERS, Backend, Route, Router, RouterError, build_router
+from controller.adapters.routing import ROUTERS, Router, RouterError, build_router
+from serving.route import Backend, Route
 
 SECRET = "s3cret-shared-with-the-receiver"
 NOW = 1_700_000_000.0

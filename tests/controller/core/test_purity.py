@@ -29,7 +29,7 @@ def test_importing_the_core_loads_no_io_library(module: str) -> None:
 def test_the_check_can_fail() -> None:
     """The same probe sees the shell's libraries (so an empty answer above means something)."""
     code = (
-        "import sys, controller.reconcile; "
+        "import sys, controller.shell.controller; "
         f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

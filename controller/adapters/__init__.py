@@ -1,0 +1,14 @@
+"""The controller's adapters: how the shell reaches the world, one kind of thing each.
+
+- ``rollout_store``: rollouts, decisions and intents in the registry's database
+  (its own Alembic history); ``guard_store`` the guard's streaks and actions;
+  ``alert_ledger`` the alert instances already acted on.
+- ``routing`` + ``routers/``: the router protocol and one module per ``kind:``.
+- ``registry_gateway``: what the shell reads from the registry (approvals, how
+  production got there), failures as data.
+- ``sources``: the configured metric sources, one ``MetricSource`` each.
+- ``notify``: decision notifications to webhooks, off the caller's thread.
+- ``metrics``: the daemon's Prometheus metrics.
+
+Adapters know nothing of the shell, the HTTP app or the runtime (the layers contract).
+"""

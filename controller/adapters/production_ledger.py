@@ -1,0 +1,126 @@
+"""The production ledger: every production rollback the controller made or began.
+
+One table (``controller_production_action``, migration ``c0006``) for the guard and
+for alerts, so that production has one rollback path with one idempotence record
+(``controller.core.production``). A row is written ``pending`` before the registry
+call and finished after it: a crash in between leaves the pending row, which the rule
+reads (production moved: it was done; production did not move: finish it). The guard
+reads its newest own action for the cooldown; an alert reads the rows of its instance.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+
+from controller.adapters.rollout_store import METADATA
+from controller.core.causes import Cause
+from controller.core.production import ActionOutcome, ProductionAction, RollbackRequest
+
+__all__ = ["ProductionLedger"]
+
+ACTION = sa.Table(
+    "controller_production_action",
+    METADATA,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("model", sa.String(128)),
+    sa.Column("at", sa.Float),
+    sa.Column("from_version", sa.String(64)),
+    sa.Column("to_version", sa.String(64)),
+    sa.Column("outcome", sa.String(32)),
+    sa.Column("reason", sa.Text),
+    sa.Column("cooldown_until", sa.Float),
+    sa.Column("cause", sa.String(32)),
+    sa.Column("instance", sa.Text),
+    sa.Column("actor", sa.String(128)),
+)
+_OUTCOMES: tuple[ActionOutcome, ...] = ("pending", "rolled_back", "nothing_to_roll_back", "failed")
+
+
+def _ts(moment: datetime) -> float:
+    if moment.tzinfo is None:
+        raise ValueError("times must be timezone-aware")
+    return moment.timestamp()
+
+
+def _dt(value: float) -> datetime:
+    return datetime.fromtimestamp(value, UTC)
+
+
+def _action(row: sa.Row[tuple[object, ...]]) -> ProductionAction:
+    m = row._mapping
+    outcome = next(o for o in _OUTCOMES if o == m["outcome"])
+    return ProductionAction(
+        model=str(m["model"]),
+        at=_dt(float(m["at"])),
+        from_version=str(m["from_version"]),
+        to_version=None if m["to_version"] is None else str(m["to_version"]),
+        outcome=outcome,
+        reason=str(m["reason"]),
+        cooldown_until=_dt(float(m["cooldown_until"])),
+        cause=Cause(str(m["cause"])),
+        instance=None if m["instance"] is None else str(m["instance"]),
+        id=int(str(m["id"])),
+    )
+
+
+class ProductionLedger:
+    """The ledger's table on the controller's engine (migrated by ``RolloutStore``)."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self._engine = engine
+
+    def last_actions(self, cause: Cause) -> dict[str, ProductionAction]:
+        """The newest action of ``cause`` of every model that had one."""
+        newest = (
+            sa.select(sa.func.max(ACTION.c.id))
+            .where(ACTION.c.cause == cause.value)
+            .group_by(ACTION.c.model)
+            .scalar_subquery()
+        )
+        with self._engine.connect() as conn:
+            return {
+                r.model: _action(r)
+                for r in conn.execute(sa.select(ACTION).where(ACTION.c.id.in_(newest)))
+            }
+
+    def actions(self, model: str, *, instance: str | None = None) -> list[ProductionAction]:
+        """A model's actions (of one request instance, if given), oldest first."""
+        query = sa.select(ACTION).where(ACTION.c.model == model).order_by(ACTION.c.id)
+        if instance is not None:
+            query = query.where(ACTION.c.instance == instance)
+        with self._engine.connect() as conn:
+            return [_action(r) for r in conn.execute(query)]
+
+    def begin(self, request: RollbackRequest, from_version: str, *, now: datetime) -> int:
+        """Record a rollback about to be made (``pending``), before the registry call."""
+        until = request.cooldown_until or now
+        with self._engine.begin() as conn:
+            pk = conn.execute(
+                ACTION.insert().values(
+                    model=request.model,
+                    at=_ts(now),
+                    from_version=from_version,
+                    to_version=None,
+                    outcome="pending",
+                    reason=request.reason[:2000],
+                    cooldown_until=_ts(until),
+                    cause=request.cause.value,
+                    instance=request.instance,
+                    actor=request.actor[:128],
+                )
+            ).inserted_primary_key
+        assert pk is not None
+        return int(pk[0])
+
+    def finish(
+        self, action_id: int, outcome: ActionOutcome, *, to_version: str | None, reason: str
+    ) -> None:
+        """What became of the rollback recorded by ``begin``."""
+        with self._engine.begin() as conn:
+            conn.execute(
+                ACTION.update()
+                .where(ACTION.c.id == action_id)
+                .values(outcome=outcome, to_version=to_version, reason=reason[:2000])
+            )

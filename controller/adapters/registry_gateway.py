@@ -1,0 +1,45 @@
+"""What the shell reads from the registry for the core's rules, failures as data.
+
+``decide`` judges approvals but cannot read the registry (``read_approvals``); the
+production rule needs to know when the current production version entered
+production (``production_entered_at``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from controller.core.decide import Approvals
+from registry import ModelRegistry, RegistryError
+
+__all__ = ["production_entered_at", "read_approvals"]
+
+
+def read_approvals(registry: ModelRegistry, model: str, version: str) -> tuple[bool, Approvals]:
+    """Whether the registry guards production for ``model``, and what it holds for
+    ``version``; a registry failure, or a database that cannot be read (locked,
+    damaged), is data (``Approvals.error``, never a promotion), not an exception."""
+    try:
+        status = registry.approval_status(model, version, "production")
+    except RegistryError as exc:
+        return False, Approvals(error=str(exc))
+    except sa.exc.SQLAlchemyError as exc:  # first line only: the SQL would drown the reason
+        return False, Approvals(error=str(exc).splitlines()[0])
+    rejected = tuple(f"{d.approver}: {d.comments or 'no reason given'}" for d in status.rejected)
+    return status.required, Approvals(
+        needed=status.needed,
+        missing=status.missing,
+        approved_by=status.approved_by,
+        rejected=rejected,
+    )
+
+
+def production_entered_at(registry: ModelRegistry, model: str) -> datetime | None:
+    """When the current production version of ``model`` entered production (its newest
+    move to production in the registry's history); None without one."""
+    for transition in reversed(registry.history(model)):
+        if transition.to_stage == "production":
+            return transition.at
+    return None

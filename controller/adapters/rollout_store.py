@@ -1,0 +1,636 @@
+"""Rollouts and decisions in the registry's database, through SQLAlchemy Core.
+
+The tables (``controller_rollout``, ``controller_decision`` and
+``controller_pushed_route``, the last route pushed to a router per model) have
+their own Alembic history under ``controller/migrations`` with the version table
+``controller_alembic_version``, applied when the store is opened: the registry
+knows nothing of them.
+
+Crash safety is the shell's protocol (``controller.shell.controller``), supported here by
+three writes, each one transaction:
+
+- ``record_intent``: the decision row (``applied = false``) and the rollout's
+  ``intent`` (the decision id and the state to reach) together;
+- ``confirm``: the rollout takes the intended state, the intent is cleared and
+  the decision marked applied, together;
+- ``record_hold``: decisions that change nothing outside the database are
+  stored and applied at once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from abtest.state import AnalysisState
+from controller.core.decide import Decision, RolloutState
+from controller.core.phases import ACTIVE, TERMINAL, Phase
+from controller.errors import CannotStart, RolloutNotFound
+from registry import db as registry_db
+from registry.db import make_engine
+from serving.route import Route
+
+__all__ = ["DecisionRecord", "Intent", "RolloutRecord", "RolloutStore", "migrate"]
+
+VERSION_TABLE = "controller_alembic_version"
+_MIGRATIONS = Path(__file__).parents[1] / "migrations"
+_MIGRATE_LOCK_KEY = 0x6374_726C  # "ctrl"
+
+METADATA = sa.MetaData()
+ROLLOUT = sa.Table(
+    "controller_rollout",
+    METADATA,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("model", sa.String(128)),
+    sa.Column("control", sa.String(64)),
+    sa.Column("treatment", sa.String(64)),
+    sa.Column("control_digest", sa.String(64)),
+    sa.Column("treatment_digest", sa.String(64)),
+    sa.Column("phase", sa.String(32)),
+    sa.Column("step", sa.Integer),
+    sa.Column("weight", sa.Float),
+    sa.Column("started_at", sa.Float),
+    sa.Column("step_started_at", sa.Float),
+    sa.Column("next_eval_at", sa.Float),
+    sa.Column("failures", sa.Integer),
+    sa.Column("streaks", sa.Text),
+    sa.Column("approved", sa.Boolean),
+    sa.Column("revision", sa.Integer),
+    sa.Column("intent", sa.Text),
+    sa.Column("reason", sa.Text),
+    sa.Column("updated_at", sa.Float),
+    sa.Column("finished_at", sa.Float),
+    sa.Column("evidence", sa.Text),
+)
+DECISION = sa.Table(
+    "controller_decision",
+    METADATA,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("rollout_id", sa.Integer),
+    sa.Column("at", sa.Float),
+    sa.Column("action", sa.String(32)),
+    sa.Column("event", sa.String(32)),
+    sa.Column("phase_from", sa.String(32)),
+    sa.Column("phase_to", sa.String(32)),
+    sa.Column("step", sa.Integer),
+    sa.Column("weight", sa.Float),
+    sa.Column("reasons", sa.Text),
+    sa.Column("numbers", sa.Text),
+    sa.Column("applied", sa.Boolean),
+)
+PUSHED_ROUTE = sa.Table(
+    "controller_pushed_route",
+    METADATA,
+    sa.Column("model", sa.String(128), primary_key=True),
+    sa.Column("route", sa.Text),
+    sa.Column("pushed_at", sa.Float),
+)
+
+
+def migrate(engine: sa.Engine) -> None:
+    """Upgrade the controller's tables (its own history and version table) to head."""
+    registry_db.migrate(
+        engine,
+        script_location=_MIGRATIONS,
+        version_table=VERSION_TABLE,
+        lock_key=_MIGRATE_LOCK_KEY,
+    )
+
+
+def _ts(moment: datetime) -> float:
+    if moment.tzinfo is None:
+        raise ValueError("times must be timezone-aware")
+    return moment.timestamp()
+
+
+def _dt(value: float) -> datetime:
+    return datetime.fromtimestamp(value, UTC)
+
+
+def state_to_dict(state: RolloutState) -> dict[str, Any]:
+    return {
+        "phase": state.phase.value,
+        "step": state.step,
+        "weight": state.weight,
+        "started_at": _ts(state.started_at),
+        "step_started_at": _ts(state.step_started_at),
+        "failures": state.failures,
+        "streaks": dict(state.streaks),
+        "approved": state.approved,
+        "evidence": None if state.evidence is None else state.evidence.to_dict(),
+    }
+
+
+def state_from_dict(data: Mapping[str, Any], rollout: RolloutState) -> RolloutState:
+    """``state_to_dict``'s inverse; identity (id, model, arms) comes from ``rollout``."""
+    evidence = data.get("evidence")
+    return replace(
+        rollout,
+        phase=Phase(data["phase"]),
+        step=int(data["step"]),
+        weight=float(data["weight"]),
+        started_at=_dt(float(data["started_at"])),
+        step_started_at=_dt(float(data["step_started_at"])),
+        failures=int(data["failures"]),
+        streaks=dict(data["streaks"]),
+        approved=bool(data["approved"]),
+        evidence=_evidence_of(evidence),
+    )
+
+
+def _evidence_of(data: object) -> AnalysisState | None:
+    if not isinstance(data, Mapping):
+        return None
+    try:
+        return AnalysisState.from_dict(data)
+    except ValueError:
+        return None
+
+
+def _evidence(text: str | None) -> AnalysisState | None:
+    """The stored analysis state; an unreadable one restarts the tests (logged by the
+    caller's decisions), which is conservative: it never carries a wrong state."""
+    if not text:
+        return None
+    try:
+        return _evidence_of(json.loads(text))
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Intent:
+    """A decision recorded but not yet confirmed: the state to reach, and its route revision."""
+
+    decision_id: int
+    action: str
+    state: RolloutState
+    revision: int
+    next_eval_at: float
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "decision_id": self.decision_id,
+                "action": self.action,
+                "state": state_to_dict(self.state),
+                "revision": self.revision,
+                "next_eval_at": self.next_eval_at,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str, *, rollout: RolloutState) -> Intent:
+        """The stored intent of ``rollout`` (whose identity its state keeps)."""
+        data = json.loads(text)
+        return cls(
+            int(data["decision_id"]),
+            str(data["action"]),
+            state_from_dict(data["state"], rollout),
+            int(data["revision"]),
+            float(data["next_eval_at"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RolloutRecord:
+    """One stored rollout."""
+
+    id: int
+    model: str
+    control: str
+    treatment: str
+    control_digest: str | None
+    treatment_digest: str
+    phase: Phase
+    step: int
+    weight: float
+    started_at: datetime
+    step_started_at: datetime
+    next_eval_at: datetime
+    failures: int
+    streaks: Mapping[str, int]
+    approved: bool
+    revision: int
+    intent: Intent | None
+    reason: str
+    updated_at: datetime
+    finished_at: datetime | None
+    evidence: AnalysisState | None = None
+
+    @property
+    def state(self) -> RolloutState:
+        return RolloutState(
+            id=self.id,
+            model=self.model,
+            control=self.control,
+            treatment=self.treatment,
+            phase=self.phase,
+            step=self.step,
+            weight=self.weight,
+            started_at=self.started_at,
+            step_started_at=self.step_started_at,
+            failures=self.failures,
+            streaks=dict(self.streaks),
+            approved=self.approved,
+            evidence=self.evidence,
+        )
+
+    @property
+    def active(self) -> bool:
+        return self.phase in ACTIVE
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "model": self.model,
+            "control": self.control,
+            "treatment": self.treatment,
+            "control_digest": self.control_digest,
+            "treatment_digest": self.treatment_digest,
+            "phase": self.phase.value,
+            "step": self.step,
+            "weight": self.weight,
+            "started_at": self.started_at.isoformat(),
+            "step_started_at": self.step_started_at.isoformat(),
+            "next_eval_at": self.next_eval_at.isoformat(),
+            "failures": self.failures,
+            "approved": self.approved,
+            "revision": self.revision,
+            "pending_intent": self.intent.action if self.intent else None,
+            "reason": self.reason,
+            "updated_at": self.updated_at.isoformat(),
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+        }
+
+    @classmethod
+    def from_row(cls, row: Any) -> RolloutRecord:
+        record = cls(
+            id=row.id,
+            model=row.model,
+            control=row.control,
+            treatment=row.treatment,
+            control_digest=row.control_digest,
+            treatment_digest=row.treatment_digest,
+            phase=Phase(row.phase),
+            step=row.step,
+            weight=row.weight,
+            started_at=_dt(row.started_at),
+            step_started_at=_dt(row.step_started_at),
+            next_eval_at=_dt(row.next_eval_at),
+            failures=row.failures,
+            streaks=json.loads(row.streaks),
+            approved=bool(row.approved),
+            revision=row.revision,
+            intent=None,
+            reason=row.reason,
+            updated_at=_dt(row.updated_at),
+            finished_at=_dt(row.finished_at) if row.finished_at is not None else None,
+            evidence=_evidence(row.evidence),
+        )
+        if not row.intent:
+            return record
+        return replace(record, intent=Intent.from_json(row.intent, rollout=record.state))
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRecord:
+    """One stored decision with its reasons and numbers."""
+
+    id: int
+    rollout_id: int
+    at: datetime
+    action: str
+    event: str
+    phase_from: str
+    phase_to: str
+    step: int
+    weight: float
+    reasons: tuple[str, ...]
+    numbers: Mapping[str, Any]
+    applied: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "rollout_id": self.rollout_id,
+            "at": self.at.isoformat(),
+            "action": self.action,
+            "event": self.event,
+            "phase_from": self.phase_from,
+            "phase_to": self.phase_to,
+            "step": self.step,
+            "weight": self.weight,
+            "reasons": list(self.reasons),
+            "numbers": dict(self.numbers),
+            "applied": self.applied,
+        }
+
+
+def _state_values(state: RolloutState) -> dict[str, Any]:
+    """The rollout table's columns for ``state``."""
+    return {
+        "phase": state.phase.value,
+        "step": state.step,
+        "weight": state.weight,
+        "started_at": _ts(state.started_at),
+        "step_started_at": _ts(state.step_started_at),
+        "failures": state.failures,
+        "streaks": json.dumps(dict(state.streaks), sort_keys=True),
+        "approved": state.approved,
+        "evidence": None if state.evidence is None else json.dumps(state.evidence.to_dict()),
+    }
+
+
+class RolloutStore:
+    """The controller's tables; migrated when opened."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self._engine = engine
+        migrate(engine)
+
+    @classmethod
+    def open(cls, url: str) -> RolloutStore:
+        return cls(make_engine(url))
+
+    @property
+    def engine(self) -> sa.Engine:
+        return self._engine
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    # -- reads -------------------------------------------------------------------
+
+    def get(self, rollout_id: int) -> RolloutRecord:
+        with self._engine.connect() as conn:
+            row = conn.execute(sa.select(ROLLOUT).where(ROLLOUT.c.id == rollout_id)).first()
+        if row is None:
+            raise RolloutNotFound(f"no rollout with id {rollout_id}")
+        return RolloutRecord.from_row(row)
+
+    def list_rollouts(
+        self, *, model: str | None = None, active: bool | None = None, limit: int = 100
+    ) -> list[RolloutRecord]:
+        """Rollouts, newest first."""
+        query = sa.select(ROLLOUT).order_by(ROLLOUT.c.id.desc()).limit(limit)
+        if model is not None:
+            query = query.where(ROLLOUT.c.model == model)
+        if active is not None:
+            phases = [p.value for p in ACTIVE]
+            query = query.where(
+                ROLLOUT.c.phase.in_(phases) if active else ROLLOUT.c.phase.not_in(phases)
+            )
+        with self._engine.connect() as conn:
+            return [RolloutRecord.from_row(r) for r in conn.execute(query)]
+
+    def active(self) -> list[RolloutRecord]:
+        return sorted(self.list_rollouts(active=True, limit=1_000_000), key=lambda r: r.id)
+
+    def active_for(self, model: str) -> RolloutRecord | None:
+        found = self.list_rollouts(model=model, active=True, limit=1)
+        return found[0] if found else None
+
+    def exists(self, model: str, treatment: str) -> bool:
+        with self._engine.connect() as conn:
+            return (
+                conn.execute(
+                    sa.select(ROLLOUT.c.id).where(
+                        ROLLOUT.c.model == model, ROLLOUT.c.treatment == treatment
+                    )
+                ).first()
+                is not None
+            )
+
+    def latest_finished(self, model: str) -> RolloutRecord | None:
+        found = self.list_rollouts(model=model, active=False, limit=1)
+        return found[0] if found else None
+
+    def latest_finished_by_model(self) -> dict[str, RolloutRecord]:
+        """``latest_finished`` of every model in one query (the watcher's snapshot)."""
+        phases = [p.value for p in ACTIVE]
+        newest = (
+            sa.select(sa.func.max(ROLLOUT.c.id))
+            .where(ROLLOUT.c.phase.not_in(phases))
+            .group_by(ROLLOUT.c.model)
+            .scalar_subquery()
+        )
+        with self._engine.connect() as conn:
+            rows = conn.execute(sa.select(ROLLOUT).where(ROLLOUT.c.id.in_(newest)))
+            return {r.model: RolloutRecord.from_row(r) for r in rows}
+
+    def decisions(self, rollout_id: int, *, limit: int = 1000) -> list[DecisionRecord]:
+        """The rollout's decisions, oldest first (the last ``limit``)."""
+        query = (
+            sa.select(DECISION)
+            .where(DECISION.c.rollout_id == rollout_id)
+            .order_by(DECISION.c.id.desc())
+            .limit(limit)
+        )
+        with self._engine.connect() as conn:
+            rows = list(conn.execute(query))
+        return [
+            DecisionRecord(
+                id=r.id,
+                rollout_id=r.rollout_id,
+                at=_dt(r.at),
+                action=r.action,
+                event=r.event,
+                phase_from=r.phase_from,
+                phase_to=r.phase_to,
+                step=r.step,
+                weight=r.weight,
+                reasons=tuple(json.loads(r.reasons)),
+                numbers=json.loads(r.numbers),
+                applied=bool(r.applied),
+            )
+            for r in reversed(rows)
+        ]
+
+    def pushed_route(self, model: str) -> Route | None:
+        """The last route pushed for ``model`` (``record_pushed``), if any."""
+        with self._engine.connect() as conn:
+            text = conn.execute(
+                sa.select(PUSHED_ROUTE.c.route).where(PUSHED_ROUTE.c.model == model)
+            ).scalar()
+        return Route.from_dict(json.loads(text)) if text is not None else None
+
+    # -- writes ------------------------------------------------------------------
+
+    def record_pushed(self, route: Route, *, now: datetime) -> None:
+        """Remember ``route`` as the last pushed for its model (one row per model)."""
+        values = {"route": json.dumps(route.to_dict(), sort_keys=True), "pushed_at": _ts(now)}
+        with self._engine.begin() as conn:
+            updated = conn.execute(
+                PUSHED_ROUTE.update().where(PUSHED_ROUTE.c.model == route.model).values(**values)
+            ).rowcount
+            if not updated:
+                conn.execute(PUSHED_ROUTE.insert().values(model=route.model, **values))
+
+    def create(
+        self,
+        *,
+        model: str,
+        control: str,
+        treatment: str,
+        control_digest: str | None,
+        treatment_digest: str,
+        now: datetime,
+        reason: str,
+    ) -> RolloutRecord:
+        """A new rollout in ``pending``; ``CannotStart`` if one is active for the model
+        or this candidate already had a rollout."""
+        t = _ts(now)
+        try:
+            with self._engine.begin() as conn:
+                rollout_id = conn.execute(
+                    ROLLOUT.insert().values(
+                        model=model,
+                        control=control,
+                        treatment=treatment,
+                        control_digest=control_digest,
+                        treatment_digest=treatment_digest,
+                        phase=Phase.PENDING.value,
+                        step=-1,
+                        weight=0.0,
+                        started_at=t,
+                        step_started_at=t,
+                        next_eval_at=t,
+                        failures=0,
+                        streaks="{}",
+                        approved=False,
+                        revision=0,
+                        intent=None,
+                        reason=reason,
+                        updated_at=t,
+                        finished_at=None,
+                    )
+                ).inserted_primary_key
+        except sa.exc.IntegrityError:
+            raise CannotStart(
+                f"{model}: a rollout is already active, or {treatment} already had one"
+            ) from None
+        assert rollout_id is not None
+        return self.get(int(rollout_id[0]))
+
+    def _insert_decision(
+        self,
+        conn: sa.Connection,
+        record: RolloutRecord,
+        decision: Decision,
+        t: float,
+        applied: bool,
+    ) -> int:
+        pk = conn.execute(
+            DECISION.insert().values(
+                rollout_id=record.id,
+                at=t,
+                action=decision.action,
+                event=decision.event.value,
+                phase_from=record.phase.value,
+                phase_to=decision.state.phase.value,
+                step=decision.state.step,
+                weight=decision.state.weight,
+                reasons=json.dumps(list(decision.reasons)),
+                numbers=json.dumps(
+                    {**decision.numbers, "cause": decision.cause.value}, default=str
+                ),
+                applied=applied,
+            )
+        ).inserted_primary_key
+        assert pk is not None
+        return int(pk[0])
+
+    def record_intent(
+        self, record: RolloutRecord, decision: Decision, *, now: datetime, next_eval_at: datetime
+    ) -> Intent:
+        """Store the decision (not yet applied) and the intent to reach its state."""
+        t = _ts(now)
+        with self._engine.begin() as conn:
+            current = conn.execute(
+                sa.select(ROLLOUT.c.intent, ROLLOUT.c.updated_at).where(ROLLOUT.c.id == record.id)
+            ).first()
+            if (
+                current is None
+                or current.intent is not None
+                or current.updated_at != _ts(record.updated_at)
+            ):
+                raise RolloutNotFound(f"rollout {record.id} changed concurrently; re-read it")
+            decision_id = self._insert_decision(conn, record, decision, t, applied=False)
+            intent = Intent(
+                decision_id=decision_id,
+                action=decision.action,
+                state=decision.state,
+                revision=record.revision + 1,
+                next_eval_at=_ts(next_eval_at),
+            )
+            conn.execute(
+                ROLLOUT.update()
+                .where(ROLLOUT.c.id == record.id)
+                .values(intent=intent.to_json(), updated_at=t)
+            )
+        return intent
+
+    def confirm(self, rollout_id: int, intent: Intent, *, now: datetime, reason: str) -> None:
+        """The intent's effects are applied: take its state, mark the decision applied."""
+        t = _ts(now)
+        values = _state_values(intent.state)
+        finished = intent.state.phase in TERMINAL
+        with self._engine.begin() as conn:
+            conn.execute(
+                ROLLOUT.update()
+                .where(ROLLOUT.c.id == rollout_id)
+                .values(
+                    **values,
+                    revision=intent.revision,
+                    next_eval_at=intent.next_eval_at,
+                    intent=None,
+                    reason=reason,
+                    updated_at=t,
+                    finished_at=t if finished else None,
+                )
+            )
+            conn.execute(
+                DECISION.update().where(DECISION.c.id == intent.decision_id).values(applied=True)
+            )
+
+    def abandon(self, rollout_id: int, intent: Intent, *, now: datetime, reason: str) -> None:
+        """The intent cannot be applied (e.g. the registry wants approvals): drop it and
+        keep the rollout where it was, with the reason; the decision stays unapplied."""
+        with self._engine.begin() as conn:
+            conn.execute(
+                ROLLOUT.update()
+                .where(ROLLOUT.c.id == rollout_id)
+                .values(intent=None, approved=False, reason=reason, updated_at=_ts(now))
+            )
+
+    def record_hold(
+        self,
+        record: RolloutRecord,
+        decision: Decision,
+        *,
+        now: datetime,
+        next_eval_at: datetime,
+        store_decision: bool = True,
+    ) -> None:
+        """A decision with no outside effect: update the state and store it, applied."""
+        t = _ts(now)
+        with self._engine.begin() as conn:
+            if store_decision:
+                self._insert_decision(conn, record, decision, t, applied=True)
+            conn.execute(
+                ROLLOUT.update()
+                .where(ROLLOUT.c.id == record.id)
+                .values(
+                    **_state_values(decision.state),
+                    next_eval_at=_ts(next_eval_at),
+                    reason=decision.reason,
+                    updated_at=t,
+                )
+            )

@@ -1,0 +1,98 @@
+"""Which role each API route needs, checked before the request body is parsed.
+
+One rule for every route, so that a route added later is guarded by default:
+reads (GET, HEAD) need ``reader``; writes need ``deployer``; approving or
+rejecting a rollout needs ``approver``; the alert intake needs ``alerts``. Routes tagged ``health``
+(``/healthz``, ``/readyz``, ``/metrics``) are open, so that probes and scrapers
+need no token.
+
+Why a pure-ASGI middleware and not a FastAPI dependency: FastAPI reads and
+decodes a body before any dependency runs, so an anonymous caller sending broken
+JSON would be told 422 about the body instead of 401. The middleware matches the
+route itself (the same templates FastAPI routes by) and answers 401/403 before a
+byte of the body is read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from starlette.datastructures import Headers
+from starlette.routing import BaseRoute, Match
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from controller.http.auth import AuthError, Role, TokenStore, Unauthorized, authorize
+
+__all__ = ["OPEN_TAG", "AccessCheck", "required_role"]
+
+OPEN_TAG = "health"
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})
+_APPROVALS = frozenset({"approve", "reject"})
+
+
+def required_role(method: str, path: str, path_params: dict[str, str]) -> Role:
+    """The role a request to the route ``path`` (its template) with ``method`` needs."""
+    if path == "/v1/alerts":
+        return Role.ALERTS
+    if method.upper() in _READS:
+        return Role.READER
+    if path == "/v1/rollouts/{rollout_id}/{action}" and path_params.get("action") in _APPROVALS:
+        return Role.APPROVER
+    return Role.DEPLOYER
+
+
+class AccessCheck:
+    """ASGI middleware: 401 without a known token, 403 without the route's role.
+
+    ``tokens`` is called per request (None: authentication is off, everything
+    passes); ``routes`` gives the application's routes to match against. A path no
+    route matches passes through, to get the application's own 404 or 405.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        tokens: Callable[[], TokenStore | None],
+        routes: Callable[[], Sequence[BaseRoute]],
+    ) -> None:
+        self.app = app
+        self.tokens = tokens
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        store = self.tokens() if scope["type"] == "http" else None
+        matched = _match(self.routes(), scope) if store is not None else None
+        if store is None or matched is None:
+            await self.app(scope, receive, send)
+            return
+        route, path_params = matched
+        if OPEN_TAG not in route.tags:
+            role = required_role(scope["method"], route.path, path_params)
+            headers = dict(Headers(scope=scope))
+            try:
+                authorize(store.authenticate(headers.get("authorization")), role)
+            except AuthError as exc:
+                extra = (
+                    {"WWW-Authenticate": Unauthorized.www_authenticate}
+                    if exc.status_code == 401
+                    else None
+                )
+                reply = JSONResponse(
+                    {"detail": exc.message}, status_code=exc.status_code, headers=extra
+                )
+                await reply(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _match(routes: Sequence[BaseRoute], scope: Scope) -> tuple[APIRoute, dict[str, str]] | None:
+    """The API route ``scope`` fully matches (path and method), with its path params."""
+    for route in routes:
+        if isinstance(route, APIRoute):
+            match, child = route.matches(scope)
+            if match is Match.FULL:
+                return route, dict(child.get("path_params", {}))
+    return None

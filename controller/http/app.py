@@ -1,0 +1,412 @@
+"""The daemon's HTTP API (FastAPI), built from injected parts by ``create_app``.
+
+- ``/healthz`` (the process answers), ``/readyz`` (started, routers reconciled and
+  taking routes; 503 naming the failing router otherwise), ``/metrics``.
+- Registry reads and the resolve hot path: ``GET /v1/models/{name}/resolve`` gives
+  the version and artifact digest serving should load.
+- ``GET /v1/routes/{model}`` for the ``http`` router, with ETag / If-None-Match.
+- ``GET /v1/guard``: what the production guard knows, per model.
+- Rollouts: list, status, explain, start, pause, resume, abort, approve, reject
+  (a rejection needs a ``reason``; it is recorded in the registry and rolls back).
+- Ingest of prediction events and late labels in batches.
+- ``POST /v1/alerts``: Alertmanager's webhook, mapped by the config's alert routes
+  to rollback, pause or abort of the model's active rollout; a rollback for a model
+  with no active rollout puts the previous production version back (registry and
+  routers) before answering. Repeats act once, across restarts too (``alert_ledger``).
+  ``modelreg_alert_action_seconds``: time from the request's arrival to its action
+  committed and routed.
+
+Bodies are pydantic models: a bad body is a 422 naming the field. A body over
+``server.max_body_bytes`` (``server.max_ingest_body_bytes`` under ``/v1/ingest/``)
+is a 413, refused before it is read (``controller.http.limits``). No endpoint takes a
+server-side path or URL from a client. Errors are JSON
+``{"detail": "..."}`` with 404 (unknown), 409 (illegal now) or 422 (invalid).
+
+With a tokens file (``server.tokens_file``, see ``controller.http.auth``) every route
+but the health ones needs ``Authorization: Bearer <token>``: ``reader`` for
+reads (resolve and routes included), ``deployer`` to start and steer rollouts and
+to post telemetry, ``approver`` to approve or reject (as the token's identity,
+never a body's ``actor``), ``alerts`` for ``/v1/alerts``. 401 without a known
+token, 403 without the role, and 403 when the registry refuses the approver
+(not on its policy's list, or the version's own registrant). Roles are checked
+before the body is parsed (``controller.http.access``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import structlog
+from fastapi import Body, FastAPI, HTTPException, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from pydantic import BaseModel, ConfigDict, Field
+
+from controller.adapters.alert_ledger import AlertLedger
+from controller.adapters.guard_store import GuardStore
+from controller.adapters.routers.http import HttpRouter
+from controller.core.phases import Event
+from controller.errors import CannotStart, IllegalMove, RolloutNotFound
+from controller.http.access import AccessCheck
+from controller.http.auth import AuthError, Principal, Role, TokenStore, Unauthorized, authorize
+from controller.http.limits import BodyLimit
+from controller.shell.controller import Controller
+from monitors import IngestStore
+from monitors.alerts import AlertIntake
+from monitors.errors import AlertPayloadError, IngestError, UnknownPredictionError
+from registry import ApprovalRefused, InvalidInput, NotFound, RegistryError
+
+__all__ = ["ApiDeps", "create_app"]
+
+log = structlog.get_logger("controller.http.app")
+
+
+@dataclass
+class ApiDeps:
+    """What the API needs; the daemon builds them, tests inject their own."""
+
+    controller: Controller
+    metrics: CollectorRegistry
+    ingest: IngestStore | None = None
+    http_routers: list[HttpRouter] = field(default_factory=list)
+    ready: Callable[[], bool] = lambda: True
+    alerts: AlertIntake | None = None
+    tokens: TokenStore | None = None  # None: no authentication (a loopback-only daemon)
+    alert_ledger: AlertLedger | None = None  # keeps alert dedup across restarts
+    guard: GuardStore | None = None  # what the production guard knows (GET /v1/guard)
+    max_body_bytes: int = 1_048_576  # every route but ingest; see controller.http.limits
+    max_ingest_body_bytes: int = 67_108_864
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StartRollout(_Body):
+    model: str = Field(min_length=1, max_length=128)
+    version: str = Field(min_length=1, max_length=64)
+    reason: str = Field(default="started through the API", max_length=2000)
+
+
+class Action(_Body):
+    reason: str = Field(default="", max_length=2000)
+    actor: str | None = Field(default=None, max_length=128)
+
+
+class EventIn(_Body):
+    prediction_id: str = Field(min_length=1, max_length=128)
+    model: str = Field(min_length=1, max_length=128)
+    version: str = Field(min_length=1, max_length=64)
+    arm: str = Field(default="", max_length=64)
+    unit_id: str = Field(min_length=1, max_length=256)
+    timestamp: float
+    latency_ms: float = Field(ge=0)
+    error: bool
+    outcome: float | None = None
+    score: float | None = None
+
+
+class LabelIn(_Body):
+    prediction_id: str = Field(min_length=1, max_length=128)
+    label: float
+    timestamp: float
+
+
+class Events(_Body):
+    events: list[EventIn] = Field(max_length=100_000)
+
+
+class Labels(_Body):
+    labels: list[LabelIn] = Field(max_length=100_000)
+
+
+# Fine around the 50 ms target for alert actions, so the daemon's own p99 is readable.
+_ALERT_BUCKETS = (0.005, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05, 0.075, 0.1, 0.25, 0.5,
+                  1.0, 2.5, 5.0, 10.0, 30.0)  # fmt: skip
+
+_ACTIONS: dict[str, Event] = {
+    "pause": Event.PAUSE,
+    "resume": Event.RESUME,
+    "abort": Event.ABORT,
+    "approve": Event.APPROVE,
+    "reject": Event.REJECT,
+}
+
+
+def create_app(deps: ApiDeps) -> FastAPI:  # noqa: PLR0915 -- routes are closures over deps
+    """The FastAPI application over ``deps``; OpenAPI at ``/openapi.json``."""
+    app = FastAPI(
+        title="modelreg controller",
+        version="0.1.0",
+        description="Rollouts judged by statistics; the registry's resolve hot path.",
+    )
+    app.add_middleware(
+        BodyLimit,
+        default=deps.max_body_bytes,
+        per_prefix={"/v1/ingest/": deps.max_ingest_body_bytes},
+        prefix_settings={"/v1/ingest/": "server.max_ingest_body_bytes"},
+    )
+    # Outermost: roles are checked before any body is read or parsed, so a caller
+    # without the role gets 401/403, never 413 or 422 (controller.http.access). Handlers
+    # still call need() for the caller's identity.
+    app.add_middleware(AccessCheck, tokens=lambda: deps.tokens, routes=lambda: app.routes)
+    controller = deps.controller
+    registry = controller.registry
+    store = controller.store
+    alert_seconds = Histogram(
+        "modelreg_alert_action_seconds",
+        "Seconds from an alert webhook's arrival to its action committed and routed.",
+        ["action"],
+        registry=deps.metrics,
+        buckets=_ALERT_BUCKETS,
+    )
+
+    @app.exception_handler(RegistryError)
+    def _registry_error(_request: Request, exc: RegistryError) -> JSONResponse:
+        code = (
+            404 if isinstance(exc, NotFound)
+            else 403 if isinstance(exc, ApprovalRefused)  # who, not what: a permission
+            else 422 if isinstance(exc, InvalidInput)
+            else 409
+        )  # fmt: skip
+        return JSONResponse({"detail": str(exc)}, status_code=code)
+
+    @app.exception_handler(AuthError)
+    def _auth(_request: Request, exc: AuthError) -> JSONResponse:
+        headers = (
+            {"WWW-Authenticate": Unauthorized.www_authenticate} if exc.status_code == 401 else None
+        )
+        return JSONResponse({"detail": exc.message}, status_code=exc.status_code, headers=headers)
+
+    def need(request: Request, role: Role) -> Principal | None:
+        """The caller, if it holds ``role``; None when authentication is off."""
+        if deps.tokens is None:
+            return None
+        return authorize(deps.tokens.authenticate(request.headers.get("authorization")), role)
+
+    @app.exception_handler(RolloutNotFound)
+    def _not_found(_request: Request, exc: RolloutNotFound) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    @app.exception_handler(IllegalMove)
+    def _illegal(_request: Request, exc: IllegalMove) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=409)
+
+    @app.exception_handler(CannotStart)
+    def _cannot(_request: Request, exc: CannotStart) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=409)
+
+    # -- health -----------------------------------------------------------------
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    async def readyz() -> JSONResponse:
+        errors = controller.failing_routers()
+        ready = deps.ready() and not errors
+        body = {"ready": ready, "started": deps.ready(), "router_errors": errors}
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    @app.get("/metrics", tags=["health"])
+    def metrics() -> Response:
+        return Response(generate_latest(deps.metrics), media_type=CONTENT_TYPE_LATEST)
+
+    # -- registry reads -----------------------------------------------------------
+
+    @app.get("/v1/models/{name}/resolve", tags=["registry"])
+    async def resolve(request: Request, name: str, stage: str = "production") -> dict[str, Any]:
+        """The version and artifact digest serving should load (cached, microseconds)."""
+        need(request, Role.READER)
+        found = registry.resolve(name, stage)
+        return {
+            "name": found.name,
+            "version": str(found.version),
+            "stage": found.stage,
+            "digest": found.artifact_digest,
+            "artifact": found.artifact_name,
+        }
+
+    @app.get("/v1/models", tags=["registry"])
+    def list_models(request: Request) -> list[dict[str, Any]]:
+        need(request, Role.READER)
+        return [m.to_dict() for m in registry.list_models()]
+
+    @app.get("/v1/models/{name}", tags=["registry"])
+    def model_versions(
+        request: Request, name: str, stage: str | None = None
+    ) -> list[dict[str, Any]]:
+        need(request, Role.READER)
+        return [v.to_dict() for v in registry.list_versions(name, stage=stage)]
+
+    @app.get("/v1/models/{name}/versions/{version}", tags=["registry"])
+    def model_version(request: Request, name: str, version: str) -> dict[str, Any]:
+        need(request, Role.READER)
+        return registry.get_model_version(name, version).to_dict()
+
+    @app.get("/v1/models/{name}/history", tags=["registry"])
+    def history(request: Request, name: str) -> list[dict[str, Any]]:
+        need(request, Role.READER)
+        return [t.to_dict() for t in registry.history(name)]
+
+    # -- routes (http router) -------------------------------------------------------
+
+    @app.get("/v1/routes/{model}", tags=["routing"])
+    async def route(model: str, request: Request) -> Response:
+        """The current route of ``model``; 304 when ``If-None-Match`` has its ETag."""
+        need(request, Role.READER)
+        for router in deps.http_routers:
+            published = router.published(model)
+            if published is None:
+                continue
+            current, etag = published
+            headers = {"ETag": etag, "Cache-Control": "no-cache"}
+            if request.headers.get("if-none-match") == etag:
+                return Response(status_code=304, headers=headers)
+            return JSONResponse(current.to_dict(), headers=headers)
+        raise HTTPException(404, f"no route published for {model!r}")
+
+    # -- rollouts -------------------------------------------------------------------
+
+    @app.get("/v1/rollouts", tags=["rollouts"])
+    def rollouts(
+        request: Request,
+        model: str | None = None,
+        active: bool | None = None,
+        limit: int = Query(100, ge=1),
+    ) -> list[dict[str, Any]]:
+        need(request, Role.READER)
+        return [r.to_dict() for r in store.list_rollouts(model=model, active=active, limit=limit)]
+
+    @app.get("/v1/guard", tags=["guard"])
+    def guard_status(request: Request, model: str | None = None) -> list[dict[str, Any]]:
+        """Per guarded model: each trigger's last judgement and streak, the last guard
+        action and whether its cooldown holds."""
+        need(request, Role.READER)
+        if deps.guard is None:
+            raise HTTPException(404, "the production guard is not running in this process")
+        return deps.guard.status(now=controller.clock(), model=model)
+
+    @app.post("/v1/rollouts", tags=["rollouts"], status_code=201)
+    def start(request: Request, body: StartRollout) -> dict[str, Any]:
+        need(request, Role.DEPLOYER)
+        return controller.start_rollout(body.model, body.version, reason=body.reason).to_dict()
+
+    @app.get("/v1/rollouts/{rollout_id}", tags=["rollouts"])
+    def status(request: Request, rollout_id: int) -> dict[str, Any]:
+        need(request, Role.READER)
+        record = store.get(rollout_id)
+        body = record.to_dict()
+        last = store.decisions(rollout_id, limit=1)
+        body["last_decision"] = last[0].to_dict() if last else None
+        return body
+
+    @app.get("/v1/rollouts/{rollout_id}/explain", tags=["rollouts"])
+    def explain(
+        request: Request, rollout_id: int, limit: int = Query(50, ge=1, le=10_000)
+    ) -> dict[str, Any]:
+        """The rollout, its policy and its decisions with reasons and numbers."""
+        need(request, Role.READER)
+        record = store.get(rollout_id)
+        policy = controller.policy(record.model)
+        return {
+            "rollout": record.to_dict(),
+            "policy": policy.model_dump(mode="json") if policy else None,
+            "decisions": [d.to_dict() for d in store.decisions(rollout_id, limit=limit)],
+        }
+
+    @app.post("/v1/rollouts/{rollout_id}/{action}", tags=["rollouts"])
+    def act(
+        request: Request,
+        rollout_id: int,
+        action: Literal["pause", "resume", "abort", "approve", "reject"],
+        body: Action = Body(default_factory=Action),  # noqa: B008 -- FastAPI's idiom
+    ) -> dict[str, Any]:
+        event = _ACTIONS[action]
+        who = need(request, Role.APPROVER if action in ("approve", "reject") else Role.DEPLOYER)
+        if action == "reject" and not body.reason.strip():
+            raise HTTPException(422, 'a rejection needs a reason: send {"reason": "..."}')
+        actor = who.identity if who is not None else body.actor  # a token speaks for itself
+        reason = body.reason or f"{action} through the API"
+        return controller.operate(rollout_id, event, reason=reason, actor=actor).to_dict()
+
+    # -- alerts ---------------------------------------------------------------------
+
+    @app.post("/v1/alerts", tags=["alerts"])
+    async def alerts(request: Request) -> dict[str, Any]:
+        """Alertmanager's webhook (version 4): matching alerts act once on the rollout."""
+        received = time.perf_counter()
+        need(request, Role.ALERTS)
+        if deps.alerts is None:
+            raise HTTPException(404, "no alert routes are configured")
+        body = await request.body()
+        now = controller.clock()
+        try:
+            result = deps.alerts.handle(body, now=now)
+        except AlertPayloadError as exc:
+            raise HTTPException(422, str(exc)) from None
+        applied = []
+        remembered = result.remembered
+        for done, action in enumerate(result.actions):
+            try:
+                outcome = await run_in_threadpool(controller.handle_alert, action)
+            except Exception as exc:
+                # Not acted on (e.g. a database error): unsee this alert and the ones not
+                # yet tried, so Alertmanager's retry of this 5xx acts instead of counting
+                # as a duplicate; the ones already acted on stay remembered.
+                lost = {a.key for a in result.actions[done:]}
+                deps.alerts.forget(sorted(lost))
+                remembered = tuple(r for r in remembered if r[0] not in lost)
+                if deps.alert_ledger is not None and remembered:
+                    await run_in_threadpool(deps.alert_ledger.remember, remembered, now=now)
+                log.error("alert_action_failed", model=action.model, rule=action.rule,
+                          alert=action.alert, error=f"{type(exc).__name__}: {exc}")  # fmt: skip
+                raise HTTPException(
+                    503,
+                    f"alert {action.alert} for {action.model}: {action.action} failed "
+                    f"({type(exc).__name__}: {exc}); the alert is not marked handled, so "
+                    "send it again (a repeat does not act twice)",
+                ) from None
+            if outcome.get("acted"):  # committed and routed: how long it took since arrival
+                alert_seconds.labels(action.action).observe(time.perf_counter() - received)
+            applied.append(outcome)
+        if deps.alert_ledger is not None and remembered:  # after the actions committed
+            await run_in_threadpool(deps.alert_ledger.remember, remembered, now=now)
+        return {"actions": applied, "duplicates": result.duplicates,
+                "unmatched": result.unmatched, "resolved": result.resolved}  # fmt: skip
+
+    # -- ingest ---------------------------------------------------------------------
+
+    def _ingest() -> IngestStore:
+        if deps.ingest is None:
+            raise HTTPException(404, "no ingest source is configured")
+        return deps.ingest
+
+    @app.post("/v1/ingest/events", tags=["ingest"])
+    def ingest_events(request: Request, body: Events) -> dict[str, int]:
+        need(request, Role.DEPLOYER)
+        store_ = _ingest()
+        try:
+            stored = store_.add_events([e.model_dump(exclude_none=True) for e in body.events])
+        except IngestError as exc:
+            raise HTTPException(422, str(exc)) from None
+        return {"stored": stored}
+
+    @app.post("/v1/ingest/labels", tags=["ingest"])
+    def ingest_labels(request: Request, body: Labels) -> dict[str, int]:
+        need(request, Role.DEPLOYER)
+        store_ = _ingest()
+        try:
+            stored = store_.add_labels([label.model_dump() for label in body.labels])
+        except UnknownPredictionError as exc:
+            raise HTTPException(422, str(exc)) from None
+        except IngestError as exc:
+            raise HTTPException(422, str(exc)) from None
+        return {"stored": stored}
+
+    return app

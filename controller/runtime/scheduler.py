@@ -1,0 +1,203 @@
+"""APScheduler 3.x runs one job per active rollout, plus a light watcher job.
+
+Jobs live in a ``MemoryJobStore`` and are rebuilt from the database at start (never
+APScheduler's pickling job stores: the database is the only truth). Each rollout
+job runs ``Controller.reconcile_once`` every ``interval`` of its policy with
+``max_instances=1`` (no overlap), ``coalesce=True`` (missed runs collapse into one)
+and a misfire grace of one interval. The watcher starts rollouts for new staging
+versions, reconciles every router with the database (so a router that failed is
+retried and drift is repaired) and refreshes the phase gauges. Each watcher pass
+beats ``heartbeat`` as it starts and again after each model's routes, which gates
+systemd's watchdog (``controller.runtime.heartbeat``): a pass slowed by slow routers keeps
+beating while it moves; one stuck on a single call stops.
+One guard job (not one per model) runs ``Guard.run_once`` every ``guard.interval``,
+first after one interval, with the same no-overlap and coalescing rules.
+
+``shutdown(timeout_s)`` stops starting jobs and waits that long for running ones;
+a job still running then is abandoned (the daemon exits under it, and the
+intent recorded before any effect lets the next start finish it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from datetime import UTC, datetime, timedelta
+
+import structlog
+from apscheduler.jobstores.base import JobLookupError
+from apscheduler.jobstores.memory import MemoryJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from controller.adapters.rollout_store import RolloutRecord
+from controller.runtime import faults
+from controller.runtime.heartbeat import Heartbeat
+from controller.shell.controller import Controller
+from controller.shell.guard_pass import Guard
+
+__all__ = ["RolloutScheduler"]
+
+log = structlog.get_logger("controller.runtime.scheduler")
+WATCHER = "watcher"
+GUARD = "guard"
+
+
+class RolloutScheduler:
+    """Owns the APScheduler instance and keeps its jobs equal to the active rollouts."""
+
+    def __init__(self, controller: Controller, guard: Guard | None = None) -> None:
+        self.controller = controller
+        self.guard = guard
+        self._scheduler = BackgroundScheduler(
+            jobstores={"default": MemoryJobStore()},
+            job_defaults={"coalesce": True, "max_instances": 1},
+            timezone=UTC,
+        )
+        controller.on_started = self.ensure_job
+        self.heartbeat = Heartbeat()
+        self._running = 0  # jobs in flight, for a bounded shutdown
+        self._idle = threading.Condition()
+        self._stopping = False
+
+    def start(self) -> None:
+        """Start the scheduler and rebuild every job from the database."""
+        self._scheduler.start()
+        for record in self.controller.store.active():
+            self.ensure_job(record)
+        interval = self.controller.config.watch_interval
+        self._scheduler.add_job(
+            self._watch,
+            "interval",
+            seconds=interval,
+            id=WATCHER,
+            replace_existing=True,
+            misfire_grace_time=max(1, int(interval)),
+            next_run_time=datetime.now(UTC),
+        )
+        self._plan_guard()
+
+    def shutdown(self, timeout_s: float | None = None) -> int:
+        """Stop; wait up to ``timeout_s`` (None: forever) for running jobs; return how
+        many were still running (abandoned)."""
+        with self._idle:
+            self._stopping = True  # jobs the executor still holds will not start
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+        with self._idle:
+            self._idle.wait_for(lambda: self._running == 0, timeout=timeout_s)
+            return self._running
+
+    def running(self) -> int:
+        with self._idle:
+            return self._running
+
+    def _enter(self) -> bool:
+        """Count a job in; False once shutdown began (the job must not start)."""
+        with self._idle:
+            if self._stopping:
+                return False
+            self._running += 1
+            return True
+
+    def _leave(self) -> None:
+        with self._idle:
+            self._running -= 1
+            self._idle.notify_all()
+
+    def replan(self) -> None:
+        """After a config reload: every active rollout's job at its (new) interval, and
+        the watcher at the new watch interval."""
+        for record in self.controller.store.active():
+            self.ensure_job(record)
+        interval = self.controller.config.watch_interval
+        self._scheduler.reschedule_job(WATCHER, trigger="interval", seconds=interval)
+        self._plan_guard()
+
+    def _plan_guard(self) -> None:
+        """The guard job at the config's interval; none when guarding is off."""
+        settings = self.controller.config.guard
+        if self.guard is None or not settings.enabled:
+            with contextlib.suppress(JobLookupError):
+                self._scheduler.remove_job(GUARD)
+            return
+        job = self._scheduler.get_job(GUARD)
+        if job is not None and job.trigger.interval.total_seconds() == settings.interval:
+            return  # unchanged: keep its next run
+        self._scheduler.add_job(
+            self._guard,
+            "interval",
+            seconds=settings.interval,
+            id=GUARD,
+            replace_existing=True,
+            misfire_grace_time=max(1, int(settings.interval)),
+            next_run_time=datetime.now(UTC) + timedelta(seconds=settings.interval),
+        )
+
+    def job_ids(self) -> list[str]:
+        return sorted(job.id for job in self._scheduler.get_jobs())
+
+    def ensure_job(self, record: RolloutRecord) -> None:
+        """One job for this rollout at its policy's interval (replacing any old one)."""
+        policy = self.controller.policy(record.model)
+        if policy is None:
+            log.warning("rollout_without_policy", rollout=record.id, model=record.model)
+            return
+        self._scheduler.add_job(
+            self._tick,
+            "interval",
+            seconds=policy.interval,
+            args=[record.id],
+            id=f"rollout-{record.id}",
+            replace_existing=True,
+            misfire_grace_time=max(1, int(policy.interval)),
+            next_run_time=datetime.now(UTC) + timedelta(milliseconds=50),
+        )
+
+    def _tick(self, rollout_id: int) -> None:
+        if not self._enter():
+            return
+        try:
+            self._tick_once(rollout_id)
+        finally:
+            self._leave()
+
+    def _tick_once(self, rollout_id: int) -> None:
+        try:
+            faults.point("tick")
+            self.controller.reconcile_once(rollout_id)
+            record = self.controller.store.get(rollout_id)
+        except Exception:  # a failing tick must not kill the job; it is retried next interval
+            log.exception("tick_failed", rollout=rollout_id)
+            return
+        if not record.active and record.intent is None:
+            with contextlib.suppress(JobLookupError):  # another run removed it already
+                self._scheduler.remove_job(f"rollout-{rollout_id}")
+            self.controller.refresh_phase_metrics()
+
+    def _guard(self) -> None:
+        if self.guard is None or not self._enter():
+            return
+        try:
+            self.guard.run_once()
+        except Exception:  # a failing pass must not kill the job; the next one retries
+            log.exception("guard_failed")
+        finally:
+            self._leave()
+
+    def _watch(self) -> None:
+        self.heartbeat.beat()
+        if not self._enter():
+            return
+        try:
+            faults.point("watch")
+            self._watch_once()
+        finally:
+            self._leave()
+
+    def _watch_once(self) -> None:
+        try:
+            self.controller.watch_once()
+            self.controller.reconcile_routers(progress=self.heartbeat.beat)
+            self.controller.refresh_phase_metrics()
+        except Exception:  # the watcher retries next interval; the error is logged
+            log.exception("watch_failed")

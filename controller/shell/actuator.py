@@ -1,0 +1,488 @@
+"""The one place that changes the world: routes, registry stages, notifications, intents.
+
+Every effect the controller has outside its own bookkeeping goes through ``Actuator``,
+under the model's lock (one actor per model: rollout ticks, operator actions, alerts
+and the guard all take it here):
+
+- ``carry_out(record, decision)``: a rollout's decision. A hold is stored at once; any
+  other decision is recorded as an intent first, then acted on and confirmed
+  (``apply``), so a crash between any two steps is repaired by re-applying the
+  intent, never by deciding twice (``controller.shell.tick``).
+- ``push(route)``: make the model's router hold a route, rebased over what serving
+  and the database remember (``controller.core.routes.rebased``); router health for
+  ``/readyz`` is tracked here.
+- ``roll_back_production(request)``: the one production-rollback path for alerts and
+  the guard, judged by ``controller.core.production`` and remembered in the production
+  ledger; traffic then goes to the restored version.
+- ``start(...)``, ``record_approval(...)``: a new rollout and an approver's word in the
+  registry.
+- ``notify(...)``: every notification is built here, from typed causes and reasons.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import structlog
+
+from controller.adapters.metrics import ControllerMetrics, rollback_label
+from controller.adapters.notify import DecisionEvent, EventKind
+from controller.adapters.production_ledger import ProductionLedger
+from controller.adapters.registry_gateway import production_entered_at
+from controller.adapters.rollout_store import Intent, RolloutRecord, RolloutStore
+from controller.adapters.routing import Router, RouterError
+from controller.core.causes import Cause
+from controller.core.decide import Decision, HoldUntil
+from controller.core.phases import TERMINAL, Phase
+from controller.core.policy import PolicyConfig
+from controller.core.production import (
+    Allowed,
+    ProductionFacts,
+    RollbackRequest,
+    may_roll_back,
+)
+from controller.core.routes import REVISIONS_PER_ROLLOUT, rebased, route_for
+from registry import ApprovalRequired, ModelRegistry, NotFound, RegistryError, VersionNotFound
+from serving.route import Backend, Route
+
+__all__ = ["Actuator", "Clock", "ProductionOutcome", "record_route"]
+
+Clock = Callable[[], datetime]
+_NOTIFIED: Mapping[Phase, EventKind] = {
+    Phase.PROMOTED: EventKind.PROMOTED,
+    Phase.ROLLED_BACK: EventKind.ROLLED_BACK,
+    Phase.AWAITING_APPROVAL: EventKind.AWAITING_APPROVAL,
+    Phase.ABORTED: EventKind.FAILED,
+}
+log = structlog.get_logger("controller")
+
+
+def record_route(record: RolloutRecord, phase: Phase, weight: float, revision: int) -> Route:
+    """The route a rollout in ``phase`` at ``weight`` implies (``core.routes.route_for``)."""
+    return route_for(
+        record.model,
+        record.id,
+        Backend(record.control, 0, record.control_digest),
+        Backend(record.treatment, 0, record.treatment_digest),
+        phase=phase,
+        weight=weight,
+        revision=revision,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ProductionOutcome:
+    """What ``roll_back_production`` did: ``changed`` once the registry moved, ``acted``
+    once it is also routed; ``result`` says what happened, or why nothing did."""
+
+    changed: bool
+    acted: bool
+    result: str
+    from_version: str | None = None
+    to_version: str | None = None
+
+
+class Actuator:
+    """Pushes routes, moves registry stages, records intents and notifies (see above)."""
+
+    def __init__(
+        self,
+        *,
+        registry: ModelRegistry,
+        store: RolloutStore,
+        routers: Mapping[str, Router],
+        policy: Callable[[str], PolicyConfig | None],
+        clock: Clock,
+        metrics: ControllerMetrics | None = None,
+        actor: str = "modelreg-controller",
+    ) -> None:
+        self.registry = registry
+        self.store = store
+        self.ledger = ProductionLedger(store.engine)
+        self.routers = dict(routers)
+        self.policy = policy
+        self.clock = clock
+        self.metrics = metrics
+        self.actor = actor
+        # Told of promotions, rollbacks, approval waits and failures once committed;
+        # must not block (``controller.adapters.notify.Notifications.post`` queues).
+        self.on_decision: Callable[[DecisionEvent], None] | None = None
+        self.router_errors: dict[str, str] = {}  # router -> an error of a failing model
+        self._failing: dict[str, dict[str, str]] = {}  # router -> model -> last error
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+        self._last_backends: dict[str, tuple[Backend, ...]] = {}
+        # Guards ``_failing`` and ``router_errors`` (ticks, alerts, the guard and the
+        # watcher push from their own threads); never held across router I/O.
+        self._failing_lock = threading.Lock()
+        # The route last pushed per model, as stored; a model's entry is only touched
+        # under that model's lock.
+        self._pushed_routes: dict[str, Route | None] = {}
+
+    @contextmanager
+    def lock(self, model: str) -> Iterator[None]:
+        """The model's lock: one actor at a time changes a model."""
+        with self._locks_guard:
+            lock = self._locks.setdefault(model, threading.Lock())
+        with lock:
+            yield
+
+    # -- rollouts ---------------------------------------------------------------
+
+    def start(
+        self,
+        model: str,
+        *,
+        control: tuple[str, str | None],
+        candidate: tuple[str, str],
+        candidate_stage: str,
+        reason: str,
+    ) -> RolloutRecord:
+        """A new rollout of ``candidate`` (version, digest) against ``control``; a ``dev``
+        candidate moves to ``staging``. Call under the model's lock."""
+        record = self.store.create(
+            model=model,
+            control=control[0],
+            treatment=candidate[0],
+            control_digest=control[1],
+            treatment_digest=candidate[1],
+            now=self.clock(),
+            reason=reason,
+        )
+        if candidate_stage == "dev":
+            self.registry.promote_model(
+                model, candidate[0], to_stage="staging", reason=f"rollout {record.id}"
+            )
+        return record
+
+    def record_approval(
+        self, model: str, version: str, who: str, reason: str, *, approve: bool
+    ) -> None:
+        """An approver's word in the registry (which refuses approvers off its list)."""
+        if approve:
+            self.registry.approve_model(model, version, who, reason)
+        else:
+            self.registry.reject_model(model, version, who, reason)
+
+    def carry_out(
+        self, record: RolloutRecord, decision: Decision, *, now: datetime, next_eval: datetime
+    ) -> None:
+        """Store a hold, or record the decision's intent, act on it and confirm it."""
+        if isinstance(decision, HoldUntil) and decision.state.phase is record.phase:
+            self.store.record_hold(record, decision, now=now, next_eval_at=next_eval)
+            return
+        intent = self.store.record_intent(record, decision, now=now, next_eval_at=next_eval)
+        self.apply(self.store.get(record.id), intent)
+
+    def apply(self, record: RolloutRecord, intent: Intent) -> None:
+        """Act on ``intent`` idempotently (route, registry), then confirm it."""
+        target = intent.state.phase
+        route = record_route(record, target, intent.state.weight, intent.revision)
+        reasons: tuple[str, ...] = (record.reason,)
+        numbers: Mapping[str, Any] = {}
+        decisions = self.store.decisions(record.id, limit=1)
+        if decisions and decisions[-1].id == intent.decision_id:
+            reasons, numbers = decisions[-1].reasons, decisions[-1].numbers
+        reason = "; ".join(reasons)
+        cause = _cause(numbers.get("cause"))
+        try:
+            if intent.action == "promote":
+                self._registry_move(record, "production", reason)
+                self.push(route)
+            elif intent.action == "rollback":
+                self.push(route)  # traffic back to the control first
+                if target is Phase.ROLLED_BACK:
+                    self._registry_move(record, "archived", reason)
+            else:
+                self.push(route)
+        except RouterError:
+            return  # the intent stays; the next tick retries it
+        except ApprovalRequired as exc:
+            log.warning("promotion_needs_approval", rollout=record.id, error=str(exc))
+            self.store.abandon(record.id, intent, now=self.clock(), reason=str(exc))
+            self.notify_rollout(record, EventKind.FAILED, (str(exc),), cause)
+            return
+        except RegistryError as exc:  # e.g. someone moved the version meanwhile
+            log.error("registry_refused", rollout=record.id, action=intent.action, error=str(exc))
+            self.store.abandon(record.id, intent, now=self.clock(), reason=str(exc))
+            self.notify_rollout(record, EventKind.FAILED, (str(exc),), cause)
+            return
+        self.store.confirm(record.id, intent, now=self.clock(), reason=reason)
+        kind = _NOTIFIED.get(target)
+        if kind is not None and target is not record.phase:
+            self.notify_rollout(record, kind, reasons, cause)
+        if self.metrics is not None and intent.action == "rollback" and target is Phase.ROLLED_BACK:
+            self.metrics.rollbacks.labels(rollback_label(cause)).inc()
+        if target in TERMINAL:
+            log.info("rollout_finished", rollout=record.id, model=record.model, phase=target.value)
+
+    def _registry_move(self, record: RolloutRecord, stage: str, reason: str) -> None:
+        """Promotion: the treatment becomes production (the registry archives the old one).
+
+        Rollback: the treatment goes from staging to ``archived`` with the reason. Not
+        back to ``dev``: a candidate that failed on live traffic is a finished
+        experiment, and ``archived -> staging`` remains the way to re-validate it.
+        The registry's ``rollback()`` is not used: it restores a previous
+        production version, while this canary never reached production.
+        """
+        current = self.registry.get_model_version(record.model, record.treatment)
+        if current.stage == stage:
+            return  # done before a crash: the replay is a no-op
+        if stage == "archived" and current.stage != "staging":
+            return  # moved by someone else meanwhile; leave it
+        self.registry.promote_model(
+            record.model,
+            record.treatment,
+            to_stage=stage,
+            reason=f"rollout {record.id}: {reason}"[:2000],
+            actor=self.actor,
+        )
+
+    # -- production ---------------------------------------------------------------
+
+    def roll_back_production(self, request: RollbackRequest) -> ProductionOutcome:
+        """Put the previous production version back, if ``core.production`` allows it,
+        remembered in the ledger; then route all traffic to it and notify."""
+        model = request.model
+        with self.lock(model):
+            try:
+                production: str | None = str(self.registry.resolve(model).version)
+            except RegistryError:
+                production = None
+            facts = ProductionFacts(
+                rollout_active=self.store.active_for(model) is not None,
+                production=production,
+                entered_at=None
+                if production is None
+                else production_entered_at(self.registry, model),
+                ledger=self.ledger.actions(model, instance=request.instance)
+                if request.instance is not None
+                else (),
+            )
+            verdict = may_roll_back(request, facts)
+            if not isinstance(verdict, Allowed):
+                log.warning("production_rollback_refused", model=model,
+                            cause=request.cause.value, actor=request.actor,
+                            instance=request.instance, why=verdict.why)  # fmt: skip
+                return ProductionOutcome(False, False, verdict.why)
+            now = self.clock()
+            version = verdict.from_version
+            action_id = (
+                verdict.resume.id
+                if verdict.resume is not None
+                else self.ledger.begin(request, version, now=now)
+            )
+            try:
+                restored = self.registry.rollback(
+                    model, reason=request.reason[:2000], actor=request.actor
+                )
+            except VersionNotFound as exc:
+                self.ledger.finish(action_id, "nothing_to_roll_back", to_version=None,
+                                   reason=f"{request.reason}; {exc}")  # fmt: skip
+                log.warning("production_nothing_to_roll_back", model=model, version=version,
+                            cause=request.cause.value, error=str(exc))  # fmt: skip
+                return ProductionOutcome(False, False, f"nothing to roll back: {exc}", version)
+            except RegistryError as exc:
+                self.ledger.finish(action_id, "failed", to_version=None,
+                                   reason=f"{request.reason}; {exc}")  # fmt: skip
+                log.error("production_rollback_refused", model=model, version=version,
+                          cause=request.cause.value, error=str(exc))  # fmt: skip
+                return ProductionOutcome(False, False, f"nothing to roll back: {exc}", version)
+            to_version = str(restored.version)
+            self.ledger.finish(action_id, "rolled_back", to_version=to_version,
+                               reason=request.reason)  # fmt: skip
+            log.info("production_rolled_back", model=model, cause=request.cause.value,
+                     actor=request.actor, from_version=version, to_version=to_version,
+                     instance=request.instance)  # fmt: skip
+            outcome = ProductionOutcome(True, True, "production rolled back", version, to_version)
+            try:
+                self.route_production(model)
+            except RouterError as exc:  # the watcher's router reconciliation retries it
+                log.error("production_routing_failed", model=model, error=str(exc))
+                outcome = ProductionOutcome(
+                    True, False, f"production rolled back; routing failed: {exc}", version,
+                    to_version,
+                )  # fmt: skip
+        self.notify(
+            DecisionEvent(
+                kind=EventKind.ROLLED_BACK,
+                model=model,
+                version=version,
+                at=self.clock(),
+                reasons=(request.reason,),
+                cause=request.cause.value,
+                details={"Production now": to_version, "By": request.actor},
+            )
+        )
+        return outcome
+
+    # -- routes -------------------------------------------------------------------
+
+    def router_for(self, model: str) -> tuple[str, Router] | None:
+        policy = self.policy(model)
+        if policy is None:
+            return None
+        return policy.router, self.routers[policy.router]
+
+    def desired_route(self, model: str) -> Route | None:
+        """What serving should have for ``model`` according to the database."""
+        record = self.store.active_for(model)
+        last = self.store.latest_finished(model) if record is None else None
+        return self.desired(model, record, last)
+
+    def desired(
+        self, model: str, record: RolloutRecord | None, last: RolloutRecord | None
+    ) -> Route | None:
+        """``desired_route`` from the model's active and newest finished rollout."""
+        if record is not None:
+            if record.intent is not None:
+                state = record.intent.state
+                return record_route(record, state.phase, state.weight, record.intent.revision)
+            return record_route(record, record.phase, record.weight, record.revision)
+        try:
+            production = self.registry.resolve(model)
+        except NotFound:
+            return None
+        revision = last.id * REVISIONS_PER_ROLLOUT + last.revision if last else 0
+        salt = f"{model}:{last.id}" if last else ""
+        return Route(
+            model=model,
+            backends=(Backend(str(production.version), 100, production.artifact_digest),),
+            revision=revision,
+            salt=salt,
+        )
+
+    def route_production(self, model: str) -> None:
+        """Route all traffic to the current production version (``push`` rebases its
+        revision above the held one). A failure is retried by the watcher."""
+        route = self.desired_route(model)
+        if route is not None:
+            self.push(route)
+
+    def push(self, route: Route) -> None:
+        """Make the model's router hold ``route``, rebased over what serving holds.
+
+        The route is rebased over the last one pushed to the router (stored in the
+        database before each push, kept across restarts) and then over what the
+        router reads back. So a changed route goes above every revision serving may
+        hold: when the router cannot say (``read()`` is None: a webhook receiver
+        without ``read_url`` after a restart, the ``http`` router before its first
+        route), and when a push reached serving but its answer was lost (the router
+        still reads the previous route back).
+        """
+        found = self.router_for(route.model)
+        if found is None:
+            return
+        name, router = found
+        try:
+            held = router.read(route.model)
+            route = rebased(rebased(route, self.pushed(route.model)), held)
+            self._remember_pushed(route)  # before the push: a crash may follow it
+            if held != route:
+                router.set(route)
+        except RouterError as exc:
+            with self._failing_lock:
+                self._failing.setdefault(name, {})[route.model] = str(exc)
+                self.router_errors[name] = str(exc)
+            if self.metrics is not None:
+                self.metrics.router_errors.labels(name).inc()
+                self.metrics.router_ready.labels(name).set(0)
+            log.error("router_failed", router=name, model=route.model, error=str(exc))
+            raise
+        # Healthy only once no model of this router is failing: another model's
+        # success must not hide this one's error from /readyz.
+        with self._failing_lock:
+            failing = self._failing.get(name, {})
+            failing.pop(route.model, None)
+            if failing:
+                self.router_errors[name] = failing[min(failing)]
+            else:
+                self.router_errors.pop(name, None)
+            unready = bool(failing)
+        if self.metrics is not None:
+            self.metrics.router_ready.labels(name).set(0 if unready else 1)
+            for backend in route.backends:
+                self.metrics.weight.labels(route.model, backend.version).set(backend.weight)
+            for version in {b.version for b in self._last_backends.get(route.model, ())} - {
+                b.version for b in route.backends
+            }:
+                self.metrics.weight.labels(route.model, version).set(0)
+        self._last_backends[route.model] = route.backends
+
+    def pushed(self, model: str) -> Route | None:
+        """The route last pushed for ``model`` (by this process or a previous one)."""
+        if model not in self._pushed_routes:
+            self._pushed_routes[model] = self.store.pushed_route(model)
+        return self._pushed_routes[model]
+
+    def _remember_pushed(self, route: Route) -> None:
+        """Store ``route`` as the last pushed, when it differs from the stored one."""
+        if self.pushed(route.model) != route:
+            self.store.record_pushed(route, now=self.clock())
+            self._pushed_routes[route.model] = route
+
+    def failing_models(self) -> set[str]:
+        """Models whose last push failed, whatever their router."""
+        with self._failing_lock:
+            return {m for models in self._failing.values() for m in models}
+
+    def failing_routers(self) -> dict[str, str]:
+        """Each failing router with an error of one of its failing models (a copy)."""
+        with self._failing_lock:
+            return dict(self.router_errors)
+
+    def forget_unrouted(self) -> None:
+        """Drop failures of models a router no longer serves (the config was reloaded
+        without them), so that they do not keep the router unready for good."""
+        healed = []
+        with self._failing_lock:
+            for name, failing in self._failing.items():
+                for model in list(failing):
+                    policy = self.policy(model)
+                    if policy is None or policy.router != name:
+                        del failing[model]
+                if not failing and name in self.router_errors:
+                    del self.router_errors[name]
+                    healed.append(name)
+        if self.metrics is not None:
+            for name in healed:
+                self.metrics.router_ready.labels(name).set(1)
+
+    # -- notifications ------------------------------------------------------------
+
+    def notify_rollout(
+        self, record: RolloutRecord, kind: EventKind, reasons: tuple[str, ...], cause: Cause | None
+    ) -> None:
+        """Tell ``on_decision`` about a rollout's committed decision."""
+        self.notify(
+            DecisionEvent(
+                kind=kind,
+                model=record.model,
+                version=record.treatment,
+                at=self.clock(),
+                reasons=tuple(r for r in reasons if r),
+                rollout_id=str(record.id),
+                cause=None if cause is None else cause.value,
+                details={"Control": record.control},
+            )
+        )
+
+    def notify(self, event: DecisionEvent) -> None:
+        """Hand ``event`` to ``on_decision``; never raises (a notification must never
+        undo or fail a decision)."""
+        if self.on_decision is None:
+            return
+        try:
+            self.on_decision(event)
+        except Exception as exc:
+            log.error("notify_failed", model=event.model, kind=event.kind.value, error=repr(exc))
+
+
+def _cause(value: object) -> Cause | None:
+    """A stored decision's cause, typed (None when absent or unknown)."""
+    return Cause(value) if isinstance(value, str) and value in set(Cause) else None
