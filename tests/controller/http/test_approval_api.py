@@ -13,7 +13,7 @@ from controller.core.phases import Phase
 from controller.http.app import ApiDeps, create_app
 from controller.http.auth import TokenStore, hash_token
 
-from .approval_support import Loop, guard, make_loop
+from ..approval_support import Loop, guard, make_loop
 
 with warnings.catch_warnings():
     # Starlette 1.x asks for `httpx2` under its TestClient; httpx works and is what we have.

@@ -27,7 +27,7 @@ from monitors import IngestSource, IngestStore
 from registry import ModelRegistry
 from serving.route import Backend, Route
 
-from .support import Clock, register
+from ..support import Clock, register
 
 SECRET = "router-health-secret"
 

@@ -15,7 +15,7 @@ import pytest
 
 from controller.runtime import systemd
 
-UNIT = Path(__file__).resolve().parents[2] / "systemd" / "modelreg.service"
+UNIT = Path(__file__).resolve().parents[3] / "systemd" / "modelreg.service"
 
 
 def require_binary(name: str) -> str:

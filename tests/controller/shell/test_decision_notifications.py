@@ -24,7 +24,7 @@ from controller.shell.controller import Controller
 from monitors import IngestSource, IngestStore
 from registry import ModelRegistry
 
-from .support import Clock, config, register
+from ..support import Clock, config, register
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 ROUTERS = {"table": {"kind": "file", "options": {"path": "/tmp/unused-routes.json"}}}

@@ -35,8 +35,8 @@ from monitors import AlertIntake, IngestSource, IngestStore
 from monitors.testing import free_port, wait_until
 from registry import ModelRegistry
 
-from .support import Clock, config, register
-from .test_e2e import _stack
+from ..runtime.test_e2e import _stack
+from ..support import Clock, config, register
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 LIMIT = 1024

@@ -22,7 +22,7 @@ from controller.shell.controller import Controller
 from monitors import AlertIntake, IngestSource, IngestStore
 from registry import ModelRegistry
 
-from .support import Clock, config, register
+from ..support import Clock, config, register
 
 with warnings.catch_warnings():
     # Starlette 1.x asks for `httpx2` under its TestClient; httpx works and is what we have.

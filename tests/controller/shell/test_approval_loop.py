@@ -21,8 +21,8 @@ from controller.core.decide import AwaitApproval, HoldUntil, Promote, RollBack, 
 from controller.core.phases import Event, Phase
 from registry import ApprovalRefused
 
-from .approval_support import Loop, guard, make_loop
-from .support import register, traffic
+from ..approval_support import Loop, guard, make_loop
+from ..support import register, traffic
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from monitors.alerts import AlertAction, AlertIntake, AlertRule
 from registry import ModelRegistry
 from serving.route import read_table
 
-from .support import Clock, config, register
+from ..support import Clock, config, register
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")

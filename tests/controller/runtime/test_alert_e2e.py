@@ -29,7 +29,7 @@ from monitors.testing import (
 )
 from serving.route import read_table
 
-from .daemon_proc import ALERT_NAME, DaemonProcess, alert_stack, register
+from ..daemon_proc import ALERT_NAME, DaemonProcess, alert_stack, register
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 

@@ -14,7 +14,7 @@ import pytest
 from monitors.testing import wait_until
 from serving.route import read_table
 
-from .daemon_proc import alert_stack, now_iso, register, webhook
+from ..daemon_proc import alert_stack, now_iso, register, webhook
 
 pytestmark = pytest.mark.slow
 

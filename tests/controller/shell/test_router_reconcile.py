@@ -14,7 +14,7 @@ from monitors import IngestSource, IngestStore
 from registry import ModelRegistry
 from serving.route import Backend, read_table
 
-from .support import Clock, config, register
+from ..support import Clock, config, register
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

@@ -36,7 +36,7 @@ from monitors import IngestStore, Measurement, Status, Subject, TriggerSpec, Win
 from registry import ModelRegistry
 from serving.route import read_table
 
-from .support import Clock, config, file_controller, register, traffic
+from ..support import Clock, config, file_controller, register, traffic
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 SUBJECT = Subject("fraud", version="v1.1.0")

@@ -19,7 +19,7 @@ import yaml
 from controller.adapters.routers.nginx import fragment_path
 from monitors.testing import wait_until
 
-from .test_e2e import Stack, _stack
+from ..runtime.test_e2e import Stack, _stack
 from .test_nginx_router import LiveNginx, live_nginx  # noqa: F401 -- a fixture used below
 from .test_webhook_router import (  # noqa: F401 -- fixtures used below
     SECRET,

@@ -24,9 +24,9 @@ from monitors import IngestSource
 from monitors.alerts import AlertAction
 from serving.route import Route
 
-from .support import register
+from ..adapters.test_webhook_router import SECRET, free_port
+from ..support import register
 from .test_guard import World, world  # noqa: F401 -- a fixture used below
-from .test_webhook_router import SECRET, free_port
 
 
 class NewestOnly(BaseHTTPRequestHandler):

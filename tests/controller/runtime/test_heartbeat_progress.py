@@ -23,8 +23,8 @@ from controller.shell.controller import Controller
 from monitors import IngestSource, IngestStore
 from registry import ModelRegistry
 
-from .support import Clock, register
-from .test_router_health import policy
+from ..shell.test_router_health import policy
+from ..support import Clock, register
 
 SECRET = "heartbeat-secret"
 MODELS = ("alpha", "beta", "fraud")
