@@ -2,7 +2,7 @@
 
 ``judge(...)`` takes the production version's measurements, each trigger's
 remembered streak (``TriggerMemory``, persisted by ``controller.adapters.guard_store``) and
-the model's last guard action, and returns a ``Verdict``: roll back, hold in
+the model's last guard action, and returns a ``GuardVerdict``: roll back, hold in
 cooldown, or nothing. It reads no clock and does no I/O; ``controller.shell.guard_pass``
 is the shell that measures, acts and persists.
 
@@ -41,8 +41,8 @@ from registry.records import RollbackTrigger, Transition
 __all__ = [
     "STREAK_GAP_INTERVALS",
     "GuardTrigger",
+    "GuardVerdict",
     "TriggerMemory",
-    "Verdict",
     "from_policy",
     "from_registry",
     "in_cooldown",
@@ -130,7 +130,7 @@ class TriggerMemory:
 
 
 @dataclass(frozen=True, slots=True)
-class Verdict:
+class GuardVerdict:
     """What one pass concluded for one model."""
 
     model: str
@@ -203,7 +203,7 @@ def judge(
     interval: timedelta,
     last_action: ProductionAction | None = None,
     baselines: Mapping[str, Measurement] | None = None,
-) -> Verdict:
+) -> GuardVerdict:
     """Evaluate every trigger on the production version's ``measurements`` (keyed by
     trigger name; ``baselines`` too, for drops); the first that fires decides, unless
     the model is in cooldown. ``interval``: the guard's pass interval, which bounds
@@ -243,13 +243,15 @@ def judge(
             at=now,
         )
     if fired is None:
-        return Verdict(model, version, "none", tuple(results), new)
+        return GuardVerdict(model, version, "none", tuple(results), new)
     result, trigger = fired
     reason = _describe(result, trigger)
     if blocked and last_action is not None:
         reason += f"; in cooldown after the guard action at {last_action.at.isoformat()} until "
         reason += last_action.cooldown_until.isoformat()
-    return Verdict(model, version, action, tuple(results), new, result, trigger.cooldown, reason)
+    return GuardVerdict(
+        model, version, action, tuple(results), new, result, trigger.cooldown, reason
+    )
 
 
 def registered_baseline(

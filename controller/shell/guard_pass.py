@@ -35,8 +35,8 @@ from controller.adapters.guard_store import GuardStore
 from controller.core.causes import Cause
 from controller.core.guard import (
     GuardTrigger,
+    GuardVerdict,
     TriggerMemory,
-    Verdict,
     from_policy,
     from_registry,
     judge,
@@ -112,7 +112,7 @@ class Guard:
             stored = default.triggers if default is not None else None
         return merge(from_file, (from_registry(t) for t in stored or ()))
 
-    def run_once(self) -> list[Verdict]:
+    def run_once(self) -> list[GuardVerdict]:
         """One pass over every guarded model; returns the verdicts."""
         if not self.controller.config.guard.enabled:
             return []
@@ -123,7 +123,7 @@ class Guard:
         active = {r.model for r in self.controller.store.active()}
         memories = self.store.memories()
         actions = self.store.ledger.last_actions(Cause.GUARD)
-        verdicts: list[Verdict] = []
+        verdicts: list[GuardVerdict] = []
         remembered: dict[str, Mapping[str, TriggerMemory]] = {}
         for summary in registry.list_models():
             if summary.production is None or summary.name in active:
@@ -165,7 +165,7 @@ class Guard:
         last_action: ProductionAction | None,
         *,
         now: datetime,
-    ) -> Verdict:
+    ) -> GuardVerdict:
         """Measure the production version for every trigger, then judge (no action)."""
         subject = Subject(model, version=version)
         frames: dict[float, FrameCache] = {}
@@ -225,7 +225,7 @@ class Guard:
             return None
         return source, MetricSpec(name=metric, query=metric)
 
-    def _act(self, verdict: Verdict, now: datetime) -> None:
+    def _act(self, verdict: GuardVerdict, now: datetime) -> None:
         """Roll production back through the actuator (see the module docstring, step 3)."""
         done = self.controller.actuator.roll_back_production(
             RollbackRequest(
