@@ -116,7 +116,6 @@ class Actuator:
         self._failing: dict[str, dict[str, str]] = {}  # router -> model -> last error
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
-        self._last_backends: dict[str, tuple[Backend, ...]] = {}
         # Guards ``_failing`` and ``router_errors`` (ticks, alerts, the guard and the
         # watcher push from their own threads); never held across router I/O.
         self._failing_lock = threading.Lock()
@@ -381,7 +380,8 @@ class Actuator:
         name, router = found
         try:
             held = router.read(route.model)
-            route = rebased(rebased(route, self.pushed(route.model)), held)
+            before = self.pushed(route.model)  # its versions' weights go to 0 if dropped
+            route = rebased(rebased(route, before), held)
             self._remember_pushed(route)  # before the push: a crash may follow it
             if held != route:
                 router.set(route)
@@ -408,11 +408,9 @@ class Actuator:
             self.metrics.router_ready.labels(name).set(0 if unready else 1)
             for backend in route.backends:
                 self.metrics.weight.labels(route.model, backend.version).set(backend.weight)
-            for version in {b.version for b in self._last_backends.get(route.model, ())} - {
-                b.version for b in route.backends
-            }:
+            dropped = {b.version for b in before.backends} if before is not None else set()
+            for version in dropped - {b.version for b in route.backends}:
                 self.metrics.weight.labels(route.model, version).set(0)
-        self._last_backends[route.model] = route.backends
 
     def pushed(self, model: str) -> Route | None:
         """The route last pushed for ``model`` (by this process or a previous one)."""
