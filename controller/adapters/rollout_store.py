@@ -153,17 +153,6 @@ def _evidence_of(data: object) -> AnalysisState | None:
         return None
 
 
-def _evidence(text: str | None) -> AnalysisState | None:
-    """The stored analysis state; an unreadable one restarts the tests (logged by the
-    caller's decisions), which is conservative: it never carries a wrong state."""
-    if not text:
-        return None
-    try:
-        return _evidence_of(json.loads(text))
-    except ValueError:
-        return None
-
-
 @dataclass(frozen=True, slots=True)
 class Intent:
     """A decision recorded but not yet confirmed: the state to reach, and its route revision."""
@@ -200,68 +189,93 @@ class Intent:
 
 @dataclass(frozen=True, slots=True)
 class RolloutRecord:
-    """One stored rollout."""
+    """One stored rollout: its ``RolloutState`` (what ``decide`` sees) and the shell's
+    bookkeeping around it (digests, schedule, route revision, pending intent)."""
 
-    id: int
-    model: str
-    control: str
-    treatment: str
+    state: RolloutState
     control_digest: str | None
     treatment_digest: str
-    phase: Phase
-    step: int
-    weight: float
-    started_at: datetime
-    step_started_at: datetime
     next_eval_at: datetime
-    failures: int
-    streaks: Mapping[str, int]
-    approved: bool
     revision: int
     intent: Intent | None
     reason: str
     updated_at: datetime
     finished_at: datetime | None
-    evidence: AnalysisState | None = None
+
+    # The state's fields, read through the record (``record.phase`` is ``record.state.phase``).
+    @property
+    def id(self) -> int:
+        return self.state.id
 
     @property
-    def state(self) -> RolloutState:
-        return RolloutState(
-            id=self.id,
-            model=self.model,
-            control=self.control,
-            treatment=self.treatment,
-            phase=self.phase,
-            step=self.step,
-            weight=self.weight,
-            started_at=self.started_at,
-            step_started_at=self.step_started_at,
-            failures=self.failures,
-            streaks=dict(self.streaks),
-            approved=self.approved,
-            evidence=self.evidence,
-        )
+    def model(self) -> str:
+        return self.state.model
+
+    @property
+    def control(self) -> str:
+        return self.state.control
+
+    @property
+    def treatment(self) -> str:
+        return self.state.treatment
+
+    @property
+    def phase(self) -> Phase:
+        return self.state.phase
+
+    @property
+    def step(self) -> int:
+        return self.state.step
+
+    @property
+    def weight(self) -> float:
+        return self.state.weight
+
+    @property
+    def started_at(self) -> datetime:
+        return self.state.started_at
+
+    @property
+    def step_started_at(self) -> datetime:
+        return self.state.step_started_at
+
+    @property
+    def failures(self) -> int:
+        return self.state.failures
+
+    @property
+    def streaks(self) -> Mapping[str, int]:
+        return self.state.streaks
+
+    @property
+    def approved(self) -> bool:
+        return self.state.approved
+
+    @property
+    def evidence(self) -> AnalysisState | None:
+        return self.state.evidence
 
     @property
     def active(self) -> bool:
-        return self.phase in ACTIVE
+        return self.state.phase in ACTIVE
 
     def to_dict(self) -> dict[str, Any]:
+        state = self.state
         return {
-            "id": self.id,
-            "model": self.model,
-            "control": self.control,
-            "treatment": self.treatment,
+            "id": state.id,
+            "model": state.model,
+            "control": state.control,
+            "treatment": state.treatment,
             "control_digest": self.control_digest,
             "treatment_digest": self.treatment_digest,
-            "phase": self.phase.value,
-            "step": self.step,
-            "weight": self.weight,
-            "started_at": self.started_at.isoformat(),
-            "step_started_at": self.step_started_at.isoformat(),
+            "phase": state.phase.value,
+            "step": state.step,
+            "weight": state.weight,
+            "started_at": state.started_at.isoformat(),
+            "step_started_at": state.step_started_at.isoformat(),
             "next_eval_at": self.next_eval_at.isoformat(),
-            "failures": self.failures,
-            "approved": self.approved,
+            "failures": state.failures,
+            "approved": state.approved,
             "revision": self.revision,
             "pending_intent": self.intent.action if self.intent else None,
             "reason": self.reason,
@@ -271,32 +285,28 @@ class RolloutRecord:
 
     @classmethod
     def from_row(cls, row: Any) -> RolloutRecord:
-        record = cls(
-            id=row.id,
-            model=row.model,
-            control=row.control,
-            treatment=row.treatment,
+        identity = RolloutState(
+            id=row.id, model=row.model, control=row.control, treatment=row.treatment,
+            phase=Phase.PENDING, step=-1, weight=0.0,
+            started_at=_dt(row.started_at), step_started_at=_dt(row.step_started_at),
+        )  # fmt: skip
+        columns = {
+            **{name: getattr(row, name) for name in _STATE_COLUMNS},
+            "streaks": json.loads(row.streaks),
+            "evidence": json.loads(row.evidence) if row.evidence else None,
+        }
+        state = state_from_dict(columns, identity)
+        return cls(
+            state=state,
             control_digest=row.control_digest,
             treatment_digest=row.treatment_digest,
-            phase=Phase(row.phase),
-            step=row.step,
-            weight=row.weight,
-            started_at=_dt(row.started_at),
-            step_started_at=_dt(row.step_started_at),
             next_eval_at=_dt(row.next_eval_at),
-            failures=row.failures,
-            streaks=json.loads(row.streaks),
-            approved=bool(row.approved),
             revision=row.revision,
-            intent=None,
+            intent=Intent.from_json(row.intent, rollout=state) if row.intent else None,
             reason=row.reason,
             updated_at=_dt(row.updated_at),
             finished_at=_dt(row.finished_at) if row.finished_at is not None else None,
-            evidence=_evidence(row.evidence),
         )
-        if not row.intent:
-            return record
-        return replace(record, intent=Intent.from_json(row.intent, rollout=record.state))
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,19 +343,17 @@ class DecisionRecord:
         }
 
 
+_STATE_COLUMNS = ("phase", "step", "weight", "started_at", "step_started_at", "failures",
+                  "streaks", "approved", "evidence")  # fmt: skip
+
+
 def _state_values(state: RolloutState) -> dict[str, Any]:
-    """The rollout table's columns for ``state``."""
-    return {
-        "phase": state.phase.value,
-        "step": state.step,
-        "weight": state.weight,
-        "started_at": _ts(state.started_at),
-        "step_started_at": _ts(state.step_started_at),
-        "failures": state.failures,
-        "streaks": json.dumps(dict(state.streaks), sort_keys=True),
-        "approved": state.approved,
-        "evidence": None if state.evidence is None else json.dumps(state.evidence.to_dict()),
-    }
+    """The rollout table's columns for ``state``: ``state_to_dict`` with the mappings as
+    JSON text."""
+    values = state_to_dict(state)
+    values["streaks"] = json.dumps(values["streaks"], sort_keys=True)
+    values["evidence"] = None if values["evidence"] is None else json.dumps(values["evidence"])
+    return values
 
 
 class RolloutStore:
