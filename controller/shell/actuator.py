@@ -169,10 +169,21 @@ class Actuator:
             self.registry.reject_model(model, version, who, reason)
 
     def carry_out(
-        self, record: RolloutRecord, decision: Decision, *, now: datetime, next_eval: datetime
+        self,
+        record: RolloutRecord,
+        decision: Decision,
+        *,
+        now: datetime,
+        next_eval: datetime,
+        hold: bool | None = None,
     ) -> None:
-        """Store a hold, or record the decision's intent, act on it and confirm it."""
-        if isinstance(decision, HoldUntil) and decision.state.phase is record.phase:
+        """Store a hold, or record the decision's intent, act on it and confirm it.
+
+        ``hold``: whether the decision changes nothing outside the database; by default,
+        a ``HoldUntil`` that stays in its phase."""
+        if hold is None:
+            hold = isinstance(decision, HoldUntil) and decision.state.phase is record.phase
+        if hold:
             self.store.record_hold(record, decision, now=now, next_eval_at=next_eval)
             return
         intent = self.store.record_intent(record, decision, now=now, next_eval_at=next_eval)

@@ -1,0 +1,194 @@
+"""Starting rollouts and keeping the routers in line with the database (the watcher's jobs).
+
+- ``start_rollout``: judge a staging (or dev) version against production; the record
+  is created under the model's lock, after production was read there.
+- ``watch_once``: level-triggered, start a rollout for every staging version of a
+  model with a policy that never had one (never one rolled back from production).
+- ``reconcile_routers``: make every router hold the database's routes, judging the
+  settled models from one snapshot and pushing the others under their lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import suppress
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+import structlog
+
+from controller.adapters.rollout_store import RolloutRecord
+from controller.adapters.routing import RouterError
+from controller.core.guard import rolled_back_from_production
+from controller.errors import CannotStart, RolloutNotFound
+from registry import NotFound, RegistryError
+from serving.route import Route
+
+if TYPE_CHECKING:
+    from controller.shell.controller import Controller
+
+__all__ = ["reconcile_routers", "start_rollout", "watch_once"]
+
+log = structlog.get_logger("controller")
+
+
+def _shape(route: Route | None) -> tuple[tuple[tuple[str, int], ...], str] | None:
+    """What serving does with a route: versions, weights and salt (not the revision)."""
+    if route is None:
+        return None
+    return tuple((b.version, b.weight) for b in route.backends), route.salt
+
+
+def start_rollout(
+    controller: Controller, model: str, version: str, *, reason: str
+) -> RolloutRecord:
+    """Start judging ``version`` against production; ``CannotStart`` says why not."""
+    if controller.policy(model) is None:
+        raise CannotStart(f"{model!r} has no rollout policy in {controller.config.source_file}")
+    try:
+        candidate = controller.registry.get_model_version(model, version)
+    except (RegistryError, ValueError) as exc:
+        raise CannotStart(f"{model} {version}: {exc}") from None
+    if candidate.artifact_digest is None:
+        raise CannotStart(f"{candidate.ref} has no model artifact: nothing to serve")
+    if candidate.stage not in ("dev", "staging"):
+        raise CannotStart(
+            f"{candidate.ref} is in {candidate.stage!r}; a rollout needs a staging candidate"
+        )
+    # Production is read under the model's lock: a guard or alert rollback between
+    # the read and the new record would leave the rollout's control on the version
+    # just pulled from production.
+    with controller.actuator.lock(model):
+        try:
+            control = controller.registry.resolve(model)
+        except NotFound:
+            raise CannotStart(f"{model!r} has no production version to compare against") from None
+        if control.version == candidate.version:
+            raise CannotStart(f"{candidate.ref} is already in production")
+        record = controller.actuator.start(
+            model,
+            control=(str(control.version), control.artifact_digest),
+            candidate=(str(candidate.version), candidate.artifact_digest),
+            candidate_stage=candidate.stage,
+            reason=reason,
+        )
+    log.info(
+        "rollout_started",
+        rollout=record.id,
+        model=model,
+        control=record.control,
+        treatment=record.treatment,
+        reason=reason,
+    )
+    if controller.on_started is not None:
+        controller.on_started(record)
+    return record
+
+
+def watch_once(controller: Controller) -> list[RolloutRecord]:
+    """Level-triggered: start a rollout for every staging version of a model with a
+    policy that never had one (oldest first, one active rollout per model).
+
+    A version that was ever rolled back from production (by the guard, an alert
+    or an operator) is never started again automatically; a person may promote it.
+    """
+    started = []
+    for model in controller.config.models:
+        try:
+            staged = controller.registry.list_versions(model, stage="staging")
+        except NotFound:
+            continue
+        demoted: set[str] | None = None
+        for version in sorted(staged, key=lambda v: v.version):
+            if controller.store.active_for(model) is not None:
+                break
+            if controller.store.exists(model, str(version.version)):
+                continue
+            if demoted is None:
+                demoted = rolled_back_from_production(controller.registry.history(model))
+            if str(version.version) in demoted:
+                log.debug("rollout_not_started", model=model, version=str(version.version),
+                          reason="rolled back from production before")  # fmt: skip
+                continue
+            try:
+                started.append(
+                    start_rollout(controller, model, str(version.version), reason="entered staging")
+                )
+            except CannotStart as exc:
+                log.warning("rollout_not_started", model=model, error=str(exc))
+    return started
+
+
+def reconcile_routers(
+    controller: Controller, progress: Callable[[], None] | None = None
+) -> dict[str, str]:
+    """Make every router hold the database's routes; return the failing routers.
+
+    ``progress`` is called after each model, whatever its outcome: the scheduler
+    beats the watchdog's heartbeat with it, so that a pass slowed by many slow
+    pushes keeps showing progress while one stuck on a single call does not.
+    """
+    controller.actuator.forget_unrouted()
+    settled = _settled_models(controller)
+    for model in controller.config.models:
+        if model not in settled:
+            _reconcile_router(controller, model)
+        if progress is not None:
+            progress()
+    return controller.failing_routers()
+
+
+def _settled_models(controller: Controller) -> set[str]:
+    """Models whose router already holds the versions, weights and salt the
+    database implies, judged from one snapshot (three queries a pass, not three
+    per model: active rollouts, newest finished ones, production versions).
+
+    Only a fast path: any model that differs, is failing or cannot be judged is
+    reconciled the careful way, under its lock with fresh reads. A model that
+    changes after the snapshot is pushed by whoever changed it (a tick, an alert,
+    the guard) and is looked at again next pass. Digests are not compared: a
+    version's artifact never changes.
+    """
+    try:
+        active = {r.model: r for r in controller.store.active()}
+        finished = controller.store.latest_finished_by_model()
+        production = {m.name: str(m.production) for m in controller.registry.list_models()
+                      if m.production is not None}  # fmt: skip
+    except (sa.exc.SQLAlchemyError, RegistryError) as exc:
+        log.warning("route_snapshot_failed", error=str(exc))
+        return set()
+    failing = controller.actuator.failing_models()
+    settled = set()
+    for model in controller.config.models:
+        found = controller.actuator.router_for(model)
+        if found is None or model in failing:
+            continue
+        record = active.get(model)
+        if record is not None:
+            want = _shape(controller.actuator.desired(model, record, None))
+        elif model in production:
+            last = finished.get(model)
+            want = (((production[model], 100),), f"{model}:{last.id}" if last else "")
+        else:
+            settled.add(model)  # nothing to route: the careful path would do nothing
+            continue
+        try:
+            held = found[1].read(model)
+        except RouterError:
+            continue
+        if held is not None and _shape(held) == want:
+            settled.add(model)
+    return settled
+
+
+def _reconcile_router(controller: Controller, model: str) -> None:
+    with controller.actuator.lock(model):
+        try:
+            route = controller.desired_route(model)
+        except (RegistryError, RolloutNotFound) as exc:
+            log.warning("desired_route_failed", model=model, error=str(exc))
+            return
+        if route is None:
+            return
+        with suppress(RouterError):  # recorded and logged by the actuator; retried
+            controller.actuator.push(route)
