@@ -11,7 +11,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from controller.core.decide import Approvals
+from controller.core.state import Approvals
 from registry import ModelRegistry, RegistryError
 
 __all__ = ["production_entered_at", "read_approvals"]

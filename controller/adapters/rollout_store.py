@@ -29,8 +29,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from abtest.state import AnalysisState
-from controller.core.decide import Decision, RolloutState
+from controller.core.decisions import Decision
 from controller.core.phases import ACTIVE, TERMINAL, Phase
+from controller.core.state import RolloutState
 from controller.errors import CannotStart, RolloutNotFound
 from registry import db as registry_db
 from registry.db import make_engine

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from controller.core.decide import Decision
+from controller.core.decisions import Decision
 from controller.core.phases import Event, Phase
 
 __all__ = ["StoredDecision", "newly_overdue"]

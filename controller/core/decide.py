@@ -63,13 +63,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any, ClassVar
+from typing import Any
 
 from abtest.analysis import (
     AnalysisSpec,
-    AnalysisState,
     ArmData,
     Histogram,
     MetricData,
@@ -79,9 +78,19 @@ from abtest.analysis import (
 from abtest.results import Counts, Summary
 from controller.core import horizon
 from controller.core.causes import Cause
+from controller.core.decisions import (
+    AwaitApproval,
+    Decision,
+    HoldUntil,
+    Pause,
+    Promote,
+    RollBack,
+    SetWeight,
+)
 from controller.core.memo import per_policy
 from controller.core.phases import TERMINAL, Event, Phase, move
 from controller.core.policy import CanaryStrategy, MetricConfig, PolicyConfig
+from controller.core.state import Approvals, Observations, RolloutState
 from controller.errors import IllegalMove
 from monitors.measurement import Measurement
 from monitors.triggers import evaluate
@@ -102,113 +111,6 @@ __all__ = [
     "decide",
     "operator",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class RolloutState:
-    """Everything ``decide`` needs to know about one rollout, as stored."""
-
-    id: int
-    model: str
-    control: str
-    treatment: str
-    phase: Phase
-    step: int  # index into analysed_steps(policy); -1 before the first weight
-    weight: float  # treatment percent
-    started_at: datetime
-    step_started_at: datetime
-    failures: int = 0  # consecutive evaluations with missing data / errors / inconclusive
-    streaks: Mapping[str, int] = field(default_factory=dict)  # trigger -> breaches in a row
-    approved: bool = False
-    evidence: AnalysisState | None = None  # the last verdict's carried analysis state
-
-
-ArmPair = tuple[Measurement, Measurement]  # (control, treatment)
-
-
-@dataclass(frozen=True, slots=True)
-class Approvals:
-    """The registry's approvals of the treatment for production, as the shell read them.
-
-    ``needed``: approvals still missing under the registry's policy; ``missing``:
-    approvers who could still give one; ``rejected``: standing rejections, as
-    ``"who: why"``; ``error``: the registry could not be read (never a promotion).
-    """
-
-    needed: int = 0
-    missing: tuple[str, ...] = ()
-    approved_by: tuple[str, ...] = ()
-    rejected: tuple[str, ...] = ()
-    error: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Observations:
-    """What the sources measured for both arms since the step started (after settling)."""
-
-    metrics: Mapping[str, ArmPair] = field(default_factory=dict)
-    units: ArmPair | None = None
-    approval_required: bool = False  # the registry guards production with approvals
-    approvals: Approvals = field(default_factory=Approvals)
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """Base of the decision variants: next state, event, reasons, numbers and cause."""
-
-    action: ClassVar[str] = "decision"
-    event: Event
-    state: RolloutState
-    reasons: tuple[str, ...]
-    numbers: Mapping[str, Any] = field(default_factory=dict)
-    cause: Cause = Cause.OPERATOR
-
-    @property
-    def reason(self) -> str:
-        return "; ".join(self.reasons)
-
-
-@dataclass(frozen=True, slots=True)
-class SetWeight(Decision):
-    """Route ``state.weight`` percent to the treatment (start or next step)."""
-
-    action: ClassVar[str] = "set_weight"
-
-
-@dataclass(frozen=True, slots=True)
-class Promote(Decision):
-    """Make the treatment production and send it all traffic."""
-
-    action: ClassVar[str] = "promote"
-
-
-@dataclass(frozen=True, slots=True)
-class RollBack(Decision):
-    """Send all traffic back to the control and move the treatment out of staging."""
-
-    action: ClassVar[str] = "rollback"
-
-
-@dataclass(frozen=True, slots=True)
-class Pause(Decision):
-    """Stop evaluating; keep the weights."""
-
-    action: ClassVar[str] = "pause"
-
-
-@dataclass(frozen=True, slots=True)
-class AwaitApproval(Decision):
-    """Promotion is due but needs an approval first; keep the weights."""
-
-    action: ClassVar[str] = "await_approval"
-
-
-@dataclass(frozen=True, slots=True)
-class HoldUntil(Decision):
-    """Nothing to change; evaluate again at ``until`` (or the next interval)."""
-
-    action: ClassVar[str] = "hold"
-    until: datetime | None = None
 
 
 def analysed_steps(policy: PolicyConfig) -> tuple[float, ...]:

@@ -37,7 +37,7 @@ from controller.adapters.registry_gateway import production_entered_at
 from controller.adapters.rollout_store import Intent, RolloutRecord, RolloutStore
 from controller.adapters.routing import Router, RouterError
 from controller.core.causes import Cause
-from controller.core.decide import Decision, HoldUntil
+from controller.core.decisions import Decision, HoldUntil
 from controller.core.phases import TERMINAL, Phase
 from controller.core.policy import PolicyConfig
 from controller.core.production import (

@@ -21,8 +21,9 @@ from controller.adapters.rollout_store import RolloutRecord, RolloutStore
 from controller.adapters.routing import Router
 from controller.config import Config, PolicyConfig
 from controller.core.causes import Cause
-from controller.core.decide import Decision, Observations
+from controller.core.decisions import Decision
 from controller.core.phases import Event
+from controller.core.state import Observations
 from controller.shell import tick, watch
 from controller.shell.actuator import Actuator, Clock
 from controller.shell.alerts import handle_alert

@@ -19,9 +19,9 @@ import pandas as pd
 from controller.adapters.metrics import ControllerMetrics
 from controller.adapters.registry_gateway import read_approvals
 from controller.adapters.rollout_store import RolloutRecord
-from controller.core.decide import Observations
 from controller.core.phases import Phase
 from controller.core.policy import PolicyConfig
+from controller.core.state import Observations
 from monitors import IngestSource, Measurement, MetricSource, MetricSpec, Status, Subject, Window
 from registry import ModelRegistry
 
