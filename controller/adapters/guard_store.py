@@ -11,10 +11,11 @@ by a pass; it can never cause one.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 
 import sqlalchemy as sa
 
+from controller.adapters.epoch import from_epoch, to_epoch
 from controller.adapters.production_ledger import ProductionLedger
 from controller.adapters.rollout_store import METADATA
 from controller.core.causes import Cause
@@ -38,16 +39,6 @@ TRIGGER = sa.Table(
 )
 
 
-def _ts(moment: datetime) -> float:
-    if moment.tzinfo is None:
-        raise ValueError("times must be timezone-aware")
-    return moment.timestamp()
-
-
-def _dt(value: float) -> datetime:
-    return datetime.fromtimestamp(value, UTC)
-
-
 class GuardStore:
     """The guard's trigger table on the controller's engine (migrated by ``RolloutStore``)."""
 
@@ -63,12 +54,14 @@ class GuardStore:
                 found.setdefault(r.model, {})[r.trigger] = TriggerMemory(
                     version=r.version,
                     streak=r.streak,
-                    last_fired_at=_dt(r.last_fired_at) if r.last_fired_at is not None else None,
+                    last_fired_at=from_epoch(r.last_fired_at)
+                    if r.last_fired_at is not None
+                    else None,
                     status=r.status,
                     value=r.value,
                     samples=r.samples,
                     reason=r.reason,
-                    at=_dt(r.at),
+                    at=from_epoch(r.at),
                 )
         return found
 
@@ -82,12 +75,12 @@ class GuardStore:
                 "trigger": name,
                 "version": m.version,
                 "streak": m.streak,
-                "last_fired_at": _ts(m.last_fired_at) if m.last_fired_at else None,
+                "last_fired_at": to_epoch(m.last_fired_at) if m.last_fired_at else None,
                 "status": m.status,
                 "value": m.value,
                 "samples": m.samples,
                 "reason": m.reason[:2000],
-                "at": _ts(m.at) if m.at else 0.0,
+                "at": to_epoch(m.at) if m.at else 0.0,
             }
             for model, memories in by_model.items()
             for name, m in memories.items()

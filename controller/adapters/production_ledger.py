@@ -10,10 +10,11 @@ reads its newest own action for the cooldown; an alert reads the rows of its ins
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 import sqlalchemy as sa
 
+from controller.adapters.epoch import from_epoch, to_epoch
 from controller.adapters.rollout_store import METADATA
 from controller.core.causes import Cause
 from controller.core.production import ActionOutcome, ProductionAction, RollbackRequest
@@ -38,27 +39,17 @@ ACTION = sa.Table(
 _OUTCOMES: tuple[ActionOutcome, ...] = ("pending", "rolled_back", "nothing_to_roll_back", "failed")
 
 
-def _ts(moment: datetime) -> float:
-    if moment.tzinfo is None:
-        raise ValueError("times must be timezone-aware")
-    return moment.timestamp()
-
-
-def _dt(value: float) -> datetime:
-    return datetime.fromtimestamp(value, UTC)
-
-
 def _action(row: sa.Row[tuple[object, ...]]) -> ProductionAction:
     m = row._mapping
     outcome = next(o for o in _OUTCOMES if o == m["outcome"])
     return ProductionAction(
         model=str(m["model"]),
-        at=_dt(float(m["at"])),
+        at=from_epoch(float(m["at"])),
         from_version=str(m["from_version"]),
         to_version=None if m["to_version"] is None else str(m["to_version"]),
         outcome=outcome,
         reason=str(m["reason"]),
-        cooldown_until=_dt(float(m["cooldown_until"])),
+        cooldown_until=from_epoch(float(m["cooldown_until"])),
         cause=Cause(str(m["cause"])),
         instance=None if m["instance"] is None else str(m["instance"]),
         id=int(str(m["id"])),
@@ -100,12 +91,12 @@ class ProductionLedger:
             pk = conn.execute(
                 ACTION.insert().values(
                     model=request.model,
-                    at=_ts(now),
+                    at=to_epoch(now),
                     from_version=from_version,
                     to_version=None,
                     outcome="pending",
                     reason=request.reason[:2000],
-                    cooldown_until=_ts(until),
+                    cooldown_until=to_epoch(until),
                     cause=request.cause.value,
                     instance=request.instance,
                     actor=request.actor[:128],

@@ -22,13 +22,14 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
 from abtest.state import AnalysisState
+from controller.adapters.epoch import from_epoch, to_epoch
 from controller.core.decisions import Decision
 from controller.core.phases import ACTIVE, TERMINAL, Phase
 from controller.core.state import RolloutState
@@ -104,23 +105,13 @@ def migrate(engine: sa.Engine) -> None:
     )
 
 
-def _ts(moment: datetime) -> float:
-    if moment.tzinfo is None:
-        raise ValueError("times must be timezone-aware")
-    return moment.timestamp()
-
-
-def _dt(value: float) -> datetime:
-    return datetime.fromtimestamp(value, UTC)
-
-
 def state_to_dict(state: RolloutState) -> dict[str, Any]:
     return {
         "phase": state.phase.value,
         "step": state.step,
         "weight": state.weight,
-        "started_at": _ts(state.started_at),
-        "step_started_at": _ts(state.step_started_at),
+        "started_at": to_epoch(state.started_at),
+        "step_started_at": to_epoch(state.step_started_at),
         "failures": state.failures,
         "streaks": dict(state.streaks),
         "approved": state.approved,
@@ -136,8 +127,8 @@ def state_from_dict(data: Mapping[str, Any], rollout: RolloutState) -> RolloutSt
         phase=Phase(data["phase"]),
         step=int(data["step"]),
         weight=float(data["weight"]),
-        started_at=_dt(float(data["started_at"])),
-        step_started_at=_dt(float(data["step_started_at"])),
+        started_at=from_epoch(float(data["started_at"])),
+        step_started_at=from_epoch(float(data["step_started_at"])),
         failures=int(data["failures"]),
         streaks=dict(data["streaks"]),
         approved=bool(data["approved"]),
@@ -289,7 +280,7 @@ class RolloutRecord:
         identity = RolloutState(
             id=row.id, model=row.model, control=row.control, treatment=row.treatment,
             phase=Phase.PENDING, step=-1, weight=0.0,
-            started_at=_dt(row.started_at), step_started_at=_dt(row.step_started_at),
+            started_at=from_epoch(row.started_at), step_started_at=from_epoch(row.step_started_at),
         )  # fmt: skip
         columns = {
             **{name: getattr(row, name) for name in _STATE_COLUMNS},
@@ -301,12 +292,12 @@ class RolloutRecord:
             state=state,
             control_digest=row.control_digest,
             treatment_digest=row.treatment_digest,
-            next_eval_at=_dt(row.next_eval_at),
+            next_eval_at=from_epoch(row.next_eval_at),
             revision=row.revision,
             intent=Intent.from_json(row.intent, rollout=state) if row.intent else None,
             reason=row.reason,
-            updated_at=_dt(row.updated_at),
-            finished_at=_dt(row.finished_at) if row.finished_at is not None else None,
+            updated_at=from_epoch(row.updated_at),
+            finished_at=from_epoch(row.finished_at) if row.finished_at is not None else None,
         )
 
 
@@ -448,7 +439,7 @@ class RolloutStore:
             DecisionRecord(
                 id=r.id,
                 rollout_id=r.rollout_id,
-                at=_dt(r.at),
+                at=from_epoch(r.at),
                 action=r.action,
                 event=r.event,
                 phase_from=r.phase_from,
@@ -474,7 +465,7 @@ class RolloutStore:
 
     def record_pushed(self, route: Route, *, now: datetime) -> None:
         """Remember ``route`` as the last pushed for its model (one row per model)."""
-        values = {"route": json.dumps(route.to_dict(), sort_keys=True), "pushed_at": _ts(now)}
+        values = {"route": json.dumps(route.to_dict(), sort_keys=True), "pushed_at": to_epoch(now)}
         with self._engine.begin() as conn:
             updated = conn.execute(
                 PUSHED_ROUTE.update().where(PUSHED_ROUTE.c.model == route.model).values(**values)
@@ -495,7 +486,7 @@ class RolloutStore:
     ) -> RolloutRecord:
         """A new rollout in ``pending``; ``CannotStart`` if one is active for the model
         or this candidate already had a rollout."""
-        t = _ts(now)
+        t = to_epoch(now)
         try:
             with self._engine.begin() as conn:
                 rollout_id = conn.execute(
@@ -560,7 +551,7 @@ class RolloutStore:
         self, record: RolloutRecord, decision: Decision, *, now: datetime, next_eval_at: datetime
     ) -> Intent:
         """Store the decision (not yet applied) and the intent to reach its state."""
-        t = _ts(now)
+        t = to_epoch(now)
         with self._engine.begin() as conn:
             current = conn.execute(
                 sa.select(ROLLOUT.c.intent, ROLLOUT.c.updated_at).where(ROLLOUT.c.id == record.id)
@@ -568,7 +559,7 @@ class RolloutStore:
             if (
                 current is None
                 or current.intent is not None
-                or current.updated_at != _ts(record.updated_at)
+                or current.updated_at != to_epoch(record.updated_at)
             ):
                 raise RolloutNotFound(f"rollout {record.id} changed concurrently; re-read it")
             decision_id = self._insert_decision(conn, record, decision, t, applied=False)
@@ -577,7 +568,7 @@ class RolloutStore:
                 action=decision.action,
                 state=decision.state,
                 revision=record.revision + 1,
-                next_eval_at=_ts(next_eval_at),
+                next_eval_at=to_epoch(next_eval_at),
             )
             conn.execute(
                 ROLLOUT.update()
@@ -588,7 +579,7 @@ class RolloutStore:
 
     def confirm(self, rollout_id: int, intent: Intent, *, now: datetime, reason: str) -> None:
         """The intent's effects are applied: take its state, mark the decision applied."""
-        t = _ts(now)
+        t = to_epoch(now)
         values = _state_values(intent.state)
         finished = intent.state.phase in TERMINAL
         with self._engine.begin() as conn:
@@ -616,7 +607,7 @@ class RolloutStore:
             conn.execute(
                 ROLLOUT.update()
                 .where(ROLLOUT.c.id == rollout_id)
-                .values(intent=None, approved=False, reason=reason, updated_at=_ts(now))
+                .values(intent=None, approved=False, reason=reason, updated_at=to_epoch(now))
             )
 
     def record_hold(
@@ -629,7 +620,7 @@ class RolloutStore:
         store_decision: bool = True,
     ) -> None:
         """A decision with no outside effect: update the state and store it, applied."""
-        t = _ts(now)
+        t = to_epoch(now)
         with self._engine.begin() as conn:
             if store_decision:
                 self._insert_decision(conn, record, decision, t, applied=True)
@@ -638,7 +629,7 @@ class RolloutStore:
                 .where(ROLLOUT.c.id == record.id)
                 .values(
                     **_state_values(decision.state),
-                    next_eval_at=_ts(next_eval_at),
+                    next_eval_at=to_epoch(next_eval_at),
                     reason=decision.reason,
                     updated_at=t,
                 )
