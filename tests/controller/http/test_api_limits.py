@@ -34,9 +34,10 @@ from controller.shell.controller import Controller
 from monitors import AlertIntake, IngestSource, IngestStore
 from monitors.testing import free_port, wait_until
 from registry import ModelRegistry
+from tests.clock import Clock
 
 from ..runtime.test_e2e import _stack
-from ..support import Clock, config, register
+from ..support import config, register
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 LIMIT = 1024
