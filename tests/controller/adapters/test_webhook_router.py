@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from controller.adapters.routers.webhook import (
 )
 from controller.adapters.routing import ROUTERS, Router, RouterError, build_router
 from serving.route import Backend, Route
+from tests.clock import Clock
 
 SECRET = "s3cret-shared-with-the-receiver"
 NOW = 1_700_000_000.0
@@ -62,7 +64,7 @@ def make_router(
         secret=SECRET,
         client=httpx.Client(transport=httpx.MockTransport(handler)),
         sleep=sleeps.append,
-        clock=lambda: NOW,
+        clock=Clock(datetime.fromtimestamp(NOW, UTC)).timestamp,
         **kwargs,
     )
     return router, sleeps
