@@ -1,14 +1,16 @@
-"""Shared fixtures: database backends for the contract suite, and an injected clock."""
+"""Shared fixtures: database backends for the contract suite, and an injected clock
+(``tests.clock.Clock``)."""
 
 from __future__ import annotations
 
 import os
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+
+from tests.clock import Clock
 
 PG_DSN = os.environ.get("MODELREG_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 _pg_state: dict[str, str | None] = {}
@@ -63,20 +65,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return str(request.getfixturevalue("pg_url"))
 
 
-class Clock:
-    """An injected clock the test moves by hand (``now`` is passed in, never read)."""
-
-    def __init__(self, start: datetime | None = None) -> None:
-        self.now = start or datetime(2024, 1, 10, 9, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> datetime:
-        self.now += timedelta(**delta)
-        return self.now
-
-
 @pytest.fixture
 def clock() -> Clock:
+    """The test's clock (tests.clock), at 2024-01-10 09:00 UTC."""
     return Clock()

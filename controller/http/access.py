@@ -11,6 +11,12 @@ decodes a body before any dependency runs, so an anonymous caller sending broken
 JSON would be told 422 about the body instead of 401. The middleware matches the
 route itself (the same templates FastAPI routes by) and answers 401/403 before a
 byte of the body is read.
+
+The check runs once per request: the middleware records who passed it in the
+request's state, and a handler that needs the caller (approve and reject act as the
+token's identity) reads it with ``caller`` instead of authenticating again. One
+check means one place where a route's role is decided, and one token lookup per
+request.
 """
 
 from __future__ import annotations
@@ -20,16 +26,26 @@ from collections.abc import Callable, Sequence
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.datastructures import Headers
+from starlette.requests import Request
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from controller.http.auth import AuthError, Role, TokenStore, Unauthorized, authorize
+from controller.http.auth import (
+    AuthError,
+    Principal,
+    Role,
+    TokenStore,
+    Unauthorized,
+    authorize,
+)
 
-__all__ = ["OPEN_TAG", "AccessCheck", "required_role"]
+__all__ = ["OPEN_TAG", "AccessCheck", "caller", "required_role"]
 
 OPEN_TAG = "health"
 _READS = frozenset({"GET", "HEAD", "OPTIONS"})
 _APPROVALS = frozenset({"approve", "reject"})
+_PRINCIPAL = "principal"  # the key in the ASGI scope's "state" (request.state.principal)
+_UNSET = object()
 
 
 def required_role(method: str, path: str, path_params: dict[str, str]) -> Role:
@@ -48,7 +64,8 @@ class AccessCheck:
 
     ``tokens`` is called per request (None: authentication is off, everything
     passes); ``routes`` gives the application's routes to match against. A path no
-    route matches passes through, to get the application's own 404 or 405.
+    route matches passes through, to get the application's own 404 or 405. Every
+    HTTP request it lets through carries the caller in its state (see ``caller``).
     """
 
     def __init__(
@@ -63,17 +80,18 @@ class AccessCheck:
         self.routes = routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        store = self.tokens() if scope["type"] == "http" else None
-        matched = _match(self.routes(), scope) if store is not None else None
-        if store is None or matched is None:
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        route, path_params = matched
-        if OPEN_TAG not in route.tags:
+        store = self.tokens()
+        matched = _match(self.routes(), scope) if store is not None else None
+        principal: Principal | None = None
+        if store is not None and matched is not None and OPEN_TAG not in matched[0].tags:
+            route, path_params = matched
             role = required_role(scope["method"], route.path, path_params)
-            headers = dict(Headers(scope=scope))
+            headers = Headers(scope=scope)
             try:
-                authorize(store.authenticate(headers.get("authorization")), role)
+                principal = authorize(store.authenticate(headers.get("authorization")), role)
             except AuthError as exc:
                 extra = (
                     {"WWW-Authenticate": Unauthorized.www_authenticate}
@@ -85,7 +103,26 @@ class AccessCheck:
                 )
                 await reply(scope, receive, send)
                 return
+        scope.setdefault("state", {})[_PRINCIPAL] = principal
         await self.app(scope, receive, send)
+
+
+def caller(request: Request) -> Principal | None:
+    """Who ``AccessCheck`` let ``request`` through as; None when authentication is off
+    (or the route is open).
+
+    A request that did not pass ``AccessCheck`` is a wiring error, raised as
+    ``RuntimeError`` (a 500): guessing instead, say from a body's ``actor``, would let
+    a caller name someone else.
+    """
+    principal = getattr(request.state, _PRINCIPAL, _UNSET)
+    if principal is _UNSET:
+        raise RuntimeError(
+            f"{request.method} {request.url.path} did not pass AccessCheck: no caller recorded"
+        )
+    if principal is not None and not isinstance(principal, Principal):
+        raise RuntimeError(f"request.state.{_PRINCIPAL} is not a Principal: {principal!r}")
+    return principal
 
 
 def _match(routes: Sequence[BaseRoute], scope: Scope) -> tuple[APIRoute, dict[str, str]] | None:

@@ -29,7 +29,8 @@ to post telemetry, ``approver`` to approve or reject (as the token's identity,
 never a body's ``actor``), ``alerts`` for ``/v1/alerts``. 401 without a known
 token, 403 without the role, and 403 when the registry refuses the approver
 (not on its policy's list, or the version's own registrant). Roles are checked
-before the body is parsed (``controller.http.access``).
+once per request, before the body is parsed (``controller.http.access``); a handler
+that needs the caller's identity reads it with ``access.caller``.
 """
 
 from __future__ import annotations
@@ -51,8 +52,8 @@ from controller.adapters.guard_store import GuardStore
 from controller.adapters.routers.http import HttpRouter
 from controller.core.phases import Event
 from controller.errors import CannotStart, IllegalMove, RolloutNotFound
-from controller.http.access import AccessCheck
-from controller.http.auth import AuthError, Principal, Role, TokenStore, Unauthorized, authorize
+from controller.http.access import AccessCheck, caller
+from controller.http.auth import TokenStore
 from controller.http.limits import BodyLimit
 from controller.shell.controller import Controller
 from monitors import IngestStore
@@ -151,8 +152,8 @@ def create_app(deps: ApiDeps) -> FastAPI:  # noqa: PLR0915 -- routes are closure
         prefix_settings={"/v1/ingest/": "server.max_ingest_body_bytes"},
     )
     # Outermost: roles are checked before any body is read or parsed, so a caller
-    # without the role gets 401/403, never 413 or 422 (controller.http.access). Handlers
-    # still call need() for the caller's identity.
+    # without the role gets 401/403, never 413 or 422 (controller.http.access). It is
+    # the only check; handlers that need the caller's identity read access.caller.
     app.add_middleware(AccessCheck, tokens=lambda: deps.tokens, routes=lambda: app.routes)
     controller = deps.controller
     registry = controller.registry
@@ -174,19 +175,6 @@ def create_app(deps: ApiDeps) -> FastAPI:  # noqa: PLR0915 -- routes are closure
             else 409
         )  # fmt: skip
         return JSONResponse({"detail": str(exc)}, status_code=code)
-
-    @app.exception_handler(AuthError)
-    def _auth(_request: Request, exc: AuthError) -> JSONResponse:
-        headers = (
-            {"WWW-Authenticate": Unauthorized.www_authenticate} if exc.status_code == 401 else None
-        )
-        return JSONResponse({"detail": exc.message}, status_code=exc.status_code, headers=headers)
-
-    def need(request: Request, role: Role) -> Principal | None:
-        """The caller, if it holds ``role``; None when authentication is off."""
-        if deps.tokens is None:
-            return None
-        return authorize(deps.tokens.authenticate(request.headers.get("authorization")), role)
 
     @app.exception_handler(RolloutNotFound)
     def _not_found(_request: Request, exc: RolloutNotFound) -> JSONResponse:
@@ -220,9 +208,8 @@ def create_app(deps: ApiDeps) -> FastAPI:  # noqa: PLR0915 -- routes are closure
     # -- registry reads -----------------------------------------------------------
 
     @app.get("/v1/models/{name}/resolve", tags=["registry"])
-    async def resolve(request: Request, name: str, stage: str = "production") -> dict[str, Any]:
+    async def resolve(name: str, stage: str = "production") -> dict[str, Any]:
         """The version and artifact digest serving should load (cached, microseconds)."""
-        need(request, Role.READER)
         found = registry.resolve(name, stage)
         return {
             "name": found.name,
@@ -233,25 +220,19 @@ def create_app(deps: ApiDeps) -> FastAPI:  # noqa: PLR0915 -- routes are closure
         }
 
     @app.get("/v1/models", tags=["registry"])
-    def list_models(request: Request) -> list[dict[str, Any]]:
-        need(request, Role.READER)
+    def list_models() -> list[dict[str, Any]]:
         return [m.to_dict() for m in registry.list_models()]
 
     @app.get("/v1/models/{name}", tags=["registry"])
-    def model_versions(
-        request: Request, name: str, stage: str | None = None
-    ) -> list[dict[str, Any]]:
-        need(request, Role.READER)
+    def model_versions(name: str, stage: str | None = None) -> list[dict[str, Any]]:
         return [v.to_dict() for v in registry.list_versions(name, stage=stage)]
 
     @app.get("/v1/models/{name}/versions/{version}", tags=["registry"])
-    def model_version(request: Request, name: str, version: str) -> dict[str, Any]:
-        need(request, Role.READER)
+    def model_version(name: str, version: str) -> dict[str, Any]:
         return registry.get_model_version(name, version).to_dict()
 
     @app.get("/v1/models/{name}/history", tags=["registry"])
-    def history(request: Request, name: str) -> list[dict[str, Any]]:
-        need(request, Role.READER)
+    def history(name: str) -> list[dict[str, Any]]:
         return [t.to_dict() for t in registry.history(name)]
 
     # -- routes (http router) -------------------------------------------------------
@@ -259,7 +240,6 @@ def create_app(deps: ApiDeps) -> FastAPI:  # noqa: PLR0915 -- routes are closure
     @app.get("/v1/routes/{model}", tags=["routing"])
     async def route(model: str, request: Request) -> Response:
         """The current route of ``model``; 304 when ``If-None-Match`` has its ETag."""
-        need(request, Role.READER)
         for router in deps.http_routers:
             published = router.published(model)
             if published is None:
@@ -275,31 +255,26 @@ def create_app(deps: ApiDeps) -> FastAPI:  # noqa: PLR0915 -- routes are closure
 
     @app.get("/v1/rollouts", tags=["rollouts"])
     def rollouts(
-        request: Request,
         model: str | None = None,
         active: bool | None = None,
         limit: int = Query(100, ge=1),
     ) -> list[dict[str, Any]]:
-        need(request, Role.READER)
         return [r.to_dict() for r in store.list_rollouts(model=model, active=active, limit=limit)]
 
     @app.get("/v1/guard", tags=["guard"])
-    def guard_status(request: Request, model: str | None = None) -> list[dict[str, Any]]:
+    def guard_status(model: str | None = None) -> list[dict[str, Any]]:
         """Per guarded model: each trigger's last judgement and streak, the last guard
         action and whether its cooldown holds."""
-        need(request, Role.READER)
         if deps.guard is None:
             raise HTTPException(404, "the production guard is not running in this process")
         return deps.guard.status(now=controller.clock(), model=model)
 
     @app.post("/v1/rollouts", tags=["rollouts"], status_code=201)
-    def start(request: Request, body: StartRollout) -> dict[str, Any]:
-        need(request, Role.DEPLOYER)
+    def start(body: StartRollout) -> dict[str, Any]:
         return controller.start_rollout(body.model, body.version, reason=body.reason).to_dict()
 
     @app.get("/v1/rollouts/{rollout_id}", tags=["rollouts"])
-    def status(request: Request, rollout_id: int) -> dict[str, Any]:
-        need(request, Role.READER)
+    def status(rollout_id: int) -> dict[str, Any]:
         record = store.get(rollout_id)
         body = record.to_dict()
         last = store.decisions(rollout_id, limit=1)
@@ -307,11 +282,8 @@ def create_app(deps: ApiDeps) -> FastAPI:  # noqa: PLR0915 -- routes are closure
         return body
 
     @app.get("/v1/rollouts/{rollout_id}/explain", tags=["rollouts"])
-    def explain(
-        request: Request, rollout_id: int, limit: int = Query(50, ge=1, le=10_000)
-    ) -> dict[str, Any]:
+    def explain(rollout_id: int, limit: int = Query(50, ge=1, le=10_000)) -> dict[str, Any]:
         """The rollout, its policy and its decisions with reasons and numbers."""
-        need(request, Role.READER)
         record = store.get(rollout_id)
         policy = controller.policy(record.model)
         return {
@@ -328,7 +300,7 @@ def create_app(deps: ApiDeps) -> FastAPI:  # noqa: PLR0915 -- routes are closure
         body: Action = Body(default_factory=Action),  # noqa: B008 -- FastAPI's idiom
     ) -> dict[str, Any]:
         event = _ACTIONS[action]
-        who = need(request, Role.APPROVER if action in ("approve", "reject") else Role.DEPLOYER)
+        who = caller(request)
         if action == "reject" and not body.reason.strip():
             raise HTTPException(422, 'a rejection needs a reason: send {"reason": "..."}')
         actor = who.identity if who is not None else body.actor  # a token speaks for itself
@@ -341,7 +313,6 @@ def create_app(deps: ApiDeps) -> FastAPI:  # noqa: PLR0915 -- routes are closure
     async def alerts(request: Request) -> dict[str, Any]:
         """Alertmanager's webhook (version 4): matching alerts act once on the rollout."""
         received = time.perf_counter()
-        need(request, Role.ALERTS)
         if deps.alerts is None:
             raise HTTPException(404, "no alert routes are configured")
         body = await request.body()
@@ -388,8 +359,7 @@ def create_app(deps: ApiDeps) -> FastAPI:  # noqa: PLR0915 -- routes are closure
         return deps.ingest
 
     @app.post("/v1/ingest/events", tags=["ingest"])
-    def ingest_events(request: Request, body: Events) -> dict[str, int]:
-        need(request, Role.DEPLOYER)
+    def ingest_events(body: Events) -> dict[str, int]:
         store_ = _ingest()
         try:
             stored = store_.add_events([e.model_dump(exclude_none=True) for e in body.events])
@@ -398,8 +368,7 @@ def create_app(deps: ApiDeps) -> FastAPI:  # noqa: PLR0915 -- routes are closure
         return {"stored": stored}
 
     @app.post("/v1/ingest/labels", tags=["ingest"])
-    def ingest_labels(request: Request, body: Labels) -> dict[str, int]:
-        need(request, Role.DEPLOYER)
+    def ingest_labels(body: Labels) -> dict[str, int]:
         store_ = _ingest()
         try:
             stored = store_.add_labels([label.model_dump() for label in body.labels])

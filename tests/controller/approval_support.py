@@ -19,8 +19,9 @@ from controller.shell.controller import Controller
 from monitors import IngestStore
 from registry import ModelRegistry
 from serving.route import read_table
+from tests.clock import Clock
 
-from .support import Clock, config, file_controller, register, traffic
+from .support import config, file_controller, register, traffic
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 APPROVERS = ["alice", "bob", "carol", "tester"]  # tester registers the versions

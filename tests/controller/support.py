@@ -19,22 +19,7 @@ from controller.core.decide import Observations, RolloutState, decide
 from controller.shell.controller import Controller
 from monitors import IngestSource, IngestStore
 from registry import ModelRegistry
-
-
-class Clock:
-    """A clock tests move by hand."""
-
-    def __init__(self, start: datetime) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> datetime:
-        from datetime import timedelta
-
-        self.now += timedelta(seconds=seconds)
-        return self.now
+from tests.clock import Clock
 
 
 def register(registry: ModelRegistry, tmp: Path, name: str, version: str, stage: str) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from registry import ModelRegistry
-from tests.conftest import Clock
+from tests.clock import Clock
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from registry import (
     VersionNotFound,
 )
 from registry.schema import audit_t, files_t, versions_t
-from tests.conftest import Clock
+from tests.clock import Clock
 
 SIG = {"inputs": {"amount": "float", "merchant_id": "int"}, "outputs": {"p": "float"}}
 
@@ -258,9 +258,9 @@ class TestReads:
         """The version in production at an instant comes from the transition history."""
         reg.register_model("m", None)
         reg.register_model("m", None)
-        clock.now = clock.now.replace(day=10)
+        clock.set(clock().replace(day=10))
         promote_to_production(reg, "m", "v1.0.0")
-        clock.now = clock.now.replace(day=20)
+        clock.set(clock().replace(day=20))
         promote_to_production(reg, "m", "v1.0.1")
         assert str(reg.get_model_by_date("m", "2024-01-15").version) == "v1.0.0"
         assert str(reg.get_model_by_date("m", "2024-01-20T10:00:00+00:00").version) == "v1.0.1"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,7 @@ from registry import (
 from registry.docs import sync_docs
 from registry.experiments import list_experiments
 from registry.schema import audit_t
-from tests.conftest import Clock
+from tests.clock import Clock
 
 LEADS = ["ml-lead@company.com", "data-eng@company.com"]
 SEED_META = {
@@ -136,11 +137,11 @@ class TestAuditTrail:
     def test_log_filters_by_model_and_time(self, reg: ModelRegistry, clock: Clock) -> None:
         """audit_log narrows by model name (not prefix) and by time range."""
         reg.register_model("fraud", None)
-        clock.advance(days=2)
+        clock.advance(timedelta(days=2))
         reg.register_model("fraud-eu", None)
         assert {e.model for e in reg.audit_log("fraud")} == {"fraud"}
         assert {e.target for e in reg.audit_log("fraud-eu")} == {"fraud-eu", "fraud-eu-v1.0.0"}
-        later = reg.audit_log(since=clock.now.date().isoformat())
+        later = reg.audit_log(since=clock().date().isoformat())
         assert [e.target for e in later] == ["fraud-eu", "fraud-eu-v1.0.0"]
         with pytest.raises(InvalidInput, match="before since"):
             reg.audit_log(since="2024-02-01", until="2024-01-01")
@@ -200,7 +201,7 @@ class TestReport:
         reg.set_approval_required("production", LEADS)
         sig = {"inputs": {"amount": "float"}, "outputs": {"p": "float"}}
         reg.register_model("fraud", {"w": 1}, stage="staging", metadata=SEED_META, signature=sig)
-        clock.advance(days=1)
+        clock.advance(timedelta(days=1))
         reg.approve_model("fraud", "v1", LEADS[0], "looks good")
         reg.promote_model("fraud", "v1", to_stage="production", actor="deployer")
         report = ModelGovernance(reg).generate_audit_report("fraud", "2024-01-01", "2024-01-31")
@@ -322,7 +323,7 @@ class TestDocs:
                 reg.register_model(name, {"v": version}, version=version, stage="staging",
                                    metadata={"accuracy": acc,
                                              "inference_latency_p50": "35ms"})  # fmt: skip
-                clock.now = clock.now.replace(day=day)
+                clock.set(clock().replace(day=day))
                 reg.promote_model(name, version, to_stage="production")
             out = tmp_path / "docs"
             first = sync_docs(reg, out)
@@ -415,7 +416,7 @@ class TestDeprecation:
         reg.deprecate_model("fraud", "v1", "Superseded by v3.x series", "2024-06-01")
         with pytest.warns(DeprecatedModelWarning, match="Superseded"):
             assert reg.get_model("fraud", version="v1") == {"w": 1}
-        clock.now = clock.now.replace(year=2024, month=7)
+        clock.set(clock().replace(year=2024, month=7))
         with pytest.raises(ModelEndOfLife, match="end of life"):
             reg.get_model("fraud", version="v1")
         with pytest.warns(DeprecatedModelWarning):

@@ -23,7 +23,7 @@ from registry import (
     track_experiment,
 )
 from registry.store import Store, Tx
-from tests.conftest import Clock
+from tests.clock import Clock
 from tests.registry.test_cli import cli
 
 
@@ -210,7 +210,7 @@ class TestMatchingAndTime:
     def test_offsets_are_converted_to_utc(self, reg: ModelRegistry, clock: Clock) -> None:
         """13:00+02:00 is 11:00Z on every backend, before a 12:00Z deployment."""
         reg.register_model("m", None)
-        clock.now = datetime(2024, 1, 10, 12, 0, tzinfo=UTC)
+        clock.set(datetime(2024, 1, 10, 12, 0, tzinfo=UTC))
         to_production(reg, "v1")
         with pytest.raises(VersionNotFound):
             reg.get_model_by_date("m", "2024-01-10T13:00:00+02:00")
@@ -232,9 +232,9 @@ class TestGovernanceEdges:
     ) -> None:
         """A policy added after a deployment does not make that deployment non-compliant."""
         reg.register_model("m", None, stage="staging", signature={"inputs": {"a": "int"}})
-        clock.now = datetime(2024, 1, 10, tzinfo=UTC)
+        clock.set(datetime(2024, 1, 10, tzinfo=UTC))
         reg.promote_model("m", "v1", to_stage="production")
-        clock.now = datetime(2024, 2, 10, tzinfo=UTC)
+        clock.set(datetime(2024, 2, 10, tzinfo=UTC))
         reg.set_approval_required("production", ["lead@x"])
         report = ModelGovernance(reg).generate_audit_report("m", "2024-01-01", "2024-03-01")
         checks = {c.name: c.passed for c in report.deployments[0].checkpoints}

@@ -13,18 +13,9 @@ from controller.adapters.routers.http import HttpRouter, etag_of
 from controller.adapters.routing import RouterError, build_router
 from serving.route import Backend, Route
 from serving.route_table import RouteTable
+from tests.clock import Clock
 
 ROUTE = Route("fraud", (Backend("v1", 90, "a" * 64), Backend("v2", 10, "b" * 64)), 7, "s")
-
-
-class FakeClock:
-    """Monotonic seconds moved by hand."""
-
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 class TestFileRouter:
@@ -54,13 +45,13 @@ class TestRouteTable:
         """Units keep their arm as the treatment's share grows; reloads follow the file."""
         path = tmp_path / "r.json"
         FileRouter(path=path).set(ROUTE)
-        clock = FakeClock()
-        table = RouteTable(model="fraud", path=path, refresh=1.0, clock=clock)
+        clock = Clock()
+        table = RouteTable(model="fraud", path=path, refresh=1.0, clock=clock.monotonic)
         picks = {f"u{i}": table.pick(f"u{i}") for i in range(2000)}
         treated = {u for u, p in picks.items() if p and p[1] == "treatment"}
         assert 120 < len(treated) < 290  # about 10 %
         FileRouter(path=path).set(Route("fraud", (Backend("v1", 50), Backend("v2", 50)), 8, "s"))
-        clock.t += 2
+        clock.advance(2)
         again = {u for u in picks if (table.pick(u) or (None, ""))[1] == "treatment"}
         assert treated <= again
         assert len(again) > 800
@@ -82,11 +73,11 @@ class TestRouteTable:
                 return httpx.Response(304)
             return httpx.Response(200, json=route.to_dict(), headers={"etag": etag})
 
-        clock = FakeClock()
+        clock = Clock()
         client = httpx.Client(transport=httpx.MockTransport(handler))
-        table = RouteTable(model="fraud", url="http://d", client=client, clock=clock)
+        table = RouteTable(model="fraud", url="http://d", client=client, clock=clock.monotonic)
         assert table.route() == ROUTE
-        clock.t += 1
+        clock.advance(1)
         assert table.route() == ROUTE
         assert seen == [None, etag_of(ROUTE)]
 

@@ -10,6 +10,7 @@ import pytest
 from controller.adapters.routers.webhook import WebhookRouter
 from controller.adapters.routing import RouterError
 from serving.route import Backend, Route
+from tests.clock import Clock
 
 SECRET = "backoff-secret"
 
@@ -33,11 +34,11 @@ class Scripted:
 
 class TestBackoffBetweenPushes:
     def setup_method(self) -> None:
-        self.now = 1000.0
+        self.clock = Clock(monotonic=1000.0)
         self.receiver = Scripted()
         self.router = WebhookRouter(
             url="http://serving.test/routes", secret=SECRET, attempts=2, backoff_s=1.0,
-            max_backoff_s=4.0, sleep=lambda _: None, monotonic=lambda: self.now,
+            max_backoff_s=4.0, sleep=lambda _: None, monotonic=self.clock.monotonic,
             client=httpx.Client(transport=httpx.MockTransport(self.receiver)),
         )  # fmt: skip
 
@@ -51,12 +52,12 @@ class TestBackoffBetweenPushes:
             self.router.set(route(1))
         assert self.receiver.requests == 2  # the push's own two attempts
         for wait in (2.0, 4.0, 4.0):
-            self.now += wait - 0.5
+            self.clock.advance(wait - 0.5)
             with pytest.raises(RouterError, match=r"HTTP 503.*next attempt in 0\.5s"):
                 self.router.set(route(1))
             assert self.receiver.requests % 2 == 0
             sent = self.receiver.requests
-            self.now += 0.5
+            self.clock.advance(0.5)
             with pytest.raises(RouterError, match="after 2 attempt"):
                 self.router.set(route(1))
             assert self.receiver.requests == sent + 2
@@ -77,13 +78,13 @@ class TestBackoffBetweenPushes:
         for _ in range(3):
             with pytest.raises(RouterError):
                 self.router.set(route(1))
-            self.now += 10
+            self.clock.advance(10)
         self.receiver.status = 204
         self.router.set(route(1))
         self.receiver.status = 503
         with pytest.raises(RouterError, match="after 2 attempt"):
             self.router.set(route(2))
-        self.now += 1.9
+        self.clock.advance(1.9)
         with pytest.raises(RouterError, match=r"next attempt in 0\.1s"):
             self.router.set(route(2))
 

@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from controller.adapters.routers.webhook import (
 )
 from controller.adapters.routing import ROUTERS, Router, RouterError, build_router
 from serving.route import Backend, Route
+from tests.clock import Clock
 
 SECRET = "s3cret-shared-with-the-receiver"
 NOW = 1_700_000_000.0
@@ -62,7 +64,7 @@ def make_router(
         secret=SECRET,
         client=httpx.Client(transport=httpx.MockTransport(handler)),
         sleep=sleeps.append,
-        clock=lambda: NOW,
+        clock=Clock(datetime.fromtimestamp(NOW, UTC)).timestamp,
         **kwargs,
     )
     return router, sleeps
@@ -278,13 +280,32 @@ class TestFactory:
         assert isinstance(router, Router)
         router.close()
 
-    def test_secret_file_and_env(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-        """The secret may come from a file or an environment variable."""
+    def test_secret_file_and_env(
+        self,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        port: int,
+        start_receiver: Callable[[], ReceiverServer],
+    ) -> None:
+        """The secret may come from a file (its trailing newline dropped) or an environment
+        variable; either way the router signs with it, so a receiver holding the secret
+        takes the route."""
+        server = start_receiver()
         secret_file = tmp_path / "secret"
         secret_file.write_text(SECRET + "\n")
-        build_webhook_router({"url": URL, "secret_file": str(secret_file)}).close()
         monkeypatch.setenv("MODELREG_TEST_WEBHOOK_SECRET", SECRET)
-        build_webhook_router({"url": URL, "secret_env": "MODELREG_TEST_WEBHOOK_SECRET"}).close()
+        sources = [
+            {"secret_file": str(secret_file)},
+            {"secret_env": "MODELREG_TEST_WEBHOOK_SECRET"},
+        ]
+        for revision, source in enumerate(sources, start=1):
+            router = build_webhook_router({"url": f"http://127.0.0.1:{port}/routes", **source})
+            try:
+                router.set(route(revision))
+            finally:
+                router.close()
+        assert server.rejected == 0
+        assert server.received == [route(1).to_dict(), route(2).to_dict()]
 
     @pytest.mark.parametrize(
         ("options", "message"),

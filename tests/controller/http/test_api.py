@@ -21,8 +21,9 @@ from controller.http.auth import TokenStore, hash_token
 from controller.shell.controller import Controller
 from monitors import AlertIntake, IngestSource, IngestStore
 from registry import ModelRegistry
+from tests.clock import Clock
 
-from ..support import Clock, config, register
+from ..support import config, register
 
 with warnings.catch_warnings():
     # Starlette 1.x asks for `httpx2` under its TestClient; httpx works and is what we have.

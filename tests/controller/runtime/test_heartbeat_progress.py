@@ -22,9 +22,10 @@ from controller.runtime.scheduler import RolloutScheduler
 from controller.shell.controller import Controller
 from monitors import IngestSource, IngestStore
 from registry import ModelRegistry
+from tests.clock import Clock
 
 from ..shell.test_router_health import policy
-from ..support import Clock, register
+from ..support import register
 
 SECRET = "heartbeat-secret"
 MODELS = ("alpha", "beta", "fraud")
@@ -41,7 +42,7 @@ class Slow(BaseHTTPRequestHandler):
         assert isinstance(server, Receiver)
         self.rfile.read(int(self.headers["Content-Length"]))
         with server.lock:
-            server.mono[0] += SLOW_S
+            server.ticks.advance(SLOW_S)
             server.calls += 1
             stuck = server.calls == server.stuck
         if stuck:
@@ -59,7 +60,7 @@ class Receiver(ThreadingHTTPServer):
 
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), Slow)
-        self.mono = [0.0]
+        self.ticks = Clock()  # the heartbeat's monotonic seconds
         self.lock = threading.Lock()
         self.calls = 0
         self.stuck = 0  # the request number to block (1-based); 0: none
@@ -100,7 +101,7 @@ def scheduler(tmp_path: Path, receiver: Receiver) -> Iterator[RolloutScheduler]:
         routers={"hook": router}, clock=clock,
     )  # fmt: skip
     scheduler = RolloutScheduler(controller)
-    scheduler.heartbeat = Heartbeat(clock=lambda: receiver.mono[0])
+    scheduler.heartbeat = Heartbeat(clock=receiver.ticks.monotonic)
     yield scheduler
     router.close()
     ingest.close()
@@ -115,7 +116,7 @@ def test_a_slow_pass_that_moves_keeps_the_heartbeat_fresh(
     each model, so the heartbeat is fresh when it ends."""
     scheduler._watch()
     assert receiver.calls == len(MODELS)
-    assert receiver.mono[0] == len(MODELS) * SLOW_S > LIMIT_S
+    assert receiver.ticks.monotonic() == len(MODELS) * SLOW_S > LIMIT_S
     assert scheduler.heartbeat.age() == 0.0
     assert scheduler.heartbeat.fresh(LIMIT_S)
 
@@ -132,7 +133,7 @@ def test_a_pass_stuck_on_one_call_goes_stale(
         assert receiver.entered.wait(timeout=30)
         assert scheduler.heartbeat.age() == SLOW_S  # beaten after alpha, before beta's call
         with receiver.lock:
-            receiver.mono[0] += LIMIT_S  # the call hangs on
+            receiver.ticks.advance(LIMIT_S)  # the call hangs on
         assert not scheduler.heartbeat.fresh(LIMIT_S)
     finally:
         receiver.release.set()

@@ -13,6 +13,7 @@ from controller.runtime import faults
 from controller.runtime.heartbeat import Heartbeat, stale_after
 from controller.runtime.reloader import Reloader
 from monitors.testing import wait_until
+from tests.clock import Clock
 
 
 class TestReloader:
@@ -89,11 +90,11 @@ class TestReloader:
 class TestHeartbeat:
     def test_fresh_until_the_limit(self) -> None:
         """Fresh while younger than the limit, stale after, fresh again after a beat."""
-        now = [100.0]
-        beat = Heartbeat(clock=lambda: now[0])
-        now[0] = 104.0
+        clock = Clock(monotonic=100.0)
+        beat = Heartbeat(clock=clock.monotonic)
+        clock.advance(4.0)
         assert beat.fresh(5.0)
-        now[0] = 105.5
+        clock.advance(1.5)
         assert not beat.fresh(5.0)
         beat.beat()
         assert beat.fresh(5.0)

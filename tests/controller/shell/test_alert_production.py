@@ -25,8 +25,9 @@ from monitors import IngestSource, IngestStore
 from monitors.alerts import AlertAction, AlertIntake, AlertRule
 from registry import ModelRegistry
 from serving.route import read_table
+from tests.clock import Clock
 
-from ..support import Clock, config, register
+from ..support import config, register
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")

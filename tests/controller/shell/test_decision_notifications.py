@@ -23,8 +23,9 @@ from controller.runtime.daemon import build_notifications
 from controller.shell.controller import Controller
 from monitors import IngestSource, IngestStore
 from registry import ModelRegistry
+from tests.clock import Clock
 
-from ..support import Clock, config, register
+from ..support import config, register
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 ROUTERS = {"table": {"kind": "file", "options": {"path": "/tmp/unused-routes.json"}}}

@@ -35,8 +35,9 @@ from controller.shell.guard_pass import GUARD_ACTOR, Guard
 from monitors import IngestStore, Measurement, Status, Subject, TriggerSpec, Window
 from registry import ModelRegistry
 from serving.route import read_table
+from tests.clock import Clock
 
-from ..support import Clock, config, file_controller, register, traffic
+from ..support import config, file_controller, register, traffic
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 SUBJECT = Subject("fraud", version="v1.1.0")
@@ -200,7 +201,7 @@ class World:
         )  # fmt: skip
 
     def bad(self, version: str, n: int = 200, error_rate: float = 0.5, seed: int = 0) -> None:
-        traffic(self.ingest, "fraud", self.clock.now - timedelta(seconds=1),
+        traffic(self.ingest, "fraud", self.clock() - timedelta(seconds=1),
                 {version: (n, 0.8, error_rate)}, seed=seed)  # fmt: skip
 
     def prod(self, model: str = "fraud") -> str:
@@ -438,7 +439,7 @@ class TestGuardPass:
         assert action.outcome == "nothing_to_roll_back"
         assert "no earlier production version" in action.reason
         world.clock.advance(60)
-        traffic(world.ingest, "solo", world.clock.now - timedelta(seconds=1),
+        traffic(world.ingest, "solo", world.clock() - timedelta(seconds=1),
                 {"v1.0.0": (200, 0.8, 0.5)}, seed=3)  # fmt: skip
         again = {v.model: v for v in world.guard.run_once()}
         assert again["solo"].action == "cooldown"

@@ -190,7 +190,7 @@ class TestUnknownHeldRoute:
         assert serving.versions() == ["v1.1.0"]  # taken, though the controller saw a 503
         serving.lose_answers = False
         alert = AlertAction("rollback", "fraud", None, "r0", "FraudErrors", "fp",
-                            world.clock.now, "errors")  # fmt: skip
+                            world.clock(), "errors")  # fmt: skip
         outcome = controller.handle_alert(alert)
         assert outcome["acted"], outcome
         assert world.prod() == "v1.0.0"

@@ -26,8 +26,9 @@ from controller.shell.controller import Controller
 from monitors import IngestSource, IngestStore
 from registry import ModelRegistry
 from serving.route import Backend, Route
+from tests.clock import Clock
 
-from ..support import Clock, register
+from ..support import register
 
 SECRET = "router-health-secret"
 
@@ -96,9 +97,8 @@ def test_one_failing_model_keeps_the_router_unready(tmp_path: Path, receiver: Re
     ingest = IngestStore.open(f"sqlite:///{tmp_path}/ingest.db")
     store = RolloutStore.open(registry.url)
     collector = CollectorRegistry()
-    mono = [0.0]
     router = WebhookRouter(url=url, secret=SECRET, attempts=1, sleep=lambda _: None,
-                           monotonic=lambda: mono[0])  # fmt: skip
+                           monotonic=clock.monotonic)  # fmt: skip
     controller = Controller(
         config=config, registry=registry, store=store, sources={"events": IngestSource(ingest)},
         routers={"hook": router}, clock=clock, metrics=ControllerMetrics(collector),
@@ -113,7 +113,7 @@ def test_one_failing_model_keeps_the_router_unready(tmp_path: Path, receiver: Re
         ready = collector.get_sample_value("modelreg_controller_router_ready", {"router": "hook"})
         assert ready == 0.0
 
-        mono[0] += 60  # past the router's backoff for alpha
+        clock.advance(60)  # past the router's backoff for alpha
         without_alpha = config.model_copy(update={"models": {"fraud": config.models["fraud"]}})
         controller.config = without_alpha  # as a SIGHUP reload would
         assert controller.reconcile_routers() == {}  # alpha's failure is no one's now

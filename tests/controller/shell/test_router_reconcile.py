@@ -13,8 +13,9 @@ from controller.shell.controller import Controller
 from monitors import IngestSource, IngestStore
 from registry import ModelRegistry
 from serving.route import Backend, read_table
+from tests.clock import Clock
 
-from ..support import Clock, config, register
+from ..support import config, register
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
