@@ -66,7 +66,7 @@ class RolloutScheduler:
             self.ensure_job(record)
         interval = self.controller.config.watch_interval
         self._scheduler.add_job(
-            self._watch,
+            self.watch_pass,
             "interval",
             seconds=interval,
             id=WATCHER,
@@ -184,7 +184,8 @@ class RolloutScheduler:
         finally:
             self._leave()
 
-    def _watch(self) -> None:
+    def watch_pass(self) -> None:
+        """One run of the watcher job: start rollouts, reconcile routers, refresh gauges."""
         self.heartbeat.beat()
         if not self._enter():
             return

@@ -19,7 +19,7 @@ import yaml
 from controller.adapters.routers.nginx import fragment_path
 from monitors.testing import wait_until
 
-from ..runtime.test_e2e import Stack, _stack
+from ..runtime.test_e2e import Stack, build_stack
 from .test_nginx_router import LiveNginx, live_nginx  # noqa: F401 -- a fixture used below
 from .test_webhook_router import (  # noqa: F401 -- fixtures used below
     SECRET,
@@ -75,7 +75,7 @@ class TestNginxFails:
         however often it is retried. Once the file is gone the route goes out and the
         rollout carries on."""
         (tmp_path / "stack").mkdir()
-        s = _stack(tmp_path / "stack")
+        s = build_stack(tmp_path / "stack")
         router = live_nginx.router
         use_router(s, "edge", "nginx", {
             "include_dir": str(router.include_dir), "main_config": str(router.main_config),
@@ -133,7 +133,7 @@ class TestNginxFails:
         fragment is put back and keeps serving, /readyz names the router and the pid
         file, the rollout holds; once the pid file is there the route is applied."""
         (tmp_path / "stack").mkdir()
-        s = _stack(tmp_path / "stack")
+        s = build_stack(tmp_path / "stack")
         router = live_nginx.router
         pid_file = tmp_path / "master.pid"
         use_router(s, "edge", "nginx", {
@@ -182,7 +182,7 @@ class TestWebhookDown:
         /readyz is 503 naming the router and the last error, and the rollout holds;
         when the receiver comes up it gets the route, /readyz turns 200 and the rollout
         moves on."""
-        s = _stack(tmp_path)
+        s = build_stack(tmp_path)
         use_router(s, "hook", "webhook", {
             "url": f"http://127.0.0.1:{port}/routes", "secret": SECRET,
             "attempts": 2, "backoff_s": 0.2, "max_backoff_s": 0.5, "timeout_s": 2,

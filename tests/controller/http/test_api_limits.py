@@ -36,7 +36,7 @@ from monitors.testing import free_port, wait_until
 from registry import ModelRegistry
 from tests.clock import Clock
 
-from ..runtime.test_e2e import _stack
+from ..runtime.test_e2e import build_stack
 from ..support import config, register
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -431,7 +431,7 @@ class TestDaemonWiresTheLimits:
     def test_config_limits_reach_the_daemon(self, tmp_path: Path) -> None:
         """server.max_body_bytes and server.max_ingest_body_bytes from the YAML file are
         what the daemon subprocess enforces."""
-        s = _stack(tmp_path)
+        s = build_stack(tmp_path)
         data = yaml.safe_load(s.config.read_text())
         data["server"].update(max_body_bytes=2048, max_ingest_body_bytes=4096)
         s.config.write_text(yaml.safe_dump(data))

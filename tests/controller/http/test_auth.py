@@ -105,7 +105,10 @@ class TestAuthorize:
     @pytest.mark.parametrize("role", list(Role))
     def test_admin_implies_every_role(self, store: TokenStore, role: Role) -> None:
         """admin passes every role check, alerts included."""
-        authorize(store.authenticate(f"Bearer {ROOT}"), role)
+        principal = store.authenticate(f"Bearer {ROOT}")
+        assert authorize(principal, role) is principal
+        assert principal is not None
+        assert principal.has(role)
 
     @pytest.mark.parametrize(
         ("token", "role", "allowed"),

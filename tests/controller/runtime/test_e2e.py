@@ -108,7 +108,7 @@ class Stack:
             handle.close()
 
 
-def _stack(tmp: Path, **policy: Any) -> Stack:
+def build_stack(tmp: Path, **policy: Any) -> Stack:
     port = free_port()
     data = demo_config(tmp, port)
     data["models"]["fraud"].update(policy)
@@ -119,7 +119,7 @@ def _stack(tmp: Path, **policy: Any) -> Stack:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    s = _stack(tmp_path_factory.mktemp("e2e"))
+    s = build_stack(tmp_path_factory.mktemp("e2e"))
     s.register("1.0.0", "production")
     s.start_daemon()
     s.start_workload()
@@ -184,7 +184,7 @@ class TestHttpRouter:
     def test_serving_polls_the_daemon(self, tmp_path: Path) -> None:
         """With the http router the workload follows GET /v1/routes/fraud (ETag) and the
         canary promotes exactly as with the file."""
-        s = _stack(tmp_path)
+        s = build_stack(tmp_path)
         data = yaml.safe_load(s.config.read_text())
         data["routers"] = {"table": {"kind": "http"}}
         s.config.write_text(yaml.safe_dump(data))
@@ -208,7 +208,7 @@ class TestCrash:
     def test_kill_9_mid_step_resumes(self, tmp_path: Path) -> None:
         """kill -9 during a canary step; the restarted daemon continues at the same step
         with the same step start, applies no decision twice, and the router equals the DB."""
-        s = _stack(tmp_path, strategy={"kind": "canary", "steps": [10, 25, 50, 100],
+        s = build_stack(tmp_path, strategy={"kind": "canary", "steps": [10, 25, 50, 100],
                                        "step_duration": 6})  # fmt: skip
         s.register("1.0.0", "production")
         s.start_daemon()
@@ -249,7 +249,7 @@ class TestBadRouter:
         router, the metric says so, and once fixed the daemon becomes ready on its own."""
         blocker = tmp_path / "blocked"
         blocker.write_text("a file where the routing directory should be")
-        s = _stack(tmp_path)
+        s = build_stack(tmp_path)
         data = yaml.safe_load(s.config.read_text())
         data["routers"]["table"]["options"]["path"] = str(blocker / "routes.json")
         s.config.write_text(yaml.safe_dump(data))
@@ -273,7 +273,7 @@ class TestBadRouter:
 class TestReload:
     def test_sighup_reloads_policies_and_keeps_a_bad_file_out(self, tmp_path: Path) -> None:
         """SIGHUP adds a policy; a later invalid file is refused and the daemon runs on."""
-        s = _stack(tmp_path)
+        s = build_stack(tmp_path)
         s.register("1.0.0", "production")
         s.start_daemon()
         try:
@@ -307,7 +307,7 @@ class TestSystemdNotify:
         SIGHUP reload and says STOPPING=1 on SIGTERM."""
         import socket
 
-        s = _stack(tmp_path)
+        s = build_stack(tmp_path)
         s.register("1.0.0", "production")
         path = str(tmp_path / "notify.sock")
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -340,7 +340,7 @@ class TestPrometheus:
         fewer errors is promoted, then one with many errors is rolled back."""
         from monitors.testing import start_prometheus
 
-        s = _stack(tmp_path)
+        s = build_stack(tmp_path)
         s.register("1.0.0", "production")
         metrics_port = free_port()
         s.start_workload("--metrics-port", str(metrics_port),

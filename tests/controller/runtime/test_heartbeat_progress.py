@@ -114,7 +114,7 @@ def test_a_slow_pass_that_moves_keeps_the_heartbeat_fresh(
 ) -> None:
     """Three pushes of 25 s each (75 s, past the 60 s limit): the pass beats after
     each model, so the heartbeat is fresh when it ends."""
-    scheduler._watch()
+    scheduler.watch_pass()
     assert receiver.calls == len(MODELS)
     assert receiver.ticks.monotonic() == len(MODELS) * SLOW_S > LIMIT_S
     assert scheduler.heartbeat.age() == 0.0
@@ -127,7 +127,7 @@ def test_a_pass_stuck_on_one_call_goes_stale(
     """The second push hangs: the first model's beat is the last one, and the heartbeat
     ages while the call does not return; once it does, the pass beats again."""
     receiver.stuck = 2
-    watcher = threading.Thread(target=scheduler._watch)
+    watcher = threading.Thread(target=scheduler.watch_pass)
     watcher.start()
     try:
         assert receiver.entered.wait(timeout=30)

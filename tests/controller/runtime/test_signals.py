@@ -30,7 +30,7 @@ from controller.runtime.daemon import Daemon
 from monitors.testing import wait_until
 from serving.route import read_table
 
-from .test_e2e import Stack, _stack
+from .test_e2e import Stack, build_stack
 
 pytestmark = pytest.mark.slow
 
@@ -72,7 +72,7 @@ def set_server(stack: Stack, **server: Any) -> None:
 @pytest.fixture
 def rolling(tmp_path: Path) -> Iterator[Stack]:
     """A stack whose config and registry are ready; the test starts the daemon."""
-    s = _stack(tmp_path)
+    s = build_stack(tmp_path)
     s.register("1.0.0", "production")
     yield s
     s.stop()
