@@ -45,6 +45,7 @@ from registry.errors import (
     VersionNotFound,
 )
 from registry.instants import parse_instant
+from registry.ops.common import check_metadata, check_signature, locate
 from registry.records import ModelSummary, ModelVersion, Transition, VersionFileRecord
 from registry.schema import (
     audit_head_t,
@@ -163,25 +164,6 @@ def _small_files(
     return files
 
 
-def _check_signature(signature: object) -> dict[str, Any] | None:
-    if signature is None:
-        return None
-    if not isinstance(signature, Mapping):
-        raise InvalidInput("signature must be a mapping with 'inputs' and 'outputs'")
-    unknown = set(signature) - {"inputs", "outputs"}
-    if unknown:
-        raise InvalidInput(f"signature has unknown keys {sorted(unknown)}; use inputs/outputs")
-    out: dict[str, Any] = {}
-    for part in ("inputs", "outputs"):
-        fields = signature.get(part) or {}
-        if not isinstance(fields, Mapping) or not all(
-            isinstance(k, str) and isinstance(t, str) for k, t in fields.items()
-        ):
-            raise InvalidInput(f"signature {part} must map field names to type names (str)")
-        out[part] = dict(fields)
-    return out
-
-
 def _check_features(features: object) -> list[str] | None:
     if features is None:
         return None
@@ -194,18 +176,6 @@ def _check_features(features: object) -> list[str] | None:
         dupes = sorted({f for f in out if out.count(f) > 1})
         raise InvalidInput(f"features contain duplicates: {', '.join(dupes)}")
     return out
-
-
-def _check_metadata(metadata: object) -> dict[str, Any]:
-    if metadata is None:
-        return {}
-    if not isinstance(metadata, Mapping):
-        raise InvalidInput("metadata must be a mapping")
-    try:
-        # Round-trip so what we store is exactly what JSON can hold.
-        return dict(json.loads(json.dumps(dict(metadata), allow_nan=False)))
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"metadata is not JSON-serialisable: {exc}") from None
 
 
 class ModelRegistry:
@@ -292,9 +262,9 @@ class ModelRegistry:
                 from_stage=None,
                 to_stage=stage,
             )
-        meta = _check_metadata(metadata)
+        meta = check_metadata(metadata)
         feats = _check_features(features if features is not None else meta.get("features"))
-        sig = _check_signature(signature)
+        sig = check_signature(signature)
         tag_list = [names.tag(t) for t in (tags or ())]
         who = names.actor(actor) if actor else self.actor
         owner_name = owner or meta.get("owner") or who
@@ -560,7 +530,7 @@ class ModelRegistry:
             )
         names.model_name(name)
         who = names.actor(actor) if actor else self.actor
-        extra = _check_metadata(metadata)
+        extra = check_metadata(metadata)
 
         def op(tx: Tx) -> ModelVersion:
             conn = tx.conn
@@ -656,7 +626,7 @@ class ModelRegistry:
         who = names.actor(actor) if actor else self.actor
 
         def op(tx: Tx) -> ModelVersion:
-            mid, vid, current = self._locate(tx.conn, name, number)
+            mid, vid, current = locate(tx.conn, name, number)
             if expected is not None and current != expected:
                 raise IllegalTransition(
                     f"{name} {number} is in {current!r}, not {expected!r}",
@@ -741,7 +711,7 @@ class ModelRegistry:
                     from_stage="production",
                     to_stage="production",
                 )
-            _, tid, tstage = self._locate(conn, name, target)
+            _, tid, tstage = locate(conn, name, target)
             self._move(
                 tx,
                 mid,
@@ -774,20 +744,6 @@ class ModelRegistry:
                 actor=who,
                 now=tx.now,
             )
-
-    def _locate(self, conn: sa.Connection, name: str, number: SemVer) -> tuple[int, int, str]:
-        mid = queries.model_id(conn, name)
-        row = conn.execute(
-            sa.select(v.id, v.stage).where(
-                v.model_id == mid,
-                v.major == number.major,
-                v.minor == number.minor,
-                v.patch == number.patch,
-            )
-        ).first()
-        if row is None:
-            raise VersionNotFound(f"model {name!r} has no version {number}")
-        return mid, int(row.id), str(row.stage)
 
     def _was_in_production(self, conn: sa.Connection, mid: int, number: SemVer) -> bool:
         t = transitions_t.c
@@ -873,13 +829,13 @@ class ModelRegistry:
         else:
             name, number = model, SemVer.parse(version)
         names.model_name(name)
-        sig = _check_signature({"inputs": inputs, "outputs": outputs or {}})
+        sig = check_signature({"inputs": inputs, "outputs": outputs or {}})
         assert sig is not None
         who = names.actor(actor) if actor else self.actor
 
         def op(tx: Tx) -> ModelVersion:
             conn = tx.conn
-            _, vid, _ = self._locate(conn, name, number)
+            _, vid, _ = locate(conn, name, number)
             row = conn.execute(sa.select(v.signature, v.parent_id).where(v.id == vid)).one()
             if row.parent_id is not None:
                 parent = conn.execute(
@@ -942,7 +898,7 @@ class ModelRegistry:
         who = names.actor(actor) if actor else self.actor
 
         def op(tx: Tx) -> ModelVersion:
-            _, vid, _ = self._locate(tx.conn, name, number)
+            _, vid, _ = locate(tx.conn, name, number)
             exists = tx.conn.execute(
                 sa.select(deprecations_t.c.version_id).where(deprecations_t.c.version_id == vid)
             ).first()
@@ -1312,7 +1268,7 @@ class ModelRegistry:
         target_stage = stage_name(stage)
 
         def op(tx: Tx) -> approvals.Decision:
-            mid, vid, current = self._locate(tx.conn, name, number)
+            mid, vid, current = locate(tx.conn, name, number)
             ref = f"{name}-{number}"
             if current == "archived":
                 raise IllegalTransition(
@@ -1361,7 +1317,7 @@ class ModelRegistry:
         number = SemVer.parse(version)
         target_stage = stage_name(stage)
         with self._store.read() as conn:
-            mid, vid, _ = self._locate(conn, name, number)
+            mid, vid, _ = locate(conn, name, number)
             owner = conn.execute(sa.select(v.owner).where(v.id == vid)).scalar()
             return approvals.status(
                 conn, model_id=mid, version_id=vid, owner=owner, stage=target_stage
@@ -1372,7 +1328,7 @@ class ModelRegistry:
         names.model_name(name)
         number = SemVer.parse(version)
         with self._store.read() as conn:
-            _, vid, _ = self._locate(conn, name, number)
+            _, vid, _ = locate(conn, name, number)
             return approvals.decisions(conn, vid)
 
     # -- lineage ------------------------------------------------------------------
@@ -1382,7 +1338,7 @@ class ModelRegistry:
         names.model_name(name)
         number = SemVer.parse(version)
         with self._store.read() as conn:
-            self._locate(conn, name, number)
+            locate(conn, name, number)
             return lineage.graph_for(conn, f"{name}-{number}")
 
     def add_lineage_node(
@@ -1391,7 +1347,7 @@ class ModelRegistry:
         """Declare a node such as ``data:v2024-02`` or ``feature-engineering:v2``."""
         kind, key = lineage.parse_ref(ref)
         who = names.actor(actor) if actor else self.actor
-        extra = _check_metadata(attrs)
+        extra = check_metadata(attrs)
 
         def op(tx: Tx) -> lineage.Node:
             lineage.ensure_node(
