@@ -7,8 +7,6 @@ the transaction fails, any blob it alone would have referenced is removed again.
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import getpass
 import hashlib
 import json
@@ -24,29 +22,29 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from registry import approvals, auto_rollback, fastsql, lineage, names, queries, schema
+from registry import approvals, auto_rollback, lineage, names, queries, schema
 from registry import files as vfiles
-from registry.artifacts import ArtifactStore, Progress, StoredBlob
+from registry.artifacts import ArtifactStore, Progress
 from registry.audit import ChainBreak, utc, verify_chain
 from registry.compare import Comparison, compare_versions
 from registry.db import default_home, default_url
 from registry.errors import (
     ApprovalRefused,
-    ApprovalRequired,
     Conflict,
     CorruptArtifact,
     DeprecatedModelWarning,
     IllegalTransition,
     IncompatibleVersion,
     InvalidInput,
-    InvalidName,
     ModelEndOfLife,
     NotFound,
     VersionNotFound,
 )
 from registry.instants import parse_instant
+from registry.ops import bumping, registration
 from registry.ops.common import check_metadata, check_signature, locate
-from registry.records import ModelSummary, ModelVersion, Transition, VersionFileRecord
+from registry.ops.preparation import ARTIFACT_FILE, ARTIFACT_PICKLE, PICKLE_NAME, NamedArtifact
+from registry.records import ModelSummary, ModelVersion, Transition
 from registry.schema import (
     audit_head_t,
     audit_t,
@@ -55,22 +53,19 @@ from registry.schema import (
     transitions_t,
     versions_t,
 )
-from registry.stages import LEGAL, REGISTER_STAGES, check_move, last_stable, stage_name
+from registry.stages import LEGAL, check_move, last_stable, stage_name
 from registry.store import Clock, Store, Tx
 from registry.versions import (
     Bump,
-    ChangeReport,
     SemVer,
     bump_between,
     required_bump,
     split_model_ref,
 )
 
-v = versions_t.c
+__all__ = ["ARTIFACT_FILE", "ARTIFACT_PICKLE", "PICKLE_NAME", "AuditRecord", "ModelRegistry"]
 
-PICKLE_NAME = "model.pkl"
-ARTIFACT_PICKLE = "pickle"  # an object the registry serialised: may be unpickled
-ARTIFACT_FILE = "file"  # bytes a caller handed over: loaded as a verified path
+v = versions_t.c
 
 
 def _utcnow() -> datetime:
@@ -82,100 +77,6 @@ def _default_actor() -> str:
         return os.environ.get("MODELREG_ACTOR") or getpass.getuser()
     except (KeyError, OSError):
         return "unknown"
-
-
-@dataclass(frozen=True, slots=True)
-class _PreparedFile:
-    name: str
-    role: str
-    digest: str
-    size: int
-    content: bytes | None  # None: stored in the artifact store
-
-
-def _inline(name: str, role: str, content: bytes) -> _PreparedFile:
-    return _PreparedFile(name, role, hashlib.sha256(content).hexdigest(), len(content), content)
-
-
-def _find_parent(
-    cur: fastsql.Cursor,
-    mid: int,
-    name: str,
-    latest: _ParentRow | None,
-    parent_ver: SemVer | None,
-    wanted: SemVer | None,
-) -> _ParentRow | None:
-    """The named parent; else, for an explicit version, the highest one below it;
-    else the latest version."""
-    if parent_ver is not None:
-        parent = _ParentRow.of(cur.one(queries.SEL_EXACT, {"mid": mid, **_parts(parent_ver)}))
-        if parent is None:
-            raise VersionNotFound(f"parent version {parent_ver} of {name!r} does not exist")
-        return parent
-    if wanted is not None and latest is not None:
-        return _ParentRow.of(cur.one(queries.SEL_BELOW, {"mid": mid, **_parts(wanted)}))
-    return latest
-
-
-def _refuse_guarded_entry(conn: sa.Connection, mid: int, name: str, stage: str) -> None:
-    """A new version may not enter a stage that approvals guard (no approval can exist yet)."""
-    policy = approvals.policy_for(conn, mid, stage)
-    if policy is not None:
-        raise ApprovalRequired(
-            f"{stage} is guarded by an approval policy for {name}: register into dev, "
-            f"collect approvals from {', '.join(policy.approvers)}, then promote",
-            to_stage=stage,
-            missing=list(policy.approvers),
-            needed=policy.min_approvals,
-        )
-
-
-def _check_explicit_bump(name: str, number: SemVer, parent: SemVer, report: ChangeReport) -> None:
-    """An explicit version must move at least as far as its changes require."""
-    got = bump_between(parent, number)
-    if got is None:
-        raise IncompatibleVersion(f"{number} is not greater than its parent {parent}", [])
-    if got < report.bump:
-        diffs = report.breaking if report.bump is Bump.MAJOR else report.additive
-        raise IncompatibleVersion(
-            f"{name} {number} is a {got.label} bump over {parent} but the changes "
-            f"require a {report.bump.label} bump: " + "; ".join(diffs),
-            diffs,
-        )
-
-
-def _small_files(
-    meta: dict[str, Any],
-    feats: list[str] | None,
-    sig: dict[str, Any] | None,
-    reqs: str | Sequence[str],
-) -> list[_PreparedFile]:
-    """The per-version files kept inline with the version row."""
-    files = [
-        _inline("metadata.json", "metadata", vfiles.metadata_json(meta)),
-        _inline("requirements.txt", "requirements", vfiles.requirements_txt(reqs)),
-    ]
-    if sig is not None:
-        files.append(_inline("signature.json", "signature", vfiles.signature_json(sig)))
-    if feats is not None:
-        scaling = meta.get("feature_scaling")
-        yaml_bytes = vfiles.features_yaml(feats, scaling if isinstance(scaling, dict) else None)
-        files.append(_inline("features.yaml", "features", yaml_bytes))
-    return files
-
-
-def _check_features(features: object) -> list[str] | None:
-    if features is None:
-        return None
-    if isinstance(features, str) or not isinstance(features, Sequence):
-        raise InvalidInput("features must be a list of feature names")
-    out = list(features)
-    if not all(isinstance(f, str) and f for f in out):
-        raise InvalidInput("features must be non-empty strings")
-    if len(set(out)) != len(out):
-        dupes = sorted({f for f in out if out.count(f) > 1})
-        raise InvalidInput(f"features contain duplicates: {', '.join(dupes)}")
-    return out
 
 
 class ModelRegistry:
@@ -252,263 +153,26 @@ class ModelRegistry:
         the number is chosen from the changes against the parent (the latest
         version unless ``parent`` or ``metadata['parent_model']`` says otherwise).
         """
-        names.model_name(name)
-        wanted = SemVer.parse(version) if version is not None else None
-        stage = stage_name(stage)
-        if stage not in REGISTER_STAGES:
-            raise IllegalTransition(
-                f"new versions enter {' or '.join(REGISTER_STAGES)}, not {stage!r}; "
-                "register, then promote",
-                from_stage=None,
-                to_stage=stage,
-            )
-        meta = check_metadata(metadata)
-        feats = _check_features(features if features is not None else meta.get("features"))
-        sig = check_signature(signature)
-        tag_list = [names.tag(t) for t in (tags or ())]
-        who = names.actor(actor) if actor else self.actor
-        owner_name = owner or meta.get("owner") or who
-        parent_ver = self._parent_hint(name, parent, meta)
-        increment = meta.get("increment") or self.increment
-        reqs = requirements if requirements is not None else vfiles.captured_requirements()
-
-        prepared = _small_files(meta, feats, sig, reqs)
-
-        while True:
-            blob, artifact_name, artifact_format = self._store_model(model, progress)
-            model_file = (
-                [_PreparedFile(artifact_name, "model", blob.digest, blob.size, None)]
-                if blob is not None and artifact_name is not None
-                else []
-            )
-
-            op = functools.partial(
-                self._register_op,
-                name=name,
-                wanted=wanted,
-                parent_ver=parent_ver,
-                stage=stage,
-                meta=meta,
-                feats=feats,
-                sig=sig,
-                tag_list=tag_list,
-                owner=str(owner_name),
-                who=who,
-                increment=str(increment) if increment is not None else None,
-                blob=blob,
-                artifact_name=artifact_name,
-                artifact_format=artifact_format,
-                files=model_file + prepared,
-            )
-            try:
-                return self._store.write(op)
-            except _BlobVanished:
-                continue  # a concurrent cleanup removed a shared blob: store it again
-            except BaseException:
-                if blob is not None and blob.created:
-                    # Best effort: the caller must see the original error, not ours.
-                    with contextlib.suppress(Exception):
-                        self._discard_unreferenced([blob.digest])
-                raise
-
-    def _parent_hint(
-        self, name: str, parent: str | SemVer | None, meta: Mapping[str, Any]
-    ) -> SemVer | None:
-        if parent is not None:
-            return SemVer.parse(parent)
-        ref = meta.get("parent_model")
-        if isinstance(ref, str):
-            try:
-                parent_name, ver = split_model_ref(ref)
-            except InvalidInput:
-                return None
-            if parent_name == name:
-                return ver
-        return None
-
-    def _store_model(
-        self, model: Any, progress: Progress | None
-    ) -> tuple[StoredBlob | None, str | None, str | None]:
-        """Store the model artifact; returns (blob, file name, format).
-
-        Only an object handed to us is pickled, and only such artifacts (format
-        ``pickle``) are ever unpickled on load; a file is kept as a file.
-        """
-        if model is None:
-            return None, None, None
-        if isinstance(model, str | os.PathLike):
-            path = Path(model)
-            if not path.is_file():
-                raise InvalidInput(f"artifact path {str(path)!r} does not exist or is not a file")
-            if isinstance(model, _NamedArtifact):
-                file_name, kind = names.file_name(model.name or path.name), model.format
-            else:
-                file_name, kind = names.file_name(path.name), ARTIFACT_FILE
-            if file_name in vfiles.RESERVED_NAMES:
-                raise InvalidName(
-                    f"artifact file name {file_name!r} is reserved for the version's own "
-                    "metadata files; rename the model file"
-                )
-            return self.artifacts.put_file(path, progress), file_name, kind
-        try:
-            data = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
-        except (pickle.PicklingError, TypeError, AttributeError) as exc:
-            raise InvalidInput(f"model object cannot be pickled: {exc}") from None
-        return self.artifacts.put_bytes(data), PICKLE_NAME, ARTIFACT_PICKLE
-
-    def _register_op(
-        self,
-        tx: Tx,
-        *,
-        name: str,
-        wanted: SemVer | None,
-        parent_ver: SemVer | None,
-        stage: str,
-        meta: dict[str, Any],
-        feats: list[str] | None,
-        sig: dict[str, Any] | None,
-        tag_list: list[str],
-        owner: str,
-        who: str,
-        increment: str | None,
-        blob: StoredBlob | None,
-        artifact_name: str | None,
-        artifact_format: str | None,
-        files: list[_PreparedFile],
-    ) -> ModelVersion:
-        cur, now = tx.cur, tx.now
-        mid = self._model_ids.get(name)
-        if mid is None:
-            found = cur.one(queries.SEL_MODEL_ID, {"name": name})
-            if found is None:
-                found = cur.one(
-                    queries.INS_MODEL, {"name": name, "owner": owner, "created_at": now}
-                )
-                tx.audit(actor=who, action="create_model", target=name, after={"owner": owner})
-            assert found is not None
-            mid = int(found[0])
-            # Cache only once committed: model rows are never deleted or renumbered.
-            tx.after_commit.append(functools.partial(self._model_ids.__setitem__, name, mid))
-        if stage != "dev":
-            _refuse_guarded_entry(tx.conn, mid, name, stage)
-        latest = _ParentRow.of(cur.one(queries.SEL_LATEST, {"mid": mid}))
-        parent = _find_parent(cur, mid, name, latest, parent_ver, wanted)
-
-        report = required_bump(
-            parent.features if parent else None,
-            feats,
-            parent.signature if parent else None,
-            sig,
-        )
-        if wanted is None:
-            number = latest.version.bump(report.bump.label) if latest else SemVer(1, 0, 0)
-        else:
-            number = wanted
-            if cur.one(queries.SEL_EXACT, {"mid": mid, **_parts(number)}) is not None:
-                raise Conflict(f"{name} {number} already exists")
-            if parent is not None:
-                _check_explicit_bump(name, number, parent.version, report)
-        model_file = next((f for f in files if f.role == "model"), None)
-        if model_file is not None and not self.artifacts.exists(model_file.digest):
-            raise _BlobVanished
-        inserted = cur.one(
-            queries.INS_VERSION,
-            {
-                "model_id": mid,
-                **_parts(number),
-                "stage": stage,
-                "artifact_digest": blob.digest if blob else None,
-                "artifact_size": blob.size if blob else None,
-                "artifact_name": artifact_name,
-                "artifact_format": artifact_format,
-                "metadata": meta,
-                "signature": sig,
-                "features": feats,
-                "tags": tag_list,
-                "owner": owner,
-                "parent_id": parent.id if parent else None,
-                "increment": increment,
-                "created_at": now,
-            },
-        )
-        assert inserted is not None
-        version_id = int(inserted[0])
-        cur.executemany(
-            queries.INS_FILE,
-            [
-                {
-                    "version_id": version_id,
-                    "name": f.name,
-                    "role": f.role,
-                    "digest": f.digest,
-                    "size": f.size,
-                    "content": f.content,
-                }
-                for f in files
-            ],
-        )
-        cur.execute(
-            queries.INS_TRANSITION,
-            {
-                "model_id": mid,
-                "version_id": version_id,
-                "from_stage": None,
-                "to_stage": stage,
-                "kind": "register",
-                "actor": who,
-                "reason": None,
-                "at": now,
-            },
-        )
-        ref = f"{name}-{number}"
-        if meta.keys() & lineage.METADATA_KEYS:
-            lineage.record_registration(
-                tx.conn, name=name, ref=ref, version=str(number), meta=meta, now=now
-            )
-        tx.audit(
-            actor=who,
-            action="register",
-            target=ref,
-            after={
-                "version": str(number),
-                "stage": stage,
-                "artifact_digest": blob.digest if blob else None,
-                "parent": str(parent.version) if parent else None,
-                "bump": report.bump.label,
-            },
-        )
-        return ModelVersion(
-            name=name,
-            version=number,
-            stage=stage,
-            created_at=now,
-            metadata=meta,
-            signature=sig,
-            features=tuple(feats) if feats is not None else None,
-            tags=tuple(tag_list),
+        return registration.register_model(
+            self._store,
+            self.artifacts,
+            self._model_ids,
+            name,
+            model,
+            version,
+            metadata,
+            stage,
+            tags,
+            signature,
+            features,
+            requirements,
+            parent=parent,
             owner=owner,
-            parent=parent.version if parent else None,
-            artifact_digest=blob.digest if blob else None,
-            artifact_size=blob.size if blob else None,
-            artifact_name=artifact_name,
-            artifact_format=artifact_format,
-            increment=increment,
-            files=tuple(
-                VersionFileRecord(f.name, f.role, f.digest, f.size)
-                for f in sorted(files, key=lambda f: f.name)
-            ),
+            progress=progress,
+            actor=actor,
+            default_actor=self.actor,
+            default_increment=self.increment,
         )
-
-    def _discard_unreferenced(self, digests: list[str]) -> None:
-        """Delete blobs no version references, under the write lock (no race with users)."""
-
-        def op(tx: Tx) -> None:
-            used = queries.referenced_digests(tx.conn, digests)
-            for digest in digests:
-                if digest not in used:
-                    self.artifacts.delete(digest)
-
-        self._store.write(op)
 
     def version_model(
         self,
@@ -524,80 +188,15 @@ class ModelRegistry:
         ``minor``: v3.0.0 -> v3.1.0. The new version starts in ``dev``; ``metadata``
         entries override the copied ones.
         """
-        if version_type not in ("major", "minor", "patch"):
-            raise InvalidInput(
-                f"version_type must be 'major', 'minor' or 'patch', got {version_type!r}"
-            )
-        names.model_name(name)
-        who = names.actor(actor) if actor else self.actor
-        extra = check_metadata(metadata)
-
-        def op(tx: Tx) -> ModelVersion:
-            conn = tx.conn
-            mid = queries.model_id(conn, name)
-            latest = conn.execute(
-                sa.select(versions_t).where(v.model_id == mid).order_by(*queries.NEWEST_FIRST)
-            ).first()
-            if latest is None:
-                raise VersionNotFound(f"model {name!r} has no versions to bump from")
-            base = SemVer(latest.major, latest.minor, latest.patch)
-            number = base.bump(version_type)
-            meta = {**(latest.metadata or {}), **extra}
-            inserted = conn.execute(
-                versions_t.insert().values(
-                    model_id=mid,
-                    major=number.major,
-                    minor=number.minor,
-                    patch=number.patch,
-                    stage="dev",
-                    artifact_digest=latest.artifact_digest,
-                    artifact_size=latest.artifact_size,
-                    artifact_name=latest.artifact_name,
-                    artifact_format=latest.artifact_format,
-                    metadata=meta,
-                    signature=latest.signature,
-                    features=latest.features,
-                    tags=latest.tags,
-                    owner=latest.owner,
-                    parent_id=latest.id,
-                    increment=latest.increment,
-                    created_at=tx.now,
-                )
-            ).inserted_primary_key
-            assert inserted is not None
-            new_id = inserted[0]
-            old_files = conn.execute(sa.select(files_t).where(files_t.c.version_id == latest.id))
-            rows = []
-            for f in old_files:
-                row = dict(f._mapping, version_id=new_id)
-                if f.name == "metadata.json":
-                    fresh = _inline("metadata.json", "metadata", vfiles.metadata_json(meta))
-                    row.update(content=fresh.content, digest=fresh.digest, size=fresh.size)
-                rows.append(row)
-            if rows:
-                conn.execute(files_t.insert(), rows)
-            conn.execute(
-                transitions_t.insert().values(
-                    model_id=mid,
-                    version_id=new_id,
-                    from_stage=None,
-                    to_stage="dev",
-                    kind="register",
-                    actor=who,
-                    reason=reason or f"{version_type} bump from {base}",
-                    at=tx.now,
-                )
-            )
-            tx.audit(
-                actor=who,
-                action="version",
-                target=f"{name}-{number}",
-                after={"version": str(number), "parent": str(base), "bump": version_type},
-                reason=reason,
-            )
-            return queries.find_version(conn, name, version=number)
-
-        return self._store.write(op)
+        return bumping.version_model(
+            self._store,
+            name,
+            version_type,
+            metadata=metadata,
+            reason=reason,
+            actor=actor,
+            default_actor=self.actor,
+        )
 
     # -- stage moves --------------------------------------------------------------
 
@@ -1515,7 +1114,7 @@ class ModelRegistry:
                 )
                 copied = target.register_model(
                     name,
-                    _NamedArtifact(artifact, source.artifact_name, source.artifact_format or "file")
+                    NamedArtifact(artifact, source.artifact_name, source.artifact_format or "file")
                     if artifact
                     else None,
                     version=number,
@@ -1551,18 +1150,6 @@ class ModelRegistry:
             tx.audit(actor=who, action=relation, target=ref, after={"environment": other_env})
 
         self._store.write(op)
-
-
-@dataclass(frozen=True, slots=True)
-class _NamedArtifact:
-    """A verified file to copy under its original artifact name."""
-
-    path: Path
-    name: str | None
-    format: str
-
-    def __fspath__(self) -> str:
-        return str(self.path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -1618,30 +1205,3 @@ def _node_version(kind: str, key: str) -> str | None:
     if kind in ("data", "feature_set"):
         return key.rsplit(":", 1)[-1]
     return None
-
-
-@dataclass(frozen=True, slots=True)
-class _ParentRow:
-    id: int
-    version: SemVer
-    features: list[str] | None
-    signature: dict[str, Any] | None
-
-    @classmethod
-    def of(cls, row: tuple[Any, ...] | None) -> _ParentRow | None:
-        if row is None:
-            return None
-        return cls(
-            int(row[0]),
-            SemVer(int(row[1]), int(row[2]), int(row[3])),
-            fastsql.json_value(row[4]),
-            fastsql.json_value(row[5]),
-        )
-
-
-def _parts(number: SemVer) -> dict[str, int]:
-    return {"major": number.major, "minor": number.minor, "patch": number.patch}
-
-
-class _BlobVanished(Exception):
-    """A deduplicated blob was removed by a concurrent failed registration; retry."""
