@@ -8,12 +8,8 @@ the transaction fails, any blob it alone would have referenced is removed again.
 from __future__ import annotations
 
 import getpass
-import hashlib
 import json
 import os
-import pickle
-import threading
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -25,28 +21,24 @@ import sqlalchemy as sa
 from registry import approvals, auto_rollback, lineage, names, queries, schema
 from registry.artifacts import ArtifactStore, Progress
 from registry.audit import ChainBreak, utc, verify_chain
-from registry.compare import Comparison, compare_versions
+from registry.compare import Comparison
 from registry.db import default_home, default_url
 from registry.errors import (
     ApprovalRefused,
     Conflict,
     CorruptArtifact,
-    DeprecatedModelWarning,
     IllegalTransition,
     InvalidInput,
-    ModelEndOfLife,
     NotFound,
-    VersionNotFound,
 )
 from registry.instants import parse_instant
-from registry.ops import bumping, registration, stage_moves
+from registry.ops import bumping, reads, registration, stage_moves
 from registry.ops.common import check_metadata, locate
 from registry.ops.preparation import ARTIFACT_FILE, ARTIFACT_PICKLE, PICKLE_NAME, NamedArtifact
 from registry.records import ModelSummary, ModelVersion, Transition
 from registry.schema import (
     audit_head_t,
     audit_t,
-    transitions_t,
     versions_t,
 )
 from registry.stages import stage_name
@@ -102,10 +94,8 @@ class ModelRegistry:
         self.increment = increment
         self._store = Store(self.url, clock=clock or _utcnow)
         self.artifacts = ArtifactStore(self.home / "artifacts")
-        self._cache: dict[tuple[str, str], ModelVersion] = {}
-        self._model_ids: dict[str, int] = {}
-        self._cache_gen = -1
-        self._cache_lock = threading.Lock()
+        self._model_ids: dict[str, int] = {}  # committed model rows, for registration
+        self._versions = reads.VersionLookup(self._store)  # the resolve cache
 
     def close(self) -> None:
         self._store.close()
@@ -299,9 +289,8 @@ class ModelRegistry:
     # -- reads --------------------------------------------------------------------
 
     def _invalidate(self) -> None:
-        with self._cache_lock:
-            self._cache.clear()
-            self._cache_gen = -1
+        """Drop the resolve cache: called after every change to an existing version."""
+        self._versions.invalidate()
 
     def get_model_version(
         self,
@@ -315,28 +304,7 @@ class ModelRegistry:
         Stage lookups are the resolve hot path: served from a cache that is
         dropped as soon as any process commits a change (see ``Store.generation``).
         """
-        if version is not None and stage is not None:
-            raise InvalidInput("pass either version or stage, not both")
-        if version is not None:
-            names.model_name(name)
-            number = SemVer.parse(version)
-            with self._store.read() as conn:
-                return queries.find_version(conn, name, version=number)
-        key = (name, stage or "production")
-        gen = self._store.generation()
-        cached = self._cache.get(key) if gen == self._cache_gen else None
-        if cached is not None:
-            return cached
-        names.model_name(name)
-        wanted_stage = stage_name(key[1])
-        with self._store.read() as conn:
-            found = queries.find_version(conn, name, stage=wanted_stage)
-        with self._cache_lock:
-            if gen != self._cache_gen:
-                self._cache.clear()
-                self._cache_gen = gen
-            self._cache[key] = found
-        return found
+        return self._versions.get(name, version, stage=stage)
 
     def resolve(self, name: str, stage: str = "production") -> ModelVersion:
         """Which version serves ``name`` in ``stage``: the hot path for serving code.
@@ -344,12 +312,7 @@ class ModelRegistry:
         A cache hit costs one ``data_version`` probe and a dict lookup; any commit
         by any process changes the probe's answer and drops the cache.
         """
-        gen = self._store.generation()
-        if gen == self._cache_gen:
-            cached = self._cache.get((name, stage))
-            if cached is not None:
-                return cached
-        return self.get_model_version(name, stage=stage)
+        return self._versions.resolve(name, stage)
 
     def get_model(
         self,
@@ -365,78 +328,20 @@ class ModelRegistry:
         A deprecated version loads with a ``DeprecatedModelWarning``; after its end
         of life it is refused unless ``force=True``.
         """
-        record = (
-            self.get_model_version(name, version)
-            if version is not None
-            else self.get_model_version(name, stage=stage or "production")
+        return reads.get_model(
+            self._store, self.artifacts, self._versions, name, stage, version, force=force
         )
-        dep = record.deprecation
-        if dep is not None:
-            now = self._store.clock()
-            if dep.end_of_life is not None and now >= dep.end_of_life and not force:
-                raise ModelEndOfLife(
-                    f"{record.ref} reached its end of life on {dep.end_of_life.date()} "
-                    f"({dep.reason}); pass force=True to load it anyway"
-                )
-            eol = f", end of life {dep.end_of_life.date()}" if dep.end_of_life else ""
-            warnings.warn(
-                f"{record.ref} is deprecated: {dep.reason}{eol}",
-                DeprecatedModelWarning,
-                stacklevel=2,
-            )
-        if record.artifact_digest is None:
-            raise NotFound(f"{record.ref} has no model artifact (registered metadata only)")
-        if record.artifact_format == ARTIFACT_PICKLE:
-            # Hash exactly the bytes we unpickle: nothing unverified is ever loaded, and
-            # only objects this registry serialised itself are unpickled at all.
-            return pickle.loads(self.artifacts.read_bytes(record.artifact_digest))
-        return self.artifacts.verify(record.artifact_digest)
 
     def get_file(self, name: str, version: str | SemVer, file_name: str) -> bytes:
         """The bytes of one of a version's files, verified against its digest."""
-        names.file_name(file_name)
-        record = self.get_model_version(name, version)
-        entry = next((f for f in record.files if f.name == file_name), None)
-        if entry is None:
-            raise NotFound(f"{record.ref} has no file {file_name!r}")
-        if entry.role == "model":
-            return self.artifacts.read_bytes(entry.digest)
-        with self._store.read() as conn:
-            mid = queries.model_id(conn, name)
-            vid = queries.version_row_id(conn, mid, record.version)
-            assert vid is not None
-            content = queries.file_content(conn, vid, file_name) or b""
-        if hashlib.sha256(content).hexdigest() != entry.digest:
-            raise CorruptArtifact(f"{record.ref}/{file_name} does not match its digest")
-        return content
+        return reads.get_file(self._store, self.artifacts, self._versions, name, version, file_name)
 
     def get_model_by_date(self, name: str, date: str | datetime) -> ModelVersion:
         """The version that was in production at that instant (a bare date: end of day, UTC)."""
-        names.model_name(name)
-        instant = parse_instant(date)
-        t = transitions_t.c
-        with self._store.read() as conn:
-            mid = queries.model_id(conn, name)
-            row = conn.execute(
-                sa.select(t.to_stage, v.major, v.minor, v.patch)
-                .join(versions_t, v.id == t.version_id)
-                .where(
-                    t.model_id == mid,
-                    t.at <= instant,
-                    sa.or_(t.to_stage == "production", t.from_stage == "production"),
-                )
-                .order_by(t.id.desc())
-                .limit(1)
-            ).first()
-            if row is None or row.to_stage != "production":
-                raise VersionNotFound(
-                    f"no version of {name!r} was in production at {instant.isoformat()}"
-                )
-            return queries.find_version(conn, name, version=SemVer(row.major, row.minor, row.patch))
+        return reads.get_model_by_date(self._store, name, date)
 
     def list_models(self) -> list[ModelSummary]:
-        with self._store.read() as conn:
-            return queries.list_models(conn)
+        return reads.list_models(self._store)
 
     def list_versions(
         self,
@@ -450,37 +355,24 @@ class ModelRegistry:
         offset: int = 0,
     ) -> list[ModelVersion]:
         """Versions, newest first, filtered; records omit file manifests."""
-        if name is not None:
-            names.model_name(name)
-        if stage is not None:
-            stage = stage_name(stage)
-        if tag is not None:
-            names.tag(tag)
-        with self._store.read() as conn:
-            return queries.list_versions(
-                conn,
-                name,
-                stage=stage,
-                tag=tag,
-                increment=increment,
-                deprecated=deprecated,
-                limit=limit,
-                offset=offset,
-            )
+        return reads.list_versions(
+            self._store,
+            name,
+            stage=stage,
+            tag=tag,
+            increment=increment,
+            deprecated=deprecated,
+            limit=limit,
+            offset=offset,
+        )
 
     def history(self, name: str) -> list[Transition]:
         """Every stage transition of a model, oldest first (the deployment history)."""
-        names.model_name(name)
-        with self._store.read() as conn:
-            return queries.history(conn, name)
+        return reads.history(self._store, name)
 
     def compare_models(self, model_a: str, model_b: str) -> Comparison:
         """Compare two versions given as ``name-vX.Y.Z`` (the seed's form)."""
-        name_a, ver_a = split_model_ref(model_a)
-        name_b, ver_b = split_model_ref(model_b)
-        a = self.get_model_version(name_a, ver_a)
-        b = self.get_model_version(name_b, ver_b)
-        return compare_versions(a, b)
+        return reads.compare_models(self._versions, model_a, model_b)
 
     def verify_audit_chain(self) -> ChainBreak | None:
         """Walk the whole audit chain; the first broken link, or ``None``."""
