@@ -24,15 +24,13 @@ from registry.audit import ChainBreak, utc, verify_chain
 from registry.compare import Comparison
 from registry.db import default_home, default_url
 from registry.errors import (
-    ApprovalRefused,
     Conflict,
     CorruptArtifact,
-    IllegalTransition,
     InvalidInput,
     NotFound,
 )
 from registry.instants import parse_instant
-from registry.ops import bumping, reads, registration, stage_moves
+from registry.ops import approving, bumping, reads, registration, stage_moves
 from registry.ops.common import check_metadata, locate
 from registry.ops.preparation import ARTIFACT_FILE, ARTIFACT_PICKLE, PICKLE_NAME, NamedArtifact
 from registry.records import ModelSummary, ModelVersion, Transition
@@ -41,7 +39,6 @@ from registry.schema import (
     audit_t,
     versions_t,
 )
-from registry.stages import stage_name
 from registry.store import Clock, Store, Tx
 from registry.versions import (
     SemVer,
@@ -396,32 +393,15 @@ class ModelRegistry:
     ) -> approvals.Policy:
         """Require ``min_approvals`` distinct listed approvers before a version enters
         ``stage``: for one ``model``, or registry-wide when ``model`` is None."""
-        target_stage = stage_name(stage)
-        people, needed = approvals.validate_policy(list(approvers), min_approvals)
-        who = names.actor(actor) if actor else self.actor
-
-        def op(tx: Tx) -> approvals.Policy:
-            mid = queries.model_id(tx.conn, model) if model is not None else None
-            tx.conn.execute(
-                schema.policies_t.insert().values(
-                    model_id=mid,
-                    stage=target_stage,
-                    approvers=people,
-                    min_approvals=needed,
-                    actor=who,
-                    at=tx.now,
-                )
-            )
-            policy = approvals.Policy(target_stage, tuple(people), needed, model)
-            tx.audit(
-                actor=who,
-                action="set_approval_policy",
-                target=model or "*",
-                after=policy.to_dict(),
-            )
-            return policy
-
-        return self._store.write(op)
+        return approving.set_approval_required(
+            self._store,
+            stage,
+            approvers,
+            min_approvals,
+            model=model,
+            actor=actor,
+            default_actor=self.actor,
+        )
 
     # -- auto-rollback triggers (judged by the controller's guard) ----------------
 
@@ -491,9 +471,7 @@ class ModelRegistry:
     ) -> approvals.Policy | None:
         """The policy in force for a model's stage (its own, else the registry's),
         now or as it stood at ``at``."""
-        with self._store.read() as conn:
-            mid = queries.model_id(conn, name)
-            return approvals.policy_for(conn, mid, stage_name(stage), at=at)
+        return approving.approval_policy(self._store, name, stage, at=at)
 
     def approve_model(
         self,
@@ -505,7 +483,7 @@ class ModelRegistry:
         stage: str = "production",
     ) -> approvals.Decision:
         """Record ``approver``'s approval of this exact version entering ``stage``."""
-        return self._decide(name, version, approver, comments, stage, "approve")
+        return approving.decide(self._store, name, version, approver, comments, stage, "approve")
 
     def reject_model(
         self,
@@ -517,61 +495,7 @@ class ModelRegistry:
         stage: str = "production",
     ) -> approvals.Decision:
         """Record a rejection; the version cannot enter ``stage`` while it stands."""
-        return self._decide(name, version, approver, comments, stage, "reject")
-
-    def _decide(
-        self,
-        name: str,
-        version: str | SemVer,
-        approver: str,
-        comments: str | None,
-        stage: str,
-        decision: str,
-    ) -> approvals.Decision:
-        names.model_name(name)
-        number = SemVer.parse(version)
-        person = names.actor(approver)
-        target_stage = stage_name(stage)
-
-        def op(tx: Tx) -> approvals.Decision:
-            mid, vid, current = locate(tx.conn, name, number)
-            ref = f"{name}-{number}"
-            if current == "archived":
-                raise IllegalTransition(
-                    f"{ref} is archived; archived versions cannot be {decision}d",
-                    from_stage=current,
-                    to_stage=target_stage,
-                )
-            policy = approvals.policy_for(tx.conn, mid, target_stage)
-            if policy is not None and person not in policy.approvers:
-                raise ApprovalRefused(
-                    f"{person} is not an approver for {name} {target_stage}; approvers: "
-                    + ", ".join(policy.approvers)
-                )
-            owner = tx.conn.execute(sa.select(v.owner).where(v.id == vid)).scalar()
-            if person in {owner, approvals.registrant(tx.conn, vid)}:
-                raise ApprovalRefused(f"{person} owns or registered {ref} and cannot {decision} it")
-            approvals.record(
-                tx.conn,
-                version_id=vid,
-                stage=target_stage,
-                approver=person,
-                decision=decision,
-                comments=comments,
-                now=tx.now,
-            )
-            tx.audit(
-                actor=person,
-                action=decision,
-                target=ref,
-                after={"stage": target_stage, "decision": decision},
-                reason=comments,
-            )
-            return approvals.Decision(
-                name, str(number), target_stage, person, decision, comments, tx.now
-            )
-
-        return self._store.write(op)
+        return approving.decide(self._store, name, version, approver, comments, stage, "reject")
 
     def approval_status(
         self, name: str, version: str | SemVer, stage: str = "production"
@@ -579,23 +503,11 @@ class ModelRegistry:
         """Whether this version may enter ``stage`` now as far as approvals go: the
         policy in force, who approved, how many more are needed, standing rejections.
         The same judgement a promotion makes, without attempting one."""
-        names.model_name(name)
-        number = SemVer.parse(version)
-        target_stage = stage_name(stage)
-        with self._store.read() as conn:
-            mid, vid, _ = locate(conn, name, number)
-            owner = conn.execute(sa.select(v.owner).where(v.id == vid)).scalar()
-            return approvals.status(
-                conn, model_id=mid, version_id=vid, owner=owner, stage=target_stage
-            )
+        return approving.approval_status(self._store, name, version, stage)
 
     def approvals(self, name: str, version: str | SemVer) -> list[approvals.Decision]:
         """Every approval and rejection recorded for a version, oldest first."""
-        names.model_name(name)
-        number = SemVer.parse(version)
-        with self._store.read() as conn:
-            _, vid, _ = locate(conn, name, number)
-            return approvals.decisions(conn, vid)
+        return approving.decisions(self._store, name, version)
 
     # -- lineage ------------------------------------------------------------------
 
