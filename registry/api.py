@@ -30,7 +30,7 @@ from registry.errors import (
     NotFound,
 )
 from registry.instants import parse_instant
-from registry.ops import approving, bumping, reads, registration, stage_moves
+from registry.ops import approving, bumping, reads, registration, rollback_triggers, stage_moves
 from registry.ops.common import check_metadata, locate
 from registry.ops.preparation import ARTIFACT_FILE, ARTIFACT_PICKLE, PICKLE_NAME, NamedArtifact
 from registry.records import ModelSummary, ModelVersion, Transition
@@ -421,7 +421,9 @@ class ModelRegistry:
         """Roll ``name``'s production version back (registry-wide when None) when its
         error rate or p95 latency (ms) exceeds, or its accuracy drops more than, the
         threshold over ``window``. Replaces the level's triggers; audited."""
-        triggers = auto_rollback.seed_triggers(
+        return rollback_triggers.set_triggers(
+            self._store,
+            name,
             error_rate_threshold=error_rate_threshold,
             latency_threshold=latency_threshold,
             accuracy_drop_threshold=accuracy_drop_threshold,
@@ -429,42 +431,23 @@ class ModelRegistry:
             min_samples=min_samples,
             consecutive=consecutive,
             cooldown=cooldown,
+            actor=actor,
+            default_actor=self.actor,
         )
-        self._write_auto_rollback(name, triggers, actor, "set_auto_rollback_triggers")
-        return triggers
 
     def clear_auto_rollback_triggers(
         self, name: str | None = None, *, actor: str | None = None
     ) -> None:
         """Remove the level's triggers (a model then falls back to the registry-wide ones)."""
-        self._write_auto_rollback(name, None, actor, "clear_auto_rollback_triggers")
+        rollback_triggers.clear_triggers(self._store, name, actor=actor, default_actor=self.actor)
 
     def auto_rollback_triggers(self, name: str) -> tuple[auto_rollback.RollbackTrigger, ...]:
         """The triggers guarding ``name``'s production version: its own, else registry-wide."""
-        names.model_name(name)
-        with self._store.read() as conn:
-            return auto_rollback.effective(conn, queries.model_id(conn, name))
+        return rollback_triggers.effective_triggers(self._store, name)
 
     def auto_rollback_settings(self) -> dict[str | None, auto_rollback.Setting]:
         """Every level's newest setting by model name (None: registry-wide), in one read."""
-        with self._store.read() as conn:
-            return auto_rollback.all_settings(conn)
-
-    def _write_auto_rollback(
-        self,
-        name: str | None,
-        triggers: tuple[auto_rollback.RollbackTrigger, ...] | None,
-        actor: str | None,
-        action: str,
-    ) -> None:
-        who = names.actor(actor) if actor else self.actor
-        auto_rollback.update(
-            self._store,
-            name,
-            lambda old: auto_rollback.Setting(triggers, old.tracked),
-            actor=who,
-            action=action,
-        )
+        return rollback_triggers.all_settings(self._store)
 
     def approval_policy(
         self, name: str, stage: str = "production", *, at: datetime | None = None
