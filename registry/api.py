@@ -8,7 +8,6 @@ the transaction fails, any blob it alone would have referenced is removed again.
 from __future__ import annotations
 
 import getpass
-import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from registry import approvals, auto_rollback, lineage, names, queries, schema
+from registry import approvals, auto_rollback, lineage, names, schema
 from registry.artifacts import ArtifactStore, Progress
 from registry.audit import ChainBreak, utc, verify_chain
 from registry.compare import Comparison
@@ -30,8 +29,15 @@ from registry.errors import (
     NotFound,
 )
 from registry.instants import parse_instant
-from registry.ops import approving, bumping, reads, registration, rollback_triggers, stage_moves
-from registry.ops.common import check_metadata, locate
+from registry.ops import (
+    approving,
+    bumping,
+    provenance,
+    reads,
+    registration,
+    rollback_triggers,
+    stage_moves,
+)
 from registry.ops.preparation import ARTIFACT_FILE, ARTIFACT_PICKLE, PICKLE_NAME, NamedArtifact
 from registry.records import ModelSummary, ModelVersion, Transition
 from registry.schema import (
@@ -496,105 +502,39 @@ class ModelRegistry:
 
     def get_lineage(self, name: str, version: str | SemVer) -> lineage.LineageGraph:
         """Upstream lineage of a version plus its deployments (``.tree()`` prints the seed's)."""
-        names.model_name(name)
-        number = SemVer.parse(version)
-        with self._store.read() as conn:
-            locate(conn, name, number)
-            return lineage.graph_for(conn, f"{name}-{number}")
+        return provenance.get_lineage(self._store, name, version)
 
     def add_lineage_node(
         self, ref: str, *, attrs: Mapping[str, Any] | None = None, actor: str | None = None
     ) -> lineage.Node:
         """Declare a node such as ``data:v2024-02`` or ``feature-engineering:v2``."""
-        kind, key = lineage.parse_ref(ref)
-        who = names.actor(actor) if actor else self.actor
-        extra = check_metadata(attrs)
-
-        def op(tx: Tx) -> lineage.Node:
-            lineage.ensure_node(
-                tx.conn, kind, key, tx.now, version=_node_version(kind, key), attrs=extra
-            )
-            tx.audit(actor=who, action="lineage_node", target=ref, after={"attrs": extra})
-            found = lineage.find_node(tx.conn, kind, key)
-            assert found is not None
-            return found
-
-        return self._store.write(op)
+        return provenance.add_lineage_node(
+            self._store, ref, attrs=attrs, actor=actor, default_actor=self.actor
+        )
 
     def add_lineage_edge(
         self, src: str, dst: str, relation: str = "derived", *, actor: str | None = None
     ) -> None:
         """Link two existing nodes; refused if either is missing or a cycle would form."""
-        src_kind, src_key = lineage.parse_ref(src)
-        dst_kind, dst_key = lineage.parse_ref(dst)
-        who = names.actor(actor) if actor else self.actor
-
-        def op(tx: Tx) -> None:
-            a = lineage.find_node(tx.conn, src_kind, src_key)
-            b = lineage.find_node(tx.conn, dst_kind, dst_key)
-            for ref, node in ((src, a), (dst, b)):
-                if node is None:
-                    raise NotFound(f"no lineage node {ref!r}; declare it with add_lineage_node")
-            assert a is not None
-            assert b is not None
-            if lineage.add_edge(tx.conn, a.id, b.id, relation, tx.now):
-                tx.audit(
-                    actor=who,
-                    action="lineage_edge",
-                    target=f"{src} -> {dst}",
-                    after={"relation": relation},
-                )
-
-        self._store.write(op)
+        provenance.add_lineage_edge(
+            self._store, src, dst, relation, actor=actor, default_actor=self.actor
+        )
 
     def models_using_data(self, data_version: str) -> list[ModelVersion]:
         """Model versions trained (directly or not) on data with this version."""
-        return self._models_downstream("data", data_version)
+        return provenance.models_using_data(self._store, data_version)
 
     def models_using_feature_set(self, feature_set_version: str) -> list[ModelVersion]:
         """Model versions built on this feature-engineering version."""
-        return self._models_downstream("feature_set", feature_set_version)
+        return provenance.models_using_feature_set(self._store, feature_set_version)
 
     def models_using_feature(self, feature: str) -> list[ModelVersion]:
         """Model versions whose feature list contains ``feature``."""
-        if not isinstance(feature, str) or not feature:
-            raise InvalidInput(f"invalid feature name {feature!r}")
-        query = (
-            sa.select(*queries.VERSION_COLUMNS)
-            .select_from(queries.FROM_VERSIONS)
-            .where(v.features.is_not(None))
-            .order_by(schema.models_t.c.name, *queries.NEWEST_FIRST)
-        )
-        encoded = json.dumps(feature)  # how the name appears inside the stored JSON text
-        if encoded.isascii():
-            # A cheap prefilter; the exact test is the Python one below.
-            query = query.where(
-                sa.cast(v.features, sa.Text).like(f"%{queries.like_escape(encoded)}%", escape="\\")
-            )
-        with self._store.read() as conn:
-            found = [queries.version_from_row(r) for r in conn.execute(query)]
-        return [mv for mv in found if mv.features and feature in mv.features]
+        return provenance.models_using_feature(self._store, feature)
 
     def deployed_downstream_of(self, ref: str) -> list[lineage.Node]:
         """Deployments that descend from a lineage node, e.g. ``data:v2024-01``."""
-        with self._store.read() as conn:
-            _, below = lineage.downstream(conn, ref)
-        return [n for n in below if n.kind == "deployment"]
-
-    def _models_downstream(self, kind: str, version: str) -> list[ModelVersion]:
-        with self._store.read() as conn:
-            refs: set[str] = set()
-            for node in lineage.nodes_of_kind_version(conn, kind, version):
-                _, below = lineage.downstream(conn, node.ref)
-                refs |= {n.key for n in below if n.kind == "model_version"}
-            out = []
-            for ref in sorted(refs):
-                model, number = split_model_ref(ref.split("@", 1)[0])
-                try:
-                    out.append(queries.find_version(conn, model, version=number))
-                except NotFound:
-                    continue  # a node for a version in another environment
-            return out
+        return provenance.deployed_downstream_of(self._store, ref)
 
     # -- audit ----------------------------------------------------------------------
 
@@ -761,9 +701,3 @@ class AuditRecord:
             "reason": self.reason,
             "hash": self.hash,
         }
-
-
-def _node_version(kind: str, key: str) -> str | None:
-    if kind in ("data", "feature_set"):
-        return key.rsplit(":", 1)[-1]
-    return None
