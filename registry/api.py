@@ -10,16 +10,13 @@ from __future__ import annotations
 import getpass
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
-
-from registry import approvals, auto_rollback, lineage, names, schema
+from registry import approvals, auto_rollback, lineage, names
 from registry.artifacts import ArtifactStore, Progress
-from registry.audit import ChainBreak, utc, verify_chain
+from registry.audit import ChainBreak
 from registry.compare import Comparison
 from registry.db import default_home, default_url
 from registry.errors import (
@@ -28,9 +25,9 @@ from registry.errors import (
     InvalidInput,
     NotFound,
 )
-from registry.instants import parse_instant
 from registry.ops import (
     approving,
+    auditing,
     bumping,
     provenance,
     reads,
@@ -38,11 +35,10 @@ from registry.ops import (
     rollback_triggers,
     stage_moves,
 )
+from registry.ops.auditing import AuditRecord
 from registry.ops.preparation import ARTIFACT_FILE, ARTIFACT_PICKLE, PICKLE_NAME, NamedArtifact
 from registry.records import ModelSummary, ModelVersion, Transition
 from registry.schema import (
-    audit_head_t,
-    audit_t,
     versions_t,
 )
 from registry.store import Clock, Store, Tx
@@ -379,12 +375,7 @@ class ModelRegistry:
 
     def verify_audit_chain(self) -> ChainBreak | None:
         """Walk the whole audit chain; the first broken link, or ``None``."""
-        with self._store.read() as conn:
-            head = dict(conn.execute(sa.select(audit_head_t)).one()._mapping)
-            rows = (
-                dict(r._mapping) for r in conn.execute(sa.select(audit_t).order_by(audit_t.c.id))
-            )
-            return verify_chain(rows, head)
+        return auditing.verify_audit_chain(self._store)
 
     # -- approvals ----------------------------------------------------------------
 
@@ -547,25 +538,7 @@ class ModelRegistry:
         limit: int | None = None,
     ) -> list[AuditRecord]:
         """Audit events, oldest first, optionally for one model and a time range."""
-        a = schema.audit_t.c
-        query = sa.select(schema.audit_t).order_by(a.id)
-        start = parse_instant(since, end_of_day=False) if since is not None else None
-        end = parse_instant(until) if until is not None else None
-        if start and end and end < start:
-            raise InvalidInput(f"until ({end.isoformat()}) is before since ({start.isoformat()})")
-        if start is not None:
-            query = query.where(a.at >= start)
-        if end is not None:
-            query = query.where(a.at <= end)
-        if model is not None:
-            names.model_name(model)
-            query = query.where(sa.or_(a.target == model, a.target.like(f"{model}-v%")))
-        with self._store.read() as conn:
-            rows = list(conn.execute(query))
-        records = [AuditRecord.from_row(r) for r in rows]
-        if model is not None:
-            records = [r for r in records if r.model == model]
-        return records[-limit:] if limit else records
+        return auditing.audit_log(self._store, model, since=since, until=until, limit=limit)
 
     # -- environments ----------------------------------------------------------------
 
@@ -652,52 +625,3 @@ class ModelRegistry:
             tx.audit(actor=who, action=relation, target=ref, after={"environment": other_env})
 
         self._store.write(op)
-
-
-@dataclass(frozen=True, slots=True)
-class AuditRecord:
-    id: int
-    at: datetime
-    actor: str
-    action: str
-    target: str
-    before: Mapping[str, Any] | None
-    after: Mapping[str, Any] | None
-    reason: str | None
-    hash: str
-
-    @property
-    def model(self) -> str | None:
-        if self.target == "*" or " -> " in self.target:
-            return None
-        try:
-            return split_model_ref(self.target)[0]
-        except InvalidInput:
-            return self.target
-
-    @classmethod
-    def from_row(cls, row: Any) -> AuditRecord:
-        return cls(
-            row.id,
-            utc(row.at),
-            row.actor,
-            row.action,
-            row.target,
-            row.before,
-            row.after,
-            row.reason,
-            row.hash,
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "at": self.at.isoformat(),
-            "actor": self.actor,
-            "action": self.action,
-            "target": self.target,
-            "before": self.before,
-            "after": self.after,
-            "reason": self.reason,
-            "hash": self.hash,
-        }
