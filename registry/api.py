@@ -1,5 +1,13 @@
 """``ModelRegistry``: the public Python API, named as users of the original skill expect.
 
+This is a facade, so that the public surface stays one class while each concern can
+be read on its own: every method delegates to the module of its concern in
+``registry.ops`` (registration, stage moves, reads, approvals, auto-rollback
+triggers, lineage, audit, environments), which checks the input and does the work.
+The registry object holds what those share: the store, the artifact store, the
+default actor and the caches (committed model ids; the resolve cache, which it
+drops after every change to an existing version).
+
 Every mutation is one database transaction that also appends its audit event.
 Artifacts are written (durably, content-addressed) before that transaction; if
 the transaction fails, any blob it alone would have referenced is removed again.
@@ -19,16 +27,11 @@ from registry.artifacts import ArtifactStore, Progress
 from registry.audit import ChainBreak
 from registry.compare import Comparison
 from registry.db import default_home, default_url
-from registry.errors import (
-    Conflict,
-    CorruptArtifact,
-    InvalidInput,
-    NotFound,
-)
 from registry.ops import (
     approving,
     auditing,
     bumping,
+    environments,
     provenance,
     reads,
     registration,
@@ -36,20 +39,12 @@ from registry.ops import (
     stage_moves,
 )
 from registry.ops.auditing import AuditRecord
-from registry.ops.preparation import ARTIFACT_FILE, ARTIFACT_PICKLE, PICKLE_NAME, NamedArtifact
+from registry.ops.preparation import ARTIFACT_FILE, ARTIFACT_PICKLE, PICKLE_NAME
 from registry.records import ModelSummary, ModelVersion, Transition
-from registry.schema import (
-    versions_t,
-)
-from registry.store import Clock, Store, Tx
-from registry.versions import (
-    SemVer,
-    split_model_ref,
-)
+from registry.store import Clock, Store
+from registry.versions import SemVer
 
 __all__ = ["ARTIFACT_FILE", "ARTIFACT_PICKLE", "PICKLE_NAME", "AuditRecord", "ModelRegistry"]
-
-v = versions_t.c
 
 
 def _utcnow() -> datetime:
@@ -109,7 +104,11 @@ class ModelRegistry:
     def store(self) -> Store:
         return self._store
 
-    # -- registration -----------------------------------------------------------
+    def _invalidate(self) -> None:
+        """Drop the resolve cache: called after every change to an existing version."""
+        self._versions.invalidate()
+
+    # -- registration -------------------------------------------------------------
 
     def register_model(
         self,
@@ -180,7 +179,7 @@ class ModelRegistry:
             default_actor=self.actor,
         )
 
-    # -- stage moves --------------------------------------------------------------
+    # -- stage moves and the other changes to a version ---------------------------
 
     def promote_model(
         self,
@@ -241,8 +240,6 @@ class ModelRegistry:
         self._invalidate()
         return result
 
-    # -- other mutations --------------------------------------------------------------
-
     def set_model_signature(
         self,
         model: str,
@@ -286,10 +283,6 @@ class ModelRegistry:
         return result
 
     # -- reads --------------------------------------------------------------------
-
-    def _invalidate(self) -> None:
-        """Drop the resolve cache: called after every change to an existing version."""
-        self._versions.invalidate()
 
     def get_model_version(
         self,
@@ -373,10 +366,6 @@ class ModelRegistry:
         """Compare two versions given as ``name-vX.Y.Z`` (the seed's form)."""
         return reads.compare_models(self._versions, model_a, model_b)
 
-    def verify_audit_chain(self) -> ChainBreak | None:
-        """Walk the whole audit chain; the first broken link, or ``None``."""
-        return auditing.verify_audit_chain(self._store)
-
     # -- approvals ----------------------------------------------------------------
 
     def set_approval_required(
@@ -399,6 +388,49 @@ class ModelRegistry:
             actor=actor,
             default_actor=self.actor,
         )
+
+    def approval_policy(
+        self, name: str, stage: str = "production", *, at: datetime | None = None
+    ) -> approvals.Policy | None:
+        """The policy in force for a model's stage (its own, else the registry's),
+        now or as it stood at ``at``."""
+        return approving.approval_policy(self._store, name, stage, at=at)
+
+    def approve_model(
+        self,
+        name: str,
+        version: str | SemVer,
+        approver: str,
+        comments: str | None = None,
+        *,
+        stage: str = "production",
+    ) -> approvals.Decision:
+        """Record ``approver``'s approval of this exact version entering ``stage``."""
+        return approving.decide(self._store, name, version, approver, comments, stage, "approve")
+
+    def reject_model(
+        self,
+        name: str,
+        version: str | SemVer,
+        approver: str,
+        comments: str | None = None,
+        *,
+        stage: str = "production",
+    ) -> approvals.Decision:
+        """Record a rejection; the version cannot enter ``stage`` while it stands."""
+        return approving.decide(self._store, name, version, approver, comments, stage, "reject")
+
+    def approval_status(
+        self, name: str, version: str | SemVer, stage: str = "production"
+    ) -> approvals.Status:
+        """Whether this version may enter ``stage`` now as far as approvals go: the
+        policy in force, who approved, how many more are needed, standing rejections.
+        The same judgement a promotion makes, without attempting one."""
+        return approving.approval_status(self._store, name, version, stage)
+
+    def approvals(self, name: str, version: str | SemVer) -> list[approvals.Decision]:
+        """Every approval and rejection recorded for a version, oldest first."""
+        return approving.decisions(self._store, name, version)
 
     # -- auto-rollback triggers (judged by the controller's guard) ----------------
 
@@ -446,49 +478,6 @@ class ModelRegistry:
         """Every level's newest setting by model name (None: registry-wide), in one read."""
         return rollback_triggers.all_settings(self._store)
 
-    def approval_policy(
-        self, name: str, stage: str = "production", *, at: datetime | None = None
-    ) -> approvals.Policy | None:
-        """The policy in force for a model's stage (its own, else the registry's),
-        now or as it stood at ``at``."""
-        return approving.approval_policy(self._store, name, stage, at=at)
-
-    def approve_model(
-        self,
-        name: str,
-        version: str | SemVer,
-        approver: str,
-        comments: str | None = None,
-        *,
-        stage: str = "production",
-    ) -> approvals.Decision:
-        """Record ``approver``'s approval of this exact version entering ``stage``."""
-        return approving.decide(self._store, name, version, approver, comments, stage, "approve")
-
-    def reject_model(
-        self,
-        name: str,
-        version: str | SemVer,
-        approver: str,
-        comments: str | None = None,
-        *,
-        stage: str = "production",
-    ) -> approvals.Decision:
-        """Record a rejection; the version cannot enter ``stage`` while it stands."""
-        return approving.decide(self._store, name, version, approver, comments, stage, "reject")
-
-    def approval_status(
-        self, name: str, version: str | SemVer, stage: str = "production"
-    ) -> approvals.Status:
-        """Whether this version may enter ``stage`` now as far as approvals go: the
-        policy in force, who approved, how many more are needed, standing rejections.
-        The same judgement a promotion makes, without attempting one."""
-        return approving.approval_status(self._store, name, version, stage)
-
-    def approvals(self, name: str, version: str | SemVer) -> list[approvals.Decision]:
-        """Every approval and rejection recorded for a version, oldest first."""
-        return approving.decisions(self._store, name, version)
-
     # -- lineage ------------------------------------------------------------------
 
     def get_lineage(self, name: str, version: str | SemVer) -> lineage.LineageGraph:
@@ -527,7 +516,7 @@ class ModelRegistry:
         """Deployments that descend from a lineage node, e.g. ``data:v2024-01``."""
         return provenance.deployed_downstream_of(self._store, ref)
 
-    # -- audit ----------------------------------------------------------------------
+    # -- audit --------------------------------------------------------------------
 
     def audit_log(
         self,
@@ -540,7 +529,11 @@ class ModelRegistry:
         """Audit events, oldest first, optionally for one model and a time range."""
         return auditing.audit_log(self._store, model, since=since, until=until, limit=limit)
 
-    # -- environments ----------------------------------------------------------------
+    def verify_audit_chain(self) -> ChainBreak | None:
+        """Walk the whole audit chain; the first broken link, or ``None``."""
+        return auditing.verify_audit_chain(self._store)
+
+    # -- environments -------------------------------------------------------------
 
     def open_environment(self, environment: str) -> ModelRegistry:
         """The registry of another environment (same home, its own database)."""
@@ -568,60 +561,4 @@ class ModelRegistry:
         lineage edge and an audit event. Repeating it is safe: an identical copy
         already there is reused.
         """
-        name, number = split_model_ref(model)
-        names.identifier(target_env, "environment")
-        if self.environment is not None and target_env == self.environment:
-            raise InvalidInput(f"{model} is already in environment {target_env!r}")
-        who = names.actor(actor) if actor else self.actor
-        source = self.get_model_version(name, number)
-        entry_stage = stage or ("staging" if target_env in ("staging", "production") else "dev")
-        here = self.environment or "default"
-        with self.open_environment(target_env) as target:
-            try:
-                copied = target.get_model_version(name, number)
-                if copied.artifact_digest != source.artifact_digest:
-                    raise Conflict(f"{target_env} already has {model} with a different artifact")
-            except NotFound:
-                artifact = (
-                    self.artifacts.verify(source.artifact_digest)
-                    if source.artifact_digest
-                    else None
-                )
-                copied = target.register_model(
-                    name,
-                    NamedArtifact(artifact, source.artifact_name, source.artifact_format or "file")
-                    if artifact
-                    else None,
-                    version=number,
-                    metadata=source.metadata,
-                    stage=entry_stage,
-                    tags=source.tags,
-                    signature=source.signature,
-                    features=source.features,
-                    requirements=self.get_file(name, number, "requirements.txt").decode(),
-                    owner=source.owner,
-                    actor=who,
-                )
-                if copied.artifact_digest != source.artifact_digest:
-                    raise CorruptArtifact(
-                        f"{model}: the copy in {target_env} does not verify"
-                    ) from None
-            target._link_environment(f"{name}-{number}", here, "imported_from", who)
-        self._link_environment(f"{name}-{number}", target_env, "promoted_to", who)
-        return copied
-
-    def _link_environment(self, ref: str, other_env: str, relation: str, who: str) -> None:
-        def op(tx: Tx) -> None:
-            local = lineage.ensure_node(tx.conn, "model_version", ref, tx.now)
-            remote = lineage.ensure_node(
-                tx.conn,
-                "model_version",
-                f"{ref}@{other_env}",
-                tx.now,
-                attrs={"environment": other_env},
-            )
-            src, dst = (local, remote) if relation == "promoted_to" else (remote, local)
-            lineage.add_edge(tx.conn, src, dst, relation, tx.now)
-            tx.audit(actor=who, action=relation, target=ref, after={"environment": other_env})
-
-        self._store.write(op)
+        return environments.promote_to(self, model, target_env, stage=stage, actor=actor)
