@@ -1,5 +1,13 @@
 """``ModelRegistry``: the public Python API, named as users of the original skill expect.
 
+This is a facade, so that the public surface stays one class while each concern can
+be read on its own: every method delegates to the module of its concern in
+``registry.ops`` (registration, stage moves, reads, approvals, auto-rollback
+triggers, lineage, audit, environments), which checks the input and does the work.
+The registry object holds what those share: the store, the artifact store, the
+default actor and the caches (committed model ids; the resolve cache, which it
+drops after every change to an existing version).
+
 Every mutation is one database transaction that also appends its audit event.
 Artifacts are written (durably, content-addressed) before that transaction; if
 the transaction fails, any blob it alone would have referenced is removed again.
@@ -7,69 +15,36 @@ the transaction fails, any blob it alone would have referenced is removed again.
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import getpass
-import hashlib
-import json
 import os
-import pickle
-import threading
-import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
-
-from registry import approvals, auto_rollback, fastsql, lineage, names, queries, schema
-from registry import files as vfiles
-from registry.artifacts import ArtifactStore, Progress, StoredBlob
-from registry.audit import ChainBreak, utc, verify_chain
-from registry.compare import Comparison, compare_versions
+from registry import approvals, auto_rollback, lineage, names
+from registry.artifacts import ArtifactStore, Progress
+from registry.audit import ChainBreak
+from registry.compare import Comparison
 from registry.db import default_home, default_url
-from registry.errors import (
-    ApprovalRefused,
-    ApprovalRequired,
-    Conflict,
-    CorruptArtifact,
-    DeprecatedModelWarning,
-    IllegalTransition,
-    IncompatibleVersion,
-    InvalidInput,
-    InvalidName,
-    ModelEndOfLife,
-    NotFound,
-    VersionNotFound,
+from registry.ops import (
+    approving,
+    auditing,
+    bumping,
+    environments,
+    provenance,
+    reads,
+    registration,
+    rollback_triggers,
+    stage_moves,
 )
-from registry.instants import parse_instant
-from registry.records import ModelSummary, ModelVersion, Transition, VersionFileRecord
-from registry.schema import (
-    audit_head_t,
-    audit_t,
-    deprecations_t,
-    files_t,
-    transitions_t,
-    versions_t,
-)
-from registry.stages import LEGAL, REGISTER_STAGES, check_move, last_stable, stage_name
-from registry.store import Clock, Store, Tx
-from registry.versions import (
-    Bump,
-    ChangeReport,
-    SemVer,
-    bump_between,
-    required_bump,
-    split_model_ref,
-)
+from registry.ops.auditing import AuditRecord
+from registry.ops.preparation import ARTIFACT_FILE, ARTIFACT_PICKLE, PICKLE_NAME
+from registry.records import ModelSummary, ModelVersion, Transition
+from registry.store import Clock, Store
+from registry.versions import SemVer
 
-v = versions_t.c
-
-PICKLE_NAME = "model.pkl"
-ARTIFACT_PICKLE = "pickle"  # an object the registry serialised: may be unpickled
-ARTIFACT_FILE = "file"  # bytes a caller handed over: loaded as a verified path
+__all__ = ["ARTIFACT_FILE", "ARTIFACT_PICKLE", "PICKLE_NAME", "AuditRecord", "ModelRegistry"]
 
 
 def _utcnow() -> datetime:
@@ -81,131 +56,6 @@ def _default_actor() -> str:
         return os.environ.get("MODELREG_ACTOR") or getpass.getuser()
     except (KeyError, OSError):
         return "unknown"
-
-
-@dataclass(frozen=True, slots=True)
-class _PreparedFile:
-    name: str
-    role: str
-    digest: str
-    size: int
-    content: bytes | None  # None: stored in the artifact store
-
-
-def _inline(name: str, role: str, content: bytes) -> _PreparedFile:
-    return _PreparedFile(name, role, hashlib.sha256(content).hexdigest(), len(content), content)
-
-
-def _find_parent(
-    cur: fastsql.Cursor,
-    mid: int,
-    name: str,
-    latest: _ParentRow | None,
-    parent_ver: SemVer | None,
-    wanted: SemVer | None,
-) -> _ParentRow | None:
-    """The named parent; else, for an explicit version, the highest one below it;
-    else the latest version."""
-    if parent_ver is not None:
-        parent = _ParentRow.of(cur.one(queries.SEL_EXACT, {"mid": mid, **_parts(parent_ver)}))
-        if parent is None:
-            raise VersionNotFound(f"parent version {parent_ver} of {name!r} does not exist")
-        return parent
-    if wanted is not None and latest is not None:
-        return _ParentRow.of(cur.one(queries.SEL_BELOW, {"mid": mid, **_parts(wanted)}))
-    return latest
-
-
-def _refuse_guarded_entry(conn: sa.Connection, mid: int, name: str, stage: str) -> None:
-    """A new version may not enter a stage that approvals guard (no approval can exist yet)."""
-    policy = approvals.policy_for(conn, mid, stage)
-    if policy is not None:
-        raise ApprovalRequired(
-            f"{stage} is guarded by an approval policy for {name}: register into dev, "
-            f"collect approvals from {', '.join(policy.approvers)}, then promote",
-            to_stage=stage,
-            missing=list(policy.approvers),
-            needed=policy.min_approvals,
-        )
-
-
-def _check_explicit_bump(name: str, number: SemVer, parent: SemVer, report: ChangeReport) -> None:
-    """An explicit version must move at least as far as its changes require."""
-    got = bump_between(parent, number)
-    if got is None:
-        raise IncompatibleVersion(f"{number} is not greater than its parent {parent}", [])
-    if got < report.bump:
-        diffs = report.breaking if report.bump is Bump.MAJOR else report.additive
-        raise IncompatibleVersion(
-            f"{name} {number} is a {got.label} bump over {parent} but the changes "
-            f"require a {report.bump.label} bump: " + "; ".join(diffs),
-            diffs,
-        )
-
-
-def _small_files(
-    meta: dict[str, Any],
-    feats: list[str] | None,
-    sig: dict[str, Any] | None,
-    reqs: str | Sequence[str],
-) -> list[_PreparedFile]:
-    """The per-version files kept inline with the version row."""
-    files = [
-        _inline("metadata.json", "metadata", vfiles.metadata_json(meta)),
-        _inline("requirements.txt", "requirements", vfiles.requirements_txt(reqs)),
-    ]
-    if sig is not None:
-        files.append(_inline("signature.json", "signature", vfiles.signature_json(sig)))
-    if feats is not None:
-        scaling = meta.get("feature_scaling")
-        yaml_bytes = vfiles.features_yaml(feats, scaling if isinstance(scaling, dict) else None)
-        files.append(_inline("features.yaml", "features", yaml_bytes))
-    return files
-
-
-def _check_signature(signature: object) -> dict[str, Any] | None:
-    if signature is None:
-        return None
-    if not isinstance(signature, Mapping):
-        raise InvalidInput("signature must be a mapping with 'inputs' and 'outputs'")
-    unknown = set(signature) - {"inputs", "outputs"}
-    if unknown:
-        raise InvalidInput(f"signature has unknown keys {sorted(unknown)}; use inputs/outputs")
-    out: dict[str, Any] = {}
-    for part in ("inputs", "outputs"):
-        fields = signature.get(part) or {}
-        if not isinstance(fields, Mapping) or not all(
-            isinstance(k, str) and isinstance(t, str) for k, t in fields.items()
-        ):
-            raise InvalidInput(f"signature {part} must map field names to type names (str)")
-        out[part] = dict(fields)
-    return out
-
-
-def _check_features(features: object) -> list[str] | None:
-    if features is None:
-        return None
-    if isinstance(features, str) or not isinstance(features, Sequence):
-        raise InvalidInput("features must be a list of feature names")
-    out = list(features)
-    if not all(isinstance(f, str) and f for f in out):
-        raise InvalidInput("features must be non-empty strings")
-    if len(set(out)) != len(out):
-        dupes = sorted({f for f in out if out.count(f) > 1})
-        raise InvalidInput(f"features contain duplicates: {', '.join(dupes)}")
-    return out
-
-
-def _check_metadata(metadata: object) -> dict[str, Any]:
-    if metadata is None:
-        return {}
-    if not isinstance(metadata, Mapping):
-        raise InvalidInput("metadata must be a mapping")
-    try:
-        # Round-trip so what we store is exactly what JSON can hold.
-        return dict(json.loads(json.dumps(dict(metadata), allow_nan=False)))
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"metadata is not JSON-serialisable: {exc}") from None
 
 
 class ModelRegistry:
@@ -238,10 +88,8 @@ class ModelRegistry:
         self.increment = increment
         self._store = Store(self.url, clock=clock or _utcnow)
         self.artifacts = ArtifactStore(self.home / "artifacts")
-        self._cache: dict[tuple[str, str], ModelVersion] = {}
-        self._model_ids: dict[str, int] = {}
-        self._cache_gen = -1
-        self._cache_lock = threading.Lock()
+        self._model_ids: dict[str, int] = {}  # committed model rows, for registration
+        self._versions = reads.VersionLookup(self._store)  # the resolve cache
 
     def close(self) -> None:
         self._store.close()
@@ -256,7 +104,11 @@ class ModelRegistry:
     def store(self) -> Store:
         return self._store
 
-    # -- registration -----------------------------------------------------------
+    def _invalidate(self) -> None:
+        """Drop the resolve cache: called after every change to an existing version."""
+        self._versions.invalidate()
+
+    # -- registration -------------------------------------------------------------
 
     def register_model(
         self,
@@ -282,263 +134,26 @@ class ModelRegistry:
         the number is chosen from the changes against the parent (the latest
         version unless ``parent`` or ``metadata['parent_model']`` says otherwise).
         """
-        names.model_name(name)
-        wanted = SemVer.parse(version) if version is not None else None
-        stage = stage_name(stage)
-        if stage not in REGISTER_STAGES:
-            raise IllegalTransition(
-                f"new versions enter {' or '.join(REGISTER_STAGES)}, not {stage!r}; "
-                "register, then promote",
-                from_stage=None,
-                to_stage=stage,
-            )
-        meta = _check_metadata(metadata)
-        feats = _check_features(features if features is not None else meta.get("features"))
-        sig = _check_signature(signature)
-        tag_list = [names.tag(t) for t in (tags or ())]
-        who = names.actor(actor) if actor else self.actor
-        owner_name = owner or meta.get("owner") or who
-        parent_ver = self._parent_hint(name, parent, meta)
-        increment = meta.get("increment") or self.increment
-        reqs = requirements if requirements is not None else vfiles.captured_requirements()
-
-        prepared = _small_files(meta, feats, sig, reqs)
-
-        while True:
-            blob, artifact_name, artifact_format = self._store_model(model, progress)
-            model_file = (
-                [_PreparedFile(artifact_name, "model", blob.digest, blob.size, None)]
-                if blob is not None and artifact_name is not None
-                else []
-            )
-
-            op = functools.partial(
-                self._register_op,
-                name=name,
-                wanted=wanted,
-                parent_ver=parent_ver,
-                stage=stage,
-                meta=meta,
-                feats=feats,
-                sig=sig,
-                tag_list=tag_list,
-                owner=str(owner_name),
-                who=who,
-                increment=str(increment) if increment is not None else None,
-                blob=blob,
-                artifact_name=artifact_name,
-                artifact_format=artifact_format,
-                files=model_file + prepared,
-            )
-            try:
-                return self._store.write(op)
-            except _BlobVanished:
-                continue  # a concurrent cleanup removed a shared blob: store it again
-            except BaseException:
-                if blob is not None and blob.created:
-                    # Best effort: the caller must see the original error, not ours.
-                    with contextlib.suppress(Exception):
-                        self._discard_unreferenced([blob.digest])
-                raise
-
-    def _parent_hint(
-        self, name: str, parent: str | SemVer | None, meta: Mapping[str, Any]
-    ) -> SemVer | None:
-        if parent is not None:
-            return SemVer.parse(parent)
-        ref = meta.get("parent_model")
-        if isinstance(ref, str):
-            try:
-                parent_name, ver = split_model_ref(ref)
-            except InvalidInput:
-                return None
-            if parent_name == name:
-                return ver
-        return None
-
-    def _store_model(
-        self, model: Any, progress: Progress | None
-    ) -> tuple[StoredBlob | None, str | None, str | None]:
-        """Store the model artifact; returns (blob, file name, format).
-
-        Only an object handed to us is pickled, and only such artifacts (format
-        ``pickle``) are ever unpickled on load; a file is kept as a file.
-        """
-        if model is None:
-            return None, None, None
-        if isinstance(model, str | os.PathLike):
-            path = Path(model)
-            if not path.is_file():
-                raise InvalidInput(f"artifact path {str(path)!r} does not exist or is not a file")
-            if isinstance(model, _NamedArtifact):
-                file_name, kind = names.file_name(model.name or path.name), model.format
-            else:
-                file_name, kind = names.file_name(path.name), ARTIFACT_FILE
-            if file_name in vfiles.RESERVED_NAMES:
-                raise InvalidName(
-                    f"artifact file name {file_name!r} is reserved for the version's own "
-                    "metadata files; rename the model file"
-                )
-            return self.artifacts.put_file(path, progress), file_name, kind
-        try:
-            data = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
-        except (pickle.PicklingError, TypeError, AttributeError) as exc:
-            raise InvalidInput(f"model object cannot be pickled: {exc}") from None
-        return self.artifacts.put_bytes(data), PICKLE_NAME, ARTIFACT_PICKLE
-
-    def _register_op(
-        self,
-        tx: Tx,
-        *,
-        name: str,
-        wanted: SemVer | None,
-        parent_ver: SemVer | None,
-        stage: str,
-        meta: dict[str, Any],
-        feats: list[str] | None,
-        sig: dict[str, Any] | None,
-        tag_list: list[str],
-        owner: str,
-        who: str,
-        increment: str | None,
-        blob: StoredBlob | None,
-        artifact_name: str | None,
-        artifact_format: str | None,
-        files: list[_PreparedFile],
-    ) -> ModelVersion:
-        cur, now = tx.cur, tx.now
-        mid = self._model_ids.get(name)
-        if mid is None:
-            found = cur.one(queries.SEL_MODEL_ID, {"name": name})
-            if found is None:
-                found = cur.one(
-                    queries.INS_MODEL, {"name": name, "owner": owner, "created_at": now}
-                )
-                tx.audit(actor=who, action="create_model", target=name, after={"owner": owner})
-            assert found is not None
-            mid = int(found[0])
-            # Cache only once committed: model rows are never deleted or renumbered.
-            tx.after_commit.append(functools.partial(self._model_ids.__setitem__, name, mid))
-        if stage != "dev":
-            _refuse_guarded_entry(tx.conn, mid, name, stage)
-        latest = _ParentRow.of(cur.one(queries.SEL_LATEST, {"mid": mid}))
-        parent = _find_parent(cur, mid, name, latest, parent_ver, wanted)
-
-        report = required_bump(
-            parent.features if parent else None,
-            feats,
-            parent.signature if parent else None,
-            sig,
-        )
-        if wanted is None:
-            number = latest.version.bump(report.bump.label) if latest else SemVer(1, 0, 0)
-        else:
-            number = wanted
-            if cur.one(queries.SEL_EXACT, {"mid": mid, **_parts(number)}) is not None:
-                raise Conflict(f"{name} {number} already exists")
-            if parent is not None:
-                _check_explicit_bump(name, number, parent.version, report)
-        model_file = next((f for f in files if f.role == "model"), None)
-        if model_file is not None and not self.artifacts.exists(model_file.digest):
-            raise _BlobVanished
-        inserted = cur.one(
-            queries.INS_VERSION,
-            {
-                "model_id": mid,
-                **_parts(number),
-                "stage": stage,
-                "artifact_digest": blob.digest if blob else None,
-                "artifact_size": blob.size if blob else None,
-                "artifact_name": artifact_name,
-                "artifact_format": artifact_format,
-                "metadata": meta,
-                "signature": sig,
-                "features": feats,
-                "tags": tag_list,
-                "owner": owner,
-                "parent_id": parent.id if parent else None,
-                "increment": increment,
-                "created_at": now,
-            },
-        )
-        assert inserted is not None
-        version_id = int(inserted[0])
-        cur.executemany(
-            queries.INS_FILE,
-            [
-                {
-                    "version_id": version_id,
-                    "name": f.name,
-                    "role": f.role,
-                    "digest": f.digest,
-                    "size": f.size,
-                    "content": f.content,
-                }
-                for f in files
-            ],
-        )
-        cur.execute(
-            queries.INS_TRANSITION,
-            {
-                "model_id": mid,
-                "version_id": version_id,
-                "from_stage": None,
-                "to_stage": stage,
-                "kind": "register",
-                "actor": who,
-                "reason": None,
-                "at": now,
-            },
-        )
-        ref = f"{name}-{number}"
-        if meta.keys() & lineage.METADATA_KEYS:
-            lineage.record_registration(
-                tx.conn, name=name, ref=ref, version=str(number), meta=meta, now=now
-            )
-        tx.audit(
-            actor=who,
-            action="register",
-            target=ref,
-            after={
-                "version": str(number),
-                "stage": stage,
-                "artifact_digest": blob.digest if blob else None,
-                "parent": str(parent.version) if parent else None,
-                "bump": report.bump.label,
-            },
-        )
-        return ModelVersion(
-            name=name,
-            version=number,
-            stage=stage,
-            created_at=now,
-            metadata=meta,
-            signature=sig,
-            features=tuple(feats) if feats is not None else None,
-            tags=tuple(tag_list),
+        return registration.register_model(
+            self._store,
+            self.artifacts,
+            self._model_ids,
+            name,
+            model,
+            version,
+            metadata,
+            stage,
+            tags,
+            signature,
+            features,
+            requirements,
+            parent=parent,
             owner=owner,
-            parent=parent.version if parent else None,
-            artifact_digest=blob.digest if blob else None,
-            artifact_size=blob.size if blob else None,
-            artifact_name=artifact_name,
-            artifact_format=artifact_format,
-            increment=increment,
-            files=tuple(
-                VersionFileRecord(f.name, f.role, f.digest, f.size)
-                for f in sorted(files, key=lambda f: f.name)
-            ),
+            progress=progress,
+            actor=actor,
+            default_actor=self.actor,
+            default_increment=self.increment,
         )
-
-    def _discard_unreferenced(self, digests: list[str]) -> None:
-        """Delete blobs no version references, under the write lock (no race with users)."""
-
-        def op(tx: Tx) -> None:
-            used = queries.referenced_digests(tx.conn, digests)
-            for digest in digests:
-                if digest not in used:
-                    self.artifacts.delete(digest)
-
-        self._store.write(op)
 
     def version_model(
         self,
@@ -554,82 +169,17 @@ class ModelRegistry:
         ``minor``: v3.0.0 -> v3.1.0. The new version starts in ``dev``; ``metadata``
         entries override the copied ones.
         """
-        if version_type not in ("major", "minor", "patch"):
-            raise InvalidInput(
-                f"version_type must be 'major', 'minor' or 'patch', got {version_type!r}"
-            )
-        names.model_name(name)
-        who = names.actor(actor) if actor else self.actor
-        extra = _check_metadata(metadata)
+        return bumping.version_model(
+            self._store,
+            name,
+            version_type,
+            metadata=metadata,
+            reason=reason,
+            actor=actor,
+            default_actor=self.actor,
+        )
 
-        def op(tx: Tx) -> ModelVersion:
-            conn = tx.conn
-            mid = queries.model_id(conn, name)
-            latest = conn.execute(
-                sa.select(versions_t).where(v.model_id == mid).order_by(*queries.NEWEST_FIRST)
-            ).first()
-            if latest is None:
-                raise VersionNotFound(f"model {name!r} has no versions to bump from")
-            base = SemVer(latest.major, latest.minor, latest.patch)
-            number = base.bump(version_type)
-            meta = {**(latest.metadata or {}), **extra}
-            inserted = conn.execute(
-                versions_t.insert().values(
-                    model_id=mid,
-                    major=number.major,
-                    minor=number.minor,
-                    patch=number.patch,
-                    stage="dev",
-                    artifact_digest=latest.artifact_digest,
-                    artifact_size=latest.artifact_size,
-                    artifact_name=latest.artifact_name,
-                    artifact_format=latest.artifact_format,
-                    metadata=meta,
-                    signature=latest.signature,
-                    features=latest.features,
-                    tags=latest.tags,
-                    owner=latest.owner,
-                    parent_id=latest.id,
-                    increment=latest.increment,
-                    created_at=tx.now,
-                )
-            ).inserted_primary_key
-            assert inserted is not None
-            new_id = inserted[0]
-            old_files = conn.execute(sa.select(files_t).where(files_t.c.version_id == latest.id))
-            rows = []
-            for f in old_files:
-                row = dict(f._mapping, version_id=new_id)
-                if f.name == "metadata.json":
-                    fresh = _inline("metadata.json", "metadata", vfiles.metadata_json(meta))
-                    row.update(content=fresh.content, digest=fresh.digest, size=fresh.size)
-                rows.append(row)
-            if rows:
-                conn.execute(files_t.insert(), rows)
-            conn.execute(
-                transitions_t.insert().values(
-                    model_id=mid,
-                    version_id=new_id,
-                    from_stage=None,
-                    to_stage="dev",
-                    kind="register",
-                    actor=who,
-                    reason=reason or f"{version_type} bump from {base}",
-                    at=tx.now,
-                )
-            )
-            tx.audit(
-                actor=who,
-                action="version",
-                target=f"{name}-{number}",
-                after={"version": str(number), "parent": str(base), "bump": version_type},
-                reason=reason,
-            )
-            return queries.find_version(conn, name, version=number)
-
-        return self._store.write(op)
-
-    # -- stage moves --------------------------------------------------------------
+    # -- stage moves and the other changes to a version ---------------------------
 
     def promote_model(
         self,
@@ -649,39 +199,19 @@ class ModelRegistry:
         guarded by an approval policy (or ``approval_required=True``) needs enough
         approvals of this exact version first; ``force`` does not skip them.
         """
-        names.model_name(name)
-        number = SemVer.parse(version)
-        target = stage_name(to_stage)
-        expected = stage_name(from_stage) if from_stage is not None else None
-        who = names.actor(actor) if actor else self.actor
-
-        def op(tx: Tx) -> ModelVersion:
-            mid, vid, current = self._locate(tx.conn, name, number)
-            if expected is not None and current != expected:
-                raise IllegalTransition(
-                    f"{name} {number} is in {current!r}, not {expected!r}",
-                    from_stage=current,
-                    to_stage=target,
-                )
-            check_move(current, target, force=force, reason=reason)
-            owner = tx.conn.execute(sa.select(v.owner).where(v.id == vid)).scalar()
-            approvals.check_promotion(
-                tx.conn,
-                ref=f"{name}-{number}",
-                model_id=mid,
-                version_id=vid,
-                owner=owner,
-                to_stage=target,
-                explicit=approval_required,
-            )
-            kind = "force" if force and (current, target) not in LEGAL else "promote"
-            if target == "production":
-                self._archive_production(tx, mid, name, who, f"replaced by {number}", "promote")
-            self._move(tx, mid, vid, name, number, current, target, kind, who, reason)
-            self._record_deployment(tx, name, number, target, who)
-            return queries.find_version(tx.conn, name, version=number)
-
-        result = self._store.write(op)
+        result = stage_moves.promote_model(
+            self._store,
+            name,
+            version,
+            from_stage,
+            to_stage,
+            reason,
+            force=force,
+            approval_required=approval_required,
+            actor=actor,
+            default_actor=self.actor,
+            environment=self.environment,
+        )
         self._invalidate()
         return result
 
@@ -698,161 +228,17 @@ class ModelRegistry:
         Without ``to_version``: the version that was production before the current
         one, from history. No approval is needed; it is one audited transaction.
         """
-        names.model_name(name)
-        if not isinstance(reason, str) or not reason.strip():
-            raise InvalidInput("rollback needs a reason")
-        wanted = SemVer.parse(to_version) if to_version is not None else None
-        who = names.actor(actor) if actor else self.actor
-
-        def op(tx: Tx) -> ModelVersion:
-            conn = tx.conn
-            mid = queries.model_id(conn, name)
-            current = conn.execute(
-                sa.select(v.id, v.major, v.minor, v.patch).where(
-                    v.model_id == mid, v.stage == "production"
-                )
-            ).first()
-            if current is None:
-                raise IllegalTransition(
-                    f"{name!r} has no production version to roll back",
-                    from_stage=None,
-                    to_stage="production",
-                )
-            cur_ver = SemVer(current.major, current.minor, current.patch)
-            if wanted is None:
-                target = last_stable(queries.history(conn, name), cur_ver)
-                if target is None:
-                    raise VersionNotFound(
-                        f"{name!r} has no earlier production version to roll back to; "
-                        "pass to_version"
-                    )
-            else:
-                target = wanted
-                if not self._was_in_production(conn, mid, target):
-                    raise IllegalTransition(
-                        f"{name} {target} has never been in production, so it is not a "
-                        "rollback target; promote it (approvals apply) instead",
-                        from_stage=None,
-                        to_stage="production",
-                    )
-            if target == cur_ver:
-                raise IllegalTransition(
-                    f"{name} {target} is already in production",
-                    from_stage="production",
-                    to_stage="production",
-                )
-            _, tid, tstage = self._locate(conn, name, target)
-            self._move(
-                tx,
-                mid,
-                current.id,
-                name,
-                cur_ver,
-                "production",
-                "archived",
-                "rollback",
-                who,
-                reason,
-            )
-            self._move(tx, mid, tid, name, target, tstage, "production", "rollback", who, reason)
-            self._record_deployment(tx, name, target, "production", who)
-            return queries.find_version(conn, name, version=target)
-
-        result = self._store.write(op)
+        result = stage_moves.rollback(
+            self._store,
+            name,
+            to_version,
+            reason=reason,
+            actor=actor,
+            default_actor=self.actor,
+            environment=self.environment,
+        )
         self._invalidate()
         return result
-
-    def _record_deployment(self, tx: Tx, name: str, number: SemVer, stage: str, who: str) -> None:
-        if stage in ("staging", "production"):
-            lineage.record_deployment(
-                tx.conn,
-                name=name,
-                ref=f"{name}-{number}",
-                version=str(number),
-                stage=stage,
-                environment=self.environment,
-                actor=who,
-                now=tx.now,
-            )
-
-    def _locate(self, conn: sa.Connection, name: str, number: SemVer) -> tuple[int, int, str]:
-        mid = queries.model_id(conn, name)
-        row = conn.execute(
-            sa.select(v.id, v.stage).where(
-                v.model_id == mid,
-                v.major == number.major,
-                v.minor == number.minor,
-                v.patch == number.patch,
-            )
-        ).first()
-        if row is None:
-            raise VersionNotFound(f"model {name!r} has no version {number}")
-        return mid, int(row.id), str(row.stage)
-
-    def _was_in_production(self, conn: sa.Connection, mid: int, number: SemVer) -> bool:
-        t = transitions_t.c
-        found = conn.execute(
-            sa.select(t.id)
-            .join(versions_t, v.id == t.version_id)
-            .where(
-                t.model_id == mid,
-                t.to_stage == "production",
-                v.major == number.major,
-                v.minor == number.minor,
-                v.patch == number.patch,
-            )
-            .limit(1)
-        ).first()
-        return found is not None
-
-    def _archive_production(
-        self, tx: Tx, mid: int, name: str, who: str, reason: str, kind: str
-    ) -> None:
-        current = tx.conn.execute(
-            sa.select(v.id, v.major, v.minor, v.patch).where(
-                v.model_id == mid, v.stage == "production"
-            )
-        ).first()
-        if current is not None:
-            ver = SemVer(current.major, current.minor, current.patch)
-            self._move(tx, mid, current.id, name, ver, "production", "archived", kind, who, reason)
-
-    def _move(
-        self,
-        tx: Tx,
-        mid: int,
-        vid: int,
-        name: str,
-        number: SemVer,
-        from_stage: str,
-        to_stage: str,
-        kind: str,
-        who: str,
-        reason: str | None,
-    ) -> None:
-        tx.conn.execute(versions_t.update().where(v.id == vid).values(stage=to_stage))
-        tx.conn.execute(
-            transitions_t.insert().values(
-                model_id=mid,
-                version_id=vid,
-                from_stage=from_stage,
-                to_stage=to_stage,
-                kind=kind,
-                actor=who,
-                reason=reason,
-                at=tx.now,
-            )
-        )
-        tx.audit(
-            actor=who,
-            action=kind,
-            target=f"{name}-{number}",
-            before={"stage": from_stage},
-            after={"stage": to_stage},
-            reason=reason,
-        )
-
-    # -- other mutations --------------------------------------------------------------
 
     def set_model_signature(
         self,
@@ -868,59 +254,15 @@ class ModelRegistry:
         Refused when the new inputs break compatibility with the parent version
         without a major bump, the same rule as at registration.
         """
-        if version is None:
-            name, number = split_model_ref(model)
-        else:
-            name, number = model, SemVer.parse(version)
-        names.model_name(name)
-        sig = _check_signature({"inputs": inputs, "outputs": outputs or {}})
-        assert sig is not None
-        who = names.actor(actor) if actor else self.actor
-
-        def op(tx: Tx) -> ModelVersion:
-            conn = tx.conn
-            _, vid, _ = self._locate(conn, name, number)
-            row = conn.execute(sa.select(v.signature, v.parent_id).where(v.id == vid)).one()
-            if row.parent_id is not None:
-                parent = conn.execute(
-                    sa.select(v.major, v.minor, v.patch, v.signature).where(v.id == row.parent_id)
-                ).one()
-                report = required_bump(None, None, parent.signature, sig)
-                got = bump_between(SemVer(parent.major, parent.minor, parent.patch), number)
-                if got is not None and got < report.bump:
-                    diffs = report.breaking if report.bump is Bump.MAJOR else report.additive
-                    raise IncompatibleVersion(
-                        f"signature change needs a {report.bump.label} bump over "
-                        f"v{parent.major}.{parent.minor}.{parent.patch}: " + "; ".join(diffs),
-                        diffs,
-                    )
-            conn.execute(versions_t.update().where(v.id == vid).values(signature=sig))
-            content = vfiles.signature_json(sig)
-            conn.execute(
-                files_t.delete().where(
-                    files_t.c.version_id == vid, files_t.c.name == "signature.json"
-                )
-            )
-            conn.execute(
-                files_t.insert().values(
-                    version_id=vid,
-                    name="signature.json",
-                    role="signature",
-                    digest=hashlib.sha256(content).hexdigest(),
-                    size=len(content),
-                    content=content,
-                )
-            )
-            tx.audit(
-                actor=who,
-                action="set_signature",
-                target=f"{name}-{number}",
-                before={"signature": row.signature},
-                after={"signature": sig},
-            )
-            return queries.find_version(conn, name, version=number)
-
-        result = self._store.write(op)
+        result = stage_moves.set_model_signature(
+            self._store,
+            model,
+            inputs,
+            outputs,
+            version=version,
+            actor=actor,
+            default_actor=self.actor,
+        )
         self._invalidate()
         return result
 
@@ -934,44 +276,13 @@ class ModelRegistry:
         actor: str | None = None,
     ) -> ModelVersion:
         """Mark a version deprecated with a reason and an optional end of life."""
-        names.model_name(name)
-        number = SemVer.parse(version)
-        if not isinstance(reason, str) or not reason.strip():
-            raise InvalidInput("deprecation needs a reason")
-        eol = parse_instant(end_of_life) if end_of_life is not None else None
-        who = names.actor(actor) if actor else self.actor
-
-        def op(tx: Tx) -> ModelVersion:
-            _, vid, _ = self._locate(tx.conn, name, number)
-            exists = tx.conn.execute(
-                sa.select(deprecations_t.c.version_id).where(deprecations_t.c.version_id == vid)
-            ).first()
-            if exists:
-                raise Conflict(f"{name} {number} is already deprecated")
-            tx.conn.execute(
-                deprecations_t.insert().values(
-                    version_id=vid, reason=reason, end_of_life=eol, actor=who, at=tx.now
-                )
-            )
-            tx.audit(
-                actor=who,
-                action="deprecate",
-                target=f"{name}-{number}",
-                after={"end_of_life": eol.isoformat() if eol else None},
-                reason=reason,
-            )
-            return queries.find_version(tx.conn, name, version=number)
-
-        result = self._store.write(op)
+        result = stage_moves.deprecate_model(
+            self._store, name, version, reason, end_of_life, actor=actor, default_actor=self.actor
+        )
         self._invalidate()
         return result
 
     # -- reads --------------------------------------------------------------------
-
-    def _invalidate(self) -> None:
-        with self._cache_lock:
-            self._cache.clear()
-            self._cache_gen = -1
 
     def get_model_version(
         self,
@@ -985,28 +296,7 @@ class ModelRegistry:
         Stage lookups are the resolve hot path: served from a cache that is
         dropped as soon as any process commits a change (see ``Store.generation``).
         """
-        if version is not None and stage is not None:
-            raise InvalidInput("pass either version or stage, not both")
-        if version is not None:
-            names.model_name(name)
-            number = SemVer.parse(version)
-            with self._store.read() as conn:
-                return queries.find_version(conn, name, version=number)
-        key = (name, stage or "production")
-        gen = self._store.generation()
-        cached = self._cache.get(key) if gen == self._cache_gen else None
-        if cached is not None:
-            return cached
-        names.model_name(name)
-        wanted_stage = stage_name(key[1])
-        with self._store.read() as conn:
-            found = queries.find_version(conn, name, stage=wanted_stage)
-        with self._cache_lock:
-            if gen != self._cache_gen:
-                self._cache.clear()
-                self._cache_gen = gen
-            self._cache[key] = found
-        return found
+        return self._versions.get(name, version, stage=stage)
 
     def resolve(self, name: str, stage: str = "production") -> ModelVersion:
         """Which version serves ``name`` in ``stage``: the hot path for serving code.
@@ -1014,12 +304,7 @@ class ModelRegistry:
         A cache hit costs one ``data_version`` probe and a dict lookup; any commit
         by any process changes the probe's answer and drops the cache.
         """
-        gen = self._store.generation()
-        if gen == self._cache_gen:
-            cached = self._cache.get((name, stage))
-            if cached is not None:
-                return cached
-        return self.get_model_version(name, stage=stage)
+        return self._versions.resolve(name, stage)
 
     def get_model(
         self,
@@ -1035,78 +320,20 @@ class ModelRegistry:
         A deprecated version loads with a ``DeprecatedModelWarning``; after its end
         of life it is refused unless ``force=True``.
         """
-        record = (
-            self.get_model_version(name, version)
-            if version is not None
-            else self.get_model_version(name, stage=stage or "production")
+        return reads.get_model(
+            self._store, self.artifacts, self._versions, name, stage, version, force=force
         )
-        dep = record.deprecation
-        if dep is not None:
-            now = self._store.clock()
-            if dep.end_of_life is not None and now >= dep.end_of_life and not force:
-                raise ModelEndOfLife(
-                    f"{record.ref} reached its end of life on {dep.end_of_life.date()} "
-                    f"({dep.reason}); pass force=True to load it anyway"
-                )
-            eol = f", end of life {dep.end_of_life.date()}" if dep.end_of_life else ""
-            warnings.warn(
-                f"{record.ref} is deprecated: {dep.reason}{eol}",
-                DeprecatedModelWarning,
-                stacklevel=2,
-            )
-        if record.artifact_digest is None:
-            raise NotFound(f"{record.ref} has no model artifact (registered metadata only)")
-        if record.artifact_format == ARTIFACT_PICKLE:
-            # Hash exactly the bytes we unpickle: nothing unverified is ever loaded, and
-            # only objects this registry serialised itself are unpickled at all.
-            return pickle.loads(self.artifacts.read_bytes(record.artifact_digest))
-        return self.artifacts.verify(record.artifact_digest)
 
     def get_file(self, name: str, version: str | SemVer, file_name: str) -> bytes:
         """The bytes of one of a version's files, verified against its digest."""
-        names.file_name(file_name)
-        record = self.get_model_version(name, version)
-        entry = next((f for f in record.files if f.name == file_name), None)
-        if entry is None:
-            raise NotFound(f"{record.ref} has no file {file_name!r}")
-        if entry.role == "model":
-            return self.artifacts.read_bytes(entry.digest)
-        with self._store.read() as conn:
-            mid = queries.model_id(conn, name)
-            vid = queries.version_row_id(conn, mid, record.version)
-            assert vid is not None
-            content = queries.file_content(conn, vid, file_name) or b""
-        if hashlib.sha256(content).hexdigest() != entry.digest:
-            raise CorruptArtifact(f"{record.ref}/{file_name} does not match its digest")
-        return content
+        return reads.get_file(self._store, self.artifacts, self._versions, name, version, file_name)
 
     def get_model_by_date(self, name: str, date: str | datetime) -> ModelVersion:
         """The version that was in production at that instant (a bare date: end of day, UTC)."""
-        names.model_name(name)
-        instant = parse_instant(date)
-        t = transitions_t.c
-        with self._store.read() as conn:
-            mid = queries.model_id(conn, name)
-            row = conn.execute(
-                sa.select(t.to_stage, v.major, v.minor, v.patch)
-                .join(versions_t, v.id == t.version_id)
-                .where(
-                    t.model_id == mid,
-                    t.at <= instant,
-                    sa.or_(t.to_stage == "production", t.from_stage == "production"),
-                )
-                .order_by(t.id.desc())
-                .limit(1)
-            ).first()
-            if row is None or row.to_stage != "production":
-                raise VersionNotFound(
-                    f"no version of {name!r} was in production at {instant.isoformat()}"
-                )
-            return queries.find_version(conn, name, version=SemVer(row.major, row.minor, row.patch))
+        return reads.get_model_by_date(self._store, name, date)
 
     def list_models(self) -> list[ModelSummary]:
-        with self._store.read() as conn:
-            return queries.list_models(conn)
+        return reads.list_models(self._store)
 
     def list_versions(
         self,
@@ -1120,46 +347,24 @@ class ModelRegistry:
         offset: int = 0,
     ) -> list[ModelVersion]:
         """Versions, newest first, filtered; records omit file manifests."""
-        if name is not None:
-            names.model_name(name)
-        if stage is not None:
-            stage = stage_name(stage)
-        if tag is not None:
-            names.tag(tag)
-        with self._store.read() as conn:
-            return queries.list_versions(
-                conn,
-                name,
-                stage=stage,
-                tag=tag,
-                increment=increment,
-                deprecated=deprecated,
-                limit=limit,
-                offset=offset,
-            )
+        return reads.list_versions(
+            self._store,
+            name,
+            stage=stage,
+            tag=tag,
+            increment=increment,
+            deprecated=deprecated,
+            limit=limit,
+            offset=offset,
+        )
 
     def history(self, name: str) -> list[Transition]:
         """Every stage transition of a model, oldest first (the deployment history)."""
-        names.model_name(name)
-        with self._store.read() as conn:
-            return queries.history(conn, name)
+        return reads.history(self._store, name)
 
     def compare_models(self, model_a: str, model_b: str) -> Comparison:
         """Compare two versions given as ``name-vX.Y.Z`` (the seed's form)."""
-        name_a, ver_a = split_model_ref(model_a)
-        name_b, ver_b = split_model_ref(model_b)
-        a = self.get_model_version(name_a, ver_a)
-        b = self.get_model_version(name_b, ver_b)
-        return compare_versions(a, b)
-
-    def verify_audit_chain(self) -> ChainBreak | None:
-        """Walk the whole audit chain; the first broken link, or ``None``."""
-        with self._store.read() as conn:
-            head = dict(conn.execute(sa.select(audit_head_t)).one()._mapping)
-            rows = (
-                dict(r._mapping) for r in conn.execute(sa.select(audit_t).order_by(audit_t.c.id))
-            )
-            return verify_chain(rows, head)
+        return reads.compare_models(self._versions, model_a, model_b)
 
     # -- approvals ----------------------------------------------------------------
 
@@ -1174,32 +379,58 @@ class ModelRegistry:
     ) -> approvals.Policy:
         """Require ``min_approvals`` distinct listed approvers before a version enters
         ``stage``: for one ``model``, or registry-wide when ``model`` is None."""
-        target_stage = stage_name(stage)
-        people, needed = approvals.validate_policy(list(approvers), min_approvals)
-        who = names.actor(actor) if actor else self.actor
+        return approving.set_approval_required(
+            self._store,
+            stage,
+            approvers,
+            min_approvals,
+            model=model,
+            actor=actor,
+            default_actor=self.actor,
+        )
 
-        def op(tx: Tx) -> approvals.Policy:
-            mid = queries.model_id(tx.conn, model) if model is not None else None
-            tx.conn.execute(
-                schema.policies_t.insert().values(
-                    model_id=mid,
-                    stage=target_stage,
-                    approvers=people,
-                    min_approvals=needed,
-                    actor=who,
-                    at=tx.now,
-                )
-            )
-            policy = approvals.Policy(target_stage, tuple(people), needed, model)
-            tx.audit(
-                actor=who,
-                action="set_approval_policy",
-                target=model or "*",
-                after=policy.to_dict(),
-            )
-            return policy
+    def approval_policy(
+        self, name: str, stage: str = "production", *, at: datetime | None = None
+    ) -> approvals.Policy | None:
+        """The policy in force for a model's stage (its own, else the registry's),
+        now or as it stood at ``at``."""
+        return approving.approval_policy(self._store, name, stage, at=at)
 
-        return self._store.write(op)
+    def approve_model(
+        self,
+        name: str,
+        version: str | SemVer,
+        approver: str,
+        comments: str | None = None,
+        *,
+        stage: str = "production",
+    ) -> approvals.Decision:
+        """Record ``approver``'s approval of this exact version entering ``stage``."""
+        return approving.decide(self._store, name, version, approver, comments, stage, "approve")
+
+    def reject_model(
+        self,
+        name: str,
+        version: str | SemVer,
+        approver: str,
+        comments: str | None = None,
+        *,
+        stage: str = "production",
+    ) -> approvals.Decision:
+        """Record a rejection; the version cannot enter ``stage`` while it stands."""
+        return approving.decide(self._store, name, version, approver, comments, stage, "reject")
+
+    def approval_status(
+        self, name: str, version: str | SemVer, stage: str = "production"
+    ) -> approvals.Status:
+        """Whether this version may enter ``stage`` now as far as approvals go: the
+        policy in force, who approved, how many more are needed, standing rejections.
+        The same judgement a promotion makes, without attempting one."""
+        return approving.approval_status(self._store, name, version, stage)
+
+    def approvals(self, name: str, version: str | SemVer) -> list[approvals.Decision]:
+        """Every approval and rejection recorded for a version, oldest first."""
+        return approving.decisions(self._store, name, version)
 
     # -- auto-rollback triggers (judged by the controller's guard) ----------------
 
@@ -1219,7 +450,9 @@ class ModelRegistry:
         """Roll ``name``'s production version back (registry-wide when None) when its
         error rate or p95 latency (ms) exceeds, or its accuracy drops more than, the
         threshold over ``window``. Replaces the level's triggers; audited."""
-        triggers = auto_rollback.seed_triggers(
+        return rollback_triggers.set_triggers(
+            self._store,
+            name,
             error_rate_threshold=error_rate_threshold,
             latency_threshold=latency_threshold,
             accuracy_drop_threshold=accuracy_drop_threshold,
@@ -1227,259 +460,63 @@ class ModelRegistry:
             min_samples=min_samples,
             consecutive=consecutive,
             cooldown=cooldown,
+            actor=actor,
+            default_actor=self.actor,
         )
-        self._write_auto_rollback(name, triggers, actor, "set_auto_rollback_triggers")
-        return triggers
 
     def clear_auto_rollback_triggers(
         self, name: str | None = None, *, actor: str | None = None
     ) -> None:
         """Remove the level's triggers (a model then falls back to the registry-wide ones)."""
-        self._write_auto_rollback(name, None, actor, "clear_auto_rollback_triggers")
+        rollback_triggers.clear_triggers(self._store, name, actor=actor, default_actor=self.actor)
 
     def auto_rollback_triggers(self, name: str) -> tuple[auto_rollback.RollbackTrigger, ...]:
         """The triggers guarding ``name``'s production version: its own, else registry-wide."""
-        names.model_name(name)
-        with self._store.read() as conn:
-            return auto_rollback.effective(conn, queries.model_id(conn, name))
+        return rollback_triggers.effective_triggers(self._store, name)
 
     def auto_rollback_settings(self) -> dict[str | None, auto_rollback.Setting]:
         """Every level's newest setting by model name (None: registry-wide), in one read."""
-        with self._store.read() as conn:
-            return auto_rollback.all_settings(conn)
-
-    def _write_auto_rollback(
-        self,
-        name: str | None,
-        triggers: tuple[auto_rollback.RollbackTrigger, ...] | None,
-        actor: str | None,
-        action: str,
-    ) -> None:
-        who = names.actor(actor) if actor else self.actor
-        auto_rollback.update(
-            self._store,
-            name,
-            lambda old: auto_rollback.Setting(triggers, old.tracked),
-            actor=who,
-            action=action,
-        )
-
-    def approval_policy(
-        self, name: str, stage: str = "production", *, at: datetime | None = None
-    ) -> approvals.Policy | None:
-        """The policy in force for a model's stage (its own, else the registry's),
-        now or as it stood at ``at``."""
-        with self._store.read() as conn:
-            mid = queries.model_id(conn, name)
-            return approvals.policy_for(conn, mid, stage_name(stage), at=at)
-
-    def approve_model(
-        self,
-        name: str,
-        version: str | SemVer,
-        approver: str,
-        comments: str | None = None,
-        *,
-        stage: str = "production",
-    ) -> approvals.Decision:
-        """Record ``approver``'s approval of this exact version entering ``stage``."""
-        return self._decide(name, version, approver, comments, stage, "approve")
-
-    def reject_model(
-        self,
-        name: str,
-        version: str | SemVer,
-        approver: str,
-        comments: str | None = None,
-        *,
-        stage: str = "production",
-    ) -> approvals.Decision:
-        """Record a rejection; the version cannot enter ``stage`` while it stands."""
-        return self._decide(name, version, approver, comments, stage, "reject")
-
-    def _decide(
-        self,
-        name: str,
-        version: str | SemVer,
-        approver: str,
-        comments: str | None,
-        stage: str,
-        decision: str,
-    ) -> approvals.Decision:
-        names.model_name(name)
-        number = SemVer.parse(version)
-        person = names.actor(approver)
-        target_stage = stage_name(stage)
-
-        def op(tx: Tx) -> approvals.Decision:
-            mid, vid, current = self._locate(tx.conn, name, number)
-            ref = f"{name}-{number}"
-            if current == "archived":
-                raise IllegalTransition(
-                    f"{ref} is archived; archived versions cannot be {decision}d",
-                    from_stage=current,
-                    to_stage=target_stage,
-                )
-            policy = approvals.policy_for(tx.conn, mid, target_stage)
-            if policy is not None and person not in policy.approvers:
-                raise ApprovalRefused(
-                    f"{person} is not an approver for {name} {target_stage}; approvers: "
-                    + ", ".join(policy.approvers)
-                )
-            owner = tx.conn.execute(sa.select(v.owner).where(v.id == vid)).scalar()
-            if person in {owner, approvals.registrant(tx.conn, vid)}:
-                raise ApprovalRefused(f"{person} owns or registered {ref} and cannot {decision} it")
-            approvals.record(
-                tx.conn,
-                version_id=vid,
-                stage=target_stage,
-                approver=person,
-                decision=decision,
-                comments=comments,
-                now=tx.now,
-            )
-            tx.audit(
-                actor=person,
-                action=decision,
-                target=ref,
-                after={"stage": target_stage, "decision": decision},
-                reason=comments,
-            )
-            return approvals.Decision(
-                name, str(number), target_stage, person, decision, comments, tx.now
-            )
-
-        return self._store.write(op)
-
-    def approval_status(
-        self, name: str, version: str | SemVer, stage: str = "production"
-    ) -> approvals.Status:
-        """Whether this version may enter ``stage`` now as far as approvals go: the
-        policy in force, who approved, how many more are needed, standing rejections.
-        The same judgement a promotion makes, without attempting one."""
-        names.model_name(name)
-        number = SemVer.parse(version)
-        target_stage = stage_name(stage)
-        with self._store.read() as conn:
-            mid, vid, _ = self._locate(conn, name, number)
-            owner = conn.execute(sa.select(v.owner).where(v.id == vid)).scalar()
-            return approvals.status(
-                conn, model_id=mid, version_id=vid, owner=owner, stage=target_stage
-            )
-
-    def approvals(self, name: str, version: str | SemVer) -> list[approvals.Decision]:
-        """Every approval and rejection recorded for a version, oldest first."""
-        names.model_name(name)
-        number = SemVer.parse(version)
-        with self._store.read() as conn:
-            _, vid, _ = self._locate(conn, name, number)
-            return approvals.decisions(conn, vid)
+        return rollback_triggers.all_settings(self._store)
 
     # -- lineage ------------------------------------------------------------------
 
     def get_lineage(self, name: str, version: str | SemVer) -> lineage.LineageGraph:
         """Upstream lineage of a version plus its deployments (``.tree()`` prints the seed's)."""
-        names.model_name(name)
-        number = SemVer.parse(version)
-        with self._store.read() as conn:
-            self._locate(conn, name, number)
-            return lineage.graph_for(conn, f"{name}-{number}")
+        return provenance.get_lineage(self._store, name, version)
 
     def add_lineage_node(
         self, ref: str, *, attrs: Mapping[str, Any] | None = None, actor: str | None = None
     ) -> lineage.Node:
         """Declare a node such as ``data:v2024-02`` or ``feature-engineering:v2``."""
-        kind, key = lineage.parse_ref(ref)
-        who = names.actor(actor) if actor else self.actor
-        extra = _check_metadata(attrs)
-
-        def op(tx: Tx) -> lineage.Node:
-            lineage.ensure_node(
-                tx.conn, kind, key, tx.now, version=_node_version(kind, key), attrs=extra
-            )
-            tx.audit(actor=who, action="lineage_node", target=ref, after={"attrs": extra})
-            found = lineage.find_node(tx.conn, kind, key)
-            assert found is not None
-            return found
-
-        return self._store.write(op)
+        return provenance.add_lineage_node(
+            self._store, ref, attrs=attrs, actor=actor, default_actor=self.actor
+        )
 
     def add_lineage_edge(
         self, src: str, dst: str, relation: str = "derived", *, actor: str | None = None
     ) -> None:
         """Link two existing nodes; refused if either is missing or a cycle would form."""
-        src_kind, src_key = lineage.parse_ref(src)
-        dst_kind, dst_key = lineage.parse_ref(dst)
-        who = names.actor(actor) if actor else self.actor
-
-        def op(tx: Tx) -> None:
-            a = lineage.find_node(tx.conn, src_kind, src_key)
-            b = lineage.find_node(tx.conn, dst_kind, dst_key)
-            for ref, node in ((src, a), (dst, b)):
-                if node is None:
-                    raise NotFound(f"no lineage node {ref!r}; declare it with add_lineage_node")
-            assert a is not None
-            assert b is not None
-            if lineage.add_edge(tx.conn, a.id, b.id, relation, tx.now):
-                tx.audit(
-                    actor=who,
-                    action="lineage_edge",
-                    target=f"{src} -> {dst}",
-                    after={"relation": relation},
-                )
-
-        self._store.write(op)
+        provenance.add_lineage_edge(
+            self._store, src, dst, relation, actor=actor, default_actor=self.actor
+        )
 
     def models_using_data(self, data_version: str) -> list[ModelVersion]:
         """Model versions trained (directly or not) on data with this version."""
-        return self._models_downstream("data", data_version)
+        return provenance.models_using_data(self._store, data_version)
 
     def models_using_feature_set(self, feature_set_version: str) -> list[ModelVersion]:
         """Model versions built on this feature-engineering version."""
-        return self._models_downstream("feature_set", feature_set_version)
+        return provenance.models_using_feature_set(self._store, feature_set_version)
 
     def models_using_feature(self, feature: str) -> list[ModelVersion]:
         """Model versions whose feature list contains ``feature``."""
-        if not isinstance(feature, str) or not feature:
-            raise InvalidInput(f"invalid feature name {feature!r}")
-        query = (
-            sa.select(*queries.VERSION_COLUMNS)
-            .select_from(queries.FROM_VERSIONS)
-            .where(v.features.is_not(None))
-            .order_by(schema.models_t.c.name, *queries.NEWEST_FIRST)
-        )
-        encoded = json.dumps(feature)  # how the name appears inside the stored JSON text
-        if encoded.isascii():
-            # A cheap prefilter; the exact test is the Python one below.
-            query = query.where(
-                sa.cast(v.features, sa.Text).like(f"%{queries.like_escape(encoded)}%", escape="\\")
-            )
-        with self._store.read() as conn:
-            found = [queries.version_from_row(r) for r in conn.execute(query)]
-        return [mv for mv in found if mv.features and feature in mv.features]
+        return provenance.models_using_feature(self._store, feature)
 
     def deployed_downstream_of(self, ref: str) -> list[lineage.Node]:
         """Deployments that descend from a lineage node, e.g. ``data:v2024-01``."""
-        with self._store.read() as conn:
-            _, below = lineage.downstream(conn, ref)
-        return [n for n in below if n.kind == "deployment"]
+        return provenance.deployed_downstream_of(self._store, ref)
 
-    def _models_downstream(self, kind: str, version: str) -> list[ModelVersion]:
-        with self._store.read() as conn:
-            refs: set[str] = set()
-            for node in lineage.nodes_of_kind_version(conn, kind, version):
-                _, below = lineage.downstream(conn, node.ref)
-                refs |= {n.key for n in below if n.kind == "model_version"}
-            out = []
-            for ref in sorted(refs):
-                model, number = split_model_ref(ref.split("@", 1)[0])
-                try:
-                    out.append(queries.find_version(conn, model, version=number))
-                except NotFound:
-                    continue  # a node for a version in another environment
-            return out
-
-    # -- audit ----------------------------------------------------------------------
+    # -- audit --------------------------------------------------------------------
 
     def audit_log(
         self,
@@ -1490,27 +527,13 @@ class ModelRegistry:
         limit: int | None = None,
     ) -> list[AuditRecord]:
         """Audit events, oldest first, optionally for one model and a time range."""
-        a = schema.audit_t.c
-        query = sa.select(schema.audit_t).order_by(a.id)
-        start = parse_instant(since, end_of_day=False) if since is not None else None
-        end = parse_instant(until) if until is not None else None
-        if start and end and end < start:
-            raise InvalidInput(f"until ({end.isoformat()}) is before since ({start.isoformat()})")
-        if start is not None:
-            query = query.where(a.at >= start)
-        if end is not None:
-            query = query.where(a.at <= end)
-        if model is not None:
-            names.model_name(model)
-            query = query.where(sa.or_(a.target == model, a.target.like(f"{model}-v%")))
-        with self._store.read() as conn:
-            rows = list(conn.execute(query))
-        records = [AuditRecord.from_row(r) for r in rows]
-        if model is not None:
-            records = [r for r in records if r.model == model]
-        return records[-limit:] if limit else records
+        return auditing.audit_log(self._store, model, since=since, until=until, limit=limit)
 
-    # -- environments ----------------------------------------------------------------
+    def verify_audit_chain(self) -> ChainBreak | None:
+        """Walk the whole audit chain; the first broken link, or ``None``."""
+        return auditing.verify_audit_chain(self._store)
+
+    # -- environments -------------------------------------------------------------
 
     def open_environment(self, environment: str) -> ModelRegistry:
         """The registry of another environment (same home, its own database)."""
@@ -1538,154 +561,4 @@ class ModelRegistry:
         lineage edge and an audit event. Repeating it is safe: an identical copy
         already there is reused.
         """
-        name, number = split_model_ref(model)
-        names.identifier(target_env, "environment")
-        if self.environment is not None and target_env == self.environment:
-            raise InvalidInput(f"{model} is already in environment {target_env!r}")
-        who = names.actor(actor) if actor else self.actor
-        source = self.get_model_version(name, number)
-        entry_stage = stage or ("staging" if target_env in ("staging", "production") else "dev")
-        here = self.environment or "default"
-        with self.open_environment(target_env) as target:
-            try:
-                copied = target.get_model_version(name, number)
-                if copied.artifact_digest != source.artifact_digest:
-                    raise Conflict(f"{target_env} already has {model} with a different artifact")
-            except NotFound:
-                artifact = (
-                    self.artifacts.verify(source.artifact_digest)
-                    if source.artifact_digest
-                    else None
-                )
-                copied = target.register_model(
-                    name,
-                    _NamedArtifact(artifact, source.artifact_name, source.artifact_format or "file")
-                    if artifact
-                    else None,
-                    version=number,
-                    metadata=source.metadata,
-                    stage=entry_stage,
-                    tags=source.tags,
-                    signature=source.signature,
-                    features=source.features,
-                    requirements=self.get_file(name, number, "requirements.txt").decode(),
-                    owner=source.owner,
-                    actor=who,
-                )
-                if copied.artifact_digest != source.artifact_digest:
-                    raise CorruptArtifact(
-                        f"{model}: the copy in {target_env} does not verify"
-                    ) from None
-            target._link_environment(f"{name}-{number}", here, "imported_from", who)
-        self._link_environment(f"{name}-{number}", target_env, "promoted_to", who)
-        return copied
-
-    def _link_environment(self, ref: str, other_env: str, relation: str, who: str) -> None:
-        def op(tx: Tx) -> None:
-            local = lineage.ensure_node(tx.conn, "model_version", ref, tx.now)
-            remote = lineage.ensure_node(
-                tx.conn,
-                "model_version",
-                f"{ref}@{other_env}",
-                tx.now,
-                attrs={"environment": other_env},
-            )
-            src, dst = (local, remote) if relation == "promoted_to" else (remote, local)
-            lineage.add_edge(tx.conn, src, dst, relation, tx.now)
-            tx.audit(actor=who, action=relation, target=ref, after={"environment": other_env})
-
-        self._store.write(op)
-
-
-@dataclass(frozen=True, slots=True)
-class _NamedArtifact:
-    """A verified file to copy under its original artifact name."""
-
-    path: Path
-    name: str | None
-    format: str
-
-    def __fspath__(self) -> str:
-        return str(self.path)
-
-
-@dataclass(frozen=True, slots=True)
-class AuditRecord:
-    id: int
-    at: datetime
-    actor: str
-    action: str
-    target: str
-    before: Mapping[str, Any] | None
-    after: Mapping[str, Any] | None
-    reason: str | None
-    hash: str
-
-    @property
-    def model(self) -> str | None:
-        if self.target == "*" or " -> " in self.target:
-            return None
-        try:
-            return split_model_ref(self.target)[0]
-        except InvalidInput:
-            return self.target
-
-    @classmethod
-    def from_row(cls, row: Any) -> AuditRecord:
-        return cls(
-            row.id,
-            utc(row.at),
-            row.actor,
-            row.action,
-            row.target,
-            row.before,
-            row.after,
-            row.reason,
-            row.hash,
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "at": self.at.isoformat(),
-            "actor": self.actor,
-            "action": self.action,
-            "target": self.target,
-            "before": self.before,
-            "after": self.after,
-            "reason": self.reason,
-            "hash": self.hash,
-        }
-
-
-def _node_version(kind: str, key: str) -> str | None:
-    if kind in ("data", "feature_set"):
-        return key.rsplit(":", 1)[-1]
-    return None
-
-
-@dataclass(frozen=True, slots=True)
-class _ParentRow:
-    id: int
-    version: SemVer
-    features: list[str] | None
-    signature: dict[str, Any] | None
-
-    @classmethod
-    def of(cls, row: tuple[Any, ...] | None) -> _ParentRow | None:
-        if row is None:
-            return None
-        return cls(
-            int(row[0]),
-            SemVer(int(row[1]), int(row[2]), int(row[3])),
-            fastsql.json_value(row[4]),
-            fastsql.json_value(row[5]),
-        )
-
-
-def _parts(number: SemVer) -> dict[str, int]:
-    return {"major": number.major, "minor": number.minor, "patch": number.patch}
-
-
-class _BlobVanished(Exception):
-    """A deduplicated blob was removed by a concurrent failed registration; retry."""
+        return environments.promote_to(self, model, target_env, stage=stage, actor=actor)

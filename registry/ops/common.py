@@ -1,0 +1,68 @@
+"""Helpers that more than one concern of ``ModelRegistry`` uses, kept in one place.
+
+Finding a version's row inside a transaction and checking the caller's metadata
+and signature are shared by registration, stage moves, approvals and lineage; one
+definition keeps their rules and error messages identical everywhere.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import sqlalchemy as sa
+
+from registry import queries
+from registry.errors import InvalidInput, VersionNotFound
+from registry.schema import versions_t
+from registry.versions import SemVer
+
+v = versions_t.c
+
+
+def locate(conn: sa.Connection, name: str, number: SemVer) -> tuple[int, int, str]:
+    """(model id, version id, stage) of ``name`` ``number``; ``VersionNotFound`` if absent."""
+    mid = queries.model_id(conn, name)
+    row = conn.execute(
+        sa.select(v.id, v.stage).where(
+            v.model_id == mid,
+            v.major == number.major,
+            v.minor == number.minor,
+            v.patch == number.patch,
+        )
+    ).first()
+    if row is None:
+        raise VersionNotFound(f"model {name!r} has no version {number}")
+    return mid, int(row.id), str(row.stage)
+
+
+def check_signature(signature: object) -> dict[str, Any] | None:
+    if signature is None:
+        return None
+    if not isinstance(signature, Mapping):
+        raise InvalidInput("signature must be a mapping with 'inputs' and 'outputs'")
+    unknown = set(signature) - {"inputs", "outputs"}
+    if unknown:
+        raise InvalidInput(f"signature has unknown keys {sorted(unknown)}; use inputs/outputs")
+    out: dict[str, Any] = {}
+    for part in ("inputs", "outputs"):
+        fields = signature.get(part) or {}
+        if not isinstance(fields, Mapping) or not all(
+            isinstance(k, str) and isinstance(t, str) for k, t in fields.items()
+        ):
+            raise InvalidInput(f"signature {part} must map field names to type names (str)")
+        out[part] = dict(fields)
+    return out
+
+
+def check_metadata(metadata: object) -> dict[str, Any]:
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, Mapping):
+        raise InvalidInput("metadata must be a mapping")
+    try:
+        # Round-trip so what we store is exactly what JSON can hold.
+        return dict(json.loads(json.dumps(dict(metadata), allow_nan=False)))
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"metadata is not JSON-serialisable: {exc}") from None
