@@ -404,7 +404,7 @@ class ModelRegistry:
         comments: str | None = None,
         *,
         stage: str = "production",
-    ) -> approvals.Decision:
+    ) -> approvals.ApprovalDecision:
         """Record ``approver``'s approval of this exact version entering ``stage``."""
         return approving.decide(self._store, name, version, approver, comments, stage, "approve")
 
@@ -416,7 +416,7 @@ class ModelRegistry:
         comments: str | None = None,
         *,
         stage: str = "production",
-    ) -> approvals.Decision:
+    ) -> approvals.ApprovalDecision:
         """Record a rejection; the version cannot enter ``stage`` while it stands."""
         return approving.decide(self._store, name, version, approver, comments, stage, "reject")
 
@@ -428,7 +428,7 @@ class ModelRegistry:
         The same judgement a promotion makes, without attempting one."""
         return approving.approval_status(self._store, name, version, stage)
 
-    def approvals(self, name: str, version: str | SemVer) -> list[approvals.Decision]:
+    def approvals(self, name: str, version: str | SemVer) -> list[approvals.ApprovalDecision]:
         """Every approval and rejection recorded for a version, oldest first."""
         return approving.decisions(self._store, name, version)
 

@@ -36,7 +36,9 @@ class Policy:
 
 
 @dataclass(frozen=True, slots=True)
-class Decision:
+class ApprovalDecision:
+    """One approver's approval or rejection of a version for a stage."""
+
     name: str
     version: str
     stage: str
@@ -110,7 +112,9 @@ def registrant(conn: sa.Connection, version_id: int) -> str | None:
     ).scalar()
 
 
-def decisions(conn: sa.Connection, version_id: int, stage: str | None = None) -> list[Decision]:
+def decisions(
+    conn: sa.Connection, version_id: int, stage: str | None = None
+) -> list[ApprovalDecision]:
     a = approvals_t.c
     query = (
         sa.select(
@@ -132,7 +136,7 @@ def decisions(conn: sa.Connection, version_id: int, stage: str | None = None) ->
     if stage is not None:
         query = query.where(a.stage == stage)
     return [
-        Decision(
+        ApprovalDecision(
             r.name,
             f"v{r.major}.{r.minor}.{r.patch}",
             r.stage,
@@ -190,7 +194,7 @@ class Status:
     approved_by: tuple[str, ...]
     needed: int
     missing: tuple[str, ...]
-    rejected: tuple[Decision, ...]
+    rejected: tuple[ApprovalDecision, ...]
 
     @property
     def required(self) -> bool:

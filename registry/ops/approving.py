@@ -78,14 +78,14 @@ def decide(
     comments: str | None,
     stage: str,
     decision: str,
-) -> approvals.Decision:
+) -> approvals.ApprovalDecision:
     """Record ``approver``'s ``decision`` (approve or reject) on this exact version."""
     names.model_name(name)
     number = SemVer.parse(version)
     person = names.actor(approver)
     target_stage = stage_name(stage)
 
-    def op(tx: Tx) -> approvals.Decision:
+    def op(tx: Tx) -> approvals.ApprovalDecision:
         mid, vid, current = locate(tx.conn, name, number)
         ref = f"{name}-{number}"
         if current == "archived":
@@ -119,7 +119,7 @@ def decide(
             after={"stage": target_stage, "decision": decision},
             reason=comments,
         )
-        return approvals.Decision(
+        return approvals.ApprovalDecision(
             name, str(number), target_stage, person, decision, comments, tx.now
         )
 
@@ -137,7 +137,7 @@ def approval_status(store: Store, name: str, version: str | SemVer, stage: str) 
         return approvals.status(conn, model_id=mid, version_id=vid, owner=owner, stage=target_stage)
 
 
-def decisions(store: Store, name: str, version: str | SemVer) -> list[approvals.Decision]:
+def decisions(store: Store, name: str, version: str | SemVer) -> list[approvals.ApprovalDecision]:
     """``ModelRegistry.approvals``: every decision on a version, oldest first."""
     names.model_name(name)
     number = SemVer.parse(version)
