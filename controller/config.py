@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator
 
+from controller.adapters.notify import NotificationTarget
 from controller.adapters.routing import ROUTERS, build_router
 from controller.core.policy import (
     AnalysisConfig,
@@ -141,59 +142,6 @@ class AlertRoute(Strict):
         return AlertRule.from_config(
             self.model_dump(exclude_none=True, exclude={"name"}), name=self.name or f"alert{index}"
         )
-
-
-NotifyEvent = Literal["promoted", "rolled_back", "awaiting_approval", "failed"]
-_ALL_NOTIFY_EVENTS: list[NotifyEvent] = ["promoted", "rolled_back", "awaiting_approval", "failed"]
-
-
-class NotificationTarget(Strict):
-    """One webhook that receives decisions as Slack-compatible JSON
-    (``controller.adapters.notify``).
-
-    Give ``url`` or ``url_env`` (an environment variable holding the URL, to keep its
-    secret out of the file). ``events``: which decisions it receives (default: all).
-    Delivery is retried ``attempts`` times with backoff, off the decision's thread.
-    """
-
-    url: str | None = None
-    url_env: str | None = None
-    events: list[NotifyEvent] = Field(
-        default_factory=lambda: list(_ALL_NOTIFY_EVENTS),
-        min_length=1,
-    )
-    timeout_s: float = Field(default=5.0, gt=0)
-    attempts: int = Field(default=5, ge=1)
-    backoff_s: float = Field(default=1.0, ge=0)
-    max_backoff_s: float = Field(default=30.0, ge=0)
-    queue_size: int = Field(default=100, ge=1)
-
-    @field_validator("url")
-    @classmethod
-    def _http(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError("expected an http(s) URL")
-        return value
-
-    @model_validator(mode="after")
-    def _one_url(self) -> NotificationTarget:
-        if (self.url is None) == (self.url_env is None):
-            raise ValueError("expected exactly one of url or url_env")
-        return self
-
-    def options(self) -> dict[str, Any]:
-        """The options ``controller.adapters.notify.build_notifier`` takes for this target."""
-        webhook: str | dict[str, str] = (
-            self.url if self.url is not None else {"url_env": str(self.url_env)}
-        )
-        return {
-            "webhooks": [webhook],
-            "queue_size": self.queue_size,
-            "attempts": self.attempts,
-            "backoff_s": self.backoff_s,
-            "max_backoff_s": self.max_backoff_s,
-            "timeout_s": self.timeout_s,
-        }
 
 
 class GuardSection(Strict):

@@ -58,7 +58,7 @@ from controller.adapters.routers.http import HttpRouter
 from controller.adapters.routing import Router, build_router
 from controller.adapters.sources import build_sources, ingest_stores
 from controller.config import Config, load_config
-from controller.errors import ConfigError
+from controller.errors import ConfigError, OptionError
 from controller.http.app import ApiDeps, create_app
 from controller.http.auth import TokenStore
 from controller.runtime import faults, systemd
@@ -82,15 +82,15 @@ def utcnow() -> datetime:
 def build_notifications(config: Config) -> Notifications | None:
     """One ``Notifier`` per ``notifications`` target; None when there are none.
 
-    A ``url_env`` that is not set is a ``ConfigError`` naming the target.
+    A ``url_env`` that is not set is a ``ConfigError`` naming the target's key.
     """
     targets = []
     try:
         for index, target in enumerate(config.notifications):
             try:
-                notifier = build_notifier(target.options())
-            except ValueError as exc:
-                raise ConfigError(f"{config.source_file}: notifications[{index}]: {exc}") from None
+                notifier = build_notifier(target)
+            except OptionError as exc:
+                raise ConfigError(f"{config.source_file}: notifications[{index}].{exc}") from None
             targets.append((notifier, frozenset(EventKind(e) for e in target.events)))
     except ConfigError:
         Notifications(targets).close(0)
