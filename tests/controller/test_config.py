@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from controller.adapters.routers.file import FileOptions
 from controller.config import load_config, parse_config
 from controller.errors import ConfigError
 
@@ -59,7 +60,9 @@ class TestErrors:
         file = tmp_path / "ok.yaml"
         file.write_text(yaml.safe_dump(_minimal()))
         config = load_config(file)
-        assert config.routers["table"].options["path"] == str(tmp_path / "routes.json")
+        options = config.routers["table"].options
+        assert isinstance(options, FileOptions)
+        assert options.path == str(tmp_path / "routes.json")
 
     def test_unknown_top_level_key(self, tmp_path: Path) -> None:
         """An unknown key is an error naming it."""
