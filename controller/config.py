@@ -16,7 +16,11 @@ registered (``controller.adapters.routing.register_router``,
 ``monitors.register_source``), the very model its factory builds from: each
 ``routers.NAME`` / ``sources.NAME`` is one member of a union told apart by ``kind``,
 so ``config check``, the daemon and the JSON Schema (``modelreg config schema``) see
-the same options.
+the same options. What only the running process can tell (an environment variable
+that is not set, a secret or CA file it cannot read) is not a validation error:
+``environment_problems`` lists it, ``config check`` prints it as a warning (it may
+run where the daemon's environment is not) and the daemon refuses to start with
+the same line.
 
 ``load_config(path)`` is the only entry point; ``Config`` objects are frozen.
 """
@@ -63,6 +67,7 @@ __all__ = [
     "SourceConfig",
     "TriggerConfig",
     "UnitsConfig",
+    "environment_problems",
     "load_config",
     "parse_config",
 ]
@@ -360,6 +365,25 @@ def parse_config(
         raise ConfigError(problems[0] + suffix, problems) from None
     _cross_check(config, where)
     return config
+
+
+def environment_problems(config: Config) -> list[str]:
+    """What this process's environment lacks for the config's options, one line each
+    (``FILE: routers.edge.options.secret_env: NAME is not set``): the daemon refuses
+    to start with the first, ``config check`` warns with each."""
+    where = config.source_file
+    found = [
+        f"{where}: {section}.{name}.options.{problem}"
+        for section, entries in (("routers", config.routers), ("sources", config.sources))
+        for name, entry in entries.items()
+        for problem in entry.options.environment_problems()
+    ]
+    found += [
+        f"{where}: notifications[{index}].{problem}"
+        for index, target in enumerate(config.notifications)
+        for problem in target.environment_problems()
+    ]
+    return found
 
 
 def load_config(path: str | Path) -> Config:

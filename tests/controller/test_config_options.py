@@ -3,7 +3,10 @@
 Every kind's options model is the one check: a bad option (unknown key, wrong type,
 out of bounds) is refused by the real ``modelreg config check`` with one line naming
 the key path, by ``load_config`` with the same line, and by the real ``modelreg
-daemon`` with the same message. The JSON Schema shows each kind's options.
+daemon`` with the same message. What only the running process can tell (an unset
+variable, an unreadable file) is a ``config check`` warning and the line
+``Daemon.build`` refuses with, before it opens anything. The JSON Schema shows each
+kind's options.
 """
 
 from __future__ import annotations
@@ -20,8 +23,9 @@ from typer.testing import CliRunner
 
 from controller.adapters.routing import ROUTERS
 from controller.cli import app
-from controller.config import load_config
+from controller.config import environment_problems, load_config
 from controller.errors import ConfigError
+from controller.runtime.daemon import Daemon
 from monitors import SOURCE_KINDS
 
 ROOT = Path(__file__).parents[2]
@@ -155,6 +159,7 @@ class TestGoodOptions:
             assert type(router.options) is ROUTERS[name].options
         for name, source in config.sources.items():
             assert type(source.options) is SOURCE_KINDS[name].options
+        assert environment_problems(config) == []
 
     def test_options_may_be_left_out_only_when_nothing_is_required(self, tmp_path: Path) -> None:
         """`kind: http` and `kind: ingest` need no options; nginx without them is refused
@@ -165,6 +170,49 @@ class TestGoodOptions:
         file.write_text("routers: {edge: {kind: nginx}}\n")
         with pytest.raises(ConfigError, match=r"config\.yaml: routers\.edge\.options: Field req"):
             load_config(file)
+
+
+class TestEnvironment:
+    @pytest.fixture
+    def file(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+        monkeypatch.delenv("MODELREG_TEST_SECRET", raising=False)
+        monkeypatch.delenv("MODELREG_TEST_HOOK", raising=False)
+        data = {
+            "registry": {"home": "state"},
+            "routers": {"edge": {"kind": "webhook", "options": {
+                "url": "http://127.0.0.1:9/routes", "secret_env": "MODELREG_TEST_SECRET"}}},
+            "sources": {"prom": {"kind": "prometheus", "options": {
+                "url": "http://127.0.0.1:9090", "cert": str(tmp_path / "client.pem")}}},
+            "notifications": [{"url_env": "MODELREG_TEST_HOOK"}],
+        }  # fmt: skip
+        file = tmp_path / "config.yaml"
+        file.write_text(yaml.safe_dump(data))
+        return file
+
+    def test_check_warns_and_the_daemon_refuses_with_the_same_line(self, file: Path) -> None:
+        """An unset variable or an unreadable file: `config check` passes with a warning
+        per problem; Daemon.build refuses with the first, before opening the registry."""
+        expected = [
+            f"{file}: routers.edge.options.secret_env: MODELREG_TEST_SECRET is not set",
+            f"{file}: sources.prom.options.cert: {file.parent}/client.pem is not a readable file",
+            f"{file}: notifications[0].url_env: MODELREG_TEST_HOOK is not set",
+        ]
+        result = CliRunner().invoke(app, ["config", "check", str(file)])
+        assert result.exit_code == 0, result.output
+        warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+        assert [w.removeprefix("warning: ").split(" (here;")[0] for w in warnings] == expected
+        with pytest.raises(ConfigError) as refused:
+            Daemon.build(load_config(file))
+        assert str(refused.value) == expected[0]
+        assert refused.value.problems == expected
+        assert not (file.parent / "state").exists()
+
+    def test_set_and_readable_is_quiet(self, file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """With the variables set and the file there, nothing is reported."""
+        monkeypatch.setenv("MODELREG_TEST_SECRET", "s3cret")
+        monkeypatch.setenv("MODELREG_TEST_HOOK", "http://127.0.0.1:9/hook")
+        (file.parent / "client.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+        assert environment_problems(load_config(file)) == []
 
 
 class TestSchema:
