@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,9 @@ from controller.adapters.routers.file import FileOptions
 from controller.config import load_config, parse_config
 from controller.errors import ConfigError
 
-EXAMPLES = sorted((Path(__file__).parents[2] / "config").glob("*.yaml"))
+ROOT = Path(__file__).parents[2]
+EXAMPLES = sorted((ROOT / "config").glob("*.yaml"))
+READMES = [ROOT / "README.md", ROOT / "config" / "README.md"]
 
 
 def _minimal() -> dict:
@@ -44,6 +47,21 @@ class TestExamples:
         config = load_config(path)
         assert config.models
         assert config.source_file == str(path)
+
+
+class TestReadmeBlocks:
+    def test_yaml_blocks_are_valid_config(self) -> None:
+        """Every ```yaml block of the READMEs, merged section by section into a minimal
+        config, validates: documented options are options the daemon takes."""
+        fence = re.compile(r"```yaml\n(.*?)```", re.DOTALL)
+        blocks = [block for path in READMES for block in fence.findall(path.read_text())]
+        assert blocks
+        for block in blocks:
+            data = _minimal()
+            for section, value in yaml.safe_load(block).items():
+                merged = isinstance(value, dict) and isinstance(data.get(section), dict)
+                data[section] = {**data[section], **value} if merged else value
+            parse_config(data, where="README")
 
 
 def _error(data: dict, tmp_path: Path) -> str:
