@@ -26,7 +26,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from controller.config import Config, load_config
+from controller.config import Config, environment_problems, load_config
 from controller.config_advice import direction_warnings, margin_warnings, typical_values
 from controller.core.phases import Event
 from controller.errors import ConfigError, ControllerError
@@ -80,7 +80,7 @@ def daemon(config: ConfigOpt = Path("config/daemon.yaml")) -> None:
     configure()
     try:
         code = run(loaded)
-    except TokenFileError as exc:
+    except (TokenFileError, ConfigError) as exc:  # ConfigError: what the environment lacks
         raise _fail(str(exc), 2) from None
     raise typer.Exit(code)
 
@@ -89,8 +89,11 @@ def daemon(config: ConfigOpt = Path("config/daemon.yaml")) -> None:
 def config_check(file: Annotated[Path, typer.Argument(help="Config file to validate.")]) -> None:
     """Validate a config file; exit 2 listing every error with file, key path, expectation.
 
-    Valid but unwise settings (a metric without a direction, an absolute margin larger
-    than half of the metric's typical value) are printed as warnings; exit code 0."""
+    Every router's, source's and notification's options are checked with the model
+    the daemon builds from. Valid but unwise settings (a metric without a direction, an
+    absolute margin larger than half of the metric's typical value) and what this
+    environment lacks for the daemon (an unset variable, an unreadable secret file: the
+    daemon would refuse to start here) are printed as warnings; exit code 0."""
     try:
         loaded = load_config(file)
     except ConfigError as exc:
@@ -99,7 +102,11 @@ def config_check(file: Annotated[Path, typer.Argument(help="Config file to valid
         raise typer.Exit(2) from None
     models = ", ".join(sorted(loaded.models)) or "none"
     now = datetime.now(UTC)
-    warnings = direction_warnings(loaded)
+    warnings = [
+        f"{problem} (here; the daemon refuses to start without it)"
+        for problem in environment_problems(loaded)
+    ]
+    warnings += direction_warnings(loaded)
     warnings += margin_warnings(loaded, typical_values(loaded, now=now))
     for warning in warnings:
         err.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
@@ -144,7 +151,10 @@ def _direct(config: Path, fn: Callable[[Any], Any]) -> Any:
 
     loaded = _load(config)
     configure()  # JSON log lines on stderr; stdout stays the command's output
-    built = Daemon.build(loaded)
+    try:
+        built = Daemon.build(loaded)
+    except ConfigError as exc:  # what the environment lacks, e.g. an unset variable
+        raise _fail(str(exc), 2) from None
     built.controller.on_started = None  # no scheduler here: a running daemon picks it up
     try:
         return fn(built.controller)

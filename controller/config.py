@@ -11,20 +11,33 @@ file, the key path (``models.fraud.strategy.steps``) and what was expected.
 Relative paths (``registry.home``, a file router's ``path``, ``sqlite:///`` URLs)
 are resolved against the config file's directory.
 
+A router's or source's ``options`` are validated with the options model its kind
+registered (``controller.adapters.routing.register_router``,
+``monitors.register_source``), the very model its factory builds from: each
+``routers.NAME`` / ``sources.NAME`` is one member of a union told apart by ``kind``,
+so ``config check``, the daemon and the JSON Schema (``modelreg config schema``) see
+the same options. What only the running process can tell (an environment variable
+that is not set, a secret or CA file it cannot read) is not a validation error:
+``environment_problems`` lists it, ``config check`` prints it as a warning (it may
+run where the daemon's environment is not) and the daemon refuses to start with
+the same line.
+
 ``load_config(path)`` is the only entry point; ``Config`` objects are frozen.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, create_model, field_validator
+from pydantic_core import ErrorDetails
 
-from controller.adapters.routing import ROUTERS, build_router
+from controller.adapters import routers  # noqa: F401 -- importing it registers every router kind
+from controller.adapters.notify import NotificationTarget
+from controller.adapters.routing import ROUTERS, RouterOptions
 from controller.core.policy import (
     AnalysisConfig,
     ApprovalConfig,
@@ -37,7 +50,7 @@ from controller.core.policy import (
     UnitsConfig,
 )
 from controller.errors import ConfigError
-from monitors import SOURCE_KINDS, AlertRule
+from monitors import SOURCE_KINDS, AlertRule, SourceOptions
 
 __all__ = [
     "AnalysisConfig",
@@ -50,8 +63,11 @@ __all__ = [
     "MetricConfig",
     "NotificationTarget",
     "PolicyConfig",
+    "RouterConfig",
+    "SourceConfig",
     "TriggerConfig",
     "UnitsConfig",
+    "environment_problems",
     "load_config",
     "parse_config",
 ]
@@ -90,38 +106,46 @@ class ServerSection(Strict):
 
 
 class SourceConfig(Strict):
-    kind: str
-    options: dict[str, Any] = Field(default_factory=dict)
+    """A metric source by name: its ``kind`` and that kind's ``options``."""
 
-    @field_validator("kind")
-    @classmethod
-    def _known(cls, value: str) -> str:
-        if value not in SOURCE_KINDS:
-            raise ValueError(f"unknown source kind; known kinds: {', '.join(sorted(SOURCE_KINDS))}")
-        return value
+    kind: str
+    options: SourceOptions
 
 
 class RouterConfig(Strict):
+    """A router by name: its ``kind`` and that kind's ``options``."""
+
     kind: str
-    options: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("kind")
-    @classmethod
-    def _known(cls, value: str) -> str:
-        _load_router_kind(value)
-        if value not in ROUTERS:
-            raise ValueError(f"unknown router kind; known kinds: {', '.join(sorted(ROUTERS))}")
-        return value
+    options: RouterOptions
 
 
-def _load_router_kind(kind: str) -> None:
-    """Import ``controller.adapters.routers.<kind>`` so that its factory is registered."""
-    if kind in ROUTERS or not kind.isidentifier():
-        return
-    try:
-        importlib.import_module(f"controller.adapters.routers.{kind}")
-    except ImportError:
-        return
+def _by_kind(base: type[Strict], kinds: Mapping[str, type[BaseModel]]) -> Any:
+    """One subclass of ``base`` per kind, its ``options`` typed with the kind's model, in
+    a union told apart by ``kind``: only that model validates the options (its errors
+    keep their key paths), and the JSON Schema is a ``oneOf`` whose members each pin
+    ``kind`` with ``const``. Options that need nothing may be left out."""
+    members = []
+    for kind, options in sorted(kinds.items()):
+        required = any(f.is_required() for f in options.model_fields.values())
+        tag: Any = Literal[kind]
+        members.append(
+            create_model(
+                f"{kind.title()}{base.__name__}",
+                __base__=base,
+                __doc__=options.__doc__,
+                kind=(tag, ...),
+                options=(options, ... if required else Field(default_factory=options)),
+            )
+        )
+    return Annotated[Union[tuple(members)], Field(discriminator="kind")]  # noqa: UP007
+
+
+if TYPE_CHECKING:
+    AnySource = SourceConfig
+    AnyRouter = RouterConfig
+else:
+    AnySource = _by_kind(SourceConfig, {k: v.options for k, v in SOURCE_KINDS.items()})
+    AnyRouter = _by_kind(RouterConfig, {k: v.options for k, v in ROUTERS.items()})
 
 
 class AlertRoute(Strict):
@@ -141,59 +165,6 @@ class AlertRoute(Strict):
         return AlertRule.from_config(
             self.model_dump(exclude_none=True, exclude={"name"}), name=self.name or f"alert{index}"
         )
-
-
-NotifyEvent = Literal["promoted", "rolled_back", "awaiting_approval", "failed"]
-_ALL_NOTIFY_EVENTS: list[NotifyEvent] = ["promoted", "rolled_back", "awaiting_approval", "failed"]
-
-
-class NotificationTarget(Strict):
-    """One webhook that receives decisions as Slack-compatible JSON
-    (``controller.adapters.notify``).
-
-    Give ``url`` or ``url_env`` (an environment variable holding the URL, to keep its
-    secret out of the file). ``events``: which decisions it receives (default: all).
-    Delivery is retried ``attempts`` times with backoff, off the decision's thread.
-    """
-
-    url: str | None = None
-    url_env: str | None = None
-    events: list[NotifyEvent] = Field(
-        default_factory=lambda: list(_ALL_NOTIFY_EVENTS),
-        min_length=1,
-    )
-    timeout_s: float = Field(default=5.0, gt=0)
-    attempts: int = Field(default=5, ge=1)
-    backoff_s: float = Field(default=1.0, ge=0)
-    max_backoff_s: float = Field(default=30.0, ge=0)
-    queue_size: int = Field(default=100, ge=1)
-
-    @field_validator("url")
-    @classmethod
-    def _http(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError("expected an http(s) URL")
-        return value
-
-    @model_validator(mode="after")
-    def _one_url(self) -> NotificationTarget:
-        if (self.url is None) == (self.url_env is None):
-            raise ValueError("expected exactly one of url or url_env")
-        return self
-
-    def options(self) -> dict[str, Any]:
-        """The options ``controller.adapters.notify.build_notifier`` takes for this target."""
-        webhook: str | dict[str, str] = (
-            self.url if self.url is not None else {"url_env": str(self.url_env)}
-        )
-        return {
-            "webhooks": [webhook],
-            "queue_size": self.queue_size,
-            "attempts": self.attempts,
-            "backoff_s": self.backoff_s,
-            "max_backoff_s": self.max_backoff_s,
-            "timeout_s": self.timeout_s,
-        }
 
 
 class GuardSection(Strict):
@@ -220,8 +191,8 @@ class GuardSection(Strict):
 class Config(Strict):
     registry: RegistrySection = Field(default_factory=RegistrySection)
     server: ServerSection = Field(default_factory=ServerSection)
-    sources: dict[str, SourceConfig] = Field(default_factory=dict)
-    routers: dict[str, RouterConfig] = Field(min_length=1)
+    sources: dict[str, AnySource] = Field(default_factory=dict)
+    routers: dict[str, AnyRouter] = Field(min_length=1)
     alerts: list[AlertRoute] = Field(default_factory=list)
     notifications: list[NotificationTarget] = Field(default_factory=list)
     models: dict[str, PolicyConfig] = Field(default_factory=dict)
@@ -239,16 +210,34 @@ class Config(Strict):
         return names[0] if names else None
 
 
+_KIND_TAGS = {("routers", k) for k in ROUTERS} | {("sources", k) for k in SOURCE_KINDS}
+
+
 def _loc(loc: tuple[int | str, ...]) -> str:
     parts: list[str] = []
-    for item in loc:
+    for index, item in enumerate(loc):
         if isinstance(item, int):
             parts.append(f"[{item}]")
         elif item in ("canary", "fixed") and parts and parts[-1].endswith("strategy"):
             continue  # the discriminated union's tag is noise in a key path
+        elif index == 2 and (loc[0], item) in _KIND_TAGS:
+            continue  # ditto: routers.NAME.<kind>.options
         else:
             parts.append(("." if parts else "") + str(item))
     return "".join(parts) or "(top level)"
+
+
+def _problem(where: str, error: ErrorDetails) -> str:
+    """``FILE: key.path: what was expected``; a ``kind`` nobody registered is named
+    at ``.kind`` with the known kinds."""
+    loc, message = _loc(error["loc"]), error["msg"]
+    ctx = error.get("ctx") or {}
+    if error["type"] == "union_tag_invalid":
+        known = str(ctx.get("expected_tags", "")).replace("'", "")
+        loc, message = f"{loc}.kind", f"unknown kind {ctx.get('tag')!r}; known kinds: {known}"
+    elif error["type"] == "union_tag_not_found":
+        loc, message = f"{loc}.kind", "Field required"
+    return f"{where}: {loc}: {message}"
 
 
 def _cross_check(config: Config, where: str) -> None:
@@ -338,7 +327,7 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
             if not isinstance(options, dict):
                 continue
             path = options.get("path")
-            if isinstance(path, str) and not Path(path).is_absolute():
+            if isinstance(path, str) and path and not Path(path).is_absolute():
                 options["path"] = str(base / path)
             url = options.get("url")
             if isinstance(url, str):
@@ -370,18 +359,31 @@ def parse_config(
     try:
         config = Config.model_validate(raw)
     except ValidationError as exc:
-        problems = [f"{where}: {_loc(e['loc'])}: {e['msg']}" for e in exc.errors()]
+        problems = [_problem(where, e) for e in exc.errors()]
         more = len(problems) - 1
         suffix = f" (and {more} more error{'s' if more > 1 else ''})" if more else ""
         raise ConfigError(problems[0] + suffix, problems) from None
     _cross_check(config, where)
-    for name, router in config.routers.items():
-        if router.kind in ("file", "http"):
-            try:
-                build_router(router.kind, router.options)
-            except ValueError as exc:
-                raise ConfigError(f"{where}: routers.{name}.options: {exc}") from None
     return config
+
+
+def environment_problems(config: Config) -> list[str]:
+    """What this process's environment lacks for the config's options, one line each
+    (``FILE: routers.edge.options.secret_env: NAME is not set``): the daemon refuses
+    to start with the first, ``config check`` warns with each."""
+    where = config.source_file
+    found = [
+        f"{where}: {section}.{name}.options.{problem}"
+        for section, entries in (("routers", config.routers), ("sources", config.sources))
+        for name, entry in entries.items()
+        for problem in entry.options.environment_problems()
+    ]
+    found += [
+        f"{where}: notifications[{index}].{problem}"
+        for index, target in enumerate(config.notifications)
+        for problem in target.environment_problems()
+    ]
+    return found
 
 
 def load_config(path: str | Path) -> Config:

@@ -30,7 +30,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from controller.config import Config, MetricConfig, PolicyConfig
-from monitors import IngestSource, IngestStore, Subject, Window
+from monitors import IngestOptions, IngestSource, IngestStore, Subject, Window
 from registry.schema import ModelVersionRow, RegisteredModel
 
 __all__ = ["Typical", "direction_warnings", "margin_warnings", "typical_values"]
@@ -174,10 +174,10 @@ def _recent(
 ) -> float | None:
     """The metric over the last hour of an existing ingest source, for ``version``."""
     source = config.sources.get(metric.source)
-    if source is None or source.kind != "ingest":
+    if source is None or not isinstance(source.options, IngestOptions):
         return None
-    url = source.options.get("url")
-    engine = _read_only(url) if isinstance(url, str) else None
+    url = source.options.url
+    engine = _read_only(url) if url is not None else None
     if engine is None:
         return None
     try:

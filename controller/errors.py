@@ -2,6 +2,7 @@
 
     ControllerError
     ├── ConfigError(ControllerError, ValueError)   a config file is invalid: names file and key
+    ├── OptionError(ControllerError, ValueError)   a valid option this process cannot use
     ├── RolloutError(ControllerError)
     │   ├── RolloutNotFound(RolloutError, LookupError)
     │   └── CannotStart(RolloutError, ValueError)   no policy, no artifact, no control, duplicate
@@ -26,6 +27,21 @@ class ConfigError(ControllerError, ValueError):
     def __init__(self, message: str, problems: list[str] | None = None) -> None:
         super().__init__(message)
         self.problems = problems or [message]
+
+
+class OptionError(ControllerError, ValueError):
+    """An option that is valid in the file but unusable in this process's environment:
+    an environment variable that is not set, a file that cannot be read.
+
+    Only the running process can tell, so ``config check`` reports these as warnings
+    (it may run elsewhere, in CI say) and the daemon refuses to start with the same
+    line. ``key`` is the option's path inside its ``options`` (or target).
+    """
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{key}: {problem}")
+        self.key = key
+        self.problem = problem
 
 
 class RolloutError(ControllerError):

@@ -3,8 +3,9 @@
 Public front (everything else is an implementation detail):
 
 - ``Measurement``, ``MetricSpec``, ``Subject``, ``Window``, ``Status``: values.
-- ``MetricSource`` (protocol), ``build_source`` / ``SOURCE_KINDS``: sources by kind;
-  ``PrometheusSource``, ``IngestSource`` and ``IngestStore``.
+- ``MetricSource`` (protocol), ``build_source`` / ``SOURCE_KINDS``: sources by kind,
+  each with its options model (``SourceOptions``: ``PrometheusOptions``,
+  ``IngestOptions``); ``PrometheusSource``, ``IngestSource`` and ``IngestStore``.
 - ``TriggerSpec``, ``evaluate``, ``auto_rollback_triggers``: threshold triggers.
 - ``AlertIntake``, ``AlertRule``, ``parse_webhook``: Alertmanager webhook intake.
 
@@ -19,12 +20,12 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from monitors.alerts import AlertAction, AlertIntake, AlertRule, Matcher, parse_webhook
-    from monitors.errors import ConfigError, MonitorsError
-    from monitors.ingest import IngestSource, IngestStore
-    from monitors.kinds import SOURCE_KINDS, build_source, register_source
+    from monitors.errors import ConfigError, MonitorsError, OptionError
+    from monitors.ingest import IngestOptions, IngestSource, IngestStore
+    from monitors.kinds import SOURCE_KINDS, SourceKind, build_source, register_source
     from monitors.measurement import Measurement, MetricSpec, Status, Subject, Window
-    from monitors.prometheus import PrometheusSource
-    from monitors.source import MetricSource
+    from monitors.prometheus import PrometheusOptions, PrometheusSource
+    from monitors.source import MetricSource, SourceOptions
     from monitors.triggers import (
         TriggerResult,
         TriggerSpec,
@@ -41,6 +42,7 @@ _WHERE: dict[str, str] = {
     "AlertIntake": "monitors.alerts",
     "AlertRule": "monitors.alerts",
     "ConfigError": "monitors.errors",
+    "IngestOptions": "monitors.ingest",
     "IngestSource": "monitors.ingest",
     "IngestStore": "monitors.ingest",
     "Matcher": "monitors.alerts",
@@ -48,8 +50,12 @@ _WHERE: dict[str, str] = {
     "MetricSource": "monitors.source",
     "MetricSpec": "monitors.measurement",
     "MonitorsError": "monitors.errors",
+    "OptionError": "monitors.errors",
+    "PrometheusOptions": "monitors.prometheus",
     "PrometheusSource": "monitors.prometheus",
     "SOURCE_KINDS": "monitors.kinds",
+    "SourceKind": "monitors.kinds",
+    "SourceOptions": "monitors.source",
     "Status": "monitors.measurement",
     "Subject": "monitors.measurement",
     "TriggerResult": "monitors.triggers",
@@ -83,6 +89,7 @@ __all__ = [
     "AlertIntake",
     "AlertRule",
     "ConfigError",
+    "IngestOptions",
     "IngestSource",
     "IngestStore",
     "Matcher",
@@ -90,7 +97,11 @@ __all__ = [
     "MetricSource",
     "MetricSpec",
     "MonitorsError",
+    "OptionError",
+    "PrometheusOptions",
     "PrometheusSource",
+    "SourceKind",
+    "SourceOptions",
     "Status",
     "Subject",
     "TriggerResult",

@@ -8,7 +8,8 @@ Exception tree::
 
     MonitorsError
     ├── ConfigError (ValueError)            bad source/metric/trigger/rule configuration
-    │   └── TemplateError                   PromQL template with an unknown placeholder
+    │   ├── TemplateError                   PromQL template with an unknown placeholder
+    │   └── OptionError                     a valid source option this process cannot use
     ├── IngestError (ValueError)            an ingest batch was refused; nothing was stored
     │   ├── IngestValidationError           a missing field, a wrong type, a duplicate id
     │   └── UnknownPredictionError (LookupError)
@@ -25,6 +26,7 @@ __all__ = [
     "IngestError",
     "IngestValidationError",
     "MonitorsError",
+    "OptionError",
     "PayloadTooLarge",
     "TemplateError",
     "UnknownPredictionError",
@@ -37,6 +39,17 @@ class MonitorsError(Exception):
 
 class ConfigError(MonitorsError, ValueError):
     """A configuration value is invalid; the message names the key and the reason."""
+
+
+class OptionError(ConfigError):
+    """A source option valid in the file that this process cannot use: a file that
+    cannot be read, say. Only the running process can tell; ``key`` is the option's
+    name, and the message reads ``key: problem``."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{key}: {problem}")
+        self.key = key
+        self.problem = problem
 
 
 class TemplateError(ConfigError):

@@ -12,6 +12,8 @@ A batch is validated as a whole before anything is written, then inserted with o
 ``executemany`` in one transaction: either every record is stored or none is.
 SQLite runs in WAL mode with ``synchronous=NORMAL``: a power cut may lose the last
 committed batches of telemetry, never corrupt the file, and ingest stays fast.
+
+Config options are ``IngestOptions``; ``IngestSource.from_options`` builds from them.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
@@ -32,6 +34,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from pydantic import AfterValidator, Field
 from sqlalchemy.exc import IntegrityError
 
 from monitors.errors import (
@@ -40,6 +43,7 @@ from monitors.errors import (
     UnknownPredictionError,
 )
 from monitors.measurement import Measurement, MetricSpec, Subject, Window
+from monitors.source import SourceOptions
 from monitors.windows import (
     EVENT_COLUMNS,
     STAT_COLUMNS,
@@ -50,6 +54,7 @@ from monitors.windows import (
 
 __all__ = [
     "VERSION_TABLE",
+    "IngestOptions",
     "IngestSource",
     "IngestStore",
     "PurgeResult",
@@ -588,6 +593,34 @@ class IngestStore:
         self._engine.dispose()
 
 
+def _database_url(value: str) -> str:
+    """A URL SQLAlchemy can parse; whether the database answers is seen at start."""
+    try:
+        sa.make_url(value)
+    except sa.exc.ArgumentError:
+        raise ValueError(f"not a database URL: {value!r}") from None
+    return value
+
+
+class IngestOptions(SourceOptions):
+    """Options of ``kind: ingest``: where events and labels are stored, and how many
+    values of a distribution a measurement keeps."""
+
+    url: Annotated[str, AfterValidator(_database_url)] | None = Field(
+        default=None,
+        description="The ingest database (any SQLAlchemy URL; sqlite:/// paths are relative "
+        "to the config file). Default: sqlite:///$MODELREG_HOME/ingest.db, else "
+        "./.modelreg/ingest.db.",
+    )
+    max_samples: int = Field(
+        default=10_000,
+        ge=0,
+        le=1_000_000,
+        description="Values of a latency distribution a measurement keeps per arm and "
+        "window for the rank tests (an evenly spaced subsample beyond this).",
+    )
+
+
 class IngestSource:
     """A ``MetricSource`` over an ``IngestStore``: ``metric.query`` names a statistic
     (see ``monitors.windows``) or a custom aggregation of the outcome registered here."""
@@ -606,23 +639,18 @@ class IngestSource:
         self._max_samples = max_samples
 
     @classmethod
-    def from_config(
+    def from_options(
         cls,
-        options: Mapping[str, Any],
+        options: IngestOptions,
         *,
         aggregations: Mapping[str, CustomAggregation] | None = None,
     ) -> IngestSource:
-        """Build from a config mapping: ``url`` (optional), ``max_samples``."""
-        unknown = sorted(set(options) - {"url", "max_samples"})
-        if unknown:
-            raise ConfigError(f"ingest source: unknown option(s) {', '.join(unknown)}")
-        url = options.get("url")
-        if url is not None and not isinstance(url, str):
-            raise ConfigError("ingest source: 'url' must be a string")
-        max_samples = options.get("max_samples", 10_000)
-        if type(max_samples) is not int:
-            raise ConfigError("ingest source: 'max_samples' must be an integer")
-        return cls(IngestStore.open(url), aggregations=aggregations, max_samples=max_samples)
+        """Build from validated config options: opens (and migrates) the store."""
+        return cls(
+            IngestStore.open(options.url),
+            aggregations=aggregations,
+            max_samples=options.max_samples,
+        )
 
     def validate(self, metric: MetricSpec) -> None:
         """Raise ``ConfigError`` when ``metric.query`` names no known statistic."""

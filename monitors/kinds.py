@@ -1,43 +1,87 @@
 """Metric sources registered by the ``kind:`` string used in config files.
 
-``SOURCE_KINDS`` maps a kind to a factory taking the source's option mapping. An
-unknown kind is a ``ConfigError`` naming the known ones, never a silent default.
-Other packages (the controller) may register more kinds with ``register_source``.
+``SOURCE_KINDS`` maps a kind to its options model (a ``SourceOptions``) and the
+factory that builds a source from validated options. The model is the one check of
+a kind's options: the controller's config validates ``sources.NAME.options`` with it
+(and publishes its JSON Schema), ``build_source`` validates a plain mapping with it,
+and the factory only ever sees the validated model. An unknown kind is a
+``ConfigError`` naming the known ones, never a silent default. Other packages (the
+controller) may register more kinds with ``register_source``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pydantic import ValidationError
 
 from monitors.errors import ConfigError
-from monitors.ingest import IngestSource
-from monitors.prometheus import PrometheusSource
-from monitors.source import MetricSource
+from monitors.ingest import IngestOptions, IngestSource
+from monitors.prometheus import PrometheusOptions, PrometheusSource
+from monitors.source import MetricSource, SourceOptions
 
-__all__ = ["SOURCE_KINDS", "SourceFactory", "build_source", "register_source"]
+__all__ = ["SOURCE_KINDS", "SourceKind", "build_source", "register_source"]
 
-SourceFactory = Callable[[Mapping[str, Any]], MetricSource]
+OptionsT = TypeVar("OptionsT", bound=SourceOptions)
 
-SOURCE_KINDS: dict[str, SourceFactory] = {
-    "prometheus": PrometheusSource.from_config,
-    "ingest": IngestSource.from_config,
+
+@dataclass(frozen=True, slots=True)
+class SourceKind:
+    """One registered ``kind:``: its options model and the factory that builds from it."""
+
+    options: type[SourceOptions]
+    factory: Callable[[Any], MetricSource]
+
+
+SOURCE_KINDS: dict[str, SourceKind] = {
+    "prometheus": SourceKind(PrometheusOptions, PrometheusSource.from_options),
+    "ingest": SourceKind(IngestOptions, IngestSource.from_options),
 }
 
 
-def register_source(kind: str, factory: SourceFactory) -> None:
-    """Make ``kind`` available to ``build_source``; a kind cannot be registered twice."""
+def register_source(
+    kind: str, factory: Callable[[OptionsT], MetricSource], *, options: type[OptionsT]
+) -> None:
+    """Make ``kind`` available to ``build_source``; a kind cannot be registered twice.
+
+    Register before ``controller.config`` is imported: the config's schema is built
+    from the kinds known then.
+    """
     if not kind or kind in SOURCE_KINDS:
         raise ConfigError(f"source kind {kind!r} is empty or already registered")
-    SOURCE_KINDS[kind] = factory
+    SOURCE_KINDS[kind] = SourceKind(options, factory)
 
 
-def build_source(kind: str, options: Mapping[str, Any] | None = None) -> MetricSource:
-    """Build the source of ``kind`` from its config ``options``."""
+def build_source(
+    kind: str, options: Mapping[str, Any] | SourceOptions | None = None
+) -> MetricSource:
+    """Build the source of ``kind`` from its config ``options``: a mapping is validated
+    with the kind's model first (a ``ConfigError`` naming the option)."""
     try:
-        factory = SOURCE_KINDS[kind]
+        registered = SOURCE_KINDS[kind]
     except KeyError:
         raise ConfigError(
             f"unknown source kind {kind!r}; known kinds: {', '.join(sorted(SOURCE_KINDS))}"
         ) from None
-    return factory(options or {})
+    if isinstance(options, SourceOptions):
+        if not isinstance(options, registered.options):
+            raise TypeError(
+                f"{kind} source: expected {registered.options.__name__}, "
+                f"got {type(options).__name__}"
+            )
+        return registered.factory(options)
+    try:
+        validated = registered.options.model_validate(dict(options or {}))
+    except ValidationError as exc:
+        problems = [_problem(e["loc"], e["msg"]) for e in exc.errors()]
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise ConfigError(f"{kind} source: {problems[0]}{more}") from None
+    return registered.factory(validated)
+
+
+def _problem(loc: tuple[int | str, ...], message: str) -> str:
+    """``basic_auth.username: message`` (just the message for the options as a whole)."""
+    path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+    return f"{path}: {message}" if path else message

@@ -15,20 +15,25 @@ How each metric type is asked:
 Several series are an error unless the metric names an ``aggregate``. Timeouts,
 HTTP errors, Prometheus errors, malformed JSON and non-finite numbers all come back
 as measurements with status ``error``; an empty result is ``nodata``.
+
+Config options are ``PrometheusOptions``; ``PrometheusSource.from_options`` builds from
+them (a CA bundle or client certificate that cannot be read is an ``OptionError``).
 """
 
 from __future__ import annotations
 
 import math
+import os
 import statistics
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
+from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
-from monitors.errors import ConfigError, TemplateError
+from monitors.errors import ConfigError, OptionError, TemplateError
 from monitors.measurement import (
     Aggregate,
     Bucket,
@@ -40,8 +45,9 @@ from monitors.measurement import (
     Window,
 )
 from monitors.promql import parse_template, render_template
+from monitors.source import SourceOptions
 
-__all__ = ["PrometheusSource", "histogram_quantile"]
+__all__ = ["BasicAuth", "PrometheusOptions", "PrometheusSource", "histogram_quantile"]
 
 _AGGREGATORS: dict[str, Callable[[Sequence[float]], float]] = {
     "sum": math.fsum,
@@ -109,6 +115,76 @@ def _series_labels(item: object) -> dict[str, str]:
     return {str(k): str(v) for k, v in item["metric"].items()}
 
 
+def _http_url(value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("expected an http:// or https:// URL")
+    return value
+
+
+def _bool_or_path(value: Any) -> Any:
+    """``verify`` is a flag or a path: one clear message for anything else."""
+    if isinstance(value, bool) or (isinstance(value, str) and value):
+        return value
+    raise ValueError("expected true, false or the path of a CA bundle")
+
+
+def _readable(path: str) -> bool:
+    return os.path.isfile(path) and os.access(path, os.R_OK)
+
+
+class BasicAuth(SourceOptions):
+    """HTTP basic authentication for Prometheus."""
+
+    username: str = Field(min_length=1)
+    password: str = Field(repr=False)
+
+
+class PrometheusOptions(SourceOptions):
+    """Options of ``kind: prometheus``: the server, its authentication and TLS, and
+    its scrape interval."""
+
+    url: Annotated[str, AfterValidator(_http_url)] = Field(
+        description="Prometheus' base URL, e.g. http://127.0.0.1:9090 (required)."
+    )
+    timeout: float = Field(default=5.0, gt=0, le=300, description="Per query, in seconds.")
+    bearer_token: str | None = Field(
+        default=None, min_length=1, repr=False, description="Sent as Authorization: Bearer."
+    )
+    basic_auth: BasicAuth | None = Field(
+        default=None, description="{username, password}; not together with bearer_token."
+    )
+    verify: Annotated[bool | str, BeforeValidator(_bool_or_path)] = Field(
+        default=True,
+        description="Check the server's TLS certificate (true), not (false), or against "
+        "this CA bundle (a path).",
+    )
+    cert: str | None = Field(
+        default=None, min_length=1, description="A client certificate (PEM, key included)."
+    )
+    scrape_interval: float = Field(
+        default=15.0,
+        gt=0,
+        le=3600,
+        description="Prometheus' scrape interval in seconds: a window shorter than this "
+        "holds no sample to trust and is measured as an error.",
+    )
+
+    @model_validator(mode="after")
+    def _one_auth(self) -> PrometheusOptions:
+        if self.bearer_token is not None and self.basic_auth is not None:
+            raise ValueError("set bearer_token or basic_auth, not both")
+        return self
+
+    def environment_problems(self) -> list[OptionError]:
+        """The CA bundle and client certificate must be readable files here."""
+        files = [("verify", self.verify), ("cert", self.cert)]
+        return [
+            OptionError(key, f"{path} is not a readable file")
+            for key, path in files
+            if isinstance(path, str) and not _readable(path)
+        ]
+
+
 class PrometheusSource:
     """A ``MetricSource`` over Prometheus' HTTP API (``/api/v1/query[_range]``).
 
@@ -161,66 +237,23 @@ class PrometheusSource:
         self._client = client
 
     @classmethod
-    def from_config(
-        cls, options: Mapping[str, Any], *, client: httpx.Client | None = None
+    def from_options(
+        cls, options: PrometheusOptions, *, client: httpx.Client | None = None
     ) -> PrometheusSource:
-        """Build from a config mapping: ``url`` (required), ``timeout`` (seconds),
-        ``bearer_token``, ``basic_auth: {username, password}``, ``verify``
-        (bool or CA path), ``cert``, ``scrape_interval`` (seconds)."""
-        known = {
-            "url",
-            "timeout",
-            "bearer_token",
-            "basic_auth",
-            "verify",
-            "cert",
-            "scrape_interval",
-        }
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise ConfigError(f"prometheus source: unknown option(s) {', '.join(unknown)}")
-        url = options.get("url")
-        if not isinstance(url, str):
-            raise ConfigError("prometheus source: 'url' is required and must be a string")
-        basic = options.get("basic_auth")
-        basic_auth: tuple[str, str] | None = None
-        if basic is not None:
-            if not (
-                isinstance(basic, Mapping)
-                and isinstance(basic.get("username"), str)
-                and isinstance(basic.get("password"), str)
-            ):
-                raise ConfigError(
-                    "prometheus source: 'basic_auth' needs string username and password"
-                )
-            basic_auth = (basic["username"], basic["password"])
-        try:
-            timeout = float(options.get("timeout", 5.0))
-            scrape = float(options.get("scrape_interval", 15.0))
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(
-                "prometheus source: 'timeout' and 'scrape_interval' must be numbers"
-            ) from exc
-        if not (math.isfinite(scrape) and scrape > 0):
-            raise ConfigError("prometheus source: 'scrape_interval' must be positive")
-        token = options.get("bearer_token")
-        if token is not None and not isinstance(token, str):
-            raise ConfigError("prometheus source: 'bearer_token' must be a string")
-        verify = options.get("verify", True)
-        if not isinstance(verify, bool | str):
-            raise ConfigError("prometheus source: 'verify' must be a boolean or a CA path")
-        cert = options.get("cert")
-        if cert is not None and not isinstance(cert, str):
-            raise ConfigError("prometheus source: 'cert' must be a path")
+        """Build from validated config options (``OptionError`` if a TLS file is unreadable)."""
+        problems = options.environment_problems()
+        if problems:
+            raise problems[0]
+        auth = options.basic_auth
         return cls(
-            base_url=url,
+            base_url=options.url,
             client=client,
-            timeout=timeout,
-            bearer_token=token,
-            basic_auth=basic_auth,
-            verify=verify,
-            cert=cert,
-            scrape_interval=timedelta(seconds=scrape),
+            timeout=options.timeout,
+            bearer_token=options.bearer_token,
+            basic_auth=(auth.username, auth.password) if auth is not None else None,
+            verify=options.verify,
+            cert=options.cert,
+            scrape_interval=timedelta(seconds=options.scrape_interval),
         )
 
     @staticmethod

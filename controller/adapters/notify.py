@@ -13,20 +13,24 @@ Payload: ``{"text": <one-line fallback>, "blocks": [...]}``, which Slack
 incoming webhooks, Mattermost and Rocket.Chat accept (the latter two use
 ``text``). Model names and reasons are escaped for Slack's mrkdwn.
 
-The daemon's config has a list of targets (``notifications: [{url, events, ...}]``,
-``controller.config.NotificationTarget``); each becomes one ``Notifier`` and
-``Notifications`` fans a decision out to the targets that asked for its kind.
+The daemon's config has a list of targets, each validated by ``NotificationTarget``
+(here, next to the notifier it configures; ``controller.config`` validates the
+``notifications:`` list with it). ``build_notifier`` turns one target into one
+``Notifier`` and ``Notifications`` fans a decision out to the targets that asked for
+its kind::
 
-Options of ``build_notifier``::
-
-    webhooks:
-      - https://hooks.slack.com/services/T000/B000/XXXX
+    notifications:
+      - url: https://hooks.slack.com/services/T000/B000/XXXX
+        events: [rolled_back, failed]
       - url_env: MODELREG_TEAM_WEBHOOK      # keep secret URLs out of the file
-    queue_size: 100
-    attempts: 5
-    backoff_s: 1.0
-    max_backoff_s: 30.0
-    timeout_s: 5.0
+        queue_size: 100
+        attempts: 5
+        backoff_s: 1.0
+        max_backoff_s: 30.0
+        timeout_s: 5.0
+
+A ``url_env`` that is not set is an ``OptionError`` when the notifier is built:
+``config check`` warns, the daemon refuses to start.
 """
 
 from __future__ import annotations
@@ -39,19 +43,24 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import structlog
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from controller.errors import OptionError
 
 log = structlog.get_logger(__name__)
 
 __all__ = [
     "DecisionEvent",
     "EventKind",
+    "NotificationTarget",
     "Notifications",
     "Notifier",
     "NotifierStats",
+    "NotifyEvent",
     "build_notifier",
     "slack_payload",
 ]
@@ -304,34 +313,83 @@ def _redact(url: str) -> str:
     return f"{parsed.scheme}://{parsed.host}/…"
 
 
-def build_notifier(options: Mapping[str, Any]) -> Notifier:
-    """A ``Notifier`` from the ``notifications:`` config block; errors name the key."""
-    known = {"webhooks", "queue_size", "attempts", "backoff_s", "max_backoff_s", "timeout_s"}
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise ValueError(f"notifications: unknown option(s) {', '.join(unknown)}")
-    raw = options.get("webhooks")
-    if not isinstance(raw, list) or not raw:
-        raise ValueError("notifications.webhooks: a non-empty list of URLs is required")
-    urls: list[str] = []
-    for index, item in enumerate(raw):
-        key = f"notifications.webhooks[{index}]"
-        if isinstance(item, Mapping) and set(item) == {"url_env"}:
-            url = os.environ.get(str(item["url_env"]), "")
-            if not url:
-                raise ValueError(f"{key}.url_env: {item['url_env']} is not set")
-        elif isinstance(item, str):
-            url = item
-        else:
-            raise ValueError(f"{key}: a URL or {{url_env: NAME}}")
+NotifyEvent = Literal["promoted", "rolled_back", "awaiting_approval", "failed"]
+_ALL_NOTIFY_EVENTS: list[NotifyEvent] = ["promoted", "rolled_back", "awaiting_approval", "failed"]
+
+
+class NotificationTarget(BaseModel):
+    """One webhook that receives decisions as Slack-compatible JSON.
+
+    Give ``url`` or ``url_env`` (an environment variable holding the URL, to keep its
+    secret out of the file). ``events``: which decisions it receives (default: all).
+    Delivery is retried ``attempts`` times with backoff, off the decision's thread.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str | None = Field(default=None, repr=False, description="The webhook URL.")
+    url_env: str | None = Field(
+        default=None, min_length=1, description="An environment variable holding the URL."
+    )
+    events: list[NotifyEvent] = Field(
+        default_factory=lambda: list(_ALL_NOTIFY_EVENTS),
+        min_length=1,
+        description="The decisions this target receives (default: all).",
+    )
+    timeout_s: float = Field(default=5.0, gt=0, description="Per HTTP request, in seconds.")
+    attempts: int = Field(default=5, ge=1, description="Deliveries tried, the first included.")
+    backoff_s: float = Field(
+        default=1.0, ge=0, description="Seconds before the first retry; doubled after each."
+    )
+    max_backoff_s: float = Field(
+        default=30.0, ge=0, description="The longest wait between retries, in seconds."
+    )
+    queue_size: int = Field(
+        default=100, ge=1, description="Deliveries waiting at most; beyond, the oldest drops."
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("expected an http(s) URL")
+        return value
+
+    @model_validator(mode="after")
+    def _one_url(self) -> NotificationTarget:
+        if (self.url is None) == (self.url_env is None):
+            raise ValueError("expected exactly one of url or url_env")
+        return self
+
+    def resolved_url(self) -> str:
+        """The URL, read from ``url_env`` if so configured (``OptionError`` when unset
+        or not an http(s) URL)."""
+        if self.url is not None:
+            return self.url
+        name = str(self.url_env)
+        url = os.environ.get(name, "")
+        if not url:
+            raise OptionError("url_env", f"{name} is not set")
         if not url.startswith(("http://", "https://")):
-            raise ValueError(f"{key}: not an http(s) URL")
-        urls.append(url)
+            raise OptionError("url_env", f"{name} does not hold an http(s) URL")
+        return url
+
+    def environment_problems(self) -> list[OptionError]:
+        """An unset or unusable ``url_env``, as ``build_notifier`` would fail on it."""
+        try:
+            self.resolved_url()
+        except OptionError as exc:
+            return [exc]
+        return []
+
+
+def build_notifier(target: NotificationTarget) -> Notifier:
+    """A ``Notifier`` for one validated target (``OptionError`` for an unset ``url_env``)."""
     return Notifier(
-        webhooks=urls,
-        queue_size=int(options.get("queue_size", 100)),
-        attempts=int(options.get("attempts", 5)),
-        backoff_s=float(options.get("backoff_s", 1.0)),
-        max_backoff_s=float(options.get("max_backoff_s", 30.0)),
-        timeout_s=float(options.get("timeout_s", 5.0)),
+        webhooks=[target.resolved_url()],
+        queue_size=target.queue_size,
+        attempts=target.attempts,
+        backoff_s=target.backoff_s,
+        max_backoff_s=target.max_backoff_s,
+        timeout_s=target.timeout_s,
     )

@@ -1,8 +1,12 @@
 """Wiring: build every part from a ``Config`` and run the daemon in one process.
 
-``Daemon.build(config)`` opens the registry, the controller's store (migrating it)
-and the sources, builds the routers, the notifiers, the controller, the scheduler
-and the API. Committed decisions are posted to the ``notifications`` webhooks.
+``Daemon.build(config)`` first refuses a config whose options this process's
+environment cannot serve (``controller.config.environment_problems``: an unset
+variable, an unreadable secret or CA file; the lines ``config check`` warns with),
+before anything is opened. Then it opens the registry, the controller's store
+(migrating it) and the sources, builds the routers from their validated options,
+the notifiers, the controller, the scheduler and the API. Committed decisions are
+posted to the ``notifications`` webhooks.
 ``start()`` reconciles every router with the database, rebuilds the jobs and
 marks the daemon ready; ``run(config)`` serves the API with uvicorn until SIGTERM
 or SIGINT, then stops the scheduler and closes everything.
@@ -57,8 +61,8 @@ from controller.adapters.rollout_store import RolloutStore
 from controller.adapters.routers.http import HttpRouter
 from controller.adapters.routing import Router, build_router
 from controller.adapters.sources import build_sources, ingest_stores
-from controller.config import Config, load_config
-from controller.errors import ConfigError
+from controller.config import Config, environment_problems, load_config
+from controller.errors import ConfigError, OptionError
 from controller.http.app import ApiDeps, create_app
 from controller.http.auth import TokenStore
 from controller.runtime import faults, systemd
@@ -82,15 +86,15 @@ def utcnow() -> datetime:
 def build_notifications(config: Config) -> Notifications | None:
     """One ``Notifier`` per ``notifications`` target; None when there are none.
 
-    A ``url_env`` that is not set is a ``ConfigError`` naming the target.
+    A ``url_env`` that is not set is a ``ConfigError`` naming the target's key.
     """
     targets = []
     try:
         for index, target in enumerate(config.notifications):
             try:
-                notifier = build_notifier(target.options())
-            except ValueError as exc:
-                raise ConfigError(f"{config.source_file}: notifications[{index}]: {exc}") from None
+                notifier = build_notifier(target)
+            except OptionError as exc:
+                raise ConfigError(f"{config.source_file}: notifications[{index}].{exc}") from None
             targets.append((notifier, frozenset(EventKind(e) for e in target.events)))
     except ConfigError:
         Notifications(targets).close(0)
@@ -124,7 +128,12 @@ class Daemon:
         clock: Clock = utcnow,
         metrics: CollectorRegistry | None = None,
     ) -> Daemon:
-        notifications = build_notifications(config)  # first: an unset url_env fails early
+        # First, before anything is opened: what the environment lacks (an unset
+        # variable, an unreadable secret), the lines `config check` warns with.
+        missing = environment_problems(config)
+        if missing:
+            raise ConfigError(missing[0], missing)
+        notifications = build_notifications(config)
         registry = ModelRegistry(
             config.registry_url(), home=config.registry.home, actor="modelreg-controller"
         )

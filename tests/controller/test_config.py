@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 
+from controller.adapters.routers.file import FileOptions
 from controller.config import load_config, parse_config
 from controller.errors import ConfigError
 
-EXAMPLES = sorted((Path(__file__).parents[2] / "config").glob("*.yaml"))
+ROOT = Path(__file__).parents[2]
+EXAMPLES = sorted((ROOT / "config").glob("*.yaml"))
+READMES = [ROOT / "README.md", ROOT / "config" / "README.md"]
 
 
 def _minimal() -> dict:
@@ -45,6 +49,21 @@ class TestExamples:
         assert config.source_file == str(path)
 
 
+class TestReadmeBlocks:
+    def test_yaml_blocks_are_valid_config(self) -> None:
+        """Every ```yaml block of the READMEs, merged section by section into a minimal
+        config, validates: documented options are options the daemon takes."""
+        fence = re.compile(r"```yaml\n(.*?)```", re.DOTALL)
+        blocks = [block for path in READMES for block in fence.findall(path.read_text())]
+        assert blocks
+        for block in blocks:
+            data = _minimal()
+            for section, value in yaml.safe_load(block).items():
+                merged = isinstance(value, dict) and isinstance(data.get(section), dict)
+                data[section] = {**data[section], **value} if merged else value
+            parse_config(data, where="README")
+
+
 def _error(data: dict, tmp_path: Path) -> str:
     file = tmp_path / "bad.yaml"
     file.write_text(yaml.safe_dump(data))
@@ -59,7 +78,9 @@ class TestErrors:
         file = tmp_path / "ok.yaml"
         file.write_text(yaml.safe_dump(_minimal()))
         config = load_config(file)
-        assert config.routers["table"].options["path"] == str(tmp_path / "routes.json")
+        options = config.routers["table"].options
+        assert isinstance(options, FileOptions)
+        assert options.path == str(tmp_path / "routes.json")
 
     def test_unknown_top_level_key(self, tmp_path: Path) -> None:
         """An unknown key is an error naming it."""

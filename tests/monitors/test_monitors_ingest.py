@@ -300,8 +300,12 @@ class TestStorage:
         """kind: ingest builds a source on the given URL; bad options are named."""
         built = build_source("ingest", {"url": f"sqlite:///{tmp_path / 'x.db'}"})
         assert isinstance(built, IngestSource)
-        with pytest.raises(ConfigError, match="unknown option"):
+        with pytest.raises(ConfigError, match="path: Extra inputs are not permitted"):
             build_source("ingest", {"path": "x"})
+        with pytest.raises(ConfigError, match="max_samples: Input should be a valid integer"):
+            build_source("ingest", {"max_samples": "10"})
+        with pytest.raises(ConfigError, match=r"url: .*not a database URL"):
+            build_source("ingest", {"url": "not a url"})
         with pytest.raises(ConfigError, match="invalid database url"):
             create_ingest_engine("not a url")
 

@@ -6,15 +6,16 @@ import json
 import math
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from monitors.errors import ConfigError
-from monitors.kinds import build_source
+from monitors.errors import ConfigError, OptionError
+from monitors.kinds import SOURCE_KINDS, build_source
 from monitors.measurement import Bucket, MetricSpec, Status, Subject, Window
-from monitors.prometheus import PrometheusSource, histogram_quantile
+from monitors.prometheus import PrometheusOptions, PrometheusSource, histogram_quantile
 from monitors.testing import free_port
 
 END = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -376,12 +377,29 @@ class TestAuthAndConfig:
             {"url": "http://p:9090", "timeout": 2, "scrape_interval": 1, "verify": False},
         )
         assert isinstance(built, PrometheusSource)
-        with pytest.raises(ConfigError, match="unknown option"):
+        assert SOURCE_KINDS["prometheus"].options is PrometheusOptions
+        with pytest.raises(ConfigError, match="timout: Extra inputs are not permitted"):
             build_source("prometheus", {"url": "http://p", "timout": 2})
-        with pytest.raises(ConfigError, match="'url' is required"):
+        with pytest.raises(ConfigError, match="url: Field required"):
             build_source("prometheus", {})
         with pytest.raises(ConfigError, match="not both"):
             PrometheusSource(base_url="http://p", bearer_token="t", basic_auth=("u", "p"))
+        both = {"bearer_token": "t", "basic_auth": {"username": "u", "password": "p"}}
+        with pytest.raises(ConfigError, match="not both"):
+            build_source("prometheus", {"url": "http://p", **both})
+        with pytest.raises(ConfigError, match="timeout: Input should be a valid number"):
+            build_source("prometheus", {"url": "http://p", "timeout": "5"})
+        with pytest.raises(ConfigError, match=r"verify: .*true, false or the path"):
+            build_source("prometheus", {"url": "http://p", "verify": 3})
+
+    def test_unreadable_tls_files_are_option_errors(self, tmp_path: Path) -> None:
+        """A CA bundle or client certificate that cannot be read names its key; the
+        source is not built."""
+        options = PrometheusOptions(url="http://p", verify=str(tmp_path / "ca.pem"))
+        (problem,) = options.environment_problems()
+        assert str(problem) == f"verify: {tmp_path / 'ca.pem'} is not a readable file"
+        with pytest.raises(OptionError, match=r"verify: .*ca\.pem is not a readable file"):
+            build_source("prometheus", options)
 
     def test_unknown_kind(self) -> None:
         """An unknown source kind lists the known ones."""

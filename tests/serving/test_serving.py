@@ -35,9 +35,11 @@ class TestFileRouter:
             FileRouter(path=tmp_path / "f" / "r.json").set(ROUTE)
 
     def test_options_checked(self) -> None:
-        """Unknown options are refused."""
-        with pytest.raises(ValueError, match="unknown option"):
+        """Unknown options are refused, naming the option; so is a path that is no string."""
+        with pytest.raises(ValueError, match="file router: mode: Extra inputs are not permitted"):
             build_router("file", {"path": "x", "mode": "fast"})
+        with pytest.raises(ValueError, match="file router: path: Input should be a valid string"):
+            build_router("file", {"path": 3})
 
 
 class TestRouteTable:

@@ -26,14 +26,25 @@ import json
 import os
 import tempfile
 import threading
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from controller.adapters.routing import RouterError, register_router
+from pydantic import Field
+
+from controller.adapters.routing import RouterError, RouterOptions, register_router
 from serving.route import Route
 
-__all__ = ["FileRouter"]
+__all__ = ["FileOptions", "FileRouter"]
+
+
+class FileOptions(RouterOptions):
+    """Options of ``kind: file``: where the routing table lives."""
+
+    path: str = Field(
+        min_length=1,
+        description="The routing table (JSON), replaced atomically on every change; "
+        "relative to the config file's directory. Serving code reads it.",
+    )
 
 
 class FileRouter:
@@ -122,12 +133,7 @@ class FileRouter:
             raise RouterError(f"file router: cannot replace {self.path}: {exc}") from exc
 
 
-@register_router("file")
-def _factory(options: Mapping[str, Any]) -> FileRouter:
-    unknown = sorted(set(options) - {"path"})
-    if unknown:
-        raise ValueError(f"file router: unknown option(s) {', '.join(unknown)}")
-    path = options.get("path")
-    if not isinstance(path, str) or not path:
-        raise ValueError("file router: 'path' (the routing table file) is required")
-    return FileRouter(path=path)
+@register_router("file", options=FileOptions)
+def build_file_router(options: FileOptions) -> FileRouter:
+    """The factory for ``kind: file``."""
+    return FileRouter(path=options.path)

@@ -12,13 +12,15 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Mapping
-from typing import Any
 
-from controller.adapters.routing import register_router
+from controller.adapters.routing import RouterOptions, register_router
 from serving.route import Route
 
-__all__ = ["HttpRouter", "etag_of"]
+__all__ = ["HttpOptions", "HttpRouter", "etag_of"]
+
+
+class HttpOptions(RouterOptions):
+    """``kind: http`` takes no options: the daemon's API publishes the routes."""
 
 
 def etag_of(route: Route) -> str:
@@ -47,8 +49,7 @@ class HttpRouter:
         return self._routes.get(model)
 
 
-@register_router("http")
-def _factory(options: Mapping[str, Any]) -> HttpRouter:
-    if options:
-        raise ValueError(f"http router: takes no options, got {', '.join(sorted(options))}")
+@register_router("http", options=HttpOptions)
+def build_http_router(options: HttpOptions) -> HttpRouter:
+    """The factory for ``kind: http``."""
     return HttpRouter()

@@ -1,6 +1,6 @@
 """The ``nginx`` router: render a config fragment per model, test it, reload nginx.
 
-Config (``kind: nginx``)::
+Config (``kind: nginx``, validated by ``NginxOptions``)::
 
     include_dir: /etc/nginx/modelreg.d     # required; fragments live here
     main_config: /etc/nginx/nginx.conf     # required; for `nginx -t -c` and reload
@@ -81,12 +81,15 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from controller.adapters.routing import RouterError, register_router
+from pydantic import AfterValidator, BeforeValidator, Field
+
+from controller.adapters.routing import RouterError, RouterOptions, register_router
 from serving.route import Backend, Route
 
 __all__ = [
+    "NginxOptions",
     "NginxRouter",
     "build_nginx_router",
     "fragment_path",
@@ -177,17 +180,19 @@ class NginxRouter:
     ) -> None:
         if mode not in ("split_clients", "weighted"):
             raise ValueError(f"nginx router: mode must be split_clients or weighted, not {mode!r}")
-        if not _VARIABLE_RE.fullmatch(key):
-            raise ValueError(
-                f"nginx router: key must be one nginx variable like $request_id: {key!r}"
-            )
+        try:
+            self.key = _nginx_variable(key)
+        except ValueError as exc:
+            raise ValueError(f"nginx router: key: {exc}") from None
+        try:
+            self._upstreams = _parse_upstreams(upstreams)
+        except ValueError as exc:
+            raise ValueError(f"nginx router: upstreams: {exc}") from None
         self.include_dir = Path(include_dir)
         self.main_config = Path(main_config)
         self.nginx = nginx
         self.pid_file = Path(pid_file) if pid_file is not None else None
         self.mode: Mode = mode
-        self.key = key
-        self._upstreams = _parse_upstreams(upstreams)
         self._run = run if run is not None else _default_runner(timeout_s)
         self._lock = threading.Lock()
         self._reloaded = False  # has this process seen nginx load the fragments?
@@ -360,28 +365,90 @@ def _tail(text: str, limit: int = 600) -> str:
     return " ".join(text.strip().split())[-limit:] or "no output"
 
 
+def _nginx_variable(key: str) -> str:
+    if not _VARIABLE_RE.fullmatch(key):
+        raise ValueError(f"expected one nginx variable like $request_id, not {key!r}")
+    return key
+
+
 def _parse_upstreams(raw: Mapping[str, Any]) -> dict[str, dict[str, tuple[str, ...]]]:
-    """``{version: addr}`` for all models (stored under "*"), or ``{model: {version: addr}}``."""
+    """``{version: addr}`` for all models (stored under "*"), or ``{model: {version: addr}}``.
+
+    The one check of the ``upstreams`` option: ``NginxOptions`` runs it before the
+    schema's types, so each mistake is one message naming the version (the caller
+    names ``upstreams``)."""
     if not isinstance(raw, Mapping) or not raw:
-        raise ValueError("nginx router: upstreams must map versions to addresses")
+        raise ValueError("expected versions mapped to addresses, or models to {version: address}")
     nested = all(isinstance(v, Mapping) for v in raw.values())
     table = {str(m): v for m, v in raw.items()} if nested else {"*": raw}
     parsed: dict[str, dict[str, tuple[str, ...]]] = {}
     for model, versions in table.items():
         parsed[model] = {}
+        where = "" if model == "*" else f"{model}."
+        if not versions:
+            raise ValueError(f"{model}: maps no version to an address")
         for version, addresses in versions.items():
             listed = [addresses] if isinstance(addresses, str) else addresses
             if not isinstance(listed, list | tuple) or not listed:
-                raise ValueError(
-                    f"nginx router: upstreams.{version}: an address or a list of addresses"
-                )
+                raise ValueError(f"{where}{version}: expected an address or a list of addresses")
             for address in listed:
                 if not isinstance(address, str) or not _ADDRESS_RE.fullmatch(address):
-                    raise ValueError(
-                        f"nginx router: upstreams.{version}: {address!r} is not an address"
-                    )
+                    raise ValueError(f"{where}{version}: {address!r} is not an address")
             parsed[model][str(version)] = tuple(listed)
     return parsed
+
+
+def _upstreams_option(raw: Any) -> Any:
+    """``upstreams`` as written, checked by ``_parse_upstreams``, with string keys."""
+    _parse_upstreams(raw)
+    return {
+        str(key): {str(v): a for v, a in value.items()} if isinstance(value, Mapping) else value
+        for key, value in raw.items()
+    }
+
+
+Addresses = str | list[str]
+
+
+class NginxOptions(RouterOptions):
+    """Options of ``kind: nginx``: where fragments go, how nginx is tested and reloaded,
+    how traffic is split, and the servers behind each version."""
+
+    include_dir: str = Field(
+        min_length=1,
+        description="Directory of the per-model fragments (modelreg-<model>.conf), included "
+        "inside http {} by the main config (required).",
+    )
+    main_config: str = Field(
+        min_length=1,
+        description="nginx's main config file, for `nginx -t -c` and the reload (required).",
+    )
+    nginx: str = Field(default="/usr/sbin/nginx", min_length=1, description="The nginx binary.")
+    pid_file: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Reload by SIGHUP to the pid in this file; without it, "
+        "`nginx -s reload -c main_config`.",
+    )
+    mode: Mode = Field(
+        default="split_clients",
+        description="split_clients: hash `key` into percent buckets (sticky per key); "
+        "weighted: one upstream with server weights (exact proportions, not sticky).",
+    )
+    key: Annotated[str, AfterValidator(_nginx_variable)] = Field(
+        default="$request_id",
+        description="The split_clients hash key: one nginx variable, e.g. $cookie_uid to "
+        "keep a client on one version.",
+    )
+    upstreams: Annotated[
+        dict[str, Addresses | dict[str, Addresses]], BeforeValidator(_upstreams_option)
+    ] = Field(
+        description="Version -> address (host:port or unix:path) or list of addresses, "
+        "for every model; or model -> {version: addresses} (required).",
+    )
+    timeout_s: float = Field(
+        default=30.0, gt=0, le=3600, description="Seconds each nginx command may take."
+    )
 
 
 _SPLIT_LINE = re.compile(r"^\s*(\d+(?:\.\d+)?%|\*)\s+(\S+);\s*$")
@@ -462,36 +529,16 @@ def _parse_fragment(text: str, *, model: str, path: Path) -> Route:
     return parsed
 
 
-@register_router("nginx")
-def build_nginx_router(options: Mapping[str, Any]) -> NginxRouter:
-    """The factory for ``kind: nginx``; unknown options are an error."""
-    known = {
-        "include_dir",
-        "main_config",
-        "nginx",
-        "pid_file",
-        "mode",
-        "key",
-        "upstreams",
-        "timeout_s",
-    }
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise ValueError(f"nginx router: unknown option(s) {', '.join(unknown)}")
-    for required in ("include_dir", "main_config", "upstreams"):
-        if not options.get(required):
-            raise ValueError(f"nginx router: {required} is required")
-    mode = str(options.get("mode", "split_clients"))
-    if mode not in ("split_clients", "weighted"):
-        raise ValueError(f"nginx router: mode must be split_clients or weighted, not {mode!r}")
-    pid_file = options.get("pid_file")
+@register_router("nginx", options=NginxOptions)
+def build_nginx_router(options: NginxOptions) -> NginxRouter:
+    """The factory for ``kind: nginx``."""
     return NginxRouter(
-        include_dir=str(options["include_dir"]),
-        main_config=str(options["main_config"]),
-        upstreams=options["upstreams"],
-        nginx=str(options.get("nginx", "/usr/sbin/nginx")),
-        pid_file=str(pid_file) if pid_file else None,
-        mode="weighted" if mode == "weighted" else "split_clients",
-        key=str(options.get("key", "$request_id")),
-        timeout_s=float(options.get("timeout_s", 30.0)),
+        include_dir=options.include_dir,
+        main_config=options.main_config,
+        upstreams=options.upstreams,
+        nginx=options.nginx,
+        pid_file=options.pid_file,
+        mode=options.mode,
+        key=options.key,
+        timeout_s=options.timeout_s,
     )

@@ -1,6 +1,6 @@
 """The ``webhook`` router: POST each desired route, signed, to a receiver.
 
-Config (``kind: webhook``)::
+Config (``kind: webhook``, validated by ``WebhookOptions``)::
 
     url: https://serving.internal/modelreg/routes   # required
     secret_file: /etc/modelreg/webhook.secret       # or secret_env: NAME, or secret: "..."
@@ -9,6 +9,10 @@ Config (``kind: webhook``)::
     backoff_s: 0.5       # doubled after each failed attempt ...
     max_backoff_s: 8.0   # ... up to this
     timeout_s: 5.0       # per HTTP request
+
+The secret is read when the router is built: a ``secret_env`` that is not set or a
+``secret_file`` that cannot be read is an ``OptionError`` (``config check`` warns,
+the daemon refuses to start).
 
 Request: ``POST url`` with the route as JSON (``Route.to_dict()``, keys sorted)
 and ``X-Modelreg-Signature: t=<unix seconds>,v1=<hex>``, where ``hex`` is
@@ -46,15 +50,18 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
+from pydantic import AfterValidator, Field, model_validator
 
-from controller.adapters.routing import RouterError, register_router
+from controller.adapters.routing import RouterError, RouterOptions, register_router
+from controller.errors import OptionError
 from serving.route import Route
 
 __all__ = [
     "SIGNATURE_HEADER",
+    "WebhookOptions",
     "WebhookRouter",
     "WebhookStatus",
     "sign",
@@ -321,59 +328,105 @@ class WebhookRouter:
                 self._retry_at.pop(route.model, None)
 
 
-def _secret_from(options: Mapping[str, Any]) -> str:
-    given = [k for k in ("secret", "secret_file", "secret_env") if options.get(k)]
-    if len(given) != 1:
-        raise ValueError(
-            "webhook router: exactly one of secret, secret_file, secret_env is required"
-            + (f" (got {', '.join(given)})" if given else "")
-        )
-    key = given[0]
-    if key == "secret":
-        return str(options["secret"])
-    if key == "secret_file":
-        path = Path(str(options["secret_file"]))
-        try:
-            value = path.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ValueError(f"webhook router: secret_file {path}: {exc.strerror}") from exc
-        if not value:
-            raise ValueError(f"webhook router: secret_file {path} is empty")
-        return value
-    name = str(options["secret_env"])
-    value = os.environ.get(name, "")
-    if not value:
-        raise ValueError(f"webhook router: secret_env {name} is not set")
+def _http_url(value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("expected an http:// or https:// URL")
     return value
 
 
-@register_router("webhook")
-def build_webhook_router(options: Mapping[str, Any]) -> WebhookRouter:
-    """The factory for ``kind: webhook``; unknown options are an error."""
-    known = {
-        "url",
-        "read_url",
-        "secret",
-        "secret_file",
-        "secret_env",
-        "attempts",
-        "backoff_s",
-        "max_backoff_s",
-        "timeout_s",
-    }
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise ValueError(f"webhook router: unknown option(s) {', '.join(unknown)}")
-    url = options.get("url")
-    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-        raise ValueError("webhook router: url is required (http:// or https://)")
-    read_url = options.get("read_url")
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+_SECRETS = ("secret", "secret_file", "secret_env")
+
+
+class WebhookOptions(RouterOptions):
+    """Options of ``kind: webhook``: where routes are POSTed, signed with a shared secret.
+
+    Exactly one of ``secret``, ``secret_file`` and ``secret_env`` gives the secret.
+    """
+
+    url: HttpUrl = Field(description="The receiver: each route is POSTed here (required).")
+    read_url: HttpUrl | None = Field(
+        default=None,
+        description="Where read() asks the receiver for a model's route (GET ?model=NAME); "
+        "without it, read() answers what this process saw confirmed.",
+    )
+    secret: str | None = Field(
+        default=None, min_length=1, repr=False, description="The HMAC secret itself."
+    )
+    secret_file: str | None = Field(
+        default=None,
+        min_length=1,
+        description="A file holding the secret (e.g. a systemd credential); read at start.",
+    )
+    secret_env: str | None = Field(
+        default=None,
+        min_length=1,
+        description="An environment variable holding the secret; read at start.",
+    )
+    attempts: int = Field(
+        default=4, ge=1, le=100, description="POSTs per set(), the first one included."
+    )
+    backoff_s: float = Field(
+        default=0.5,
+        ge=0,
+        le=3600,
+        description="Seconds before the first retry; doubled after each.",
+    )
+    max_backoff_s: float = Field(
+        default=8.0, ge=0, le=3600, description="The longest wait between retries, in seconds."
+    )
+    timeout_s: float = Field(default=5.0, gt=0, le=600, description="Per HTTP request, seconds.")
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> WebhookOptions:
+        given = [key for key in _SECRETS if getattr(self, key) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "exactly one of secret, secret_file, secret_env is required"
+                + (f" (got {', '.join(given)})" if given else "")
+            )
+        return self
+
+    def read_secret(self) -> str:
+        """The secret, from the file or the environment if so configured.
+
+        ``OptionError`` naming the key when the variable is unset or the file cannot
+        be read or is empty.
+        """
+        if self.secret is not None:
+            return self.secret
+        if self.secret_file is not None:
+            path = Path(self.secret_file)
+            try:
+                value = path.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise OptionError("secret_file", f"cannot read {path}: {exc.strerror}") from None
+            if not value:
+                raise OptionError("secret_file", f"{path} is empty")
+            return value
+        name = str(self.secret_env)
+        value = os.environ.get(name, "")
+        if not value:
+            raise OptionError("secret_env", f"{name} is not set")
+        return value
+
+    def environment_problems(self) -> list[OptionError]:
+        try:
+            self.read_secret()
+        except OptionError as exc:
+            return [exc]
+        return []
+
+
+@register_router("webhook", options=WebhookOptions)
+def build_webhook_router(options: WebhookOptions) -> WebhookRouter:
+    """The factory for ``kind: webhook``; reads the secret (``OptionError`` if it cannot)."""
     return WebhookRouter(
-        url=url,
-        secret=_secret_from(options),
-        read_url=str(read_url) if read_url else None,
-        attempts=int(options.get("attempts", 4)),
-        backoff_s=float(options.get("backoff_s", 0.5)),
-        max_backoff_s=float(options.get("max_backoff_s", 8.0)),
-        timeout_s=float(options.get("timeout_s", 5.0)),
+        url=options.url,
+        secret=options.read_secret(),
+        read_url=options.read_url,
+        attempts=options.attempts,
+        backoff_s=options.backoff_s,
+        max_backoff_s=options.max_backoff_s,
+        timeout_s=options.timeout_s,
     )

@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from controller.adapters.routers.nginx import (
+    NginxOptions,
     NginxRouter,
     build_nginx_router,
     fragment_path,
@@ -276,8 +277,9 @@ class TestRead:
 
 class TestFactory:
     def test_registered_kind(self, tmp_path: Path) -> None:
-        """kind: nginx builds an NginxRouter satisfying the Router protocol."""
-        assert ROUTERS["nginx"] is build_nginx_router
+        """kind: nginx builds an NginxRouter from NginxOptions, satisfying the Router protocol."""
+        assert ROUTERS["nginx"].factory is build_nginx_router
+        assert ROUTERS["nginx"].options is NginxOptions
         router = build_router(
             "nginx",
             {"include_dir": str(tmp_path), "main_config": "/x.conf", "upstreams": UPSTREAMS},
@@ -288,31 +290,43 @@ class TestFactory:
     @pytest.mark.parametrize(
         ("options", "message"),
         [
-            ({"main_config": "/x", "upstreams": UPSTREAMS}, "include_dir is required"),
-            ({"include_dir": "/d", "upstreams": UPSTREAMS}, "main_config is required"),
-            ({"include_dir": "/d", "main_config": "/x"}, "upstreams is required"),
+            ({"main_config": "/x", "upstreams": UPSTREAMS}, "include_dir: Field required"),
+            ({"include_dir": "/d", "upstreams": UPSTREAMS}, "main_config: Field required"),
+            ({"include_dir": "/d", "main_config": "/x"}, "upstreams: Field required"),
             (
                 {"include_dir": "/d", "main_config": "/x", "upstreams": UPSTREAMS, "mode": "hash"},
-                "mode must be",
+                "mode: Input should be 'split_clients' or 'weighted'",
             ),
             (
                 {"include_dir": "/d", "main_config": "/x", "upstreams": UPSTREAMS, "key": "x"},
-                "key must be one nginx variable",
+                r"key: .*one nginx variable like \$request_id, not 'x'",
             ),
             (
                 {"include_dir": "/d", "main_config": "/x", "upstreams": {"v1": "a b"}},
-                "is not an address",
+                "upstreams: .*v1: 'a b' is not an address",
+            ),
+            (
+                {"include_dir": "/d", "main_config": "/x", "upstreams": {"fraud": {}}},
+                "upstreams: .*fraud: maps no version",
             ),
             (
                 {"include_dir": "/d", "main_config": "/x", "upstreams": UPSTREAMS, "reload": 1},
-                r"unknown option\(s\) reload",
+                "reload: Extra inputs are not permitted",
+            ),
+            (
+                {"include_dir": "/d", "main_config": "/x", "upstreams": UPSTREAMS, "timeout_s": 0},
+                "timeout_s: Input should be greater than 0",
+            ),
+            (
+                {"include_dir": "/d", "main_config": "/x", "upstreams": UPSTREAMS, "nginx": 5},
+                "nginx: Input should be a valid string",
             ),
         ],
     )
     def test_invalid_options(self, options: dict[str, Any], message: str) -> None:
-        """Config mistakes are ValueErrors naming the option."""
+        """Config mistakes are ValueErrors naming the option (NginxOptions' one check)."""
         with pytest.raises(ValueError, match=message):
-            build_nginx_router(options)
+            build_router("nginx", options)
 
 
 # -- a real nginx -------------------------------------------------------------------

@@ -11,15 +11,18 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import ValidationError
 
 from controller.adapters.notify import (
     DecisionEvent,
     EventKind,
+    NotificationTarget,
     Notifier,
     NotifierStats,
     build_notifier,
     slack_payload,
 )
+from controller.errors import OptionError
 
 AT = datetime(2024, 1, 10, 9, 0, tzinfo=UTC)
 HOOK_A = "https://hooks.test/services/A/secret-a"
@@ -212,28 +215,51 @@ class TestBackpressure:
 
 class TestBuild:
     def test_urls_and_env(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        """webhooks may be literal URLs or {url_env: NAME}."""
+        """A target's url, or the URL its url_env names, is where its notifier posts."""
         monkeypatch.setenv("MODELREG_TEST_HOOK", HOOK_B)
-        notifier = build_notifier({"webhooks": [HOOK_A, {"url_env": "MODELREG_TEST_HOOK"}]})
-        try:
-            assert notifier.webhooks == (HOOK_A, HOOK_B)
-        finally:
-            assert notifier.close(timeout_s=30)
+        targets = [
+            (NotificationTarget(url=HOOK_A), HOOK_A),
+            (NotificationTarget(url_env="MODELREG_TEST_HOOK"), HOOK_B),
+        ]
+        for target, url in targets:
+            notifier = build_notifier(target)
+            try:
+                assert notifier.webhooks == (url,)
+            finally:
+                assert notifier.close(timeout_s=30)
 
     @pytest.mark.parametrize(
-        ("options", "message"),
+        ("fields", "key", "message"),
         [
-            ({}, r"notifications\.webhooks: a non-empty list"),
-            ({"webhooks": ["ftp://x"]}, r"webhooks\[0\]: not an http"),
-            ({"webhooks": [{"url_env": "MODELREG_TEST_UNSET"}]}, r"webhooks\[0\]\.url_env"),
-            ({"webhooks": [3]}, r"webhooks\[0\]: a URL"),
-            ({"webhooks": [HOOK_A], "retries": 1}, r"unknown option\(s\) retries"),
+            ({}, (), "expected exactly one of url or url_env"),
+            ({"url": HOOK_A, "url_env": "X"}, (), "expected exactly one of url or url_env"),
+            ({"url": "ftp://x"}, ("url",), "expected an http(s) URL"),
+            ({"url": HOOK_A, "retries": 1}, ("retries",), "Extra inputs are not permitted"),
+            ({"url": HOOK_A, "attempts": 0}, ("attempts",), "greater than or equal to 1"),
+            ({"url": HOOK_A, "events": ["exploded"]}, ("events", 0), "Input should be"),
         ],
     )
-    def test_invalid(self, options: dict[str, Any], message: str) -> None:
-        """Config mistakes name the key."""
-        with pytest.raises(ValueError, match=message):
-            build_notifier(options)
+    def test_invalid(self, fields: dict[str, Any], key: tuple[Any, ...], message: str) -> None:
+        """A target's mistakes name their key (the model controller.config validates with)."""
+        with pytest.raises(ValidationError) as info:
+            NotificationTarget.model_validate(fields)
+        (error,) = info.value.errors()
+        assert error["loc"] == key
+        assert message in error["msg"]
+
+    def test_unusable_url_env(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """An unset url_env, or one not holding an http(s) URL, is an OptionError naming it;
+        no notifier (no thread) is started."""
+        monkeypatch.delenv("MODELREG_TEST_UNSET", raising=False)
+        target = NotificationTarget(url_env="MODELREG_TEST_UNSET")
+        assert [str(p) for p in target.environment_problems()] == [
+            "url_env: MODELREG_TEST_UNSET is not set"
+        ]
+        with pytest.raises(OptionError, match="url_env: MODELREG_TEST_UNSET is not set"):
+            build_notifier(target)
+        monkeypatch.setenv("MODELREG_TEST_UNSET", "ftp://x")
+        with pytest.raises(OptionError, match="url_env: MODELREG_TEST_UNSET does not hold an http"):
+            build_notifier(target)
 
 
 class SlackLike(BaseHTTPRequestHandler):

@@ -17,6 +17,7 @@ import pytest
 
 from controller.adapters.routers.webhook import (
     SIGNATURE_HEADER,
+    WebhookOptions,
     WebhookRouter,
     build_webhook_router,
     sign,
@@ -273,8 +274,9 @@ class TestVerifySignature:
 
 class TestFactory:
     def test_registered_kind(self) -> None:
-        """kind: webhook builds a WebhookRouter satisfying the Router protocol."""
-        assert ROUTERS["webhook"] is build_webhook_router
+        """kind: webhook builds a WebhookRouter from WebhookOptions (Router protocol)."""
+        assert ROUTERS["webhook"].factory is build_webhook_router
+        assert ROUTERS["webhook"].options is WebhookOptions
         router = build_router("webhook", {"url": URL, "secret": SECRET})
         assert isinstance(router, WebhookRouter)
         assert isinstance(router, Router)
@@ -299,7 +301,9 @@ class TestFactory:
             {"secret_env": "MODELREG_TEST_WEBHOOK_SECRET"},
         ]
         for revision, source in enumerate(sources, start=1):
-            router = build_webhook_router({"url": f"http://127.0.0.1:{port}/routes", **source})
+            options = WebhookOptions(url=f"http://127.0.0.1:{port}/routes", **source)
+            assert options.environment_problems() == []
+            router = build_webhook_router(options)
             try:
                 router.set(route(revision))
             finally:
@@ -310,20 +314,32 @@ class TestFactory:
     @pytest.mark.parametrize(
         ("options", "message"),
         [
-            ({"secret": SECRET}, "url is required"),
-            ({"url": "ftp://x", "secret": SECRET}, "url is required"),
+            ({"secret": SECRET}, "url: Field required"),
+            ({"url": "ftp://x", "secret": SECRET}, "url: .*expected an http:// or https:// URL"),
             ({"url": URL}, "exactly one of secret"),
             ({"url": URL, "secret": SECRET, "secret_env": "X"}, r"got secret, secret_env"),
-            ({"url": URL, "secret_env": "MODELREG_TEST_UNSET_VAR"}, "is not set"),
-            ({"url": URL, "secret_file": "/nonexistent/secret"}, "secret_file /nonexistent"),
-            ({"url": URL, "secret": SECRET, "retries": 3}, r"unknown option\(s\) retries"),
-            ({"url": URL, "secret": SECRET, "attempts": 0}, "attempts must be at least 1"),
+            (
+                {"url": URL, "secret_env": "MODELREG_TEST_UNSET_VAR"},
+                "secret_env: MODELREG_TEST_UNSET_VAR is not set",
+            ),
+            (
+                {"url": URL, "secret_file": "/nonexistent/secret"},
+                "secret_file: cannot read /nonexistent/secret",
+            ),
+            ({"url": URL, "secret": SECRET, "retries": 3}, "retries: Extra inputs are not"),
+            (
+                {"url": URL, "secret": SECRET, "attempts": 0},
+                "attempts: Input should be greater than or equal to 1",
+            ),
+            ({"url": URL, "secret": SECRET, "attempts": "4"}, "attempts: .*valid integer"),
+            ({"url": URL, "secret": SECRET, "timeout_s": -1}, "timeout_s: .*greater than 0"),
         ],
     )
     def test_invalid_options(self, options: dict[str, Any], message: str) -> None:
-        """Config mistakes are ValueErrors naming the option."""
+        """Config mistakes are ValueErrors naming the option (WebhookOptions' one check; an
+        unset variable or unreadable file is an OptionError, also a ValueError)."""
         with pytest.raises(ValueError, match=message):
-            build_webhook_router(options)
+            build_router("webhook", options)
 
 
 # -- against a real HTTP server ----------------------------------------------------
