@@ -1,5 +1,6 @@
-"""Route planning: the split a rollout's phase and weight imply, and how a route may be
-pushed over the one serving holds. Pure: the actuator pushes what these return.
+"""Route planning: the split a rollout's phase and weight imply, the route of production
+between rollouts, and how a route may be pushed over the one serving holds. Pure: the
+actuator pushes what these return.
 
 Revisions: each rollout owns a block of ``REVISIONS_PER_ROLLOUT`` revisions (its id
 times the block, plus its own counter), so a later rollout's routes are always
@@ -13,7 +14,7 @@ from dataclasses import replace
 from controller.core.phases import TERMINAL, Phase
 from serving.route import Backend, Route
 
-__all__ = ["REVISIONS_PER_ROLLOUT", "rebased", "route_for"]
+__all__ = ["REVISIONS_PER_ROLLOUT", "production_route", "rebased", "route_for"]
 
 REVISIONS_PER_ROLLOUT = 1000
 
@@ -41,6 +42,23 @@ def route_for(
         backends=backends,
         revision=rollout_id * REVISIONS_PER_ROLLOUT + revision,
         salt=f"{model}:{rollout_id}",
+    )
+
+
+def production_route(
+    model: str, production: Backend, *, last_rollout: tuple[int, int] | None
+) -> Route:
+    """All traffic to ``production`` when no rollout is active. ``last_rollout``: the
+    newest finished rollout's id and revision, whose block and salt the route keeps
+    (so serving's sticky assignment and revision order carry on); None without one."""
+    if last_rollout is None:
+        revision, salt = 0, ""
+    else:
+        rollout_id, rollout_revision = last_rollout
+        revision = rollout_id * REVISIONS_PER_ROLLOUT + rollout_revision
+        salt = f"{model}:{rollout_id}"
+    return Route(
+        model=model, backends=(replace(production, weight=100),), revision=revision, salt=salt
     )
 
 

@@ -46,7 +46,7 @@ from controller.core.production import (
     RollbackRequest,
     may_roll_back,
 )
-from controller.core.routes import REVISIONS_PER_ROLLOUT, rebased, route_for
+from controller.core.routes import production_route, rebased, route_for
 from registry import ApprovalRequired, ModelRegistry, NotFound, RegistryError, VersionNotFound
 from serving.route import Backend, Route
 
@@ -358,13 +358,10 @@ class Actuator:
             production = self.registry.resolve(model)
         except NotFound:
             return None
-        revision = last.id * REVISIONS_PER_ROLLOUT + last.revision if last else 0
-        salt = f"{model}:{last.id}" if last else ""
-        return Route(
-            model=model,
-            backends=(Backend(str(production.version), 100, production.artifact_digest),),
-            revision=revision,
-            salt=salt,
+        return production_route(
+            model,
+            Backend(str(production.version), 100, production.artifact_digest),
+            last_rollout=None if last is None else (last.id, last.revision),
         )
 
     def route_production(self, model: str) -> None:
