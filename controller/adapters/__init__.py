@@ -1,8 +1,9 @@
 """The controller's adapters: how the shell reaches the world, one kind of thing each.
 
 - ``rollout_store``: rollouts, decisions and intents in the registry's database
-  (its own Alembic history); ``guard_store`` the guard's streaks and actions;
-  ``alert_ledger`` the alert instances already acted on.
+  (its own Alembic history); ``production_ledger`` every production rollback made or
+  begun (guard and alerts); ``guard_store`` the guard's trigger streaks;
+  ``alert_ledger`` the alert deliveries already acted on; ``epoch`` their times.
 - ``routing`` + ``routers/``: the router protocol and one module per ``kind:``.
 - ``registry_gateway``: what the shell reads from the registry (approvals, how
   production got there), failures as data.

@@ -6,7 +6,7 @@ their own Alembic history under ``controller/migrations`` with the version table
 ``controller_alembic_version``, applied when the store is opened: the registry
 knows nothing of them.
 
-Crash safety is the shell's protocol (``controller.shell.controller``), supported here by
+Crash safety is the shell's protocol (``controller.shell.tick``, ``.actuator``), supported by
 three writes, each one transaction:
 
 - ``record_intent``: the decision row (``applied = false``) and the rollout's
@@ -137,11 +137,15 @@ def state_from_dict(data: Mapping[str, Any], rollout: RolloutState) -> RolloutSt
 
 
 def _evidence_of(data: object) -> AnalysisState | None:
-    if not isinstance(data, Mapping):
-        return None
+    """The stored analysis state (a mapping, or its JSON text); an unreadable one
+    restarts the tests, which is conservative: it never carries a wrong state."""
     try:
+        if isinstance(data, str):
+            data = json.loads(data)
+        if not isinstance(data, Mapping):
+            return None
         return AnalysisState.from_dict(data)
-    except ValueError:
+    except ValueError:  # json.JSONDecodeError included
         return None
 
 
@@ -285,7 +289,7 @@ class RolloutRecord:
         columns = {
             **{name: getattr(row, name) for name in _STATE_COLUMNS},
             "streaks": json.loads(row.streaks),
-            "evidence": json.loads(row.evidence) if row.evidence else None,
+            "evidence": row.evidence or None,  # JSON text: parsed by state_from_dict
         }
         state = state_from_dict(columns, identity)
         return cls(

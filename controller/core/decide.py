@@ -1,6 +1,6 @@
 """The controller's brain: ``decide(policy, state, observations, *, now) -> Decision``.
 
-Pure: no clock (``now`` is passed in), no I/O. The shell (``controller.shell.controller``)
+Pure: no clock (``now`` is passed in), no I/O. The shell (``controller.shell.tick``)
 measures, calls ``decide`` and applies the returned ``Decision``; each decision
 carries the next ``RolloutState``, the phase-table ``event`` it is, one-line
 ``reasons`` and the ``numbers`` behind them (for the log, the database and

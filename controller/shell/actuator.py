@@ -115,6 +115,7 @@ class Actuator:
         self.router_errors: dict[str, str] = {}  # router -> an error of a failing model
         self._failing: dict[str, dict[str, str]] = {}  # router -> model -> last error
         self._locks: dict[str, threading.Lock] = {}
+        self._holders: dict[str, int] = {}  # model -> the thread holding its lock
         self._locks_guard = threading.Lock()
         # Guards ``_failing`` and ``router_errors`` (ticks, alerts, the guard and the
         # watcher push from their own threads); never held across router I/O.
@@ -129,7 +130,16 @@ class Actuator:
         with self._locks_guard:
             lock = self._locks.setdefault(model, threading.Lock())
         with lock:
-            yield
+            self._holders[model] = threading.get_ident()
+            try:
+                yield
+            finally:
+                del self._holders[model]
+
+    def _require_lock(self, model: str) -> None:
+        """Every effect on a model happens under its lock; a caller that forgot is a bug."""
+        if self._holders.get(model) != threading.get_ident():
+            raise RuntimeError(f"the actuator changes {model!r} only under its lock")
 
     # -- rollouts ---------------------------------------------------------------
 
@@ -144,6 +154,7 @@ class Actuator:
     ) -> RolloutRecord:
         """A new rollout of ``candidate`` (version, digest) against ``control``; a ``dev``
         candidate moves to ``staging``. Call under the model's lock."""
+        self._require_lock(model)
         record = self.store.create(
             model=model,
             control=control[0],
@@ -181,6 +192,7 @@ class Actuator:
 
         ``hold``: whether the decision changes nothing outside the database; by default,
         a ``HoldUntil`` that stays in its phase."""
+        self._require_lock(record.model)
         if hold is None:
             hold = isinstance(decision, HoldUntil) and decision.state.phase is record.phase
         if hold:
@@ -191,6 +203,7 @@ class Actuator:
 
     def apply(self, record: RolloutRecord, intent: Intent) -> None:
         """Act on ``intent`` idempotently (route, registry), then confirm it."""
+        self._require_lock(record.model)
         target = intent.state.phase
         route = record_route(record, target, intent.state.weight, intent.revision)
         reasons: tuple[str, ...] = (record.reason,)
@@ -199,7 +212,7 @@ class Actuator:
         if decisions and decisions[-1].id == intent.decision_id:
             reasons, numbers = decisions[-1].reasons, decisions[-1].numbers
         reason = "; ".join(reasons)
-        cause = _cause(numbers.get("cause"))
+        cause = _cause(numbers)
         try:
             if intent.action == "promote":
                 self._registry_move(record, "production", reason)
@@ -215,12 +228,12 @@ class Actuator:
         except ApprovalRequired as exc:
             log.warning("promotion_needs_approval", rollout=record.id, error=str(exc))
             self.store.abandon(record.id, intent, now=self.clock(), reason=str(exc))
-            self.notify_rollout(record, EventKind.FAILED, (str(exc),), cause)
+            self.notify_rollout(record, EventKind.FAILED, (str(exc),), None)
             return
         except RegistryError as exc:  # e.g. someone moved the version meanwhile
             log.error("registry_refused", rollout=record.id, action=intent.action, error=str(exc))
             self.store.abandon(record.id, intent, now=self.clock(), reason=str(exc))
-            self.notify_rollout(record, EventKind.FAILED, (str(exc),), cause)
+            self.notify_rollout(record, EventKind.FAILED, (str(exc),), None)
             return
         self.store.confirm(record.id, intent, now=self.clock(), reason=reason)
         kind = _NOTIFIED.get(target)
@@ -267,9 +280,11 @@ class Actuator:
             facts = ProductionFacts(
                 rollout_active=self.store.active_for(model) is not None,
                 production=production,
-                entered_at=None
-                if production is None
-                else production_entered_at(self.registry, model),
+                # Only an alert without a version label is judged by when production
+                # came in: the registry's history is read for it alone.
+                entered_at=production_entered_at(self.registry, model)
+                if production is not None and request.expected is None
+                else None,
                 ledger=self.ledger.actions(model, instance=request.instance)
                 if request.instance is not None
                 else (),
@@ -300,7 +315,7 @@ class Actuator:
             except RegistryError as exc:
                 self.ledger.finish(action_id, "failed", to_version=None,
                                    reason=f"{request.reason}; {exc}")  # fmt: skip
-                log.error("production_rollback_refused", model=model, version=version,
+                log.error("production_rollback_failed", model=model, version=version,
                           cause=request.cause.value, error=str(exc))  # fmt: skip
                 return ProductionOutcome(False, False, f"nothing to roll back: {exc}", version)
             to_version = str(restored.version)
@@ -382,6 +397,7 @@ class Actuator:
         route), and when a push reached serving but its answer was lost (the router
         still reads the previous route back).
         """
+        self._require_lock(route.model)
         found = self.router_for(route.model)
         if found is None:
             return
@@ -489,6 +505,10 @@ class Actuator:
             log.error("notify_failed", model=event.model, kind=event.kind.value, error=repr(exc))
 
 
-def _cause(value: object) -> Cause | None:
-    """A stored decision's cause, typed (None when absent or unknown)."""
+def _cause(numbers: Mapping[str, Any]) -> Cause | None:
+    """A stored decision's cause, typed (None when absent or unknown). A decision stored
+    by an earlier release for an alert said ``operator`` with an ``alert:`` actor."""
+    value, actor = numbers.get("cause"), numbers.get("actor")
+    if value == Cause.OPERATOR and isinstance(actor, str) and actor.startswith("alert:"):
+        return Cause.ALERT
     return Cause(value) if isinstance(value, str) and value in set(Cause) else None

@@ -56,19 +56,19 @@ class Controller:
         self.config = config
         self.registry = registry
         self.store = store
-        self.routers = dict(routers)
         self.clock = clock
         self.metrics = metrics
         self.measurer = Measurer(sources=sources, metrics=metrics)
         self.actuator = Actuator(
             registry=registry,
             store=store,
-            routers=self.routers,
+            routers=routers,
             policy=self.policy,
             clock=clock,
             metrics=metrics,
             actor=actor,
         )
+        self.routers = self.actuator.routers  # one dict: the actuator's
         self.on_started: Callable[[RolloutRecord], None] | None = None
 
     @property

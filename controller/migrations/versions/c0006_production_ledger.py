@@ -34,6 +34,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # The previous release's guard reads every row as its own action: an alert's row
+    # would end a guard cooldown early. Alert rows are dropped (their dedup is lost).
+    op.execute("DELETE FROM controller_production_action WHERE cause <> 'guard'")
     op.drop_index(
         "ix_controller_production_action_model", table_name="controller_production_action"
     )

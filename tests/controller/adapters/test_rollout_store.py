@@ -108,3 +108,31 @@ class TestStore:
         assert reopened.pushed_route("m") == second
         assert reopened.pushed_route("other") == Route("other", (Backend("v2", 100),), revision=9)
         store.close()
+
+    def test_unreadable_evidence_restarts_the_tests_not_the_store(self, tmp_path: Path) -> None:
+        """A damaged analysis state (not JSON, or not a state) reads as none: the rollout
+        and every listing stay readable, and its tests start over."""
+        store = _store(tmp_path)
+        record = _create(store)
+        for damaged in ("{not json", '["a list"]'):
+            with store.engine.begin() as conn:
+                conn.execute(sa.text("UPDATE controller_rollout SET evidence = :e"), {"e": damaged})
+            assert store.get(record.id).evidence is None
+            assert [r.id for r in store.active()] == [record.id]
+
+    def test_an_intent_written_by_the_previous_release_loads(self, tmp_path: Path) -> None:
+        """Intents stored before the state was typed (a plain dict, no evidence key)."""
+        store = _store(tmp_path)
+        record = _create(store)
+        old = ('{"decision_id": 1, "action": "set_weight", "revision": 1, "next_eval_at": 0.0, '
+               '"state": {"phase": "progressing", "step": 0, "weight": 10.0, '
+               f'"started_at": {T0.timestamp()}, "step_started_at": {T0.timestamp()}, '
+               '"failures": 0, "streaks": {}, "approved": false}}')  # fmt: skip
+        with store.engine.begin() as conn:
+            conn.execute(sa.text("UPDATE controller_rollout SET intent = :i"), {"i": old})
+        intent = store.get(record.id).intent
+        assert intent is not None
+        assert (intent.state.phase, intent.state.weight, intent.state.model) == (
+            Phase.PROGRESSING, 10.0, "m",
+        )  # fmt: skip
+        assert intent.state.evidence is None

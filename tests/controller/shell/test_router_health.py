@@ -179,7 +179,7 @@ def test_failures_recorded_while_the_watcher_forgets(tmp_path: Path) -> None:
     try:
         for i in range(count):
             route = Route(f"m{i}", (Backend("v1", 100),), revision=1)
-            with pytest.raises(RouterError):
+            with controller.actuator.lock(route.model), pytest.raises(RouterError):
                 controller.actuator.push(route)
     finally:
         done.set()
