@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 import structlog
 
-from controller.adapters.leases import LeaseStore
+from controller.adapters.leases import Fenced, LeaseStore
 from controller.core.shards import plan, shard_of
 
 __all__ = ["Membership", "RoundResult"]
@@ -48,6 +48,7 @@ class Membership:
         self._owned: dict[int, int] = {}  # shard -> fencing token
         self._lock = threading.Lock()
         self._joined = False
+        self.refused_writes = 0  # writes the fence refused (a stalled member's, mostly)
         # Told of each round's result (metrics); must not raise.
         self.on_round: Callable[[RoundResult], None] | None = None
 
@@ -66,6 +67,21 @@ class Membership:
         with self._lock:
             token = self._owned.get(shard)
         return None if token is None else (shard, token)
+
+    def fence(self, conn: sa.Connection, model: str) -> None:
+        """The write fence for ``model`` (``RolloutStore(fence=...)``): inside the write's
+        transaction, refuse unless this member holds the model's shard with the token it
+        acquired, on an unexpired lease. Refusals are counted (``refused_writes``)."""
+        found = self.token_for(model)
+        try:
+            if found is None:
+                shard = shard_of(model, self.leases.shards)
+                raise Fenced(f"member {self.member} does not own shard {shard} of {model!r}")
+            self.leases.fence(conn, *found)
+        except Fenced:
+            with self._lock:
+                self.refused_writes += 1
+            raise
 
     def round(self) -> RoundResult:
         """Heartbeat, plan and act once (see the module docstring)."""

@@ -84,3 +84,35 @@ def test_a_round_without_the_database_owns_nothing(engine: sa.Engine) -> None:
     assert result.error is not None
     assert a.owned() == {}
     assert result.lost
+
+
+def test_a_member_that_lost_its_shard_writes_nothing(engine: sa.Engine, db_url: str) -> None:
+    """The rollout store fenced by a member: once another member took the shard over,
+    every write of the old owner is refused in its own transaction and counted."""
+    from datetime import UTC, datetime
+
+    from controller.adapters.leases import Fenced
+    from serving.route import Backend, Route
+
+    a, b = _member(engine, "a", ttl=0.2), _member(engine, "b")
+    a.round()  # alone: a owns every shard
+    store = RolloutStore.open(db_url)
+    store.fence = a.fence
+    t0 = datetime(2026, 3, 1, tzinfo=UTC)
+    record = store.create(model="fraud", control="v1", treatment="v2", control_digest=None,
+                          treatment_digest="d" * 64, now=t0, reason="test")  # fmt: skip
+    expires = max(lease.expires_at for lease in a.leases.leases().values())
+    wait_until(lambda: b.leases.now() > expires, timeout=5)  # a is stalled past its TTL
+    b.round()
+    assert b.token_for("fraud") is not None
+    with pytest.raises(Fenced):
+        store.create(model="fraud", control="v1", treatment="v3", control_digest=None,
+                     treatment_digest="e" * 64, now=t0, reason="after the takeover")  # fmt: skip
+    assert a.refused_writes == 1
+    assert store.exists("fraud", "v2")
+    assert not store.exists("fraud", "v3")  # nothing committed
+    store.fence = b.fence  # the new owner writes
+    store.record_pushed(Route("fraud", (Backend("v1", 100),)), now=t0)
+    assert store.pushed_route("fraud") is not None
+    assert store.get(record.id).treatment == "v2"
+    store.close()
