@@ -20,7 +20,8 @@ three writes, each one transaction:
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -38,13 +39,15 @@ from registry import db as registry_db
 from registry.db import make_engine
 from serving.route import Route
 
-__all__ = ["DecisionRecord", "Intent", "RolloutRecord", "RolloutStore", "migrate"]
+__all__ = ["DecisionRecord", "Intent", "RolloutRecord", "RolloutStore", "WriteFence", "migrate"]
 
 VERSION_TABLE = "controller_alembic_version"
 _MIGRATIONS = Path(__file__).parents[1] / "migrations"
 _MIGRATE_LOCK_KEY = 0x6374_726C  # "ctrl"
 
 METADATA = sa.MetaData()
+# Checks, inside a write transaction, that this process may still write for the model.
+WriteFence = Callable[[sa.Connection, str], None]
 ROLLOUT = sa.Table(
     "controller_rollout",
     METADATA,
@@ -355,9 +358,20 @@ def _state_values(state: RolloutState) -> dict[str, Any]:
 class RolloutStore:
     """The controller's tables; migrated when opened."""
 
-    def __init__(self, engine: sa.Engine) -> None:
+    def __init__(self, engine: sa.Engine, *, fence: WriteFence | None = None) -> None:
         self._engine = engine
+        # Run inside every write transaction for a model; raises to refuse it (several
+        # daemons: the shard's lease and fencing token, ``controller.adapters.leases``).
+        self.fence = fence
         migrate(engine)
+
+    @contextmanager
+    def _writing(self, model: str) -> Iterator[sa.Connection]:
+        """A write transaction for ``model``, fenced first when a fence is set."""
+        with self._engine.begin() as conn:
+            if self.fence is not None:
+                self.fence(conn, model)
+            yield conn
 
     @classmethod
     def open(cls, url: str) -> RolloutStore:
@@ -470,7 +484,7 @@ class RolloutStore:
     def record_pushed(self, route: Route, *, now: datetime) -> None:
         """Remember ``route`` as the last pushed for its model (one row per model)."""
         values = {"route": json.dumps(route.to_dict(), sort_keys=True), "pushed_at": to_epoch(now)}
-        with self._engine.begin() as conn:
+        with self._writing(route.model) as conn:
             updated = conn.execute(
                 PUSHED_ROUTE.update().where(PUSHED_ROUTE.c.model == route.model).values(**values)
             ).rowcount
@@ -492,7 +506,7 @@ class RolloutStore:
         or this candidate already had a rollout."""
         t = to_epoch(now)
         try:
-            with self._engine.begin() as conn:
+            with self._writing(model) as conn:
                 rollout_id = conn.execute(
                     ROLLOUT.insert().values(
                         model=model,
@@ -556,7 +570,7 @@ class RolloutStore:
     ) -> Intent:
         """Store the decision (not yet applied) and the intent to reach its state."""
         t = to_epoch(now)
-        with self._engine.begin() as conn:
+        with self._writing(record.model) as conn:
             current = conn.execute(
                 sa.select(ROLLOUT.c.intent, ROLLOUT.c.updated_at).where(ROLLOUT.c.id == record.id)
             ).first()
@@ -586,7 +600,7 @@ class RolloutStore:
         t = to_epoch(now)
         values = _state_values(intent.state)
         finished = intent.state.phase in TERMINAL
-        with self._engine.begin() as conn:
+        with self._writing(intent.state.model) as conn:
             conn.execute(
                 ROLLOUT.update()
                 .where(ROLLOUT.c.id == rollout_id)
@@ -607,7 +621,7 @@ class RolloutStore:
     def abandon(self, rollout_id: int, intent: Intent, *, now: datetime, reason: str) -> None:
         """The intent cannot be applied (e.g. the registry wants approvals): drop it and
         keep the rollout where it was, with the reason; the decision stays unapplied."""
-        with self._engine.begin() as conn:
+        with self._writing(intent.state.model) as conn:
             conn.execute(
                 ROLLOUT.update()
                 .where(ROLLOUT.c.id == rollout_id)
@@ -625,7 +639,7 @@ class RolloutStore:
     ) -> None:
         """A decision with no outside effect: update the state and store it, applied."""
         t = to_epoch(now)
-        with self._engine.begin() as conn:
+        with self._writing(record.model) as conn:
             if store_decision:
                 self._insert_decision(conn, record, decision, t, applied=True)
             conn.execute(

@@ -1,0 +1,229 @@
+"""Shard leases and members in the shared database, timed by the database's clock.
+
+Every time here is the database's (``db_now``: PostgreSQL's ``clock_timestamp()``,
+SQLite's ``julianday('now')``), never a daemon's, so daemons with skewed clocks agree
+on who holds what. A lease is taken only when free or expired, and each acquisition
+increments the shard's fencing token in the same statement. ``fence`` is the check a
+state-changing write runs in its own transaction: the row is locked (``FOR UPDATE``
+on PostgreSQL), so an acquisition by another member waits for that write to commit
+and cannot slip in between the check and the commit; a member whose lease expired or
+was taken has every later write refused (``Fenced``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from controller.adapters.rollout_store import METADATA
+from controller.core.shards import Lease
+
+__all__ = ["Fenced", "LeaseStore", "db_now"]
+
+LEASE = sa.Table(
+    "controller_shard_lease",
+    METADATA,
+    sa.Column("shard", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("owner", sa.String(128)),
+    sa.Column("token", sa.BigInteger),
+    sa.Column("expires_at", sa.Float),
+    sa.Column("acquired_at", sa.Float),
+    sa.Column("renewed_at", sa.Float),
+)
+MEMBER = sa.Table(
+    "controller_member",
+    METADATA,
+    sa.Column("member_id", sa.String(128), primary_key=True),
+    sa.Column("address", sa.String(256)),
+    sa.Column("started_at", sa.Float),
+    sa.Column("renewed_at", sa.Float),
+    sa.Column("expires_at", sa.Float),
+)
+
+
+class Fenced(Exception):
+    """This member no longer holds the shard's lease with that token: nothing written."""
+
+
+def db_now(dialect: str) -> sa.ColumnElement[float]:
+    """The database's current time in epoch seconds, as an SQL expression."""
+    if dialect == "postgresql":
+        return sa.cast(sa.func.extract("epoch", sa.func.clock_timestamp()), sa.Float)
+    if dialect == "sqlite":
+        return (sa.func.julianday("now") - 2440587.5) * 86400.0
+    raise ValueError(f"leases need PostgreSQL (or SQLite for one node), not {dialect}")
+
+
+class LeaseStore:
+    """One member's view of the lease and member tables (migrated by ``RolloutStore``)."""
+
+    def __init__(self, engine: sa.Engine, *, member: str, shards: int, ttl: float) -> None:
+        if not member:
+            raise ValueError("a member needs a non-empty id")
+        if shards < 1:
+            raise ValueError(f"shards must be >= 1, got {shards}")
+        if ttl <= 0:
+            raise ValueError(f"lease ttl must be positive, got {ttl}")
+        self._engine = engine
+        self.member = member
+        self.shards = shards
+        self.ttl = ttl
+        self._now = db_now(engine.dialect.name)
+
+    def now(self) -> float:
+        """The database's clock, epoch seconds."""
+        with self._engine.connect() as conn:
+            return float(conn.execute(sa.select(self._now)).scalar_one())
+
+    # -- members ------------------------------------------------------------------
+
+    def join(self, address: str = "") -> None:
+        """Record (or refresh) this member, live for one ``ttl``."""
+        with self._engine.begin() as conn:
+            updated = conn.execute(
+                MEMBER.update()
+                .where(MEMBER.c.member_id == self.member)
+                .values(address=address, renewed_at=self._now, expires_at=self._now + self.ttl)
+            ).rowcount
+            if not updated:
+                conn.execute(
+                    MEMBER.insert().values(
+                        member_id=self.member,
+                        address=address,
+                        started_at=self._now,
+                        renewed_at=self._now,
+                        expires_at=self._now + self.ttl,
+                    )
+                )
+
+    def heartbeat(self) -> bool:
+        """Extend this member's liveness; False when its row is gone (it must rejoin)."""
+        with self._engine.begin() as conn:
+            return bool(
+                conn.execute(
+                    MEMBER.update()
+                    .where(MEMBER.c.member_id == self.member)
+                    .values(renewed_at=self._now, expires_at=self._now + self.ttl)
+                ).rowcount
+            )
+
+    def leave(self) -> None:
+        """Forget this member and free its leases (a clean stop)."""
+        with self._engine.begin() as conn:
+            conn.execute(
+                LEASE.update()
+                .where(LEASE.c.owner == self.member)
+                .values(owner=None, expires_at=self._now)
+            )
+            conn.execute(MEMBER.delete().where(MEMBER.c.member_id == self.member))
+
+    def members(self) -> list[str]:
+        """The live members (heartbeat within their ttl), sorted."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(MEMBER.c.member_id).where(MEMBER.c.expires_at > self._now)
+            )
+            return sorted(str(r.member_id) for r in rows)
+
+    # -- leases -------------------------------------------------------------------
+
+    def ensure_shards(self) -> None:
+        """Create the lease rows of every shard (free), keeping the existing ones."""
+        rows = [
+            {"shard": s, "owner": None, "token": 0, "expires_at": 0.0, "acquired_at": 0.0,
+             "renewed_at": 0.0}
+            for s in range(self.shards)
+        ]  # fmt: skip
+        with self._engine.begin() as conn:
+            name = conn.dialect.name
+            if name == "postgresql":
+                conn.execute(postgresql.insert(LEASE).on_conflict_do_nothing(), rows)
+            elif name == "sqlite":
+                conn.execute(sqlite.insert(LEASE).on_conflict_do_nothing(), rows)
+            else:
+                raise ValueError(f"leases need PostgreSQL or SQLite, not {name}")
+
+    def leases(self) -> dict[int, Lease]:
+        """Every shard's lease as stored."""
+        with self._engine.connect() as conn:
+            return {
+                int(r.shard): Lease(int(r.shard), r.owner, int(r.token), float(r.expires_at))
+                for r in conn.execute(sa.select(LEASE))
+            }
+
+    def acquire(self, shard: int) -> int | None:
+        """Take ``shard`` if it is free or its lease expired; its new fencing token, or
+        None when another member holds it."""
+        with self._engine.begin() as conn:
+            row = conn.execute(
+                LEASE.update()
+                .where(
+                    LEASE.c.shard == shard,
+                    sa.or_(LEASE.c.owner.is_(None), LEASE.c.expires_at <= self._now),
+                )
+                .values(
+                    owner=self.member,
+                    token=LEASE.c.token + 1,
+                    expires_at=self._now + self.ttl,
+                    acquired_at=self._now,
+                    renewed_at=self._now,
+                )
+                .returning(LEASE.c.token)
+            ).first()
+        return None if row is None else int(row.token)
+
+    def renew(self, held: Mapping[int, int]) -> set[int]:
+        """Extend the leases this member still holds (``held``: shard -> token) by one
+        ``ttl``; the shards renewed. One that is missing was lost: its lease expired
+        before the renewal, or another member took it."""
+        renewed: set[int] = set()
+        if not held:
+            return renewed
+        with self._engine.begin() as conn:
+            for shard, token in held.items():
+                count = conn.execute(
+                    LEASE.update()
+                    .where(
+                        LEASE.c.shard == shard,
+                        LEASE.c.owner == self.member,
+                        LEASE.c.token == token,
+                        LEASE.c.expires_at > self._now,
+                    )
+                    .values(expires_at=self._now + self.ttl, renewed_at=self._now)
+                ).rowcount
+                if count:
+                    renewed.add(shard)
+        return renewed
+
+    def release(self, shards: Iterable[tuple[int, int]]) -> None:
+        """Give up leases (shard, token) at once, so their next owner need not wait."""
+        with self._engine.begin() as conn:
+            for shard, token in shards:
+                conn.execute(
+                    LEASE.update()
+                    .where(
+                        LEASE.c.shard == shard,
+                        LEASE.c.owner == self.member,
+                        LEASE.c.token == token,
+                    )
+                    .values(owner=None, expires_at=self._now)
+                )
+
+    def fence(self, conn: sa.Connection, shard: int, token: int) -> None:
+        """In the caller's transaction: raise ``Fenced`` unless this member holds
+        ``shard`` with ``token`` and an unexpired lease. The lease row stays locked
+        until the caller commits (PostgreSQL), so no acquisition lands in between."""
+        query = (
+            sa.select(LEASE.c.shard)
+            .where(
+                LEASE.c.shard == shard,
+                LEASE.c.owner == self.member,
+                LEASE.c.token == token,
+                LEASE.c.expires_at > self._now,
+            )
+            .with_for_update()
+        )
+        if conn.execute(query).first() is None:
+            raise Fenced(f"member {self.member} no longer holds shard {shard} with token {token}")

@@ -1,0 +1,139 @@
+"""One member's part in sharded ownership: a round every fraction of the lease TTL.
+
+A round heartbeats this member, reads the live members and every lease (one query
+each), plans with ``controller.core.shards.plan`` and acts: renew what it holds and
+should, release what it should not, acquire what is free and its own. The shards it
+holds afterwards, with their fencing tokens, are ``owned``: the shell acts only on
+models in those shards and every write checks the token (``LeaseStore.fence``).
+
+A round that cannot reach the database owns nothing afterwards: its leases will
+expire on the database's clock anyway, and acting on them without renewing could
+outlive them. Acquisitions and losses are logged and counted.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+import structlog
+
+from controller.adapters.leases import Fenced, LeaseStore
+from controller.core.shards import plan, shard_of
+
+__all__ = ["Membership", "RoundResult"]
+
+log = structlog.get_logger("controller.membership")
+
+
+@dataclass(frozen=True, slots=True)
+class RoundResult:
+    """What a round changed: shards taken (with tokens), renewed, released and lost."""
+
+    acquired: dict[int, int] = field(default_factory=dict)
+    renewed: frozenset[int] = frozenset()
+    released: frozenset[int] = frozenset()
+    lost: frozenset[int] = frozenset()
+    error: str | None = None
+
+
+class Membership:
+    """This member's leases; ``round()`` is called by the runtime every ``ttl / 3``."""
+
+    def __init__(self, leases: LeaseStore, *, address: str = "") -> None:
+        self.leases = leases
+        self.address = address
+        self._owned: dict[int, int] = {}  # shard -> fencing token
+        self._lock = threading.Lock()
+        self._joined = False
+        self.refused_writes = 0  # writes the fence refused (a stalled member's, mostly)
+        # Told of each round's result (metrics); must not raise.
+        self.on_round: Callable[[RoundResult], None] | None = None
+
+    @property
+    def member(self) -> str:
+        return self.leases.member
+
+    def owned(self) -> dict[int, int]:
+        """The shards held after the last round, with their fencing tokens (a copy)."""
+        with self._lock:
+            return dict(self._owned)
+
+    def token_for(self, model: str) -> tuple[int, int] | None:
+        """(shard, token) when this member owns ``model``'s shard, else None."""
+        shard = shard_of(model, self.leases.shards)
+        with self._lock:
+            token = self._owned.get(shard)
+        return None if token is None else (shard, token)
+
+    def fence(self, conn: sa.Connection, model: str) -> None:
+        """The write fence for ``model`` (``RolloutStore(fence=...)``): inside the write's
+        transaction, refuse unless this member holds the model's shard with the token it
+        acquired, on an unexpired lease. Refusals are counted (``refused_writes``)."""
+        found = self.token_for(model)
+        try:
+            if found is None:
+                shard = shard_of(model, self.leases.shards)
+                raise Fenced(f"member {self.member} does not own shard {shard} of {model!r}")
+            self.leases.fence(conn, *found)
+        except Fenced:
+            with self._lock:
+                self.refused_writes += 1
+            raise
+
+    def round(self) -> RoundResult:
+        """Heartbeat, plan and act once (see the module docstring)."""
+        try:
+            result = self._round()
+        except sa.exc.SQLAlchemyError as exc:
+            with self._lock:
+                lost = frozenset(self._owned)
+                self._owned = {}
+            self._joined = False
+            error = str(exc).splitlines()[0]
+            log.error("lease_round_failed", member=self.member, error=error, gave_up=sorted(lost))
+            result = RoundResult(lost=lost, error=error)
+        if self.on_round is not None:
+            self.on_round(result)
+        return result
+
+    def _round(self) -> RoundResult:
+        store = self.leases
+        if not self._joined or not store.heartbeat():
+            store.ensure_shards()
+            store.join(self.address)
+            self._joined = True
+        members = store.members()
+        leases = store.leases()
+        now = store.now()
+        moves = plan(self.member, members, leases, shards=store.shards, now=now)
+        with self._lock:
+            before = dict(self._owned)
+        held = {s: leases[s].token for s in moves.renew}
+        renewed = store.renew(held)
+        store.release((s, leases[s].token) for s in moves.release)
+        acquired = {}
+        for shard in sorted(moves.acquire):
+            token = store.acquire(shard)
+            if token is not None:
+                acquired[shard] = token
+        owned = {s: held[s] for s in renewed} | acquired
+        lost = frozenset(set(before) - set(owned) - moves.release)
+        with self._lock:
+            self._owned = owned
+        for shard, token in acquired.items():
+            log.info("shard_acquired", member=self.member, shard=shard, token=token)
+        for shard in sorted(moves.release):
+            log.info("shard_released", member=self.member, shard=shard)
+        for shard in sorted(lost):
+            log.warning("shard_lost", member=self.member, shard=shard)
+        return RoundResult(acquired, frozenset(renewed), frozenset(moves.release), lost)
+
+    def leave(self) -> None:
+        """A clean stop: free every lease now so the others need not wait a TTL."""
+        with self._lock:
+            self._owned = {}
+        self.leases.leave()
+        self._joined = False

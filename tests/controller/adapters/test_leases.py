@@ -1,0 +1,100 @@
+"""controller.adapters.leases on SQLite and the real PostgreSQL: leases timed by the
+database's clock, fencing tokens, and a fenced write refused."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+
+from controller.adapters.leases import Fenced, LeaseStore
+from controller.adapters.rollout_store import RolloutStore
+from monitors.testing import wait_until
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[sa.Engine]:
+    store = RolloutStore.open(db_url)  # migrates the controller's tables
+    yield store.engine
+    store.close()
+
+
+def _store(engine: sa.Engine, member: str, ttl: float = 30.0) -> LeaseStore:
+    leases = LeaseStore(engine, member=member, shards=4, ttl=ttl)
+    leases.ensure_shards()
+    return leases
+
+
+def test_a_free_shard_is_taken_once_and_its_token_grows(engine: sa.Engine) -> None:
+    a, b = _store(engine, "a"), _store(engine, "b")
+    assert a.acquire(0) == 1
+    assert b.acquire(0) is None  # held and live
+    assert a.renew({0: 1}) == {0}
+    a.release([(0, 1)])
+    assert b.acquire(0) == 2  # a new acquisition, a new token
+    lease = a.leases()[0]
+    assert (lease.owner, lease.token) == ("b", 2)
+    assert lease.expires_at > a.now()
+
+
+def test_an_expired_lease_is_taken_over_and_the_old_holder_is_fenced(engine: sa.Engine) -> None:
+    a, b = _store(engine, "a", ttl=0.05), _store(engine, "b")
+    token = a.acquire(1)
+    assert token is not None
+    expires = a.leases()[1].expires_at
+    wait_until(lambda: a.now() > expires, timeout=5)  # the database's clock, not ours
+    assert a.renew({1: token}) == set()  # lost: expired before the renewal
+    assert b.acquire(1) == token + 1
+    with pytest.raises(Fenced, match="no longer holds shard 1"), engine.begin() as conn:
+        a.fence(conn, 1, token)
+    with engine.begin() as conn:
+        b.fence(conn, 1, token + 1)  # the owner passes
+
+
+def test_ensure_shards_keeps_existing_leases(engine: sa.Engine) -> None:
+    a = _store(engine, "a")
+    assert a.acquire(2) == 1
+    a.ensure_shards()
+    assert a.leases()[2].owner == "a"
+    assert sorted(a.leases()) == [0, 1, 2, 3]
+
+
+def test_members_are_live_for_one_ttl_and_leave_frees_leases(engine: sa.Engine) -> None:
+    a, b = _store(engine, "a"), _store(engine, "b", ttl=0.05)
+    a.join("127.0.0.1:1")
+    b.join("127.0.0.1:2")
+    assert a.acquire(3) == 1
+    gone = b.now() + 0.05
+    wait_until(lambda: a.now() > gone, timeout=5)
+    assert a.members() == ["a"]  # b stopped heartbeating
+    assert b.heartbeat()
+    assert a.members() == ["a", "b"]
+    a.leave()
+    assert a.members() == ["b"]
+    assert a.leases()[3].owner is None
+
+
+@pytest.mark.postgres
+def test_a_takeover_waits_for_a_fenced_write_in_flight(pg_url: str) -> None:
+    """The lease row stays locked by the writer's fence until it commits: a member
+    taking the shard over cannot acquire in between (PostgreSQL's FOR UPDATE)."""
+    store = RolloutStore.open(pg_url)
+    engine = store.engine
+    a, b = _store(engine, "a", ttl=0.2), _store(engine, "b")
+    token = a.acquire(0)
+    assert token is not None
+    acquired: list[int | None] = []
+    with engine.begin() as conn:
+        a.fence(conn, 0, token)  # the write's check passes and holds the row
+        expires = a.leases()[0].expires_at
+        wait_until(lambda: b.now() > expires, timeout=5)  # the lease has now expired
+        taker = threading.Thread(target=lambda: acquired.append(b.acquire(0)))
+        taker.start()
+        time.sleep(0.3)
+        assert acquired == []  # blocked on the row lock while the write is open
+    taker.join(timeout=10)
+    store.close()
+    assert acquired == [token + 1]

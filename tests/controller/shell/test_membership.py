@@ -1,0 +1,118 @@
+"""controller.shell.membership: members converge on a fair split of the shards, take a
+stopped member's shards over after its lease expires, and give everything up on leave."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+
+from controller.adapters.leases import LeaseStore
+from controller.adapters.rollout_store import RolloutStore
+from controller.core.shards import assign, shard_of
+from controller.shell.membership import Membership
+from monitors.testing import wait_until
+
+SHARDS = 12
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[sa.Engine]:
+    store = RolloutStore.open(db_url)
+    yield store.engine
+    store.close()
+
+
+def _member(engine: sa.Engine, name: str, ttl: float = 30.0) -> Membership:
+    return Membership(LeaseStore(engine, member=name, shards=SHARDS, ttl=ttl))
+
+
+def _rounds(members: list[Membership], n: int = 3) -> None:
+    for _ in range(n):
+        for m in members:
+            m.round()
+
+
+def test_three_members_converge_on_the_assignment(engine: sa.Engine) -> None:
+    trio = [_member(engine, name) for name in ("a", "b", "c")]
+    _rounds(trio)
+    want = assign(["a", "b", "c"], SHARDS)
+    for m in trio:
+        assert set(m.owned()) == {s for s, o in want.items() if o == m.member}
+    owners = [s for m in trio for s in m.owned()]
+    assert sorted(owners) == list(range(SHARDS))  # each shard exactly once
+    model = "fraud"
+    (owner,) = [m for m in trio if m.token_for(model) is not None]
+    assert owner.member == want[shard_of(model, SHARDS)]
+
+
+def test_a_stopped_member_is_taken_over_after_its_ttl(engine: sa.Engine) -> None:
+    a, b = _member(engine, "a"), _member(engine, "b", ttl=0.2)
+    _rounds([a, b])
+    b_shards = set(b.owned())
+    assert b_shards
+    expires = max(lease.expires_at for s, lease in a.leases.leases().items() if s in b_shards)
+    wait_until(lambda: a.leases.now() > expires, timeout=5)  # b stopped renewing
+    result = a.round()
+    assert set(result.acquired) == b_shards
+    assert all(token >= 2 for token in result.acquired.values())  # new tokens
+    assert set(a.owned()) == set(range(SHARDS))
+    lost = b.round()  # b comes back: its old leases are gone, it rejoins
+    assert lost.lost == b_shards
+    _rounds([a, b])
+    assert set(a.owned()) | set(b.owned()) == set(range(SHARDS))
+    assert not set(a.owned()) & set(b.owned())
+
+
+def test_leave_hands_the_shards_over_at_once(engine: sa.Engine) -> None:
+    a, b = _member(engine, "a"), _member(engine, "b")
+    _rounds([a, b])
+    b.leave()
+    a.round()
+    assert set(a.owned()) == set(range(SHARDS))
+
+
+def test_a_round_without_the_database_owns_nothing(engine: sa.Engine) -> None:
+    a = _member(engine, "a")
+    a.round()
+    assert a.owned()
+    engine.dispose()
+    broken = sa.create_engine("postgresql+psycopg://nobody@127.0.0.1:1/none")
+    a.leases = LeaseStore(broken, member="a", shards=SHARDS, ttl=30.0)
+    result = a.round()
+    assert result.error is not None
+    assert a.owned() == {}
+    assert result.lost
+
+
+def test_a_member_that_lost_its_shard_writes_nothing(engine: sa.Engine, db_url: str) -> None:
+    """The rollout store fenced by a member: once another member took the shard over,
+    every write of the old owner is refused in its own transaction and counted."""
+    from datetime import UTC, datetime
+
+    from controller.adapters.leases import Fenced
+    from serving.route import Backend, Route
+
+    a, b = _member(engine, "a", ttl=0.2), _member(engine, "b")
+    a.round()  # alone: a owns every shard
+    store = RolloutStore.open(db_url)
+    store.fence = a.fence
+    t0 = datetime(2026, 3, 1, tzinfo=UTC)
+    record = store.create(model="fraud", control="v1", treatment="v2", control_digest=None,
+                          treatment_digest="d" * 64, now=t0, reason="test")  # fmt: skip
+    expires = max(lease.expires_at for lease in a.leases.leases().values())
+    wait_until(lambda: b.leases.now() > expires, timeout=5)  # a is stalled past its TTL
+    b.round()
+    assert b.token_for("fraud") is not None
+    with pytest.raises(Fenced):
+        store.create(model="fraud", control="v1", treatment="v3", control_digest=None,
+                     treatment_digest="e" * 64, now=t0, reason="after the takeover")  # fmt: skip
+    assert a.refused_writes == 1
+    assert store.exists("fraud", "v2")
+    assert not store.exists("fraud", "v3")  # nothing committed
+    store.fence = b.fence  # the new owner writes
+    store.record_pushed(Route("fraud", (Backend("v1", 100),)), now=t0)
+    assert store.pushed_route("fraud") is not None
+    assert store.get(record.id).treatment == "v2"
+    store.close()
