@@ -16,6 +16,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from controller.adapters.epoch import from_epoch, to_epoch
+from controller.adapters.fencing import Fencing
 from controller.adapters.production_ledger import ProductionLedger
 from controller.adapters.rollout_store import METADATA
 from controller.core.causes import Cause
@@ -42,9 +43,11 @@ TRIGGER = sa.Table(
 class GuardStore:
     """The guard's trigger table on the controller's engine (migrated by ``RolloutStore``)."""
 
-    def __init__(self, engine: sa.Engine) -> None:
+    def __init__(self, engine: sa.Engine, *, fencing: Fencing | None = None) -> None:
         self._engine = engine
-        self.ledger = ProductionLedger(engine)  # the guard's actions are the ledger's rows
+        self.fencing = fencing or Fencing()  # each model's rows are written fenced
+        # The guard's actions are the production ledger's rows.
+        self.ledger = ProductionLedger(engine, fencing=self.fencing)
 
     def memories(self) -> dict[str, dict[str, TriggerMemory]]:
         """Every trigger's memory, by model and trigger name."""
@@ -87,6 +90,8 @@ class GuardStore:
         ]
         models = list(by_model)
         with self._engine.begin() as conn:
+            for model in models:
+                self.fencing.check(conn, model)
             for i in range(0, len(models), 500):
                 conn.execute(TRIGGER.delete().where(TRIGGER.c.model.in_(models[i : i + 500])))
             if rows:

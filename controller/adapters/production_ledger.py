@@ -15,6 +15,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from controller.adapters.epoch import from_epoch, to_epoch
+from controller.adapters.fencing import Fencing
 from controller.adapters.rollout_store import METADATA
 from controller.core.causes import Cause
 from controller.core.production import ActionOutcome, ProductionAction, RollbackRequest
@@ -59,8 +60,9 @@ def _action(row: sa.Row[tuple[object, ...]]) -> ProductionAction:
 class ProductionLedger:
     """The ledger's table on the controller's engine (migrated by ``RolloutStore``)."""
 
-    def __init__(self, engine: sa.Engine) -> None:
+    def __init__(self, engine: sa.Engine, *, fencing: Fencing | None = None) -> None:
         self._engine = engine
+        self.fencing = fencing or Fencing()  # checked inside each write (several daemons)
 
     def last_actions(self, cause: Cause) -> dict[str, ProductionAction]:
         """The newest action of ``cause`` of every model that had one."""
@@ -88,6 +90,7 @@ class ProductionLedger:
         """Record a rollback about to be made (``pending``), before the registry call."""
         until = request.cooldown_until or now
         with self._engine.begin() as conn:
+            self.fencing.check(conn, request.model)
             pk = conn.execute(
                 ACTION.insert().values(
                     model=request.model,
@@ -110,6 +113,9 @@ class ProductionLedger:
     ) -> None:
         """What became of the rollback recorded by ``begin``."""
         with self._engine.begin() as conn:
+            model = conn.execute(sa.select(ACTION.c.model).where(ACTION.c.id == action_id)).scalar()
+            if model is not None:
+                self.fencing.check(conn, str(model))
             conn.execute(
                 ACTION.update()
                 .where(ACTION.c.id == action_id)

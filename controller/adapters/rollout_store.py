@@ -20,7 +20,7 @@ three writes, each one transaction:
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -31,6 +31,7 @@ import sqlalchemy as sa
 
 from abtest.state import AnalysisState
 from controller.adapters.epoch import from_epoch, to_epoch
+from controller.adapters.fencing import Fencing
 from controller.core.decisions import Decision
 from controller.core.phases import ACTIVE, TERMINAL, Phase
 from controller.core.state import RolloutState
@@ -39,15 +40,13 @@ from registry import db as registry_db
 from registry.db import make_engine
 from serving.route import Route
 
-__all__ = ["DecisionRecord", "Intent", "RolloutRecord", "RolloutStore", "WriteFence", "migrate"]
+__all__ = ["DecisionRecord", "Intent", "RolloutRecord", "RolloutStore", "migrate"]
 
 VERSION_TABLE = "controller_alembic_version"
 _MIGRATIONS = Path(__file__).parents[1] / "migrations"
 _MIGRATE_LOCK_KEY = 0x6374_726C  # "ctrl"
 
 METADATA = sa.MetaData()
-# Checks, inside a write transaction, that this process may still write for the model.
-WriteFence = Callable[[sa.Connection, str], None]
 ROLLOUT = sa.Table(
     "controller_rollout",
     METADATA,
@@ -358,19 +357,18 @@ def _state_values(state: RolloutState) -> dict[str, Any]:
 class RolloutStore:
     """The controller's tables; migrated when opened."""
 
-    def __init__(self, engine: sa.Engine, *, fence: WriteFence | None = None) -> None:
+    def __init__(self, engine: sa.Engine, *, fencing: Fencing | None = None) -> None:
         self._engine = engine
-        # Run inside every write transaction for a model; raises to refuse it (several
-        # daemons: the shard's lease and fencing token, ``controller.adapters.leases``).
-        self.fence = fence
+        # Checked inside every write transaction for a model (several daemons: the
+        # shard's lease and fencing token); shared with the ledger and the guard's table.
+        self.fencing = fencing or Fencing()
         migrate(engine)
 
     @contextmanager
     def _writing(self, model: str) -> Iterator[sa.Connection]:
         """A write transaction for ``model``, fenced first when a fence is set."""
         with self._engine.begin() as conn:
-            if self.fence is not None:
-                self.fence(conn, model)
+            self.fencing.check(conn, model)
             yield conn
 
     @classmethod

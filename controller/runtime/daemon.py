@@ -155,7 +155,7 @@ class Daemon:
         )
         if notifications is not None:
             controller.on_decision = notifications.post
-        guard_store = GuardStore(store.engine)
+        guard_store = GuardStore(store.engine, fencing=store.fencing)
         guard = Guard(controller, guard_store, metrics=collector)
         scheduler = RolloutScheduler(controller, guard)
         ingest_name = config.ingest_source_name()

@@ -103,7 +103,7 @@ class Actuator:
     ) -> None:
         self.registry = registry
         self.store = store
-        self.ledger = ProductionLedger(store.engine)
+        self.ledger = ProductionLedger(store.engine, fencing=store.fencing)
         self.routers = dict(routers)
         self.policy = policy
         self.clock = clock

@@ -92,12 +92,15 @@ def test_a_member_that_lost_its_shard_writes_nothing(engine: sa.Engine, db_url: 
     from datetime import UTC, datetime
 
     from controller.adapters.leases import Fenced
+    from controller.adapters.production_ledger import ProductionLedger
+    from controller.core.causes import Cause
+    from controller.core.production import RollbackRequest
     from serving.route import Backend, Route
 
     a, b = _member(engine, "a", ttl=0.2), _member(engine, "b")
     a.round()  # alone: a owns every shard
     store = RolloutStore.open(db_url)
-    store.fence = a.fence
+    store.fencing.fence = a.fence
     t0 = datetime(2026, 3, 1, tzinfo=UTC)
     record = store.create(model="fraud", control="v1", treatment="v2", control_digest=None,
                           treatment_digest="d" * 64, now=t0, reason="test")  # fmt: skip
@@ -108,10 +111,15 @@ def test_a_member_that_lost_its_shard_writes_nothing(engine: sa.Engine, db_url: 
     with pytest.raises(Fenced):
         store.create(model="fraud", control="v1", treatment="v3", control_digest=None,
                      treatment_digest="e" * 64, now=t0, reason="after the takeover")  # fmt: skip
-    assert a.refused_writes == 1
+    ledger = ProductionLedger(store.engine, fencing=store.fencing)  # shares the fence
+    request = RollbackRequest(model="fraud", cause=Cause.ALERT, actor="alert:r", reason="r")
+    with pytest.raises(Fenced):
+        ledger.begin(request, "v1", now=t0)
+    assert ledger.actions("fraud") == []
+    assert a.refused_writes == 2
     assert store.exists("fraud", "v2")
     assert not store.exists("fraud", "v3")  # nothing committed
-    store.fence = b.fence  # the new owner writes
+    store.fencing.fence = b.fence  # the new owner writes
     store.record_pushed(Route("fraud", (Backend("v1", 100),)), now=t0)
     assert store.pushed_route("fraud") is not None
     assert store.get(record.id).treatment == "v2"
