@@ -60,6 +60,7 @@ __all__ = [
     "ConfigError",
     "FixedStrategy",
     "GuardSection",
+    "HaSection",
     "MetricConfig",
     "NotificationTarget",
     "PolicyConfig",
@@ -188,6 +189,16 @@ class GuardSection(Strict):
     source: str | None = None
 
 
+class HaSection(Strict):
+    """Several daemons on one PostgreSQL database, each owning a share of the models'
+    shards under leases timed by the database (README: "Running several daemons")."""
+
+    enabled: bool = False
+    member_id: str | None = Field(default=None, min_length=1, max_length=128)  # default: host:port
+    lease_ttl: float = Field(default=15.0, ge=1.0, le=600.0)  # seconds; renewed every ttl/3
+    shards: int = Field(default=64, ge=1, le=4096)  # the same on every member
+
+
 class Config(Strict):
     registry: RegistrySection = Field(default_factory=RegistrySection)
     server: ServerSection = Field(default_factory=ServerSection)
@@ -198,6 +209,7 @@ class Config(Strict):
     models: dict[str, PolicyConfig] = Field(default_factory=dict)
     watch_interval: float = Field(default=5.0, gt=0)
     guard: GuardSection = Field(default_factory=GuardSection)
+    ha: HaSection = Field(default_factory=HaSection)
     source_file: str = ""  # where it was loaded from (set by load_config)
 
     def registry_url(self) -> str:
@@ -245,6 +257,7 @@ def _cross_check(config: Config, where: str) -> None:
     for name, policy in config.models.items():
         _check_policy(config, policy, where, f"models.{name}")
     _check_alerts(config, where)
+    _check_ha(config, where)
     if config.guard.source is not None and config.guard.source not in config.sources:
         raise ConfigError(f"{where}: guard.source: unknown source {config.guard.source!r}")
     ingest = config.server.ingest_source
@@ -304,6 +317,15 @@ def _check_alerts(config: Config, where: str) -> None:
             route.rule(i)
         except ValueError as exc:
             raise ConfigError(f"{where}: alerts[{i}]: {exc}") from None
+
+
+def _check_ha(config: Config, where: str) -> None:
+    """Several daemons share leases and fencing tokens in PostgreSQL; SQLite is one node."""
+    if config.ha.enabled and not config.registry_url().startswith("postgresql"):
+        raise ConfigError(
+            f"{where}: ha.enabled: several daemons need a PostgreSQL registry.url "
+            "(postgresql+psycopg://...); SQLite runs one daemon"
+        )
 
 
 def _resolve_paths(data: dict[str, Any], base: Path) -> None:

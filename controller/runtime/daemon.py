@@ -29,7 +29,7 @@ SIGHUP re-reads the config file, one reload at a time; signals arriving during
 a reload cause one more reload after it (``controller.runtime.reloader``). Policies
 (``models``), ``alerts``, ``guard`` and ``watch_interval`` take effect at once: jobs are
 re-planned at the new intervals. A new file that is invalid, or that changes
-``registry``, ``server``, ``sources``, ``routers`` or ``notifications`` (which
+``registry``, ``server``, ``sources``, ``routers``, ``notifications`` or ``ha`` (which
 need a restart), is refused with an error log line and the running config stays
 in force.
 """
@@ -65,7 +65,7 @@ from controller.config import Config, environment_problems, load_config
 from controller.errors import ConfigError, OptionError
 from controller.http.app import ApiDeps, create_app
 from controller.http.auth import TokenStore
-from controller.runtime import faults, systemd
+from controller.runtime import faults, ha, systemd
 from controller.runtime.heartbeat import Heartbeat, stale_after
 from controller.runtime.reloader import Reloader
 from controller.runtime.scheduler import RolloutScheduler
@@ -157,6 +157,7 @@ class Daemon:
             controller.on_decision = notifications.post
         guard_store = GuardStore(store.engine, fencing=store.fencing)
         guard = Guard(controller, guard_store, metrics=collector)
+        ha.join(config, store, controller, collector)  # several daemons: leases, fence
         scheduler = RolloutScheduler(controller, guard)
         ingest_name = config.ingest_source_name()
         holder: dict[str, Daemon] = {}
@@ -207,6 +208,8 @@ class Daemon:
     def start(self) -> None:
         """Reconcile routers with the database, rebuild jobs, then report ready."""
         faults.point("start")
+        if self.controller.membership is not None:
+            self.controller.membership.round()  # this member's shards, before acting
         errors = self.controller.reconcile_routers(progress=self.scheduler.heartbeat.beat)
         self.controller.refresh_phase_metrics()
         self.scheduler.start()
@@ -231,7 +234,7 @@ class Daemon:
             log.error("reload_refused", error=str(exc))
             systemd.ready()
             return False
-        fixed = ("registry", "server", "sources", "routers", "notifications")
+        fixed = ("registry", "server", "sources", "routers", "notifications", "ha")
         changed = [k for k in fixed if getattr(new, k) != getattr(self.config, k)]
         if changed:
             log.error("reload_refused", error=f"changing {', '.join(changed)} needs a restart")
@@ -262,6 +265,11 @@ class Daemon:
         timeout = self.config.server.stop_timeout_s
         log.info("stopping", running_jobs=self.scheduler.running(), timeout_s=timeout)
         abandoned = self.scheduler.shutdown(timeout)
+        if self.controller.membership is not None and not abandoned:
+            try:  # hand the shards over now rather than after a lease TTL
+                self.controller.membership.leave()
+            except Exception as exc:  # the leases expire on their own
+                log.warning("ha_leave_failed", error=str(exc))
         if abandoned:
             log.error("jobs_abandoned", running_jobs=abandoned, timeout_s=timeout)
         if self.notifications is not None:

@@ -40,6 +40,7 @@ __all__ = ["RolloutScheduler"]
 log = structlog.get_logger("controller.runtime.scheduler")
 WATCHER = "watcher"
 GUARD = "guard"
+LEASES = "leases"
 
 
 class RolloutScheduler:
@@ -75,6 +76,30 @@ class RolloutScheduler:
             next_run_time=datetime.now(UTC),
         )
         self._plan_guard()
+        membership = self.controller.membership
+        if membership is not None:  # several daemons: renew every third of the TTL
+            every = membership.leases.ttl / 3
+            self._scheduler.add_job(
+                self.lease_round,
+                "interval",
+                seconds=every,
+                id=LEASES,
+                replace_existing=True,
+                misfire_grace_time=max(1, int(every)),
+            )
+
+    def lease_round(self) -> None:
+        """One lease round (``controller.shell.membership``); it never raises: a round
+        without the database owns nothing, and the next one retries."""
+        membership = self.controller.membership
+        if membership is None or not self._enter():
+            return
+        try:
+            membership.round()
+        except Exception:
+            log.exception("lease_round_crashed")
+        finally:
+            self._leave()
 
     def shutdown(self, timeout_s: float | None = None) -> int:
         """Stop; wait up to ``timeout_s`` (None: forever) for running jobs; return how

@@ -28,6 +28,7 @@ from controller.shell import tick, watch
 from controller.shell.actuator import Actuator, Clock
 from controller.shell.alerts import handle_alert
 from controller.shell.measure import Measurer
+from controller.shell.membership import Membership
 from monitors import MetricSource
 from monitors.alerts import AlertAction
 from registry import ModelRegistry
@@ -70,6 +71,9 @@ class Controller:
         )
         self.routers = self.actuator.routers  # one dict: the actuator's
         self.on_started: Callable[[RolloutRecord], None] | None = None
+        # Several daemons (``ha.enabled``): this member's shard leases; None: one daemon
+        # owns every model.
+        self.membership: Membership | None = None
 
     @property
     def on_decision(self) -> Callable[[DecisionEvent], None] | None:
@@ -86,6 +90,11 @@ class Controller:
 
     def policy(self, model: str) -> PolicyConfig | None:
         return self.config.models.get(model)
+
+    def owns(self, model: str) -> bool:
+        """Whether this process acts on ``model`` now: always for one daemon; with
+        several, while it holds the lease of the model's shard."""
+        return self.membership is None or self.membership.token_for(model) is not None
 
     # -- the jobs (each in its own module) -------------------------------------
 

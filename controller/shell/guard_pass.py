@@ -128,6 +128,8 @@ class Guard:
         for summary in registry.list_models():
             if summary.production is None or summary.name in active:
                 continue  # nothing to guard, or its rollout judges it
+            if not self.controller.owns(summary.name):
+                continue  # another member's shard (several daemons)
             triggers = self.triggers_for(summary.name, settings)
             if not triggers:
                 continue

@@ -65,6 +65,8 @@ def _tick(controller: Controller, rollout_id: int, *, force: bool) -> Decision |
         return None
     if not record.active:  # finished: the scheduler drops the job
         return None
+    if not controller.owns(record.model):  # another member's shard (several daemons)
+        return None
     policy = controller.policy(record.model)
     if policy is None:  # policy removed from config: freeze rather than guess
         log.warning("rollout_without_policy", rollout=record.id, model=record.model)

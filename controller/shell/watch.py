@@ -93,7 +93,7 @@ def watch_once(controller: Controller) -> list[RolloutRecord]:
     or an operator) is never started again automatically; a person may promote it.
     """
     started = []
-    for model in controller.config.models:
+    for model in filter(controller.owns, controller.config.models):
         try:
             staged = controller.registry.list_versions(model, stage="staging")
         except NotFound:
@@ -130,7 +130,7 @@ def reconcile_routers(
     """
     controller.actuator.forget_unrouted()
     settled = _settled_models(controller)
-    for model in controller.config.models:
+    for model in filter(controller.owns, controller.config.models):
         if model not in settled:
             _reconcile_router(controller, model)
         if progress is not None:

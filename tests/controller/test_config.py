@@ -232,3 +232,21 @@ class TestDecisionPolicy:
              "role": "guardrail", "direction": "lower", "margin": "10%"}
         )  # fmt: skip
         assert "rank-biserial" in _error(data, tmp_path)
+
+
+class TestHa:
+    def test_several_daemons_need_postgresql(self, tmp_path: Path) -> None:
+        data = {**_minimal(), "ha": {"enabled": True}}
+        assert "ha.enabled: several daemons need a PostgreSQL registry.url" in _error(
+            data, tmp_path
+        )
+
+    def test_on_postgresql_the_section_is_taken(self) -> None:
+        data = {**_minimal(), "ha": {"enabled": True, "member_id": "a", "lease_ttl": 10},
+                "registry": {"url": "postgresql+psycopg://modelreg@db/modelreg"}}  # fmt: skip
+        ha = parse_config(data, where="t").ha
+        assert (ha.enabled, ha.member_id, ha.lease_ttl, ha.shards) == (True, "a", 10.0, 64)
+
+    @pytest.mark.parametrize(("key", "value"), [("lease_ttl", 0.5), ("shards", 0), ("x", 1)])
+    def test_bad_values_are_named(self, key: str, value: object, tmp_path: Path) -> None:
+        assert f"ha.{key}" in _error({**_minimal(), "ha": {key: value}}, tmp_path)
