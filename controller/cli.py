@@ -45,6 +45,8 @@ rollout_app = typer.Typer(help="List, inspect and steer rollouts.", no_args_is_h
 app.add_typer(config_app, name="config")
 app.add_typer(rollout_app, name="rollout")
 app.add_typer(policy_app, name="policy")
+cluster_app = typer.Typer(help="Several daemons on one database.", no_args_is_help=True)
+app.add_typer(cluster_app, name="cluster")
 
 ConfigOpt = Annotated[
     Path, typer.Option("--config", "-c", help="Daemon config file (YAML).", exists=False)
@@ -301,3 +303,30 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+@cluster_app.command("status")
+def cluster_status(
+    config: ConfigOpt = Path("config/daemon.yaml"),
+    api: ApiOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Members, the shards each holds and when their leases expire (from any member)."""
+    body = _request("GET", f"{_api_url(config, api)}/v1/cluster")
+    if as_json:
+        typer.echo(json.dumps(body, indent=2))
+        return
+    now = float(body["now"])
+    table = Table(title=f"Cluster ({body['shards']} shards; asked {body['this_member']})")
+    for col in ("Member", "Address", "Live", "Shards", "Lease expires in", "Renewed ago"):
+        table.add_column(col)
+    for m in body["members"]:
+        expires = m["lease_expires_at"]
+        table.add_row(
+            m["member"], m["address"], "yes" if m["live"] else "no", str(len(m["shards"])),
+            "-" if expires is None else f"{expires - now:.1f}s",
+            f"{now - m['renewed_at']:.1f}s",
+        )  # fmt: skip
+    out.print(table)
+    if body["unowned"]:
+        out.print(f"unowned shards: {', '.join(map(str, body['unowned']))}", highlight=False)

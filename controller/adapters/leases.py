@@ -127,6 +127,26 @@ class LeaseStore:
             )
             return sorted(str(r.member_id) for r in rows)
 
+    def status(self) -> dict[str, object]:
+        """Members (live or not yet forgotten) with their shards and lease expiry, and
+        the database's clock: what ``GET /v1/cluster`` shows."""
+        with self._engine.connect() as conn:
+            now = float(conn.execute(sa.select(self._now)).scalar_one())
+            members = list(conn.execute(sa.select(MEMBER).order_by(MEMBER.c.member_id)))
+            leases = list(conn.execute(sa.select(LEASE).order_by(LEASE.c.shard)))
+        out = []
+        for m in members:
+            held = [lease for lease in leases if lease.owner == m.member_id]
+            out.append({
+                "member": m.member_id, "address": m.address, "live": m.expires_at > now,
+                "started_at": m.started_at, "renewed_at": m.renewed_at,
+                "expires_at": m.expires_at,
+                "shards": [lease.shard for lease in held if lease.expires_at > now],
+                "lease_expires_at": min((lease.expires_at for lease in held), default=None),
+            })  # fmt: skip
+        free = [lease.shard for lease in leases if lease.owner is None or lease.expires_at <= now]
+        return {"now": now, "shards": self.shards, "members": out, "unowned": free}
+
     # -- leases -------------------------------------------------------------------
 
     def ensure_shards(self) -> None:

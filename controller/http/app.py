@@ -269,6 +269,15 @@ def create_app(deps: ApiDeps) -> FastAPI:  # noqa: PLR0915 -- routes are closure
             raise HTTPException(404, "the production guard is not running in this process")
         return deps.guard.status(now=controller.clock(), model=model)
 
+    @app.get("/v1/cluster", tags=["cluster"])
+    def cluster() -> dict[str, Any]:
+        """Several daemons: the members, the shards each holds, lease expiry and last
+        renewal (times are the database's clock, epoch seconds), and this member."""
+        membership = controller.membership
+        if membership is None:
+            raise HTTPException(404, "this daemon runs alone (ha.enabled is false)")
+        return {**membership.leases.status(), "this_member": membership.member}
+
     @app.post("/v1/rollouts", tags=["rollouts"], status_code=201)
     def start(body: StartRollout) -> dict[str, Any]:
         return controller.start_rollout(body.model, body.version, reason=body.reason).to_dict()

@@ -3,6 +3,7 @@ alone, fences its writes, exports the HA metrics, and hands its shards over on s
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,20 @@ def test_a_lone_member_owns_every_shard_and_leaves_cleanly(pg_url: str, tmp_path
         assert metrics.get_sample_value("modelreg_ha_shards_owned") == 8
         assert metrics.get_sample_value("modelreg_ha_takeovers_total") == 8
         assert "leases" in daemon.scheduler.job_ids()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from fastapi.testclient import TestClient
+        with TestClient(daemon.app) as client:
+            cluster = client.get("/v1/cluster").json()
+        assert cluster["this_member"] == "solo"
+        (member,) = cluster["members"]
+        assert (member["member"], member["live"], member["shards"]) == (
+            "solo",
+            True,
+            list(range(8)),
+        )
+        assert member["lease_expires_at"] > cluster["now"]
+        assert cluster["unowned"] == []
     finally:
         daemon.stop()
     # stop() gave the leases up: the next member takes them at once, not after a TTL
