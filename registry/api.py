@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import getpass
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
+
+import sqlalchemy as sa
 
 from registry import approvals, auto_rollback, lineage, names
 from registry.artifacts import ArtifactStore, Progress
@@ -103,6 +105,17 @@ class ModelRegistry:
     @property
     def store(self) -> Store:
         return self._store
+
+    @property
+    def stage_guard(self) -> Callable[[sa.Connection, str], None] | None:
+        """Run inside every stage move's (promotion's, rollback's) transaction with the
+        model's name; raising refuses the move. Several controller daemons sharing one
+        database fence their moves with it; None (the default) checks nothing."""
+        return self._store.stage_guard
+
+    @stage_guard.setter
+    def stage_guard(self, guard: Callable[[sa.Connection, str], None] | None) -> None:
+        self._store.stage_guard = guard
 
     def _invalidate(self) -> None:
         """Drop the resolve cache: called after every change to an existing version."""

@@ -145,6 +145,9 @@ class Store:
         self._version_conn = self._open_version_probe()
         self._version_cursor = self._version_conn.cursor() if self._version_conn else None
         self._probe_lock = threading.Lock()
+        # Run inside every stage-move transaction with the model's name; raising refuses
+        # the move (a controller sharing the database fences its writes with it).
+        self.stage_guard: Callable[[sa.Connection, str], None] | None = None
 
     @property
     def dialect(self) -> str:

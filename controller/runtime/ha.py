@@ -2,8 +2,8 @@
 
 ``join(config, store, controller, metrics)`` builds the member's ``Membership`` when
 ``ha.enabled``: every write of the rollout store, the production ledger and the guard's
-table is fenced by it, and the controller acts only on the models of the shards it
-holds. The scheduler runs a lease round every third of the lease TTL
+table, and every registry stage move, is fenced by it, and the controller acts only
+on the models of the shards it holds. The scheduler runs a lease round every third of the lease TTL
 (``RolloutScheduler``); the daemon runs the first one before it reconciles the
 routers, and gives every lease up on a clean stop.
 """
@@ -50,5 +50,6 @@ def join(
 
     membership.on_round = record
     store.fencing.fence = membership.fence
+    controller.registry.stage_guard = membership.fence  # stage moves are fenced too
     controller.membership = membership
     return membership

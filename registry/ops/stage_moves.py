@@ -57,6 +57,8 @@ def promote_model(
     who = names.actor(actor) if actor else default_actor
 
     def op(tx: Tx) -> ModelVersion:
+        if store.stage_guard is not None:
+            store.stage_guard(tx.conn, name)
         mid, vid, current = locate(tx.conn, name, number)
         if expected is not None and current != expected:
             raise IllegalTransition(
@@ -104,6 +106,8 @@ def rollback(
 
     def op(tx: Tx) -> ModelVersion:
         conn = tx.conn
+        if store.stage_guard is not None:
+            store.stage_guard(conn, name)
         mid = queries.model_id(conn, name)
         current = conn.execute(
             sa.select(v.id, v.major, v.minor, v.patch).where(

@@ -4,6 +4,7 @@ stopped member's shards over after its lease expires, and give everything up on 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -124,3 +125,32 @@ def test_a_member_that_lost_its_shard_writes_nothing(engine: sa.Engine, db_url: 
     assert store.pushed_route("fraud") is not None
     assert store.get(record.id).treatment == "v2"
     store.close()
+
+
+def test_a_stage_move_of_a_member_that_lost_its_shard_is_refused(
+    engine: sa.Engine, db_url: str, tmp_path: Path
+) -> None:
+    """The registry runs the member's fence inside the promotion's transaction: after a
+    takeover the old owner's move is refused and leaves no trace; the owner's goes in."""
+    from controller.adapters.leases import Fenced
+    from registry import ModelRegistry
+
+    from ..support import register
+
+    a, b = _member(engine, "a", ttl=0.2), _member(engine, "b")
+    a.round()
+    with ModelRegistry(url=db_url, home=tmp_path / "home") as registry:
+        register(registry, tmp_path, "fraud", "1.0.0", "production")
+        register(registry, tmp_path, "fraud", "1.1.0", "staging")
+        registry.stage_guard = a.fence
+        audit_before = len(registry.audit_log())
+        expires = max(lease.expires_at for lease in a.leases.leases().values())
+        wait_until(lambda: b.leases.now() > expires, timeout=5)
+        b.round()
+        with pytest.raises(Fenced):
+            registry.promote_model("fraud", "1.1.0", to_stage="production", reason="stale")
+        assert str(registry.resolve("fraud").version) == "v1.0.0"
+        assert len(registry.audit_log()) == audit_before  # nothing committed
+        registry.stage_guard = b.fence
+        registry.promote_model("fraud", "1.1.0", to_stage="production", reason="owner")
+        assert str(registry.resolve("fraud").version) == "v1.1.0"
