@@ -197,8 +197,13 @@ def create_app(deps: ApiDeps) -> FastAPI:  # noqa: PLR0915 -- routes are closure
     @app.get("/readyz", tags=["health"])
     async def readyz() -> JSONResponse:
         errors = controller.failing_routers()
-        ready = deps.ready() and not errors
-        body = {"ready": ready, "started": deps.ready(), "router_errors": errors}
+        membership = controller.membership
+        lease_error = membership.last_error if membership is not None else None
+        ready = deps.ready() and not errors and lease_error is None
+        body: dict[str, Any] = {"ready": ready, "started": deps.ready(), "router_errors": errors}
+        if membership is not None:  # several daemons: this member's leases
+            body["ha"] = {"member": membership.member, "shards": len(membership.owned()),
+                          "error": lease_error}  # fmt: skip
         return JSONResponse(body, status_code=200 if ready else 503)
 
     @app.get("/metrics", tags=["health"])

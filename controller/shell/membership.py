@@ -49,6 +49,7 @@ class Membership:
         self._lock = threading.Lock()
         self._joined = False
         self.refused_writes = 0  # writes the fence refused (a stalled member's, mostly)
+        self.last_error: str | None = None  # the last round's, None when it reached the DB
         # Told of each round's result (metrics); must not raise.
         self.on_round: Callable[[RoundResult], None] | None = None
 
@@ -95,6 +96,7 @@ class Membership:
             error = str(exc).splitlines()[0]
             log.error("lease_round_failed", member=self.member, error=error, gave_up=sorted(lost))
             result = RoundResult(lost=lost, error=error)
+        self.last_error = result.error
         if self.on_round is not None:
             self.on_round(result)
         return result

@@ -45,6 +45,9 @@ def test_a_lone_member_owns_every_shard_and_leaves_cleanly(pg_url: str, tmp_path
             from fastapi.testclient import TestClient
         with TestClient(daemon.app) as client:
             cluster = client.get("/v1/cluster").json()
+            ready = client.get("/readyz")
+        assert ready.status_code == 200
+        assert ready.json()["ha"] == {"member": "solo", "shards": 8, "error": None}
         assert cluster["this_member"] == "solo"
         (member,) = cluster["members"]
         assert (member["member"], member["live"], member["shards"]) == (

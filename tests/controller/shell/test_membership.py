@@ -83,6 +83,7 @@ def test_a_round_without_the_database_owns_nothing(engine: sa.Engine) -> None:
     a.leases = LeaseStore(broken, member="a", shards=SHARDS, ttl=30.0)
     result = a.round()
     assert result.error is not None
+    assert a.last_error == result.error  # /readyz turns 503 with it
     assert a.owned() == {}
     assert result.lost
 
