@@ -49,6 +49,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from controller.adapters.alert_ledger import AlertLedger
 from controller.adapters.guard_store import GuardStore
+from controller.adapters.leases import Fenced
 from controller.adapters.routers.http import HttpRouter
 from controller.core.phases import Event
 from controller.errors import CannotStart, IllegalMove, RolloutNotFound
@@ -175,6 +176,12 @@ def create_app(deps: ApiDeps) -> FastAPI:  # noqa: PLR0915 -- routes are closure
             else 409
         )  # fmt: skip
         return JSONResponse({"detail": str(exc)}, status_code=code)
+
+    @app.exception_handler(Fenced)
+    def _fenced(_request: Request, exc: Fenced) -> JSONResponse:
+        # Several daemons: this member does not (or no longer) own the model's shard.
+        detail = f"{exc}; send it to the member that owns it (GET /v1/cluster)"
+        return JSONResponse({"detail": detail}, status_code=503)
 
     @app.exception_handler(RolloutNotFound)
     def _not_found(_request: Request, exc: RolloutNotFound) -> JSONResponse:

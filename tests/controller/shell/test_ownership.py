@@ -77,3 +77,30 @@ def test_a_tick_of_another_members_rollout_does_nothing(pair: Pair) -> None:
     assert pair.a.reconcile_once(theirs.id, force=True) is None
     assert pair.a.store.decisions(theirs.id) == []
     assert pair.b.reconcile_once(theirs.id, force=True) is not None  # its owner acts
+
+
+def test_an_operator_action_sent_to_another_member_is_refused_with_where_to_go(
+    pair: Pair,
+) -> None:
+    """Until members forward requests, an action on a model this member does not own
+    is refused whole (503, nothing written) and says to ask the owner."""
+    import warnings
+
+    from prometheus_client import CollectorRegistry
+
+    from controller.http.app import ApiDeps, create_app
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+
+    pair.a.watch_once()
+    pair.b.watch_once()
+    theirs = next(r for r in pair.a.store.active() if not pair.a.owns(r.model))
+    app = create_app(ApiDeps(controller=pair.a, metrics=CollectorRegistry()))
+    with TestClient(app) as client:
+        answer = client.post(f"/v1/rollouts/{theirs.id}/abort", json={"reason": "x"})
+    assert answer.status_code == 503
+    assert "GET /v1/cluster" in answer.json()["detail"]
+    assert pair.a.store.get(theirs.id).phase == theirs.phase  # nothing written
+    assert pair.a.store.decisions(theirs.id) == []
