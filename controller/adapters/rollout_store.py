@@ -364,6 +364,13 @@ class RolloutStore:
         self.fencing = fencing or Fencing()
         migrate(engine)
 
+    def check_writable(self, model: str) -> None:
+        """Raise unless this process may still write for ``model`` (a fenced no-op
+        transaction; nothing when there is no fence): a route push checks it first."""
+        if self.fencing.fence is not None:
+            with self._writing(model):
+                pass
+
     @contextmanager
     def _writing(self, model: str) -> Iterator[sa.Connection]:
         """A write transaction for ``model``, fenced first when a fence is set."""

@@ -408,6 +408,7 @@ class Actuator:
             route = rebased(rebased(route, before), held)
             self._remember_pushed(route)  # before the push: a crash may follow it
             if held != route:
+                self.store.check_writable(route.model)  # several daemons: still the owner?
                 router.set(route)
         except RouterError as exc:
             with self._failing_lock:

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from controller.adapters.leases import Fenced
 from controller.adapters.notify import EventKind
 from controller.adapters.rollout_store import RolloutRecord
 from controller.core.approvals import newly_overdue
@@ -60,12 +61,12 @@ def reconcile_once(
 
 def _tick(controller: Controller, rollout_id: int, *, force: bool) -> Decision | None:
     record = controller.store.get(rollout_id)
+    if not controller.owns(record.model):  # another member's shard: not even a repair
+        return None
     if record.intent is not None:  # a crash between intent and confirm: finish it
         controller.actuator.apply(record, record.intent)
         return None
     if not record.active:  # finished: the scheduler drops the job
-        return None
-    if not controller.owns(record.model):  # another member's shard (several daemons)
         return None
     policy = controller.policy(record.model)
     if policy is None:  # policy removed from config: freeze rather than guess
@@ -156,6 +157,8 @@ def operate(
     registrant. Promotion then waits for the registry's count (the next tick).
     """
     record = controller.store.get(rollout_id)
+    if not controller.owns(record.model):  # several daemons: only the owner acts
+        raise Fenced(f"this member does not own the shard of {record.model!r}")
     with controller.actuator.lock(record.model):
         record = controller.store.get(rollout_id)
         if record.intent is not None:

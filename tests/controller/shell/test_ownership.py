@@ -104,3 +104,19 @@ def test_an_operator_action_sent_to_another_member_is_refused_with_where_to_go(
     assert "GET /v1/cluster" in answer.json()["detail"]
     assert pair.a.store.get(theirs.id).phase == theirs.phase  # nothing written
     assert pair.a.store.decisions(theirs.id) == []
+
+
+def test_a_member_does_not_push_routes_for_a_model_it_does_not_own(pair: Pair) -> None:
+    """Even when its cache says the route was already stored, a push checks the fence
+    before it touches the router."""
+    from controller.adapters.leases import Fenced
+    from serving.route import Backend, Route
+
+    theirs = next(m for m in MODELS if not pair.a.owns(m))
+    route = Route(theirs, (Backend("v9.9.9", 100),), revision=10**6)
+    pair.b.store.record_pushed(route, now=Clock()())  # the owner stored it (not pushed)
+    before = pair.a.routers["table"].read(theirs)
+    assert before != route
+    with pair.a.actuator.lock(theirs), pytest.raises(Fenced):
+        pair.a.actuator.push(route)
+    assert pair.a.routers["table"].read(theirs) == before
