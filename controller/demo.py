@@ -45,9 +45,12 @@ __all__ = ["demo_config", "main"]
 
 console = Console(width=None if sys.stdout.isatty() else 150)
 MODEL = "fraud"
+# v1.1.0 also errs less than v1.0.0: with equal error rates the guardrail's
+# non-inferiority (margin 50% of a 1% rate) is shown within the 60 s horizon only most
+# of the time, and the demo (and the approval test built on it) must not depend on luck.
 PROFILES = (
     "v1.0.0:err=0.01:lat=20:acc=0.80",
-    "v1.1.0:err=0.01:lat=18:acc=0.88",
+    "v1.1.0:err=0.005:lat=18:acc=0.88",
     "v1.2.0:err=0.15:lat=25:acc=0.80",
     "v1.3.0:err=0.15:lat=22:acc=0.86",
 )

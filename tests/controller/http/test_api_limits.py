@@ -330,6 +330,7 @@ _READ_ANSWERS = {
     "/v1/rollouts": (200, None),
     "/v1/routes/{model}": (404, "no route published for 'fraud'"),
     "/v1/guard": (404, "the production guard is not running in this process"),
+    "/v1/cluster": (404, "this daemon runs alone (ha.enabled is false)"),
     "/v1/rollouts/{rollout_id}": (404, "no rollout with id 1"),
     "/v1/rollouts/{rollout_id}/explain": (404, "no rollout with id 1"),
 }
