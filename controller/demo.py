@@ -4,7 +4,7 @@
    source, the file router; v1.0.0 of ``fraud`` in production.
 2. The daemon starts as its own process, then the simulated serving workload
    (another process) follows the routing table and reports outcomes to ingest.
-3. v1.1.0 (more accurate) enters staging: canary 10% -> 25% -> 50% -> promoted.
+3. v1.1.0 (more accurate, fewer errors) enters staging: canary 10% -> 25% -> 50% -> promoted.
 4. v1.2.0 (many errors) enters staging: the statistics see its error rate is
    significantly worse (harm) and roll it back within seconds of its first step.
 5. v1.3.0 (many errors too) is forced straight into production by hand, as a
@@ -274,7 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _start(home, config_file, url, env, procs)
         console.print("simulated serving: 600 requests/s following the routing table\n")
 
-        for version, note in (("1.1.0", "more accurate"), ("1.2.0", "many errors")):
+        for version, note in (("1.1.0", "more accurate, fewer errors"), ("1.2.0", "many errors")):
             console.rule(f"v{version} ({note}) enters staging")
             with ModelRegistry(home=home, actor="demo") as registry:
                 _register(registry, home, version, "staging", note)
