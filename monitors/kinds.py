@@ -15,12 +15,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from pydantic import ValidationError
-
 from monitors.errors import ConfigError
 from monitors.ingest import IngestOptions, IngestSource
 from monitors.prometheus import PrometheusOptions, PrometheusSource
-from monitors.source import MetricSource, SourceOptions
+from monitors.source import MetricSource, SourceOptions, validate_options
 
 __all__ = ["SOURCE_KINDS", "SourceKind", "build_source", "register_source"]
 
@@ -72,16 +70,5 @@ def build_source(
                 f"got {type(options).__name__}"
             )
         return registered.factory(options)
-    try:
-        validated = registered.options.model_validate(dict(options or {}))
-    except ValidationError as exc:
-        problems = [_problem(e["loc"], e["msg"]) for e in exc.errors()]
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise ConfigError(f"{kind} source: {problems[0]}{more}") from None
+    validated = validate_options(registered.options, options or {}, what=f"{kind} source")
     return registered.factory(validated)
-
-
-def _problem(loc: tuple[int | str, ...], message: str) -> str:
-    """``basic_auth.username: message`` (just the message for the options as a whole)."""
-    path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
-    return f"{path}: {message}" if path else message

@@ -9,14 +9,17 @@ Each source kind is configured by a ``SourceOptions`` model (``monitors.kinds``)
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from collections.abc import Mapping
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
-from monitors.errors import OptionError
+from monitors.errors import ConfigError, OptionError
 from monitors.measurement import Measurement, MetricSpec, Subject, Window
 
-__all__ = ["MetricSource", "SourceOptions"]
+__all__ = ["MetricSource", "SourceOptions", "validate_options"]
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 class SourceOptions(BaseModel):
@@ -33,6 +36,24 @@ class SourceOptions(BaseModel):
         """What this process's environment lacks for these options (an unreadable
         file); the factory fails with the first. None by default."""
         return []
+
+
+def validate_options(model: type[ModelT], options: Mapping[str, Any], *, what: str) -> ModelT:
+    """``options`` validated with a kind's options ``model`` (source and router kinds
+    alike); a ``ConfigError`` names the first bad key, e.g. ``prometheus source:
+    basic_auth.username: Field required (and 1 more)``."""
+    try:
+        return model.model_validate(dict(options))
+    except ValidationError as exc:
+        problems = [_problem(e["loc"], e["msg"]) for e in exc.errors()]
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise ConfigError(f"{what}: {problems[0]}{more}") from None
+
+
+def _problem(loc: tuple[int | str, ...], message: str) -> str:
+    """``basic_auth.username: message`` (just the message for the options as a whole)."""
+    path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+    return f"{path}: {message}" if path else message
 
 
 @runtime_checkable

@@ -20,9 +20,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from controller.errors import OptionError
+from monitors.source import validate_options
 from serving.route import Route
 
 __all__ = [
@@ -114,7 +115,8 @@ def router_kind(kind: str) -> RouterKind:
 
 def build_router(kind: str, options: Mapping[str, Any] | RouterOptions | None = None) -> Router:
     """A router of ``kind``. A mapping is validated with the kind's options model first
-    (a ``ValueError`` naming the option); a model must be that kind's own."""
+    (a ``ConfigError``, a ``ValueError``, naming the option); a model must be that
+    kind's own."""
     registered = router_kind(kind)
     if isinstance(options, RouterOptions):
         if not isinstance(options, registered.options):
@@ -123,16 +125,5 @@ def build_router(kind: str, options: Mapping[str, Any] | RouterOptions | None = 
                 f"got {type(options).__name__}"
             )
         return registered.factory(options)
-    try:
-        validated = registered.options.model_validate(dict(options or {}))
-    except ValidationError as exc:
-        problems = [_problem(e["loc"], e["msg"]) for e in exc.errors()]
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise ValueError(f"{kind} router: {problems[0]}{more}") from None
+    validated = validate_options(registered.options, options or {}, what=f"{kind} router")
     return registered.factory(validated)
-
-
-def _problem(loc: tuple[int | str, ...], message: str) -> str:
-    """``upstreams.v1[0]: message`` (just the message for the options as a whole)."""
-    path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
-    return f"{path}: {message}" if path else message
