@@ -1,7 +1,8 @@
 """The controller's adapters: how the shell reaches the world, one kind of thing each.
 
 - ``rollout_store``: rollouts, decisions and intents in the registry's database
-  (its own Alembic history); ``production_ledger`` every production rollback made or
+  (its own Alembic history; the records and the state's one serialiser are
+  ``rollout_records``); ``production_ledger`` every production rollback made or
   begun (guard and alerts); ``guard_store`` the guard's trigger streaks;
   ``alert_ledger`` the alert deliveries already acted on; ``epoch`` their times.
 - ``routing`` + ``routers/``: the router protocol and one module per ``kind:``.
