@@ -166,6 +166,29 @@ def _direct(config: Path, fn: Callable[[Any], Any]) -> Any:
         built.stop()
 
 
+def _perform(controller: Any, kind: str, model: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """Start or operate without a daemon: at once with one daemon's config; with
+    several (``ha.enabled``) as a durable request that the member owning the model
+    applies (``controller.shell.requests``), waiting ``ha.request_wait`` for it."""
+    from controller.adapters.request_store import RequestKind  # noqa: PLC0415 -- ditto
+    from controller.shell import requests  # noqa: PLC0415 -- keep other commands quick to start
+
+    wait = controller.config.ha.request_wait
+    outcome, request = requests.perform(
+        controller, RequestKind(kind), model, payload, key=requests.new_key(), wait=wait
+    )
+    if outcome is None:
+        assert request is not None
+        raise _fail(f"recorded as request {request.id}, not applied within {wait:g} s: is a "
+                    "daemon owning its shard running? (modelreg cluster status)")  # fmt: skip
+    if outcome.status_code >= 400:
+        raise _fail(str(outcome.body.get("detail", outcome.body)))
+    if request is not None:
+        out.print(f"applied by member {request.claimed_by} (request {request.id})",
+                  highlight=False)  # fmt: skip
+    return outcome.body
+
+
 def _show(rows: list[dict[str, Any]], as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
@@ -251,7 +274,8 @@ def rollout_start(
 ) -> None:
     """Start a rollout of VERSION against the production version of MODEL."""
     if direct:
-        body = _direct(config, lambda c: c.start_rollout(model, version, reason=reason).to_dict())
+        payload = {"model": model, "version": version, "reason": reason}
+        body = _direct(config, lambda c: _perform(c, "start", model, payload))
     else:
         body = _request(
             "POST",
@@ -276,9 +300,11 @@ def _operate(action: str) -> Callable[..., None]:
             raise _fail("rollout reject needs --reason (it is recorded with the rejection)", 2)
         why = reason or f"{action} from the command line"
         if direct:
+            payload = {"rollout_id": rollout_id, "event": event.value, "reason": why,
+                       "actor": actor}  # fmt: skip
             body = _direct(
                 config,
-                lambda c: c.operate(rollout_id, event, reason=why, actor=actor).to_dict(),
+                lambda c: _perform(c, "operate", c.store.get(rollout_id).model, payload),
             )
         else:
             body = _request(

@@ -197,6 +197,12 @@ class HaSection(Strict):
     member_id: str | None = Field(default=None, min_length=1, max_length=128)  # default: host:port
     lease_ttl: float = Field(default=15.0, ge=1.0, le=600.0)  # seconds; renewed every ttl/3
     shards: int = Field(default=64, ge=1, le=4096)  # the same on every member
+    # Actions sent to a member that does not own the model: recorded, applied by the
+    # owner (polled every request_poll s), answered after at most request_wait s
+    # (202 with the request's id after that), dropped unapplied after request_ttl s.
+    request_poll: float = Field(default=0.2, ge=0.05, le=10.0)
+    request_wait: float = Field(default=10.0, ge=0.0, le=120.0)
+    request_ttl: float = Field(default=600.0, ge=10.0, le=86_400.0)
 
 
 class Config(Strict):

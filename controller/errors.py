@@ -6,7 +6,8 @@
     ├── RolloutError(ControllerError)
     │   ├── RolloutNotFound(RolloutError, LookupError)
     │   └── CannotStart(RolloutError, ValueError)   no policy, no artifact, no control, duplicate
-    └── IllegalMove(ControllerError)                a phase has no transition for an event
+    ├── IllegalMove(ControllerError)                a phase has no transition for an event
+    └── RequestNotFound(ControllerError, LookupError)   no durable request has that id
 
 Router failures are ``controller.adapters.routing.RouterError`` (temporary: retried every tick).
 """
@@ -63,3 +64,7 @@ class IllegalMove(ControllerError):
         super().__init__(f"illegal move: event {event!r} is not allowed in phase {phase!r}")
         self.phase = phase
         self.event = event
+
+
+class RequestNotFound(ControllerError, LookupError):
+    """No durable request (several daemons) has that id."""

@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-__all__ = ["AlertKey", "AlertLedger", "insert_missing"]
+__all__ = ["AlertKey", "AlertLedger", "insert_missing", "insert_seen", "seen_rows"]
 
 AlertKey = tuple[str, datetime]  # (fingerprint, startsAt), as ``AlertEvent.key``
 
@@ -65,35 +65,38 @@ class AlertLedger:
 
     def remember(self, keys: Iterable[tuple[AlertKey, datetime]], *, now: datetime) -> None:
         """Record ``(key, first seen)`` pairs; keys already recorded keep their row."""
-        values = [
-            {
-                "key": _row_key(key),
-                "fingerprint": key[0],
-                "starts_at": key[1].isoformat(),
-                "first_seen": first.timestamp(),
-            }
-            for key, first in keys
-        ]
+        values = [row for key, first in keys for row in seen_rows([key], first.timestamp())]
         if not values:
             return
         with self._engine.begin() as conn:
-            self._insert_new(conn, values)
+            insert_seen(conn, values)
             self._prune(conn, now)
-
-    def _insert_new(self, conn: sa.Connection, values: list[dict[str, object]]) -> None:
-        """INSERT the rows whose key is not present yet (a concurrent delivery, a replay)."""
-        if conn.dialect.name == "postgresql":
-            conn.execute(postgresql.insert(SEEN).on_conflict_do_nothing(index_elements=["key"]),
-                         values)  # fmt: skip
-        elif conn.dialect.name == "sqlite":
-            conn.execute(sqlite.insert(SEEN).on_conflict_do_nothing(index_elements=["key"]),
-                         values)  # fmt: skip
-        else:
-            insert_missing(conn, values)
 
     def _prune(self, conn: sa.Connection, now: datetime) -> None:
         horizon = (now - self._remember).timestamp()
         conn.execute(sa.delete(SEEN).where(SEEN.c.first_seen < horizon))
+
+
+def seen_rows(keys: Iterable[AlertKey], first_seen: float) -> list[dict[str, object]]:
+    """The ledger rows of alert instances ``keys`` first seen at ``first_seen`` (epoch)."""
+    return [
+        {"key": _row_key(key), "fingerprint": key[0], "starts_at": key[1].isoformat(),
+         "first_seen": first_seen}
+        for key in keys
+    ]  # fmt: skip
+
+
+def insert_seen(conn: sa.Connection, values: list[dict[str, object]]) -> None:
+    """In the caller's transaction: INSERT the rows whose key is not present yet (a
+    concurrent delivery, a replay). Several daemons: the owner of the alerted model
+    records them with the request it applied, under its fence."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(postgresql.insert(SEEN).on_conflict_do_nothing(index_elements=["key"]),
+                     values)  # fmt: skip
+    elif conn.dialect.name == "sqlite":
+        conn.execute(sqlite.insert(SEEN).on_conflict_do_nothing(index_elements=["key"]), values)
+    else:
+        insert_missing(conn, values)
 
 
 def insert_missing(conn: sa.Connection, values: list[dict[str, object]]) -> None:

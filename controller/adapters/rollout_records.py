@@ -243,6 +243,7 @@ class DecisionRecord:
     reasons: tuple[str, ...]
     numbers: Mapping[str, Any]
     applied: bool
+    member: str | None = None  # the member that recorded it (several daemons)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -258,6 +259,7 @@ class DecisionRecord:
             "reasons": list(self.reasons),
             "numbers": dict(self.numbers),
             "applied": self.applied,
+            "member": self.member,
         }
 
 

@@ -89,6 +89,7 @@ DECISION = sa.Table(
     sa.Column("reasons", sa.Text),
     sa.Column("numbers", sa.Text),
     sa.Column("applied", sa.Boolean),
+    sa.Column("member", sa.String(128)),  # who recorded it (several daemons), else NULL
 )
 PUSHED_ROUTE = sa.Table(
     "controller_pushed_route",
@@ -227,6 +228,7 @@ class RolloutStore:
                 reasons=tuple(json.loads(r.reasons)),
                 numbers=json.loads(r.numbers),
                 applied=bool(r.applied),
+                member=r.member,
             )
             for r in reversed(rows)
         ]
@@ -320,6 +322,7 @@ class RolloutStore:
                     {**decision.numbers, "cause": decision.cause.value}, default=str
                 ),
                 applied=applied,
+                member=self.fencing.member,
             )
         ).inserted_primary_key
         assert pk is not None

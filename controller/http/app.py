@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import structlog
-from fastapi import Body, FastAPI, HTTPException, Query, Request, Response
+from fastapi import Body, FastAPI, Header, HTTPException, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
@@ -50,17 +50,20 @@ from pydantic import BaseModel, ConfigDict, Field
 from controller.adapters.alert_ledger import AlertLedger
 from controller.adapters.guard_store import GuardStore
 from controller.adapters.leases import Fenced
+from controller.adapters.request_store import Outcome, RequestKind, RequestRecord
 from controller.adapters.routers.http import HttpRouter
 from controller.core.phases import Event
-from controller.errors import CannotStart, IllegalMove, RolloutNotFound
+from controller.errors import CannotStart, IllegalMove, RequestNotFound, RolloutNotFound
 from controller.http.access import AccessCheck, caller
 from controller.http.auth import TokenStore
 from controller.http.limits import BodyLimit
+from controller.shell import requests
 from controller.shell.controller import Controller
+from controller.shell.requests import http_status
 from monitors import IngestStore
-from monitors.alerts import AlertIntake
+from monitors.alerts import AlertAction, AlertIntake
 from monitors.errors import AlertPayloadError, IngestError, UnknownPredictionError
-from registry import ApprovalRefused, InvalidInput, NotFound, RegistryError
+from registry import RegistryError
 
 __all__ = ["ApiDeps", "create_app"]
 
@@ -169,13 +172,7 @@ def create_app(deps: ApiDeps) -> FastAPI:  # noqa: PLR0915 -- routes are closure
 
     @app.exception_handler(RegistryError)
     def _registry_error(_request: Request, exc: RegistryError) -> JSONResponse:
-        code = (
-            404 if isinstance(exc, NotFound)
-            else 403 if isinstance(exc, ApprovalRefused)  # who, not what: a permission
-            else 422 if isinstance(exc, InvalidInput)
-            else 409
-        )  # fmt: skip
-        return JSONResponse({"detail": str(exc)}, status_code=code)
+        return JSONResponse({"detail": str(exc)}, status_code=http_status(exc) or 409)
 
     @app.exception_handler(Fenced)
     def _fenced(_request: Request, exc: Fenced) -> JSONResponse:
@@ -183,17 +180,50 @@ def create_app(deps: ApiDeps) -> FastAPI:  # noqa: PLR0915 -- routes are closure
         detail = f"{exc}; send it to the member that owns it (GET /v1/cluster)"
         return JSONResponse({"detail": detail}, status_code=503)
 
-    @app.exception_handler(RolloutNotFound)
-    def _not_found(_request: Request, exc: RolloutNotFound) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=404)
+    def _refused(_request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=http_status(exc) or 500)
 
-    @app.exception_handler(IllegalMove)
-    def _illegal(_request: Request, exc: IllegalMove) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=409)
+    for refusal in (RolloutNotFound, RequestNotFound, IllegalMove, CannotStart):  # 404, 409
+        app.add_exception_handler(refusal, _refused)
 
-    @app.exception_handler(CannotStart)
-    def _cannot(_request: Request, exc: CannotStart) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=409)
+    def _answer(
+        outcome: Outcome | None, request: RequestRecord | None, kind: RequestKind
+    ) -> JSONResponse:
+        """A single daemon's answer, or a durable request's: its outcome with the member
+        that acted, or 202 with the request while its owner has not applied it yet."""
+        if request is None:
+            assert outcome is not None
+            return JSONResponse(outcome.body, status_code=outcome.status_code)
+        if outcome is None:
+            detail = (f"recorded as request {request.id}; the member owning shard "
+                      f"{request.shard} applies it (GET /v1/requests/{request.id})")  # fmt: skip
+            queued = {"request": request.id, "status": request.status.value,
+                      "kind": kind.value, "detail": detail}  # fmt: skip
+            return JSONResponse(queued, status_code=202)
+        body = {**outcome.body, "member": request.claimed_by, "request": request.id}
+        return JSONResponse(body, status_code=outcome.status_code)
+
+    async def _perform(
+        kind: RequestKind, model: str, payload: dict[str, Any], key: str
+    ) -> tuple[Outcome | None, RequestRecord | None]:
+        if controller.membership is None:  # one daemon: errors go to the handlers above
+            return await run_in_threadpool(_direct, kind, payload), None
+        wait = controller.config.ha.request_wait
+        return await run_in_threadpool(
+            requests.perform, controller, kind, model, payload, key=key, wait=wait
+        )
+
+    def _direct(kind: RequestKind, payload: dict[str, Any]) -> Outcome:
+        if kind is RequestKind.START:
+            started = controller.start_rollout(
+                payload["model"], payload["version"], reason=payload["reason"]
+            )
+            return Outcome(201, started.to_dict())
+        record = controller.operate(
+            payload["rollout_id"], Event(payload["event"]), reason=payload["reason"],
+            actor=payload["actor"],
+        )  # fmt: skip
+        return Outcome(200, record.to_dict())
 
     # -- health -----------------------------------------------------------------
 
@@ -291,8 +321,23 @@ def create_app(deps: ApiDeps) -> FastAPI:  # noqa: PLR0915 -- routes are closure
         return {**membership.leases.status(), "this_member": membership.member}
 
     @app.post("/v1/rollouts", tags=["rollouts"], status_code=201)
-    def start(body: StartRollout) -> dict[str, Any]:
-        return controller.start_rollout(body.model, body.version, reason=body.reason).to_dict()
+    async def start(
+        body: StartRollout,
+        idempotency_key: str | None = Header(default=None, max_length=256),
+    ) -> JSONResponse:
+        """Start a rollout. Several daemons: any member takes it (see ``act``)."""
+        payload = {"model": body.model, "version": body.version, "reason": body.reason}
+        kind = RequestKind.START
+        done = await _perform(kind, body.model, payload, requests.new_key(idempotency_key))
+        return _answer(*done, kind)
+
+    @app.get("/v1/requests/{request_id}", tags=["cluster"])
+    def request_status(request_id: int = Path(ge=1, le=2**31 - 1)) -> dict[str, Any]:
+        """Several daemons: a recorded action (pending, applying, done or expired) with
+        the member that applied it and the answer it got."""
+        if controller.requests is None:
+            raise HTTPException(404, "this daemon runs alone (ha.enabled is false)")
+        return controller.requests.get(request_id).to_dict()
 
     @app.get("/v1/rollouts/{rollout_id}", tags=["rollouts"])
     def status(rollout_id: int) -> dict[str, Any]:
@@ -314,19 +359,29 @@ def create_app(deps: ApiDeps) -> FastAPI:  # noqa: PLR0915 -- routes are closure
         }
 
     @app.post("/v1/rollouts/{rollout_id}/{action}", tags=["rollouts"])
-    def act(
+    async def act(
         request: Request,
         rollout_id: int,
         action: Literal["pause", "resume", "abort", "approve", "reject"],
         body: Action = Body(default_factory=Action),  # noqa: B008 -- FastAPI's idiom
-    ) -> dict[str, Any]:
+        idempotency_key: str | None = Header(default=None, max_length=256),
+    ) -> JSONResponse:
+        """Pause, resume, abort, approve or reject. Several daemons: any member takes
+        it; the member owning the model applies it (once per ``Idempotency-Key``) and
+        the answer names it (``member``); 202 with the request if that takes longer
+        than ``ha.request_wait``."""
         event = _ACTIONS[action]
         who = caller(request)
         if action == "reject" and not body.reason.strip():
             raise HTTPException(422, 'a rejection needs a reason: send {"reason": "..."}')
         actor = who.identity if who is not None else body.actor  # a token speaks for itself
         reason = body.reason or f"{action} through the API"
-        return controller.operate(rollout_id, event, reason=reason, actor=actor).to_dict()
+        model = (await run_in_threadpool(store.get, rollout_id)).model
+        payload = {"rollout_id": rollout_id, "event": event.value, "reason": reason,
+                   "actor": actor}  # fmt: skip
+        kind = RequestKind.OPERATE
+        done = await _perform(kind, model, payload, requests.new_key(idempotency_key))
+        return _answer(*done, kind)
 
     # -- alerts ---------------------------------------------------------------------
 
@@ -344,9 +399,14 @@ def create_app(deps: ApiDeps) -> FastAPI:  # noqa: PLR0915 -- routes are closure
             raise HTTPException(422, str(exc)) from None
         applied = []
         remembered = result.remembered
+        if controller.membership is not None:
+            # Several daemons: the owner records the alerts it acted on in the ledger,
+            # under its fence, with the request; this member keeps the others.
+            acted_on = {a.key for a in result.actions}
+            remembered = tuple(r for r in remembered if r[0] not in acted_on)
         for done, action in enumerate(result.actions):
             try:
-                outcome = await run_in_threadpool(controller.handle_alert, action)
+                outcome = await run_in_threadpool(_alert, action)
             except Exception as exc:
                 # Not acted on (e.g. a database error): unsee this alert and the ones not
                 # yet tried, so Alertmanager's retry of this 5xx acts instead of counting
@@ -371,6 +431,23 @@ def create_app(deps: ApiDeps) -> FastAPI:  # noqa: PLR0915 -- routes are closure
             await run_in_threadpool(deps.alert_ledger.remember, remembered, now=now)
         return {"actions": applied, "duplicates": result.duplicates,
                 "unmatched": result.unmatched, "resolved": result.resolved}  # fmt: skip
+
+    def _alert(action: AlertAction) -> dict[str, Any]:
+        """One alert action: directly with one daemon; with several, as one durable
+        request per alert instance, whichever members it reaches."""
+        if controller.membership is None:
+            return controller.handle_alert(action)
+        outcome, request = requests.perform(
+            controller, RequestKind.ALERT, action.model, requests.alert_payload(action),
+            key=requests.alert_key(action), wait=controller.config.ha.request_wait,
+        )  # fmt: skip
+        assert request is not None
+        if outcome is None:
+            return {"model": action.model, "action": action.action, "rule": action.rule,
+                    "alert": action.alert, "acted": None, "request": request.id,
+                    "result": f"queued as request {request.id} for the member owning shard "
+                              f"{request.shard}"}  # fmt: skip
+        return {**outcome.body, "member": request.claimed_by, "request": request.id}
 
     # -- ingest ---------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ import socket
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from controller.adapters.leases import LeaseStore
+from controller.adapters.request_store import RequestStore
 from controller.adapters.rollout_store import RolloutStore
 from controller.config import Config
 from controller.shell.controller import Controller
@@ -41,6 +42,11 @@ def join(
         registry=metrics,
     )
     takeovers = Counter("modelreg_ha_takeovers", "Shards this member acquired.", registry=metrics)
+    refused = Counter(
+        "modelreg_ha_refused_writes",
+        "Writes the fence refused: this member no longer held the model's shard.",
+        registry=metrics,
+    )
 
     def record(result: RoundResult) -> None:
         owned.set(len(membership.owned()))
@@ -49,7 +55,13 @@ def join(
             failures.inc()
 
     membership.on_round = record
+    membership.on_refused = refused.inc
     store.fencing.fence = membership.fence
+    store.fencing.member = member
+    store.fencing.token = membership.token_of
     controller.registry.stage_guard = membership.fence  # stage moves are fenced too
     controller.membership = membership
+    controller.requests = RequestStore(
+        store.engine, fencing=store.fencing, shards=ha.shards, ttl=ha.request_ttl
+    )
     return membership

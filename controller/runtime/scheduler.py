@@ -32,6 +32,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from controller.adapters.rollout_store import RolloutRecord
 from controller.runtime import faults
 from controller.runtime.heartbeat import Heartbeat
+from controller.shell import requests
 from controller.shell.controller import Controller
 from controller.shell.guard_pass import Guard
 
@@ -41,6 +42,7 @@ log = structlog.get_logger("controller.runtime.scheduler")
 WATCHER = "watcher"
 GUARD = "guard"
 LEASES = "leases"
+REQUESTS = "requests"
 
 
 class RolloutScheduler:
@@ -63,8 +65,7 @@ class RolloutScheduler:
     def start(self) -> None:
         """Start the scheduler and rebuild every job from the database."""
         self._scheduler.start()
-        for record in self.controller.store.active():
-            self.ensure_job(record)
+        self.sync_jobs()
         interval = self.controller.config.watch_interval
         self._scheduler.add_job(
             self.watch_pass,
@@ -87,19 +88,60 @@ class RolloutScheduler:
                 replace_existing=True,
                 misfire_grace_time=max(1, int(every)),
             )
+            poll = self.controller.config.ha.request_poll
+            self._scheduler.add_job(
+                self.request_pass,
+                "interval",
+                seconds=poll,
+                id=REQUESTS,
+                replace_existing=True,
+                misfire_grace_time=1,
+            )
 
     def lease_round(self) -> None:
         """One lease round (``controller.shell.membership``); it never raises: a round
-        without the database owns nothing, and the next one retries."""
+        without the database owns nothing, and the next one retries. Shards taken or
+        lost change which rollouts this member runs jobs for."""
         membership = self.controller.membership
         if membership is None or not self._enter():
             return
         try:
-            membership.round()
+            result = membership.round()
+            if result.acquired or result.lost or result.released:
+                self.sync_jobs()
+                self.request_pass()  # what waited for this shard's owner, at once
         except Exception:
             log.exception("lease_round_crashed")
         finally:
             self._leave()
+
+    def request_pass(self) -> None:
+        """Apply the durable requests of this member's shards (``shell.requests``)."""
+        if self.controller.membership is None or not self._enter():
+            return
+        try:
+            requests.apply_pending(self.controller)
+        except Exception:  # the next pass retries; a passing DB error is logged
+            log.exception("request_pass_failed")
+        finally:
+            self._leave()
+
+    def sync_jobs(self) -> None:
+        """One job per active rollout this member owns (all of them for one daemon),
+        none for the others: rollouts started by another member, or on shards taken
+        over, get theirs here."""
+        wanted = {
+            f"rollout-{record.id}": record
+            for record in self.controller.store.active()
+            if self.controller.owns(record.model)
+        }
+        have = {job.id for job in self._scheduler.get_jobs() if job.id.startswith("rollout-")}
+        for job_id, record in wanted.items():
+            if job_id not in have:
+                self.ensure_job(record)
+        for job_id in have - set(wanted):
+            with contextlib.suppress(JobLookupError):
+                self._scheduler.remove_job(job_id)
 
     def shutdown(self, timeout_s: float | None = None) -> int:
         """Stop; wait up to ``timeout_s`` (None: forever) for running jobs; return how
@@ -133,7 +175,8 @@ class RolloutScheduler:
         """After a config reload: every active rollout's job at its (new) interval, and
         the watcher at the new watch interval."""
         for record in self.controller.store.active():
-            self.ensure_job(record)
+            if self.controller.owns(record.model):
+                self.ensure_job(record)
         interval = self.controller.config.watch_interval
         self._scheduler.reschedule_job(WATCHER, trigger="interval", seconds=interval)
         self._plan_guard()
@@ -223,6 +266,8 @@ class RolloutScheduler:
     def _watch_once(self) -> None:
         try:
             self.controller.watch_once()
+            if self.controller.membership is not None:
+                self.sync_jobs()  # rollouts another member started on this one's shards
             self.controller.reconcile_routers(progress=self.heartbeat.beat)
             self.controller.refresh_phase_metrics()
         except Exception:  # the watcher retries next interval; the error is logged

@@ -17,6 +17,7 @@ import structlog
 
 from controller.adapters.metrics import ControllerMetrics
 from controller.adapters.notify import DecisionEvent
+from controller.adapters.request_store import RequestStore
 from controller.adapters.rollout_store import RolloutRecord, RolloutStore
 from controller.adapters.routing import Router
 from controller.config import Config, PolicyConfig
@@ -74,6 +75,8 @@ class Controller:
         # Several daemons (``ha.enabled``): this member's shard leases; None: one daemon
         # owns every model.
         self.membership: Membership | None = None
+        # Several daemons: the durable requests any member records for the owner.
+        self.requests: RequestStore | None = None
 
     @property
     def on_decision(self) -> Callable[[DecisionEvent], None] | None:

@@ -48,10 +48,13 @@ class Membership:
         self._owned: dict[int, int] = {}  # shard -> fencing token
         self._lock = threading.Lock()
         self._joined = False
+        self._ever_joined = False  # a process that never took part (CLI --direct) leaves nothing
         self.refused_writes = 0  # writes the fence refused (a stalled member's, mostly)
         self.last_error: str | None = None  # the last round's, None when it reached the DB
         # Told of each round's result (metrics); must not raise.
         self.on_round: Callable[[RoundResult], None] | None = None
+        # Told of each write the fence refused (metrics); must not raise.
+        self.on_refused: Callable[[], None] | None = None
 
     @property
     def member(self) -> str:
@@ -69,6 +72,11 @@ class Membership:
             token = self._owned.get(shard)
         return None if token is None else (shard, token)
 
+    def token_of(self, model: str) -> int | None:
+        """The fencing token ``model``'s shard is held with, None when not held."""
+        found = self.token_for(model)
+        return None if found is None else found[1]
+
     def fence(self, conn: sa.Connection, model: str) -> None:
         """The write fence for ``model`` (``RolloutStore(fence=...)``): inside the write's
         transaction, refuse unless this member holds the model's shard with the token it
@@ -82,6 +90,8 @@ class Membership:
         except Fenced:
             with self._lock:
                 self.refused_writes += 1
+            if self.on_refused is not None:
+                self.on_refused()
             raise
 
     def round(self) -> RoundResult:
@@ -106,7 +116,7 @@ class Membership:
         if not self._joined or not store.heartbeat():
             store.ensure_shards()
             store.join(self.address)
-            self._joined = True
+            self._joined = self._ever_joined = True
         members = store.members()
         leases = store.leases()
         now = store.now()
@@ -134,8 +144,12 @@ class Membership:
         return RoundResult(acquired, frozenset(renewed), frozenset(moves.release), lost)
 
     def leave(self) -> None:
-        """A clean stop: free every lease now so the others need not wait a TTL."""
+        """A clean stop: free every lease now so the others need not wait a TTL. A
+        process that never ran a round (``modelreg rollout --direct`` builds the daemon's
+        parts with the daemon's member id) must not erase the running member's row."""
         with self._lock:
             self._owned = {}
+        if not self._ever_joined:
+            return
         self.leases.leave()
         self._joined = False

@@ -42,7 +42,7 @@ class TestStore:
         assert tables | {"controller_alert_seen"} <= set(names)
         with store.engine.connect() as conn:
             assert conn.execute(sa.text("SELECT version_num FROM controller_alembic_version")
-                                ).scalar() == "c0007"  # fmt: skip
+                                ).scalar() == "c0008"  # fmt: skip
         store.close()
 
     def test_one_active_rollout_per_model(self, tmp_path: Path) -> None:

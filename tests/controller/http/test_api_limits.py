@@ -313,7 +313,8 @@ class TestAlertUrlsAreData:
 
 # -- 401 / 403 on every route -----------------------------------------------------------
 
-_SAMPLES = {"name": "fraud", "model": "fraud", "version": "1.0.0", "rollout_id": "1"}
+_SAMPLES = {"name": "fraud", "model": "fraud", "version": "1.0.0", "rollout_id": "1",
+            "request_id": "1"}  # fmt: skip
 _MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
 
 
@@ -331,6 +332,7 @@ _READ_ANSWERS = {
     "/v1/routes/{model}": (404, "no route published for 'fraud'"),
     "/v1/guard": (404, "the production guard is not running in this process"),
     "/v1/cluster": (404, "this daemon runs alone (ha.enabled is false)"),
+    "/v1/requests/{request_id}": (404, "this daemon runs alone (ha.enabled is false)"),
     "/v1/rollouts/{rollout_id}": (404, "no rollout with id 1"),
     "/v1/rollouts/{rollout_id}/explain": (404, "no rollout with id 1"),
 }
