@@ -120,12 +120,18 @@ class RolloutStore:
         self.fencing = fencing or Fencing()
         migrate(engine)
 
-    def check_writable(self, model: str) -> None:
-        """Raise unless this process may still write for ``model`` (a fenced no-op
-        transaction; nothing when there is no fence): a route push checks it first."""
-        if self.fencing.fence is not None:
-            with self._writing(model):
-                pass
+    @contextmanager
+    def fenced(self, model: str) -> Iterator[None]:
+        """Around an effect outside the database (a route push): raise unless this
+        process may still write for ``model``, and hold the fence until the effect is
+        done. On PostgreSQL the shard's lease row stays locked meanwhile, so no other
+        member can take the shard over between the check and the push: a push is the
+        owner's, whole. Nothing to hold without a fence (one daemon)."""
+        if self.fencing.fence is None:
+            yield
+            return
+        with self._writing(model):
+            yield
 
     @contextmanager
     def _writing(self, model: str) -> Iterator[sa.Connection]:

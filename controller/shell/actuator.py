@@ -408,8 +408,8 @@ class Actuator:
             route = rebased(rebased(route, before), held)
             self._remember_pushed(route)  # before the push: a crash may follow it
             if held != route:
-                self.store.check_writable(route.model)  # several daemons: still the owner?
-                router.set(route)
+                with self.store.fenced(route.model):  # several daemons: the owner's push, whole
+                    router.set(route)
         except RouterError as exc:
             with self._failing_lock:
                 self._failing.setdefault(name, {})[route.model] = str(exc)

@@ -10,7 +10,9 @@ revision and salt)::
 Every ``set`` reads the current table, replaces one model's entry and writes a
 temporary file in the same directory, fsyncs it, renames it over the table and
 fsyncs the directory: a reader sees the old table or the new one, never half.
-Writers in one process are serialised by a lock; the daemon is the only writer.
+Writers are serialised by a lock in the process and an advisory lock (``flock``) on
+``<table>.lock`` between processes, so several daemons on one host (``ha``) can share
+one table: each read-modify-write sees the others' entries.
 
 With a thousand models the table is a few hundred kilobytes: the router keeps the
 parsed table with the file's identity (inode, mtime, size) and parses again only
@@ -22,10 +24,12 @@ re-encoding only the entry that changed.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +61,7 @@ class FileRouter:
         self._encoded: dict[str, str] = {}  # model -> its '"name": {...}' member, as written
 
     def set(self, route: Route) -> None:
-        with self._lock:
+        with self._lock, self._between_processes():
             models = dict(self._models())
             models[route.model] = route.to_dict()
             self._encoded.pop(route.model, None)
@@ -67,6 +71,20 @@ class FileRouter:
             self._write('{"models": {' + ", ".join(members) + "}}")
             with contextlib.suppress(OSError):  # no cache: the next read parses the file
                 self._cached = (self._identity(), models)
+
+    @contextlib.contextmanager
+    def _between_processes(self) -> Iterator[None]:
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise RouterError(f"file router: cannot open {lock_path}: {exc}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
 
     def _member(self, name: str, entry: Any) -> str:
         member = self._encoded.get(name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -54,3 +55,23 @@ class TestFileRouter:
         path.write_text(content)
         with pytest.raises(RouterError, match=named):
             FileRouter(path=path).read("a")
+
+    def test_several_writers_share_one_table(self, tmp_path: Path) -> None:
+        """Routers in several processes (``ha``: one table per host) each set their own
+        models concurrently; the advisory lock keeps every entry. Two routers here stand
+        for two processes: only the file lock serialises them, not the in-process one."""
+        path = tmp_path / "routes.json"
+        routers = [FileRouter(path=path), FileRouter(path=path)]
+
+        def write(which: int) -> None:
+            for i in range(40):
+                routers[which].set(_route(f"m{which}-{i}", "v1", i + 1))
+
+        threads = [threading.Thread(target=write, args=(w,)) for w in (0, 1)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        table = read_table(path)
+        assert len(table) == 80
+        assert table["m1-39"] == _route("m1-39", "v1", 40)
