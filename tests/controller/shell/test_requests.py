@@ -3,25 +3,31 @@ owns the model, and the answer names it (SQLite and the real PostgreSQL)."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
+import yaml
 from prometheus_client import CollectorRegistry
+from typer.testing import CliRunner
 
 from controller.adapters.alert_ledger import AlertLedger
 from controller.adapters.leases import LEASE, Fenced, LeaseStore
 from controller.adapters.request_store import Outcome, RequestKind, RequestStatus
+from controller.cli import app as cli
+from controller.config import AlertRoute
 from controller.core.phases import Phase
 from controller.http.app import ApiDeps, create_app
 from controller.shell import requests
 from controller.shell.controller import Controller
 from controller.shell.membership import Membership
-from monitors.alerts import AlertAction
+from monitors.alerts import AlertAction, AlertIntake
 
 from .conftest import Pair
 
@@ -243,3 +249,67 @@ def test_a_process_that_never_joined_leaves_nothing(pair: Pair) -> None:
     same_id.leave()
     after = pair.b.membership.leases.status()
     assert [m["shards"] for m in after["members"]] == [m["shards"] for m in before["members"]]
+
+
+def test_the_clis_direct_mode_goes_through_the_queue(pair: Pair, tmp_path: Path) -> None:
+    """``modelreg rollout pause ID --direct`` with an ``ha`` config builds the daemon's
+    parts but owns no shard: it records a request, the owner applies it, and the
+    command says who did. The running members stay members."""
+    url = str(pair.a.store.engine.url.render_as_string(hide_password=False))
+    if not url.startswith("postgresql"):
+        pytest.skip("several daemons need PostgreSQL")
+    _started(pair)
+    rollout = _theirs(pair)
+    cfg = pair.a.config.model_dump(mode="json", exclude={"source_file"})
+    cfg["registry"] = {"url": url, "home": str(tmp_path / "home")}
+    cfg["ha"] = {**cfg["ha"], "member_id": "b", "request_wait": 20.0}
+    file = tmp_path / "ha.yaml"
+    file.write_text(yaml.safe_dump(cfg))
+    before = pair.b.membership.leases.status() if pair.b.membership else None
+    with _owner_pass(pair.b):
+        result = CliRunner().invoke(
+            cli, ["rollout", "pause", str(rollout), "--direct", "--config", str(file)]
+        )
+    assert result.exit_code == 0, result.output
+    assert "applied by member b" in result.output
+    assert f"rollout {rollout}: paused" in result.output
+    assert pair.a.store.get(rollout).phase is Phase.PAUSED
+    assert pair.b.membership is not None
+    assert before is not None
+    after = pair.b.membership.leases.status()
+    assert [m["member"] for m in after["members"]] == [m["member"] for m in before["members"]]
+
+
+def _alert_payload(model: str) -> str:
+    alert = {"status": "firing", "fingerprint": "beef", "startsAt": "2026-11-26T09:59:30Z",
+             "labels": {"alertname": "ErrorsHigh", "model": model}}  # fmt: skip
+    return json.dumps(
+        {"version": "4", "receiver": "r", "status": "firing", "groupKey": "g", "alerts": [alert]}
+    )
+
+
+def test_one_alert_posted_to_both_members_over_http_rolls_back_once(pair: Pair) -> None:
+    """Alertmanager's cluster posts the same webhook to every member: both answers name
+    the member that acted, one rollback is recorded, and the owner's ledger row makes
+    the alert known to a member that starts later."""
+    _started(pair)
+    rollout = pair.a.store.get(_theirs(pair))
+    rules = [AlertRoute(match={"alertname": "ErrorsHigh"}).rule(0)]
+    _with_wait(pair.a, 10.0)
+    answers = []
+    with _owner_pass(pair.b):
+        for member in (pair.a, pair.b):
+            ledger = AlertLedger(member.store.engine)
+            deps = ApiDeps(controller=member, metrics=CollectorRegistry(),
+                           alerts=AlertIntake(rules), alert_ledger=ledger)  # fmt: skip
+            with TestClient(create_app(deps)) as client:
+                answers.append(client.post("/v1/alerts", content=_alert_payload(rollout.model)))
+    bodies = [answer.json()["actions"][0] for answer in answers]
+    assert [answer.status_code for answer in answers] == [200, 200]
+    assert {body["member"] for body in bodies} == {"b"}
+    assert bodies[0]["request"] == bodies[1]["request"]
+    assert bodies[0]["acted"] is True
+    assert pair.a.store.get(rollout.id).phase is Phase.ROLLED_BACK
+    assert [d.event for d in pair.a.store.decisions(rollout.id)].count("rollback") == 1
+    known = AlertLedger(pair.a.store.engine).load(now=datetime.now(UTC))
+    assert any(fingerprint == "beef" for fingerprint, _ in known)
