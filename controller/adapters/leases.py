@@ -13,6 +13,7 @@ was taken has every later write refused (``Fenced``).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -175,14 +176,20 @@ class LeaseStore:
 
     def acquire(self, shard: int) -> int | None:
         """Take ``shard`` if it is free or its lease expired; its new fencing token, or
-        None when another member holds it."""
+        None when another member holds it. A row locked by a write in flight (its
+        holder's fence) is skipped for this round, never waited for: a holder stalled
+        inside that write must not stall the taker's whole round (``fence``)."""
+        free = sa.or_(LEASE.c.owner.is_(None), LEASE.c.expires_at <= self._now)
+        unlocked = (
+            sa.select(LEASE.c.shard)
+            .where(LEASE.c.shard == shard, free)
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
         with self._engine.begin() as conn:
             row = conn.execute(
                 LEASE.update()
-                .where(
-                    LEASE.c.shard == shard,
-                    sa.or_(LEASE.c.owner.is_(None), LEASE.c.expires_at <= self._now),
-                )
+                .where(LEASE.c.shard == unlocked, free)
                 .values(
                     owner=self.member,
                     token=LEASE.c.token + 1,
@@ -234,9 +241,21 @@ class LeaseStore:
     def fence(self, conn: sa.Connection, shard: int, token: int) -> None:
         """In the caller's transaction: raise ``Fenced`` unless this member holds
         ``shard`` with ``token`` and an unexpired lease. The lease row stays locked
-        until the caller commits (PostgreSQL), so no acquisition lands in between."""
+        until the caller commits (PostgreSQL), so no acquisition lands in between.
+
+        A member stalled inside that transaction (SIGSTOP, a long pause) must neither
+        keep the row locked for ever nor commit late: the same statement sets the
+        transaction's ``idle_in_transaction_session_timeout`` to one lease TTL, so
+        PostgreSQL ends a transaction that sits idle that long, releasing the row (the
+        shard's next round takes it) and leaving nothing to commit."""
+        columns: list[sa.ColumnElement[Any]] = [LEASE.c.shard]
+        if conn.dialect.name == "postgresql":
+            limit = str(max(1, round(self.ttl * 1000)))
+            columns.append(
+                sa.func.set_config("idle_in_transaction_session_timeout", limit, sa.true())
+            )
         query = (
-            sa.select(LEASE.c.shard)
+            sa.select(*columns)
             .where(
                 LEASE.c.shard == shard,
                 LEASE.c.owner == self.member,

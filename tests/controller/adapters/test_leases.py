@@ -3,8 +3,8 @@ database's clock, fencing tokens, and a fenced write refused."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -78,23 +78,55 @@ def test_members_are_live_for_one_ttl_and_leave_frees_leases(engine: sa.Engine) 
 
 
 @pytest.mark.postgres
-def test_a_takeover_waits_for_a_fenced_write_in_flight(pg_url: str) -> None:
+def test_no_takeover_lands_inside_a_fenced_write_in_flight(pg_url: str) -> None:
     """The lease row stays locked by the writer's fence until it commits: a member
-    taking the shard over cannot acquire in between (PostgreSQL's FOR UPDATE)."""
+    taking the expired shard over skips it meanwhile (PostgreSQL's FOR UPDATE, SKIP
+    LOCKED on the taker's side) and takes it once the write committed."""
     store = RolloutStore.open(pg_url)
     engine = store.engine
-    a, b = _store(engine, "a", ttl=0.2), _store(engine, "b")
-    token = a.acquire(0)
+    token = _store(engine, "a", ttl=0.5).acquire(0)  # a short lease ...
     assert token is not None
-    acquired: list[int | None] = []
+    a, b = _store(engine, "a", ttl=5.0), _store(engine, "b")  # ... a write well within 5 s
     with engine.begin() as conn:
         a.fence(conn, 0, token)  # the write's check passes and holds the row
         expires = a.leases()[0].expires_at
-        wait_until(lambda: b.now() > expires, timeout=5)  # the lease has now expired
-        taker = threading.Thread(target=lambda: acquired.append(b.acquire(0)))
-        taker.start()
-        time.sleep(0.3)
-        assert acquired == []  # blocked on the row lock while the write is open
-    taker.join(timeout=10)
+        assert wait_until(lambda: b.now() > expires, timeout=5)  # the lease has expired
+        assert b.acquire(0) is None  # not now: the write is still open
+    assert b.acquire(0) == token + 1  # committed: the next round takes it
     store.close()
-    assert acquired == [token + 1]
+
+
+@pytest.mark.postgres
+def test_a_member_stalled_inside_a_fenced_write_blocks_no_takeover(pg_url: str) -> None:
+    """A member stopped (SIGSTOP, a long pause) between its fence check and its commit
+    keeps the lease row locked. A member taking the expired shard over must not wait on
+    it, or its whole lease round hangs and its own leases expire: the acquisition gives
+    up for this round at once. PostgreSQL ends the stalled transaction once it sat idle
+    for a lease TTL, so a later round takes the shard."""
+    store = RolloutStore.open(pg_url)
+    engine = store.engine
+    b = _store(engine, "b", ttl=1.0)
+    # One member, a; its lease (1 s) was renewed before the write began, which stalls
+    # for longer: the fence's TTL is 5 s here, so the lease expires first.
+    token = _store(engine, "a", ttl=1.0).acquire(0)
+    assert token is not None
+    a = _store(engine, "a", ttl=5.0)
+    stalled = engine.connect()
+    acquired: list[int | None] = []
+    taker = threading.Thread(target=lambda: acquired.append(b.acquire(0)), daemon=True)
+    try:
+        stalled.begin()
+        a.fence(stalled, 0, token)  # the check passed; the commit never comes
+        expires = a.leases()[0].expires_at
+        assert wait_until(lambda: b.now() > expires, timeout=5)
+        taker.start()
+        taker.join(timeout=2)
+        assert acquired == [None], "the acquisition waited on the stalled writer's lock"
+        assert wait_until(lambda: b.acquire(0) == token + 1, timeout=10)
+    finally:
+        with contextlib.suppress(sa.exc.DBAPIError):
+            stalled.rollback()  # its session was ended by the server: nothing to undo
+        stalled.close()
+        if taker.is_alive():
+            taker.join(timeout=10)
+        store.close()
