@@ -201,6 +201,7 @@ class MLflowRegistry(ModelRegistry):
             increment=increment,
         )
         self._numbers: dict[tuple[str, SemVer], int] = {}  # never change once made
+        self._known_models: set[str] = set()  # exist in MLflow (as far as we know)
         self._resolved = _AliasCache(cache_ttl)
         self._experiment: str | None = None
 
@@ -474,9 +475,10 @@ class MLflowRegistry(ModelRegistry):
 
     def _mirror_new(self, undo: _Undo, tx: Tx, mv: ModelVersion) -> MLflowVersion:
         """A new version: its run and files, the model version, its aliases."""
-        undo.done = True
         client, name = self.client, mv.name
-        client.create_registered_model(name)
+        if name not in self._known_models:
+            client.create_registered_model(name)  # False when it exists: fine either way
+        undo.done = True
         run_id, artifact_uri = client.create_run(
             self._experiment_id(),
             mv.ref,
@@ -495,20 +497,30 @@ class MLflowRegistry(ModelRegistry):
                 content = queries.file_content(tx.conn, vid, f.name) or b""
                 client.upload(artifact_uri, f"{MODEL_DIR}/{f.name}", content)
         source = f"{artifact_uri}/{MODEL_DIR}"
-        created = client.create_model_version(
-            name, source, run_id=run_id, tags=_version_tags(mv), description=mv.ref
-        )
+        try:
+            created = client.create_model_version(
+                name, source, run_id=run_id, tags=_version_tags(mv), description=mv.ref
+            )
+        except MLflowNotFound:  # deleted in MLflow since we last saw it
+            self._known_models.discard(name)
+            client.create_registered_model(name)
+            created = client.create_model_version(
+                name, source, run_id=run_id, tags=_version_tags(mv), description=mv.ref
+            )
         number = int(created["version"])
         undo.created = (name, number)
         aliases = [semver_alias(mv.version)]
         if mv.stage in STAGE_ALIASES:
             aliases.append(mv.stage)
         for alias in aliases:
-            previous = client.version_by_alias(name, alias)
+            # A new number's alias cannot be held by anything we registered; a stage
+            # alias may be, and is put back if this registration does not commit.
+            previous = client.version_by_alias(name, alias) if alias in STAGE_ALIASES else None
             undo.aliases.append((name, alias, int(previous["version"]) if previous else None))
             client.set_alias(name, alias, number)
         client.end_run(run_id, "FINISHED", _ms(tx.now))
         self._numbers[(name, mv.version)] = number
+        tx.after_commit.append(functools.partial(self._known_models.add, name))
         return _attach(mv, number, tuple(aliases), source)
 
     def _mirror_stages(self, undo: _Undo, tx: Tx, mv: ModelVersion) -> ModelVersion:
