@@ -25,6 +25,7 @@ from registry.auto_rollback import Setting
 from registry.docs import sync_docs
 from registry.errors import RegistryError
 from registry.experiments import list_experiments
+from registry.mlflow_registry import MLflowRegistry
 from registry.records import ModelVersion, Transition
 from registry.report import ModelGovernance
 from registry.versions import SemVer
@@ -48,6 +49,7 @@ class _State:
     url: str | None = None
     actor: str | None = None
     debug: bool = False
+    mlflow: str | None = None
 
 
 state = _State()
@@ -64,11 +66,25 @@ def _main(
     db: Annotated[str | None, typer.Option(help="SQLAlchemy database URL.")] = None,
     actor: Annotated[str | None, typer.Option(help="Who is acting (default: $USER).")] = None,
     debug: Annotated[bool, typer.Option(help="Show tracebacks on errors.")] = False,
+    mlflow: Annotated[
+        str | None,
+        typer.Option(
+            "--mlflow",
+            metavar="URI",
+            help="Use the MLflow tracking server at URI as the registry (MLflowRegistry); "
+            "--db is then its governance database.",
+        ),
+    ] = None,
 ) -> None:
     state.home, state.url, state.actor, state.debug = home, db, actor, debug
+    state.mlflow = mlflow
 
 
 def _registry() -> ModelRegistry:
+    if state.mlflow is not None:
+        return MLflowRegistry(
+            state.mlflow, governance=state.url, home=state.home, actor=state.actor
+        )
     return ModelRegistry(state.url, home=state.home, actor=state.actor)
 
 

@@ -564,7 +564,7 @@ class MLflowRegistry(ModelRegistry):
         ):
             with contextlib.suppress(MLflowNotFound):  # another client deleted it
                 old_mv = client.get_model_version(name, old)
-                if old_mv is not None and _tags(old_mv).get(SEMVER_TAG):
+                if old_mv is not None and tags_of(old_mv).get(SEMVER_TAG):
                     client.set_version_tag(name, old, STAGE_TAG, "archived")
         return mv
 
@@ -598,7 +598,7 @@ class MLflowRegistry(ModelRegistry):
         return number
 
     def _record(self, found: Mapping[str, Any]) -> AnyVersion:
-        tags = _tags(found)
+        tags = tags_of(found)
         aliases = tuple(str(a) for a in found.get("aliases", []))
         number = int(found["version"])
         semver = tags.get(SEMVER_TAG)
@@ -657,7 +657,7 @@ class MLflowRegistry(ModelRegistry):
         """Another client's version: its files under ``<home>/mlflow/<name>/<n>``."""
         source = self.client.download_uri(record.name, record.mlflow_version)
         dest = self.home / "mlflow" / record.name / str(record.mlflow_version)
-        entries = self._walk(source, "")
+        entries = self.client.list_files(source)
         if not entries:
             raise NotFound(f"{record.ref}: MLflow {self.tracking_uri} has no artifacts at {source}")
         for rel in entries:
@@ -672,20 +672,8 @@ class MLflowRegistry(ModelRegistry):
                 ) from None
         return dest
 
-    def _walk(self, source: str, rel: str) -> list[str]:
-        try:
-            entries = self.client.list_artifacts(source, rel)
-        except MLflowNotFound:
-            return []
-        out: list[str] = []
-        for entry in entries:
-            path = entry.path if not rel else f"{rel}/{entry.path.rsplit('/', 1)[-1]}"
-            names.file_name(path.rsplit("/", 1)[-1])  # nothing may escape the cache
-            out.extend(self._walk(source, path) if entry.is_dir else [path])
-        return out
 
-
-def _tags(found: Mapping[str, Any]) -> dict[str, str]:
+def tags_of(found: Mapping[str, Any]) -> dict[str, str]:
     return {str(t["key"]): str(t.get("value", "")) for t in found.get("tags", [])}
 
 

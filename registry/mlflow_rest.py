@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx
 
+from registry import names
 from registry.errors import InvalidInput, RegistryError
 
 API = "/api/2.0/mlflow"
@@ -351,3 +352,21 @@ class MLflowClient:
             )
             for f in body.get("files", [])
         ]
+
+    def list_files(self, artifact_uri: str) -> list[str]:
+        """Every file under ``artifact_uri``, relative to it, sorted; [] when nothing is
+        there. Each path part is checked as a file name: none can escape a download."""
+        out: list[str] = []
+        pending = [""]
+        while pending:
+            rel = pending.pop()
+            try:
+                entries = self.list_artifacts(artifact_uri, rel)
+            except MLflowNotFound:
+                continue
+            for entry in entries:
+                leaf = entry.path.rsplit("/", 1)[-1]
+                names.file_name(leaf)
+                path = f"{rel}/{leaf}" if rel else leaf
+                (pending if entry.is_dir else out).append(path)
+        return sorted(out)
