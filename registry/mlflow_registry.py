@@ -416,7 +416,14 @@ class MLflowRegistry(ModelRegistry):
         names.model_name(name)
         found = self.client.search_model_versions(name)
         found.sort(key=lambda mv: int(mv["version"]), reverse=True)
-        return [self._record(mv) for mv in found]
+        # Search results do not carry aliases: the registered model lists them all.
+        held: dict[int, list[str]] = {}
+        for alias in self._aliases_of(name):
+            held.setdefault(int(alias["version"]), []).append(str(alias["alias"]))
+        return [
+            self._record({**mv, "aliases": sorted(held.get(int(mv["version"]), []))})
+            for mv in found
+        ]
 
     def get_model(
         self,

@@ -208,12 +208,17 @@ class TestOtherClients:
         mreg.register_model("m", None)
         number = raw.foreign_version("m", {"MLmodel": b"flavors: {}\n", "model.bin": b"\x00\x01"})
         mreg.register_model("m", None)
+        raw.post(
+            "registered-models/alias", {"name": "m", "alias": "staging", "version": str(number)}
+        )
         found = {v.mlflow_version: v for v in mreg.mlflow_versions("m")}
+        assert found[1].aliases == ("v1_0_0",)
         assert sorted(found) == [1, 2, 3]
         foreign = found[number]
         assert isinstance(foreign, ExternalVersion)
         assert foreign.version is None
         assert foreign.ref == f"m/{number}"
+        assert (foreign.stage, foreign.aliases) == ("staging", ("staging",))
         assert [str(v.version) for v in mreg.list_versions("m")] == ["v1.0.1", "v1.0.0"]
         assert raw.tags("m", number) == {}
         assert isinstance(mreg.get_model_version("m", number), ExternalVersion)
