@@ -446,6 +446,27 @@ class MLflowRegistry(ModelRegistry):
         self._cached_blob(record)
         return super().get_model(name, version=record.version, force=force)
 
+    def sync_from_mlflow(self, name: str, *, actor: str = "mlflow") -> list[ModelVersion]:
+        """Take in a ``staging`` alias another MLflow client set on a version of ours
+        that is in dev here: it is promoted to staging (audited as ``actor``), which is
+        what starts a rollout under the daemon. Other clients' versions (no semver)
+        and other alias moves are left alone; returns the versions moved."""
+        names.model_name(name)
+        number = {str(a["alias"]): int(a["version"]) for a in self._aliases_of(name)}.get("staging")
+        found = self.client.get_model_version(name, number) if number is not None else None
+        semver = tags_of(found).get(SEMVER_TAG) if found is not None else None
+        if not semver:
+            return []
+        version = SemVer.parse(semver)
+        try:
+            current = super().get_model_version(name, version)
+        except NotFound:
+            return []  # not in this governance database
+        if current.stage != "dev":
+            return []
+        reason = f"staging alias set in MLflow {self.tracking_uri}"
+        return [self.promote_model(name, version, to_stage="staging", reason=reason, actor=actor)]
+
     # -- the MLflow side of a change -----------------------------------------------------
 
     @contextlib.contextmanager
