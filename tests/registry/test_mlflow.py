@@ -18,7 +18,8 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from registry import MLflowRegistry, ModelRegistry, NotFound
+from registry import ApprovalRequired, MLflowRegistry, ModelGovernance, ModelRegistry, NotFound
+from registry.docs import sync_docs
 from registry.errors import CorruptArtifact, InvalidInput
 from registry.mlflow_registry import ExternalVersion, MLflowVersion
 from registry.mlflow_rest import MLflowRequestFailed, MLflowUnavailable
@@ -198,6 +199,29 @@ class TestWhatMLflowHolds:
             assert list(other.artifacts.digests()) == []
             assert other.get_model("m", version="v1") == {"x": 41}
             assert len(list(other.artifacts.digests())) == 1
+
+
+class TestGovernance:
+    def test_approvals_guard_the_production_alias(
+        self, mreg: MLflowRegistry, raw: Raw, tmp_path: Path
+    ) -> None:
+        """A refused promotion moves no alias; once approved it does; the audit report and
+        the living docs read the governance database as for any registry."""
+        mreg.register_model("m", None)
+        mreg.promote_model("m", "v1", to_stage="staging")
+        mreg.set_approval_required("production", ["bob", "carol"], model="m")
+        with pytest.raises(ApprovalRequired, match="needs 1 more approval"):
+            mreg.promote_model("m", "v1", to_stage="production")
+        assert "production" not in raw.aliases("m")
+        mreg.approve_model("m", "v1", "bob", "tested in staging")
+        mreg.promote_model("m", "v1", to_stage="production")
+        assert raw.aliases("m")["production"] == 1
+        report = ModelGovernance(registry=mreg).generate_audit_report(
+            "m", "2024-01-01", "2024-12-31"
+        )
+        assert [d.approved_by for d in report.deployments] == [["bob"]]
+        assert sync_docs(mreg, tmp_path / "docs").written
+        assert mreg.verify_audit_chain() is None
 
 
 class TestOtherClients:
