@@ -101,7 +101,9 @@ class MLflowVersion(ModelVersion):
 
 @dataclass(frozen=True, slots=True)
 class ExternalVersion:
-    """A version another MLflow client registered: no semantic version of ours."""
+    """A version this governance database has no record of: registered by another
+    MLflow client (no semantic version of ours), or through modelreg with another
+    governance database (its ``modelreg.*`` tags are in ``tags``)."""
 
     name: str
     mlflow_version: int
@@ -630,10 +632,13 @@ class MLflowRegistry(ModelRegistry):
         aliases = tuple(str(a) for a in found.get("aliases", []))
         number = int(found["version"])
         semver = tags.get(SEMVER_TAG)
+        record: ModelVersion | None = None
         if semver:
             name, version = str(found["name"]), SemVer.parse(semver)
             self._numbers[(name, version)] = number
-            record = super().get_model_version(name, version)
+            with contextlib.suppress(NotFound):  # made through another governance database
+                record = super().get_model_version(name, version)
+        if record is not None:
             stage = next((a for a in ("production", "staging") if a in aliases), None)
             if stage is not None and record.stage != stage:
                 record = replace(record, stage=stage)  # MLflow's alias is the truth

@@ -249,6 +249,19 @@ class TestOtherClients:
         path = Path(mreg.get_model("m", version=number))
         assert (path / "model.bin").read_bytes() == b"\x00\x01"
 
+    def test_another_governance_database_sees_external_versions(
+        self, mreg: MLflowRegistry, mlflow_uri: str, tmp_path: Path
+    ) -> None:
+        """A version made through another governance database is shown, not invented."""
+        mreg.register_model("m", None)
+        mreg.promote_model("m", "v1", to_stage="staging")
+        with MLflowRegistry(
+            mlflow_uri, governance=f"sqlite:///{tmp_path / 'other.db'}", home=tmp_path / "o"
+        ) as other:
+            seen = other.resolve("m", "staging")
+            assert isinstance(seen, ExternalVersion)
+            assert (seen.mlflow_version, seen.tags["modelreg.version"]) == (1, "v1.0.0")
+
     def test_resolve_follows_other_clients_alias_moves_within_the_ttl(
         self, mlflow_uri: str, raw: Raw, tmp_path: Path
     ) -> None:
