@@ -195,13 +195,17 @@ class MLflowRegistry(ModelRegistry):
         self.client = MLflowClient(tracking_uri, http=http)
         self.tracking_uri = self.client.uri
         root = Path(home) if home is not None else default_home()
-        super().__init__(
-            governance or f"sqlite:///{root / 'mlflow-governance.db'}",
-            home=root,
-            actor=actor,
-            clock=clock,
-            increment=increment,
-        )
+        try:
+            super().__init__(
+                governance or f"sqlite:///{root / 'mlflow-governance.db'}",
+                home=root,
+                actor=actor,
+                clock=clock,
+                increment=increment,
+            )
+        except BaseException:
+            self.client.close()
+            raise
         self._numbers: dict[tuple[str, SemVer], int] = {}  # never change once made
         self._known_models: set[str] = set()  # exist in MLflow (as far as we know)
         self._resolved = _AliasCache(cache_ttl)
