@@ -82,18 +82,16 @@ __all__ = [
 
 
 class RegistrySection(Strict):
-    """Where the registry lives: ``url`` defaults to ``sqlite:///<home>/registry.db``.
+    """Where the registry lives: ``url`` defaults to ``sqlite:///<home>/registry.db``."""
 
-    ``kind: mlflow``: an MLflow tracking server at ``tracking_uri`` is the registry
-    (``MLflowRegistry``) and ``governance`` its modelreg database (default
-    ``sqlite:///<home>/mlflow-governance.db``), which also holds the daemon's tables.
-    """
-
-    url: str | None = None
-    home: str = ".modelreg"
+    # kind mlflow: the MLflow tracking server at tracking_uri is the registry
+    # (MLflowRegistry) and governance its modelreg database (default
+    # sqlite:///<home>/mlflow-governance.db), which also holds the daemon's tables.
     kind: Literal["modelreg", "mlflow"] = "modelreg"
     tracking_uri: str | None = None
     governance: str | None = None
+    url: str | None = None
+    home: str = ".modelreg"
 
     @model_validator(mode="after")
     def _mlflow_keys(self) -> RegistrySection:

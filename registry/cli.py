@@ -85,28 +85,30 @@ def _main(
         ),
     ] = None,
 ) -> None:
-    state.home, state.url, state.actor, state.debug = home, db, actor, debug
     state.mlflow = mlflow
+    state.home, state.url, state.actor, state.debug = home, db, actor, debug
 
 
 def _registry() -> ModelRegistry:
-    if state.mlflow is not None:
-        return MLflowRegistry(
-            state.mlflow, governance=state.url, home=state.home, actor=state.actor
-        )
     return ModelRegistry(state.url, home=state.home, actor=state.actor)
 
 
 def _run(fn: Callable[[ModelRegistry], T]) -> T:
     """Run ``fn`` with a registry; turn expected errors into one line and exit 1."""
     try:
-        with _registry() as registry:
+        with _mlflow_registry() if state.mlflow else _registry() as registry:
             return fn(registry)
     except (RegistryError, ValueError, OSError) as exc:
         if state.debug:
             raise
         err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
+
+
+def _mlflow_registry() -> MLflowRegistry:
+    """``--mlflow URI``: the tracking server is the registry, ``--db`` its governance."""
+    assert state.mlflow is not None
+    return MLflowRegistry(state.mlflow, governance=state.url, home=state.home, actor=state.actor)
 
 
 def _row(table: Table, *cells: object) -> None:

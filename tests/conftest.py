@@ -57,20 +57,6 @@ def pg_url() -> Iterator[str]:
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The contract suite runs once per backend."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'registry.db'}"
-    return str(request.getfixturevalue("pg_url"))
-
-
-@pytest.fixture
-def clock() -> Clock:
-    """The test's clock (tests.clock), at 2024-01-10 09:00 UTC."""
-    return Clock()
-
-
 @pytest.fixture(scope="session")
 def mlflow_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """One real ``mlflow server`` per test session (tests.mlflow_server)."""
@@ -87,3 +73,17 @@ def mlflow_uri(mlflow_server_url: str) -> str:
 
     delete_all_models(mlflow_server_url)
     return mlflow_server_url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The contract suite runs once per backend."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'registry.db'}"
+    return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture
+def clock() -> Clock:
+    """The test's clock (tests.clock), at 2024-01-10 09:00 UTC."""
+    return Clock()

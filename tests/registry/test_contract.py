@@ -1,6 +1,4 @@
-"""The registry contract: every case runs on SQLite and on PostgreSQL, and on
-``MLflowRegistry`` (a real ``mlflow server``, its governance database on each of
-those) where the operation exists in both; the rest skip with their reason."""
+"""The registry contract: every case runs on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -31,30 +29,6 @@ from tests.clock import Clock
 SIG = {"inputs": {"amount": "float", "merchant_id": "int"}, "outputs": {"p": "float"}}
 
 
-@pytest.fixture(
-    params=["modelreg", pytest.param("mlflow", marks=[pytest.mark.mlflow, pytest.mark.integration])]
-)
-def reg(
-    request: pytest.FixtureRequest, db_url: str, tmp_path: Path, clock: Clock
-) -> Iterator[ModelRegistry]:
-    """The registry under test: ours, or MLflow's with our governance database beside it."""
-    registry: ModelRegistry
-    if request.param == "mlflow":
-        uri = request.getfixturevalue("mlflow_uri")
-        registry = MLflowRegistry(
-            uri, governance=db_url, home=tmp_path / "home", actor="alice", clock=clock
-        )
-    else:
-        registry = ModelRegistry(db_url, home=tmp_path / "home", actor="alice", clock=clock)
-    yield registry
-    registry.close()
-
-
-def not_on_mlflow(reg: ModelRegistry, why: str) -> None:
-    if isinstance(reg, MLflowRegistry):
-        pytest.skip(f"not an MLflowRegistry operation: {why}")
-
-
 def count(reg: ModelRegistry, table: sa.Table) -> int:
     with reg.store.read() as conn:
         return int(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
@@ -63,6 +37,36 @@ def count(reg: ModelRegistry, table: sa.Table) -> int:
 def promote_to_production(reg: ModelRegistry, name: str, version: str) -> None:
     reg.promote_model(name, version, to_stage="staging")
     reg.promote_model(name, version, to_stage="production")
+
+
+@pytest.fixture(
+    params=["modelreg", pytest.param("mlflow", marks=[pytest.mark.mlflow, pytest.mark.integration])]
+)
+def reg(
+    request: pytest.FixtureRequest, reg: ModelRegistry, db_url: str, tmp_path: Path, clock: Clock
+) -> Iterator[ModelRegistry]:
+    """The registry under test: ours (conftest's ``reg``), or ``MLflowRegistry`` on a real
+    ``mlflow server`` with its governance database on the same URL (SQLite, PostgreSQL),
+    where the operation exists in both; the other cases skip with their reason."""
+    if request.param == "modelreg":
+        yield reg
+        return
+    if request.node.callspec.params.get("artifact_uri") not in (None, "local"):
+        pytest.skip("MLflowRegistry keeps its artifacts in MLflow, not in an artifact store")
+    registry = MLflowRegistry(
+        request.getfixturevalue("mlflow_uri"),
+        governance=db_url,
+        home=tmp_path / "mlflow-home",
+        actor="alice",
+        clock=clock,
+    )
+    yield registry
+    registry.close()
+
+
+def not_on_mlflow(reg: ModelRegistry, why: str) -> None:
+    if isinstance(reg, MLflowRegistry):
+        pytest.skip(f"not an MLflowRegistry operation: {why}")
 
 
 class TestRegistration:
