@@ -32,7 +32,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, create_model, field_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import ErrorDetails
 
 from controller.adapters import routers  # noqa: F401 -- importing it registers every router kind
@@ -77,8 +84,25 @@ __all__ = [
 class RegistrySection(Strict):
     """Where the registry lives: ``url`` defaults to ``sqlite:///<home>/registry.db``."""
 
+    # kind mlflow: the MLflow tracking server at tracking_uri is the registry
+    # (MLflowRegistry) and governance its modelreg database (default
+    # sqlite:///<home>/mlflow-governance.db), which also holds the daemon's tables.
+    kind: Literal["modelreg", "mlflow"] = "modelreg"
+    tracking_uri: str | None = None
+    governance: str | None = None
     url: str | None = None
     home: str = ".modelreg"
+
+    @model_validator(mode="after")
+    def _mlflow_keys(self) -> RegistrySection:
+        if self.kind == "mlflow":
+            if not self.tracking_uri:
+                raise ValueError("kind mlflow needs tracking_uri (http(s)://host:port)")
+            if self.url is not None:
+                raise ValueError("kind mlflow: name its database with governance, not url")
+        elif self.tracking_uri is not None or self.governance is not None:
+            raise ValueError("tracking_uri and governance belong to kind: mlflow")
+        return self
 
 
 class ServerSection(Strict):
@@ -219,6 +243,9 @@ class Config(Strict):
     source_file: str = ""  # where it was loaded from (set by load_config)
 
     def registry_url(self) -> str:
+        if self.registry.kind == "mlflow":
+            home = Path(self.registry.home)
+            return self.registry.governance or f"sqlite:///{home / 'mlflow-governance.db'}"
         return self.registry.url or f"sqlite:///{Path(self.registry.home) / 'registry.db'}"
 
     def ingest_source_name(self) -> str | None:

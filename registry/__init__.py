@@ -32,6 +32,7 @@ if TYPE_CHECKING:
         VersionNotFound,
     )
     from registry.experiments import track_experiment
+    from registry.mlflow_registry import MLflowRegistry
     from registry.monitoring import ModelMonitor
     from registry.records import ModelSummary, ModelVersion, RollbackTrigger, Transition
     from registry.report import ModelGovernance
@@ -54,6 +55,7 @@ _WHERE: dict[str, str] = {
     "InvalidInput": "registry.errors",
     "InvalidName": "registry.errors",
     "InvalidVersion": "registry.errors",
+    "MLflowRegistry": "registry.mlflow_registry",
     "ModelEndOfLife": "registry.errors",
     "ModelGovernance": "registry.report",
     "ModelMonitor": "registry.monitoring",
@@ -98,6 +100,7 @@ __all__ = [
     "InvalidInput",
     "InvalidName",
     "InvalidVersion",
+    "MLflowRegistry",
     "ModelEndOfLife",
     "ModelGovernance",
     "ModelMonitor",

@@ -16,7 +16,14 @@ import typer
 import yaml
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TransferSpeedColumn,
+)
 from rich.table import Table
 from rich.text import Text
 
@@ -25,6 +32,9 @@ from registry.auto_rollback import Setting
 from registry.docs import sync_docs
 from registry.errors import RegistryError
 from registry.experiments import list_experiments
+from registry.mlflow_import import import_from_mlflow, plan_import, summary
+from registry.mlflow_registry import MLflowRegistry
+from registry.mlflow_rest import MLflowClient
 from registry.records import ModelVersion, Transition
 from registry.report import ModelGovernance
 from registry.versions import SemVer
@@ -48,6 +58,7 @@ class _State:
     url: str | None = None
     actor: str | None = None
     debug: bool = False
+    mlflow: str | None = None
 
 
 state = _State()
@@ -64,7 +75,17 @@ def _main(
     db: Annotated[str | None, typer.Option(help="SQLAlchemy database URL.")] = None,
     actor: Annotated[str | None, typer.Option(help="Who is acting (default: $USER).")] = None,
     debug: Annotated[bool, typer.Option(help="Show tracebacks on errors.")] = False,
+    mlflow: Annotated[
+        str | None,
+        typer.Option(
+            "--mlflow",
+            metavar="URI",
+            help="Use the MLflow tracking server at URI as the registry (MLflowRegistry); "
+            "--db is then its governance database.",
+        ),
+    ] = None,
 ) -> None:
+    state.mlflow = mlflow
     state.home, state.url, state.actor, state.debug = home, db, actor, debug
 
 
@@ -75,13 +96,19 @@ def _registry() -> ModelRegistry:
 def _run(fn: Callable[[ModelRegistry], T]) -> T:
     """Run ``fn`` with a registry; turn expected errors into one line and exit 1."""
     try:
-        with _registry() as registry:
+        with _mlflow_registry() if state.mlflow else _registry() as registry:
             return fn(registry)
     except (RegistryError, ValueError, OSError) as exc:
         if state.debug:
             raise
         err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
+
+
+def _mlflow_registry() -> MLflowRegistry:
+    """``--mlflow URI``: the tracking server is the registry, ``--db`` its governance."""
+    assert state.mlflow is not None
+    return MLflowRegistry(state.mlflow, governance=state.url, home=state.home, actor=state.actor)
 
 
 def _row(table: Table, *cells: object) -> None:
@@ -598,6 +625,53 @@ def audit_report(
         out.print(f"wrote {output}", markup=False)
     else:
         sys.stdout.write(text)
+
+
+import_app = typer.Typer(
+    help="Copy models from another registry into this one.", no_args_is_help=True
+)
+app.add_typer(import_app, name="import")
+
+
+@import_app.command("mlflow")
+def import_mlflow(
+    tracking_uri: Annotated[
+        str, typer.Option("--tracking-uri", metavar="URI", help="The MLflow tracking server.")
+    ],
+    model: Annotated[str | None, typer.Option(help="Only this registered model.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Copy MLflow's models, versions, artifacts (digest-verified) and staging/production
+    aliases into this registry (--db/--home); a re-run copies only what is new."""
+
+    def go(registry: ModelRegistry) -> dict[str, Any]:
+        client = MLflowClient(tracking_uri)
+        try:
+            plan = plan_import(client, model)
+            if as_json or plan.total == 0:
+                return summary(import_from_mlflow(registry, client, plan))
+            with Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=err
+            ) as bar:
+                task = bar.add_task("importing", total=plan.total)
+                results = import_from_mlflow(
+                    registry,
+                    client,
+                    plan,
+                    advance=lambda label: bar.update(task, advance=1, description=label),
+                )
+            return summary(results)
+        finally:
+            client.close()
+
+    done = _run(go)
+    if as_json:
+        _emit_json(done)
+    else:
+        out.print(
+            f"imported {done['imported']} versions, {done['unchanged']} already here "
+            f"(from {tracking_uri})"
+        )
 
 
 @app.command()

@@ -16,12 +16,14 @@ PostgreSQL), which totally orders mutations and keeps the audit chain linear.
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import functools
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 import sqlalchemy as sa
 
@@ -48,6 +50,14 @@ _SET_HEAD = Prepared(
     .values(last_id=sa.bindparam("new_id"), last_hash=sa.bindparam("new_hash"))
 )
 Clock = Callable[[], datetime]
+# The effect the next ``Store.write`` of this context finishes with (see ``Store.finishing``).
+_FINISH: contextvars.ContextVar[Callable[[Tx, Any], Any] | None] = contextvars.ContextVar(
+    "modelreg_store_finish", default=None
+)
+
+
+def _finish_with(op: Callable[[Tx], T], effect: Callable[[Tx, Any], Any], tx: Tx) -> T:
+    return cast(T, effect(tx, op(tx)))
 
 
 def _rollback_quietly(conn: sa.Connection, cur: Cursor) -> None:
@@ -164,8 +174,30 @@ class Store:
 
     # -- writes ---------------------------------------------------------------
 
+    @contextmanager
+    def finishing(self, effect: Callable[[Tx, Any], Any]) -> Iterator[None]:
+        """Make the next ``write`` started in this block end with ``effect(tx, result)``,
+        inside its transaction, after the operation and before the commit; the write
+        returns what ``effect`` returns.
+
+        For a change that must also land outside this database (an MLflow tracking
+        server mirrors our versions and stages): if the effect raises, the whole
+        operation rolls back, so the database never records what the outside did
+        not take. Only the first write is wrapped, so a clean-up written after a
+        failure runs plain.
+        """
+        token = _FINISH.set(effect)
+        try:
+            yield
+        finally:
+            _FINISH.reset(token)
+
     def write(self, op: Callable[[Tx], T]) -> T:
         """Run ``op`` in a write transaction (possibly shared) and commit it durably."""
+        effect = _FINISH.get()
+        if effect is not None:
+            _FINISH.set(None)
+            op = functools.partial(_finish_with, op, effect)
         job: _Job[T] = _Job(op)
         with self._queue_lock:
             self._queue.append(job)

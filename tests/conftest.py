@@ -57,6 +57,24 @@ def pg_url() -> Iterator[str]:
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
+@pytest.fixture(scope="session")
+def mlflow_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One real ``mlflow server`` per test session (tests.mlflow_server)."""
+    from tests.mlflow_server import mlflow_server
+
+    with mlflow_server(tmp_path_factory.mktemp("mlflow")) as url:
+        yield url
+
+
+@pytest.fixture
+def mlflow_uri(mlflow_server_url: str) -> str:
+    """The session's MLflow server, its registry emptied for this test."""
+    from tests.mlflow_server import delete_all_models
+
+    delete_all_models(mlflow_server_url)
+    return mlflow_server_url
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """The contract suite runs once per backend."""

@@ -27,6 +27,28 @@ else
     echo "PostgreSQL: NOT reachable; its contract-suite cases will be reported as not run"
 fi
 
+# MLflow (PyPI) for the MLflowRegistry tests: its own virtualenv, .venv-mlflow, so its
+# pins never meet ours (modelreg talks to it over REST only). Tests start
+# `mlflow server` on a loopback port. 3.17.2: 3.18.0's mlflow-tracing pin is not
+# installable from the index this project uses.
+MLFLOW_VERSION=3.17.2
+mlflow_ok() {
+    [ -x .venv-mlflow/bin/mlflow ] && .venv-mlflow/bin/python -c \
+        "import importlib.metadata as m, sys; sys.exit(m.version('mlflow') != '$MLFLOW_VERSION')" 2>/dev/null
+}
+if ! mlflow_ok; then
+    ${PYTHON:-python3} -m venv .venv-mlflow \
+        && .venv-mlflow/bin/python -m pip install -q "mlflow==$MLFLOW_VERSION" >/dev/null
+fi
+if mlflow_ok; then
+    echo "MLflow: .venv-mlflow/bin/mlflow ($MLFLOW_VERSION)"
+elif [ "${CI:-}" = "true" ]; then
+    echo "mlflow==$MLFLOW_VERSION is required in CI but could not be installed in .venv-mlflow" >&2
+    exit 1
+else
+    echo "MLflow: NOT installed; the MLflowRegistry tests will not run"
+fi
+
 # Prometheus and Alertmanager (monitors integration tests start their own
 # instances on loopback ports; Debian's system services are never started).
 prom_missing() {

@@ -2,7 +2,8 @@
 
 ``decide`` judges approvals but cannot read the registry (``read_approvals``); the
 production rule needs to know when the current production version entered
-production (``production_entered_at``).
+production (``production_entered_at``). ``open_registry`` opens the registry the
+config names: ours, or an MLflow tracking server (``registry.kind: mlflow``).
 """
 
 from __future__ import annotations
@@ -11,10 +12,27 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
+from controller.config import Config
 from controller.core.state import Approvals
-from registry import ModelRegistry, RegistryError
+from registry import MLflowRegistry, ModelRegistry, RegistryError
 
-__all__ = ["production_entered_at", "read_approvals"]
+__all__ = ["open_registry", "production_entered_at", "read_approvals"]
+
+ACTOR = "modelreg-controller"
+
+
+def open_registry(config: Config) -> ModelRegistry:
+    """The daemon's registry; on MLflow, its governance database holds the daemon's tables."""
+    section = config.registry
+    if section.kind == "mlflow":
+        assert section.tracking_uri is not None  # the config's validator requires it
+        return MLflowRegistry(
+            section.tracking_uri,
+            governance=config.registry_url(),
+            home=section.home,
+            actor=ACTOR,
+        )
+    return ModelRegistry(config.registry_url(), home=section.home, actor=ACTOR)
 
 
 def read_approvals(registry: ModelRegistry, model: str, version: str) -> tuple[bool, Approvals]:

@@ -57,6 +57,7 @@ from controller.adapters.alert_ledger import AlertLedger
 from controller.adapters.guard_store import GuardStore
 from controller.adapters.metrics import ControllerMetrics
 from controller.adapters.notify import EventKind, Notifications, build_notifier
+from controller.adapters.registry_gateway import open_registry
 from controller.adapters.rollout_store import RolloutStore
 from controller.adapters.routers.http import HttpRouter
 from controller.adapters.routing import Router, build_router
@@ -134,9 +135,7 @@ class Daemon:
         if missing:
             raise ConfigError(missing[0], missing)
         notifications = build_notifications(config)
-        registry = ModelRegistry(
-            config.registry_url(), home=config.registry.home, actor="modelreg-controller"
-        )
+        registry = open_registry(config)
         store = RolloutStore.open(registry.url)
         sources = build_sources(config)
         ingest = ingest_stores(sources)

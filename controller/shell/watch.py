@@ -3,7 +3,8 @@
 - ``start_rollout``: judge a staging (or dev) version against production; the record
   is created under the model's lock, after production was read there.
 - ``watch_once``: level-triggered, start a rollout for every staging version of a
-  model with a policy that never had one (never one rolled back from production).
+  model with a policy that never had one (never one rolled back from production);
+  on MLflow, a ``staging`` alias another client set is taken in first.
 - ``reconcile_routers``: make every router hold the database's routes, judging the
   settled models from one snapshot and pushing the others under their lock.
 """
@@ -21,7 +22,7 @@ from controller.adapters.rollout_store import RolloutRecord
 from controller.adapters.routing import RouterError
 from controller.core.guard import rolled_back_from_production
 from controller.errors import CannotStart, RolloutNotFound
-from registry import NotFound, RegistryError
+from registry import MLflowRegistry, NotFound, RegistryError
 from serving.route import Route
 
 if TYPE_CHECKING:
@@ -94,6 +95,12 @@ def watch_once(controller: Controller) -> list[RolloutRecord]:
     """
     started = []
     for model in filter(controller.owns, controller.config.models):
+        if isinstance(controller.registry, MLflowRegistry):
+            # Another MLflow client may have set the staging alias: take it in first.
+            try:
+                controller.registry.sync_from_mlflow(model)
+            except RegistryError as exc:
+                log.warning("mlflow_sync_failed", model=model, error=str(exc))
         try:
             staged = controller.registry.list_versions(model, stage="staging")
         except NotFound:
