@@ -135,7 +135,10 @@ class Daemon:
             raise ConfigError(missing[0], missing)
         notifications = build_notifications(config)
         registry = ModelRegistry(
-            config.registry_url(), home=config.registry.home, actor="modelreg-controller"
+            config.registry_url(),
+            home=config.registry.home,
+            actor="modelreg-controller",
+            artifact_uri=config.registry.artifacts,
         )
         store = RolloutStore.open(registry.url)
         sources = build_sources(config)
