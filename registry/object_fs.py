@@ -6,7 +6,8 @@ URI (a missing object is ``None``, not an error). ``ObjectFs`` is the generic ba
 (any fsspec file system: ``gs``, ``az``, ``memory``); ``S3ObjectFs`` adds the upload
 S3 can verify without reading the object back.
 
-Filesystem objects are created with ``skip_instance_cache=True`` and no options:
+Filesystem objects are created with ``skip_instance_cache=True``, without a listings
+cache and with no other options:
 credentials, region and endpoint come from the library's usual environment and
 config files (``AWS_ACCESS_KEY_ID``, ``AWS_PROFILE``, ``~/.aws/config``,
 ``AWS_ENDPOINT_URL``, ``GOOGLE_APPLICATION_CREDENTIALS``, ``AZURE_STORAGE_*``), read
@@ -146,7 +147,9 @@ class ObjectFs:
                 f"artifact store {uri}: {uri.scheme}:// needs {package or 'fsspec'}: "
                 f"pip install 'modelreg[{uri.extra or 's3'}]'"
             ) from None
-        fs = fsspec.filesystem(uri.scheme, skip_instance_cache=True)
+        # No listings cache: another host may rewrite or delete an object at any time,
+        # and a stale listing would answer info() for it.
+        fs = fsspec.filesystem(uri.scheme, skip_instance_cache=True, use_listings_cache=False)
         return S3ObjectFs(uri, fs) if uri.scheme == "s3" else ObjectFs(uri, fs)
 
     def url(self, path: str) -> str:

@@ -115,7 +115,7 @@ class ObjectArtifactStore:
                         md5s.append(part.hexdigest())
                         part, in_part = hashlib.md5(), 0  # noqa: S324 -- as above
                 read += n
-        if in_part:
+        if in_part or not md5s:  # the last part (an empty file is one empty part)
             md5s.append(part.hexdigest())
         if read != size:
             raise InvalidInput(f"artifact path {str(path)!r} changed size while it was read")
@@ -225,9 +225,10 @@ class ObjectArtifactStore:
             if blob.created:
                 self._cache.delete(blob.digest)
             raise self._corrupt(digest, blob.digest)
-        tmp = source.with_name(f".{digest}.tmp")
-        tmp.write_text(info.identity)
-        os.replace(tmp, source)
+        fd, tmp = tempfile.mkstemp(dir=self._sources, prefix=f".{digest[:12]}-")
+        with os.fdopen(fd, "w") as f:
+            f.write(info.identity)
+        os.replace(tmp, source)  # concurrent loads of one blob each write a whole record
         return self._cache.path_for(digest), True
 
     def _drop_cached(self, digest: str) -> None:

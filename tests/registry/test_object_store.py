@@ -105,6 +105,14 @@ class TestS3Writes:
         assert sent == []
         assert reg.get_model("other", version=str(mv.version)) == {"w": [1, 2]}
 
+    def test_empty_file(self, reg: ModelRegistry, tmp_path: Path) -> None:
+        """An empty artifact is one empty object, verified like any other."""
+        empty = tmp_path / "empty.bin"
+        empty.write_bytes(b"")
+        mv = reg.register_model("m", empty)
+        assert mv.artifact_size == 0
+        assert Path(reg.get_model("m", version="v1")).read_bytes() == b""
+
     def test_bytes_changed_after_hashing_are_refused(
         self, reg: ModelRegistry, model_file: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
@@ -184,6 +192,7 @@ class TestS3Reads:
         mv = reg.register_model("m", model_file)
         assert mv.artifact_digest is not None
         reg.get_model("m", version="v1")
+        assert list(store_of(reg).digests()) == [mv.artifact_digest]  # a listing, not cached
         key = store_of(reg).key_path(mv.artifact_digest)
         fs = s3()
         data = bytearray(fs.cat_file(key))
