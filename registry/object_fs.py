@@ -29,8 +29,9 @@ import contextlib
 import hashlib
 import importlib
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -45,6 +46,7 @@ MIN_PART = 16 * MiB
 MAX_PARTS = 10_000
 UPLOAD_THREADS = 4  # parts in flight: memory is at most UPLOAD_THREADS x part size
 READ_BLOCK = 16 * MiB
+READ_AHEAD = 4  # ranges in flight while downloading
 
 Progress = Callable[[int], None]
 
@@ -191,19 +193,24 @@ class ObjectFs:
         return [_info(raw) for raw in found.values() if raw.get("type", "file") == "file"]
 
     @contextmanager
-    def reader(self, path: str) -> Iterator[IO[bytes]]:
-        """A sequential reader (``READ_BLOCK`` requests); a missing object raises
-        ``FileNotFoundError``."""
+    def reader(self, path: str, size: int) -> Iterator[IO[bytes]]:
+        """A reader of the object's first ``size`` bytes: ``READ_BLOCK`` ranges, up to
+        ``READ_AHEAD`` of them fetched at once (memory: that many blocks). A missing
+        object raises ``FileNotFoundError`` from ``read``."""
+        pool = ThreadPoolExecutor(max_workers=READ_AHEAD, thread_name_prefix="object-read")
         try:
-            f = self._fs.open(path, "rb", block_size=READ_BLOCK)
+            yield cast(IO[bytes], _RangeReader(self, path, size, pool))
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def read_range(self, path: str, start: int, end: int) -> bytes:
+        """Bytes ``start`` to ``end`` (exclusive) of an object, in one request."""
+        try:
+            return bytes(self._fs.cat_file(path, start=start, end=end))
         except FileNotFoundError:
             raise
         except Exception as exc:  # as above
             raise self.error(exc, "read", path) from exc
-        try:
-            yield cast(IO[bytes], _Reader(f, self, path))
-        finally:
-            f.close()
 
     def remove(self, path: str) -> None:
         """Delete an object; a missing one is fine."""
@@ -237,17 +244,35 @@ class ObjectFs:
         return []
 
 
-class _Reader:
-    """A file-like read() that turns backend failures into StorageError."""
+class _RangeReader:
+    """``read(n)`` over an object fetched in ranges, a few ahead of the reader."""
 
-    def __init__(self, f: Any, fs: ObjectFs, path: str) -> None:
-        self._f, self._fs, self._path = f, fs, path
+    def __init__(self, fs: ObjectFs, path: str, size: int, pool: ThreadPoolExecutor) -> None:
+        self._fs, self._path, self._size, self._pool = fs, path, size, pool
+        self._next = 0  # offset of the next range to request
+        self._pending: deque[Future[bytes]] = deque()
+        self._block = memoryview(b"")
+        self._fill()
+
+    def _fill(self) -> None:
+        while len(self._pending) < READ_AHEAD and self._next < self._size:
+            end = min(self._next + READ_BLOCK, self._size)
+            self._pending.append(
+                self._pool.submit(self._fs.read_range, self._path, self._next, end)
+            )
+            self._next = end
 
     def read(self, n: int = -1) -> bytes:
-        try:
-            return bytes(self._f.read(n))
-        except Exception as exc:  # as above
-            raise self._fs.error(exc, "read", self._path) from exc
+        if not self._block:
+            if not self._pending:
+                return b""
+            self._block = memoryview(self._pending.popleft().result())
+            self._fill()
+            if not self._block:
+                return b""  # the object is shorter than it was: the hash will say so
+        take = len(self._block) if n is None or n < 0 else min(n, len(self._block))
+        out, self._block = bytes(self._block[:take]), self._block[take:]
+        return out
 
 
 class _Mismatch(Exception):

@@ -25,8 +25,9 @@ by a killed process leaves an unfinished multipart upload, which
 committed is removed by the same collection once no version references it.
 
 Reads hand out local files: ``verify`` downloads the object into a cache under the
-registry's home (``<home>/artifact-cache``), hashing as it streams, and refuses a
-mismatch with ``CorruptArtifact`` naming the key. A cached copy is re-hashed on every
+registry's home (``<home>/artifact-cache``), in ranges fetched a few at a time and
+hashed in order as they are written, and refuses a mismatch with ``CorruptArtifact``
+naming the key. A cached copy is re-hashed on every
 load, as the local store's files are, and used only while the bucket still holds
 the object it was downloaded from (its size and ETag, checked with one ``HEAD``);
 a rewritten object is downloaded and verified again.
@@ -180,9 +181,12 @@ class ObjectArtifactStore:
     def _rehash_remote(self, digest: str) -> None:
         """Stream the object and hash it; ``CorruptArtifact`` names the key."""
         path = self.key_path(digest)
+        info = self._fs.info(path)
+        if info is None:
+            raise self._missing(digest)
         h = hashlib.sha256()
         try:
-            with self._fs.reader(path) as f:
+            with self._fs.reader(path, info.size) as f:
                 while chunk := f.read(CHUNK):
                     h.update(chunk)
         except FileNotFoundError:
@@ -217,7 +221,7 @@ class ObjectArtifactStore:
                 return self._cache.path_for(digest), False
         self._drop_cached(digest)
         try:
-            with self._fs.reader(path) as f:
+            with self._fs.reader(path, info.size) as f:
                 blob = self._cache.put_stream(f)  # type: ignore[arg-type]
         except FileNotFoundError:
             raise self._missing(digest) from None
