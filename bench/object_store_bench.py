@@ -148,7 +148,7 @@ def main() -> None:
                 "ours = hash pass (SHA-256 + MD5 per 16 MiB part) + upload (4 parts in flight, "
                 "each part's ETag checked) + HEAD + the version's commit; baseline = "
                 "S3FileSystem.put_file (50 MiB parts, 10 in flight, nothing verified). "
-                "Load: verified download into the cache (16 MiB ranges, 4 in flight, hashed "
+                "Load: verified download into the cache (32 MiB ranges, 4 in flight, hashed "
                 "in order, fsynced) vs get_file (50 MiB ranges, 10 in flight, not hashed)."
             ),
         }

@@ -45,7 +45,7 @@ MiB = 1 << 20
 MIN_PART = 16 * MiB
 MAX_PARTS = 10_000
 UPLOAD_THREADS = 4  # parts in flight: memory is at most UPLOAD_THREADS x part size
-READ_BLOCK = 16 * MiB
+READ_BLOCK = 32 * MiB
 READ_AHEAD = 4  # ranges in flight while downloading
 
 Progress = Callable[[int], None]
