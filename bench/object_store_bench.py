@@ -10,7 +10,9 @@ ETag, the HEAD check and the version's commit. The baseline only uploads
 is reported too: the verified download into the cache against ``get_file``.
 
 Runs alternate baseline and ours (``--runs``, medians reported); each object is
-deleted after its run so the server's memory stays at one copy.
+deleted after its run so the server's memory stays at one copy. Besides wall time,
+each side's CPU seconds (this process, and the moto server's) are reported: on a
+shared machine they move less with the load than wall time does.
 
 Usage: python bench/object_store_bench.py [--size MIB] [--runs N] [--dir DIR]
 """
@@ -63,6 +65,20 @@ def start_moto(log: Path) -> tuple[subprocess.Popen[bytes], str]:
     raise SystemExit(f"moto server did not start: {log.read_text()}")
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def timed(server: int, fn: Any) -> tuple[float, float, float]:
+    """Wall seconds, this process's CPU seconds, the server's CPU seconds."""
+    server_cpu, own_cpu, start = cpu_s(server), time.process_time(), time.perf_counter()
+    fn()
+    wall = time.perf_counter() - start
+    return wall, time.process_time() - own_cpu, cpu_s(server) - server_cpu
+
+
 def rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -98,11 +114,14 @@ def main() -> None:
         ours: list[float] = []
         load_base: list[float] = []
         load_ours: list[float] = []
+        cpu: dict[str, list[list[float]]] = {"register": [], "put_file": []}
         peak_rss = 0.0
         for run in range(args.runs):
-            start = time.perf_counter()
-            fs.put_file(str(src), "bench/baseline.bin")
-            baseline.append(time.perf_counter() - start)
+            wall, client, server = timed(
+                proc.pid, lambda: fs.put_file(str(src), "bench/baseline.bin")
+            )
+            baseline.append(wall)
+            cpu["put_file"].append([round(client, 2), round(server, 2)])
             peak_rss = max(peak_rss, rss_mib(proc.pid))
             start = time.perf_counter()
             fs.get_file("bench/baseline.bin", str(scratch / "baseline.out"))
@@ -114,9 +133,16 @@ def main() -> None:
             with ModelRegistry(
                 home=home, actor="bench", artifact_uri=f"s3://bench/registry-{run}"
             ) as reg:
-                start = time.perf_counter()
-                mv = reg.register_model("big", src, requirements="")
-                ours.append(time.perf_counter() - start)
+                done: list[Any] = []
+                wall, client, server = timed(
+                    proc.pid,
+                    lambda reg=reg, done=done: done.append(
+                        reg.register_model("big", src, requirements="")
+                    ),
+                )
+                ours.append(wall)
+                cpu["register"].append([round(client, 2), round(server, 2)])
+                mv = done[0]
                 peak_rss = max(peak_rss, rss_mib(proc.pid))
                 start = time.perf_counter()
                 loaded = reg.get_model("big", version=str(mv.version))
@@ -138,6 +164,12 @@ def main() -> None:
             "baseline_s3fs_put_file_s": [round(x, 3) for x in baseline],
             "ratio": round(reg_s / put, 3),
             "target_ratio": 1.2,
+            "cpu_s_client_server": cpu,
+            "cpu_ratio": round(
+                statistics.median(sum(c) for c in cpu["register"])
+                / statistics.median(sum(c) for c in cpu["put_file"]),
+                3,
+            ),
             "register_mib_per_s": round(args.size / reg_s, 1),
             "baseline_mib_per_s": round(args.size / put, 1),
             "load_verified_s": [round(x, 3) for x in load_ours],
