@@ -1,6 +1,6 @@
 """The daemon's one YAML file, validated with pydantic.
 
-Sections: ``registry`` (database URL, artifact home), ``server`` (listen address,
+Sections: ``registry`` (database URL, home, artifact store), ``server`` (listen address,
 tokens file, which ingest source takes the HTTP intake), ``sources`` and
 ``routers`` (by name, each with a ``kind:`` and its ``options``), ``alerts``
 (Alertmanager label matchers mapped to an action on a model), ``notifications``
@@ -8,8 +8,8 @@ tokens file, which ingest source takes the HTTP intake), ``sources`` and
 ``models``: one rollout policy per model name.
 Unknown keys anywhere are errors; every error is a ``ConfigError`` naming the
 file, the key path (``models.fraud.strategy.steps``) and what was expected.
-Relative paths (``registry.home``, a file router's ``path``, ``sqlite:///`` URLs)
-are resolved against the config file's directory.
+Relative paths (``registry.home``, a local ``registry.artifacts``, a file router's
+``path``, ``sqlite:///`` URLs) are resolved against the config file's directory.
 
 A router's or source's ``options`` are validated with the options model its kind
 registered (``controller.adapters.routing.register_router``,
@@ -58,6 +58,8 @@ from controller.core.policy import (
 )
 from controller.errors import ConfigError
 from monitors import SOURCE_KINDS, AlertRule, SourceOptions
+from registry.errors import InvalidInput
+from registry.storage_uri import artifact_location
 
 __all__ = [
     "AnalysisConfig",
@@ -82,7 +84,10 @@ __all__ = [
 
 
 class RegistrySection(Strict):
-    """Where the registry lives: ``url`` defaults to ``sqlite:///<home>/registry.db``."""
+    """Where the registry lives: ``url`` defaults to ``sqlite:///<home>/registry.db``;
+    ``artifacts`` to ``<home>/artifacts``, or a directory, or ``s3://``, ``gs://``,
+    ``az://BUCKET/PREFIX`` (credentials from the provider's environment, e.g. the
+    unit's ``AWS_*`` variables or ``~/.aws``; never in this file)."""
 
     # kind mlflow: the MLflow tracking server at tracking_uri is the registry
     # (MLflowRegistry) and governance its modelreg database (default
@@ -92,6 +97,17 @@ class RegistrySection(Strict):
     governance: str | None = None
     url: str | None = None
     home: str = ".modelreg"
+    artifacts: str | None = None
+
+    @field_validator("artifacts")
+    @classmethod
+    def _artifact_location(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                artifact_location(value)
+            except InvalidInput as exc:
+                raise ValueError(str(exc)) from None
+        return value
 
     @model_validator(mode="after")
     def _mlflow_keys(self) -> RegistrySection:
@@ -361,16 +377,22 @@ def _check_ha(config: Config, where: str) -> None:
         )
 
 
+def _resolve_registry(reg: dict[str, Any], base: Path) -> None:
+    for key in ("home", "artifacts"):  # artifacts: only a local directory, not a URI
+        path = reg.get(key)
+        local = path if isinstance(path, str) and path and "://" not in path else None
+        if local is not None and not Path(local).is_absolute():
+            reg[key] = str(base / local)
+    url = reg.get("url")
+    if isinstance(url, str):
+        reg["url"] = _sqlite_relative(url, base)
+
+
 def _resolve_paths(data: dict[str, Any], base: Path) -> None:
     """Make relative paths relative to the config file's directory."""
     reg = data.get("registry")
     if isinstance(reg, dict):
-        home = reg.get("home")
-        if isinstance(home, str) and not Path(home).is_absolute():
-            reg["home"] = str(base / home)
-        url = reg.get("url")
-        if isinstance(url, str):
-            reg["url"] = _sqlite_relative(url, base)
+        _resolve_registry(reg, base)
     elif reg is None:
         data["registry"] = {"home": str(base / ".modelreg")}
     for section in ("routers", "sources"):

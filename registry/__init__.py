@@ -11,7 +11,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from registry.api import AuditRecord, ModelRegistry
+    from registry.api import AuditRecord, CustomRegistry, ModelRegistry
     from registry.compare import Comparison
     from registry.errors import (
         ApprovalRefused,
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
         ModelNotFound,
         NotFound,
         RegistryError,
+        StorageError,
         VersionNotFound,
     )
     from registry.experiments import track_experiment
@@ -47,6 +48,7 @@ _WHERE: dict[str, str] = {
     "AuditRecord": "registry.api",
     "Comparison": "registry.compare",
     "Conflict": "registry.errors",
+    "CustomRegistry": "registry.api",
     "CorruptArtifact": "registry.errors",
     "DeprecatedModelWarning": "registry.errors",
     "IllegalTransition": "registry.errors",
@@ -66,6 +68,7 @@ _WHERE: dict[str, str] = {
     "NotFound": "registry.errors",
     "RegistryError": "registry.errors",
     "RollbackTrigger": "registry.records",
+    "StorageError": "registry.errors",
     "SemVer": "registry.versions",
     "Transition": "registry.records",
     "VersionNotFound": "registry.errors",
@@ -93,6 +96,7 @@ __all__ = [
     "Comparison",
     "Conflict",
     "CorruptArtifact",
+    "CustomRegistry",
     "DeprecatedModelWarning",
     "IllegalTransition",
     "IncompatibleVersion",
@@ -112,6 +116,7 @@ __all__ = [
     "RegistryError",
     "RollbackTrigger",
     "SemVer",
+    "StorageError",
     "Transition",
     "VersionNotFound",
     "track_experiment",

@@ -6,7 +6,9 @@ be read on its own: every method delegates to the module of its concern in
 triggers, lineage, audit, environments), which checks the input and does the work.
 The registry object holds what those share: the store, the artifact store, the
 default actor and the caches (committed model ids; the resolve cache, which it
-drops after every change to an existing version).
+drops after every change to an existing version). Artifacts live in a local
+directory (``<home>/artifacts``) or, with ``artifact_uri``, on object storage
+(``registry.object_store``); ``CustomRegistry`` is the seed's name for the latter.
 
 Every mutation is one database transaction that also appends its audit event.
 Artifacts are written (durably, content-addressed) before that transaction; if
@@ -18,14 +20,14 @@ from __future__ import annotations
 import getpass
 import os
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
 from registry import approvals, auto_rollback, lineage, names
-from registry.artifacts import ArtifactStore, Progress
+from registry.artifacts import BlobStore, Progress, open_artifact_store
 from registry.audit import ChainBreak
 from registry.compare import Comparison
 from registry.db import default_home, default_url
@@ -34,6 +36,7 @@ from registry.ops import (
     auditing,
     bumping,
     environments,
+    garbage,
     provenance,
     reads,
     registration,
@@ -41,12 +44,22 @@ from registry.ops import (
     stage_moves,
 )
 from registry.ops.auditing import AuditRecord
+from registry.ops.garbage import GarbageReport
 from registry.ops.preparation import ARTIFACT_FILE, ARTIFACT_PICKLE, PICKLE_NAME
 from registry.records import ModelSummary, ModelVersion, Transition
+from registry.storage_uri import StorageUri, artifact_location
 from registry.store import Clock, Store
 from registry.versions import SemVer
 
-__all__ = ["ARTIFACT_FILE", "ARTIFACT_PICKLE", "PICKLE_NAME", "AuditRecord", "ModelRegistry"]
+__all__ = [
+    "ARTIFACT_FILE",
+    "ARTIFACT_PICKLE",
+    "PICKLE_NAME",
+    "AuditRecord",
+    "CustomRegistry",
+    "GarbageReport",
+    "ModelRegistry",
+]
 
 
 def _utcnow() -> datetime:
@@ -64,7 +77,11 @@ class ModelRegistry:
     """A registry: one database (SQLite by default) plus a content-addressed store.
 
     ``home`` defaults to ``$MODELREG_HOME`` or ``./.modelreg``; ``url`` to
-    ``sqlite:///<home>/registry.db``. ``clock`` is injectable for tests.
+    ``sqlite:///<home>/registry.db``. ``artifact_uri`` puts the artifacts elsewhere:
+    a directory, or ``s3://bucket/prefix`` (``gs://``, ``az://``; the ``s3``, ``gcs``
+    or ``azure`` extra), with credentials from that library's usual environment;
+    verified downloads are then cached under ``<home>/artifact-cache``. ``clock`` is
+    injectable for tests.
     """
 
     def __init__(
@@ -77,7 +94,10 @@ class ModelRegistry:
         increment: str | None = None,
         environment: str | None = None,
         environments: Mapping[str, str] | None = None,
+        artifact_uri: str | Path | None = None,
     ) -> None:
+        # Checked before anything is opened: a refused URI creates no database.
+        location = artifact_location(artifact_uri) if artifact_uri is not None else None
         self.root = Path(home) if home is not None else default_home()
         self.environment = (
             names.identifier(environment, "environment") if environment is not None else None
@@ -88,8 +108,19 @@ class ModelRegistry:
         self.url = url or self.environments.get(environment or "") or default_url(self.home)
         self.actor = names.actor(actor) if actor is not None else _default_actor()
         self.increment = increment
+        self.artifact_uri = artifact_uri
+        if location is None:
+            location = self.home / "artifacts"
+        elif environment:  # each environment keeps its own blobs, as its own database
+            location = (
+                location.child("environments", environment)
+                if isinstance(location, StorageUri)
+                else location / "environments" / environment
+            )
+        self.artifacts: BlobStore = open_artifact_store(
+            location, cache=self.home / "artifact-cache"
+        )
         self._store = Store(self.url, clock=clock or _utcnow)
-        self.artifacts = ArtifactStore(self.home / "artifacts")
         self._model_ids: dict[str, int] = {}  # committed model rows, for registration
         self._versions = reads.VersionLookup(self._store)  # the resolve cache
 
@@ -546,6 +577,31 @@ class ModelRegistry:
         """Walk the whole audit chain; the first broken link, or ``None``."""
         return auditing.verify_audit_chain(self._store)
 
+    # -- artifacts ----------------------------------------------------------------
+
+    def collect_garbage(
+        self,
+        *,
+        older_than: timedelta = timedelta(days=1),
+        dry_run: bool = False,
+        now: datetime | None = None,
+        actor: str | None = None,
+    ) -> GarbageReport:
+        """Remove blobs no version references and writes abandoned mid-way (temp files,
+        unfinished uploads), when older than ``older_than``: younger ones may belong to
+        a registration still in flight. Deletions run under the write lock, re-checking
+        references, and are audited. ``now`` is the storage's clock (default: this
+        host's), not the registry's: blob ages come from the file system or bucket.
+        """
+        return garbage.collect_garbage(
+            self._store,
+            self.artifacts,
+            older_than=older_than,
+            dry_run=dry_run,
+            now=now or datetime.now(UTC),
+            actor=names.actor(actor) if actor else self.actor,
+        )
+
     # -- environments -------------------------------------------------------------
 
     def open_environment(self, environment: str) -> ModelRegistry:
@@ -557,6 +613,7 @@ class ModelRegistry:
             clock=self._store.clock,
             environment=environment,
             environments=self.environments,
+            artifact_uri=self.artifact_uri,
         )
 
     def promote_to(
@@ -575,3 +632,39 @@ class ModelRegistry:
         already there is reused.
         """
         return environments.promote_to(self, model, target_env, stage=stage, actor=actor)
+
+
+class CustomRegistry(ModelRegistry):
+    """The seed's ``CustomRegistry(storage_uri="s3://ml-models/registry")``: a
+    ``ModelRegistry`` whose artifacts live at ``storage_uri`` (``s3://``, ``gs://``,
+    ``az://`` or a directory), content-addressed and verified like local ones.
+
+    The database does not move to object storage (SQLite needs a file system with
+    locks, and a bucket has none): it stays ``url``, by default SQLite under
+    ``home``; hosts that share one registry share a PostgreSQL ``url`` as well as the
+    bucket. Every ``ModelRegistry`` method works unchanged.
+    """
+
+    def __init__(
+        self,
+        storage_uri: str,
+        url: str | None = None,
+        *,
+        home: str | Path | None = None,
+        actor: str | None = None,
+        clock: Clock | None = None,
+        increment: str | None = None,
+        environment: str | None = None,
+        environments: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(
+            url,
+            home=home,
+            actor=actor,
+            clock=clock,
+            increment=increment,
+            environment=environment,
+            environments=environments,
+            artifact_uri=storage_uri,
+        )
+        self.storage_uri = storage_uri

@@ -1,6 +1,9 @@
-"""A content-addressed artifact store keyed by SHA-256.
+"""Content-addressed artifact stores keyed by SHA-256: what the registry needs of one
+(``BlobStore``), the local store (``ArtifactStore``) and ``open_artifact_store``, which
+picks the local store for a path and the object store (``registry.object_store``) for
+an ``s3://``, ``gs://`` or ``az://`` URI.
 
-Layout under the store's root::
+Layout under the local store's root::
 
     blobs/sha256/<first two hex>/<64 hex>   immutable, read-only blobs
     tmp/                                    in-flight writes (same file system)
@@ -22,10 +25,12 @@ import re
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from registry.errors import CorruptArtifact, InvalidInput, NotFound
+from registry.storage_uri import StorageUri
 
 CHUNK = 4 << 20
 _DIGEST = re.compile(r"[0-9a-f]{64}")
@@ -40,6 +45,98 @@ class StoredBlob:
     size: int
     created: bool
     """False when identical content was already stored (deduplicated)."""
+
+
+class BlobStore(Protocol):
+    """What the registry calls on an artifact store (local directory or object storage).
+
+    Writes are durable and verified before they return, so a registration's
+    transaction only ever references complete blobs; reads re-hash and raise
+    ``CorruptArtifact`` on a mismatch. ``verify`` hands out a local, verified file
+    (an object store downloads it into a cache under the registry's home).
+    """
+
+    @property
+    def location(self) -> str:
+        """Where the blobs live, for messages: a directory or a URI."""
+        ...
+
+    def exists(self, digest: str) -> bool: ...
+
+    def put_stream(self, source: BinaryIO, progress: Progress | None = None) -> StoredBlob: ...
+
+    def put_file(self, path: Path, progress: Progress | None = None) -> StoredBlob: ...
+
+    def put_bytes(self, data: bytes) -> StoredBlob: ...
+
+    def verify(self, digest: str) -> Path:
+        """A local file holding the blob, re-hashed; ``CorruptArtifact``/``NotFound``."""
+        ...
+
+    def read_bytes(self, digest: str) -> bytes: ...
+
+    def delete(self, digest: str) -> None:
+        """Remove a blob; the caller has checked (under the write lock) that no version
+        references it."""
+        ...
+
+    def digests(self) -> Iterator[str]: ...
+
+    def blobs(self) -> Iterator[tuple[str, datetime]]:
+        """Every stored blob's digest with when it was written (UTC), for garbage collection."""
+        ...
+
+    def sweep_incomplete(self, before: datetime) -> list[str]:
+        """Remove writes abandoned before ``before`` (temp files, unfinished uploads);
+        return what was removed."""
+        ...
+
+
+def open_artifact_store(location: Path | StorageUri, *, cache: Path) -> BlobStore:
+    """The local store for a directory; the object store for a URI, with its local
+    download cache at ``cache``. Nothing is contacted yet: the first use of a remote
+    store raises ``StorageError`` naming the URI if it cannot be reached."""
+    if isinstance(location, StorageUri):
+        # Imported here: fsspec loads only when a registry uses object storage.
+        from registry.object_store import ObjectArtifactStore  # noqa: PLC0415
+
+        return ObjectArtifactStore(location, cache=cache)
+    return ArtifactStore(location)
+
+
+def check_digest(digest: str) -> str:
+    """``digest`` if it is 64 lowercase hex characters (the only thing keys are built from)."""
+    if not isinstance(digest, str) or not _DIGEST.fullmatch(digest):
+        raise InvalidInput(f"invalid SHA-256 digest {digest!r}")
+    return digest
+
+
+def copy_hashing(source: BinaryIO, fd: int, progress: Progress | None) -> tuple[str, int]:
+    """Copy ``source`` to the open file ``fd`` in ``CHUNK`` blocks, hashing as it goes;
+    fsync; return (SHA-256 hex, size)."""
+    h = hashlib.sha256()
+    size = 0
+    buf = bytearray(CHUNK)
+    view = memoryview(buf)
+    readinto = getattr(source, "readinto", None)
+    while True:
+        if readinto is not None:
+            n = readinto(buf)
+            chunk = view[:n] if n else b""
+        else:
+            chunk = source.read(CHUNK)
+            n = len(chunk)
+        if not n:
+            break
+        h.update(chunk)
+        written = 0
+        while written < n:
+            written += os.write(fd, chunk[written:])
+        size += n
+        if progress is not None:
+            progress(n)
+    os.fsync(fd)
+    return h.hexdigest(), size
 
 
 def _fsync_dir(path: Path) -> None:
@@ -60,10 +157,13 @@ class ArtifactStore:
         self._blobs.mkdir(parents=True, exist_ok=True)
         self._tmp.mkdir(parents=True, exist_ok=True)
 
+    @property
+    def location(self) -> str:
+        return str(self.root)
+
     def path_for(self, digest: str) -> Path:
         """Where the blob with ``digest`` lives (whether or not it exists)."""
-        if not isinstance(digest, str) or not _DIGEST.fullmatch(digest):
-            raise InvalidInput(f"invalid SHA-256 digest {digest!r}")
+        check_digest(digest)
         return self._blobs / digest[:2] / digest
 
     def exists(self, digest: str) -> bool:
@@ -74,7 +174,7 @@ class ArtifactStore:
         fd, tmp_name = tempfile.mkstemp(dir=self._tmp, prefix="put-")
         tmp = Path(tmp_name)
         try:
-            digest, size = self._copy_hashing(source, fd, progress)
+            digest, size = copy_hashing(source, fd, progress)
         except BaseException:
             os.close(fd)
             tmp.unlink(missing_ok=True)
@@ -94,32 +194,6 @@ class ArtifactStore:
         os.replace(tmp, final)
         _fsync_dir(final.parent)
         return StoredBlob(digest, size, created=True)
-
-    @staticmethod
-    def _copy_hashing(source: BinaryIO, fd: int, progress: Progress | None) -> tuple[str, int]:
-        h = hashlib.sha256()
-        size = 0
-        buf = bytearray(CHUNK)
-        view = memoryview(buf)
-        readinto = getattr(source, "readinto", None)
-        while True:
-            if readinto is not None:
-                n = readinto(buf)
-                chunk = view[:n] if n else b""
-            else:
-                chunk = source.read(CHUNK)
-                n = len(chunk)
-            if not n:
-                break
-            h.update(chunk)
-            written = 0
-            while written < n:
-                written += os.write(fd, chunk[written:])
-            size += n
-            if progress is not None:
-                progress(n)
-        os.fsync(fd)
-        return h.hexdigest(), size
 
     def put_file(self, path: Path, progress: Progress | None = None) -> StoredBlob:
         """Store a copy of the file at ``path``."""
@@ -169,3 +243,20 @@ class ArtifactStore:
         for sub in self._blobs.iterdir():
             if sub.is_dir():
                 yield from (p.name for p in sub.iterdir() if _DIGEST.fullmatch(p.name))
+
+    def blobs(self) -> Iterator[tuple[str, datetime]]:
+        for digest in self.digests():
+            with contextlib.suppress(FileNotFoundError):
+                mtime = self.path_for(digest).stat().st_mtime
+                yield digest, datetime.fromtimestamp(mtime, UTC)
+
+    def sweep_incomplete(self, before: datetime) -> list[str]:
+        """Remove temp files of writes that died (a killed process) before ``before``."""
+        removed: list[str] = []
+        cutoff = before.timestamp()
+        for path in self._tmp.iterdir():
+            with contextlib.suppress(FileNotFoundError):
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed.append(str(path))
+        return removed

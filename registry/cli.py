@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -28,7 +29,7 @@ from rich.table import Table
 from rich.text import Text
 
 from registry.api import ModelRegistry
-from registry.auto_rollback import Setting
+from registry.auto_rollback import Setting, parse_duration
 from registry.docs import sync_docs
 from registry.errors import RegistryError
 from registry.experiments import list_experiments
@@ -56,6 +57,7 @@ LARGE_ARTIFACT = 64 << 20
 class _State:
     home: Path | None = None
     url: str | None = None
+    artifacts: str | None = None
     actor: str | None = None
     debug: bool = False
     mlflow: str | None = None
@@ -73,6 +75,14 @@ def _main(
         Path | None, typer.Option(help="State directory (default $MODELREG_HOME or ./.modelreg).")
     ] = None,
     db: Annotated[str | None, typer.Option(help="SQLAlchemy database URL.")] = None,
+    artifacts: Annotated[
+        str | None,
+        typer.Option(
+            envvar="MODELREG_ARTIFACTS",
+            help="Where artifacts live: a directory or s3://, gs://, az://BUCKET/PREFIX "
+            "(default <home>/artifacts; credentials from the provider's environment).",
+        ),
+    ] = None,
     actor: Annotated[str | None, typer.Option(help="Who is acting (default: $USER).")] = None,
     debug: Annotated[bool, typer.Option(help="Show tracebacks on errors.")] = False,
     mlflow: Annotated[
@@ -87,10 +97,13 @@ def _main(
 ) -> None:
     state.mlflow = mlflow
     state.home, state.url, state.actor, state.debug = home, db, actor, debug
+    state.artifacts = artifacts
 
 
 def _registry() -> ModelRegistry:
-    return ModelRegistry(state.url, home=state.home, actor=state.actor)
+    return ModelRegistry(
+        state.url, home=state.home, actor=state.actor, artifact_uri=state.artifacts
+    )
 
 
 def _run(fn: Callable[[ModelRegistry], T]) -> T:
@@ -729,6 +742,34 @@ def impact(
 
 docs_app = typer.Typer(help="Living docs and catalog export.", no_args_is_help=True)
 app.add_typer(docs_app, name="docs")
+
+
+@app.command()
+def gc(
+    older_than: Annotated[
+        str, typer.Option(help="Only what is older than this (e.g. 1h, 24h, 7d).")
+    ] = "24h",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List, remove nothing.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Remove artifacts no version references and writes abandoned mid-way.
+
+    Both only when older than --older-than: younger ones may belong to a registration
+    still in flight. Local stores and object storage alike; removals are audited.
+    """
+    age = timedelta(seconds=parse_duration(older_than, "--older-than", allow_zero=True))
+    report = _run(lambda r: r.collect_garbage(older_than=age, dry_run=dry_run))
+    if as_json:
+        _emit_json(report.to_dict())
+        return
+    verb = "would remove" if dry_run else "removed"
+    out.print(
+        f"{report.location}: {verb} {len(report.removed)} unreferenced blob(s), "
+        f"kept {report.kept_recent} younger than {older_than}, "
+        f"removed {len(report.abandoned)} abandoned write(s)",
+        markup=False,
+        highlight=False,
+    )
 
 
 @docs_app.command("sync")

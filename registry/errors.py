@@ -15,8 +15,9 @@ Every error names what was wrong; the CLI prints ``str(error)`` as its one line.
     ├── ModelEndOfLife(RegistryError) a deprecated version past its end of life
     ├── IllegalTransition(RegistryError)
     │   └── ApprovalRequired         a guarded stage lacks approvals (names who)
-    └── IntegrityError(RegistryError)
-        └── CorruptArtifact          stored bytes no longer match their digest
+    ├── IntegrityError(RegistryError)
+    │   └── CorruptArtifact          stored bytes no longer match their digest
+    └── StorageError(RegistryError)  the artifact store cannot be reached, read or written
 """
 
 from __future__ import annotations
@@ -99,3 +100,9 @@ class IntegrityError(RegistryError):
 
 class CorruptArtifact(IntegrityError):
     """An artifact's bytes do not hash to the digest it was stored under."""
+
+
+class StorageError(RegistryError):
+    """The artifact store could not be reached, read or written: an unreachable
+    endpoint, a missing bucket, a denied request. The message names the store's URI
+    (never a credential); nothing was committed to the registry."""

@@ -94,3 +94,14 @@ elif [ "${CI:-}" = "true" ]; then
 else
     echo "nginx/systemd-analyze: NOT installed (run as root to install); their tests will not run"
 fi
+
+# moto's S3 server (PyPI moto[server], in the dev extra that ./dev installs): the
+# object-storage tests start their own instance on a loopback port.
+if .venv/bin/python -c 'import moto.server, flask, s3fs' 2>/dev/null; then
+    echo "moto S3 server: installed (tests start it on loopback)"
+elif [ "${CI:-}" = "true" ]; then
+    echo "moto[server] and s3fs are required in CI but not installed (pip install -e '.[dev]')" >&2
+    exit 1
+else
+    echo "moto S3 server: NOT installed (pip install -e '.[dev]'); S3 tests will not run"
+fi

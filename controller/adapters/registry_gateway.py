@@ -32,7 +32,9 @@ def open_registry(config: Config) -> ModelRegistry:
             home=section.home,
             actor=ACTOR,
         )
-    return ModelRegistry(config.registry_url(), home=section.home, actor=ACTOR)
+    return ModelRegistry(
+        config.registry_url(), home=section.home, actor=ACTOR, artifact_uri=section.artifacts
+    )
 
 
 def read_approvals(registry: ModelRegistry, model: str, version: str) -> tuple[bool, Approvals]:

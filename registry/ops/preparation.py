@@ -19,7 +19,7 @@ from typing import Any
 
 from registry import files as vfiles
 from registry import names, queries
-from registry.artifacts import ArtifactStore, Progress, StoredBlob
+from registry.artifacts import BlobStore, Progress, StoredBlob
 from registry.errors import InvalidInput, InvalidName
 from registry.store import Store, Tx
 
@@ -74,7 +74,7 @@ def small_files(
 
 
 def store_model(
-    artifacts: ArtifactStore, model: Any, progress: Progress | None
+    artifacts: BlobStore, model: Any, progress: Progress | None
 ) -> tuple[StoredBlob | None, str | None, str | None]:
     """Store the model artifact; returns (blob, file name, format).
 
@@ -104,7 +104,7 @@ def store_model(
     return artifacts.put_bytes(data), PICKLE_NAME, ARTIFACT_PICKLE
 
 
-def discard_unreferenced(store: Store, artifacts: ArtifactStore, digests: list[str]) -> None:
+def discard_unreferenced(store: Store, artifacts: BlobStore, digests: list[str]) -> None:
     """Delete blobs no version references, under the write lock (no race with users)."""
 
     def op(tx: Tx) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from registry import names, queries
-from registry.artifacts import ArtifactStore
+from registry.artifacts import BlobStore
 from registry.compare import Comparison, compare_versions
 from registry.errors import (
     CorruptArtifact,
@@ -95,7 +95,7 @@ class VersionLookup:
 
 def get_model(
     store: Store,
-    artifacts: ArtifactStore,
+    artifacts: BlobStore,
     versions: VersionLookup,
     name: str,
     stage: str | None,
@@ -134,7 +134,7 @@ def get_model(
 
 def get_file(
     store: Store,
-    artifacts: ArtifactStore,
+    artifacts: BlobStore,
     versions: VersionLookup,
     name: str,
     version: str | SemVer,

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from registry import approvals, fastsql, lineage, names, queries
 from registry import files as vfiles
-from registry.artifacts import ArtifactStore, Progress, StoredBlob
+from registry.artifacts import BlobStore, Progress, StoredBlob
 from registry.errors import (
     ApprovalRequired,
     Conflict,
@@ -50,7 +50,7 @@ from registry.versions import (
 
 def register_model(
     store: Store,
-    artifacts: ArtifactStore,
+    artifacts: BlobStore,
     model_ids: dict[str, int],
     name: str,
     model: Any,
@@ -149,7 +149,7 @@ def _parent_hint(name: str, parent: str | SemVer | None, meta: Mapping[str, Any]
 def _register_op(
     tx: Tx,
     *,
-    artifacts: ArtifactStore,
+    artifacts: BlobStore,
     model_ids: dict[str, int],
     name: str,
     wanted: SemVer | None,

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -131,3 +132,59 @@ def test_auto_rollback_show_set_clear(run, tmp_path: Path) -> None:  # type: ign
     assert "between 0 and 1" in bad.stderr
     assert run("auto-rollback", "fraud", "--clear", "--latency", "3").returncode == 2
     assert "no registered model named 'ghost'" in run("auto-rollback", "ghost").stderr
+
+
+@pytest.mark.s3
+def test_artifacts_on_s3(run, tmp_path: Path, s3_uri: str) -> None:  # type: ignore[no-untyped-def]
+    """`--artifacts s3://...` (or MODELREG_ARTIFACTS) stores and verifies through S3;
+    credentials and endpoint come from the AWS_* environment."""
+    model = tmp_path / "model.bin"
+    model.write_bytes(b"weights" * 1000)
+    r = run("--artifacts", s3_uri, "register", "fraud", str(model), "--json")
+    assert r.returncode == 0, r.stderr
+    digest = json.loads(r.stdout)["artifact"]["digest"]
+    import s3fs
+
+    key = f"{s3_uri.removeprefix('s3://')}/blobs/sha256/{digest[:2]}/{digest}"
+    assert s3fs.S3FileSystem(skip_instance_cache=True).cat_file(key) == model.read_bytes()
+    r = run("--artifacts", s3_uri, "gc", "--dry-run", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["location"] == s3_uri
+
+
+def test_bad_artifacts_uri_is_one_line(run) -> None:  # type: ignore[no-untyped-def]
+    """A refused URI exits 1 with one line naming it."""
+    r = run("--artifacts", "s3://models/a/../b", "list")
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines() == [
+        "error: artifact store URI 's3://models/a/../b': "
+        "a '..' segment is not allowed in the prefix"
+    ]
+
+
+def test_gc_removes_old_orphans(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """`modelreg gc` removes an unreferenced blob and a dead temp file once they are
+    older than --older-than, and keeps the blobs versions use."""
+    from registry.artifacts import ArtifactStore
+
+    model = tmp_path / "model.bin"
+    model.write_bytes(b"used")
+    assert run("register", "fraud", str(model)).returncode == 0
+    store = ArtifactStore(tmp_path / "home" / "artifacts")
+    orphan = store.put_bytes(b"orphan")
+    dead = store.root / "tmp" / "put-dead"
+    dead.write_bytes(b"half")
+    week_ago = time.time() - 7 * 86400
+    for path in (store.path_for(orphan.digest), dead):
+        os.utime(path, (week_ago, week_ago))
+    dry = json.loads(run("gc", "--dry-run", "--json").stdout)
+    assert dry["removed"] == [orphan.digest]
+    assert store.exists(orphan.digest)
+    r = run("gc", "--older-than", "1d")
+    assert r.returncode == 0, r.stderr
+    assert "removed 1 unreferenced blob(s)" in r.stdout
+    assert "removed 1 abandoned write(s)" in r.stdout
+    assert not store.exists(orphan.digest)
+    assert not dead.exists()
+    assert len(list(store.digests())) == 1
+    assert json.loads(run("gc", "--json").stdout)["removed"] == []

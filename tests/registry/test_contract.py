@@ -1,4 +1,5 @@
-"""The registry contract: every case runs on SQLite and on PostgreSQL."""
+"""The registry contract: every case runs on SQLite and on PostgreSQL, each with
+artifacts in the registry's home and on S3 (moto's server, over HTTP)."""
 
 from __future__ import annotations
 
@@ -23,10 +24,45 @@ from registry import (
     SemVer,
     VersionNotFound,
 )
+from registry.artifacts import ArtifactStore
+from registry.object_store import ObjectArtifactStore
 from registry.schema import audit_t, files_t, versions_t
 from tests.clock import Clock
 
 SIG = {"inputs": {"amount": "float", "merchant_id": "int"}, "outputs": {"p": "float"}}
+
+
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
+def artifact_uri(request: pytest.FixtureRequest) -> str | None:
+    """Artifacts in the registry's home, or in a new S3 bucket."""
+    return str(request.getfixturevalue("s3_uri")) if request.param == "s3" else None
+
+
+def tamper(reg: ModelRegistry, digest: str, data: bytes) -> None:
+    """Overwrite a stored blob behind the registry's back."""
+    store = reg.artifacts
+    if isinstance(store, ArtifactStore):
+        path = store.path_for(digest)
+        path.chmod(0o644)
+        path.write_bytes(data)
+    else:
+        assert isinstance(store, ObjectArtifactStore)
+        import s3fs
+
+        s3fs.S3FileSystem(skip_instance_cache=True).pipe_file(store.key_path(digest), data)
+
+
+def leftovers(reg: ModelRegistry) -> list[str]:
+    """Temp files and unfinished uploads a failed write could leave."""
+    store = reg.artifacts
+    if isinstance(store, ArtifactStore):
+        return [str(p) for p in (store.root / "tmp").iterdir()]
+    assert isinstance(store, ObjectArtifactStore)
+    import s3fs
+
+    fs = s3fs.S3FileSystem(skip_instance_cache=True)
+    uploads = fs.call_s3("list_multipart_uploads", Bucket=store.uri.bucket).get("Uploads", [])
+    return [u["Key"] for u in uploads] + [str(p) for p in (store.cache.root / "tmp").iterdir()]
 
 
 def count(reg: ModelRegistry, table: sa.Table) -> int:
@@ -318,10 +354,9 @@ class TestReads:
         """A model file whose bytes changed is never unpickled."""
         mv = reg.register_model("m", {"x": 1})
         assert mv.artifact_digest is not None
-        path = reg.artifacts.path_for(mv.artifact_digest)
-        path.chmod(0o644)
-        path.write_bytes(b"tampered")
-        with pytest.raises(CorruptArtifact, match="corrupted"):
+        assert reg.get_model("m", version="v1") == {"x": 1}  # cached, where the store caches
+        tamper(reg, mv.artifact_digest, b"tampered")
+        with pytest.raises(CorruptArtifact, match=f"{mv.artifact_digest[:12]} .*corrupted"):
             reg.get_model("m", version="v1")
 
     def test_metadata_only_version_has_no_model_to_load(self, reg: ModelRegistry) -> None:
@@ -427,13 +462,13 @@ class TestAuditAndAtomicity:
                 raise RuntimeError("power cut")
             real_audit(self, **kwargs)  # type: ignore[arg-type]
 
-        monkeypatch.setattr(Tx, "audit", exploding_audit)
-        with pytest.raises(RuntimeError, match="power cut"):
-            reg.register_model("m", {"big": list(range(1000))})
-        monkeypatch.undo()
+        with monkeypatch.context() as patch:  # undoes only this patch, not the S3 variables
+            patch.setattr(Tx, "audit", exploding_audit)
+            with pytest.raises(RuntimeError, match="power cut"):
+                reg.register_model("m", {"big": list(range(1000))})
         assert (count(reg, versions_t), count(reg, files_t), count(reg, audit_t)) == before
         assert list(reg.artifacts.digests()) == []
-        assert list((reg.artifacts.root / "tmp").iterdir()) == []
+        assert leftovers(reg) == []
         assert str(reg.register_model("m", None).version) == "v1.0.1"
         assert reg.verify_audit_chain() is None
 
