@@ -289,7 +289,8 @@ def test_bucket_without_write_permission(
                 "Statement": [
                     {
                         "Effect": "Allow",
-                        "Action": ["s3:GetObject", "s3:ListBucket"],
+                        # Read-only; moto >= 5.2.6 authorises HEAD as s3:HeadObject.
+                        "Action": ["s3:Get*", "s3:List*", "s3:HeadObject"],
                         "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
                     }
                 ],
