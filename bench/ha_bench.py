@@ -393,6 +393,7 @@ def _phase(
     daemon without ``ha``): lease rounds until the planned split, then ``--ticks``
     ticks (the members at the same time when ``together``, else one after another),
     then one watcher pass. Per member: the figures of its median tick after the first."""
+    load_before = os.getloadavg()
     db = f"{databases.created[0]}_{name}"
     url = databases.create(db, template=databases.created[0])
     context = multiprocessing.get_context("spawn")
@@ -502,12 +503,21 @@ def _phase(
             "cpu_s_each_tick": [round(c, 3) for c in each],
             "refused_writes": last["refused_writes"],
         })  # fmt: skip
-    return {
+    counted = [
+        sum(m["owned"]["transactions"] + m["skipped"]["transactions"] for m in tick)
+        for tick in ticks
+    ]
+    result = {
         "members": out,
         "lease_rounds_to_split": lease_rounds,
-        "transactions_per_tick_counted": sum(m["transactions_per_tick"] for m in out),
-        "transactions_per_tick_pg_stat": server[-1],
+        "transactions_each_tick_counted": counted,
+        "transactions_each_tick_pg_stat": server,
+        "load_average_before": load_before,
+        "load_average_after": os.getloadavg(),
     }
+    # A long run's progress, and its figures should a later phase fail.
+    print(json.dumps({"phase": name, **result}), file=sys.stderr, flush=True)
+    return result
 
 
 def _ratios(members: list[dict[str, Any]], base: float, solo: float) -> float:
@@ -542,22 +552,22 @@ def spread(args: argparse.Namespace) -> dict[str, Any]:
     base = single["members"][0]
     solo = alone["members"][0]
     max_ratio = _ratios(together["members"], base["cpu_s_per_tick"], solo["cpu_s_per_interval"])
+
+    def phase(found: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in found.items() if k != "members"}
+
     result = {
         "rollouts": args.rollouts, "interval_s": INTERVAL, "events_per_arm": args.events,
         "shards": args.shards, "ticks": args.ticks, "setup_s": round(setup_s, 1),
-        "single": {**base, "transactions_per_tick_pg_stat":
-                   single["transactions_per_tick_pg_stat"]},
-        "one_member_all_shards": {**solo, "transactions_per_tick_pg_stat":
-                                  alone["transactions_per_tick_pg_stat"]},
-        "members": together["members"],
-        "lease_rounds_to_split": together["lease_rounds_to_split"],
-        "members_transactions_per_tick_counted": together["transactions_per_tick_counted"],
-        "members_transactions_per_tick_pg_stat": together["transactions_per_tick_pg_stat"],
+        "single": {**base, "phase": phase(single)},
+        "one_member_all_shards": {**solo, "phase": phase(alone)},
+        "members": together["members"], "members_phase": phase(together),
         "max_ratio": max_ratio, "target_ratio": TARGET_RATIO, "pass": max_ratio <= TARGET_RATIO,
     }  # fmt: skip
     if apart is not None:
         ratio = _ratios(apart["members"], base["cpu_s_per_tick"], solo["cpu_s_per_interval"])
         result["members_apart"] = apart["members"]
+        result["members_apart_phase"] = phase(apart)
         result["max_ratio_apart"] = ratio
         result["pass_apart"] = ratio <= TARGET_RATIO
     result["load_average_before"] = load_before
