@@ -66,7 +66,8 @@ from serving.route import read_table
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
 
-def _policy() -> dict[str, Any]:
+def rollout_policy() -> dict[str, Any]:
+    """The canary policy every benchmark rollout runs (two ingest metrics, 10 s interval)."""
     return {
         "router": "table",
         "strategy": {"kind": "canary", "steps": [50, 80], "step_duration": 3600},
@@ -86,7 +87,7 @@ def _policy() -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _seed_events(
+def seed_events(
     ingest: IngestStore,
     names: list[str],
     versions: tuple[str, ...],
@@ -132,12 +133,12 @@ def evaluation(n: int, events: int, work: Path) -> dict[str, Any]:
         registry.promote_model(name, "1.0.0", to_stage="production", reason="bench")
         registry.register_model(name, str(artifact), version="1.1.0", stage="staging")
     ingest = IngestStore.open(f"sqlite:///{home}/ingest.db")
-    _seed_events(ingest, names, ("v1.0.0", "v1.1.0"), events, accuracy=0.8)
+    seed_events(ingest, names, ("v1.0.0", "v1.1.0"), events, accuracy=0.8)
     config = parse_config(
         {
             "sources": {"events": {"kind": "ingest"}},
             "routers": {"table": {"kind": "file", "options": {"path": str(home / "r.json")}}},
-            "models": {name: _policy() for name in names},
+            "models": {name: rollout_policy() for name in names},
         },
         where="bench",
     )
@@ -199,12 +200,12 @@ def guarding(n: int, events: int, work: Path) -> dict[str, Any]:
         min_samples=50,
     )  # fmt: skip
     ingest = IngestStore.open(f"sqlite:///{home}/ingest.db")
-    _seed_events(ingest, names, ("v1.1.0", "v1.2.0"), events, accuracy=0.85)
+    seed_events(ingest, names, ("v1.1.0", "v1.2.0"), events, accuracy=0.85)
     config = parse_config(
         {
             "sources": {"events": {"kind": "ingest"}},
             "routers": {"table": {"kind": "file", "options": {"path": str(home / "r.json")}}},
-            "models": {name: _policy() for name in names},
+            "models": {name: rollout_policy() for name in names},
         },
         where="bench",
     )
@@ -347,7 +348,7 @@ def daemon(
         "sources": {"events": {"kind": "ingest",
                                "options": {"url": f"sqlite:///{home}/ingest.db"}}},
         "routers": {"table": {"kind": "file", "options": {"path": str(home / "routes.json")}}},
-        "models": {"fraud": _policy()},
+        "models": {"fraud": rollout_policy()},
     }))  # fmt: skip
     log = (home / "daemon.log").open("wb")
     t0 = time.perf_counter()
@@ -463,7 +464,7 @@ def alerts(work: Path, n: int) -> dict[str, Any]:
         "sources": {"events": {"kind": "ingest",
                                "options": {"url": f"sqlite:///{home}/ingest.db"}}},
         "routers": {"table": {"kind": "file", "options": {"path": str(home / "routes.json")}}},
-        "models": {name: _policy() for name in names},
+        "models": {name: rollout_policy() for name in names},
         "alerts": [{"name": "bad", "match": {"alertname": "ModelBroken"}, "action": "rollback"}],
     }))  # fmt: skip
     url = f"http://127.0.0.1:{port}"
