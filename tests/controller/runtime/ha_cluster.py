@@ -384,6 +384,16 @@ class Cluster:
             ).fetchall()
         return sum(1 for (ended,) in rows if ended)
 
+    def lock_waits(self, member: str) -> list[str]:
+        """The statements of ``member``'s connections waiting for a lock now."""
+        with self.psql() as conn:
+            rows = conn.execute(
+                "SELECT query FROM pg_stat_activity "
+                "WHERE application_name = %s AND wait_event_type = 'Lock'",
+                (f"{self.schema}-{member}",),
+            ).fetchall()
+        return [str(query) for (query,) in rows]
+
     def log_tails(self) -> str:
         parts = [f"--- {name}.log (end) ---\n{m.log_tail()}" for name, m in self.members.items()]
         if self.workload is not None and self.workload.errors:

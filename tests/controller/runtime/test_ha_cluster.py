@@ -6,9 +6,11 @@ for both arms of every model) is shared by the scenarios, in this order:
 
 1. ``kill -9`` of one member: its shards are taken over and its rollouts evaluated again
    within the takeover bound; no rollout skips a step or repeats a decision.
-2. ``SIGSTOP`` of one member past its TTL, the others take over and act, then ``SIGCONT``:
-   it tries to write (its fence refuses: ``modelreg_ha_refused_writes_total`` > 0),
-   commits nothing, steps down and rejoins.
+2. ``SIGSTOP`` of one member past its TTL, at the worst moment (inside a write that
+   passed its fence check, its shard's lease row locked), the others take over all its
+   shards, losing none of theirs, and act, then ``SIGCONT``: it tries to write (its fence
+   refuses: ``modelreg_ha_refused_writes_total`` > 0), commits nothing, steps down and
+   rejoins.
 3. A rolling restart of all three (SIGTERM, start, wait until the shards are spread
    again): no rollout goes longer than the gap bound without an evaluation.
 4. The same Alertmanager notification posted to all three at once: one rollback (a
@@ -184,10 +186,17 @@ def test_kill_9_of_a_member_its_shards_are_taken_over(ha: Cluster) -> None:
 def test_sigstop_past_the_ttl_the_member_writes_nothing_steps_down_and_rejoins(
     ha: Cluster,
 ) -> None:
-    """SIGSTOP of ``b`` until ``a`` and ``c`` hold its shards and evaluated each of its
-    rollouts, then SIGCONT: ``b``'s fence refuses the writes it tries (> 0 refused), no
-    decision or request outcome of ``b`` is committed between the stop and its rejoin,
-    and it rejoins (holds shards again).
+    """SIGSTOP of ``b`` inside a fenced write, until ``a`` and ``c`` hold its shards and
+    evaluated each of its rollouts, then SIGCONT: ``b``'s fence refuses the writes it
+    tries (> 0 refused), no decision or request outcome of ``b`` is committed between the
+    stop and its rejoin, and it rejoins (holds shards again).
+
+    The stop lands at the worst moment: inside a write that passed its fence check, so
+    ``b``'s open transaction holds its shard's lease row locked while it is stopped. The
+    test locks the row of one of ``b``'s rollouts, waits until ``b``'s write for it waits
+    on that lock (after its fence), stops ``b`` and lets the row go. ``a`` and ``c`` must
+    still take every shard over within TAKEOVER_BOUND of the stop, losing none of their
+    own meanwhile.
 
     Resumed, ``b`` runs its overdue jobs at once: its lease round (which learns the
     shards are gone) and its rollout ticks, which still see the shards as held. Which
@@ -200,21 +209,34 @@ def test_sigstop_past_the_ttl_the_member_writes_nothing_steps_down_and_rejoins(
         victim = ha.members["b"]
         others = _others(ha, "b")
         held = ha.shards()["b"]
-        rollouts = _active(ha, _owned_models(held))
+        rollouts = _active(ha, _owned_models(held) & set(SLOW))
         assert rollouts, f"b holds shards {held} but no active rollout: it would try nothing"
+        target = min(rollouts)
         refused_before = victim.metric("modelreg_ha_refused_writes_total")
-        stopped = time.time()
-        victim.signal(signal.SIGSTOP)
+        with ha.psql() as row:
+            row.execute(f"SET search_path = {ha.schema}")
+            row.execute("BEGIN")
+            row.execute("SELECT 1 FROM controller_rollout WHERE id = %s FOR UPDATE", (target,))
+            ha.wait(lambda: bool(ha.lock_waits("b")), 15,
+                    f"b's write for rollout {target} waiting after its fence check")  # fmt: skip
+            (waiting,) = ha.lock_waits("b")
+            assert waiting.startswith(("INSERT INTO controller_decision",
+                                       "UPDATE controller_rollout")), waiting  # fmt: skip
+            stopped = time.time()
+            victim.signal(signal.SIGSTOP)
+            row.execute("ROLLBACK")  # b's write goes on in the server, then stalls, open
+        time.sleep(0.5)
+        with ha.psql() as conn:
+            conn.execute(f"SET search_path = {ha.schema}")
+            before = {i for (i,) in conn.execute(
+                "SELECT id FROM controller_decision WHERE member = 'b'").fetchall()}  # fmt: skip
         with ha.psql() as lock:
             try:
                 ha.wait(lambda: _held_by(ha, others[0], ("a", "c")), 6 * TTL,
                         "a and c holding every shard")  # fmt: skip
+                took = time.time() - stopped
                 ha.wait(lambda: all(_first_after(ha, r, stopped, not_by="b") for r in rollouts),
                         6 * TTL, "every rollout of b evaluated by a or c")  # fmt: skip
-                with ha.psql() as conn:
-                    conn.execute(f"SET search_path = {ha.schema}")
-                    (last_decision,) = conn.execute("SELECT max(id) FROM controller_decision"
-                                                    ).fetchall()[0]  # fmt: skip
                 lock.execute(f"SET search_path = {ha.schema}")
                 lock.execute("BEGIN")
                 lock.execute("SELECT 1 FROM controller_member WHERE member_id = 'b' FOR UPDATE")
@@ -234,14 +256,19 @@ def test_sigstop_past_the_ttl_the_member_writes_nothing_steps_down_and_rejoins(
             if e.get("event") == "shard_acquired" and _epoch(e["timestamp"]) > resumed
         )
         refused = victim.metric("modelreg_ha_refused_writes_total") - refused_before
-        print(f"b stopped {resumed - stopped:.1f} s; rejoined {rejoined - resumed:.2f} s after "
-              f"SIGCONT; {refused:g} writes refused")  # fmt: skip
+        print(f"b stopped {resumed - stopped:.1f} s inside a write; a and c took over in "
+              f"{took:.2f} s (bound {TAKEOVER_BOUND:g} s); b rejoined {rejoined - resumed:.2f} s "
+              f"after SIGCONT; {refused:g} writes refused")  # fmt: skip
+        assert took <= TAKEOVER_BOUND, f"b's shards taken over {took:.2f} s after the stop"
+        lost = [(m.name, e["shard"], e["timestamp"]) for m in others for e in m.log_lines()
+                if e.get("event") == "shard_lost" and _epoch(e["timestamp"]) > stopped]  # fmt: skip
+        assert not lost, f"a or c lost shards while b was stopped: {lost}"
         with ha.psql() as conn:
             conn.execute(f"SET search_path = {ha.schema}")
-            stale = conn.execute(
+            stale = [row for row in conn.execute(
                 "SELECT id, rollout_id, action, at FROM controller_decision "
-                "WHERE member = 'b' AND id > %s AND at < %s", (last_decision, rejoined),
-            ).fetchall()  # fmt: skip
+                "WHERE member = 'b' AND at < %s", (rejoined,),
+            ).fetchall() if row[0] not in before]  # fmt: skip
             requests = conn.execute(
                 "SELECT id, model, status FROM controller_request WHERE claimed_by = 'b' "
                 "AND applied_at >= %s AND applied_at < %s", (stopped, rejoined),
