@@ -35,12 +35,15 @@ the first evaluation on the new owner after it; ``GAP_BOUND`` = TTL + interval +
 from __future__ import annotations
 
 import itertools
+import shutil
 import signal
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -78,15 +81,18 @@ def _epoch(iso: str) -> float:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    """The module's cluster, started with every rollout under way; its schema is dropped
-    afterwards."""
+def cluster() -> Iterator[Cluster]:
+    """The module's cluster, started with every rollout under way; its schema and its
+    directory are removed afterwards. The directory is its own, not pytest's tmp_path:
+    pytest sessions of the same user running at once prune each other's numbered tmp
+    directories, and this cluster lives for minutes."""
     require_postgres()
     schema = f"t_{uuid.uuid4().hex[:12]}"
     dsn = PG_DSN.replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(f"CREATE SCHEMA {schema}")
-    built = Cluster.create(tmp_path_factory.mktemp("ha"), PG_DSN, schema, NAMES)
+    home = Path(tempfile.mkdtemp(prefix="modelreg-ha-"))
+    built = Cluster.create(home, PG_DSN, schema, NAMES)
     try:
         with built.diagnosed():
             built.start()
@@ -95,6 +101,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         yield built
     finally:
         built.stop()
+        shutil.rmtree(home, ignore_errors=True)
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
