@@ -78,9 +78,6 @@ class TestFileRouter:
         assert len(table) == 80
         assert table["m1-39"] == _route("m1-39", "v1", 40)
 
-    @pytest.mark.xfail(
-        strict=True, reason="bug: a set waits for the table's lock as long as its holder stops"
-    )
     def test_a_table_locked_by_a_stopped_writer_fails_the_set_in_time(self, tmp_path: Path) -> None:
         """A writer stopped (SIGSTOP) while it holds the table's lock keeps it. A set waits
         a bounded time for the lock, then fails with ``RouterError`` (its caller retries)
