@@ -358,10 +358,30 @@ class Cluster:
     def rollouts(self) -> list[dict[str, Any]]:
         return list(self.any_member().get("/v1/rollouts", limit=1000))
 
-    def decisions(self, rollout_id: int) -> list[dict[str, Any]]:
+    def decisions(self, rollout_id: int, via: Member | None = None) -> list[dict[str, Any]]:
         """The rollout's decisions through the explain API, oldest first."""
-        found = self.any_member().get(f"/v1/rollouts/{rollout_id}/explain", limit=10_000)
+        member = via or self.any_member()
+        found = member.get(f"/v1/rollouts/{rollout_id}/explain", limit=10_000)
         return list(found["decisions"])
+
+    def evaluations(
+        self, rollouts: list[int], since: float, until: float = float("inf")
+    ) -> dict[int, list[tuple[float, str | None]]]:
+        """Each rollout's evaluations in ``(since, until]`` (epoch seconds): (time, member),
+        oldest first. Every evaluation stores a decision row, a hold included, so these
+        are the decision rows (read in one query, not through every explain: polling
+        that many answers would load the members the tests are timing)."""
+        with self.psql() as conn:
+            conn.execute(f"SET search_path = {self.schema}")
+            rows = conn.execute(
+                "SELECT rollout_id, at, member FROM controller_decision WHERE rollout_id = "
+                "ANY(%s) AND at > %s AND at <= %s ORDER BY at, id",
+                (rollouts, since, until if until != float("inf") else 1e12),
+            ).fetchall()
+        found: dict[int, list[tuple[float, str | None]]] = {r: [] for r in rollouts}
+        for rollout, at, member in rows:
+            found[rollout].append((float(at), member))
+        return found
 
     def wait(self, check: Callable[[], bool], timeout: float, what: str) -> None:
         if not wait_until(check, timeout=timeout, interval=0.2):

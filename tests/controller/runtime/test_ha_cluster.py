@@ -40,7 +40,7 @@ import signal
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -132,11 +132,18 @@ def ha(cluster: Cluster) -> Iterator[Cluster]:
 
 
 def _check_rollouts(cluster: Cluster) -> None:
-    """Every rollout's applied decisions follow its policy's steps, none repeated."""
-    found = []
-    for rollout in cluster.rollouts():
-        decisions = cluster.decisions(rollout["id"])
-        found += decisions_follow_policy(rollout["id"], decisions, steps_of(rollout["model"]))
+    """Every rollout's applied decisions (from the explain API, asked of the three
+    members in turn) follow its policy's steps, none repeated."""
+    rollouts = cluster.rollouts()
+    members = list(cluster.members.values())
+
+    def check(index: int) -> list[str]:
+        rollout = rollouts[index]
+        decisions = cluster.decisions(rollout["id"], via=members[index % len(members)])
+        return decisions_follow_policy(rollout["id"], decisions, steps_of(rollout["model"]))
+
+    with ThreadPoolExecutor(len(members)) as pool:
+        found = [line for lines in pool.map(check, range(len(rollouts))) for line in lines]
     assert not found, "\n".join(found)
 
 
@@ -150,12 +157,28 @@ def _active(cluster: Cluster, models: set[str]) -> dict[int, str]:
             if r["model"] in models and r["finished_at"] is None}  # fmt: skip
 
 
-def _first_after(cluster: Cluster, rollout: int, since: float, *, not_by: str) -> float | None:
-    """When the rollout was first evaluated after ``since`` by a member other than
-    ``not_by`` (epoch seconds), if it was."""
-    times = [_epoch(d["at"]) for d in cluster.decisions(rollout)
-             if d["member"] != not_by and _epoch(d["at"]) > since]  # fmt: skip
-    return min(times, default=None)
+def _first_after(
+    cluster: Cluster, rollouts: Iterable[int], since: float, *, not_by: str = ""
+) -> dict[int, float | None]:
+    """When each rollout was first evaluated after ``since`` by a member other than
+    ``not_by`` (epoch seconds), None if it was not (see ``Cluster.evaluations``)."""
+    found = cluster.evaluations(list(rollouts), since)
+    return {r: min((at for at, member in times if member != not_by), default=None)
+            for r, times in found.items()}  # fmt: skip
+
+
+def _all_after(cluster: Cluster, rollouts: Iterable[int], since: float, not_by: str = "") -> bool:
+    return all(
+        t is not None for t in _first_after(cluster, rollouts, since, not_by=not_by).values()
+    )
+
+
+def _delays(
+    cluster: Cluster, rollouts: Iterable[int], since: float, not_by: str = ""
+) -> dict[int, float]:
+    """Seconds from ``since`` to each rollout's first evaluation after it (not by ``not_by``)."""
+    found = _first_after(cluster, rollouts, since, not_by=not_by)
+    return {r: (t or float("inf")) - since for r, t in found.items()}
 
 
 def _others(cluster: Cluster, name: str) -> list[Member]:
@@ -176,9 +199,9 @@ def test_kill_9_of_a_member_its_shards_are_taken_over(ha: Cluster) -> None:
 
         ha.wait(lambda: _held_by(ha, survivor, ("b", "c")), 6 * TTL, "b and c holding every shard")
         took = time.time() - killed
-        ha.wait(lambda: all(_first_after(ha, r, killed, not_by="a") for r in rollouts), 6 * TTL,
+        ha.wait(lambda: _all_after(ha, rollouts, killed, "a"), 6 * TTL,
                 "every rollout of a evaluated by b or c")  # fmt: skip
-        resumed = {r: (_first_after(ha, r, killed, not_by="a") or 0) - killed for r in rollouts}
+        resumed = _delays(ha, rollouts, killed, "a")
         print(f"takeover {took:.2f} s; first evaluation by the new owner after "
               f"{max(resumed.values()):.2f} s at most (bound {TAKEOVER_BOUND:g} s)")  # fmt: skip
         assert took <= TAKEOVER_BOUND, f"shards taken over {took:.2f} s after the kill"
@@ -242,8 +265,8 @@ def test_sigstop_past_the_ttl_the_member_writes_nothing_steps_down_and_rejoins(
                 ha.wait(lambda: _held_by(ha, others[0], ("a", "c")), 6 * TTL,
                         "a and c holding every shard")  # fmt: skip
                 took = time.time() - stopped
-                ha.wait(lambda: all(_first_after(ha, r, stopped, not_by="b") for r in rollouts),
-                        6 * TTL, "every rollout of b evaluated by a or c")  # fmt: skip
+                ha.wait(lambda: _all_after(ha, rollouts, stopped, "b"), 6 * TTL,
+                        "every rollout of b evaluated by a or c")  # fmt: skip
                 lock.execute(f"SET search_path = {ha.schema}")
                 lock.execute("BEGIN")
                 lock.execute("SELECT 1 FROM controller_member WHERE member_id = 'b' FOR UPDATE")
@@ -304,7 +327,7 @@ def test_rolling_restart_leaves_no_evaluation_gap_longer_than_the_bound(ha: Clus
     What records an evaluation: every tick that evaluates a rollout stores a decision row,
     a hold included (``Actuator.carry_out`` -> ``RolloutStore.record_hold`` stores the
     decision), with the evaluation's time (``at``) and the member that made it; so the
-    gaps are those between consecutive decisions of a rollout, read from the explain API.
+    gaps are those between consecutive decisions of a rollout (``Cluster.evaluations``).
     """
     with ha.diagnosed():
         rollouts = _active(ha, set(SLOW + QUICK))
@@ -320,12 +343,8 @@ def test_rolling_restart_leaves_no_evaluation_gap_longer_than_the_bound(ha: Clus
         ended = time.time()
         time.sleep(2 * INTERVAL)
         gaps: dict[int, tuple[float, str]] = {}
-        for rollout in rollouts:
-            if _finished(ha, rollout, ended):
-                continue
-            window = (began - GAP_BOUND, ended + GAP_BOUND)
-            times = sorted((_epoch(d["at"]), d["member"]) for d in ha.decisions(rollout)
-                           if window[0] <= _epoch(d["at"]) <= window[1])  # fmt: skip
+        evaluations = ha.evaluations(list(rollouts), began - GAP_BOUND, ended + GAP_BOUND)
+        for rollout, times in evaluations.items():
             assert times, f"rollout {rollout} was not evaluated during the restart"
             widest = max(((b[0] - a[0], f"{a[1]} -> {b[1]}") for a, b in itertools.pairwise(times)),
                          default=(0.0, ""))  # fmt: skip
@@ -334,13 +353,6 @@ def test_rolling_restart_leaves_no_evaluation_gap_longer_than_the_bound(ha: Clus
               f"{max(g for g, _ in gaps.values()):.2f} s (bound {GAP_BOUND:g} s)")  # fmt: skip
         wide = {r: g for r, g in gaps.items() if g[0] > GAP_BOUND}
         assert not wide, f"evaluation gaps over {GAP_BOUND:g} s (rollout: (s, members)): {wide}"
-
-
-def _finished(cluster: Cluster, rollout: int, before: float) -> bool:
-    """Whether the rollout ended before ``before`` (its evaluations stop there)."""
-    record = cluster.any_member().get(f"/v1/rollouts/{rollout}")
-    finished = record["finished_at"]
-    return finished is not None and _epoch(finished) <= before
 
 
 def _post_everywhere(cluster: Cluster, payload: dict[str, Any]) -> list[dict[str, Any]]:
@@ -420,9 +432,9 @@ def test_database_connections_killed_members_reconnect_and_resume(ha: Cluster) -
         ha.wait(lambda: all(m.ready() for m in ha.members.values()), 10 * TTL,
                 "every member ready again")  # fmt: skip
         ha.wait(ha.balanced, 10 * TTL, "every shard held again")
-        ha.wait(lambda: all(_first_after(ha, r, killed + 1, not_by="") for r in rollouts),
-                10 * TTL, "every rollout evaluated again")  # fmt: skip
-        resumed = {r: (_first_after(ha, r, killed + 1, not_by="") or 0) - killed for r in rollouts}
+        ha.wait(lambda: _all_after(ha, rollouts, killed + 1), 10 * TTL,
+                "every rollout evaluated again")  # fmt: skip
+        resumed = {r: d + 1 for r, d in _delays(ha, rollouts, killed + 1).items()}
         print(f"{ended} connections terminated; every rollout evaluated again within "
               f"{max(resumed.values()):.2f} s (bound {TAKEOVER_BOUND:g} s)")  # fmt: skip
         slow = {r: s for r, s in resumed.items() if s > TAKEOVER_BOUND}
