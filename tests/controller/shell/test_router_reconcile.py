@@ -7,8 +7,6 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pytest
-
 from controller.adapters.leases import Fenced
 from controller.adapters.rollout_store import RolloutStore
 from controller.adapters.routers.file import FileRouter
@@ -66,7 +64,6 @@ def test_settled_drifted_and_changed_models(tmp_path: Path) -> None:
         registry.close()
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a push refused by the fence escapes the pass")
 def test_a_model_whose_shard_was_lost_meanwhile_is_left_to_its_owner(tmp_path: Path) -> None:
     """Several daemons: a push the fence refuses (the model's shard was taken over since
     this member's lease round, e.g. while a start-up reconciliation of many models ran
