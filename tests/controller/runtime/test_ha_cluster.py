@@ -51,6 +51,7 @@ import psycopg
 import pytest
 
 from controller.core.shards import shard_of
+from monitors.testing import wait_until
 from serving.route import read_table
 from tests.conftest import PG_DSN, require_postgres
 from tests.controller.runtime.ha_cluster import (
@@ -135,7 +136,7 @@ def _check_rollouts(cluster: Cluster) -> None:
     """Every rollout's applied decisions (from the explain API, asked of the three
     members in turn) follow its policy's steps, none repeated."""
     rollouts = cluster.rollouts()
-    members = list(cluster.members.values())
+    members = [m for m in cluster.members.values() if m.ready()]  # a failed test may leave one down
 
     def check(index: int) -> list[str]:
         rollout = rollouts[index]
@@ -167,9 +168,35 @@ def _first_after(
             for r, times in found.items()}  # fmt: skip
 
 
-def _all_after(cluster: Cluster, rollouts: Iterable[int], since: float, not_by: str = "") -> bool:
-    return all(
-        t is not None for t in _first_after(cluster, rollouts, since, not_by=not_by).values()
+def _wait_evaluated(
+    cluster: Cluster, rollouts: Iterable[int], since: float, timeout: float, not_by: str = ""
+) -> None:
+    """Wait until every rollout was evaluated after ``since`` (not by ``not_by``); on a
+    timeout, fail naming each one that was not, with its shard's owner and its state."""
+    wanted = list(rollouts)
+
+    def missing() -> list[int]:
+        found = _first_after(cluster, wanted, since, not_by=not_by)
+        return [r for r, t in found.items() if t is None]
+
+    if wait_until(lambda: not missing(), timeout=timeout, interval=0.2):
+        return
+    up = next(m for m in cluster.members.values() if m.running)
+    owners = {s: m for m, shards in cluster.shards(via=up).items() for s in shards}
+    details = []
+    for rollout in missing():
+        record = up.get(f"/v1/rollouts/{rollout}")
+        shard = shard_of(record["model"], SHARDS)
+        last = record["last_decision"] or {}
+        details.append(
+            f"rollout {rollout} ({record['model']}, shard {shard} held by {owners.get(shard)}): "
+            f"{record['phase']} step {record['step']}, intent {record['pending_intent']}, "
+            f"next_eval_at {record['next_eval_at']}, last decision {last.get('action')} at "
+            f"{last.get('at')} by {last.get('member')}"
+        )
+    raise AssertionError(
+        f"not evaluated within {timeout:g} s (not counting {not_by or 'nobody'}):\n  "
+        + "\n  ".join(details)
     )
 
 
@@ -199,8 +226,7 @@ def test_kill_9_of_a_member_its_shards_are_taken_over(ha: Cluster) -> None:
 
         ha.wait(lambda: _held_by(ha, survivor, ("b", "c")), 6 * TTL, "b and c holding every shard")
         took = time.time() - killed
-        ha.wait(lambda: _all_after(ha, rollouts, killed, "a"), 6 * TTL,
-                "every rollout of a evaluated by b or c")  # fmt: skip
+        _wait_evaluated(ha, rollouts, killed, 6 * TTL, not_by="a")
         resumed = _delays(ha, rollouts, killed, "a")
         print(f"takeover {took:.2f} s; first evaluation by the new owner after "
               f"{max(resumed.values()):.2f} s at most (bound {TAKEOVER_BOUND:g} s)")  # fmt: skip
@@ -265,8 +291,7 @@ def test_sigstop_past_the_ttl_the_member_writes_nothing_steps_down_and_rejoins(
                 ha.wait(lambda: _held_by(ha, others[0], ("a", "c")), 6 * TTL,
                         "a and c holding every shard")  # fmt: skip
                 took = time.time() - stopped
-                ha.wait(lambda: _all_after(ha, rollouts, stopped, "b"), 6 * TTL,
-                        "every rollout of b evaluated by a or c")  # fmt: skip
+                _wait_evaluated(ha, rollouts, stopped, 6 * TTL, not_by="b")
                 lock.execute(f"SET search_path = {ha.schema}")
                 lock.execute("BEGIN")
                 lock.execute("SELECT 1 FROM controller_member WHERE member_id = 'b' FOR UPDATE")
@@ -432,8 +457,7 @@ def test_database_connections_killed_members_reconnect_and_resume(ha: Cluster) -
         ha.wait(lambda: all(m.ready() for m in ha.members.values()), 10 * TTL,
                 "every member ready again")  # fmt: skip
         ha.wait(ha.balanced, 10 * TTL, "every shard held again")
-        ha.wait(lambda: _all_after(ha, rollouts, killed + 1), 10 * TTL,
-                "every rollout evaluated again")  # fmt: skip
+        _wait_evaluated(ha, rollouts, killed + 1, 10 * TTL)
         resumed = {r: d + 1 for r, d in _delays(ha, rollouts, killed + 1).items()}
         print(f"{ended} connections terminated; every rollout evaluated again within "
               f"{max(resumed.values()):.2f} s (bound {TAKEOVER_BOUND:g} s)")  # fmt: skip
