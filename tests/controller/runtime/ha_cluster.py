@@ -383,6 +383,16 @@ class Cluster:
             found[rollout].append((float(at), member))
         return found
 
+    def finished(self, rollouts: list[int]) -> set[int]:
+        """Those of ``rollouts`` that have ended (promoted, rolled back or aborted)."""
+        with self.psql() as conn:
+            conn.execute(f"SET search_path = {self.schema}")
+            rows = conn.execute(
+                "SELECT id FROM controller_rollout WHERE id = ANY(%s) AND finished_at IS NOT NULL",
+                (rollouts,),
+            ).fetchall()
+        return {int(rollout) for (rollout,) in rows}
+
     def wait(self, check: Callable[[], bool], timeout: float, what: str) -> None:
         if not wait_until(check, timeout=timeout, interval=0.2):
             raise AssertionError(f"timed out after {timeout:g} s waiting for: {what}")
