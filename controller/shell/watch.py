@@ -6,18 +6,20 @@
   model with a policy that never had one (never one rolled back from production);
   on MLflow, a ``staging`` alias another client set is taken in first.
 - ``reconcile_routers``: make every router hold the database's routes, judging the
-  settled models from one snapshot and pushing the others under their lock.
+  settled models from one snapshot and pushing the others under their lock. A push the
+  fence refuses (several daemons: the shard moved since this member's last lease round)
+  leaves the model to its new owner and the pass goes on.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import suppress
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 import structlog
 
+from controller.adapters.leases import Fenced
 from controller.adapters.rollout_store import RolloutRecord
 from controller.adapters.routing import RouterError
 from controller.core.guard import rolled_back_from_production
@@ -197,5 +199,9 @@ def _reconcile_router(controller: Controller, model: str) -> None:
             return
         if route is None:
             return
-        with suppress(RouterError):  # recorded and logged by the actuator; retried
+        try:
             controller.actuator.push(route)
+        except RouterError:  # recorded and logged by the actuator; retried
+            pass
+        except Fenced as exc:  # several daemons: the shard moved since the last lease round
+            log.info("router_reconcile_skipped", model=model, reason=str(exc))

@@ -12,7 +12,11 @@ temporary file in the same directory, fsyncs it, renames it over the table and
 fsyncs the directory: a reader sees the old table or the new one, never half.
 Writers are serialised by a lock in the process and an advisory lock (``flock``) on
 ``<table>.lock`` between processes, so several daemons on one host (``ha``) can share
-one table: each read-modify-write sees the others' entries.
+one table: each read-modify-write sees the others' entries. A writer waits at most
+``lock_wait`` seconds (1 s; a write takes milliseconds) for both, then the ``set``
+fails with ``RouterError`` and its caller retries: a process stopped while it holds
+the table's lock (SIGSTOP) must not hang the others' pushes, which hold their shard's
+lease row while they push, for as long as it stays stopped.
 
 With a thousand models the table is a few hundred kilobytes: the router keeps the
 parsed table with the file's identity (inode, mtime, size) and parses again only
@@ -29,6 +33,7 @@ import json
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -54,26 +59,39 @@ class FileOptions(RouterOptions):
 class FileRouter:
     """Writes routes into one JSON file with atomic replacement."""
 
-    def __init__(self, *, path: str | Path) -> None:
+    def __init__(self, *, path: str | Path, lock_wait: float = 1.0) -> None:
         self.path = Path(path)
+        self.lock_wait = lock_wait  # seconds a set waits for the table's locks
         self._lock = threading.Lock()
         self._cached: tuple[tuple[int, int, int], dict[str, Any]] | None = None
         self._encoded: dict[str, str] = {}  # model -> its '"name": {...}' member, as written
 
     def set(self, route: Route) -> None:
-        with self._lock, self._between_processes():
-            models = dict(self._models())
-            models[route.model] = route.to_dict()
-            self._encoded.pop(route.model, None)
-            # json.dumps({"models": models}, sort_keys=True), re-encoding only what changed
-            members = [self._member(name, models[name]) for name in sorted(models)]
-            self._cached = None
-            self._write('{"models": {' + ", ".join(members) + "}}")
-            with contextlib.suppress(OSError):  # no cache: the next read parses the file
-                self._cached = (self._identity(), models)
+        deadline = time.monotonic() + self.lock_wait
+        if not self._lock.acquire(timeout=self.lock_wait):
+            raise RouterError(f"file router: {self.path} stayed locked by another writer of "
+                              f"this process for {self.lock_wait:g} s")  # fmt: skip
+        try:
+            with self._between_processes(deadline):
+                self._replace(route)
+        finally:
+            self._lock.release()
+
+    def _replace(self, route: Route) -> None:
+        """Read the table, replace ``route``'s entry, write it (under both locks)."""
+        models = dict(self._models())
+        models[route.model] = route.to_dict()
+        self._encoded.pop(route.model, None)
+        # json.dumps({"models": models}, sort_keys=True), re-encoding only what changed
+        members = [self._member(name, models[name]) for name in sorted(models)]
+        self._cached = None
+        self._write('{"models": {' + ", ".join(members) + "}}")
+        with contextlib.suppress(OSError):  # no cache: the next read parses the file
+            self._cached = (self._identity(), models)
 
     @contextlib.contextmanager
-    def _between_processes(self) -> Iterator[None]:
+    def _between_processes(self, deadline: float) -> Iterator[None]:
+        """The table's advisory lock, waited for until ``deadline`` (monotonic)."""
         lock_path = self.path.with_name(self.path.name + ".lock")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -81,7 +99,19 @@ class FileRouter:
         except OSError as exc:
             raise RouterError(f"file router: cannot open {lock_path}: {exc}") from exc
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            pause = 0.001
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise RouterError(
+                            f"file router: {lock_path} stayed locked for {self.lock_wait:g} s "
+                            "(another process holds it: one stopped while writing the table?)"
+                        ) from None
+                    time.sleep(pause)
+                    pause = min(pause * 2, 0.02)
             yield
         finally:
             os.close(fd)  # closing releases the lock

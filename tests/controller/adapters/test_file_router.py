@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import threading
 from pathlib import Path
 
@@ -75,3 +77,32 @@ class TestFileRouter:
         table = read_table(path)
         assert len(table) == 80
         assert table["m1-39"] == _route("m1-39", "v1", 40)
+
+    def test_a_table_locked_by_a_stopped_writer_fails_the_set_in_time(self, tmp_path: Path) -> None:
+        """A writer stopped (SIGSTOP) while it holds the table's lock keeps it. A set waits
+        a bounded time for the lock, then fails with ``RouterError`` (its caller retries)
+        rather than hanging its thread, and the lease row its push holds, for as long as
+        the other process stays stopped."""
+        path = tmp_path / "routes.json"
+        holder = os.open(tmp_path / "routes.json.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(holder, fcntl.LOCK_EX)  # another process, stopped inside a write
+        errors: list[str] = []
+
+        def write() -> None:
+            try:
+                FileRouter(path=path).set(_route("a", "v1", 1))
+            except RouterError as exc:
+                errors.append(str(exc))
+
+        writer = threading.Thread(target=write, daemon=True)
+        writer.start()
+        try:
+            writer.join(timeout=5)
+            assert not writer.is_alive(), "the set waits for the lock for good"
+            assert len(errors) == 1
+            assert "locked" in errors[0], errors
+        finally:
+            os.close(holder)
+            writer.join(timeout=5)
+        FileRouter(path=path).set(_route("a", "v1", 1))
+        assert read_table(path) == {"a": _route("a", "v1", 1)}

@@ -1,0 +1,332 @@
+"""Invariants of a registry and controller database, checked after any test that
+drives the daemon (one daemon or several), on SQLite or PostgreSQL.
+
+``violations(url, ...)`` runs every check and returns one line per violation, each
+naming the model, version or rollout it is about (empty: all hold);
+``assert_invariants(url, ...)`` fails the test with all of them. The checks, each
+also usable on its own with an open registry and store:
+
+- ``one_production_per_model``: at most one version of a model is in production.
+- ``audit_chain_verifies``: the registry's hash-chained audit log is intact
+  (``ModelRegistry.verify_audit_chain``).
+- ``stage_changes_audited``: every stage change in a model's history (registration
+  included) has exactly one audit event, and every audit event of a stage change has
+  exactly one stage change (matched on version, from/to stage, kind, actor and time:
+  both are written by one transaction with one timestamp).
+- ``router_matches_database``: for each model, the router holds what the database
+  says serving should have (``Actuator.desired_route``: the active rollout's split,
+  its pending intent's if any, else all traffic to production): the same versions,
+  weights, digests and sticky-assignment salt. Revisions are not compared with the
+  desired route's (a push rebases its revision above whatever serving held, see
+  ``controller.core.routes.rebased``), but the router must hold exactly the route the
+  database recorded as last pushed (``controller_pushed_route``), revision included.
+  Routes change while rollouts run, so a model that differs is read again until it
+  agrees or ``settle`` seconds pass; only a lasting difference is a violation.
+- ``promotions_have_passing_analysis``: every promoted rollout has one applied
+  ``promote`` decision backed by a passing analysis recorded with it (its numbers'
+  ``verdict`` is ``promote``, or, when it was approved, the ``await_approval``
+  decision before it says so), and every move into production the controller made
+  in the registry (its actor, or a reason naming a rollout) belongs to such a rollout.
+
+``decisions_follow_policy(decisions, steps)`` is the per-rollout check for crash and
+takeover tests: the applied state-changing decisions of one rollout start at the
+first step, advance one step at a time in the policy's order, record each
+transition once and end at most once. It takes decisions as ``DecisionRecord`` or
+as the explain API's dicts.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controller.adapters.rollout_records import DecisionRecord
+from controller.adapters.rollout_store import RolloutStore
+from controller.core.phases import Phase
+from controller.shell.actuator import Actuator
+from registry import ModelRegistry, NotFound
+from registry.db import make_engine
+from serving.route import Route
+
+__all__ = [
+    "CONTROLLER_ACTOR",
+    "assert_invariants",
+    "audit_chain_verifies",
+    "decisions_follow_policy",
+    "one_production_per_model",
+    "promotions_have_passing_analysis",
+    "router_matches_database",
+    "stage_changes_audited",
+    "violations",
+]
+
+CONTROLLER_ACTOR = "modelreg-controller"  # the registry actor of the controller's moves
+STATE_CHANGING = frozenset({"set_weight", "promote", "rollback", "pause", "await_approval"})
+ReadRoute = Callable[[str], Route | None]
+_ROLLOUT_REASON = re.compile(r"^rollout (\d+):")
+
+
+def violations(
+    url: str,
+    *,
+    home: Path,
+    read_route: ReadRoute | None = None,
+    models: Iterable[str] | None = None,
+    settle: float = 10.0,
+    controller_actor: str = CONTROLLER_ACTOR,
+) -> list[str]:
+    """Every invariant on the database at ``url`` (registry ``home`` for artifacts); the
+    router check runs when ``read_route`` is given, over ``models`` (default: every
+    model of the registry)."""
+    with ModelRegistry(url, home=home, actor="invariants") as registry:
+        store = RolloutStore(make_engine(url))
+        try:
+            found = one_production_per_model(registry)
+            found += audit_chain_verifies(registry)
+            found += stage_changes_audited(registry)
+            found += promotions_have_passing_analysis(registry, store, actor=controller_actor)
+            if read_route is not None:
+                names = list(models) if models is not None else _models(registry)
+                found += router_matches_database(registry, store, read_route, names,
+                                                 settle=settle)  # fmt: skip
+            return found
+        finally:
+            store.close()
+
+
+def assert_invariants(url: str, *, home: Path, **options: Any) -> None:
+    """Fail the test with every violation of ``violations(url, home=home, **options)``."""
+    found = violations(url, home=home, **options)
+    if found:
+        pytest.fail(f"{len(found)} invariant violation(s):\n  " + "\n  ".join(found))
+
+
+def _models(registry: ModelRegistry) -> list[str]:
+    return sorted({m.name for m in registry.list_models()})
+
+
+# -- the registry --------------------------------------------------------------------
+
+
+def one_production_per_model(registry: ModelRegistry) -> list[str]:
+    """At most one production version per model."""
+    found = []
+    for name in _models(registry):
+        production = registry.list_versions(name, stage="production")
+        if len(production) > 1:
+            versions = ", ".join(sorted(str(v.version) for v in production))
+            found.append(f"model {name}: {len(production)} production versions ({versions})")
+    return found
+
+
+def audit_chain_verifies(registry: ModelRegistry) -> list[str]:
+    """The audit hash chain is intact."""
+    broken = registry.verify_audit_chain()
+    if broken is None:
+        return []
+    return [f"audit chain broken at event {broken.event_id}: {broken.problem}"]
+
+
+_StageKey = tuple[str, str | None, str, str, str, datetime]  # target, from, to, kind, actor, at
+
+
+def _audit_key(event: Any) -> _StageKey | None:
+    """The stage change an audit event records, or None when it records none.
+    Registration is ``register`` (``version`` for a bump); a move is ``before.stage ->
+    after.stage`` with its kind as the action (approvals name a stage but move none)."""
+    before, after = event.before or {}, event.after or {}
+    at = event.at.astimezone(UTC)
+    if event.action in ("register", "version"):
+        return (event.target, None, str(after.get("stage", "dev")), "register", event.actor, at)
+    if "stage" in before and "stage" in after:
+        return (event.target, before["stage"], after["stage"], event.action, event.actor, at)
+    return None
+
+
+def stage_changes_audited(registry: ModelRegistry) -> list[str]:
+    """Stage changes and their audit events, one to one."""
+    changes: Counter[_StageKey] = Counter()
+    for name in _models(registry):
+        for t in registry.history(name):
+            changes[(f"{name}-{t.version}", t.from_stage, t.to_stage, t.kind, t.actor,
+                     t.at.astimezone(UTC))] += 1  # fmt: skip
+    events: Counter[_StageKey] = Counter()
+    for event in registry.audit_log():
+        key = _audit_key(event)
+        if key is not None:
+            events[key] += 1
+    found = []
+    for key in sorted(changes.keys() | events.keys(), key=lambda k: (k[0], k[5])):
+        target, from_stage, to_stage, kind, actor, at = key
+        if changes[key] != 1 or events[key] != 1:
+            found.append(
+                f"{target}: stage change {from_stage} -> {to_stage} ({kind} by {actor} at "
+                f"{at.isoformat()}): {changes[key]} in the history, {events[key]} audit events"
+            )
+    return found
+
+
+# -- the controller --------------------------------------------------------------------
+
+
+def _as_dict(decision: DecisionRecord | Mapping[str, Any]) -> Mapping[str, Any]:
+    return decision.to_dict() if isinstance(decision, DecisionRecord) else decision
+
+
+def _passed(decision: Mapping[str, Any]) -> bool:
+    return (decision.get("numbers") or {}).get("verdict") == "promote"
+
+
+def promotions_have_passing_analysis(
+    registry: ModelRegistry, store: RolloutStore, *, actor: str = CONTROLLER_ACTOR
+) -> list[str]:
+    """Every promotion rests on a passing analysis recorded with the rollout."""
+    found = []
+    backed: set[int] = set()
+    for record in store.list_rollouts(active=False, limit=1_000_000):
+        if record.phase is not Phase.PROMOTED:
+            continue
+        where = f"rollout {record.id} ({record.model} {record.treatment})"
+        decisions = [_as_dict(d) for d in store.decisions(record.id, limit=1_000_000)]
+        promotes = [d for d in decisions if d["action"] == "promote" and d["applied"]]
+        if len(promotes) != 1:
+            found.append(f"{where}: promoted with {len(promotes)} applied promote decisions")
+            continue
+        promote = promotes[0]
+        waits = [d for d in decisions
+                 if d["action"] == "await_approval" and d["id"] < promote["id"]]  # fmt: skip
+        evidence = promote if _passed(promote) or not waits else waits[-1]
+        if not _passed(evidence):
+            cause = (promote.get("numbers") or {}).get("cause")
+            found.append(
+                f"{where}: promoted (decision {promote['id']}, cause {cause}) without a passing "
+                f"analysis recorded: verdict {(evidence.get('numbers') or {}).get('verdict')!r} "
+                f"in decision {evidence['id']}"
+            )
+            continue
+        backed.add(record.id)
+    for name in _models(registry):
+        for t in registry.history(name):
+            if t.to_stage != "production" or t.kind not in ("promote", "force"):
+                continue
+            match = _ROLLOUT_REASON.match(t.reason or "")
+            if match is None and t.actor != actor:
+                continue  # a person's promotion, not the controller's
+            rollout = int(match.group(1)) if match else None
+            if rollout not in backed:
+                found.append(
+                    f"model {name}: {t.version} moved into production by {t.actor} at "
+                    f"{t.at.isoformat()} ({t.reason!r}) without a promoted rollout backed by "
+                    "a passing analysis"
+                )
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class _RouteCheck:
+    model: str
+    problem: str | None
+
+
+def _route_problem(
+    model: str, actuator: Actuator, store: RolloutStore, read_route: ReadRoute
+) -> str | None:
+    try:
+        desired = actuator.desired_route(model)
+    except NotFound:
+        desired = None
+    held = read_route(model)
+    pushed = store.pushed_route(model)
+    if desired is None:
+        return None if held is None else f"router holds {held}, the database wants no route"
+    if held is None:
+        return f"router holds no route; the database wants {_shape(desired)}"
+    if _shape(held) != _shape(desired):
+        return (f"router holds {_shape(held)} (revision {held.revision}); the database wants "
+                f"{_shape(desired)} (revision {desired.revision})")  # fmt: skip
+    if pushed != held:
+        return f"router holds {held}, the database recorded {pushed} as last pushed"
+    return None
+
+
+def _shape(route: Route) -> tuple[tuple[tuple[str, int, str | None], ...], str]:
+    """What serving acts on: versions, weights, digests and salt (not the revision)."""
+    return tuple((b.version, b.weight, b.digest) for b in route.backends), route.salt
+
+
+def router_matches_database(
+    registry: ModelRegistry,
+    store: RolloutStore,
+    read_route: ReadRoute,
+    models: Sequence[str],
+    *,
+    settle: float = 10.0,
+) -> list[str]:
+    """For each of ``models``, the router holds the database's route (see the module
+    docstring), within ``settle`` seconds."""
+    actuator = Actuator(registry=registry, store=store, routers={}, policy=lambda _: None,
+                        clock=lambda: datetime.now(UTC))  # fmt: skip
+    deadline = time.monotonic() + settle
+    pending = list(models)
+    while True:
+        checks = [_RouteCheck(m, _route_problem(m, actuator, store, read_route)) for m in pending]
+        pending = [c.model for c in checks if c.problem is not None]
+        if not pending or time.monotonic() >= deadline:
+            return [f"model {c.model}: {c.problem}" for c in checks if c.problem is not None]
+        time.sleep(0.2)
+
+
+def decisions_follow_policy(
+    rollout: int | str,
+    decisions: Iterable[DecisionRecord | Mapping[str, Any]],
+    steps: Sequence[float],
+) -> list[str]:
+    """One rollout's applied state-changing decisions follow ``steps`` (the policy's
+    analysed canary steps, in percent) without skipping one and without recording a
+    transition twice (see the module docstring)."""
+    changes = [d for d in map(_as_dict, decisions)
+               if d["action"] in STATE_CHANGING and d["applied"]]  # fmt: skip
+    changes.sort(key=lambda d: d["id"])
+    where = f"rollout {rollout}"
+    found = []
+    step = None
+    ended = None
+    for d in changes:
+        label = f"{where}: decision {d['id']} ({d['action']} {d['event']} at {d['weight']:g}%)"
+        if ended is not None:
+            found.append(f"{label} after the rollout ended with decision {ended}")
+        if d["action"] == "set_weight" and d["event"] == "start":
+            if step is not None:
+                found.append(f"{label}: a second start")
+            elif d["step"] != 0 or d["weight"] != steps[0]:
+                found.append(f"{label}: started at step {d['step']}, not at {steps[0]:g}%")
+            step = d["step"]
+        elif d["action"] == "set_weight" and d["event"] == "advance":
+            expected = None if step is None else step + 1
+            # A step's split back after a wait on the control: the same step again.
+            restored = (d.get("numbers") or {}).get("cause") == "restored" and d["step"] == step
+            if step is None:
+                found.append(f"{label}: advanced before any start")
+            elif not restored and d["step"] != expected:
+                found.append(f"{label}: moved from step {step} to {d['step']} (skipped or "
+                             "repeated a step)")  # fmt: skip
+            elif not 0 <= d["step"] < len(steps) or d["weight"] != steps[d["step"]]:
+                found.append(f"{label}: weight is not the policy's step {d['step']}")
+            step = d["step"]
+        elif d["action"] in ("promote", "rollback"):
+            ended = d["id"]
+    previous = None
+    for d in changes:
+        key = (d["action"], d["event"], d["phase_from"], d["phase_to"], d["step"], d["weight"])
+        if key == previous and d["action"] not in ("set_weight",):  # set_weight: checked above
+            found.append(f"{where}: decision {d['id']} repeats the one before it: {key}")
+        previous = key
+    return found
