@@ -254,12 +254,14 @@ def _worker(pipe: Connection, config: dict[str, Any]) -> None:
                     found[sample.labels["action"]] = sample.value
         return found
 
+    scheduler.sync_jobs()  # one daemon: a job per active rollout; a member: after rounds
     pipe.send({"rollouts": len(jobs)})
     while True:
         command, argument = pipe.recv()
-        if command == "round":
+        if command == "round":  # as the scheduler's lease job: then its jobs follow
             assert membership is not None
             membership.round()
+            scheduler.sync_jobs()
             pipe.send(sorted(membership.owned()))
         elif command == "rounds":  # the steady state's cost: renew what it holds
             assert membership is not None
@@ -270,8 +272,12 @@ def _worker(pipe: Connection, config: dict[str, Any]) -> None:
             pipe.send(None)
         elif command == "tick":  # every job once, ``argument`` intervals after the start
             clock["now"] = T0 + timedelta(seconds=INTERVAL * argument)
-            owned = [r.id for r in jobs if controller.owns(r.model)]
-            others = [r.id for r in jobs if not controller.owns(r.model)]
+            # The jobs the scheduler holds (one per owned active rollout after
+            # ``sync_jobs``); a job it still holds for another member's rollout skips it.
+            scheduled = {int(j.removeprefix("rollout-")) for j in scheduler.job_ids()
+                         if j.startswith("rollout-")}  # fmt: skip
+            owned = [r.id for r in jobs if r.id in scheduled and controller.owns(r.model)]
+            others = [r.id for r in jobs if r.id in scheduled and not controller.owns(r.model)]
             decided = evaluations()
             result = {
                 # The job APScheduler runs for a rollout; a non-owner's job skips it.
