@@ -206,24 +206,11 @@ def create_app(deps: ApiDeps) -> FastAPI:  # noqa: PLR0915 -- routes are closure
     async def _perform(
         kind: RequestKind, model: str, payload: dict[str, Any], key: str
     ) -> tuple[Outcome | None, RequestRecord | None]:
-        if controller.membership is None:  # one daemon: errors go to the handlers above
-            return await run_in_threadpool(_direct, kind, payload), None
+        """One daemon: dispatched at once; several: a durable request (``shell.requests``)."""
         wait = controller.config.ha.request_wait
         return await run_in_threadpool(
             requests.perform, controller, kind, model, payload, key=key, wait=wait
         )
-
-    def _direct(kind: RequestKind, payload: dict[str, Any]) -> Outcome:
-        if kind is RequestKind.START:
-            started = controller.start_rollout(
-                payload["model"], payload["version"], reason=payload["reason"]
-            )
-            return Outcome(201, started.to_dict())
-        record = controller.operate(
-            payload["rollout_id"], Event(payload["event"]), reason=payload["reason"],
-            actor=payload["actor"],
-        )  # fmt: skip
-        return Outcome(200, record.to_dict())
 
     # -- health -----------------------------------------------------------------
 
