@@ -97,6 +97,36 @@ def test_no_takeover_lands_inside_a_fenced_write_in_flight(pg_url: str) -> None:
 
 
 @pytest.mark.postgres
+def test_the_holder_renews_and_releases_past_its_own_write_in_flight(pg_url: str) -> None:
+    """The fence's lock stops takeovers, not the holder: its lease round renews (and a
+    clean stop releases) while one of its writes, such as a route push to a slow
+    router, is still open. Waiting there would let its leases run out behind its own
+    push. Two writes of the holder's on one shard do not wait on each other either."""
+    store = RolloutStore.open(pg_url)
+    engine = store.engine
+    a, b = _store(engine, "a", ttl=5.0), _store(engine, "b")
+    token = a.acquire(0)
+    assert token is not None
+    with engine.connect() as pushing, engine.connect() as other:
+        pushing.begin()
+        a.fence(pushing, 0, token)  # a push in flight holds the fence
+        other.begin()
+        a.fence(other, 0, token)  # a second write for the shard: not queued behind it
+        other.commit()
+        renewed: list[set[int]] = []  # in a thread: a wait shows as a join timeout
+        renewer = threading.Thread(target=lambda: renewed.append(a.renew({0: token})))
+        renewer.start()
+        renewer.join(timeout=5)
+        assert renewed == [{0}], "the renewal waited on the holder's own write"
+        assert b.acquire(0) is None  # the takeover side still skips the row
+        a.release([(0, token)])
+        assert b.acquire(0) is None  # free now, yet the write is open: still skipped
+        pushing.commit()
+    assert b.acquire(0) == token + 1
+    store.close()
+
+
+@pytest.mark.postgres
 def test_a_member_stalled_inside_a_fenced_write_blocks_no_takeover(pg_url: str) -> None:
     """A member stopped (SIGSTOP, a long pause) between its fence check and its commit
     keeps the lease row locked. A member taking the expired shard over must not wait on
