@@ -207,9 +207,16 @@ class Daemon:
     def start(self) -> None:
         """Reconcile routers with the database, rebuild jobs, then report ready."""
         faults.point("start")
-        if self.controller.membership is not None:
-            self.controller.membership.round()  # this member's shards, before acting
-        errors = self.controller.reconcile_routers(progress=self.scheduler.heartbeat.beat)
+        membership = self.controller.membership
+        if membership is not None:
+            membership.round()  # this member's shards, before acting
+
+        def progress() -> None:
+            self.scheduler.heartbeat.beat()
+            if membership is not None:  # the lease job starts with the scheduler, after
+                membership.round_if_due()
+
+        errors = self.controller.reconcile_routers(progress=progress)
         self.controller.refresh_phase_metrics()
         self.scheduler.start()
         self.ready = True

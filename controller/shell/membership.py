@@ -14,6 +14,7 @@ outlive them. Acquisitions and losses are logged and counted.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -51,6 +52,7 @@ class Membership:
         self._ever_joined = False  # a process that never took part (CLI --direct) leaves nothing
         self.refused_writes = 0  # writes the fence refused (a stalled member's, mostly)
         self.last_error: str | None = None  # the last round's, None when it reached the DB
+        self._last_round: float | None = None  # time.monotonic() at the last round's start
         # Told of each round's result (metrics); must not raise.
         self.on_round: Callable[[RoundResult], None] | None = None
         # Told of each write the fence refused (metrics); must not raise.
@@ -94,8 +96,18 @@ class Membership:
                 self.on_refused()
             raise
 
+    def round_if_due(self) -> RoundResult | None:
+        """A round when the last one began a third of the TTL ago or more (the
+        scheduler's pace), else None. For work that runs before the scheduler's lease
+        job does: a start-up reconciliation of many routers can outlast a lease."""
+        last = self._last_round
+        if last is not None and time.monotonic() - last < self.leases.ttl / 3:
+            return None
+        return self.round()
+
     def round(self) -> RoundResult:
         """Heartbeat, plan and act once (see the module docstring)."""
+        self._last_round = time.monotonic()
         try:
             result = self._round()
         except sa.exc.SQLAlchemyError as exc:
