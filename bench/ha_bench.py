@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import cProfile
 import json
 import multiprocessing
 import os
@@ -77,6 +78,9 @@ from monitors import IngestStore
 from monitors.testing import free_port, wait_until
 from registry import ModelRegistry
 
+# A folder to write each worker's cProfile of each tick into (``<member>-<rollouts>-
+# tick<n>.prof``): where a member's tick spends what the lone daemon's does not.
+PROFILE = os.environ.get("MODELREG_BENCH_PROFILE")
 PG = os.environ.get("MODELREG_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 INTERVAL = 10  # seconds, the policy's (daemon_bench.rollout_policy)
 TARGET_RATIO = 0.40
@@ -279,6 +283,9 @@ def _worker(pipe: Connection, config: dict[str, Any]) -> None:
             owned = [r.id for r in jobs if r.id in scheduled and controller.owns(r.model)]
             others = [r.id for r in jobs if r.id in scheduled and not controller.owns(r.model)]
             decided = evaluations()
+            profiler = cProfile.Profile(time.process_time) if PROFILE else None
+            if profiler is not None:
+                profiler.enable()
             result = {
                 # The job APScheduler runs for a rollout; a non-owner's job skips it.
                 "owned": measured(scheduler._tick, owned),
@@ -287,6 +294,10 @@ def _worker(pipe: Connection, config: dict[str, Any]) -> None:
                 "shards": len(membership.owned()) if membership else parsed.ha.shards,
                 "refused_writes": membership.refused_writes if membership else 0,
             }  # fmt: skip
+            if profiler is not None:
+                profiler.disable()
+                who = config["ha"]["member_id"] or "single"
+                profiler.dump_stats(Path(PROFILE) / f"{who}-{len(owned)}-tick{argument}.prof")
             result["actions"] = {a: int(v - decided.get(a, 0)) for a, v in evaluations().items()
                                  if v - decided.get(a, 0)}  # fmt: skip
             pipe.send(result)
