@@ -112,22 +112,24 @@ def import_from_mlflow(
             model = client.get_registered_model(name) or {}
             held = {str(a["alias"]): int(a["version"]) for a in model.get("aliases", [])}
             for found in versions:
-                result = _copy_version(target, client, name, found, held, Path(tmp))
+                result = copy_version(target, client, name, found, held, Path(tmp))
                 numbers[result.mlflow_version] = result.version
                 done.append(result)
                 if advance is not None:
                     advance(f"{name} {result.version}")
-            _copy_stages(target, client, name, held, numbers)
+            copy_stages(target, client, name, held, numbers)
     return done
 
 
-def _copy_version(
+def copy_version(
     target: ModelRegistry,
     client: MLflowClient,
     name: str,
     found: dict[str, Any],
     held: dict[str, int],
     tmp: Path,
+    *,
+    actor: str | None = None,
 ) -> ImportedVersion:
     number = int(found["version"])
     tags = tags_of(found)
@@ -144,7 +146,7 @@ def _copy_version(
         same = (
             existing.artifact_digest == tags.get("modelreg.digest")
             if ours
-            else _origin(existing) == {k: origin[k] for k in ("tracking_uri", "version")}
+            else origin_of(existing) == {k: origin[k] for k in ("tracking_uri", "version")}
         )
         if not same:
             raise Conflict(
@@ -173,11 +175,11 @@ def _copy_version(
                 f"{client.uri}; nothing was imported for it"
             ) from None
     if ours:
-        mv = _register_ours(target, name, version, tags, where, files)
+        mv = _register_ours(target, name, version, tags, where, files, actor)
     else:
         aliases = sorted(a for a, n in held.items() if n == number)
         about = {**origin, "aliases": aliases, "tags": tags}
-        mv = _register_foreign(target, name, version, about, where, files)
+        mv = _register_foreign(target, name, version, about, where, files, actor)
     return ImportedVersion(name, number, version, "imported", mv.artifact_digest)
 
 
@@ -188,6 +190,7 @@ def _register_ours(
     tags: dict[str, str],
     where: Path,
     files: list[str],
+    actor: str | None,
 ) -> ModelVersion:
     """A version MLflowRegistry made: everything it was registered with, digest checked."""
 
@@ -222,6 +225,7 @@ def _register_ours(
         features=json.loads(feats) if feats else None,
         requirements=text("requirements.txt") or "",
         owner=tags.get("modelreg.owner"),
+        actor=actor,
     )
     _check_stored(target, mv, sha)
     return mv
@@ -234,6 +238,7 @@ def _register_foreign(
     origin: dict[str, Any],
     where: Path,
     files: list[str],
+    actor: str | None,
 ) -> ModelVersion:
     """Another client's version: its files as they are, its origin in the metadata."""
     if len(files) == 1:
@@ -249,20 +254,24 @@ def _register_foreign(
         version=version,
         metadata={"mlflow": origin},
         requirements=requirements,
+        actor=actor,
     )
     _check_stored(target, mv, sha)
     return mv
 
 
-def _copy_stages(
+def copy_stages(
     target: ModelRegistry,
     client: MLflowClient,
     name: str,
     held: dict[str, int],
     numbers: dict[int, SemVer],
+    *,
+    reason: str | None = None,
+    actor: str | None = None,
 ) -> None:
     """MLflow's ``staging``/``production`` aliases become stages (no-op when already so)."""
-    why = f"imported from MLflow {client.uri}"
+    why = reason or f"imported from MLflow {client.uri}"
     for alias in ("staging", "production"):
         number = held.get(alias)
         if number is None or number not in numbers:
@@ -272,8 +281,8 @@ def _copy_stages(
         if stage == alias:
             continue
         if alias == "production" and stage != "staging":
-            target.promote_model(name, version, to_stage="staging", reason=why)
-        target.promote_model(name, version, to_stage=alias, reason=why)
+            target.promote_model(name, version, to_stage="staging", reason=why, actor=actor)
+        target.promote_model(name, version, to_stage=alias, reason=why, actor=actor)
 
 
 def _existing(target: ModelRegistry, name: str, version: SemVer) -> ModelVersion | None:
@@ -283,7 +292,7 @@ def _existing(target: ModelRegistry, name: str, version: SemVer) -> ModelVersion
         return None
 
 
-def _origin(mv: ModelVersion) -> dict[str, Any]:
+def origin_of(mv: ModelVersion) -> dict[str, Any]:
     origin = mv.metadata.get("mlflow")
     if not isinstance(origin, dict):
         return {}

@@ -25,7 +25,9 @@ unreachable server therefore leaves no trace in the governance database.
 
 Versions registered by other MLflow clients carry no ``modelreg.version`` tag:
 they are shown as ``ExternalVersion`` with their integer version (address them
-with an ``int``), never retagged or renumbered.
+with an ``int``), never retagged or renumbered. One that gets the ``staging``
+alias is adopted by the daemon's watcher (``registry.mlflow_sync``): recorded in
+the governance database as ``vN.0.0``, found again through our ``vN_0_0`` alias.
 
 ``resolve`` (which version serves a stage) asks MLflow for the alias and caches
 the answer in process for ``cache_ttl`` seconds; this registry's own changes drop
@@ -210,6 +212,8 @@ class MLflowRegistry(ModelRegistry):
         self._known_models: set[str] = set()  # exist in MLflow (as far as we know)
         self._resolved = _AliasCache(cache_ttl)
         self._experiment: str | None = None
+        self._adopting = threading.local()  # .number: see ``adopting``
+        self._adopt_lock = threading.Lock()
 
     def close(self) -> None:
         self.client.close()
@@ -243,7 +247,13 @@ class MLflowRegistry(ModelRegistry):
     ) -> MLflowVersion:
         """``ModelRegistry.register_model``, the version and its files also in MLflow."""
         undo = _Undo()
-        with self._mirrored(undo, functools.partial(self._mirror_new, undo)):
+        adopted: int | None = getattr(self._adopting, "number", None)
+        effect = (
+            functools.partial(self._mirror_new, undo)
+            if adopted is None
+            else functools.partial(self._mirror_adopted, undo, adopted)
+        )
+        with self._mirrored(undo, effect):
             result = super().register_model(
                 name,
                 model,
@@ -452,26 +462,17 @@ class MLflowRegistry(ModelRegistry):
         self._cached_blob(record)
         return super().get_model(name, version=record.version, force=force)
 
-    def sync_from_mlflow(self, name: str, *, actor: str = "mlflow") -> list[ModelVersion]:
-        """Take in a ``staging`` alias another MLflow client set on a version of ours
-        that is in dev here: it is promoted to staging (audited as ``actor``), which is
-        what starts a rollout under the daemon. Other clients' versions (no semver)
-        and other alias moves are left alone; returns the versions moved."""
-        names.model_name(name)
-        number = {str(a["alias"]): int(a["version"]) for a in self._aliases_of(name)}.get("staging")
-        found = self.client.get_model_version(name, number) if number is not None else None
-        semver = tags_of(found).get(SEMVER_TAG) if found is not None else None
-        if not semver:
-            return []
-        version = SemVer.parse(semver)
-        try:
-            current = super().get_model_version(name, version)
-        except NotFound:
-            return []  # not in this governance database
-        if current.stage != "dev":
-            return []
-        reason = f"staging alias set in MLflow {self.tracking_uri}"
-        return [self.promote_model(name, version, to_stage="staging", reason=reason, actor=actor)]
+    @contextlib.contextmanager
+    def adopting(self, number: int) -> Any:
+        """Within: ``register_model`` records MLflow's existing version ``number`` in
+        the governance database (``registry.mlflow_sync.adopt``) instead of creating a
+        new MLflow version. This thread only; one adoption at a time."""
+        with self._adopt_lock:
+            self._adopting.number = number
+            try:
+                yield
+            finally:
+                self._adopting.number = None
 
     # -- the MLflow side of a change -----------------------------------------------------
 
@@ -557,6 +558,22 @@ class MLflowRegistry(ModelRegistry):
         tx.after_commit.append(functools.partial(self._known_models.add, name))
         return _attach(mv, number, tuple(aliases), source)
 
+    def _mirror_adopted(self, undo: _Undo, number: int, tx: Tx, mv: ModelVersion) -> MLflowVersion:
+        """Another client's version taken in: only our ``vN_0_0`` alias is added in MLflow
+        (its files, tags and number stay as that client left them)."""
+        alias = semver_alias(mv.version)
+        found = self.client.get_model_version(mv.name, number)
+        if found is None:
+            raise VersionNotFound(
+                f"MLflow {self.tracking_uri} has no version {number} of {mv.name!r}"
+            )
+        undo.done = True
+        undo.aliases.append((mv.name, alias, None))
+        self.client.set_alias(mv.name, alias, number)
+        self._numbers[(mv.name, mv.version)] = number
+        held = tuple(sorted({*(str(a) for a in found.get("aliases", [])), alias}))
+        return _attach(mv, number, held, str(found.get("source") or ""))
+
     def _mirror_stages(self, undo: _Undo, tx: Tx, mv: ModelVersion) -> ModelVersion:
         """Make MLflow's stage aliases and stage tags say what the governance database
         now says for this model (inside its transaction)."""
@@ -590,8 +607,10 @@ class MLflowRegistry(ModelRegistry):
                 client.delete_alias(name, alias)
             else:
                 client.set_alias(name, alias, number)
-        # Stage tags: the moved version, and a production version this move archived.
-        client.set_version_tag(name, self._number(name, mv.version), STAGE_TAG, mv.stage)
+        # Stage tags: the moved version, and a production version this move archived;
+        # never on another client's version (``adopt``: only our alias is added there).
+        if not is_adopted(mv):
+            client.set_version_tag(name, self._number(name, mv.version), STAGE_TAG, mv.stage)
         old = held.get("production")
         if old is not None and old != (
             self._number(name, want["production"]) if want["production"] else None
@@ -636,6 +655,8 @@ class MLflowRegistry(ModelRegistry):
         aliases = tuple(str(a) for a in found.get("aliases", []))
         number = int(found["version"])
         semver = tags.get(SEMVER_TAG)
+        if not semver and semver_alias(SemVer(number, 0, 0)) in aliases:
+            semver = str(SemVer(number, 0, 0))  # another client's, adopted (``adopting``)
         record: ModelVersion | None = None
         if semver:
             name, version = str(found["name"]), SemVer.parse(semver)
@@ -708,6 +729,12 @@ class MLflowRegistry(ModelRegistry):
                     f"{self.tracking_uri}"
                 ) from None
         return dest
+
+
+def is_adopted(mv: ModelVersion) -> bool:
+    """Another MLflow client's version, taken in by ``adopt`` or ``modelreg import``:
+    its MLflow origin is in the metadata."""
+    return isinstance(mv.metadata.get("mlflow"), dict)
 
 
 def tags_of(found: Mapping[str, Any]) -> dict[str, str]:

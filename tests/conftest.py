@@ -13,6 +13,7 @@ import pytest
 
 from tests import s3server
 from tests.clock import Clock
+from tests.mlflow_server import Raw
 
 PG_DSN = os.environ.get("MODELREG_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 _pg_state: dict[str, str | None] = {}
@@ -75,6 +76,14 @@ def mlflow_uri(mlflow_server_url: str) -> str:
 
     delete_all_models(mlflow_server_url)
     return mlflow_server_url
+
+
+@pytest.fixture
+def raw(mlflow_uri: str) -> Iterator[Raw]:
+    """Another MLflow client's plain REST calls on the session's server."""
+    client = Raw(mlflow_uri)
+    yield client
+    client.http.close()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

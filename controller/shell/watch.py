@@ -25,6 +25,7 @@ from controller.adapters.routing import RouterError
 from controller.core.guard import rolled_back_from_production
 from controller.errors import CannotStart, RolloutNotFound
 from registry import MLflowRegistry, NotFound, RegistryError
+from registry.mlflow_sync import sync_staging
 from serving.route import Route
 
 if TYPE_CHECKING:
@@ -100,7 +101,7 @@ def watch_once(controller: Controller) -> list[RolloutRecord]:
         if isinstance(controller.registry, MLflowRegistry):
             # Another MLflow client may have set the staging alias: take it in first.
             try:
-                controller.registry.sync_from_mlflow(model)
+                sync_staging(controller.registry, model, actor="mlflow")
             except RegistryError as exc:
                 log.warning("mlflow_sync_failed", model=model, error=str(exc))
         try:

@@ -12,9 +12,7 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 import sqlalchemy as sa
 
@@ -25,73 +23,9 @@ from registry.mlflow_registry import ExternalVersion, MLflowVersion
 from registry.mlflow_rest import MLflowRequestFailed, MLflowUnavailable
 from registry.schema import audit_t, models_t, versions_t
 from tests.clock import Clock
-from tests.mlflow_server import free_port
+from tests.mlflow_server import Raw, free_port
 
 pytestmark = [pytest.mark.mlflow, pytest.mark.integration]
-
-
-class Raw:
-    """Another MLflow client: plain REST calls, as any MLflow user's code would make."""
-
-    def __init__(self, url: str) -> None:
-        self.http = httpx.Client(base_url=url, timeout=30)
-
-    def get(self, endpoint: str, **params: Any) -> dict[str, Any]:
-        response = self.http.get(f"/api/2.0/mlflow/{endpoint}", params=params)
-        response.raise_for_status()
-        data: dict[str, Any] = response.json()
-        return data
-
-    def post(self, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
-        response = self.http.post(f"/api/2.0/mlflow/{endpoint}", json=body)
-        response.raise_for_status()
-        data: dict[str, Any] = response.json()
-        return data
-
-    def version(self, name: str, version: int) -> dict[str, Any]:
-        found: dict[str, Any] = self.get("model-versions/get", name=name, version=str(version))[
-            "model_version"
-        ]
-        return found
-
-    def tags(self, name: str, version: int) -> dict[str, str]:
-        return {t["key"]: t["value"] for t in self.version(name, version).get("tags", [])}
-
-    def aliases(self, name: str) -> dict[str, int]:
-        found = self.get("registered-models/get", name=name)["registered_model"]
-        return {a["alias"]: int(a["version"]) for a in found.get("aliases", [])}
-
-    def versions(self, name: str) -> list[dict[str, Any]]:
-        found: list[dict[str, Any]] = self.get(
-            "model-versions/search", filter=f"name='{name}'"
-        ).get("model_versions", [])
-        return found
-
-    def artifact(self, source: str, rel: str) -> httpx.Response:
-        path = source.removeprefix("mlflow-artifacts:/")
-        return self.http.get(f"/api/2.0/mlflow-artifacts/artifacts/{path}/{rel}")
-
-    def foreign_version(self, name: str, files: dict[str, bytes]) -> int:
-        """Register a version the way another MLflow client does: a run, its files, no tags."""
-        self.http.post("/api/2.0/mlflow/registered-models/create", json={"name": name})
-        info = self.post("runs/create", {"experiment_id": "0", "run_name": "other"})["run"]["info"]
-        source = f"{info['artifact_uri']}/model"
-        for rel, data in files.items():
-            path = source.removeprefix("mlflow-artifacts:/")
-            self.http.put(
-                f"/api/2.0/mlflow-artifacts/artifacts/{path}/{rel}", content=data
-            ).raise_for_status()
-        created = self.post(
-            "model-versions/create", {"name": name, "source": source, "run_id": info["run_id"]}
-        )
-        return int(created["model_version"]["version"])
-
-
-@pytest.fixture
-def raw(mlflow_uri: str) -> Iterator[Raw]:
-    client = Raw(mlflow_uri)
-    yield client
-    client.http.close()
 
 
 @pytest.fixture

@@ -21,8 +21,9 @@ import yaml
 
 from controller.demo import PROFILES, demo_config
 from monitors.testing import free_port, wait_until
-from registry import ModelRegistry
+from registry import MLflowRegistry, ModelRegistry
 from serving.route import read_table
+from tests.mlflow_server import Raw
 
 pytestmark = pytest.mark.slow
 TERMINAL = ("promoted", "rolled_back", "aborted")
@@ -382,3 +383,41 @@ class TestPrometheus:
         finally:
             s.stop()
             prom.stop()
+
+
+@pytest.mark.mlflow
+@pytest.mark.integration
+class TestOnMLflow:
+    def test_a_staging_alias_set_in_mlflow_is_rolled_out_by_the_daemon(
+        self, tmp_path: Path, mlflow_uri: str, raw: Raw
+    ) -> None:
+        """``registry: {kind: mlflow}``: the daemon as a subprocess, versions in a real
+        MLflow server. Another client sets the staging alias on a version registered
+        in dev; the daemon starts its rollout, promotes it and moves MLflow's
+        production alias; ``resolve`` answers from MLflow."""
+        s = build_stack(tmp_path)
+        data = yaml.safe_load(s.config.read_text())
+        data["registry"] = {"kind": "mlflow", "tracking_uri": mlflow_uri, "home": str(tmp_path)}
+        s.config.write_text(yaml.safe_dump(data))
+        with MLflowRegistry(mlflow_uri, home=tmp_path, actor="e2e") as registry:
+            for version, stage in (("1.0.0", "staging"), ("1.1.0", "dev")):
+                artifact = tmp_path / f"{version}.bin"
+                artifact.write_bytes(version.encode())
+                registry.register_model("fraud", str(artifact), version=version, stage=stage)
+            registry.promote_model("fraud", "1.0.0", to_stage="production", reason="base")
+        assert raw.aliases("fraud")["production"] == 1
+        s.start_daemon()
+        s.start_workload()
+        try:
+            assert s.get("/v1/models/fraud/resolve")["version"] == "v1.0.0"
+            assert s.rollout("v1.1.0") is None  # in dev: nothing to judge
+            raw.post("registered-models/alias",
+                     {"name": "fraud", "alias": "staging", "version": "2"})  # fmt: skip
+            done = s.wait_finished("v1.1.0")
+            assert done["phase"] == "promoted", s.get(f"/v1/rollouts/{done['id']}/explain")
+            assert raw.aliases("fraud")["production"] == 2
+            assert s.get("/v1/models/fraud/resolve")["version"] == "v1.1.0"
+            route = read_table(tmp_path / "routes.json")["fraud"]
+            assert [(b.version, b.weight) for b in route.backends] == [("v1.1.0", 100)]
+        finally:
+            s.stop()

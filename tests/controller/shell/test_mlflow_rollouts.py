@@ -7,13 +7,14 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
+from controller.adapters.guard_store import GuardStore
 from controller.adapters.registry_gateway import open_registry
 from controller.adapters.rollout_store import RolloutStore
 from controller.config import AlertRoute, parse_config
@@ -22,6 +23,7 @@ from controller.core.phases import Phase
 from controller.errors import ConfigError
 from controller.http.app import ApiDeps, create_app
 from controller.shell.controller import Controller
+from controller.shell.guard_pass import GUARD_ACTOR, Guard
 from monitors import AlertIntake, IngestStore
 from registry import MLflowRegistry
 from serving.route import read_table
@@ -30,6 +32,8 @@ from tests.clock import Clock
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # starlette's TestClient warns about httpx on import
     from fastapi.testclient import TestClient
+
+from tests.mlflow_server import Raw
 
 from ..support import config, file_controller, register, traffic
 
@@ -93,6 +97,15 @@ class TestConfig:
 class TestRolloutsOnMLflow:
     @pytest.fixture
     def world(self, tmp_path: Path, mlflow_uri: str) -> Iterator[World]:
+        """'fraud' with v1.0.0 in production, registered through modelreg."""
+        yield from self._world(tmp_path, mlflow_uri, baseline=True)
+
+    @pytest.fixture
+    def bare(self, tmp_path: Path, mlflow_uri: str) -> Iterator[World]:
+        """Nothing registered through modelreg yet."""
+        yield from self._world(tmp_path, mlflow_uri, baseline=False)
+
+    def _world(self, tmp_path: Path, mlflow_uri: str, *, baseline: bool) -> Iterator[World]:
         clock = Clock(T0)
         registry = MLflowRegistry(
             mlflow_uri,
@@ -101,7 +114,8 @@ class TestRolloutsOnMLflow:
             actor="tester",
             clock=clock,
         )
-        register(registry, tmp_path, "fraud", "v1.0.0", "production")
+        if baseline:
+            register(registry, tmp_path, "fraud", "v1.0.0", "production")
         ingest = IngestStore.open(f"sqlite:///{tmp_path}/ingest.db")
         store = RolloutStore.open(registry.url)
         routes = tmp_path / "routes" / "routes.json"
@@ -140,6 +154,70 @@ class TestRolloutsOnMLflow:
         assert store.get(rollout.id).phase is Phase.PROMOTED
         assert registry.verify_audit_chain() is None
 
+    def test_staging_alias_on_another_clients_version_adopts_it_and_rolls_out(
+        self, world: World, raw: Raw, tmp_path: Path
+    ) -> None:
+        """Another client registers version 2 and sets its staging alias: it is adopted
+        as v2.0.0 (its files, its number, no tag written on it), rolled out, promoted."""
+        registry, ingest, _, clock, routes, controller = world.parts()
+        files = {"MLmodel": b"flavors: {}\n", "model.pkl": b"\x80\x04candidate"}
+        number = raw.foreign_version("fraud", files)
+        assert controller.watch_once() == []  # no alias yet: not a candidate
+        set_alias(raw.uri, "fraud", "staging", number)
+        (rollout,) = controller.watch_once()
+        assert (rollout.control, rollout.treatment) == ("v1.0.0", f"v{number}.0.0")
+        adopted = registry.get_model_version("fraud", f"v{number}.0.0")
+        assert adopted.stage == "staging"
+        assert adopted.metadata["mlflow"]["version"] == number
+        assert raw.tags("fraud", number) == {}  # never rewritten
+        assert raw.aliases("fraud")[f"v{number}_0_0"] == number
+        assert controller.watch_once() == []  # adopted once
+        controller.reconcile_once(rollout.id)
+        clock.advance(6)
+        traffic(ingest, "fraud", clock(),
+                {"v1.0.0": (1500, 0.7, 0.01), f"v{number}.0.0": (1500, 0.85, 0.01)})  # fmt: skip
+        assert isinstance(controller.reconcile_once(rollout.id), Promote)
+        assert raw.aliases("fraud")["production"] == number
+        assert raw.tags("fraud", number) == {}
+        assert str(registry.resolve("fraud").version) == f"v{number}.0.0"
+        assert [(b.version, b.weight) for b in read_table(routes)["fraud"].backends] == [
+            (f"v{number}.0.0", 100)
+        ]
+        assert registry.verify_audit_chain() is None
+
+    def test_a_model_wholly_another_clients_adopts_production_first(
+        self, bare: World, raw: Raw
+    ) -> None:
+        """Nothing of ours: MLflow's production version is adopted as production, then
+        the staging one as the candidate judged against it."""
+        registry, _, _, _, _, controller = bare.parts()
+        old = raw.foreign_version("fraud", {"model.bin": b"old"})
+        new = raw.foreign_version("fraud", {"model.bin": b"new"})
+        set_alias(raw.uri, "fraud", "production", old)
+        set_alias(raw.uri, "fraud", "staging", new)
+        (rollout,) = controller.watch_once()
+        assert (rollout.control, rollout.treatment) == (f"v{old}.0.0", f"v{new}.0.0")
+        assert registry.get_model_version("fraud", f"v{old}.0.0").stage == "production"
+        assert {e.actor for e in registry.history("fraud")} == {"mlflow"}
+        assert raw.aliases("fraud")["production"] == old
+        assert Path(registry.get_model("fraud", version=f"v{new}.0.0")).read_bytes() == b"new"
+        assert registry.verify_audit_chain() is None
+
+    def test_an_adoption_that_would_take_a_used_version_starts_nothing(
+        self, world: World, raw: Raw, tmp_path: Path
+    ) -> None:
+        """v3.0.0 is ours already; another client's version 3 cannot be named so: nothing
+        is adopted or started, and nothing is written in MLflow."""
+        registry, _, store, _, _, controller = world.parts()
+        register(registry, tmp_path, "fraud", "v3.0.0", "dev")  # MLflow version 2
+        number = raw.foreign_version("fraud", {"model.bin": b"x"})
+        assert number == 3
+        set_alias(raw.uri, "fraud", "staging", number)
+        assert controller.watch_once() == []
+        assert registry.get_model_version("fraud", "v3.0.0").stage == "dev"
+        assert raw.aliases("fraud").get("v3_0_0") == 2
+        assert store.list_rollouts() == []
+
     def test_a_regression_rolls_back_and_production_stays(
         self, world: World, mlflow_uri: str, tmp_path: Path
     ) -> None:
@@ -156,6 +234,30 @@ class TestRolloutsOnMLflow:
         assert aliases(mlflow_uri, "fraud")["production"] == 1
         assert str(registry.resolve("fraud").version) == "v1.0.0"
         assert store.get(rollout.id).phase is Phase.ROLLED_BACK
+
+    def test_the_guard_rolls_production_back_in_mlflow(
+        self, world: World, raw: Raw, tmp_path: Path
+    ) -> None:
+        """A production version breaching a trigger is rolled back by the guard pass:
+        the production alias moves back in MLflow, the route follows, audited."""
+        registry, _, store, clock, routes, controller = world.parts()
+        register(registry, tmp_path, "fraud", "v1.1.0", "production")
+        assert raw.aliases("fraud")["production"] == 2
+        controller.reconcile_routers()
+        guard = Guard(controller, GuardStore(store.engine), metrics=CollectorRegistry())
+        traffic(world.ingest, "fraud", clock() - timedelta(seconds=1),
+                {"v1.1.0": (200, 0.8, 0.5)})  # fmt: skip
+        (verdict,) = guard.run_once()
+        assert verdict.action == "rollback"
+        assert raw.aliases("fraud")["production"] == 1
+        assert raw.tags("fraud", 2)["modelreg.stage"] == "archived"
+        assert str(registry.resolve("fraud").version) == "v1.0.0"
+        last = registry.history("fraud")[-1]
+        assert (last.kind, last.actor) == ("rollback", GUARD_ACTOR)
+        assert [(b.version, b.weight) for b in read_table(routes)["fraud"].backends] == [
+            ("v1.0.0", 100)
+        ]
+        assert registry.verify_audit_chain() is None
 
     def test_an_alert_rolls_production_back_in_mlflow(
         self, world: World, mlflow_uri: str, tmp_path: Path
