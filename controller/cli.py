@@ -32,7 +32,7 @@ from controller.core.phases import Event
 from controller.errors import ConfigError, ControllerError
 from controller.http.auth import TokenFileError
 from controller.policy_cli import policy_app
-from registry.cli import app
+from registry.cli import app, run_app
 from registry.errors import RegistryError
 
 __all__ = ["app", "main"]
@@ -324,7 +324,7 @@ for _action in ("pause", "resume", "abort", "approve", "reject"):
 
 def main() -> None:
     """Console-script entry point (``modelreg``)."""
-    app()
+    run_app(app)
 
 
 if __name__ == "__main__":

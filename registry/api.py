@@ -95,7 +95,10 @@ class ModelRegistry:
         environment: str | None = None,
         environments: Mapping[str, str] | None = None,
         artifact_uri: str | Path | None = None,
+        create: bool = True,
     ) -> None:
+        # ``create=False``: to read. A registry that is not there is ``NoRegistry``, and
+        # neither its home, its database nor its artifact folders are made looking.
         # Checked before anything is opened: a refused URI creates no database.
         location = artifact_location(artifact_uri) if artifact_uri is not None else None
         self.root = Path(home) if home is not None else default_home()
@@ -120,7 +123,7 @@ class ModelRegistry:
         self.artifacts: BlobStore = open_artifact_store(
             location, cache=self.home / "artifact-cache"
         )
-        self._store = Store(self.url, clock=clock or _utcnow)
+        self._store = Store(self.url, clock=clock or _utcnow, create=create)
         self._model_ids: dict[str, int] = {}  # committed model rows, for registration
         self._versions = reads.VersionLookup(self._store)  # the resolve cache
 

@@ -152,10 +152,9 @@ class ArtifactStore:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        # Made by the first write, not here: opening a registry to read creates nothing.
         self._blobs = self.root / "blobs" / "sha256"
         self._tmp = self.root / "tmp"
-        self._blobs.mkdir(parents=True, exist_ok=True)
-        self._tmp.mkdir(parents=True, exist_ok=True)
 
     @property
     def location(self) -> str:
@@ -171,6 +170,8 @@ class ArtifactStore:
 
     def put_stream(self, source: BinaryIO, progress: Progress | None = None) -> StoredBlob:
         """Store everything ``source`` yields; return its digest and size."""
+        self._tmp.mkdir(parents=True, exist_ok=True)
+        self._blobs.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=self._tmp, prefix="put-")
         tmp = Path(tmp_name)
         try:
@@ -240,6 +241,8 @@ class ArtifactStore:
             self.path_for(digest).unlink()
 
     def digests(self) -> Iterator[str]:
+        if not self._blobs.is_dir():
+            return
         for sub in self._blobs.iterdir():
             if sub.is_dir():
                 yield from (p.name for p in sub.iterdir() if _DIGEST.fullmatch(p.name))
@@ -254,6 +257,8 @@ class ArtifactStore:
         """Remove temp files of writes that died (a killed process) before ``before``."""
         removed: list[str] = []
         cutoff = before.timestamp()
+        if not self._tmp.is_dir():
+            return removed
         for path in self._tmp.iterdir():
             with contextlib.suppress(FileNotFoundError):
                 if path.stat().st_mtime < cutoff:

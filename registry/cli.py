@@ -30,6 +30,7 @@ from rich.text import Text
 
 from registry.api import ModelRegistry
 from registry.auto_rollback import Setting, parse_duration
+from registry.db import safe_url
 from registry.docs import sync_docs
 from registry.errors import RegistryError
 from registry.experiments import list_experiments
@@ -100,22 +101,38 @@ def _main(
     state.artifacts = artifacts
 
 
-def _registry() -> ModelRegistry:
+def _registry(*, create: bool = True) -> ModelRegistry:
     return ModelRegistry(
-        state.url, home=state.home, actor=state.actor, artifact_uri=state.artifacts
+        state.url, home=state.home, actor=state.actor, artifact_uri=state.artifacts, create=create
     )
 
 
-def _run(fn: Callable[[ModelRegistry], T]) -> T:
-    """Run ``fn`` with a registry; turn expected errors into one line and exit 1."""
+def _run(fn: Callable[[ModelRegistry], T], *, read: bool = False) -> T:
+    """Run ``fn`` with a registry; turn expected errors into one line and exit 1.
+
+    ``read``: the command only reads, so a registry that is not there is an error
+    naming where it looked, and nothing is created. A registry other than the
+    default one (``--db``, ``--home``, ``--mlflow``) is named on stderr first, so
+    output is never mistaken for another registry's."""
     try:
-        with _mlflow_registry() if state.mlflow else _registry() as registry:
+        with _mlflow_registry() if state.mlflow else _registry(create=not read) as registry:
+            if not _default_registry():
+                where = registry.tracking_uri if isinstance(registry, MLflowRegistry) else None
+                shown = f"MLflow {where}, governance " if where else ""
+                err.print(f"registry: {shown}{safe_url(registry.url)}", markup=False,
+                          highlight=False, soft_wrap=True)  # fmt: skip
             return fn(registry)
     except (RegistryError, ValueError, OSError) as exc:
         if state.debug:
             raise
         err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
+
+
+def _default_registry() -> bool:
+    """No ``--db``, ``--home`` or ``--mlflow``: the registry of ``$MODELREG_HOME`` or
+    ``./.modelreg``, the one the help names."""
+    return not (state.url or state.home or state.mlflow)
 
 
 def _mlflow_registry() -> MLflowRegistry:
@@ -241,7 +258,7 @@ def list_(
 ) -> None:
     """List models, or the versions of one model."""
     if name is None and stage is None and tag is None and not deprecated:
-        models = _run(lambda r: r.list_models())
+        models = _run(lambda r: r.list_models(), read=True)
         if as_json:
             _emit_json([m.to_dict() for m in models])
             return
@@ -255,7 +272,8 @@ def list_(
     versions = _run(
         lambda r: r.list_versions(
             name, stage=stage, tag=tag, deprecated=True if deprecated else None, limit=limit
-        )
+        ),
+        read=True,
     )
     if as_json:
         _emit_json([mv.to_dict() for mv in versions])
@@ -284,7 +302,7 @@ def info(
                 raise
             return registry.get_model_version(name, latest[0].version)
 
-    mv = _run(go)
+    mv = _run(go, read=True)
     if as_json:
         _emit_json(mv.to_dict())
         return
@@ -363,7 +381,7 @@ def compare(
 ) -> None:
     """Compare two versions: metrics, performance, features, recommendation."""
     a, b = SemVer.parse(version_a), SemVer.parse(version_b)
-    result = _run(lambda r: r.compare_models(f"{name}-{a}", f"{name}-{b}"))
+    result = _run(lambda r: r.compare_models(f"{name}-{a}", f"{name}-{b}"), read=True)
     if as_json:
         _emit_json(result.to_dict())
     else:
@@ -392,7 +410,7 @@ def history(
     as_json: JsonOpt = False,
 ) -> None:
     """Every stage transition of a model: who, when, why."""
-    transitions = _run(lambda r: r.history(name))
+    transitions = _run(lambda r: r.history(name), read=True)
     if as_json:
         _emit_json([t.to_dict() for t in transitions])
         return
@@ -464,7 +482,7 @@ def approvals(
     def go(r: ModelRegistry) -> tuple[list[Any], Any]:
         return r.approvals(name, version), r.approval_policy(name, "production")
 
-    decisions, policy = _run(go)
+    decisions, policy = _run(go, read=True)
     if as_json:
         _emit_json(
             {
@@ -572,7 +590,7 @@ def audit_verify(as_json: JsonOpt = False) -> None:
     def go(r: ModelRegistry) -> tuple[Any, int]:
         return r.verify_audit_chain(), len(r.audit_log())
 
-    broken, count = _run(go)
+    broken, count = _run(go, read=True)
     if as_json:
         _emit_json(
             {
@@ -599,7 +617,7 @@ def audit_log(
     as_json: JsonOpt = False,
 ) -> None:
     """Audit events, oldest first."""
-    events = _run(lambda r: r.audit_log(model, since=since, until=until, limit=limit))
+    events = _run(lambda r: r.audit_log(model, since=since, until=until, limit=limit), read=True)
     if as_json:
         _emit_json([e.to_dict() for e in events])
         return
@@ -631,7 +649,7 @@ def audit_report(
     """A governance report: deployments, approvals, metrics, data sources, compliance."""
     if fmt not in ("md", "json", "html"):
         raise typer.BadParameter(f"--format must be md, json or html, not {fmt!r}")
-    report = _run(lambda r: ModelGovernance(r).generate_audit_report(model, start, end))
+    report = _run(lambda r: ModelGovernance(r).generate_audit_report(model, start, end), read=True)
     text = {"md": report.to_markdown, "json": report.to_json, "html": report.to_html}[fmt]()
     if output is not None:
         output.write_text(text)
@@ -697,7 +715,7 @@ def lineage(
     renderers = {"tree", "json", "dot", "mermaid"}
     if fmt not in renderers:
         raise typer.BadParameter(f"--format must be one of {', '.join(sorted(renderers))}")
-    graph = _run(lambda r: r.get_lineage(name, version))
+    graph = _run(lambda r: r.get_lineage(name, version), read=True)
     if fmt == "json":
         _emit_json(graph.to_dict())
     else:
@@ -730,7 +748,7 @@ def impact(
         assert feature is not None
         return r.models_using_feature(feature)
 
-    found = _run(go)
+    found = _run(go, read=True)
     if as_json:
         _emit_json([x.to_dict() for x in found])
         return
@@ -791,7 +809,7 @@ def experiments(
     as_json: JsonOpt = False,
 ) -> None:
     """Tracked experiments with their params, metrics and duration."""
-    found = _run(lambda r: list_experiments(r, increment=increment))
+    found = _run(lambda r: list_experiments(r, increment=increment), read=True)
     if as_json:
         _emit_json([e.to_dict() for e in found])
         return
@@ -813,6 +831,38 @@ def experiments(
     out.print(table)
 
 
+def run_app(typer_app: typer.Typer) -> None:
+    """Run ``typer_app`` as the ``modelreg`` command, every failure one line on stderr.
+
+    Usage errors (an unknown flag, a missing argument, a bad value) print ``error:
+    <what> (see 'modelreg ... --help')`` and exit 2, instead of click's boxed usage
+    block; a bare group with no subcommand still prints its help. Click's exceptions
+    are recognised by their protocol (``exit_code``, ``format_message``, ``show``):
+    Typer vendors its own copy of click in recent releases, plain click in older
+    ones."""
+    command = typer.main.get_command(typer_app)
+    try:
+        result = command.main(prog_name="modelreg", standalone_mode=False)
+    except typer.Abort:  # Ctrl-C, or a prompt's EOF
+        err.print("aborted", markup=False, highlight=False)
+        sys.exit(1)
+    except Exception as exc:
+        show, message = getattr(exc, "show", None), getattr(exc, "format_message", None)
+        code = getattr(exc, "exit_code", None)
+        if not (callable(show) and callable(message) and isinstance(code, int)):
+            raise
+        text = str(message())
+        if "\n" in text:  # a group's help (no_args_is_help), not an error line
+            show()
+            sys.exit(code)
+        ctx = getattr(exc, "ctx", None)
+        path = getattr(ctx, "command_path", None)
+        hint = f" (see '{path} --help')" if code == 2 and path else ""
+        err.print(f"error: {text}{hint}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(code)
+    sys.exit(result if isinstance(result, int) else 0)
+
+
 def main() -> None:
     """Console-script entry point."""
-    app()
+    run_app(app)

@@ -18,7 +18,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from registry.errors import InvalidInput
+from registry.errors import DatabaseUnavailable, InvalidInput, NoRegistry
 
 BUSY_TIMEOUT_MS = 60_000
 _MIGRATIONS = Path(__file__).with_name("migrations")
@@ -35,20 +35,51 @@ def default_url(home: Path) -> str:
     return f"sqlite:///{home / 'registry.db'}"
 
 
-def make_engine(url: str) -> sa.Engine:
-    """An engine for ``url`` with the project's connection settings."""
+def safe_url(url: str | sa.URL) -> str:
+    """``url`` for messages and logs: its password hidden."""
+    try:
+        return sa.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return "<unparsable URL>"
+
+
+def make_engine(url: str, *, create: bool = True) -> sa.Engine:
+    """An engine for ``url`` with the project's connection settings.
+
+    ``create=False`` (a read): a SQLite file that does not exist is ``NoRegistry``,
+    and neither it nor its directory is made. An unknown dialect or a driver that
+    is not installed is ``InvalidInput`` naming the URL and what to install."""
     try:
         parsed = sa.make_url(url)
     except sa.exc.ArgumentError as exc:
         raise InvalidInput(f"invalid database URL {url!r}: {exc}") from None
+    shown = parsed.render_as_string(hide_password=True)
     if parsed.get_backend_name() == "sqlite":
-        return _sqlite_engine(parsed)
-    return sa.create_engine(parsed, pool_pre_ping=True)
+        return _sqlite_engine(parsed, create=create)
+    try:
+        return sa.create_engine(parsed, pool_pre_ping=True)
+    except sa.exc.NoSuchModuleError:
+        raise InvalidInput(
+            f"database URL {shown}: no such database kind {parsed.drivername!r}; use "
+            "sqlite:///PATH or postgresql+psycopg://USER@HOST/DB"
+        ) from None
+    except ImportError as exc:
+        raise InvalidInput(
+            f"database URL {shown} needs the {parsed.drivername!r} driver, which is not "
+            f"installed ({exc}); install it, or use postgresql+psycopg://"
+        ) from None
 
 
-def _sqlite_engine(url: sa.URL) -> sa.Engine:
+def _sqlite_engine(url: sa.URL, *, create: bool) -> sa.Engine:
     if url.database and url.database != ":memory:":
-        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        path = Path(url.database)
+        if not create and not path.is_file():
+            raise NoRegistry(
+                f"no registry database at {path} (nothing was created; registering a "
+                "model makes one, or point --home/--db at an existing registry)"
+            )
+        if create:
+            path.parent.mkdir(parents=True, exist_ok=True)
     engine = sa.create_engine(
         url,
         connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
@@ -87,6 +118,12 @@ def head_revision(script_location: Path = _MIGRATIONS) -> str:
     head = ScriptDirectory.from_config(_alembic_config(script_location)).get_current_head()
     assert head is not None
     return head
+
+
+def unavailable(url: str | sa.URL, exc: sa.exc.DBAPIError) -> DatabaseUnavailable:
+    """A driver's connection failure as one line: the URL and the server's reason."""
+    reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
+    return DatabaseUnavailable(f"cannot open database {safe_url(url)}: {reason}")
 
 
 def current_revision(engine: sa.Engine, *, version_table: str = "alembic_version") -> str | None:

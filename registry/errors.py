@@ -5,7 +5,8 @@ Every error names what was wrong; the CLI prints ``str(error)`` as its one line.
     RegistryError
     ├── NotFound(RegistryError, LookupError)
     │   ├── ModelNotFound
-    │   └── VersionNotFound
+    │   ├── VersionNotFound
+    │   └── NoRegistry               a read found no registry at the path or URL
     ├── InvalidInput(RegistryError, ValueError)
     │   ├── InvalidName
     │   ├── InvalidVersion
@@ -17,7 +18,8 @@ Every error names what was wrong; the CLI prints ``str(error)`` as its one line.
     │   └── ApprovalRequired         a guarded stage lacks approvals (names who)
     ├── IntegrityError(RegistryError)
     │   └── CorruptArtifact          stored bytes no longer match their digest
-    └── StorageError(RegistryError)  the artifact store cannot be reached, read or written
+    ├── StorageError(RegistryError)  the artifact store cannot be reached, read or written
+    └── DatabaseUnavailable(RegistryError) the database cannot be reached or opened
 """
 
 from __future__ import annotations
@@ -37,6 +39,11 @@ class ModelNotFound(NotFound):
 
 class VersionNotFound(NotFound):
     """The model exists but not the requested version or stage."""
+
+
+class NoRegistry(NotFound):
+    """Opened to read (``create=False``): no registry database at that path or URL.
+    Nothing was created looking for it."""
 
 
 class InvalidInput(RegistryError, ValueError):
@@ -106,3 +113,9 @@ class StorageError(RegistryError):
     """The artifact store could not be reached, read or written: an unreachable
     endpoint, a missing bucket, a denied request. The message names the store's URI
     (never a credential); nothing was committed to the registry."""
+
+
+class DatabaseUnavailable(RegistryError):
+    """The registry's database could not be reached or opened: a refused connection,
+    a wrong password, an unreadable file. The message names the URL (never its
+    password) and the server's reason; nothing was written."""

@@ -65,7 +65,6 @@ class ObjectArtifactStore:
         self._fs = fs if fs is not None else ObjectFs.open(uri)
         self._cache = ArtifactStore(cache)  # verified downloads; its tmp/ holds spools
         self._sources = Path(cache) / "sources"  # which object each cached copy came from
-        self._sources.mkdir(parents=True, exist_ok=True)
 
     @property
     def location(self) -> str:
@@ -133,7 +132,9 @@ class ObjectArtifactStore:
         A source that fails midway leaves nothing: the spool file is removed and
         nothing was sent.
         """
-        fd, name = tempfile.mkstemp(dir=self._cache.root / "tmp", prefix="spool-")
+        spools = self._cache.root / "tmp"
+        spools.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=spools, prefix="spool-")
         spool = Path(name)
         try:
             try:
@@ -229,6 +230,7 @@ class ObjectArtifactStore:
             if blob.created:
                 self._cache.delete(blob.digest)
             raise self._corrupt(digest, blob.digest)
+        self._sources.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self._sources, prefix=f".{digest[:12]}-")
         with os.fdopen(fd, "w") as f:
             f.write(info.identity)

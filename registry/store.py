@@ -29,7 +29,7 @@ import sqlalchemy as sa
 
 from registry import db
 from registry.audit import event_hash
-from registry.errors import RegistryError
+from registry.errors import NoRegistry, RegistryError
 from registry.fastsql import Cursor, Prepared
 from registry.schema import audit_head_t, audit_t
 
@@ -143,11 +143,23 @@ class _Job(Generic[T]):
 class Store:
     """One database: migrations on open, group-committed writes, snapshot reads."""
 
-    def __init__(self, url: str, *, clock: Clock) -> None:
+    def __init__(self, url: str, *, clock: Clock, create: bool = True) -> None:
         self.url = url
-        self.engine = db.make_engine(url)
+        self.engine = db.make_engine(url, create=create)
         self.clock = clock
-        db.migrate(self.engine)
+        try:
+            if not create and db.current_revision(self.engine) is None:
+                raise NoRegistry(
+                    f"no registry in database {db.safe_url(url)} (nothing was created; "
+                    "registering a model makes one)"
+                )
+            db.migrate(self.engine)
+        except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+            self.engine.dispose()
+            raise db.unavailable(url, exc) from exc
+        except BaseException:
+            self.engine.dispose()
+            raise
         self._queue: list[_Job[Any]] = []
         self._queue_lock = threading.Lock()
         self._writer = threading.Lock()

@@ -75,7 +75,7 @@ def test_register_promote_rollback_history(run, tmp_path: Path) -> None:  # type
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("info", "nope"), "error: no registered model named 'nope'"),
+        (("info", "nope"), "error: no registry database at "),
         (("register", "../x"), "error: invalid model name '../x'"),
         (("register", "m", "/does/not/exist"), "error: artifact path '/does/not/exist' does not"),
         (("register", "m", "--version", "three"), "error: invalid version 'three'"),

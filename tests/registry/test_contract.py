@@ -56,13 +56,13 @@ def leftovers(reg: ModelRegistry) -> list[str]:
     """Temp files and unfinished uploads a failed write could leave."""
     store = reg.artifacts
     if isinstance(store, ArtifactStore):
-        return [str(p) for p in (store.root / "tmp").iterdir()]
+        return [str(p) for p in (store.root / "tmp").glob("*")]  # none made yet: none left
     assert isinstance(store, ObjectArtifactStore)
     import s3fs
 
     fs = s3fs.S3FileSystem(skip_instance_cache=True)
     uploads = fs.call_s3("list_multipart_uploads", Bucket=store.uri.bucket).get("Uploads", [])
-    return [u["Key"] for u in uploads] + [str(p) for p in (store.cache.root / "tmp").iterdir()]
+    return [u["Key"] for u in uploads] + [str(p) for p in (store.cache.root / "tmp").glob("*")]
 
 
 def count(reg: ModelRegistry, table: sa.Table) -> int:

@@ -1,0 +1,166 @@
+"""How the modelreg command opens a registry, as a user meets it: reads create nothing
+and say where they looked; a database that cannot be opened is one line naming the
+URL (never its password) and the reason; a registry other than the default is named.
+Real subprocesses, a real PostgreSQL port that refuses connections."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from monitors.testing import free_port
+
+READS = [
+    ("list",),
+    ("list", "fraud"),
+    ("info", "fraud"),
+    ("history", "fraud"),
+    ("compare", "fraud", "v1.0.0", "v1.0.1"),
+    ("approvals", "fraud", "v1.0.0"),
+    ("audit", "verify"),
+    ("audit", "log"),
+    ("lineage", "fraud", "v1.0.0"),
+    ("impact", "--feature", "amount"),
+    ("experiments",),
+]
+
+
+def modelreg(cwd: Path, *args: str, home: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "MODELREG_HOME"}
+    if home is not None:
+        env["MODELREG_HOME"] = str(home)
+    return subprocess.run(
+        [sys.executable, "-m", "registry", *args],
+        capture_output=True, text=True, env=env, cwd=cwd, timeout=60, check=False,
+    )  # fmt: skip
+
+
+def one_line(result: subprocess.CompletedProcess[str], code: int = 1) -> str:
+    assert result.returncode == code, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("args", READS, ids=" ".join)
+def test_a_read_in_an_empty_directory_creates_nothing(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    line = one_line(modelreg(tmp_path, *args))
+    assert line.startswith("error: no registry database at .modelreg/registry.db"), line
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "args", [("list",), ("audit", "verify"), ("history", "fraud")], ids=" ".join
+)
+def test_a_read_of_a_missing_database_makes_no_directory(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    db = tmp_path / "no" / "such" / "dir" / "x.db"
+    line = one_line(modelreg(tmp_path, "--db", f"sqlite:///{db}", *args))
+    assert f"no registry database at {db}" in line
+    assert not (tmp_path / "no").exists()
+    home = tmp_path / "elsewhere"
+    line = one_line(modelreg(tmp_path, "--home", str(home), *args))
+    assert f"no registry database at {home / 'registry.db'}" in line
+    assert not home.exists()
+
+
+def test_an_empty_postgresql_database_is_no_registry_and_stays_empty(
+    pg_url: str, tmp_path: Path
+) -> None:
+    line = one_line(modelreg(tmp_path, "--db", pg_url, "list"))
+    assert line.startswith("error: no registry in database postgresql"), line
+    listed = modelreg(tmp_path, "--db", pg_url, "list", "--json")
+    assert listed.returncode == 1
+    engine = sa.create_engine(pg_url)
+    try:
+        assert sa.inspect(engine).get_table_names() == []
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("postgresql+psycopg://ops:s3cret@127.0.0.1:{port}/registry",
+         "error: cannot open database postgresql+psycopg://ops:***@127.0.0.1:{port}/registry: "
+         "connection failed"),
+        ("mysql://ops@127.0.0.1/registry",
+         "error: database URL mysql://ops@127.0.0.1/registry needs the 'mysql' driver, which is "
+         "not installed"),
+        ("oracle9://x/y", "error: database URL oracle9://x/y: no such database kind 'oracle9'"),
+        ("not a url", "error: invalid database URL 'not a url'"),
+    ],
+    ids=["unreachable", "missing-driver", "unknown-kind", "unparsable"],
+)  # fmt: skip
+@pytest.mark.parametrize(
+    "args", [("list",), ("register", "fraud", "--metadata", "{}")], ids=" ".join
+)
+def test_a_database_that_cannot_be_opened_is_one_line(
+    tmp_path: Path, url: str, expected: str, args: tuple[str, ...]
+) -> None:
+    port = free_port()  # nothing listens there
+    line = one_line(modelreg(tmp_path, "--db", url.format(port=port), *args))
+    assert line.startswith(expected.format(port=port)), line
+    assert "s3cret" not in line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+    result = modelreg(tmp_path, "--debug", "--db", "mysql://x@127.0.0.1/y", "list")
+    assert result.returncode == 1
+    assert "Traceback" in result.stderr
+
+
+def test_another_registry_is_named_first_the_default_is_not(tmp_path: Path) -> None:
+    artifact = tmp_path / "a.bin"
+    artifact.write_bytes(b"weights")
+    db = tmp_path / "team.db"
+    made = modelreg(tmp_path, "--db", f"sqlite:///{db}", "register", "fraud", str(artifact))
+    assert made.returncode == 0, made.stderr
+    assert made.stderr.splitlines()[0] == f"registry: sqlite:///{db}"
+    listed = modelreg(tmp_path, "--db", f"sqlite:///{db}", "list", "--json")
+    assert listed.stderr.splitlines() == [f"registry: sqlite:///{db}"]
+    assert '"fraud"' in listed.stdout  # stdout stays pure JSON
+    home = tmp_path / "home"
+    assert modelreg(tmp_path, "register", "fraud", str(artifact), home=home).returncode == 0
+    assert modelreg(tmp_path, "list", home=home).stderr == ""  # $MODELREG_HOME: the default
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("list", "--bogus"), "error: No such option: --bogus (see 'modelreg list --help')"),
+        (("info",), "error: Missing argument 'name'. (see 'modelreg info --help')"),
+        (("rollout", "list", "--bogus"),
+         "error: No such option: --bogus (see 'modelreg rollout list --help')"),
+        (("rollout", "status", "abc"), "error: Invalid value for 'rollout_id'"),
+        (("audit", "log", "--limit", "x"), "error: Invalid value for '--limit'"),
+    ],
+)  # fmt: skip
+def test_a_usage_error_is_one_line_exit_2(
+    tmp_path: Path, args: tuple[str, ...], expected: str
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "controller", *args],
+        capture_output=True, text=True, cwd=tmp_path, timeout=60, check=False,
+    )  # fmt: skip
+    assert one_line(result, code=2).startswith(expected)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_group_without_a_command_prints_its_help(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "controller", "rollout"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "Usage: modelreg rollout" in result.stderr + result.stdout
