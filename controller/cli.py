@@ -32,7 +32,7 @@ from controller.core.phases import Event
 from controller.errors import ConfigError, ControllerError
 from controller.http.auth import TokenFileError
 from controller.policy_cli import policy_app
-from registry.cli import app, run_app
+from registry.cli import app, current_actor, run_app
 from registry.errors import RegistryError
 
 __all__ = ["app", "main"]
@@ -88,21 +88,28 @@ def daemon(config: ConfigOpt = Path("config/daemon.yaml")) -> None:
 
 
 @config_app.command("check")
-def config_check(file: Annotated[Path, typer.Argument(help="Config file to validate.")]) -> None:
+def config_check(
+    file: Annotated[Path, typer.Argument(help="Config file to validate.")],
+    as_json: JsonOpt = False,
+) -> None:
     """Validate a config file; exit 2 listing every error with file, key path, expectation.
 
     Every router's, source's and notification's options are checked with the model
     the daemon builds from. Valid but unwise settings (a metric without a direction, an
     absolute margin larger than half of the metric's typical value) and what this
     environment lacks for the daemon (an unset variable, an unreadable secret file: the
-    daemon would refuse to start here) are printed as warnings; exit code 0."""
+    daemon would refuse to start here) are printed as warnings; exit code 0. With
+    ``--json``: one object, ``{"file", "ok", "errors", "warnings", "models"}``."""
     try:
         loaded = load_config(file)
     except ConfigError as exc:
-        for problem in exc.problems:
-            err.print(f"error: {problem}", markup=False, highlight=False, soft_wrap=True)
+        if as_json:
+            typer.echo(json.dumps({"file": str(file), "ok": False, "errors": exc.problems,
+                                   "warnings": [], "models": []}, indent=2))  # fmt: skip
+        else:
+            for problem in exc.problems:
+                err.print(f"error: {problem}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
-    models = ", ".join(sorted(loaded.models)) or "none"
     now = datetime.now(UTC)
     warnings = [
         f"{problem} (here; the daemon refuses to start without it)"
@@ -110,14 +117,21 @@ def config_check(file: Annotated[Path, typer.Argument(help="Config file to valid
     ]
     warnings += direction_warnings(loaded)
     warnings += margin_warnings(loaded, typical_values(loaded, now=now))
+    if as_json:
+        typer.echo(json.dumps({"file": str(file), "ok": True, "errors": [],
+                               "warnings": warnings, "models": sorted(loaded.models)},
+                              indent=2))  # fmt: skip
+        return
     for warning in warnings:
         err.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
+    models = ", ".join(sorted(loaded.models)) or "none"
     out.print(f"{file}: ok ({len(loaded.models)} model policies: {models})", highlight=False)
 
 
 @config_app.command("schema")
-def config_schema() -> None:
-    """Print the config file's JSON Schema (config/schema.json is this output)."""
+def config_schema(as_json: JsonOpt = False) -> None:
+    """Print the config file's JSON Schema (config/schema.json is this output); it is
+    JSON with or without ``--json``, which every command takes."""
     typer.echo(json.dumps(Config.model_json_schema(), indent=2, sort_keys=True))
 
 
@@ -152,7 +166,9 @@ def _direct(config: Path, fn: Callable[[Any], Any]) -> Any:
     from controller.runtime.logging import configure  # noqa: PLC0415 -- ditto
 
     loaded = _load(config)
-    configure()  # JSON log lines on stderr; stdout stays the command's output
+    # Warnings and errors only, as JSON lines on stderr: stdout stays the command's
+    # output, and the controller's info lines (decisions, starts) are the daemon's.
+    configure(level="warning")
     try:
         built = Daemon.build(loaded)
     except ConfigError as exc:  # what the environment lacks, e.g. an unset variable
@@ -194,12 +210,13 @@ def _show(rows: list[dict[str, Any]], as_json: bool) -> None:
         typer.echo(json.dumps(rows, indent=2))
         return
     table = Table(title="Rollouts")
-    for col in ("ID", "Model", "Control", "Treatment", "Phase", "Weight", "Reason"):
-        table.add_column(col)
+    for col in ("ID", "Model", "Control", "Treatment", "Phase", "Weight"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("Reason", overflow="fold", ratio=1)  # wrapped whole, never cut
     for r in rows:
         table.add_row(
             str(r["id"]), r["model"], r["control"], r["treatment"], r["phase"],
-            f"{r['weight']:g}%", (r.get("reason") or "")[:80],
+            f"{r['weight']:g}%", r.get("reason") or "",
         )  # fmt: skip
     out.print(table)
 
@@ -227,13 +244,35 @@ def rollout_status(
     config: ConfigOpt = Path("config/daemon.yaml"),
     api: ApiOpt = None,
     direct: DirectOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
-    """One rollout's state and last decision (JSON)."""
+    """One rollout's state: versions, phase, weight, step, since when and why."""
     if direct:
         body = _direct(config, lambda c: c.store.get(rollout_id).to_dict())
     else:
         body = _request("GET", f"{_api_url(config, api)}/v1/rollouts/{rollout_id}")
-    typer.echo(json.dumps(body, indent=2))
+    if as_json:
+        typer.echo(json.dumps(body, indent=2))
+        return
+    _status(body)
+
+
+def _status(body: dict[str, Any]) -> None:
+    """A rollout as a few labelled lines (what ``--json`` holds, for people)."""
+    rows = [
+        ("phase", body["phase"]),
+        ("weight", f"{body['weight']:g}% to {body['treatment']}"),
+        ("step", body.get("step")),
+        ("started", body.get("started_at")),
+        ("this step", body.get("step_started_at")),
+        ("next look", None if body.get("finished_at") else body.get("next_eval_at")),
+        ("finished", body.get("finished_at")),
+        ("pending", body.get("pending_intent")),
+        ("reason", body.get("reason")),
+    ]
+    lines = [f"rollout {body['id']}: {body['model']} {body['treatment']} vs {body['control']}"]
+    lines += [f"  {label:<10} {value}" for label, value in rows if value not in (None, "")]
+    out.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
 
 
 @rollout_app.command("explain")
@@ -271,6 +310,7 @@ def rollout_start(
     api: ApiOpt = None,
     direct: DirectOpt = False,
     reason: Annotated[str, typer.Option(help="Why.")] = "started from the command line",
+    as_json: JsonOpt = False,
 ) -> None:
     """Start a rollout of VERSION against the production version of MODEL."""
     if direct:
@@ -282,6 +322,9 @@ def rollout_start(
             f"{_api_url(config, api)}/v1/rollouts",
             {"model": model, "version": version, "reason": reason},
         )
+    if as_json:
+        typer.echo(json.dumps(body, indent=2))
+        return
     out.print(f"rollout {body['id']}: {body['model']} {body['treatment']} vs {body['control']}")
 
 
@@ -294,11 +337,17 @@ def _operate(action: str) -> Callable[..., None]:
         api: ApiOpt = None,
         direct: DirectOpt = False,
         reason: Annotated[str, typer.Option(help="Why (recorded).")] = "",
-        actor: Annotated[str | None, typer.Option(help="Who (default: $USER).")] = None,
+        actor: Annotated[
+            str | None, typer.Option(help="Who (default: the global --actor, else $USER).")
+        ] = None,
+        as_json: JsonOpt = False,
     ) -> None:
         if event is Event.REJECT and not reason.strip():
             raise _fail("rollout reject needs --reason (it is recorded with the rejection)", 2)
         why = reason or f"{action} from the command line"
+        # Always someone: an approval is the registry's four-eyes check on this name.
+        # With tokens, the daemon takes the token's identity instead.
+        actor = actor or current_actor()
         if direct:
             payload = {"rollout_id": rollout_id, "event": event.value, "reason": why,
                        "actor": actor}  # fmt: skip
@@ -312,6 +361,9 @@ def _operate(action: str) -> Callable[..., None]:
                 f"{_api_url(config, api)}/v1/rollouts/{rollout_id}/{action}",
                 {"reason": why, "actor": actor},
             )
+        if as_json:
+            typer.echo(json.dumps(body, indent=2))
+            return
         out.print(f"rollout {body['id']}: {body['phase']}", highlight=False)
 
     command.__doc__ = f"{action.capitalize()} a rollout."

@@ -66,7 +66,8 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _default_actor() -> str:
+def default_actor() -> str:
+    """``$MODELREG_ACTOR``, else the login name: who acts when nobody says."""
     try:
         return os.environ.get("MODELREG_ACTOR") or getpass.getuser()
     except (KeyError, OSError):
@@ -109,7 +110,7 @@ class ModelRegistry:
         # Each environment is a separate registry: its own database and store.
         self.home = self.root / "environments" / environment if environment else self.root
         self.url = url or self.environments.get(environment or "") or default_url(self.home)
-        self.actor = names.actor(actor) if actor is not None else _default_actor()
+        self.actor = names.actor(actor) if actor is not None else default_actor()
         self.increment = increment
         self.artifact_uri = artifact_uri
         if location is None:
@@ -437,11 +438,20 @@ class ModelRegistry:
         )
 
     def approval_policy(
-        self, name: str, stage: str = "production", *, at: datetime | None = None
+        self, name: str | None, stage: str = "production", *, at: datetime | None = None
     ) -> approvals.Policy | None:
-        """The policy in force for a model's stage (its own, else the registry's),
-        now or as it stood at ``at``."""
+        """The policy in force for a model's stage (its own, else the registry's; only
+        the registry's when ``name`` is None), now or as it stood at ``at``."""
         return approving.approval_policy(self._store, name, stage, at=at)
+
+    def clear_approval_policy(
+        self, stage: str, *, model: str | None = None, actor: str | None = None
+    ) -> approvals.Policy | None:
+        """Remove the policy set for ``model`` (it falls back to the registry-wide one),
+        or the registry-wide one when ``model`` is None; returns the policy now in force."""
+        return approving.clear_approval_policy(
+            self._store, stage, model=model, actor=actor, default_actor=self.actor
+        )
 
     def approve_model(
         self,

@@ -60,12 +60,15 @@ class ApprovalDecision:
 
 
 def policy_for(
-    conn: sa.Connection, model_id: int, stage: str, *, at: datetime | None = None
+    conn: sa.Connection, model_id: int | None, stage: str, *, at: datetime | None = None
 ) -> Policy | None:
     """The policy in force for ``stage`` of this model (its own, else the global one),
-    now or as it stood at instant ``at`` (for judging past deployments)."""
+    now or as it stood at instant ``at`` (for judging past deployments). A level's
+    newest row with ``min_approvals`` 0 is a cleared policy: the model falls back to
+    the registry-wide one, and the registry-wide level to none. ``model_id`` None:
+    the registry-wide policy alone."""
     p = policies_t.c
-    for owner in (model_id, None):
+    for owner in (model_id, None) if model_id is not None else (None,):
         cond = p.model_id == owner if owner is not None else p.model_id.is_(None)
         query = (
             sa.select(p.approvers, p.min_approvals, models_t.c.name)
@@ -79,7 +82,7 @@ def policy_for(
         row = conn.execute(query).first()
         if row is not None:
             if row.min_approvals == 0:
-                return None  # explicitly switched off at this level
+                continue  # cleared at this level (``clear_approval_policy``): the next one
             return Policy(stage, tuple(row.approvers), int(row.min_approvals), row.name)
     return None
 

@@ -28,11 +28,13 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from registry.api import ModelRegistry
+from registry import names
+from registry.api import ModelRegistry, default_actor
+from registry.approvals import validate_policy
 from registry.auto_rollback import Setting, parse_duration
 from registry.db import safe_url
 from registry.docs import sync_docs
-from registry.errors import RegistryError
+from registry.errors import InvalidInput, RegistryError
 from registry.experiments import list_experiments
 from registry.mlflow_import import import_from_mlflow, plan_import, summary
 from registry.mlflow_registry import MLflowRegistry
@@ -125,8 +127,13 @@ def _run(fn: Callable[[ModelRegistry], T], *, read: bool = False) -> T:
     except (RegistryError, ValueError, OSError) as exc:
         if state.debug:
             raise
-        err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from None
+        raise _fail_line(str(exc)) from None
+
+
+def _fail_line(message: str) -> typer.Exit:
+    """``error: <message>`` on stderr; the ``typer.Exit(1)`` to raise."""
+    err.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+    return typer.Exit(1)
 
 
 def _default_registry() -> bool:
@@ -471,6 +478,78 @@ def reject(
         out.print(f"{d.approver} rejected {name} {d.version} for {d.stage}", markup=False)
 
 
+approval_policy_app = typer.Typer(
+    help="Who must approve a version before it enters a stage.", no_args_is_help=True
+)
+app.add_typer(approval_policy_app, name="approval-policy")
+ModelArg = Annotated[
+    str | None, typer.Argument(help="Model name (omit for the registry-wide policy).")
+]
+StageOpt = Annotated[str, typer.Option(help="The guarded stage.")]
+
+
+def _print_policy(policy: Any, stage: str, name: str | None, as_json: bool) -> None:
+    if as_json:
+        _emit_json({"stage": stage, "model": name,
+                    "policy": policy.to_dict() if policy else None})  # fmt: skip
+        return
+    level = f"{name} {stage}" if name else f"{stage} (registry-wide)"
+    if policy is None:
+        out.print(f"{level}: no approvals needed", markup=False, highlight=False)
+        return
+    source = "its own policy" if policy.model else "the registry-wide policy"
+    shown = f" ({source})" if name else ""
+    out.print(f"{level}: {policy.min_approvals} of {', '.join(policy.approvers)}{shown}",
+              markup=False, highlight=False)  # fmt: skip
+
+
+@approval_policy_app.command("set")
+def approval_policy_set(
+    name: ModelArg = None,
+    stage: StageOpt = "production",
+    approvers: Annotated[
+        str, typer.Option(help="Who may approve: comma-separated identities.")
+    ] = "",
+    min_approvals: Annotated[int, typer.Option("--min", help="Approvals needed.")] = 1,
+    as_json: JsonOpt = False,
+) -> None:
+    """Require --min of --approvers before a version of NAME (or any model) enters STAGE."""
+    people = [a.strip() for a in approvers.split(",") if a.strip()]
+    if not people:
+        raise typer.BadParameter("--approvers needs at least one identity, e.g. --approvers a,b")
+    try:  # refused before a registry is opened (or made)
+        validate_policy(people, min_approvals)
+    except InvalidInput as exc:
+        raise _fail_line(str(exc)) from None
+    policy = _run(lambda r: r.set_approval_required(stage, people, min_approvals, model=name))
+    _print_policy(policy, stage, name, as_json)
+
+
+@approval_policy_app.command("show")
+def approval_policy_show(
+    name: ModelArg = None, stage: StageOpt = "production", as_json: JsonOpt = False
+) -> None:
+    """The policy in force for NAME's STAGE (its own, else the registry-wide one)."""
+    policy = _run(lambda r: r.approval_policy(name, stage), read=True)
+    _print_policy(policy, stage, name, as_json)
+
+
+@approval_policy_app.command("clear")
+def approval_policy_clear(
+    name: ModelArg = None, stage: StageOpt = "production", as_json: JsonOpt = False
+) -> None:
+    """Remove NAME's own policy (the registry-wide one applies again), or the
+    registry-wide one; prints the policy in force afterwards."""
+    policy = _run(lambda r: r.clear_approval_policy(stage, model=name))
+    _print_policy(policy, stage, name, as_json)
+
+
+def current_actor() -> str:
+    """Who is acting: ``--actor``, else ``$MODELREG_ACTOR``, else the login name (the
+    registry's own default), for commands that act through the daemon."""
+    return names.actor(state.actor) if state.actor else default_actor()
+
+
 @app.command()
 def approvals(
     name: Annotated[str, typer.Argument(help="Model name.")],
@@ -645,8 +724,10 @@ def audit_report(
     end: Annotated[str, typer.Option("--to", help="End date.")],
     fmt: Annotated[str, typer.Option("--format", help="md, json or html.")] = "md",
     output: Annotated[Path | None, typer.Option("--out", help="Write to this file.")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """A governance report: deployments, approvals, metrics, data sources, compliance."""
+    fmt = "json" if as_json else fmt
     if fmt not in ("md", "json", "html"):
         raise typer.BadParameter(f"--format must be md, json or html, not {fmt!r}")
     report = _run(lambda r: ModelGovernance(r).generate_audit_report(model, start, end), read=True)
@@ -710,8 +791,10 @@ def lineage(
     name: Annotated[str, typer.Argument(help="Model name.")],
     version: Annotated[str, typer.Argument(help="Version.")],
     fmt: Annotated[str, typer.Option("--format", help="tree, json, dot or mermaid.")] = "tree",
+    as_json: JsonOpt = False,
 ) -> None:
     """What produced a version (data, features, experiment) and where it is deployed."""
+    fmt = "json" if as_json else fmt
     renderers = {"tree", "json", "dot", "mermaid"}
     if fmt not in renderers:
         raise typer.BadParameter(f"--format must be one of {', '.join(sorted(renderers))}")
@@ -728,7 +811,13 @@ def impact(
     data: Annotated[str | None, typer.Option(help="Data version, e.g. v2024-01.")] = None,
     feature_set: Annotated[str | None, typer.Option(help="Feature-engineering version.")] = None,
     feature: Annotated[str | None, typer.Option(help="A feature name.")] = None,
-    deployed: Annotated[bool, typer.Option(help="Only what is deployed downstream.")] = False,
+    deployed: Annotated[
+        bool,
+        typer.Option(
+            help="Only what is deployed: the deployments downstream of --data, "
+            "the production versions for --feature-set and --feature."
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Which model versions (or deployments) depend on a data version, feature set or feature."""
@@ -737,16 +826,16 @@ def impact(
         raise typer.BadParameter("give exactly one of --data, --feature-set, --feature")
 
     def go(r: ModelRegistry) -> list[Any]:
-        if deployed:
-            if data is None:
-                raise typer.BadParameter("--deployed works with --data")
-            return r.deployed_downstream_of(f"data:{data}")
         if data is not None:
-            return r.models_using_data(data)
+            return (
+                r.deployed_downstream_of(f"data:{data}") if deployed else r.models_using_data(data)
+            )
         if feature_set is not None:
-            return r.models_using_feature_set(feature_set)
-        assert feature is not None
-        return r.models_using_feature(feature)
+            found = r.models_using_feature_set(feature_set)
+        else:
+            assert feature is not None
+            found = r.models_using_feature(feature)
+        return [mv for mv in found if mv.stage == "production"] if deployed else found
 
     found = _run(go, read=True)
     if as_json:
@@ -793,14 +882,21 @@ def gc(
 @docs_app.command("sync")
 def docs_sync(
     out_dir: Annotated[Path | None, typer.Option("--out", help="Target directory.")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Write the living docs and catalog; unchanged files are left untouched."""
 
-    def go(r: ModelRegistry) -> Any:
-        return sync_docs(r, out_dir or (r.home / "docs"))
+    def go(r: ModelRegistry) -> tuple[Path, Any]:
+        target = out_dir or (r.home / "docs")
+        return target, sync_docs(r, target)
 
-    result = _run(go)
-    out.print(f"{len(result.written)} files written, {len(result.unchanged)} unchanged")
+    target, result = _run(go, read=True)
+    if as_json:
+        _emit_json({"out": str(target), "written": [str(p) for p in result.written],
+                    "unchanged": [str(p) for p in result.unchanged]})  # fmt: skip
+        return
+    out.print(f"{len(result.written)} files written to {target}/, {len(result.unchanged)} "
+              "unchanged", markup=False, highlight=False)  # fmt: skip
 
 
 @app.command()

@@ -362,6 +362,12 @@ def create_app(deps: ApiDeps) -> FastAPI:  # noqa: PLR0915 -- routes are closure
         if action == "reject" and not body.reason.strip():
             raise HTTPException(422, 'a rejection needs a reason: send {"reason": "..."}')
         actor = who.identity if who is not None else body.actor  # a token speaks for itself
+        if actor is None and action in ("approve", "reject"):
+            # The registry's four-eyes rule judges the approver: it must be someone.
+            what = "an approval" if action == "approve" else "a rejection"
+            raise HTTPException(
+                422, f'{what} needs an identity: send {{"actor": "..."}} or use a token'
+            )
         reason = body.reason or f"{action} through the API"
         model = (await run_in_threadpool(store.get, rollout_id)).model
         payload = {"rollout_id": rollout_id, "event": event.value, "reason": reason,

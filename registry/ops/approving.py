@@ -63,11 +63,41 @@ def set_approval_required(
 
 
 def approval_policy(
-    store: Store, name: str, stage: str, *, at: datetime | None
+    store: Store, name: str | None, stage: str, *, at: datetime | None
 ) -> approvals.Policy | None:
     with store.read() as conn:
-        mid = queries.model_id(conn, name)
+        mid = queries.model_id(conn, name) if name is not None else None
         return approvals.policy_for(conn, mid, stage_name(stage), at=at)
+
+
+def clear_approval_policy(
+    store: Store, stage: str, *, model: str | None, actor: str | None, default_actor: str
+) -> approvals.Policy | None:
+    """Clear the policy set at one level (a model, or registry-wide): a row that says
+    so, audited. The policy in force afterwards is returned: a model's falls back to
+    the registry-wide one."""
+    target_stage = stage_name(stage)
+    who = names.actor(actor) if actor else default_actor
+
+    def op(tx: Tx) -> approvals.Policy | None:
+        mid = queries.model_id(tx.conn, model) if model is not None else None
+        before = approvals.policy_for(tx.conn, mid, target_stage)
+        tx.conn.execute(
+            schema.policies_t.insert().values(
+                model_id=mid, stage=target_stage, approvers=[], min_approvals=0, actor=who,
+                at=tx.now,
+            )
+        )  # fmt: skip
+        tx.audit(
+            actor=who,
+            action="clear_approval_policy",
+            target=model or "*",
+            before=before.to_dict() if before is not None else None,
+            after={"stage": target_stage, "model": model, "cleared": True},
+        )
+        return approvals.policy_for(tx.conn, mid, target_stage)
+
+    return store.write(op)
 
 
 def decide(

@@ -80,3 +80,68 @@ class TestCli:
         assert [d["action"] for d in json.loads(explained.stdout)] == ["rollback"]
         missing = runner.invoke(app, ["rollout", "start", "fraud", "9.9.9", *base])
         assert missing.exit_code == 1
+
+    def test_every_command_but_the_daemon_takes_json(self) -> None:
+        """The README says so: walk the whole command tree."""
+        import typer
+
+        missing = []
+
+        def walk(command: object, path: list[str]) -> None:
+            subcommands = getattr(command, "commands", None)
+            if subcommands is not None:
+                for name, sub in subcommands.items():
+                    walk(sub, [*path, name])
+                return
+            options = {o for p in getattr(command, "params", []) for o in getattr(p, "opts", [])}
+            if "--json" not in options and path != ["daemon"]:
+                missing.append(" ".join(path))
+
+        walk(typer.main.get_command(app), [])
+        assert missing == []
+
+    def test_config_check_json(self, tmp_path: Path) -> None:
+        """One object either way; exit codes as without --json."""
+        runner = CliRunner()
+        ok = runner.invoke(app, ["config", "check", str(ROOT / "config" / "daemon.yaml"), "--json"])
+        assert ok.exit_code == 0, ok.output
+        body = json.loads(ok.stdout)
+        assert (body["ok"], body["errors"]) == (True, [])
+        assert body["models"]
+        bad = tmp_path / "bad.yaml"
+        bad.write_text("watch_interval: -1\n")
+        result = runner.invoke(app, ["config", "check", str(bad), "--json"])
+        assert result.exit_code == 2
+        body = json.loads(result.stdout)
+        assert body["ok"] is False
+        assert any("watch_interval" in e for e in body["errors"])
+
+    def test_rollout_status_reads_as_text_and_json(self, tmp_path: Path) -> None:
+        """status prints labelled lines by default (the reason whole), JSON with --json;
+        start and the operations take --json too; --direct keeps info logs off both
+        streams, and a long reason in list is wrapped, not cut."""
+        file = _config_file(tmp_path)
+        with ModelRegistry(home=tmp_path / "home") as registry:
+            register(registry, tmp_path, "fraud", "1.0.0", "production")
+            register(registry, tmp_path, "fraud", "1.1.0", "staging")
+        runner = CliRunner()
+        base = ["--config", str(file), "--direct"]
+        why = "checking the new feature pipeline against last week's traffic " * 3
+        started = runner.invoke(
+            app, ["rollout", "start", "fraud", "1.1.0", *base, "--reason", why, "--json"]
+        )
+        assert started.exit_code == 0, started.output
+        rollout = json.loads(started.stdout)
+        assert started.stderr == ""
+        status = runner.invoke(app, ["rollout", "status", str(rollout["id"]), *base])
+        assert status.exit_code == 0, status.output
+        lines = status.stdout.splitlines()
+        assert lines[0] == f"rollout {rollout['id']}: fraud v1.1.0 vs v1.0.0"
+        assert "  phase      pending" in lines
+        assert " ".join(status.stdout.split()).endswith(" ".join(why.split()))
+        as_json = runner.invoke(app, ["rollout", "status", str(rollout["id"]), *base, "--json"])
+        assert json.loads(as_json.stdout)["reason"] == why
+        listed = runner.invoke(app, ["rollout", "list", *base])
+        assert listed.stdout.count("traffic") == 3  # all of it, over several lines
+        aborted = runner.invoke(app, ["rollout", "abort", str(rollout["id"]), *base, "--json"])
+        assert json.loads(aborted.stdout)["phase"] == "aborted"
