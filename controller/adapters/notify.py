@@ -71,6 +71,7 @@ class EventKind(StrEnum):
     ROLLED_BACK = "rolled_back"
     AWAITING_APPROVAL = "awaiting_approval"
     FAILED = "failed"
+    NOT_STARTED = "not_started"  # a staging version the watcher cannot roll out
 
 
 _TITLES: Mapping[EventKind, tuple[str, str]] = {
@@ -78,6 +79,7 @@ _TITLES: Mapping[EventKind, tuple[str, str]] = {
     EventKind.ROLLED_BACK: (":rewind:", "rolled back"),
     EventKind.AWAITING_APPROVAL: (":hourglass:", "awaiting approval"),
     EventKind.FAILED: (":x:", "rollout failed"),
+    EventKind.NOT_STARTED: (":no_entry_sign:", "not rolled out"),
 }
 
 
@@ -313,8 +315,10 @@ def _redact(url: str) -> str:
     return f"{parsed.scheme}://{parsed.host}/…"
 
 
-NotifyEvent = Literal["promoted", "rolled_back", "awaiting_approval", "failed"]
-_ALL_NOTIFY_EVENTS: list[NotifyEvent] = ["promoted", "rolled_back", "awaiting_approval", "failed"]
+NotifyEvent = Literal["promoted", "rolled_back", "awaiting_approval", "failed", "not_started"]
+_ALL_NOTIFY_EVENTS: list[NotifyEvent] = [
+    "promoted", "rolled_back", "awaiting_approval", "failed", "not_started",
+]  # fmt: skip
 
 
 class NotificationTarget(BaseModel):

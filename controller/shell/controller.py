@@ -16,7 +16,7 @@ from typing import Any
 import structlog
 
 from controller.adapters.metrics import ControllerMetrics
-from controller.adapters.notify import DecisionEvent
+from controller.adapters.notify import DecisionEvent, EventKind
 from controller.adapters.request_store import RequestStore
 from controller.adapters.rollout_store import RolloutRecord, RolloutStore
 from controller.adapters.routing import Router
@@ -72,6 +72,9 @@ class Controller:
         )
         self.routers = self.actuator.routers  # one dict: the actuator's
         self.on_started: Callable[[RolloutRecord], None] | None = None
+        # (model, version) -> why the watcher could not start it, said once (a log line
+        # and a notification), not at every pass; said again if the reason changes.
+        self._refused_starts: dict[tuple[str, str], str] = {}
         # Several daemons (``ha.enabled``): this member's shard leases; None: one daemon
         # owns every model.
         self.membership: Membership | None = None
@@ -137,6 +140,22 @@ class Controller:
         """Make every router hold the database's routes (``shell.watch``); return the
         failing routers."""
         return watch.reconcile_routers(self, progress)
+
+    def refuse_start(self, model: str, version: str, why: str) -> bool:
+        """The watcher could not start ``version``: log it and notify, once per reason
+        while this process runs; True when said now."""
+        key = (model, version)
+        if self._refused_starts.get(key) == why:
+            return False
+        self._refused_starts[key] = why
+        log.warning("rollout_not_started", model=model, version=version, error=why)
+        self.actuator.notify(
+            DecisionEvent(
+                kind=EventKind.NOT_STARTED, model=model, version=version, at=self.clock(),
+                reasons=(why,),
+            )
+        )  # fmt: skip
+        return True
 
     def failing_routers(self) -> dict[str, str]:
         """Each failing router with an error of one of its failing models (a copy)."""

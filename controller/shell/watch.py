@@ -124,8 +124,8 @@ def watch_once(controller: Controller) -> list[RolloutRecord]:
                 started.append(
                     start_rollout(controller, model, str(version.version), reason="entered staging")
                 )
-            except CannotStart as exc:
-                log.warning("rollout_not_started", model=model, error=str(exc))
+            except CannotStart as exc:  # said once, not at every pass
+                controller.refuse_start(model, str(version.version), str(exc))
     return started
 
 
