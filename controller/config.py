@@ -388,6 +388,12 @@ def _resolve_registry(reg: dict[str, Any], base: Path) -> None:
         reg["url"] = _sqlite_relative(url, base)
 
 
+# Router and source options that name a file or directory: resolved against the
+# config file's directory like every other path (nginx's ``nginx`` is a command,
+# looked up on $PATH, and stays as written).
+_PATH_OPTIONS = ("path", "main_config", "include_dir", "pid_file", "secret_file", "cert", "verify")
+
+
 def _resolve_paths(data: dict[str, Any], base: Path) -> None:
     """Make relative paths relative to the config file's directory."""
     reg = data.get("registry")
@@ -403,9 +409,10 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
             options = entry.get("options") if isinstance(entry, dict) else None
             if not isinstance(options, dict):
                 continue
-            path = options.get("path")
-            if isinstance(path, str) and path and not Path(path).is_absolute():
-                options["path"] = str(base / path)
+            for key in _PATH_OPTIONS:
+                path = options.get(key)
+                if isinstance(path, str) and path and not Path(path).is_absolute():
+                    options[key] = str(base / path)
             url = options.get("url")
             if isinstance(url, str):
                 options["url"] = _sqlite_relative(url, base)

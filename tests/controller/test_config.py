@@ -82,6 +82,33 @@ class TestErrors:
         assert isinstance(options, FileOptions)
         assert options.path == str(tmp_path / "routes.json")
 
+    def test_every_relative_path_option_resolves_to_the_file(self, tmp_path: Path) -> None:
+        """nginx's main_config, include_dir and pid_file and a webhook's secret_file are
+        paths like any other; the nginx command stays as written (found on $PATH)."""
+        data = _minimal()
+        data["routers"]["edge"] = {
+            "kind": "nginx",
+            "options": {
+                "main_config": "nginx/nginx.conf",
+                "include_dir": "nginx/conf.d",
+                "pid_file": "run/nginx.pid",
+                "nginx": "nginx",
+                "upstreams": {"v1.0.0": "127.0.0.1:9001"},
+            },
+        }
+        data["routers"]["hook"] = {"kind": "webhook", "options": {
+            "url": "http://127.0.0.1:1/routes", "secret_file": "secrets/hook"}}  # fmt: skip
+        file = tmp_path / "ok.yaml"
+        file.write_text(yaml.safe_dump(data))
+        config = load_config(file)
+        edge = config.routers["edge"].options
+        assert (edge.main_config, edge.include_dir, edge.pid_file, edge.nginx) == (  # type: ignore[union-attr]
+            str(tmp_path / "nginx/nginx.conf"), str(tmp_path / "nginx/conf.d"),
+            str(tmp_path / "run/nginx.pid"), "nginx",
+        )  # fmt: skip
+        hook = config.routers["hook"].options
+        assert hook.secret_file == str(tmp_path / "secrets/hook")  # type: ignore[union-attr]
+
     def test_unknown_top_level_key(self, tmp_path: Path) -> None:
         """An unknown key is an error naming it."""
         message = _error({**_minimal(), "modles": {}}, tmp_path)
