@@ -26,6 +26,7 @@ import yaml
 from registry import lineage
 from registry.records import ModelVersion, Transition
 from registry.stages import last_stable
+from registry.versions import SemVer
 
 if TYPE_CHECKING:
     from registry.api import ModelRegistry
@@ -140,9 +141,7 @@ def living_doc(name: str, versions: list[ModelVersion], history: list[Transition
     if prod is None:
         lines.append("Nothing is in production; there is nothing to roll back.")
     elif stable is None:
-        lines.append(
-            f"{prod.version} is the first production version: no earlier one to return to."
-        )
+        lines.append(_no_stable(prod.version, history))
     else:
         lines += [
             f"If {prod.version} issues detected:",
@@ -151,6 +150,22 @@ def living_doc(name: str, versions: list[ModelVersion], history: list[Transition
             f"3. Deploy fix as {prod.version.bump('patch')}",
         ]
     return "\n".join(lines) + "\n"
+
+
+def _no_stable(current: SemVer, history: list[Transition]) -> str:
+    """Why there is nowhere to roll back to, from the real history: ``current`` is the
+    first production version, or every earlier one was rolled back from production."""
+    earlier: list[str] = []
+    for t in history:
+        if t.to_stage == "production" and t.version != current and str(t.version) not in earlier:
+            earlier.append(str(t.version))
+    if not earlier:
+        return f"{current} is the first production version: no earlier one to return to."
+    verb = "was" if len(earlier) == 1 else "were"
+    return (
+        f"No stable version to return to: {', '.join(earlier)} {verb} rolled back from "
+        "production."
+    )
 
 
 def catalog(models: dict[str, list[ModelVersion]]) -> dict[str, Any]:

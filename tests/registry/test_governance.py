@@ -349,6 +349,33 @@ class TestDocs:
             assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.rglob("*")
                     if p.is_file()} == snapshot  # fmt: skip
 
+    def test_the_rollback_plan_after_two_rollbacks_says_what_happened(
+        self, tmp_path: Path, clock: Clock
+    ) -> None:
+        """Back at the oldest version after two rollbacks, the plan does not call it the
+        first production version: it names the ones rolled back."""
+        with ModelRegistry(home=tmp_path / "h", actor="alice", clock=clock) as reg:
+            for version in ("v2.5.0", "v3.0.0", "v3.1.0"):
+                reg.register_model("fraud", {"v": version}, version=version, stage="staging")
+                reg.promote_model("fraud", version, to_stage="production")
+            assert str(reg.rollback("fraud", reason="drift").version) == "v3.0.0"
+            assert str(reg.rollback("fraud", reason="drift again").version) == "v2.5.0"
+            sync_docs(reg, tmp_path / "docs")
+            doc = (tmp_path / "docs" / "fraud.md").read_text()
+            assert "first production version" not in doc
+            assert (
+                "No stable version to return to: v3.0.0, v3.1.0 were rolled back from production."
+                in doc
+            )
+            fresh = "solo"
+            reg.register_model(fresh, {"v": 1}, version="v1.0.0", stage="staging")
+            reg.promote_model(fresh, "v1.0.0", to_stage="production")
+            sync_docs(reg, tmp_path / "docs")
+            assert (
+                "v1.0.0 is the first production version"
+                in (tmp_path / "docs" / "solo.md").read_text()
+            )
+
 
 class TestEnvironments:
     def test_promote_to_copies_artifact_and_records_both_sides(self, tmp_path: Path) -> None:
