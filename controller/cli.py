@@ -135,6 +135,47 @@ def config_schema(as_json: JsonOpt = False) -> None:
     typer.echo(json.dumps(Config.model_json_schema(), indent=2, sort_keys=True))
 
 
+@app.command("abtest")
+def abtest_command(
+    file: Annotated[Path, typer.Argument(help="Outcomes: .csv, .jsonl or .json.")],
+    control: Annotated[str, typer.Option(help="The control version, e.g. v3.0.0.")],
+    treatment: Annotated[str, typer.Option(help="The treatment version, e.g. v3.1.0.")],
+    metric: Annotated[str, typer.Option(help="The outcome's column (or metric name).")] = "value",
+    split: Annotated[float, typer.Option(help="The treatment's planned share of traffic.")] = 0.5,
+    days: Annotated[float | None, typer.Option(help="The planned duration in days.")] = None,
+    direction: Annotated[str, typer.Option(help="higher or lower is better.")] = "higher",
+    as_json: JsonOpt = False,
+) -> None:
+    """Judge two versions on recorded per-request outcomes (version, timestamp, value):
+    the daemon's statistics, after the fact. Exit 0 whatever the verdict."""
+    from controller.offline_ab import run_ab_test  # noqa: PLC0415 -- pandas and scipy, only here
+
+    try:
+        result = run_ab_test(control, treatment, split, days, data=file, metric=metric,
+                             direction=direction)  # fmt: skip
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    body = result.to_dict()
+    if as_json:
+        typer.echo(json.dumps(body, indent=2))
+        return
+    ci = body["ci"]
+    interval = f"[{ci[0]:.4g}, {ci[1]:.4g}]" if ci else "-"
+    lines = [
+        f"{metric}: {treatment} vs {control} ({result.kind}, {direction} is better)",
+        f"  control    {body['control_value']:.4g} over {result.n_control} units",
+        f"  treatment  {body['treatment_value']:.4g} over {result.n_treatment} units",
+        f"  effect     {body['effect']:.4g}  interval {interval}  p={result.p_value:.3g}"
+        if body["effect"] is not None else "  effect     -",
+        f"  split      {result.observed_split:.3f} to treatment, planned {split:g}"
+        + ("  SAMPLE RATIO MISMATCH" if result.srm_mismatch else ""),
+        f"  decision   {result.decision}: {result.reason}",
+        f"  treatment_is_better: {str(result.treatment_is_better).lower()}"
+        + ("" if result.complete else " (data stop before the planned duration)"),
+    ]  # fmt: skip
+    out.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
+
+
 # -- rollouts -------------------------------------------------------------------------
 
 

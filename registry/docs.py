@@ -163,8 +163,7 @@ def _no_stable(current: SemVer, history: list[Transition]) -> str:
         return f"{current} is the first production version: no earlier one to return to."
     verb = "was" if len(earlier) == 1 else "were"
     return (
-        f"No stable version to return to: {', '.join(earlier)} {verb} rolled back from "
-        "production."
+        f"No stable version to return to: {', '.join(earlier)} {verb} rolled back from production."
     )
 
 
