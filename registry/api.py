@@ -47,6 +47,7 @@ from registry.ops.auditing import AuditRecord
 from registry.ops.garbage import GarbageReport
 from registry.ops.preparation import ARTIFACT_FILE, ARTIFACT_PICKLE, PICKLE_NAME
 from registry.records import ModelSummary, ModelVersion, Transition
+from registry.signatures import infer_signature
 from registry.storage_uri import StorageUri, artifact_location
 from registry.store import Clock, Store
 from registry.versions import SemVer
@@ -174,6 +175,7 @@ class ModelRegistry:
         owner: str | None = None,
         progress: Progress | None = None,
         actor: str | None = None,
+        input_example: Any = None,
     ) -> ModelVersion:
         """Register a new version; return its record.
 
@@ -181,7 +183,12 @@ class ModelRegistry:
         (pickled as ``model.pkl``) or ``None`` (metadata only). With ``version=None``
         the number is chosen from the changes against the parent (the latest
         version unless ``parent`` or ``metadata['parent_model']`` says otherwise).
+        Without ``signature``, one is inferred from ``input_example`` (a record, a
+        DataFrame, an array: ``registry.signatures``) when given; otherwise the
+        version has none, and ``info`` says so.
         """
+        if signature is None and input_example is not None:
+            signature = infer_signature(input_example, model)
         return registration.register_model(
             self._store,
             self.artifacts,

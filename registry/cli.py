@@ -214,11 +214,19 @@ def register(
     stage: Annotated[str, typer.Option(help="dev or staging.")] = "dev",
     tag: Annotated[list[str] | None, typer.Option(help="A tag (repeatable).")] = None,
     parent: Annotated[str | None, typer.Option(help="Parent version.")] = None,
+    input_example: Annotated[
+        str | None,
+        typer.Option(
+            help="A sample input record (JSON, or a JSON/YAML file): the signature's "
+            "inputs, when --signature is not given."
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Register a new version of a model."""
     meta = _load_mapping(metadata, "--metadata")
     sig = _load_mapping(signature, "--signature")
+    example = _load_mapping(input_example, "--input-example")
     feats = [f.strip() for f in features.split(",") if f.strip()] if features else None
     reqs = requirements.read_text() if requirements is not None else None
 
@@ -233,6 +241,7 @@ def register(
             "features": feats,
             "requirements": reqs,
             "parent": parent,
+            "input_example": example,
         }
         if size >= LARGE_ARTIFACT and not as_json:
             columns = (BarColumn(), DownloadColumn(), TransferSpeedColumn())
@@ -332,6 +341,9 @@ def info(
         out.print_json(json.dumps(mv.metadata, default=str))
     if mv.signature:
         out.print(f"signature: {json.dumps(mv.signature)}", highlight=False, markup=False)
+    else:
+        out.print("signature: none recorded (register with --signature or --input-example)",
+                  highlight=False, markup=False)  # fmt: skip
     if mv.features is not None:
         out.print(f"features ({len(mv.features)}): {', '.join(mv.features)}", markup=False)
 

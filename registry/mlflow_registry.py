@@ -244,6 +244,7 @@ class MLflowRegistry(ModelRegistry):
         owner: str | None = None,
         progress: Progress | None = None,
         actor: str | None = None,
+        input_example: Any = None,
     ) -> MLflowVersion:
         """``ModelRegistry.register_model``, the version and its files also in MLflow."""
         undo = _Undo()
@@ -268,6 +269,7 @@ class MLflowRegistry(ModelRegistry):
                 owner=owner,
                 progress=progress,
                 actor=actor,
+                input_example=input_example,
             )
         self._invalidate()
         assert isinstance(result, MLflowVersion)
