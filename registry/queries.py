@@ -5,6 +5,7 @@ They return immutable records; SQL rows never leave this module.
 
 from __future__ import annotations
 
+import difflib
 import json
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -64,8 +65,20 @@ NEWEST_FIRST = (v.major.desc(), v.minor.desc(), v.patch.desc())
 def model_id(conn: sa.Connection, name: str) -> int:
     found = conn.execute(sa.select(models_t.c.id).where(models_t.c.name == name)).scalar()
     if found is None:
-        raise ModelNotFound(f"no registered model named {name!r}")
+        raise ModelNotFound(f"no registered model named {name!r}{_did_you_mean(conn, name)}")
     return int(found)
+
+
+def _did_you_mean(conn: sa.Connection, name: str) -> str:
+    """``; did you mean 'fraud-detection-model'?`` for a name that is a prefix of a
+    registered one (the seed's short refs, ``fraud-detection-v3.1.0``) or close to one;
+    empty when none is. Only on the error path: one query of the names."""
+    known = [str(n) for n in conn.execute(sa.select(models_t.c.name)).scalars()]
+    close = sorted(n for n in known if n.startswith(f"{name}-") or n.startswith(f"{name}_"))
+    close += [n for n in difflib.get_close_matches(name, known, n=3, cutoff=0.75) if n not in close]
+    if not close:
+        return ""
+    return "; did you mean " + " or ".join(repr(n) for n in close[:3]) + "?"
 
 
 def version_from_row(row: sa.Row[Any], files: tuple[VersionFileRecord, ...] = ()) -> ModelVersion:
