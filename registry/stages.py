@@ -38,26 +38,30 @@ def stage_name(value: object) -> str:
     return value
 
 
-def check_move(from_stage: str, to_stage: str, *, force: bool, reason: str | None) -> None:
-    """Raise ``IllegalTransition`` naming both stages unless the move is allowed."""
+def check_move(
+    from_stage: str, to_stage: str, *, force: bool, reason: str | None, ref: str = "the version"
+) -> None:
+    """Raise ``IllegalTransition`` naming the version (``ref``, e.g. ``fraud v1.2.0``) and
+    both stages unless the move is allowed."""
     if from_stage == to_stage:
         raise IllegalTransition(
-            f"version is already in {to_stage!r}", from_stage=from_stage, to_stage=to_stage
+            f"{ref} is already in {to_stage!r}", from_stage=from_stage, to_stage=to_stage
         )
     if (from_stage, to_stage) in LEGAL:
         return
     if force:
         if not reason or not reason.strip():
             raise IllegalTransition(
-                f"forcing {from_stage} -> {to_stage} requires a reason",
+                f"forcing {ref} {from_stage} -> {to_stage} requires a reason",
                 from_stage=from_stage,
                 to_stage=to_stage,
             )
         return
     allowed = sorted(t for f, t in LEGAL if f == from_stage)
     raise IllegalTransition(
-        f"illegal transition {from_stage} -> {to_stage}; from {from_stage} a version may go to "
-        f"{', '.join(allowed)} (force it, with a reason, to override)",
+        f"illegal transition of {ref}: {from_stage} -> {to_stage}; from {from_stage} a version "
+        f"may go to {', '.join(allowed)} (force=True with a reason overrides; on the command "
+        "line --force --reason)",
         from_stage=from_stage,
         to_stage=to_stage,
     )

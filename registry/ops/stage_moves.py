@@ -66,7 +66,7 @@ def promote_model(
                 from_stage=current,
                 to_stage=target,
             )
-        check_move(current, target, force=force, reason=reason)
+        check_move(current, target, force=force, reason=reason, ref=f"{name} {number}")
         owner = tx.conn.execute(sa.select(v.owner).where(v.id == vid)).scalar()
         approvals.check_promotion(
             tx.conn,
@@ -125,7 +125,8 @@ def rollback(
             target = last_stable(queries.history(conn, name), cur_ver)
             if target is None:
                 raise VersionNotFound(
-                    f"{name!r} has no earlier production version to roll back to; pass to_version"
+                    f"{name!r} has no earlier production version to roll back to; name one "
+                    "that was in production (to_version=, or --to on the command line)"
                 )
         else:
             target = wanted

@@ -483,7 +483,10 @@ def test_governance_cli(tmp_path: Path) -> None:
     assert json.loads(cli(tmp_path, "lineage", "fraud", "v1", "--format", "json").stdout)["nodes"]
     assert cli(tmp_path, "impact", "--data", "v2024-01").stdout.strip() == "fraud-v1.0.0"
     out = tmp_path / "docs"
-    assert "written, 0 unchanged" in cli(tmp_path, "docs", "sync", "--out", str(out)).stdout
+    assert (
+        f"files written to {out}/, 0 unchanged"
+        in cli(tmp_path, "docs", "sync", "--out", str(out)).stdout
+    )
     assert " 0 files written" in " " + cli(tmp_path, "docs", "sync", "--out", str(out)).stdout
     assert (out / "fraud.md").is_file()
 
