@@ -33,7 +33,7 @@
 
 Usage: python bench/ha_bench.py [--part takeover|spread|all] [--runs 20] [--ttl 3]
        [--shards 64] [--rollouts 10000] [--members 3] [--events 100] [--ticks 3]
-       [--apart]
+       [--apart] [--keep-seed DIR]
 """
 
 from __future__ import annotations
@@ -320,6 +320,7 @@ class _Databases:
     def __init__(self) -> None:
         self.admin = PG.replace("postgresql+psycopg://", "postgresql://")
         self.created: list[str] = []
+        self.kept: set[str] = set()  # --keep-seed's database: never dropped
 
     def create(self, name: str, template: str | None = None) -> str:
         with psycopg.connect(self.admin, autocommit=True) as conn:
@@ -349,7 +350,8 @@ class _Databases:
     def drop_all(self) -> None:
         with psycopg.connect(self.admin, autocommit=True) as conn:
             for name in reversed(self.created):
-                conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+                if name not in self.kept:
+                    conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 @contextlib.contextmanager
@@ -393,6 +395,31 @@ def _seed(url: str, names: list[str], events: int, work: Path) -> str:
         store.close()
     assert len(started) == len(names), f"started {len(started)} of {len(names)} rollouts"
     return ingest_url
+
+
+def _kept_seed(
+    dbs: _Databases, args: argparse.Namespace, names: list[str], work: Path
+) -> str:
+    """``--keep-seed DIR``: the seeded database (``ha_bench_seed_<rollouts>_<events>``) and
+    its ingest file in DIR are made once and kept, so that a later run measures without
+    seeding again (minutes at 10,000 rollouts). The phases still clone it fresh."""
+    folder = Path(args.keep_seed).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"ha_bench_seed_{args.rollouts}_{args.events}"
+    ready = folder / f"{name}.ready"
+    (work / "home").symlink_to(folder / "home", target_is_directory=True)
+    (folder / "home").mkdir(exist_ok=True)
+    if not ready.is_file():
+        with psycopg.connect(dbs.admin, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            conn.execute(f"CREATE DATABASE {name}")
+        url = sa.make_url(PG).set(database=name).render_as_string(hide_password=False)
+        seeded = _seed(url, names, args.events, work)
+        Path(seeded.removeprefix("sqlite:///")).replace(folder / f"{name}.ingest.db")
+        ready.write_text(url)
+    dbs.created.insert(0, name)  # the phases' template; kept: drop_all spares it
+    dbs.kept.add(name)
+    return f"sqlite:///{folder / f'{name}.ingest.db'}"
 
 
 def _phase(
@@ -554,9 +581,12 @@ def spread(args: argparse.Namespace) -> dict[str, Any]:
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="ha-bench-spread-") as tmp, _databases() as dbs:
         work = Path(tmp)
-        seed_url = dbs.create(f"ha_bench_{os.getpid()}")
         started = time.perf_counter()
-        ingest = _seed(seed_url, names, args.events, work)
+        if args.keep_seed is None:
+            seed_url = dbs.create(f"ha_bench_{os.getpid()}")
+            ingest = _seed(seed_url, names, args.events, work)
+        else:
+            ingest = _kept_seed(dbs, args, names, work)
         setup_s = time.perf_counter() - started
         single = _phase(dbs, "single", [None], names, ingest, work, args)
         alone = _phase(dbs, "one_member", ["solo"], names, ingest, work, args)
@@ -604,6 +634,9 @@ def main() -> None:
     parser.add_argument("--ticks", type=int, default=3, help="spread: ticks (see above)")
     parser.add_argument(
         "--apart", action="store_true", help="spread: also tick the members one at a time"
+    )
+    parser.add_argument(
+        "--keep-seed", metavar="DIR", help="spread: seed once into DIR and a kept database"
     )
     args = parser.parse_args()
     configure(stream=open(os.devnull, "w"))  # noqa: SIM115 -- lives as long as the process
