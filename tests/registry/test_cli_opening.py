@@ -164,3 +164,61 @@ def test_a_group_without_a_command_prints_its_help(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 2
     assert "Usage: modelreg rollout" in result.stderr + result.stdout
+
+
+EVERY_COMMAND = [
+    ("register", "fraud"),
+    ("list",),
+    ("info", "fraud"),
+    ("promote", "fraud", "v1", "--to", "staging"),
+    ("rollback", "fraud"),
+    ("compare", "fraud", "v1", "v2"),
+    ("deprecate", "fraud", "v1", "--reason", "old"),
+    ("history", "fraud"),
+    ("approve", "fraud", "v1"),
+    ("reject", "fraud", "v1"),
+    ("approvals", "fraud", "v1"),
+    ("approval-policy", "show"),
+    ("approval-policy", "set", "--approvers", "a"),
+    ("approval-policy", "clear"),
+    ("auto-rollback",),
+    ("audit", "verify"),
+    ("audit", "log"),
+    ("audit", "report", "fraud", "--from", "2024-01-01", "--to", "2024-02-01"),
+    ("lineage", "fraud", "v1"),
+    ("impact", "--data", "v2024-01"),
+    ("gc",),
+    ("docs", "sync"),
+    ("experiments",),
+]
+
+
+@pytest.mark.parametrize("args", EVERY_COMMAND, ids=" ".join)
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("postgresql+psycopg://ops:s3cret@127.0.0.1:{port}/registry",
+         "error: cannot open database postgresql+psycopg://ops:***@127.0.0.1:{port}/registry"),
+        ("mysql://ops@127.0.0.1/registry", "error: database URL mysql://ops@127.0.0.1/registry "
+         "needs the 'mysql' driver"),
+        ("::nonsense::", "error: invalid database URL '::nonsense::'"),
+    ],
+    ids=["unreachable", "missing-driver", "bad-url"],
+)  # fmt: skip
+def test_every_command_says_one_line_when_the_database_cannot_be_opened(
+    tmp_path: Path, args: tuple[str, ...], url: str, expected: str
+) -> None:
+    """In process (typer's runner) for speed; the subprocess tests above cover the
+    entry point itself."""
+    from typer.testing import CliRunner
+
+    from controller.cli import app
+
+    port = free_port()
+    result = CliRunner().invoke(app, ["--db", url.format(port=port), *args])
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert lines == [lines[0]], result.stderr
+    assert lines[0].startswith(expected.format(port=port)), lines
+    assert "s3cret" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
