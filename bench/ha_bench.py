@@ -397,9 +397,7 @@ def _seed(url: str, names: list[str], events: int, work: Path) -> str:
     return ingest_url
 
 
-def _kept_seed(
-    dbs: _Databases, args: argparse.Namespace, names: list[str], work: Path
-) -> str:
+def _kept_seed(dbs: _Databases, args: argparse.Namespace, names: list[str], work: Path) -> str:
     """``--keep-seed DIR``: the seeded database (``ha_bench_seed_<rollouts>_<events>``) and
     its ingest file in DIR are made once and kept, so that a later run measures without
     seeding again (minutes at 10,000 rollouts). The phases still clone it fresh."""

@@ -37,6 +37,7 @@ from typing import Any
 import httpx
 import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from registry import ModelRegistry
@@ -129,6 +130,16 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) 
     raise RuntimeError("the daemon did not become ready in time")
 
 
+LEGEND = (
+    "[dim]How to read a decision: [bold]units C/T[/bold] requests routed to control/"
+    "treatment so far; [bold]<metric> <status> p=[/bold] the p-value of its test (always "
+    "valid however often it is looked at; p=1 is no evidence yet); [bold]better[/bold]/"
+    "[bold]worse[/bold] significantly so; [bold]not shown non-inferior[/bold] a guardrail "
+    "whose possible loss still exceeds its margin (more data needed); [bold]noninferior"
+    "[/bold] its loss is ruled out.[/dim]\n"
+)
+
+
 def _fmt_p(value: Any) -> str:
     return "-" if value is None else f"{value:.3g}"
 
@@ -147,8 +158,8 @@ def _line(decision: dict[str, Any]) -> str:
         parts.append(f"{name} {m.get('status')} p={_fmt_p(m.get('p_value'))}")
     if numbers.get("cause"):
         parts.append(f"({numbers['cause']})")
-    reason = "; ".join(decision["reasons"])
-    return "  ".join(parts) + f"\n    [dim]{reason[:160]}[/dim]"
+    reason = escape("; ".join(decision["reasons"]))
+    return "  ".join(parts) + f"\n    [dim]{reason}[/dim]"
 
 
 def follow(url: str, version: str, timeout: float) -> dict[str, Any]:
@@ -190,7 +201,7 @@ def hotfix(home: Path, url: str, version: str, timeout: float) -> None:
         if resolved["version"] != version:
             last = httpx.get(f"{url}/v1/models/{MODEL}/history", timeout=5).json()[-1]
             console.print(f"  [bold]guard[/bold] rolled production back to {resolved['version']}")
-            console.print(f"    [dim]{(last['reason'] or '')[:200]}[/dim]")
+            console.print(f"    [dim]{escape(last['reason'] or '')}[/dim]")
             return
         time.sleep(0.5)
     raise RuntimeError(f"the guard did not roll {version} back in {timeout:.0f}s")
@@ -208,12 +219,13 @@ def _routed_to(home: Path, version: str) -> bool:
 def _history(url: str) -> None:
     console.rule("stage history")
     table = Table()
-    for col in ("At", "Version", "From", "To", "Actor", "Reason"):
-        table.add_column(col)
+    for col in ("At", "Version", "From", "To", "Actor"):
+        table.add_column(col, no_wrap=True)  # short: never broken mid-word
+    table.add_column("Reason", ratio=1)  # wraps at word boundaries, never cut
     history = httpx.get(f"{url}/v1/models/{MODEL}/history", timeout=5).json()
     for t in history:
         table.add_row(t["at"][11:19], t["version"], t["from_stage"] or "-", t["to_stage"],
-                      t["actor"], (t["reason"] or "")[:200])  # fmt: skip
+                      t["actor"], escape(t["reason"] or ""))  # fmt: skip
     console.print(table)
 
 
@@ -273,6 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.print(f"state in {home}; v1.0.0 of {MODEL!r} is in production")
         _start(home, config_file, url, env, procs)
         console.print("simulated serving: 600 requests/s following the routing table\n")
+        console.print(LEGEND, highlight=False)
 
         for version, note in (("1.1.0", "more accurate, fewer errors"), ("1.2.0", "many errors")):
             console.rule(f"v{version} ({note}) enters staging")
