@@ -392,6 +392,7 @@ def _resolve_registry(reg: dict[str, Any], base: Path) -> None:
 # config file's directory like every other path (nginx's ``nginx`` is a command,
 # looked up on $PATH, and stays as written).
 _PATH_OPTIONS = ("path", "main_config", "include_dir", "pid_file", "secret_file", "cert", "verify")
+# haproxy's ``socket`` is a path when it holds a "/" (else host:port): resolved likewise.
 
 
 def _resolve_paths(data: dict[str, Any], base: Path) -> None:
@@ -413,6 +414,9 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
                 path = options.get(key)
                 if isinstance(path, str) and path and not Path(path).is_absolute():
                     options[key] = str(base / path)
+            sock = options.get("socket") if entry.get("kind") == "haproxy" else None
+            if isinstance(sock, str) and "/" in sock and not Path(sock).is_absolute():
+                options["socket"] = str(base / sock)
             url = options.get("url")
             if isinstance(url, str):
                 options["url"] = _sqlite_relative(url, base)

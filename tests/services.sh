@@ -73,26 +73,27 @@ else
     echo "Prometheus/Alertmanager: NOT installed (run as root to install); integration tests will not run"
 fi
 
-# nginx (controller router integration tests start their own nginx with a
-# generated config on loopback ports; Debian's nginx service is never started).
+# nginx and HAProxy (controller router integration tests start their own with a
+# generated config on loopback ports; Debian's services are never started).
 # systemd-analyze (unit file tests) comes with the systemd package.
-if { ! [ -x /usr/sbin/nginx ] || ! command -v systemd-analyze >/dev/null; } \
+if { ! [ -x /usr/sbin/nginx ] || ! [ -x /usr/sbin/haproxy ] \
+    || ! command -v systemd-analyze >/dev/null; } \
     && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     had_policy=0
     [ -e /usr/sbin/policy-rc.d ] && had_policy=1
     [ "$had_policy" = 0 ] && printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
     DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-        nginx systemd >/dev/null
+        nginx haproxy systemd >/dev/null
     [ "$had_policy" = 0 ] && rm -f /usr/sbin/policy-rc.d
 fi
-if [ -x /usr/sbin/nginx ] && command -v systemd-analyze >/dev/null; then
-    echo "nginx/systemd-analyze: /usr/sbin/nginx, $(command -v systemd-analyze)"
+if [ -x /usr/sbin/nginx ] && [ -x /usr/sbin/haproxy ] && command -v systemd-analyze >/dev/null; then
+    echo "nginx/haproxy/systemd-analyze: /usr/sbin/nginx, /usr/sbin/haproxy, $(command -v systemd-analyze)"
 elif [ "${CI:-}" = "true" ]; then
-    echo "nginx and systemd-analyze are required in CI but not installed" >&2
+    echo "nginx, haproxy and systemd-analyze are required in CI but not installed" >&2
     exit 1
 else
-    echo "nginx/systemd-analyze: NOT installed (run as root to install); their tests will not run"
+    echo "nginx/haproxy/systemd-analyze: NOT installed (run as root to install); their tests will not run"
 fi
 
 # moto's S3 server (PyPI moto[server], in the dev extra that ./dev installs): the

@@ -98,6 +98,10 @@ class TestErrors:
         }
         data["routers"]["hook"] = {"kind": "webhook", "options": {
             "url": "http://127.0.0.1:1/routes", "secret_file": "secrets/hook"}}  # fmt: skip
+        data["routers"]["lb"] = {"kind": "haproxy", "options": {
+            "socket": "run/admin.sock", "servers": {"v1.0.0": "v1"}}}  # fmt: skip
+        data["routers"]["lb_tcp"] = {"kind": "haproxy", "options": {
+            "socket": "127.0.0.1:9999", "servers": {"v1.0.0": "v1"}}}  # fmt: skip
         file = tmp_path / "ok.yaml"
         file.write_text(yaml.safe_dump(data))
         config = load_config(file)
@@ -108,6 +112,8 @@ class TestErrors:
         )  # fmt: skip
         hook = config.routers["hook"].options
         assert hook.secret_file == str(tmp_path / "secrets/hook")  # type: ignore[union-attr]
+        assert config.routers["lb"].options.socket == str(tmp_path / "run/admin.sock")  # type: ignore[union-attr]
+        assert config.routers["lb_tcp"].options.socket == "127.0.0.1:9999"  # type: ignore[union-attr]
 
     def test_unknown_top_level_key(self, tmp_path: Path) -> None:
         """An unknown key is an error naming it."""

@@ -6,6 +6,6 @@ imports them all, so that every kind is registered before ``controller.config`` 
 the config's schema from the registry (a new kind adds its module here).
 """
 
-from controller.adapters.routers import file, http, nginx, webhook
+from controller.adapters.routers import file, haproxy, http, nginx, webhook
 
-__all__ = ["file", "http", "nginx", "webhook"]
+__all__ = ["file", "haproxy", "http", "nginx", "webhook"]
