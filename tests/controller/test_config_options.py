@@ -32,11 +32,13 @@ ROOT = Path(__file__).parents[2]
 NGINX = {"include_dir": "modelreg.d", "main_config": "/etc/nginx/nginx.conf",
          "upstreams": {"v1": "127.0.0.1:9001"}}  # fmt: skip
 HOOK = {"url": "http://127.0.0.1:9/routes", "secret": "s3cret"}
+HAPROXY = {"socket": "/run/haproxy/admin.sock", "servers": {"v1": "s1"}}
 PROM = {"url": "http://127.0.0.1:9090"}
 VALID: dict[str, dict[str, Any]] = {
     "file": {"path": "routes.json"},
     "http": {},
     "nginx": NGINX,
+    "haproxy": HAPROXY,
     "webhook": HOOK,
     "prometheus": PROM,
     "ingest": {"url": "sqlite:///ingest.db"},
@@ -53,6 +55,9 @@ CASES: list[tuple[str, str, dict[str, Any], str]] = [
     ("routers", "nginx", {**NGINX, "timeout_s": "30"}, "timeout_s"),
     ("routers", "nginx", {**NGINX, "timeout_s": 0}, "timeout_s"),
     ("routers", "nginx", {**NGINX, "upstreams": {"v1": "a b"}}, "upstreams"),
+    ("routers", "haproxy", {**HAPROXY, "timeout_s": 0}, "timeout_s"),
+    ("routers", "haproxy", {**HAPROXY, "servers": {"v1": "a b"}}, "servers"),
+    ("routers", "haproxy", {**HAPROXY, "reload": True}, "reload"),
     ("routers", "webhook", {**HOOK, "retries": 3}, "retries"),
     ("routers", "webhook", {**HOOK, "attempts": "4"}, "attempts"),
     ("routers", "webhook", {**HOOK, "attempts": 0}, "attempts"),
