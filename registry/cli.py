@@ -32,7 +32,7 @@ from registry import names
 from registry.api import ModelRegistry, default_actor
 from registry.approvals import validate_policy
 from registry.auto_rollback import Setting, parse_duration
-from registry.db import safe_url
+from registry.db import safe_url, without_password
 from registry.docs import sync_docs
 from registry.errors import InvalidInput, RegistryError
 from registry.experiments import list_experiments
@@ -117,10 +117,11 @@ def _run(fn: Callable[[ModelRegistry], T], *, read: bool = False) -> T:
     default one (``--db``, ``--home``, ``--mlflow``) is named on stderr first, so
     output is never mistaken for another registry's."""
     try:
-        with _mlflow_registry() if state.mlflow else _registry(create=not read) as registry:
+        opened = _mlflow_registry(create=not read) if state.mlflow else _registry(create=not read)
+        with opened as registry:
             if not _default_registry():
                 where = registry.tracking_uri if isinstance(registry, MLflowRegistry) else None
-                shown = f"MLflow {where}, governance " if where else ""
+                shown = f"MLflow {without_password(where)}, governance " if where else ""
                 err.print(f"registry: {shown}{safe_url(registry.url)}", markup=False,
                           highlight=False, soft_wrap=True)  # fmt: skip
             return fn(registry)
@@ -142,10 +143,12 @@ def _default_registry() -> bool:
     return not (state.url or state.home or state.mlflow)
 
 
-def _mlflow_registry() -> MLflowRegistry:
+def _mlflow_registry(*, create: bool = True) -> MLflowRegistry:
     """``--mlflow URI``: the tracking server is the registry, ``--db`` its governance."""
     assert state.mlflow is not None
-    return MLflowRegistry(state.mlflow, governance=state.url, home=state.home, actor=state.actor)
+    return MLflowRegistry(
+        state.mlflow, governance=state.url, home=state.home, actor=state.actor, create=create
+    )
 
 
 def _row(table: Table, *cells: object) -> None:
@@ -558,8 +561,12 @@ def approval_policy_clear(
 
 def current_actor() -> str:
     """Who is acting: ``--actor``, else ``$MODELREG_ACTOR``, else the login name (the
-    registry's own default), for commands that act through the daemon."""
-    return names.actor(state.actor) if state.actor else default_actor()
+    registry's own default), for commands that act through the daemon; a name the
+    registry would refuse is one error line, exit 1."""
+    try:
+        return names.actor(state.actor or default_actor())
+    except InvalidInput as exc:
+        raise _fail_line(str(exc)) from None
 
 
 @app.command()

@@ -9,6 +9,7 @@ deferred so readers never queue behind the writer.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,12 @@ def safe_url(url: str | sa.URL) -> str:
     try:
         return sa.make_url(url).render_as_string(hide_password=True)
     except sa.exc.ArgumentError:
-        return "<unparsable URL>"
+        return without_password(str(url))
+
+
+def without_password(text: str) -> str:
+    """Any ``user:password@`` in ``text`` as ``user:***@``, parsable as a URL or not."""
+    return re.sub(r"(^|[/@])([^:/@\s]*):[^@/\s]*@", r"\1\2:***@", text)
 
 
 def make_engine(url: str, *, create: bool = True) -> sa.Engine:
@@ -52,7 +58,7 @@ def make_engine(url: str, *, create: bool = True) -> sa.Engine:
     try:
         parsed = sa.make_url(url)
     except sa.exc.ArgumentError as exc:
-        raise InvalidInput(f"invalid database URL {url!r}: {exc}") from None
+        raise InvalidInput(f"invalid database URL {without_password(url)!r}: {exc}") from None
     shown = parsed.render_as_string(hide_password=True)
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(parsed, create=create)

@@ -193,6 +193,7 @@ class MLflowRegistry(ModelRegistry):
         clock: Clock | None = None,
         cache_ttl: float = 5.0,
         http: httpx.Client | None = None,
+        create: bool = True,
     ) -> None:
         self.client = MLflowClient(tracking_uri, http=http)
         self.tracking_uri = self.client.uri
@@ -204,6 +205,7 @@ class MLflowRegistry(ModelRegistry):
                 actor=actor,
                 clock=clock,
                 increment=increment,
+                create=create,
             )
         except BaseException:
             self.client.close()
@@ -611,7 +613,7 @@ class MLflowRegistry(ModelRegistry):
                 client.set_alias(name, alias, number)
         # Stage tags: the moved version, and a production version this move archived;
         # never on another client's version (``adopt``: only our alias is added there).
-        if not is_adopted(mv):
+        if not is_adopted(mv, self.tracking_uri):
             client.set_version_tag(name, self._number(name, mv.version), STAGE_TAG, mv.stage)
         old = held.get("production")
         if old is not None and old != (
@@ -733,10 +735,12 @@ class MLflowRegistry(ModelRegistry):
         return dest
 
 
-def is_adopted(mv: ModelVersion) -> bool:
-    """Another MLflow client's version, taken in by ``adopt`` or ``modelreg import``:
-    its MLflow origin is in the metadata."""
-    return isinstance(mv.metadata.get("mlflow"), dict)
+def is_adopted(mv: ModelVersion, tracking_uri: str) -> bool:
+    """Another MLflow client's version on the server at ``tracking_uri``, taken in by
+    ``adopt``: its origin in the metadata names that server. A version imported from
+    another server is a new MLflow version of ours here, tagged like the others."""
+    origin = mv.metadata.get("mlflow")
+    return isinstance(origin, dict) and origin.get("tracking_uri") == tracking_uri
 
 
 def tags_of(found: Mapping[str, Any]) -> dict[str, str]:

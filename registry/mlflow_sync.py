@@ -10,7 +10,8 @@ can set the ``staging`` alias, so each watcher pass calls ``sync_staging``:
   files as they are, its origin in the metadata under ``mlflow``), with the
   ``staging`` stage. A rollout needs a production version to judge against: when
   the governance database has none and MLflow's ``production`` alias names another
-  client's version, that one is adopted first, as production.
+  client's version, that one is adopted next, forced straight into production (an
+  audited, forced move with its reason), so the staging alias never moves.
 
 Adopting writes nothing on the MLflow version itself: the governance database
 records it, and our ``vN_0_0`` alias is added in MLflow so that the semantic version
@@ -48,7 +49,10 @@ def sync_staging(registry: MLflowRegistry, name: str, *, actor: str) -> list[Mod
     if not semver:
         adopted = _adopted(registry, name, number)
         if adopted is None:
-            moved = []
+            # The candidate first, into staging (its alias already says so), then the
+            # baseline: forced straight into production, so that no step moves the
+            # other client's staging alias, even for a moment or on a failure.
+            moved = [adopt(registry, name, number, held, actor=actor)]
             production = held.get("production")
             if (
                 production is not None
@@ -56,7 +60,6 @@ def sync_staging(registry: MLflowRegistry, name: str, *, actor: str) -> list[Mod
                 and _needs_production(registry, name, production)
             ):
                 moved.append(adopt(registry, name, production, held, actor=actor))
-            moved.append(adopt(registry, name, number, held, actor=actor))
             return moved
         version = adopted.version
     else:
@@ -82,11 +85,14 @@ def adopt(
     reason = f"{'staging' if held.get('staging') == number else 'production'} alias set in MLflow"
     with tempfile.TemporaryDirectory(prefix="modelreg-adopt-") as tmp, registry.adopting(number):
         result = copy_version(registry, registry.client, name, found, held, Path(tmp), actor=actor)
-    stages = {a: n for a, n in held.items() if n == number}
-    copy_stages(
-        registry, registry.client, name, stages, {number: result.version},
-        reason=f"{reason} {registry.tracking_uri}", actor=actor,
-    )  # fmt: skip
+    why = f"{reason} {registry.tracking_uri}"
+    if held.get("staging") == number:
+        copy_stages(registry, registry.client, name, {"staging": number},
+                    {number: result.version}, reason=why, actor=actor)  # fmt: skip
+    elif held.get("production") == number:
+        # A baseline that production already serves: no staging hop (``sync_staging``).
+        registry.promote_model(name, result.version, to_stage="production", force=True,
+                               reason=f"{why}: adopted as the baseline", actor=actor)  # fmt: skip
     return _governance_record(registry, name, result.version)
 
 

@@ -76,9 +76,15 @@ def _fields(example: Any) -> dict[str, str]:
 def _column_type(value: Any) -> str:
     """A mapping's value: one value, or a column of them (``{"amount": [1.0, 2.5]}``)."""
     if isinstance(value, Sequence) and not isinstance(value, str) and value:
-        kinds = {_type_name(v) for v in value}
-        return kinds.pop() if len(kinds) == 1 else "str"
+        return _common({_type_name(v) for v in value})
     return _type_name(value)
+
+
+def _common(kinds: set[str]) -> str:
+    """One type for a column's values: ints mixed with floats are floats."""
+    if len(kinds) == 1:
+        return kinds.pop()
+    return "float" if kinds == {"int", "float"} else "str"
 
 
 def _outputs(model: Any, example: Any) -> dict[str, str]:
@@ -92,12 +98,13 @@ def _outputs(model: Any, example: Any) -> dict[str, str]:
         return {}
     if isinstance(prediction, Mapping):
         return {str(k): _column_type(v) for k, v in prediction.items()}
+    if getattr(prediction, "columns", None) is not None:  # a DataFrame of outputs
+        return _fields(prediction)
     if getattr(prediction, "ndim", 0) or isinstance(prediction, Sequence):
         items = list(prediction.ravel() if hasattr(prediction, "ravel") else prediction)
         if not items:
             return {}
-        kinds = {_type_name(v) for v in items}
-        return {"prediction": kinds.pop() if len(kinds) == 1 else "str"}
+        return {"prediction": _common({_type_name(v) for v in items})}
     return {"prediction": _type_name(prediction)}
 
 

@@ -154,7 +154,7 @@ class Store:
                     "registering a model makes one)"
                 )
             db.migrate(self.engine)
-        except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+        except sa.exc.DBAPIError as exc:  # refused, denied, not a database file, ...
             self.engine.dispose()
             raise db.unavailable(url, exc) from exc
         except BaseException:

@@ -4,9 +4,10 @@ Every time here is the database's (``db_now``: PostgreSQL's ``clock_timestamp()`
 SQLite's ``julianday('now')``), never a daemon's, so daemons with skewed clocks agree
 on who holds what. A lease is taken only when free or expired, and each acquisition
 increments the shard's fencing token in the same statement. ``fence`` is the check a
-state-changing write runs in its own transaction: the row is locked (``FOR UPDATE``
-on PostgreSQL), so an acquisition by another member waits for that write to commit
-and cannot slip in between the check and the commit; a member whose lease expired or
+state-changing write runs in its own transaction: the row is locked (``FOR KEY SHARE``
+on PostgreSQL), so an acquisition by another member (``FOR UPDATE SKIP LOCKED``)
+skips the shard until that write commits and cannot slip in between the check and
+the commit, while the holder's own renewals pass; a member whose lease expired or
 was taken has every later write refused (``Fenced``).
 """
 

@@ -157,6 +157,10 @@ class Controller:
         )  # fmt: skip
         return True
 
+    def started(self, model: str, version: str) -> None:
+        """``version`` did start: a later refusal of it is news again."""
+        self._refused_starts.pop((model, version), None)
+
     def failing_routers(self) -> dict[str, str]:
         """Each failing router with an error of one of its failing models (a copy)."""
         return self.actuator.failing_routers()

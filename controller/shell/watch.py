@@ -67,6 +67,11 @@ def start_rollout(
             control = controller.registry.resolve(model)
         except NotFound:
             raise CannotStart(f"{model!r} has no production version to compare against") from None
+        if getattr(control, "version", None) is None:  # MLflow: another client's, not adopted
+            raise CannotStart(
+                f"{model!r}: MLflow's production version is another client's and was not "
+                "adopted; nothing to compare against"
+            )
         if control.version == candidate.version:
             raise CannotStart(f"{candidate.ref} is already in production")
         record = controller.actuator.start(
@@ -124,6 +129,7 @@ def watch_once(controller: Controller) -> list[RolloutRecord]:
                 started.append(
                     start_rollout(controller, model, str(version.version), reason="entered staging")
                 )
+                controller.started(model, str(version.version))
             except CannotStart as exc:  # said once, not at every pass
                 controller.refuse_start(model, str(version.version), str(exc))
     return started

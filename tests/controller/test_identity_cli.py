@@ -65,6 +65,17 @@ class TestWhoApproves:
         (approval,) = loop.registry.approvals("fraud", "v1.1.0")
         assert approval.approver == "alice"
 
+    def test_an_actor_the_registry_would_refuse_is_one_line(self, loop: Loop) -> None:
+        guard(loop)
+        rid = loop.to_approval()
+        result = CliRunner().invoke(
+            app, ["--actor", "bad\nname", "rollout", "approve", str(rid), *_base(loop)]
+        )
+        assert result.exit_code == 1
+        assert result.stderr.startswith("error: ")
+        assert len(result.stderr.strip().splitlines()) == 1
+        assert loop.registry.approvals("fraud", "v1.1.0") == []
+
     def test_the_api_without_tokens_refuses_an_approval_from_nobody(self, loop: Loop) -> None:
         guard(loop)
         rid = loop.to_approval()

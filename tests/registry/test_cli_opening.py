@@ -98,8 +98,10 @@ def test_an_empty_postgresql_database_is_no_registry_and_stays_empty(
          "not installed"),
         ("oracle9://x/y", "error: database URL oracle9://x/y: no such database kind 'oracle9'"),
         ("not a url", "error: invalid database URL 'not a url'"),
+        ("postgresql//ops:s3cret@127.0.0.1/registry",
+         "error: invalid database URL 'postgresql//ops:***@127.0.0.1/registry'"),
     ],
-    ids=["unreachable", "missing-driver", "unknown-kind", "unparsable"],
+    ids=["unreachable", "missing-driver", "unknown-kind", "unparsable", "unparsable-password"],
 )  # fmt: skip
 @pytest.mark.parametrize(
     "args", [("list",), ("register", "fraud", "--metadata", "{}")], ids=" ".join
@@ -112,6 +114,14 @@ def test_a_database_that_cannot_be_opened_is_one_line(
     assert line.startswith(expected.format(port=port)), line
     assert "s3cret" not in line
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_that_is_not_a_database_is_one_line(tmp_path: Path) -> None:
+    junk = tmp_path / "registry.db"
+    junk.write_bytes(b"not a database, just bytes " * 100)
+    line = one_line(modelreg(tmp_path, "--db", f"sqlite:///{junk}", "list"))
+    assert line.startswith(f"error: cannot open database sqlite:///{junk}: file is not a database")
+    assert junk.read_bytes() == b"not a database, just bytes " * 100  # untouched
 
 
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:

@@ -37,6 +37,7 @@ class Broken:
          {"amount": "float", "merchant_id": "int", "location": "str", "card_present": "bool"}),
         ([{"amount": 1.0, "merchant_id": 3}], {"amount": "float", "merchant_id": "int"}),
         ({"amount": [1.0, 2.5], "tags": [["a"], ["b"]]}, {"amount": "float", "tags": "list"}),
+        ({"amount": [1, 2.5], "id": [1, "x"]}, {"amount": "float", "id": "str"}),
         (pd.DataFrame({"amount": [1.0], "merchant_id": [3], "location": ["FR"]}),
          {"amount": "float", "merchant_id": "int", "location": "str"}),
         (np.zeros((4, 3)), {"x0": "float", "x1": "float", "x2": "float"}),

@@ -74,6 +74,16 @@ def _servers_option(raw: Any) -> Any:
     return out
 
 
+def _socket_option(raw: Any) -> Any:
+    """A UNIX socket path (holds a "/") or host:port; anything else named now, not at
+    the first push."""
+    if isinstance(raw, str) and raw and "/" not in raw:
+        host, _, port = raw.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"expected a UNIX socket path (with a /) or host:port, got {raw!r}")
+    return raw
+
+
 def _backends_option(raw: Any) -> Any:
     if not isinstance(raw, Mapping):
         raise ValueError("expected model -> backend name")
@@ -84,7 +94,7 @@ class HaproxyOptions(RouterOptions):
     """Options of ``kind: haproxy``: where the runtime API listens and which server of
     which backend serves each version."""
 
-    socket: str = Field(
+    socket: Annotated[str, BeforeValidator(_socket_option)] = Field(
         min_length=1,
         description="HAProxy's runtime API: a UNIX socket path, or host:port (required; "
         "`stats socket ... level admin` in haproxy.cfg).",

@@ -188,6 +188,8 @@ def test_haproxy_refusals_and_absence_are_router_errors(haproxy: Haproxy, tmp_pa
         ({"socket": "/run/h.sock"}, "servers"),
         ({"socket": "/run/h.sock", "servers": {"v1": "bad name"}}, "HAProxy name"),
         ({"socket": "/run/h.sock", "servers": {"fraud": {"v1": "a"}, "v2": "b"}}, "mix of"),
+        ({"socket": "admin.sock", "servers": SERVERS}, "a UNIX socket path"),
+        ({"socket": "127.0.0.1:99999", "servers": SERVERS}, "host:port"),
     ],
 )
 def test_invalid_options_are_named(options: dict[str, Any], message: str) -> None:

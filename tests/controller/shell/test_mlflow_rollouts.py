@@ -199,6 +199,8 @@ class TestRolloutsOnMLflow:
         assert (rollout.control, rollout.treatment) == (f"v{old}.0.0", f"v{new}.0.0")
         assert registry.get_model_version("fraud", f"v{old}.0.0").stage == "production"
         assert {e.actor for e in registry.history("fraud")} == {"mlflow"}
+        held = raw.aliases("fraud")  # the other client's aliases never moved
+        assert (held["staging"], held["production"]) == (new, old)
         assert raw.aliases("fraud")["production"] == old
         assert Path(registry.get_model("fraud", version=f"v{new}.0.0")).read_bytes() == b"new"
         assert registry.verify_audit_chain() is None
@@ -216,6 +218,7 @@ class TestRolloutsOnMLflow:
         assert controller.watch_once() == []
         assert registry.get_model_version("fraud", "v3.0.0").stage == "dev"
         assert raw.aliases("fraud").get("v3_0_0") == 2
+        assert raw.aliases("fraud")["staging"] == number  # left as the other client set it
         assert store.list_rollouts() == []
 
     def test_a_regression_rolls_back_and_production_stays(

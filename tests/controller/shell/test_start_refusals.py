@@ -48,6 +48,8 @@ def test_a_version_with_nothing_to_serve_is_refused_once(tmp_path: Path) -> None
         assert controller.refuse_start("fraud", "v1.1.0", "another reason")
         assert not controller.refuse_start("fraud", "v1.1.0", "another reason")
         assert len(told) == 2
+        controller.started("fraud", "v1.1.0")  # it did start after all: news again later
+        assert controller.refuse_start("fraud", "v1.1.0", "another reason")
     finally:
         ingest.close()
         store.close()
