@@ -48,6 +48,7 @@ import numpy as np
 import psycopg
 import yaml
 
+from controller.core.shards import assign
 from monitors import IngestStore
 from monitors.testing import free_port, wait_until
 from registry import ModelRegistry
@@ -349,11 +350,16 @@ class Cluster:
         return {m["member"]: m["shards"] for m in cluster["members"] if m["live"]}
 
     def balanced(self, names: tuple[str, ...] | None = None) -> bool:
-        """Every shard held, each of ``names`` (default: all members) holding some."""
+        """Every shard held, and held as the members' plan splits them among ``names``
+        (default: all members): a rebalance still moving shards is not balanced yet, so a
+        scenario never starts with a member holding a fraction of its share."""
         wanted = set(names or self.members)
         held = self.shards()
-        owned = sorted(s for shards in held.values() for s in shards)
-        return set(held) == wanted and all(held.values()) and owned == list(range(SHARDS))
+        planned = assign(sorted(wanted), SHARDS)
+        return set(held) == wanted and all(
+            sorted(shards) == sorted(s for s, owner in planned.items() if owner == name)
+            for name, shards in held.items()
+        )
 
     def rollouts(self) -> list[dict[str, Any]]:
         return list(self.any_member().get("/v1/rollouts", limit=1000))
