@@ -6,7 +6,6 @@ and the traffic through HAProxy follows them within binomial bounds."""
 from __future__ import annotations
 
 import math
-import os
 import signal
 import subprocess
 import threading
@@ -25,18 +24,14 @@ from controller.adapters.routers.haproxy import HaproxyRouter
 from controller.adapters.routing import RouterError, build_router
 from monitors.testing import free_port, wait_until
 from serving.route import Backend, Route
+from tests.needs import require_executable
 
 HAPROXY = "/usr/sbin/haproxy"
 SERVERS = {"v1.0.0": "v1", "v1.1.0": "v2"}
 
 
 def require_haproxy() -> None:
-    if os.access(HAPROXY, os.X_OK):
-        return
-    message = f"{HAPROXY} is not installed (Debian package haproxy; see tests/services.sh)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
+    require_executable(HAPROXY, "haproxy")
 
 
 class _Version(BaseHTTPRequestHandler):

@@ -29,6 +29,7 @@ from controller.adapters.routers.nginx import (
 )
 from controller.adapters.routing import ROUTERS, Router, RouterError, build_router
 from serving.route import Backend, Route
+from tests.needs import require_executable
 
 NGINX = "/usr/sbin/nginx"
 UPSTREAMS = {"v1.0.0": "127.0.0.1:9001", "v1.1.0": "127.0.0.1:9002"}
@@ -333,12 +334,7 @@ class TestFactory:
 
 
 def require_nginx() -> None:
-    if os.access(NGINX, os.X_OK):
-        return
-    message = f"{NGINX} is not installed (Debian package nginx; see tests/services.sh)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
+    require_executable(NGINX, "nginx")
 
 
 def free_port() -> int:
