@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from monitors.testing import free_port
 from registry import ApprovalRequired, MLflowRegistry, ModelGovernance, ModelRegistry, NotFound
 from registry.docs import sync_docs
 from registry.errors import CorruptArtifact, InvalidInput
@@ -23,7 +24,7 @@ from registry.mlflow_registry import ExternalVersion, MLflowVersion
 from registry.mlflow_rest import MLflowRequestFailed, MLflowUnavailable
 from registry.schema import audit_t, models_t, versions_t
 from tests.clock import Clock
-from tests.mlflow_server import Raw, free_port
+from tests.mlflow_server import Raw
 
 pytestmark = [pytest.mark.mlflow, pytest.mark.integration]
 

@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from monitors.testing import free_port
 from registry import MLflowRegistry, ModelRegistry
 from registry.schema import audit_t
 from tests.clock import Clock
-from tests.mlflow_server import free_port
 from tests.registry.test_mlflow import Raw
 
 pytestmark = [pytest.mark.mlflow, pytest.mark.integration]

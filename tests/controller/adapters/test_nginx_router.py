@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -28,6 +27,7 @@ from controller.adapters.routers.nginx import (
     upstream_variable,
 )
 from controller.adapters.routing import ROUTERS, Router, RouterError, build_router
+from monitors.testing import free_port
 from serving.route import Backend, Route
 from tests.needs import require_executable
 
@@ -335,12 +335,6 @@ class TestFactory:
 
 def require_nginx() -> None:
     require_executable(NGINX, "nginx")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class VersionHandler(BaseHTTPRequestHandler):

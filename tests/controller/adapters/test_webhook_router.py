@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,6 +23,7 @@ from controller.adapters.routers.webhook import (
     verify_signature,
 )
 from controller.adapters.routing import ROUTERS, Router, RouterError, build_router
+from monitors.testing import free_port
 from serving.route import Backend, Route
 from tests.clock import Clock
 
@@ -343,12 +343,6 @@ class TestFactory:
 
 
 # -- against a real HTTP server ----------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class RecordingHandler(BaseHTTPRequestHandler):

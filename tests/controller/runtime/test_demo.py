@@ -1,21 +1,23 @@
-"""The README's first command, ``./dev demo``, as a user runs it (its Python part)."""
+"""The README's first command, ``./dev demo``, as a user runs it."""
 
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
+ROOT = Path(__file__).resolve().parents[3]
+
 
 def test_demo_promotes_rolls_back_and_guards(tmp_path: Path) -> None:
-    """The live demo ends with v1.1.0 promoted, v1.2.0 rolled back by its canary's
-    trigger and the forced hotfix v1.3.0 rolled back by the production guard."""
+    """The live demo ends with v1.1.0 promoted, v1.2.0 rolled back by its canary
+    (harm, before the trigger) and the forced hotfix v1.3.0 rolled back by the
+    production guard."""
     run = subprocess.run(
-        [sys.executable, "-m", "controller.demo", "--dir", str(tmp_path / "demo")],
+        [str(ROOT / "dev"), "demo", "--dir", str(tmp_path / "demo")],
         capture_output=True,
         text=True,
         timeout=300,

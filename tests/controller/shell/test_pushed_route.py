@@ -22,9 +22,10 @@ from controller.shell.controller import Controller
 from controller.shell.guard_pass import Guard
 from monitors import IngestSource
 from monitors.alerts import AlertAction
+from monitors.testing import free_port
 from serving.route import Route
 
-from ..adapters.test_webhook_router import SECRET, free_port
+from ..adapters.test_webhook_router import SECRET
 from ..support import register
 from .test_guard import World, world  # noqa: F401 -- a fixture used below
 
