@@ -36,6 +36,7 @@ class Cause(StrEnum):
     OPERATOR = "operator"  # pause, resume, abort or rollback by a person
     ALERT = "alert"  # an Alertmanager alert routed to a rollback, pause or abort
     GUARD = "guard"  # the production guard's trigger fired
+    SUPERSEDED = "superseded"  # the registry moved the rollout's versions outside it
 
     @property
     def on_evidence(self) -> bool:

@@ -24,6 +24,7 @@ __all__ = [
     "HoldUntil",
     "Pause",
     "Promote",
+    "Release",
     "RollBack",
     "SetWeight",
 ]
@@ -64,6 +65,14 @@ class RollBack(Decision):
     """Send all traffic back to the control and move the treatment out of staging."""
 
     action: ClassVar[str] = "rollback"
+
+
+@dataclass(frozen=True, slots=True)
+class Release(Decision):
+    """End without moving the registry: the registry moved on without this rollout
+    (``controller.core.superseded``), so serving follows its production version."""
+
+    action: ClassVar[str] = "release"
 
 
 @dataclass(frozen=True, slots=True)

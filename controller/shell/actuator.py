@@ -205,7 +205,6 @@ class Actuator:
         """Act on ``intent`` idempotently (route, registry), then confirm it."""
         self._require_lock(record.model)
         target = intent.state.phase
-        route = record_route(record, target, intent.state.weight, intent.revision)
         reasons: tuple[str, ...] = (record.reason,)
         numbers: Mapping[str, Any] = {}
         decisions = self.store.decisions(record.id, limit=1)
@@ -214,15 +213,7 @@ class Actuator:
         reason = "; ".join(reasons)
         cause = _cause(numbers)
         try:
-            if intent.action == "promote":
-                self._registry_move(record, "production", reason)
-                self.push(route)
-            elif intent.action == "rollback":
-                self.push(route)  # traffic back to the control first
-                if target is Phase.ROLLED_BACK:
-                    self._registry_move(record, "archived", reason)
-            else:
-                self.push(route)
+            self._act(record, intent, reason)
         except RouterError:
             return  # the intent stays; the next tick retries it
         except ApprovalRequired as exc:
@@ -243,6 +234,24 @@ class Actuator:
             self.metrics.rollbacks.labels(rollback_label(cause)).inc()
         if target in TERMINAL:
             log.info("rollout_finished", rollout=record.id, model=record.model, phase=target.value)
+
+    def _act(self, record: RolloutRecord, intent: Intent, reason: str) -> None:
+        """The intent's effects outside the database: routes, then the registry."""
+        target = intent.state.phase
+        route = record_route(record, target, intent.state.weight, intent.revision)
+        if intent.action == "promote":
+            self._registry_move(record, "production", reason)
+            self.push(route)
+        elif intent.action == "release":  # superseded: serving follows the registry
+            production = self._production_route(record.model, (record.id, intent.revision))
+            if production is not None:
+                self.push(production)
+        elif intent.action == "rollback":
+            self.push(route)  # traffic back to the control first
+            if target is Phase.ROLLED_BACK:
+                self._registry_move(record, "archived", reason)
+        else:
+            self.push(route)
 
     def _registry_move(self, record: RolloutRecord, stage: str, reason: str) -> None:
         """Promotion: the treatment becomes production (the registry archives the old one).
@@ -369,6 +378,10 @@ class Actuator:
                 state = record.intent.state
                 return record_route(record, state.phase, state.weight, record.intent.revision)
             return record_route(record, record.phase, record.weight, record.revision)
+        return self._production_route(model, None if last is None else (last.id, last.revision))
+
+    def _production_route(self, model: str, last_rollout: tuple[int, int] | None) -> Route | None:
+        """All traffic to the registry's production version (None: it has none)."""
         try:
             production = self.registry.resolve(model)
         except NotFound:
@@ -376,7 +389,7 @@ class Actuator:
         return production_route(
             model,
             Backend(str(production.version), 100, production.artifact_digest),
-            last_rollout=None if last is None else (last.id, last.revision),
+            last_rollout=last_rollout,
         )
 
     def route_production(self, model: str) -> None:

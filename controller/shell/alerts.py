@@ -1,7 +1,9 @@
 """Alertmanager's actions: steer the model's active rollout, or roll production back.
 
 An alert routed to ``pause``, ``abort`` or ``rollback`` acts on the model's active
-rollout as an operator action with ``Cause.ALERT``; with no active rollout, a
+rollout as an operator action with ``Cause.ALERT``. A rollout the registry has moved
+on from (its candidate promoted by hand, say: ``controller.core.superseded``) is ended
+first, and the alert is then about production: with no active rollout, a
 ``rollback`` asks the actuator's one production-rollback path, which judges it with
 ``controller.core.production`` and remembers the alert instance in the production
 ledger, so Alertmanager's repeats act once.
@@ -15,6 +17,7 @@ from controller.core.causes import Cause
 from controller.core.phases import Event
 from controller.core.production import RollbackRequest
 from controller.errors import IllegalMove
+from controller.shell.tick import end_superseded, superseded_now
 from monitors.alerts import AlertAction
 
 if TYPE_CHECKING:
@@ -29,6 +32,9 @@ def handle_alert(controller: Controller, action: AlertAction) -> dict[str, Any]:
     record = controller.store.active_for(action.model)
     outcome: dict[str, Any] = {"model": action.model, "action": action.action,
                                "rule": action.rule, "alert": action.alert}  # fmt: skip
+    if record is not None and _ended_superseded(controller, record.id):
+        outcome["ended_rollout"] = record.id
+        record = None
     if record is None:
         if action.action != "rollback":
             return {**outcome, "acted": False, "result": "ignored: no active rollout"}
@@ -69,3 +75,23 @@ def production_request(action: AlertAction) -> RollbackRequest:
         instance=instance,
         since=action.starts_at,
     )
+
+
+def _ended_superseded(controller: Controller, rollout_id: int) -> bool:
+    """End the rollout first when the registry moved its versions by hand: the alert is
+    then about production (a stale canary's rollback would route its control, and its
+    next look would put the alerted version back)."""
+    with controller.actuator.lock(controller.store.get(rollout_id).model):
+        record = controller.store.get(rollout_id)
+        if not record.active:
+            return True
+        why = superseded_now(controller, record)
+        if why is None:
+            return False
+        if record.intent is not None:  # a crash mid-act: finish that first
+            controller.actuator.apply(record, record.intent)
+            record = controller.store.get(rollout_id)
+            if not record.active:
+                return True
+        end_superseded(controller, record, why)
+        return True

@@ -37,11 +37,13 @@ from controller.core.approvals import newly_overdue
 from controller.core.causes import Cause
 from controller.core.decide import Decision, decide, operator
 from controller.core.phases import Event, Phase
+from controller.core.superseded import release, superseded
+from registry import NotFound
 
 if TYPE_CHECKING:
     from controller.shell.controller import Controller
 
-__all__ = ["operate", "reconcile_once"]
+__all__ = ["end_superseded", "operate", "reconcile_once", "superseded_now"]
 
 log = structlog.get_logger("controller")
 
@@ -68,6 +70,9 @@ def _tick(controller: Controller, rollout_id: int, *, force: bool) -> Decision |
         return None
     if not record.active:  # finished: the scheduler drops the job
         return None
+    why = superseded_now(controller, record)
+    if why is not None:  # moved in the registry by hand: end it, never route it back
+        return end_superseded(controller, record, why)
     policy = controller.policy(record.model)
     if policy is None:  # policy removed from config: freeze rather than guess
         log.warning("rollout_without_policy", rollout=record.id, model=record.model)
@@ -139,6 +144,34 @@ def _log_decision(controller: Controller, record: RolloutRecord, decision: Decis
         reasons=list(decision.reasons),
         numbers=dict(decision.numbers),
     )
+
+
+def superseded_now(controller: Controller, record: RolloutRecord) -> str | None:
+    """Why the registry no longer matches ``record`` (``controller.core.superseded``)."""
+    try:
+        version = getattr(controller.registry.resolve(record.model), "version", None)
+    except NotFound:
+        version = None
+    production = None if version is None else str(version)  # None too: MLflow's unadopted
+    try:
+        stage: str | None = controller.registry.get_model_version(
+            record.model, record.treatment
+        ).stage
+    except NotFound:
+        stage = None
+    return superseded(record.control, record.treatment, production=production,
+                      treatment_stage=stage)  # fmt: skip
+
+
+def end_superseded(controller: Controller, record: RolloutRecord, why: str) -> Decision:
+    """End ``record`` for ``why`` and route the registry's production version; call
+    under the model's lock."""
+    decision = release(record.state, why)
+    now = controller.clock()
+    log.warning("rollout_superseded", rollout=record.id, model=record.model,
+                treatment=record.treatment, reason=why)  # fmt: skip
+    controller.actuator.carry_out(record, decision, now=now, next_eval=now, hold=False)
+    return decision
 
 
 def operate(

@@ -312,3 +312,71 @@ class TestOneIncidentOneRollback:
         new = world.client.post("/v1/alerts", json=_webhook(fp="c", starts="2026-03-01T12:02:30Z"))
         assert new.json()["actions"][0]["acted"] is True
         assert str(world.registry.resolve("fraud").version) == "v1.0.0"
+
+
+class TestAlertOnAStaleRollout:
+    """A candidate promoted by hand while its own canary still runs, then an alert
+    for it: the alerted version leaves production and routing for good, and the stale
+    rollout is ended first with the reason (it must not put the version back)."""
+
+    @pytest.fixture
+    def stale(self, world: World, tmp_path: Path) -> int:
+        register(world.registry, tmp_path, "solo", "1.1.0", "staging")
+        rollout = world.controller.start_rollout("solo", "v1.1.0", reason="test")
+        world.controller.reconcile_once(rollout.id, force=True)
+        assert ("v1.1.0", 50) in _routed(world.routes, "solo")
+        world.registry.promote_model("solo", "1.1.0", to_stage="production", reason="by hand")
+        return rollout.id
+
+    @pytest.mark.parametrize("labels", [{}, {"version": "v1.1.0"}])
+    def test_the_alerted_version_stays_out(
+        self, world: World, stale: int, labels: dict[str, str]
+    ) -> None:
+        body = _webhook(model="solo")
+        body["alerts"][0]["labels"].update(labels)  # type: ignore[index]
+        (outcome,) = world.client.post("/v1/alerts", json=body).json()["actions"]
+        assert outcome["acted"] is True, outcome
+        assert (outcome["from"], outcome["to"]) == ("v1.1.0", "v1.0.0")
+        ended = world.controller.store.get(stale)
+        assert not ended.active
+        assert "production" in (ended.reason or ""), ended.reason
+        for _ in range(3):  # later looks and reconciliations change nothing
+            world.controller.clock.advance(10)  # type: ignore[attr-defined]
+            world.controller.reconcile_once(stale, force=True)
+            world.controller.watch_once()
+            world.controller.reconcile_routers()
+        assert str(world.registry.resolve("solo").version) == "v1.0.0"
+        assert world.registry.get_model_version("solo", "1.1.0").stage == "archived"
+        assert _routed(world.routes, "solo") == [("v1.0.0", 100)]
+        assert world.controller.store.active_for("solo") is None
+
+    def test_its_next_look_ends_it_and_serving_follows_the_registry(
+        self, world: World, stale: int
+    ) -> None:
+        """No alert: the next look ends the rollout (superseded, with the reason) and
+        routes the version the registry put in production, not the rollout's control."""
+        world.decisions.clear()
+        decision = world.controller.reconcile_once(stale, force=True)
+        assert decision is not None
+        assert decision.cause is Cause.SUPERSEDED
+        ended = world.controller.store.get(stale)
+        assert ended.phase.value == "aborted"
+        assert "v1.1.0 was moved to production outside this rollout" in (ended.reason or "")
+        assert _routed(world.routes, "solo") == [("v1.1.0", 100)]
+        assert world.controller.desired_route("solo") == read_table(world.routes)["solo"]
+        assert [e.kind for e in world.decisions] == [EventKind.FAILED]
+        assert str(world.registry.resolve("solo").version) == "v1.1.0"
+
+    def test_another_version_put_in_production_ends_it_too(
+        self, world: World, tmp_path: Path
+    ) -> None:
+        register(world.registry, tmp_path, "solo", "1.1.0", "staging")
+        rollout = world.controller.start_rollout("solo", "v1.1.0", reason="test")
+        world.controller.reconcile_once(rollout.id, force=True)
+        register(world.registry, tmp_path, "solo", "1.2.0", "production")  # a hotfix
+        world.controller.reconcile_once(rollout.id, force=True)
+        ended = world.controller.store.get(rollout.id)
+        assert not ended.active
+        assert "v1.2.0 was put in production outside this rollout" in (ended.reason or "")
+        assert _routed(world.routes, "solo") == [("v1.2.0", 100)]
+        assert world.registry.get_model_version("solo", "1.1.0").stage == "staging"
