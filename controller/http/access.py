@@ -4,7 +4,8 @@ One rule for every route, so that a route added later is guarded by default:
 reads (GET, HEAD) need ``reader``; writes need ``deployer``; approving or
 rejecting a rollout needs ``approver``; the alert intake needs ``alerts``. Routes tagged ``health``
 (``/healthz``, ``/readyz``, ``/metrics``) are open, so that probes and scrapers
-need no token.
+need no token. The API's description (``/openapi.json``, ``/docs``, ``/redoc``) is a
+read like the others: with tokens on, it needs ``reader``.
 
 Why a pure-ASGI middleware and not a FastAPI dependency: FastAPI reads and
 decodes a body before any dependency runs, so an anonymous caller sending broken
@@ -27,7 +28,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.datastructures import Headers
 from starlette.requests import Request
-from starlette.routing import BaseRoute, Match
+from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from controller.http.auth import (
@@ -86,9 +87,9 @@ class AccessCheck:
         store = self.tokens()
         matched = _match(self.routes(), scope) if store is not None else None
         principal: Principal | None = None
-        if store is not None and matched is not None and OPEN_TAG not in matched[0].tags:
-            route, path_params = matched
-            role = required_role(scope["method"], route.path, path_params)
+        if store is not None and matched is not None and OPEN_TAG not in matched[0]:
+            _tags, path, path_params = matched
+            role = required_role(scope["method"], path, path_params)
             headers = Headers(scope=scope)
             try:
                 principal = authorize(store.authenticate(headers.get("authorization")), role)
@@ -125,11 +126,16 @@ def caller(request: Request) -> Principal | None:
     return principal
 
 
-def _match(routes: Sequence[BaseRoute], scope: Scope) -> tuple[APIRoute, dict[str, str]] | None:
-    """The API route ``scope`` fully matches (path and method), with its path params."""
+def _match(
+    routes: Sequence[BaseRoute], scope: Scope
+) -> tuple[Sequence[str], str, dict[str, str]] | None:
+    """The tags, path template and path params of the route ``scope`` fully matches
+    (path and method). The framework's own routes (``/openapi.json``, ``/docs``,
+    ``/redoc``) have no tags: they are reads like any other, and need ``reader``."""
     for route in routes:
-        if isinstance(route, APIRoute):
+        if isinstance(route, Route):  # APIRoute is one
             match, child = route.matches(scope)
             if match is Match.FULL:
-                return route, dict(child.get("path_params", {}))
+                tags = route.tags if isinstance(route, APIRoute) else ()
+                return [str(tag) for tag in tags], route.path, dict(child.get("path_params", {}))
     return None

@@ -38,7 +38,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import structlog
 from fastapi import Body, FastAPI, Header, HTTPException, Path, Query, Request, Response
@@ -132,6 +132,12 @@ class Labels(_Body):
 # Fine around the 50 ms target for alert actions, so the daemon's own p99 is readable.
 _ALERT_BUCKETS = (0.005, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05, 0.075, 0.1, 0.25, 0.5,
                   1.0, 2.5, 5.0, 10.0, 30.0)  # fmt: skip
+
+# Row ids the databases can hold (PostgreSQL's integer columns are 32-bit): a larger
+# one is a 422 naming the bound, never an OverflowError from the driver (a 500).
+MAX_ROW_ID = 2**31 - 1
+RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
+MAX_LIST = 10_000  # rows one list answer may hold
 
 _ACTIONS: dict[str, Event] = {
     "pause": Event.PAUSE,
@@ -286,7 +292,7 @@ def create_app(deps: ApiDeps) -> FastAPI:  # noqa: PLR0915 -- routes are closure
     def rollouts(
         model: str | None = None,
         active: bool | None = None,
-        limit: int = Query(100, ge=1),
+        limit: int = Query(100, ge=1, le=MAX_LIST),
     ) -> list[dict[str, Any]]:
         return [r.to_dict() for r in store.list_rollouts(model=model, active=active, limit=limit)]
 
@@ -319,7 +325,7 @@ def create_app(deps: ApiDeps) -> FastAPI:  # noqa: PLR0915 -- routes are closure
         return _answer(*done, kind)
 
     @app.get("/v1/requests/{request_id}", tags=["cluster"])
-    def request_status(request_id: int = Path(ge=1, le=2**31 - 1)) -> dict[str, Any]:
+    def request_status(request_id: RowId) -> dict[str, Any]:
         """Several daemons: a recorded action (pending, applying, done or expired) with
         the member that applied it and the answer it got."""
         if controller.requests is None:
@@ -327,7 +333,7 @@ def create_app(deps: ApiDeps) -> FastAPI:  # noqa: PLR0915 -- routes are closure
         return controller.requests.get(request_id).to_dict()
 
     @app.get("/v1/rollouts/{rollout_id}", tags=["rollouts"])
-    def status(rollout_id: int) -> dict[str, Any]:
+    def status(rollout_id: RowId) -> dict[str, Any]:
         record = store.get(rollout_id)
         body = record.to_dict()
         last = store.decisions(rollout_id, limit=1)
@@ -335,7 +341,7 @@ def create_app(deps: ApiDeps) -> FastAPI:  # noqa: PLR0915 -- routes are closure
         return body
 
     @app.get("/v1/rollouts/{rollout_id}/explain", tags=["rollouts"])
-    def explain(rollout_id: int, limit: int = Query(50, ge=1, le=10_000)) -> dict[str, Any]:
+    def explain(rollout_id: RowId, limit: int = Query(50, ge=1, le=MAX_LIST)) -> dict[str, Any]:
         """The rollout, its policy and its decisions with reasons and numbers."""
         record = store.get(rollout_id)
         policy = controller.policy(record.model)
@@ -348,7 +354,7 @@ def create_app(deps: ApiDeps) -> FastAPI:  # noqa: PLR0915 -- routes are closure
     @app.post("/v1/rollouts/{rollout_id}/{action}", tags=["rollouts"])
     async def act(
         request: Request,
-        rollout_id: int,
+        rollout_id: RowId,
         action: Literal["pause", "resume", "abort", "approve", "reject"],
         body: Action = Body(default_factory=Action),  # noqa: B008 -- FastAPI's idiom
         idempotency_key: str | None = Header(default=None, max_length=256),

@@ -92,6 +92,29 @@ def _event(pid: str, **extra: object) -> dict[str, object]:
 
 
 class TestApi:
+    @pytest.mark.parametrize(
+        ("method", "path"),
+        [
+            ("GET", "/v1/rollouts/{big}"),
+            ("GET", "/v1/rollouts/{big}/explain"),
+            ("GET", "/v1/rollouts/1/explain?limit={big}"),
+            ("GET", "/v1/rollouts?limit={big}"),
+            ("GET", "/v1/requests/{big}"),
+            *[
+                ("POST", f"/v1/rollouts/{{big}}/{action}")
+                for action in ("pause", "resume", "abort", "approve", "reject")
+            ],
+        ],
+    )
+    @pytest.mark.parametrize("big", [2**31, 2**63, 10**30])
+    def test_ids_and_limits_past_what_the_database_holds_are_422(
+        self, client: TestClient, method: str, path: str, big: int
+    ) -> None:
+        """Not an OverflowError from the database driver (a 500): a 422 naming the bound."""
+        answer = client.request(method, path.format(big=big), json={"reason": "r", "actor": "a"})
+        assert answer.status_code == 422, answer.text
+        assert "less than or equal" in answer.text
+
     def test_health_and_metrics(self, client: TestClient) -> None:
         """healthz, readyz and metrics answer."""
         assert client.get("/healthz").json() == {"status": "ok"}
@@ -207,6 +230,11 @@ class TestAuth:
         assert denied.headers["www-authenticate"].startswith("Bearer")
         assert secured.get("/healthz").status_code == 200
         assert secured.get("/v1/models/fraud/resolve", headers=_as("reader")).status_code == 200
+
+    @pytest.mark.parametrize("path", ["/openapi.json", "/docs", "/redoc"])
+    def test_the_api_description_needs_a_token_too(self, secured: TestClient, path: str) -> None:
+        assert secured.get(path).status_code == 401
+        assert secured.get(path, headers=_as("reader")).status_code == 200
 
     def test_roles(self, secured: TestClient) -> None:
         """A reader cannot start a rollout (403); a deployer can; alerts reads nothing."""
