@@ -29,6 +29,7 @@ from monitors.errors import AlertPayloadError, ConfigError, PayloadTooLarge
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
+    "WEBHOOK_SCHEMA",
     "AlertAction",
     "AlertEvent",
     "AlertIntake",
@@ -60,8 +61,54 @@ def parse_timestamp(text: str) -> datetime | None:
     base, fraction, zone = match.groups()
     micro = (fraction or "").ljust(6, "0")[:6]
     zone = "+00:00" if zone == "Z" else zone
-    moment = datetime.fromisoformat(f"{base}.{micro}{zone}").astimezone(UTC)
+    try:
+        moment = datetime.fromisoformat(f"{base}.{micro}{zone}").astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:00:00-05:00 is past datetime's range in UTC
+        raise ValueError(f"timestamp out of range: {text!r}") from None
     return None if moment <= _ZERO_TIME else moment
+
+
+# What ``parse_webhook`` accepts, as JSON Schema (the API documents its request body
+# with it): Alertmanager's webhook version 4. Timestamps are RFC 3339 as Alertmanager
+# writes them; ``startsAt`` must be set (not the zero time), so its year starts at 1000.
+_STRINGS = {"type": "object", "additionalProperties": {"type": "string"}}
+_SET_TIME = (
+    r"^[12][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]"
+    r":[0-5][0-9](\.[0-9]{1,9})?(Z|[+-](0[0-9]|1[0-3]):[0-5][0-9])$"
+)
+_ANY_TIME = r"^(0001-01-01T00:00:00Z|" + _SET_TIME[1:-1] + ")$"
+_STATUS = {"type": "string", "enum": ["firing", "resolved"]}
+WEBHOOK_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["version", "receiver", "status", "alerts", "groupKey"],
+    "properties": {
+        "version": {"type": "string", "enum": ["4"]},
+        "receiver": {"type": "string"},
+        "groupKey": {"type": "string"},
+        "status": _STATUS,
+        "truncatedAlerts": {"type": "integer", "minimum": 0},
+        "groupLabels": _STRINGS,
+        "commonLabels": _STRINGS,
+        "commonAnnotations": _STRINGS,
+        "externalURL": {"type": "string"},
+        "alerts": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["status", "labels", "startsAt", "fingerprint"],
+                "properties": {
+                    "status": _STATUS,
+                    "labels": _STRINGS,
+                    "annotations": _STRINGS,
+                    "startsAt": {"type": "string", "pattern": _SET_TIME},
+                    "endsAt": {"type": "string", "pattern": _ANY_TIME},
+                    "fingerprint": {"type": "string", "minLength": 1},
+                    "generatorURL": {"type": "string"},
+                },
+            },
+        },
+    },
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,14 +172,11 @@ def _alert(index: int, raw: object) -> AlertEvent:
     fingerprint = raw["fingerprint"]
     if not isinstance(fingerprint, str) or not fingerprint:
         raise AlertPayloadError(f"{where}.fingerprint must be a non-empty string")
-    try:
-        starts_at = parse_timestamp(str(raw["startsAt"]))
-        ends_at = parse_timestamp(str(raw.get("endsAt", "0001-01-01T00:00:00Z")))
-    except ValueError as exc:
-        raise AlertPayloadError(f"{where}: {exc}") from None
+    starts_at = _timestamp(raw["startsAt"], f"{where}.startsAt")
+    ends_at = _timestamp(raw.get("endsAt", "0001-01-01T00:00:00Z"), f"{where}.endsAt")
     if starts_at is None:
         raise AlertPayloadError(f"{where}.startsAt must be set")
-    generator = raw.get("generatorURL", "")
+    generator = _string(raw.get("generatorURL", ""), f"{where}.generatorURL")
     return AlertEvent(
         status=_status(raw["status"], f"{where}.status"),
         labels=_string_map(raw["labels"], f"{where}.labels"),
@@ -140,8 +184,23 @@ def _alert(index: int, raw: object) -> AlertEvent:
         starts_at=starts_at,
         ends_at=ends_at,
         fingerprint=fingerprint,
-        generator_url=generator if isinstance(generator, str) else "",
+        generator_url=generator,
     )
+
+
+def _timestamp(value: object, where: str) -> datetime | None:
+    if not isinstance(value, str):
+        raise AlertPayloadError(f"{where} must be an RFC 3339 string, got {value!r}")
+    try:
+        return parse_timestamp(value)
+    except ValueError as exc:
+        raise AlertPayloadError(f"{where}: {exc}") from None
+
+
+def _string(value: object, where: str) -> str:
+    if not isinstance(value, str):
+        raise AlertPayloadError(f"{where} must be a string, got {type(value).__name__}")
+    return value
 
 
 def parse_webhook(body: bytes | str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> WebhookPayload:
@@ -168,14 +227,23 @@ def parse_webhook(body: bytes | str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> W
         raise AlertPayloadError("receiver and groupKey must be strings")
     if not isinstance(data["alerts"], list):
         raise AlertPayloadError("alerts must be a list")
+    # Fields this intake does not use are still Alertmanager's: a wrong type means the
+    # sender is not Alertmanager, and the whole body is refused (as its schema says).
     truncated = data.get("truncatedAlerts", 0)
+    if isinstance(truncated, float) and truncated.is_integer():  # JSON's 3.0 is an integer
+        truncated = int(truncated)
+    if not isinstance(truncated, int) or isinstance(truncated, bool) or truncated < 0:
+        raise AlertPayloadError(f"truncatedAlerts must be a count, got {truncated!r}")
+    _string(data.get("externalURL", ""), "externalURL")
+    for common in ("commonLabels", "commonAnnotations"):
+        _string_map(data.get(common, {}), common)
     return WebhookPayload(
         receiver=data["receiver"],
         status=_status(data["status"], "status"),
         group_key=data["groupKey"],
         alerts=tuple(_alert(i, a) for i, a in enumerate(data["alerts"])),
         group_labels=_string_map(data.get("groupLabels", {}), "groupLabels"),
-        truncated_alerts=truncated if isinstance(truncated, int) else 0,
+        truncated_alerts=truncated,
     )
 
 

@@ -12,6 +12,7 @@ Exception tree::
     │   └── OptionError                     a valid source option this process cannot use
     ├── IngestError (ValueError)            an ingest batch was refused; nothing was stored
     │   ├── IngestValidationError           a missing field, a wrong type, a duplicate id
+    │   │   └── IngestConflict              a prediction id already stored (or labelled)
     │   └── UnknownPredictionError (LookupError)
     │                                       labels for prediction ids never ingested
     └── AlertPayloadError (ValueError)      an Alertmanager webhook body that cannot be used
@@ -23,6 +24,7 @@ from __future__ import annotations
 __all__ = [
     "AlertPayloadError",
     "ConfigError",
+    "IngestConflict",
     "IngestError",
     "IngestValidationError",
     "MonitorsError",
@@ -62,6 +64,11 @@ class IngestError(MonitorsError, ValueError):
 
 class IngestValidationError(IngestError):
     """A record of the batch lacks a field, has a wrong type, or repeats an id."""
+
+
+class IngestConflict(IngestValidationError):
+    """The batch repeats a prediction id already stored (or labels one already
+    labelled): it conflicts with what is stored, not with the format."""
 
 
 class UnknownPredictionError(IngestError, LookupError):

@@ -39,6 +39,7 @@ from sqlalchemy.exc import IntegrityError
 
 from monitors.errors import (
     ConfigError,
+    IngestConflict,
     IngestValidationError,
     UnknownPredictionError,
 )
@@ -488,7 +489,7 @@ class IngestStore:
             with self._engine.begin() as conn:
                 _bulk_insert(conn, EVENT, rows)
         except IntegrityError:
-            raise IngestValidationError(
+            raise IngestConflict(
                 "event batch refused, nothing stored: it repeats a prediction_id "
                 "that is already stored"
             ) from None
@@ -527,7 +528,7 @@ class IngestStore:
                     )
                 _bulk_insert(conn, LABEL, [(r["prediction_id"], r["label"], r["ts"]) for r in rows])
         except IntegrityError:
-            raise IngestValidationError(
+            raise IngestConflict(
                 "label batch refused, nothing stored: a prediction id is already labelled"
             ) from None
         return len(rows)

@@ -49,6 +49,26 @@ else
     echo "MLflow: NOT installed; the MLflowRegistry tests will not run"
 fi
 
+# schemathesis (PyPI) for the API contract test: its own virtualenv, .venv-schemathesis,
+# so its pins (hypothesis, ...) never meet ours; it talks to the daemon over HTTP only.
+SCHEMATHESIS_VERSION=4.32.5
+schemathesis_ok() {
+    [ -x .venv-schemathesis/bin/st ] && .venv-schemathesis/bin/python -c \
+        "import importlib.metadata as m, sys; sys.exit(m.version('schemathesis') != '$SCHEMATHESIS_VERSION')" 2>/dev/null
+}
+if ! schemathesis_ok; then
+    ${PYTHON:-python3} -m venv .venv-schemathesis \
+        && .venv-schemathesis/bin/python -m pip install -q "schemathesis==$SCHEMATHESIS_VERSION" >/dev/null
+fi
+if schemathesis_ok; then
+    echo "schemathesis: .venv-schemathesis/bin/st ($SCHEMATHESIS_VERSION)"
+elif [ "${CI:-}" = "true" ]; then
+    echo "schemathesis==$SCHEMATHESIS_VERSION is required in CI but could not be installed" >&2
+    exit 1
+else
+    echo "schemathesis: NOT installed; the API contract test will not run"
+fi
+
 # Prometheus and Alertmanager (monitors integration tests start their own
 # instances on loopback ports; Debian's system services are never started).
 prom_missing() {

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.datastructures import Headers
 from starlette.requests import Request
@@ -39,6 +38,7 @@ from controller.http.auth import (
     Unauthorized,
     authorize,
 )
+from controller.http.problems import problem
 
 __all__ = ["OPEN_TAG", "AccessCheck", "caller", "required_role"]
 
@@ -49,13 +49,14 @@ _PRINCIPAL = "principal"  # the key in the ASGI scope's "state" (request.state.p
 _UNSET = object()
 
 
-def required_role(method: str, path: str, path_params: dict[str, str]) -> Role:
+def required_role(method: str, path: str) -> Role:
     """The role a request to the route ``path`` (its template) with ``method`` needs."""
     if path == "/v1/alerts":
         return Role.ALERTS
     if method.upper() in _READS:
         return Role.READER
-    if path == "/v1/rollouts/{rollout_id}/{action}" and path_params.get("action") in _APPROVALS:
+    prefix, _, action = path.rpartition("/")
+    if prefix == "/v1/rollouts/{rollout_id}" and action in _APPROVALS:
         return Role.APPROVER
     return Role.DEPLOYER
 
@@ -88,8 +89,7 @@ class AccessCheck:
         matched = _match(self.routes(), scope) if store is not None else None
         principal: Principal | None = None
         if store is not None and matched is not None and OPEN_TAG not in matched[0]:
-            _tags, path, path_params = matched
-            role = required_role(scope["method"], path, path_params)
+            role = required_role(scope["method"], matched[1])
             headers = Headers(scope=scope)
             try:
                 principal = authorize(store.authenticate(headers.get("authorization")), role)
@@ -99,9 +99,7 @@ class AccessCheck:
                     if exc.status_code == 401
                     else None
                 )
-                reply = JSONResponse(
-                    {"detail": exc.message}, status_code=exc.status_code, headers=extra
-                )
+                reply = problem(exc.status_code, exc.message, headers=extra)
                 await reply(scope, receive, send)
                 return
         scope.setdefault("state", {})[_PRINCIPAL] = principal
@@ -126,16 +124,14 @@ def caller(request: Request) -> Principal | None:
     return principal
 
 
-def _match(
-    routes: Sequence[BaseRoute], scope: Scope
-) -> tuple[Sequence[str], str, dict[str, str]] | None:
-    """The tags, path template and path params of the route ``scope`` fully matches
+def _match(routes: Sequence[BaseRoute], scope: Scope) -> tuple[Sequence[str], str] | None:
+    """The tags and path template of the route ``scope`` fully matches
     (path and method). The framework's own routes (``/openapi.json``, ``/docs``,
     ``/redoc``) have no tags: they are reads like any other, and need ``reader``."""
     for route in routes:
         if isinstance(route, Route):  # APIRoute is one
-            match, child = route.matches(scope)
+            match, _ = route.matches(scope)
             if match is Match.FULL:
                 tags = route.tags if isinstance(route, APIRoute) else ()
-                return [str(tag) for tag in tags], route.path, dict(child.get("path_params", {}))
+                return [str(tag) for tag in tags], route.path
     return None

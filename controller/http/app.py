@@ -19,8 +19,11 @@
 Bodies are pydantic models: a bad body is a 422 naming the field. A body over
 ``server.max_body_bytes`` (``server.max_ingest_body_bytes`` under ``/v1/ingest/``)
 is a 413, refused before it is read (``controller.http.limits``). No endpoint takes a
-server-side path or URL from a client. Errors are JSON
-``{"detail": "..."}`` with 404 (unknown), 409 (illegal now) or 422 (invalid).
+server-side path or URL from a client. Every error is a problem document
+(``application/problem+json``, ``controller.http.problems``) whose ``detail`` says
+what was wrong: 404 (unknown; also a name or version that cannot exist), 409 (illegal
+now), 413 (too large), 422 (invalid, with ``errors``), 503 (another member's model).
+Each route's OpenAPI entry lists the statuses it can answer.
 
 With a tokens file (``server.tokens_file``, see ``controller.http.auth``) every route
 but the health ones needs ``Authorization: Bearer <token>``: ``reader`` for
@@ -36,14 +39,14 @@ that needs the caller's identity reads it with ``access.caller``.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 import structlog
 from fastapi import Body, FastAPI, Header, HTTPException, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -57,13 +60,19 @@ from controller.errors import CannotStart, IllegalMove, RequestNotFound, Rollout
 from controller.http.access import AccessCheck, caller
 from controller.http.auth import TokenStore
 from controller.http.limits import BodyLimit
+from controller.http.problems import documented, install, problem
 from controller.shell import requests
 from controller.shell.controller import Controller
 from controller.shell.requests import http_status
 from monitors import IngestStore
-from monitors.alerts import AlertAction, AlertIntake
-from monitors.errors import AlertPayloadError, IngestError, UnknownPredictionError
-from registry import RegistryError
+from monitors.alerts import WEBHOOK_SCHEMA, AlertAction, AlertIntake
+from monitors.errors import (
+    AlertPayloadError,
+    IngestConflict,
+    IngestError,
+    UnknownPredictionError,
+)
+from registry import InvalidName, InvalidVersion, RegistryError
 
 __all__ = ["ApiDeps", "create_app"]
 
@@ -88,7 +97,9 @@ class ApiDeps:
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: a number is a number and a boolean a boolean, as the schema says
+    # (lax parsing took `false` for a float and "1" for a number).
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class StartRollout(_Body):
@@ -99,6 +110,17 @@ class StartRollout(_Body):
 
 class Action(_Body):
     reason: str = Field(default="", max_length=2000)
+    actor: str | None = Field(default=None, max_length=128)
+
+
+class Rejection(_Body):
+    reason: str = Field(
+        min_length=1,
+        max_length=2000,
+        # Not \S: Python and JSON Schema (ECMA) regexes disagree on what is a space.
+        pattern=r"[^ \t\n\r\f\v]",
+        description="Why: recorded in the registry.",
+    )
     actor: str | None = Field(default=None, max_length=128)
 
 
@@ -138,6 +160,15 @@ _ALERT_BUCKETS = (0.005, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05, 0.075, 0.1,
 MAX_ROW_ID = 2**31 - 1
 RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
 MAX_LIST = 10_000  # rows one list answer may hold
+Stage = Literal["dev", "staging", "production", "archived"]
+
+# The error statuses each kind of route can answer (with tokens on: 401 and 403).
+_AUTH = (401, 403)
+READ = documented(*_AUTH, 404, 422)
+WRITE = documented(400, *_AUTH, 404, 409, 413, 422, 503)
+INTAKE = documented(400, *_AUTH, 404, 409, 413, 422, 503)
+# The alert intake reads its body itself (Alertmanager's format); the spec says what.
+WEBHOOK_BODY = {"required": True, "content": {"application/json": {"schema": WEBHOOK_SCHEMA}}}
 
 _ACTIONS: dict[str, Event] = {
     "pause": Event.PAUSE,
@@ -155,6 +186,7 @@ def create_app(deps: ApiDeps) -> FastAPI:  # noqa: PLR0915 -- routes are closure
         version="0.1.0",
         description="Rollouts judged by statistics; the registry's resolve hot path.",
     )
+    install(app)
     app.add_middleware(
         BodyLimit,
         default=deps.max_body_bytes,
@@ -177,28 +209,32 @@ def create_app(deps: ApiDeps) -> FastAPI:  # noqa: PLR0915 -- routes are closure
     )
 
     @app.exception_handler(RegistryError)
-    def _registry_error(_request: Request, exc: RegistryError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=http_status(exc) or 409)
+    def _registry_error(request: Request, exc: RegistryError) -> Response:
+        if request.method == "GET" and isinstance(exc, InvalidName | InvalidVersion):
+            # A lookup by a name or version that cannot exist: nothing found.
+            return problem(404, f"{exc}; no such model or version can exist")
+        return problem(http_status(exc) or 409, str(exc))
 
     @app.exception_handler(Fenced)
-    def _fenced(_request: Request, exc: Fenced) -> JSONResponse:
+    def _fenced(_request: Request, exc: Fenced) -> Response:
         # Several daemons: this member does not (or no longer) own the model's shard.
-        detail = f"{exc}; send it to the member that owns it (GET /v1/cluster)"
-        return JSONResponse({"detail": detail}, status_code=503)
+        return problem(503, f"{exc}; send it to the member that owns it (GET /v1/cluster)")
 
-    def _refused(_request: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=http_status(exc) or 500)
+    def _refused(_request: Request, exc: Exception) -> Response:
+        return problem(http_status(exc) or 500, str(exc))
 
     for refusal in (RolloutNotFound, RequestNotFound, IllegalMove, CannotStart):  # 404, 409
         app.add_exception_handler(refusal, _refused)
 
     def _answer(
         outcome: Outcome | None, request: RequestRecord | None, kind: RequestKind
-    ) -> JSONResponse:
+    ) -> Response:
         """A single daemon's answer, or a durable request's: its outcome with the member
         that acted, or 202 with the request while its owner has not applied it yet."""
         if request is None:
             assert outcome is not None
+            if outcome.status_code >= 400:
+                return problem(outcome.status_code, str(outcome.body.get("detail", "")))
             return JSONResponse(outcome.body, status_code=outcome.status_code)
         if outcome is None:
             detail = (f"recorded as request {request.id}; the member owning shard "
@@ -206,6 +242,10 @@ def create_app(deps: ApiDeps) -> FastAPI:  # noqa: PLR0915 -- routes are closure
             queued = {"request": request.id, "status": request.status.value,
                       "kind": kind.value, "detail": detail}  # fmt: skip
             return JSONResponse(queued, status_code=202)
+        if outcome.status_code >= 400:
+            detail = str(outcome.body.get("detail", ""))
+            member = {"member": request.claimed_by, "request": request.id}
+            return problem(outcome.status_code, detail, extensions=member)
         body = {**outcome.body, "member": request.claimed_by, "request": request.id}
         return JSONResponse(body, status_code=outcome.status_code)
 
@@ -224,7 +264,7 @@ def create_app(deps: ApiDeps) -> FastAPI:  # noqa: PLR0915 -- routes are closure
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["health"])
+    @app.get("/readyz", tags=["health"], responses={503: {"description": "Not ready (same body)"}})
     async def readyz() -> JSONResponse:
         errors = controller.failing_routers()
         membership = controller.membership
@@ -236,14 +276,19 @@ def create_app(deps: ApiDeps) -> FastAPI:  # noqa: PLR0915 -- routes are closure
                           "error": lease_error}  # fmt: skip
         return JSONResponse(body, status_code=200 if ready else 503)
 
-    @app.get("/metrics", tags=["health"])
+    @app.get(
+        "/metrics",
+        tags=["health"],
+        response_class=PlainTextResponse,
+        responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text"}},
+    )
     def metrics() -> Response:
         return Response(generate_latest(deps.metrics), media_type=CONTENT_TYPE_LATEST)
 
     # -- registry reads -----------------------------------------------------------
 
-    @app.get("/v1/models/{name}/resolve", tags=["registry"])
-    async def resolve(name: str, stage: str = "production") -> dict[str, Any]:
+    @app.get("/v1/models/{name}/resolve", tags=["registry"], responses=READ)
+    async def resolve(name: str, stage: Stage = "production") -> dict[str, Any]:
         """The version and artifact digest serving should load (cached, microseconds)."""
         found = registry.resolve(name, stage)
         return {
@@ -254,25 +299,29 @@ def create_app(deps: ApiDeps) -> FastAPI:  # noqa: PLR0915 -- routes are closure
             "artifact": found.artifact_name,
         }
 
-    @app.get("/v1/models", tags=["registry"])
+    @app.get("/v1/models", tags=["registry"], responses=documented(*_AUTH))
     def list_models() -> list[dict[str, Any]]:
         return [m.to_dict() for m in registry.list_models()]
 
-    @app.get("/v1/models/{name}", tags=["registry"])
-    def model_versions(name: str, stage: str | None = None) -> list[dict[str, Any]]:
+    @app.get("/v1/models/{name}", tags=["registry"], responses=READ)
+    def model_versions(name: str, stage: Stage | None = None) -> list[dict[str, Any]]:
         return [v.to_dict() for v in registry.list_versions(name, stage=stage)]
 
-    @app.get("/v1/models/{name}/versions/{version}", tags=["registry"])
+    @app.get("/v1/models/{name}/versions/{version}", tags=["registry"], responses=READ)
     def model_version(name: str, version: str) -> dict[str, Any]:
         return registry.get_model_version(name, version).to_dict()
 
-    @app.get("/v1/models/{name}/history", tags=["registry"])
+    @app.get("/v1/models/{name}/history", tags=["registry"], responses=READ)
     def history(name: str) -> list[dict[str, Any]]:
         return [t.to_dict() for t in registry.history(name)]
 
     # -- routes (http router) -------------------------------------------------------
 
-    @app.get("/v1/routes/{model}", tags=["routing"])
+    @app.get(
+        "/v1/routes/{model}",
+        tags=["routing"],
+        responses={**READ, 304: {"description": "Not modified (If-None-Match)"}},
+    )
     async def route(model: str, request: Request) -> Response:
         """The current route of ``model``; 304 when ``If-None-Match`` has its ETag."""
         for router in deps.http_routers:
@@ -288,7 +337,7 @@ def create_app(deps: ApiDeps) -> FastAPI:  # noqa: PLR0915 -- routes are closure
 
     # -- rollouts -------------------------------------------------------------------
 
-    @app.get("/v1/rollouts", tags=["rollouts"])
+    @app.get("/v1/rollouts", tags=["rollouts"], responses=READ)
     def rollouts(
         model: str | None = None,
         active: bool | None = None,
@@ -296,7 +345,7 @@ def create_app(deps: ApiDeps) -> FastAPI:  # noqa: PLR0915 -- routes are closure
     ) -> list[dict[str, Any]]:
         return [r.to_dict() for r in store.list_rollouts(model=model, active=active, limit=limit)]
 
-    @app.get("/v1/guard", tags=["guard"])
+    @app.get("/v1/guard", tags=["guard"], responses=READ)
     def guard_status(model: str | None = None) -> list[dict[str, Any]]:
         """Per guarded model: each trigger's last judgement and streak, the last guard
         action and whether its cooldown holds."""
@@ -304,7 +353,7 @@ def create_app(deps: ApiDeps) -> FastAPI:  # noqa: PLR0915 -- routes are closure
             raise HTTPException(404, "the production guard is not running in this process")
         return deps.guard.status(now=controller.clock(), model=model)
 
-    @app.get("/v1/cluster", tags=["cluster"])
+    @app.get("/v1/cluster", tags=["cluster"], responses=READ)
     def cluster() -> dict[str, Any]:
         """Several daemons: the members, the shards each holds, lease expiry and last
         renewal (times are the database's clock, epoch seconds), and this member."""
@@ -313,18 +362,23 @@ def create_app(deps: ApiDeps) -> FastAPI:  # noqa: PLR0915 -- routes are closure
             raise HTTPException(404, "this daemon runs alone (ha.enabled is false)")
         return {**membership.leases.status(), "this_member": membership.member}
 
-    @app.post("/v1/rollouts", tags=["rollouts"], status_code=201)
+    @app.post(
+        "/v1/rollouts",
+        tags=["rollouts"],
+        status_code=201,
+        responses={**WRITE, 202: {"description": "Queued for the owning member"}},
+    )
     async def start(
         body: StartRollout,
         idempotency_key: str | None = Header(default=None, max_length=256),
-    ) -> JSONResponse:
+    ) -> Response:
         """Start a rollout. Several daemons: any member takes it (see ``act``)."""
         payload = {"model": body.model, "version": body.version, "reason": body.reason}
         kind = RequestKind.START
         done = await _perform(kind, body.model, payload, requests.new_key(idempotency_key))
         return _answer(*done, kind)
 
-    @app.get("/v1/requests/{request_id}", tags=["cluster"])
+    @app.get("/v1/requests/{request_id}", tags=["cluster"], responses=READ)
     def request_status(request_id: RowId) -> dict[str, Any]:
         """Several daemons: a recorded action (pending, applying, done or expired) with
         the member that applied it and the answer it got."""
@@ -332,7 +386,7 @@ def create_app(deps: ApiDeps) -> FastAPI:  # noqa: PLR0915 -- routes are closure
             raise HTTPException(404, "this daemon runs alone (ha.enabled is false)")
         return controller.requests.get(request_id).to_dict()
 
-    @app.get("/v1/rollouts/{rollout_id}", tags=["rollouts"])
+    @app.get("/v1/rollouts/{rollout_id}", tags=["rollouts"], responses=READ)
     def status(rollout_id: RowId) -> dict[str, Any]:
         record = store.get(rollout_id)
         body = record.to_dict()
@@ -340,7 +394,7 @@ def create_app(deps: ApiDeps) -> FastAPI:  # noqa: PLR0915 -- routes are closure
         body["last_decision"] = last[0].to_dict() if last else None
         return body
 
-    @app.get("/v1/rollouts/{rollout_id}/explain", tags=["rollouts"])
+    @app.get("/v1/rollouts/{rollout_id}/explain", tags=["rollouts"], responses=READ)
     def explain(rollout_id: RowId, limit: int = Query(50, ge=1, le=MAX_LIST)) -> dict[str, Any]:
         """The rollout, its policy and its decisions with reasons and numbers."""
         record = store.get(rollout_id)
@@ -351,28 +405,23 @@ def create_app(deps: ApiDeps) -> FastAPI:  # noqa: PLR0915 -- routes are closure
             "decisions": [d.to_dict() for d in store.decisions(rollout_id, limit=limit)],
         }
 
-    @app.post("/v1/rollouts/{rollout_id}/{action}", tags=["rollouts"])
     async def act(
-        request: Request,
-        rollout_id: RowId,
-        action: Literal["pause", "resume", "abort", "approve", "reject"],
-        body: Action = Body(default_factory=Action),  # noqa: B008 -- FastAPI's idiom
-        idempotency_key: str | None = Header(default=None, max_length=256),
-    ) -> JSONResponse:
+        request: Request, rollout_id: int, action: str, body: Action | Rejection,
+        idempotency_key: str | None,
+    ) -> Response:  # fmt: skip
         """Pause, resume, abort, approve or reject. Several daemons: any member takes
         it; the member owning the model applies it (once per ``Idempotency-Key``) and
         the answer names it (``member``); 202 with the request if that takes longer
         than ``ha.request_wait``."""
         event = _ACTIONS[action]
         who = caller(request)
-        if action == "reject" and not body.reason.strip():
-            raise HTTPException(422, 'a rejection needs a reason: send {"reason": "..."}')
         actor = who.identity if who is not None else body.actor  # a token speaks for itself
         if actor is None and action in ("approve", "reject"):
             # The registry's four-eyes rule judges the approver: it must be someone.
+            # 403: the request is well formed; who sends it is what is missing.
             what = "an approval" if action == "approve" else "a rejection"
             raise HTTPException(
-                422, f'{what} needs an identity: send {{"actor": "..."}} or use a token'
+                403, f'{what} needs an identity: send {{"actor": "..."}} or use a token'
             )
         reason = body.reason or f"{action} through the API"
         model = (await run_in_threadpool(store.get, rollout_id)).model
@@ -382,9 +431,44 @@ def create_app(deps: ApiDeps) -> FastAPI:  # noqa: PLR0915 -- routes are closure
         done = await _perform(kind, model, payload, requests.new_key(idempotency_key))
         return _answer(*done, kind)
 
+    def _action_route(action: str) -> None:
+        """``POST /v1/rollouts/{id}/<action>``: one route per action, so any other
+        method or action on that path is a 405 or 404, never a 422."""
+        steered = {**WRITE, 202: {"description": "Queued for the owning member"}}
+        path = f"/v1/rollouts/{{rollout_id}}/{action}"
+        if action == "reject":
+
+            async def reject(
+                request: Request, rollout_id: RowId, body: Rejection,
+                idempotency_key: str | None = Header(default=None, max_length=256),
+            ) -> Response:  # fmt: skip
+                return await act(request, rollout_id, "reject", body, idempotency_key)
+
+            handler: Callable[..., Any] = reject
+        else:
+
+            async def steer(
+                request: Request, rollout_id: RowId,
+                body: Action = Body(default_factory=Action),  # noqa: B008 -- FastAPI's idiom
+                idempotency_key: str | None = Header(default=None, max_length=256),
+            ) -> Response:  # fmt: skip
+                return await act(request, rollout_id, action, body, idempotency_key)
+
+            handler = steer
+        handler.__doc__ = f"{action.capitalize()} the rollout (see the rollouts' docs)."
+        app.post(path, tags=["rollouts"], responses=steered, name=f"rollout_{action}")(handler)
+
+    for _action in _ACTIONS:
+        _action_route(_action)
+
     # -- alerts ---------------------------------------------------------------------
 
-    @app.post("/v1/alerts", tags=["alerts"])
+    @app.post(
+        "/v1/alerts",
+        tags=["alerts"],
+        responses=INTAKE,
+        openapi_extra={"requestBody": WEBHOOK_BODY},
+    )
     async def alerts(request: Request) -> dict[str, Any]:
         """Alertmanager's webhook (version 4): matching alerts act once on the rollout."""
         received = time.perf_counter()
@@ -450,27 +534,44 @@ def create_app(deps: ApiDeps) -> FastAPI:  # noqa: PLR0915 -- routes are closure
 
     # -- ingest ---------------------------------------------------------------------
 
+    def _no_repeats(kind: str, ids: Iterable[str]) -> None:
+        """A batch naming one prediction twice conflicts with itself: 409, like a
+        repeat of one already stored (the schema cannot say "unique by field")."""
+        seen: set[str] = set()
+        for pid in ids:
+            if pid in seen:
+                raise HTTPException(
+                    409, f"{kind} batch refused, nothing stored: it repeats prediction_id {pid!r}"
+                )
+            seen.add(pid)
+
     def _ingest() -> IngestStore:
         if deps.ingest is None:
             raise HTTPException(404, "no ingest source is configured")
         return deps.ingest
 
-    @app.post("/v1/ingest/events", tags=["ingest"])
+    @app.post("/v1/ingest/events", tags=["ingest"], responses=INTAKE)
     def ingest_events(body: Events) -> dict[str, int]:
         store_ = _ingest()
+        _no_repeats("event", (e.prediction_id for e in body.events))
         try:
             stored = store_.add_events([e.model_dump(exclude_none=True) for e in body.events])
+        except IngestConflict as exc:
+            raise HTTPException(409, str(exc)) from None
         except IngestError as exc:
             raise HTTPException(422, str(exc)) from None
         return {"stored": stored}
 
-    @app.post("/v1/ingest/labels", tags=["ingest"])
+    @app.post("/v1/ingest/labels", tags=["ingest"], responses=INTAKE)
     def ingest_labels(body: Labels) -> dict[str, int]:
         store_ = _ingest()
+        _no_repeats("label", (label.prediction_id for label in body.labels))
         try:
             stored = store_.add_labels([label.model_dump() for label in body.labels])
-        except UnknownPredictionError as exc:
-            raise HTTPException(422, str(exc)) from None
+        except UnknownPredictionError as exc:  # labels for predictions never ingested
+            raise HTTPException(404, str(exc)) from None
+        except IngestConflict as exc:
+            raise HTTPException(409, str(exc)) from None
         except IngestError as exc:
             raise HTTPException(422, str(exc)) from None
         return {"stored": stored}

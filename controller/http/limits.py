@@ -13,9 +13,10 @@ can take more than the small control bodies of every other route.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
+
+from controller.http.problems import PROBLEM_JSON, problem_body
 
 __all__ = ["BodyLimit"]
 
@@ -118,13 +119,13 @@ def _too_large(path: str, limit: int, setting: str, declared: int | None) -> str
 
 
 async def _answer(send: Send, status: int, detail: str) -> None:
-    body = json.dumps({"detail": detail}).encode()
+    body = problem_body(status, detail)
     await send(
         {
             "type": "http.response.start",
             "status": status,
             "headers": [
-                (b"content-type", b"application/json"),
+                (b"content-type", PROBLEM_JSON.encode()),
                 (b"content-length", str(len(body)).encode()),
                 (b"connection", b"close"),
             ],

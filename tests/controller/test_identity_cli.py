@@ -82,7 +82,7 @@ class TestWhoApproves:
         api = create_app(ApiDeps(controller=loop.controller, metrics=CollectorRegistry()))
         with TestClient(api) as http:
             nobody = http.post(f"/v1/rollouts/{rid}/approve", json={"reason": "ok"})
-            assert nobody.status_code == 422
+            assert nobody.status_code == 403
             assert "an approval needs an identity" in nobody.json()["detail"]
             named = http.post(f"/v1/rollouts/{rid}/approve", json={"actor": "alice"})
             assert named.status_code == 200, named.text

@@ -104,13 +104,16 @@ class TestParse:
                 ).encode(),
                 "lacks 'groupKey'",
             ),
-            (payload(alert() | {"startsAt": "soon"}), r"alerts\[0\]: not an RFC 3339"),
+            (payload(alert() | {"startsAt": "soon"}), r"alerts\[0\].startsAt: not an RFC 3339"),
             (
                 payload({k: v for k, v in alert().items() if k != "fingerprint"}),
                 r"alerts\[0\] lacks 'fingerprint'",
             ),
             (payload(alert(status="pending")), "must be 'firing' or 'resolved'"),
             (payload(alert() | {"labels": {"a": 1}}), "labels must be an object of strings"),
+            (payload(alert() | {"startsAt": 5}), r"startsAt must be an RFC 3339 string"),
+            (payload(alert() | {"generatorURL": {}}), r"generatorURL must be a string"),
+            (payload(alert() | {"endsAt": "9999-12-31T23:00:00-05:00"}), "out of range"),
         ],
     )
     def test_malformed(self, body: bytes, match: str) -> None:

@@ -161,32 +161,77 @@ class TestApi:
         assert "already" in again.json()["detail"]
 
     def test_bad_bodies_name_the_field(self, client: TestClient) -> None:
-        """A bad body is a 422 whose detail names the field."""
+        """A bad body is a 422 problem whose detail and errors name the field."""
         bad = client.post("/v1/rollouts", json={"model": "fraud"})
         assert bad.status_code == 422
-        assert bad.json()["detail"][0]["loc"] == ["body", "version"]
+        assert bad.headers["content-type"] == "application/problem+json"
+        assert bad.json()["errors"][0]["loc"] == ["body", "version"]
+        assert bad.json()["detail"].startswith("body.version: ")
         bad = client.post("/v1/ingest/events", json={"events": [_event("a", latency_ms=-1)]})
         assert bad.status_code == 422
-        assert bad.json()["detail"][0]["loc"] == ["body", "events", 0, "latency_ms"]
-        bad = client.post("/v1/rollouts/1/explode")
-        assert bad.status_code == 422
+        assert bad.json()["errors"][0]["loc"] == ["body", "events", 0, "latency_ms"]
+        for field, value in (("latency_ms", False), ("timestamp", "1"), ("error", 0)):
+            typed = client.post(
+                "/v1/ingest/events", json={"events": [_event("b", **{field: value})]}
+            )
+            assert typed.status_code == 422, (field, value)  # as the schema says: strict
+        assert client.post("/v1/rollouts/1/explode").status_code == 404
+        refused = client.post("/v1/rollouts/1/reject", json={"reason": "  "})
+        assert refused.status_code == 422
+        assert refused.json()["errors"][0]["loc"] == ["body", "reason"]
+
+    @pytest.mark.parametrize(
+        ("method", "path", "status"),
+        [
+            ("GET", "/v1/rollouts/99", 404),
+            ("GET", "/nowhere", 404),
+            ("GET", "/v1/models/fraud/versions/%C3%AD", 404),  # cannot exist: not found
+            ("GET", "/v1/models/%16G/resolve", 404),
+            ("GET", "/v1/models/fraud?stage=", 422),
+            ("POST", "/v1/rollouts", 422),
+            ("POST", "/v1/rollouts/1/pause", 404),
+            ("DELETE", "/v1/rollouts", 405),
+            ("POST", "/v1/rollouts/1/explain", 405),
+        ],
+    )
+    def test_every_error_is_a_problem_document(
+        self, client: TestClient, method: str, path: str, status: int
+    ) -> None:
+        answer = client.request(method, path)
+        assert answer.status_code == status, answer.text
+        assert answer.headers["content-type"] == "application/problem+json"
+        body = answer.json()
+        assert body["status"] == status
+        assert isinstance(body["detail"], str)
+        assert body["detail"]
+        assert body["title"]
+
+    def test_a_405_names_every_method_of_the_path(self, client: TestClient) -> None:
+        answer = client.request("OPTIONS", "/v1/rollouts")
+        assert answer.status_code == 405
+        assert answer.headers["allow"] == "GET, POST"
 
     def test_ingest(self, client: TestClient) -> None:
         """Events then labels are stored; labels for unknown predictions are refused."""
         ok = client.post("/v1/ingest/events", json={"events": [_event("a"), _event("b")]})
         assert ok.json() == {"stored": 2}
         dup = client.post("/v1/ingest/events", json={"events": [_event("a")]})
-        assert dup.status_code == 422
+        assert dup.status_code == 409  # conflicts with what is stored
+        twice = client.post("/v1/ingest/events", json={"events": [_event("c"), _event("c")]})
+        assert twice.status_code == 409
+        assert "repeats prediction_id 'c'" in twice.json()["detail"]
         labels = [{"prediction_id": "a", "label": 1.0, "timestamp": time.time()}]
         assert client.post("/v1/ingest/labels", json={"labels": labels}).json() == {"stored": 1}
         unknown = [{"prediction_id": "zz", "label": 1.0, "timestamp": time.time()}]
-        assert client.post("/v1/ingest/labels", json={"labels": unknown}).status_code == 422
+        assert client.post("/v1/ingest/labels", json={"labels": unknown}).status_code == 404
+        assert client.post("/v1/ingest/labels", json={"labels": labels}).status_code == 409
 
     def test_openapi(self, client: TestClient) -> None:
         """The OpenAPI schema lists the resolve and rollout paths."""
         paths = client.get("/openapi.json").json()["paths"]
         assert "/v1/models/{name}/resolve" in paths
-        assert "/v1/rollouts/{rollout_id}/{action}" in paths
+        for action in ("pause", "resume", "abort", "approve", "reject"):
+            assert f"/v1/rollouts/{{rollout_id}}/{action}" in paths
 
 
 def _webhook(status: str = "firing", model: str = "fraud") -> dict[str, object]:

@@ -224,11 +224,20 @@ def client_fields(openapi: dict[str, Any]) -> list[str]:
     return found
 
 
+# Alertmanager's own fields, documented because its webhook carries them: links for
+# people, which the daemon stores as text and never fetches
+# (test_urls_in_an_alert_are_never_fetched below).
+_ALERTMANAGER_LINKS = {"POST /v1/alerts: body.externalURL",
+                       "POST /v1/alerts: body.alerts[].generatorURL"}  # fmt: skip
+
+
 def suspects(fields: list[str]) -> list[str]:
     """The inputs whose name or format says path, URL or file."""
     out = []
     for field in fields:
         _, _, name = field.rpartition(".")
+        if field in _ALERTMANAGER_LINKS:
+            continue
         if "!" in field or _SUSPECT.search(name):
             out.append(field)
     return out
@@ -320,8 +329,6 @@ _SAMPLES = {"name": "fraud", "model": "fraud", "version": "1.0.0", "rollout_id":
 _MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
 
 
-_ACTIONS = ["pause", "resume", "abort", "approve", "reject"]
-
 # What a reader gets from each read route of ``served``, by template: the handler's own
 # answer, so a 500 (or a 404 from routing) cannot pass for "got past the guard".
 _READ_ANSWERS = {
@@ -341,18 +348,14 @@ _READ_ANSWERS = {
 
 
 def _requests(app: FastAPI) -> list[tuple[str, str, str]]:
-    """(method, concrete URL path, route template) for every guarded route and method;
-    the rollout action route once per action."""
+    """(method, concrete URL path, route template) for every guarded route and method."""
     out = []
     for route in app.routes:
         if not isinstance(route, APIRoute) or OPEN_TAG in route.tags:
             continue
         for method in sorted(route.methods):
-            actions = _ACTIONS if "{action}" in route.path else [""]
-            for action in actions:
-                values = {**_SAMPLES, "action": action}
-                path = re.sub(r"\{(\w+)\}", lambda m, v=values: v[m[1]], route.path)
-                out.append((method, path, route.path))
+            path = re.sub(r"\{(\w+)\}", lambda m: _SAMPLES[m[1]], route.path)
+            out.append((method, path, route.path))
     return out
 
 
@@ -410,7 +413,7 @@ class TestEveryRouteIsGuarded:
             status, detail = _READ_ANSWERS[template]
             assert reply.status_code == status, (method, path, reply.text)
             if detail is not None:
-                assert reply.json() == {"detail": detail}, (method, path)
+                assert reply.json()["detail"] == detail, (method, path)
 
     def test_role_comes_before_the_body(self, served: Served) -> None:
         """Without the role, what the body is does not matter: broken JSON and a body

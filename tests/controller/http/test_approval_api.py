@@ -99,7 +99,7 @@ class TestRejectOverHttp:
         assert http.post(url, json={"reason": "no"}, headers=_as("deployer")).status_code == 403
         empty = http.post(url, json={}, headers=_as("alice"))
         assert empty.status_code == 422
-        assert "needs a reason" in empty.json()["detail"]
+        assert "body.reason" in empty.json()["detail"]
         done = http.post(url, json={"reason": "drift risk"}, headers=_as("alice"))
         assert done.status_code == 200, done.text
         assert done.json()["phase"] == "rolled_back"
