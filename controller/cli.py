@@ -76,14 +76,17 @@ def _load(path: Path) -> Config:
 def daemon(config: ConfigOpt = Path("config/daemon.yaml")) -> None:
     """Run the controller daemon: scheduler, routers and HTTP API."""
     from controller.runtime.daemon import run  # noqa: PLC0415 -- keep other commands quick to start
+    from controller.runtime.listen import ListenError  # noqa: PLC0415 -- ditto
     from controller.runtime.logging import configure  # noqa: PLC0415 -- ditto
 
     loaded = _load(config)
     configure()
     try:
         code = run(loaded)
-    except (TokenFileError, ConfigError) as exc:  # ConfigError: what the environment lacks
+    except (TokenFileError, ConfigError, ListenError) as exc:  # what this host lacks
         raise _fail(str(exc), 2) from None
+    except RegistryError as exc:  # an unusable or unreachable registry: one line, not READY
+        raise _fail(str(exc)) from None
     raise typer.Exit(code)
 
 

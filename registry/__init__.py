@@ -32,6 +32,7 @@ if TYPE_CHECKING:
         NotFound,
         RegistryError,
         StorageError,
+        UnusableDatabase,
         VersionNotFound,
     )
     from registry.experiments import track_experiment
@@ -52,6 +53,7 @@ _WHERE: dict[str, str] = {
     "Conflict": "registry.errors",
     "CustomRegistry": "registry.api",
     "DatabaseUnavailable": "registry.errors",
+    "UnusableDatabase": "registry.errors",
     "CorruptArtifact": "registry.errors",
     "DeprecatedModelWarning": "registry.errors",
     "IllegalTransition": "registry.errors",
@@ -124,6 +126,7 @@ __all__ = [
     "SemVer",
     "StorageError",
     "Transition",
+    "UnusableDatabase",
     "VersionNotFound",
     "track_experiment",
 ]

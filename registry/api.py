@@ -125,7 +125,10 @@ class ModelRegistry:
         self.artifacts: BlobStore = open_artifact_store(
             location, cache=self.home / "artifact-cache"
         )
-        self._store = Store(self.url, clock=clock or _utcnow, create=create)
+        # The home is this registry's own: its directory may be made for the database;
+        # a database URL elsewhere must name an existing directory.
+        own = self.home if self.url == default_url(self.home) else None
+        self._store = Store(self.url, clock=clock or _utcnow, create=create, own_dir=own)
         self._model_ids: dict[str, int] = {}  # committed model rows, for registration
         self._versions = reads.VersionLookup(self._store)  # the resolve cache
 

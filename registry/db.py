@@ -8,8 +8,12 @@ deferred so readers never queue behind the writer.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import sqlite3
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +22,10 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.script.revision import ResolutionError
+from alembic.util.exc import CommandError
 
-from registry.errors import DatabaseUnavailable, InvalidInput, NoRegistry
+from registry.errors import DatabaseUnavailable, InvalidInput, NoRegistry, UnusableDatabase
 
 BUSY_TIMEOUT_MS = 60_000
 _MIGRATIONS = Path(__file__).with_name("migrations")
@@ -49,19 +55,21 @@ def without_password(text: str) -> str:
     return re.sub(r"(^|[/@])([^:/@\s]*):[^@/\s]*@", r"\1\2:***@", text)
 
 
-def make_engine(url: str, *, create: bool = True) -> sa.Engine:
+def make_engine(url: str, *, create: bool = True, own_dir: Path | None = None) -> sa.Engine:
     """An engine for ``url`` with the project's connection settings.
 
     ``create=False`` (a read): a SQLite file that does not exist is ``NoRegistry``,
-    and neither it nor its directory is made. An unknown dialect or a driver that
-    is not installed is ``InvalidInput`` naming the URL and what to install."""
+    and neither it nor its directory is made. ``own_dir``: the one directory this
+    registry may create for its SQLite file (its home); a URL elsewhere must name an
+    existing directory. An unknown dialect or a driver that is not installed is
+    ``InvalidInput`` naming the URL and what to install."""
     try:
         parsed = sa.make_url(url)
     except sa.exc.ArgumentError as exc:
         raise InvalidInput(f"invalid database URL {without_password(url)!r}: {exc}") from None
     shown = parsed.render_as_string(hide_password=True)
     if parsed.get_backend_name() == "sqlite":
-        return _sqlite_engine(parsed, create=create)
+        return _sqlite_engine(parsed, create=create, own_dir=own_dir)
     try:
         return sa.create_engine(parsed, pool_pre_ping=True)
     except sa.exc.NoSuchModuleError:
@@ -76,7 +84,7 @@ def make_engine(url: str, *, create: bool = True) -> sa.Engine:
         ) from None
 
 
-def _sqlite_engine(url: sa.URL, *, create: bool) -> sa.Engine:
+def _sqlite_engine(url: sa.URL, *, create: bool, own_dir: Path | None) -> sa.Engine:
     if url.database and url.database != ":memory:":
         path = Path(url.database)
         if not create and not path.is_file():
@@ -84,8 +92,13 @@ def _sqlite_engine(url: sa.URL, *, create: bool) -> sa.Engine:
                 f"no registry database at {path} (nothing was created; registering a "
                 "model makes one, or point --home/--db at an existing registry)"
             )
-        if create:
+        if create and own_dir is not None and path.parent == own_dir:
             path.parent.mkdir(parents=True, exist_ok=True)
+        elif create and not path.parent.is_dir():
+            raise DatabaseUnavailable(
+                f"cannot create database {path}: its directory {path.parent} does not exist "
+                "(modelreg creates only its own home; create the directory first)"
+            )
     engine = sa.create_engine(
         url,
         connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
@@ -126,10 +139,99 @@ def head_revision(script_location: Path = _MIGRATIONS) -> str:
     return head
 
 
-def unavailable(url: str | sa.URL, exc: sa.exc.DBAPIError) -> DatabaseUnavailable:
+RESTORE_HINT = "restore the registry from a backup (modelreg restore BACKUP)"
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_DAMAGED = ("file is not a database", "database disk image is malformed")
+
+
+def unavailable(
+    url: str | sa.URL, exc: sa.exc.DBAPIError
+) -> DatabaseUnavailable | UnusableDatabase:
     """A driver's connection failure as one line: the URL and the server's reason."""
     reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
+    if any(text in reason for text in _DAMAGED):
+        return UnusableDatabase(
+            f"{safe_url(url)} is damaged or not a database ({reason}): {RESTORE_HINT}"
+        )
     return DatabaseUnavailable(f"cannot open database {safe_url(url)}: {reason}")
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite URL; None for other databases and in-memory SQLite."""
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError:
+        return None
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
+def check_sqlite_file(path: Path) -> None:
+    """A file where a registry is expected is a SQLite database, or ``UnusableDatabase``
+    naming it: a registry file is never empty (it is created whole, see
+    ``create_sqlite``), so an empty or foreign file is refused, never adopted."""
+    try:
+        with path.open("rb") as file:
+            head = file.read(len(_SQLITE_MAGIC))
+    except OSError as exc:
+        raise DatabaseUnavailable(f"cannot read database {path}: {exc.strerror}") from None
+    if not head:
+        raise UnusableDatabase(
+            f"{path} is an empty file, not a modelreg registry: delete it to start a new "
+            f"registry there, or {RESTORE_HINT}"
+        )
+    if head != _SQLITE_MAGIC:
+        raise UnusableDatabase(
+            f"{path} is not a SQLite database (it begins {head[:8]!r}): point --home or --db "
+            f"at the registry, or {RESTORE_HINT}"
+        )
+
+
+def check_ours(path: Path) -> None:
+    """A SQLite file with tables but none of modelreg's version tables is another
+    program's database: ``UnusableDatabase``. Read through a read-only connection
+    without the registry's settings, so a foreign or damaged file is left as it was
+    (not even switched to WAL)."""
+    try:
+        with contextlib.closing(
+            sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        ) as conn:
+            tables = [
+                row[0]
+                for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            ]
+    except sqlite3.DatabaseError as exc:
+        raise UnusableDatabase(
+            f"sqlite:///{path} is damaged or not a database ({exc}): {RESTORE_HINT}"
+        ) from None
+    if not any(str(name).endswith("alembic_version") for name in tables):
+        shown = ", ".join(sorted(str(name) for name in tables)[:5])
+        what = f"another program's database (tables {shown})" if tables else "an empty database"
+        raise UnusableDatabase(
+            f"sqlite:///{path} is {what}, not a modelreg registry: point --home or --db at "
+            f"the registry, or {RESTORE_HINT}"
+        )
+
+
+def create_sqlite(path: Path, build: Callable[[sa.Engine], None]) -> None:
+    """Make a new SQLite registry at ``path`` whole: built (``build`` migrates it) in a
+    temporary file beside it and linked into place only if nothing is there yet, so
+    no process ever sees a half-made registry, and an empty file at ``path`` can only
+    be a foreign one. A process that loses the race uses the winner's."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.new")
+    engine = make_engine(f"sqlite:///{temporary}")
+    try:
+        build(engine)
+    finally:
+        engine.dispose()
+    try:
+        os.link(temporary, path)  # atomic; fails when the path exists
+    except FileExistsError:
+        pass
+    finally:
+        for leftover in (temporary, *(Path(f"{temporary}{s}") for s in ("-wal", "-shm"))):
+            leftover.unlink(missing_ok=True)
 
 
 def current_revision(engine: sa.Engine, *, version_table: str = "alembic_version") -> str | None:
@@ -153,12 +255,19 @@ def migrate(
     on SQLite and an advisory lock on PostgreSQL, so processes opening a fresh
     database at once apply each migration exactly once.
     """
-    at_head = revision == "head" and current_revision(
-        engine, version_table=version_table
-    ) == head_revision(script_location)
-    if at_head:
+    current = current_revision(engine, version_table=version_table)
+    if revision == "head" and current == head_revision(script_location):
         return
     cfg = _alembic_config(script_location)
+    if current is not None:
+        try:
+            ScriptDirectory.from_config(cfg).get_revision(current)
+        except (CommandError, ResolutionError):
+            raise UnusableDatabase(
+                f"{safe_url(engine.url)} was written by a newer modelreg (its schema revision "
+                f"{current} is unknown to this one): upgrade modelreg, or {RESTORE_HINT} "
+                "made by this version"
+            ) from None
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key})

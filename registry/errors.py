@@ -19,7 +19,8 @@ Every error names what was wrong; the CLI prints ``str(error)`` as its one line.
     ├── IntegrityError(RegistryError)
     │   └── CorruptArtifact          stored bytes no longer match their digest
     ├── StorageError(RegistryError)  the artifact store cannot be reached, read or written
-    └── DatabaseUnavailable(RegistryError) the database cannot be reached or opened
+    ├── DatabaseUnavailable(RegistryError) the database cannot be reached or opened
+    └── UnusableDatabase(RegistryError) empty, foreign, damaged or newer than this modelreg
 """
 
 from __future__ import annotations
@@ -119,3 +120,10 @@ class DatabaseUnavailable(RegistryError):
     """The registry's database could not be reached or opened: a refused connection,
     a wrong password, an unreadable file. The message names the URL (never its
     password) and the server's reason; nothing was written."""
+
+
+class UnusableDatabase(RegistryError):
+    """The file or database where a registry is expected is not one this modelreg can
+    use: empty, not a SQLite file, another program's database, damaged, or written by
+    a newer modelreg. The message names it, says what is wrong and what to do;
+    nothing was written to it."""

@@ -23,6 +23,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Generic, TypeVar, cast
 
 import sqlalchemy as sa
@@ -143,11 +144,19 @@ class _Job(Generic[T]):
 class Store:
     """One database: migrations on open, group-committed writes, snapshot reads."""
 
-    def __init__(self, url: str, *, clock: Clock, create: bool = True) -> None:
+    def __init__(
+        self, url: str, *, clock: Clock, create: bool = True, own_dir: Path | None = None
+    ) -> None:
         self.url = url
-        self.engine = db.make_engine(url, create=create)
+        path = db.sqlite_path(url)
+        if path is not None and path.exists():  # empty, foreign or damaged: left alone
+            db.check_sqlite_file(path)
+            db.check_ours(path)
+        self.engine = db.make_engine(url, create=create, own_dir=own_dir)
         self.clock = clock
         try:
+            if path is not None and create and not path.exists():
+                db.create_sqlite(path, db.migrate)  # whole, or not at all
             if not create and db.current_revision(self.engine) is None:
                 raise NoRegistry(
                     f"no registry in database {db.safe_url(url)} (nothing was created; "

@@ -66,7 +66,7 @@ from controller.config import Config, environment_problems, load_config
 from controller.errors import ConfigError, OptionError
 from controller.http.app import ApiDeps, create_app
 from controller.http.auth import TokenStore
-from controller.runtime import faults, ha, systemd
+from controller.runtime import faults, ha, listen, systemd
 from controller.runtime.heartbeat import Heartbeat, stale_after
 from controller.runtime.reloader import Reloader
 from controller.runtime.scheduler import RolloutScheduler
@@ -309,13 +309,17 @@ def run(config: Config, *, on_ready: Callable[[Daemon], Any] | None = None) -> i
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _stop)
-    daemon = Daemon.build(config)
-    host, _, port = config.server.listen.rpartition(":")
+    # The socket first: a taken port ends here (ListenError), before the database is
+    # opened, a job runs or readiness is announced.
+    sock = listen.bind(config.server.listen)
+    try:
+        daemon = Daemon.build(config)
+    except BaseException:
+        sock.close()
+        raise
     server = uvicorn.Server(
         uvicorn.Config(
             daemon.app,
-            host=host,
-            port=int(port),
             log_level="warning",
             access_log=False,
             lifespan="off",
@@ -346,7 +350,7 @@ def run(config: Config, *, on_ready: Callable[[Daemon], Any] | None = None) -> i
         name="notify", daemon=True,
     ).start()  # fmt: skip
     try:
-        server.run()
+        server.run(sockets=[sock])
     finally:
         done.set()
         # Stopping: a SIGHUP now reloads nothing, and must not write to the closed pipe.

@@ -5,7 +5,9 @@ Real subprocesses, a real PostgreSQL port that refuses connections."""
 
 from __future__ import annotations
 
+import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -116,12 +118,105 @@ def test_a_database_that_cannot_be_opened_is_one_line(
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_file_that_is_not_a_database_is_one_line(tmp_path: Path) -> None:
-    junk = tmp_path / "registry.db"
-    junk.write_bytes(b"not a database, just bytes " * 100)
-    line = one_line(modelreg(tmp_path, "--db", f"sqlite:///{junk}", "list"))
-    assert line.startswith(f"error: cannot open database sqlite:///{junk}: file is not a database")
-    assert junk.read_bytes() == b"not a database, just bytes " * 100  # untouched
+def _foreign(path: Path) -> None:
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY)")
+
+
+def _damaged(path: Path) -> None:
+    """A real registry with its first table pages overwritten: the header is intact."""
+    modelreg(path.parent, "--db", f"sqlite:///{path}", "register", "fraud", "--metadata", "{}")
+    data = bytearray(path.read_bytes())
+    data[4096:12288] = b"\xa5" * 8192
+    path.write_bytes(bytes(data))
+
+
+BROKEN = {
+    "not a database": (lambda p: p.write_bytes(b"not a database, just bytes " * 100),
+                       "is not a SQLite database"),
+    "empty": (lambda p: p.write_bytes(b""), "is an empty file, not a modelreg registry"),
+    "foreign": (_foreign, "is another program's database (tables orders)"),
+    "damaged": (_damaged, "is damaged or not a database"),
+}  # fmt: skip
+
+
+OPENINGS = [("list",), ("audit", "verify"), ("register", "fraud", "--metadata", "{}")]
+
+
+@pytest.mark.parametrize("args", OPENINGS, ids=" ".join)
+@pytest.mark.parametrize("kind", BROKEN)
+def test_a_broken_registry_file_is_one_line_and_left_alone(
+    tmp_path: Path, kind: str, args: tuple[str, ...]
+) -> None:
+    """Named (which file, what is wrong, what to do), exit 1, never adopted or written."""
+    made, expected = BROKEN[kind]
+    path = tmp_path / "registry.db"
+    made(path)  # type: ignore[no-untyped-call]
+    before = path.read_bytes()
+    result = modelreg(tmp_path, "--db", f"sqlite:///{path}", *args)
+    assert result.returncode == 1
+    line = one_line(result)
+    assert expected in line, line
+    assert str(path) in line
+    if kind != "damaged":
+        assert "modelreg restore" in line or "point --home or --db" in line
+    assert path.read_bytes() == before  # untouched
+
+
+def test_a_registry_from_a_newer_modelreg_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "registry.db"
+    assert modelreg(tmp_path, "--db", f"sqlite:///{path}", "register", "fraud",
+                    "--metadata", "{}").returncode == 0  # fmt: skip
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = 'f00dfeedbeef'")
+    for args in (("list",), ("register", "fraud", "--metadata", "{}")):
+        line = one_line(modelreg(tmp_path, "--db", f"sqlite:///{path}", *args))
+        assert "was written by a newer modelreg" in line, line
+        assert "f00dfeedbeef" in line
+
+
+def test_a_database_in_a_missing_directory_is_not_made(tmp_path: Path) -> None:
+    """Only the registry's own home is created; a --db elsewhere names an existing one."""
+    url = f"sqlite:///{tmp_path}/missing/dir/registry.db"
+    line = one_line(modelreg(tmp_path, "--db", url, "register", "fraud", "--metadata", "{}"))
+    assert "its directory" in line
+    assert "does not exist" in line
+    assert not (tmp_path / "missing").exists()
+    assert modelreg(tmp_path, "--home", str(tmp_path / "home" / "deep"), "register", "fraud",
+                    "--metadata", "{}").returncode == 0  # fmt: skip
+    assert (tmp_path / "home" / "deep" / "registry.db").is_file()
+
+
+def test_registries_created_at_once_are_one_registry(tmp_path: Path) -> None:
+    """A new registry file appears whole (built beside it, linked into place): processes
+    creating it at once all succeed, on one registry, and leave no temporary file."""
+    url = f"sqlite:///{tmp_path}/registry.db"
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "registry",
+                "--db",
+                url,
+                "register",
+                f"m{i}",
+                "--metadata",
+                "{}",
+            ],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(4)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    listed = modelreg(tmp_path, "--db", url, "list", "--json")
+    assert sorted(m["name"] for m in json.loads(listed.stdout)) == ["m0", "m1", "m2", "m3"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".registry.db")) == []
 
 
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:
