@@ -28,9 +28,10 @@ from rich.table import Table
 
 from controller.config import Config, environment_problems, load_config
 from controller.config_advice import direction_warnings, margin_warnings, typical_values
+from controller.config_paths import path_problems, registry_file_problems
 from controller.core.phases import Event
 from controller.errors import ConfigError, ControllerError
-from controller.http.auth import TokenFileError
+from controller.http.auth import TokenFileError, TokenStore
 from controller.policy_cli import policy_app
 from registry.cli import app, current_actor, run_app
 from registry.errors import RegistryError
@@ -105,6 +106,15 @@ def config_check(
     ``--json``: one object, ``{"file", "ok", "errors", "warnings", "models"}``."""
     try:
         loaded = load_config(file)
+        if loaded.server.tokens_file:  # what the daemon loads, checked as it would be
+            try:
+                TokenStore.load(loaded.server.tokens_file)
+            except TokenFileError as exc:
+                raise ConfigError(f"{file}: server.tokens_file: {exc}") from None
+        paths = path_problems(loaded)
+        wrong = [p.line for p in paths if not p.here] + registry_file_problems(loaded)
+        if wrong:
+            raise ConfigError(wrong[0], wrong)
     except ConfigError as exc:
         if as_json:
             typer.echo(json.dumps({"file": str(file), "ok": False, "errors": exc.problems,
@@ -116,7 +126,7 @@ def config_check(
     now = datetime.now(UTC)
     warnings = [
         f"{problem} (here; the daemon refuses to start without it)"
-        for problem in environment_problems(loaded)
+        for problem in [*environment_problems(loaded), *(p.line for p in paths if p.here)]
     ]
     warnings += direction_warnings(loaded)
     warnings += margin_warnings(loaded, typical_values(loaded, now=now))

@@ -177,6 +177,11 @@ class TokenStore:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise TokenFileError(f"{path}: cannot read tokens file: {exc.strerror}") from exc
+        except UnicodeDecodeError as exc:
+            raise TokenFileError(
+                f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at {exc.start}): "
+                "a tokens file is YAML"
+            ) from None
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
@@ -196,6 +201,7 @@ class TokenStore:
             raise TokenFileError(f"{source}: 'tokens' must be a list")
         entries: list[TokenEntry] = []
         seen: dict[bytes, str] = {}
+        named: dict[str, str] = {}
         for index, raw in enumerate(raw_entries):
             key = f"tokens[{index}]"
             entry = _parse_entry(raw, source=source, key=key)
@@ -203,7 +209,14 @@ class TokenStore:
                 raise TokenFileError(
                     f"{source}: {key}.hash: the same token hash is also at {seen[entry.digest]}"
                 )
+            if entry.identity in named:
+                # Audit trails and four-eyes checks name identities: one entry each.
+                raise TokenFileError(
+                    f"{source}: {key}.identity: {entry.identity!r} is also {named[entry.identity]}"
+                    "; one entry per identity (list all its roles there)"
+                )
             seen[entry.digest] = key
+            named[entry.identity] = key
             entries.append(entry)
         return cls(entries)
 

@@ -63,6 +63,7 @@ from controller.adapters.routers.http import HttpRouter
 from controller.adapters.routing import Router, build_router
 from controller.adapters.sources import build_sources, ingest_stores
 from controller.config import Config, environment_problems, load_config
+from controller.config_paths import path_problems
 from controller.errors import ConfigError, OptionError
 from controller.http.app import ApiDeps, create_app
 from controller.http.auth import TokenStore
@@ -130,8 +131,9 @@ class Daemon:
         metrics: CollectorRegistry | None = None,
     ) -> Daemon:
         # First, before anything is opened: what the environment lacks (an unset
-        # variable, an unreadable secret), the lines `config check` warns with.
-        missing = environment_problems(config)
+        # variable, an unreadable secret) and the paths it could not write, the lines
+        # `config check` prints.
+        missing = environment_problems(config) + [p.line for p in path_problems(config)]
         if missing:
             raise ConfigError(missing[0], missing)
         notifications = build_notifications(config)

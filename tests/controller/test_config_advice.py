@@ -94,7 +94,8 @@ class TestConfigCheck:
 class TestReadOnly:
     def test_an_existing_database_is_not_migrated_or_written(self, tmp_path: Path) -> None:
         """config check reads an existing registry file without migrating it: an empty
-        registry.db stays empty and no artifact directory appears."""
+        registry.db is named as no registry (exit 2), stays empty, and no artifact
+        directory appears."""
         cfg = make_config(tmp_path, tmp_path / "routes.json", f"sqlite:///{tmp_path}/ingest.db")
         home = Path(cfg.registry.home)
         home.mkdir(parents=True)
@@ -103,7 +104,8 @@ class TestReadOnly:
         file = tmp_path / "daemon.yaml"
         file.write_text(yaml.safe_dump(cfg.model_dump(mode="json", exclude={"source_file"})))
         result = CliRunner().invoke(app, ["config", "check", str(file)])
-        assert result.exit_code == 0, result.output
+        assert result.exit_code == 2, result.output
+        assert "registry.db is an empty file, not a modelreg registry" in result.stderr
         assert (home / "registry.db").stat().st_size == 0
         assert (tmp_path / "ingest.db").stat().st_size == 0
         assert sorted(p.name for p in home.iterdir()) == ["registry.db"]
