@@ -11,7 +11,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from registry.api import AuditRecord, CustomRegistry, ModelRegistry
+    from registry.api import AuditRecord, CustomRegistry, ModelRegistry, restore_registry
     from registry.compare import Comparison
     from registry.errors import (
         ApprovalRefused,
@@ -68,6 +68,7 @@ _WHERE: dict[str, str] = {
     "ModelMonitor": "registry.monitoring",
     "ModelNotFound": "registry.errors",
     "ModelRegistry": "registry.api",
+    "restore_registry": "registry.api",
     "ModelSummary": "registry.records",
     "ModelVersion": "registry.records",
     "NoRegistry": "registry.errors",
@@ -128,5 +129,6 @@ __all__ = [
     "Transition",
     "UnusableDatabase",
     "VersionNotFound",
+    "restore_registry",
     "track_experiment",
 ]

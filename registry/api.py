@@ -34,6 +34,7 @@ from registry.db import default_home, default_url
 from registry.ops import (
     approving,
     auditing,
+    backup,
     bumping,
     environments,
     garbage,
@@ -44,6 +45,7 @@ from registry.ops import (
     stage_moves,
 )
 from registry.ops.auditing import AuditRecord
+from registry.ops.backup import BackupReport, RestoreReport
 from registry.ops.garbage import GarbageReport
 from registry.ops.preparation import ARTIFACT_FILE, ARTIFACT_PICKLE, PICKLE_NAME
 from registry.records import ModelSummary, ModelVersion, Transition
@@ -57,9 +59,12 @@ __all__ = [
     "ARTIFACT_PICKLE",
     "PICKLE_NAME",
     "AuditRecord",
+    "BackupReport",
     "CustomRegistry",
     "GarbageReport",
     "ModelRegistry",
+    "RestoreReport",
+    "restore_registry",
 ]
 
 
@@ -625,6 +630,12 @@ class ModelRegistry:
             actor=names.actor(actor) if actor else self.actor,
         )
 
+    def backup(self, dest: str | Path) -> BackupReport:
+        """Write a consistent backup to the new directory ``dest`` while writers go on:
+        the database, every referenced artifact (verified) and a manifest of digests
+        (``registry.ops.backup``). ``restore_registry`` puts it back."""
+        return backup.backup(self._store, self.artifacts, Path(dest))
+
     # -- environments -------------------------------------------------------------
 
     def open_environment(self, environment: str) -> ModelRegistry:
@@ -691,3 +702,24 @@ class CustomRegistry(ModelRegistry):
             artifact_uri=storage_uri,
         )
         self.storage_uri = storage_uri
+
+
+def restore_registry(
+    src: str | Path,
+    *,
+    home: str | Path | None = None,
+    url: str | None = None,
+    artifact_uri: str | Path | None = None,
+    force: bool = False,
+) -> RestoreReport:
+    """Replace the registry at ``url`` (default: the one in ``home``) with the backup
+    ``src`` and put its artifacts back, after verifying all of it. The registry is not
+    opened first: it may be the damaged one this restores. Refuses to replace a
+    registry with a longer audit trail than the backup's unless ``force``."""
+    root = Path(home) if home is not None else default_home()
+    target = url or default_url(root)
+    if url is None:
+        root.mkdir(parents=True, exist_ok=True)  # the registry's own home
+    location = artifact_location(artifact_uri) if artifact_uri is not None else root / "artifacts"
+    store = open_artifact_store(location, cache=root / "artifact-cache")
+    return backup.restore(Path(src), url=target, artifacts=store, force=force)

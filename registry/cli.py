@@ -29,7 +29,7 @@ from rich.table import Table
 from rich.text import Text
 
 from registry import names
-from registry.api import ModelRegistry, default_actor
+from registry.api import ModelRegistry, default_actor, restore_registry
 from registry.approvals import validate_policy
 from registry.auto_rollback import Setting, parse_duration
 from registry.db import safe_url, without_password
@@ -896,6 +896,52 @@ def gc(
         markup=False,
         highlight=False,
     )
+
+
+@app.command()
+def backup(
+    dest: Annotated[Path, typer.Argument(help="A new directory for the backup.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Back up the registry while it runs: the database (a consistent snapshot), every
+    artifact a version references (verified) and a manifest of their digests."""
+    report = _run(lambda r: r.backup(dest), read=True)
+    if as_json:
+        _emit_json(report.to_dict())
+        return
+    size = report.artifact_bytes / 1e6
+    out.print(f"backed up {report.database} to {report.path}: {report.audit_events} audit "
+              f"events, {report.artifacts} artifacts ({size:.1f} MB)", markup=False,
+              highlight=False)  # fmt: skip
+
+
+@app.command()
+def restore(
+    src: Annotated[Path, typer.Argument(help="A directory written by modelreg backup.")],
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace a registry with changes the backup lacks.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Replace the registry with a backup, after verifying every file in it; refuses a
+    registry with a longer audit trail than the backup's without --force. Stop the
+    daemon first: a registry in use is refused."""
+    if state.mlflow:
+        raise _fail_line("restore replaces a modelreg database; with --mlflow, restore MLflow's")
+    try:
+        report = restore_registry(src, home=state.home, url=state.url,
+                                  artifact_uri=state.artifacts, force=force)  # fmt: skip
+    except (RegistryError, ValueError, OSError) as exc:
+        if state.debug:
+            raise
+        raise _fail_line(str(exc)) from None
+    if as_json:
+        _emit_json(report.to_dict())
+        return
+    out.print(f"restored {report.database} from {report.path}: {report.audit_events} audit "
+              f"events, {report.artifacts_restored} artifacts put back, "
+              f"{report.artifacts_present} already there", markup=False,
+              highlight=False)  # fmt: skip
 
 
 @docs_app.command("sync")

@@ -234,6 +234,16 @@ def create_sqlite(path: Path, build: Callable[[sa.Engine], None]) -> None:
             leftover.unlink(missing_ok=True)
 
 
+def known_revision(revision: str, script_location: Path = _MIGRATIONS) -> bool:
+    """Whether ``revision`` is in this modelreg's migration history (a newer modelreg's
+    is not)."""
+    try:
+        ScriptDirectory.from_config(_alembic_config(script_location)).get_revision(revision)
+    except (CommandError, ResolutionError):
+        return False
+    return True
+
+
 def current_revision(engine: sa.Engine, *, version_table: str = "alembic_version") -> str | None:
     with engine.connect().execution_options(**{READ_ONLY: True}) as conn:
         context = MigrationContext.configure(conn, opts={"version_table": version_table})
@@ -259,15 +269,12 @@ def migrate(
     if revision == "head" and current == head_revision(script_location):
         return
     cfg = _alembic_config(script_location)
-    if current is not None:
-        try:
-            ScriptDirectory.from_config(cfg).get_revision(current)
-        except (CommandError, ResolutionError):
-            raise UnusableDatabase(
-                f"{safe_url(engine.url)} was written by a newer modelreg (its schema revision "
-                f"{current} is unknown to this one): upgrade modelreg, or {RESTORE_HINT} "
-                "made by this version"
-            ) from None
+    if current is not None and not known_revision(current, script_location):
+        raise UnusableDatabase(
+            f"{safe_url(engine.url)} was written by a newer modelreg (its schema revision "
+            f"{current} is unknown to this one): upgrade modelreg, or {RESTORE_HINT} "
+            "made by this version"
+        )
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key})
