@@ -31,6 +31,7 @@ from registry.artifacts import BlobStore, Progress, open_artifact_store
 from registry.audit import ChainBreak
 from registry.compare import Comparison
 from registry.db import default_home, default_url
+from registry.limits import DEFAULT_LIMITS, InputLimits
 from registry.ops import (
     approving,
     auditing,
@@ -103,6 +104,7 @@ class ModelRegistry:
         environments: Mapping[str, str] | None = None,
         artifact_uri: str | Path | None = None,
         create: bool = True,
+        limits: InputLimits | None = None,
     ) -> None:
         # ``create=False``: to read. A registry that is not there is ``NoRegistry``, and
         # neither its home, its database nor its artifact folders are made looking.
@@ -119,6 +121,8 @@ class ModelRegistry:
         self.actor = names.actor(actor) if actor is not None else default_actor()
         self.increment = increment
         self.artifact_uri = artifact_uri
+        # Size and depth limits on metadata, signatures, tags, features (registry.limits).
+        self.limits = limits or DEFAULT_LIMITS
         if location is None:
             location = self.home / "artifacts"
         elif environment:  # each environment keeps its own blobs, as its own database
@@ -216,6 +220,7 @@ class ModelRegistry:
             actor=actor,
             default_actor=self.actor,
             default_increment=self.increment,
+            limits=self.limits,
         )
 
     def version_model(
@@ -325,6 +330,7 @@ class ModelRegistry:
             version=version,
             actor=actor,
             default_actor=self.actor,
+            limits=self.limits,
         )
         self._invalidate()
         return result
@@ -561,8 +567,9 @@ class ModelRegistry:
     ) -> lineage.Node:
         """Declare a node such as ``data:v2024-02`` or ``feature-engineering:v2``."""
         return provenance.add_lineage_node(
-            self._store, ref, attrs=attrs, actor=actor, default_actor=self.actor
-        )
+            self._store, ref, attrs=attrs, actor=actor, default_actor=self.actor,
+            limits=self.limits,
+        )  # fmt: skip
 
     def add_lineage_edge(
         self, src: str, dst: str, relation: str = "derived", *, actor: str | None = None
@@ -648,6 +655,7 @@ class ModelRegistry:
             environment=environment,
             environments=self.environments,
             artifact_uri=self.artifact_uri,
+            limits=self.limits,
         )
 
     def promote_to(

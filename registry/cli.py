@@ -36,6 +36,7 @@ from registry.db import safe_url, without_password
 from registry.docs import sync_docs
 from registry.errors import InvalidInput, RegistryError
 from registry.experiments import list_experiments
+from registry.limits import DEFAULT_LIMITS
 from registry.mlflow_import import import_from_mlflow, plan_import, summary
 from registry.mlflow_registry import MLflowRegistry
 from registry.mlflow_rest import MLflowClient
@@ -170,10 +171,16 @@ def _load_mapping(value: str | None, what: str) -> dict[str, Any] | None:
         if not path.is_file():
             raise typer.BadParameter(f"{what}: {value!r} is neither JSON nor an existing file")
         text = path.read_text()
+    if len(text) > DEFAULT_LIMITS.metadata_bytes * 4:  # parsing it would be the cost
+        raise _fail_line(f"{what} is {len(text)} bytes, over what any limit allows")
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise typer.BadParameter(f"{what}: not valid JSON/YAML: {exc}") from None
+    except RecursionError:
+        raise _fail_line(
+            f"{what} is nested deeper than {DEFAULT_LIMITS.depth} levels (the limit)"
+        ) from None
     if not isinstance(data, dict):
         raise typer.BadParameter(f"{what}: expected a mapping")
     return data

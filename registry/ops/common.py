@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from registry import queries
 from registry.errors import InvalidInput, VersionNotFound
+from registry.limits import DEFAULT_LIMITS, InputLimits, check_depth, check_encoded_size
 from registry.schema import versions_t
 from registry.versions import SemVer
 
@@ -37,7 +38,9 @@ def locate(conn: sa.Connection, name: str, number: SemVer) -> tuple[int, int, st
     return mid, int(row.id), str(row.stage)
 
 
-def check_signature(signature: object) -> dict[str, Any] | None:
+def check_signature(
+    signature: object, limits: InputLimits = DEFAULT_LIMITS
+) -> dict[str, Any] | None:
     if signature is None:
         return None
     if not isinstance(signature, Mapping):
@@ -53,16 +56,23 @@ def check_signature(signature: object) -> dict[str, Any] | None:
         ):
             raise InvalidInput(f"signature {part} must map field names to type names (str)")
         out[part] = dict(fields)
+    check_encoded_size(out, "the signature", limits.signature_bytes)
     return out
 
 
-def check_metadata(metadata: object) -> dict[str, Any]:
+def check_metadata(
+    metadata: object, limits: InputLimits = DEFAULT_LIMITS, what: str = "metadata"
+) -> dict[str, Any]:
     if metadata is None:
         return {}
     if not isinstance(metadata, Mapping):
-        raise InvalidInput("metadata must be a mapping")
+        raise InvalidInput(f"{what} must be a mapping")
+    check_depth(metadata, what, limits.depth)  # before json.dumps, which recurses
     try:
         # Round-trip so what we store is exactly what JSON can hold.
-        return dict(json.loads(json.dumps(dict(metadata), allow_nan=False)))
+        encoded = check_encoded_size(dict(metadata), what, limits.metadata_bytes)
+        return dict(json.loads(encoded))
     except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"metadata is not JSON-serialisable: {exc}") from None
+        if isinstance(exc, InvalidInput):
+            raise
+        raise InvalidInput(f"{what} is not JSON-serialisable: {exc}") from None

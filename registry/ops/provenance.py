@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from registry import lineage, names, queries, schema
 from registry.errors import InvalidInput, NotFound
+from registry.limits import DEFAULT_LIMITS, InputLimits
 from registry.ops.common import check_metadata, locate
 from registry.records import ModelVersion
 from registry.schema import versions_t
@@ -40,10 +41,11 @@ def add_lineage_node(
     attrs: Mapping[str, Any] | None,
     actor: str | None,
     default_actor: str,
+    limits: InputLimits = DEFAULT_LIMITS,
 ) -> lineage.Node:
     kind, key = lineage.parse_ref(ref)
     who = names.actor(actor) if actor else default_actor
-    extra = check_metadata(attrs)
+    extra = check_metadata(attrs, limits, "lineage attributes")
 
     def op(tx: Tx) -> lineage.Node:
         lineage.ensure_node(

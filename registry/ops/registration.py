@@ -28,6 +28,7 @@ from registry.errors import (
     InvalidInput,
     VersionNotFound,
 )
+from registry.limits import DEFAULT_LIMITS, InputLimits
 from registry.ops.common import check_metadata, check_signature
 from registry.ops.preparation import (
     PreparedFile,
@@ -68,6 +69,7 @@ def register_model(
     actor: str | None,
     default_actor: str,
     default_increment: str | None,
+    limits: InputLimits = DEFAULT_LIMITS,
 ) -> ModelVersion:
     """``ModelRegistry.register_model``; ``model_ids`` caches committed model rows."""
     names.model_name(name)
@@ -80,9 +82,11 @@ def register_model(
             from_stage=None,
             to_stage=stage,
         )
-    meta = check_metadata(metadata)
-    feats = _check_features(features if features is not None else meta.get("features"))
-    sig = check_signature(signature)
+    meta = check_metadata(metadata, limits)
+    feats = _check_features(features if features is not None else meta.get("features"), limits)
+    sig = check_signature(signature, limits)
+    if tags is not None and len(tags) > limits.tags:
+        raise InvalidInput(f"{len(tags)} tags, over the limit of {limits.tags}")
     tag_list = [names.tag(t) for t in (tags or ())]
     who = names.actor(actor) if actor else default_actor
     owner_name = owner or meta.get("owner") or who
@@ -366,14 +370,18 @@ def _check_explicit_bump(name: str, number: SemVer, parent: SemVer, report: Chan
         )
 
 
-def _check_features(features: object) -> list[str] | None:
+def _check_features(features: object, limits: InputLimits) -> list[str] | None:
     if features is None:
         return None
     if isinstance(features, str) or not isinstance(features, Sequence):
         raise InvalidInput("features must be a list of feature names")
     out = list(features)
-    if not all(isinstance(f, str) and f for f in out):
-        raise InvalidInput("features must be non-empty strings")
+    if len(out) > limits.features:
+        raise InvalidInput(f"{len(out)} features, over the limit of {limits.features}")
+    if not all(isinstance(f, str) and 0 < len(f) <= limits.feature_name for f in out):
+        raise InvalidInput(
+            f"features must be non-empty strings of at most {limits.feature_name} characters"
+        )
     if len(set(out)) != len(out):
         dupes = sorted({f for f in out if out.count(f) > 1})
         raise InvalidInput(f"features contain duplicates: {', '.join(dupes)}")

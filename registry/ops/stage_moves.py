@@ -25,6 +25,7 @@ from registry.errors import (
     VersionNotFound,
 )
 from registry.instants import parse_instant
+from registry.limits import DEFAULT_LIMITS, InputLimits
 from registry.ops.common import check_signature, locate
 from registry.records import ModelVersion
 from registry.schema import deprecations_t, files_t, transitions_t, versions_t
@@ -172,6 +173,7 @@ def set_model_signature(
     version: str | SemVer | None,
     actor: str | None,
     default_actor: str,
+    limits: InputLimits = DEFAULT_LIMITS,
 ) -> ModelVersion:
     """``ModelRegistry.set_model_signature``: the registration's bump rule applies."""
     if version is None:
@@ -179,7 +181,7 @@ def set_model_signature(
     else:
         name, number = model, SemVer.parse(version)
     names.model_name(name)
-    sig = check_signature({"inputs": inputs, "outputs": outputs or {}})
+    sig = check_signature({"inputs": inputs, "outputs": outputs or {}}, limits)
     assert sig is not None
     who = names.actor(actor) if actor else default_actor
 
