@@ -1,12 +1,15 @@
 """Every file and directory a config makes the daemon write, checked before it starts.
 
-The daemon creates directories only inside its own home (``registry.home``): the
-registry's database and artifacts live there by default, and a router's file or an
-ingest database placed under it is created with it. Anywhere else, the directory must
-exist and be writable, or the daemon refuses to start with the line ``config check``
-prints. A directory that is there but not writable by whoever runs the check is a
-``here`` problem (``PathProblem.here``): ``config check`` warns, since the daemon may
-run as another user; the daemon refuses.
+A database is never put in a directory the daemon would have to create outside its
+own home (``registry.home``): the registry's and an ingest source's SQLite file must
+be in the home or in a directory that exists, or the daemon refuses to start with the
+line ``config check`` prints (a typo in a URL does not make ``/nonexistent/dir``). A
+router's output (the file router's file, nginx's include directory) is the router's
+own: it is created where the config says, and a failure there is the router's, shown
+by ``/readyz`` and retried. A directory that is there but not writable by whoever runs
+the check, or a file where a directory should be, is a ``here`` problem
+(``PathProblem.here``): ``config check`` warns, since the daemon may run as another
+user or the path may be fixed before it starts; the daemon refuses it for databases.
 
 ``registry_file_problems`` reads an existing registry database the way the registry
 would open it, so ``config check`` names an empty, foreign or damaged file before the
@@ -28,11 +31,13 @@ __all__ = ["PathProblem", "path_problems", "registry_file_problems"]
 
 @dataclass(frozen=True, slots=True)
 class PathProblem:
-    """One path the daemon could not use; ``here``: true of this user on this host
-    only (a directory it cannot write), not of the config itself."""
+    """One path the daemon could not use. ``here``: true of this user on this host only
+    (a directory it cannot write), not of the config itself. ``database``: a database's
+    directory, which the daemon refuses to start without (a router's output is retried)."""
 
     line: str
     here: bool = False
+    database: bool = False
 
 
 def path_problems(config: Config) -> list[PathProblem]:
@@ -42,32 +47,38 @@ def path_problems(config: Config) -> list[PathProblem]:
     home = Path(config.registry.home).resolve()
     problems: list[PathProblem] = []
 
-    def writable(key: str, directory: Path) -> None:
+    def writable(key: str, directory: Path, *, database: bool) -> None:
         directory = directory.resolve()
         if directory.is_dir():
             if not os.access(directory, os.W_OK | os.X_OK):
                 line = f"{where}: {key}: directory {directory} is not writable"
-                problems.append(PathProblem(line, here=True))
-        elif not directory.is_relative_to(home):
+                problems.append(PathProblem(line, here=True, database=database))
+        elif directory.exists():
+            line = f"{where}: {key}: {directory} is not a directory"
+            problems.append(PathProblem(line, here=True, database=database))
+        elif database and not directory.is_relative_to(home):
             problems.append(PathProblem(
-                f"{where}: {key}: directory {directory} does not exist (the daemon creates "
-                f"directories only in its home, {home}; create it first)"
+                f"{where}: {key}: directory {directory} does not exist (the daemon makes a "
+                f"database's directory only in its home, {home}; create it first)",
+                database=True,
             ))  # fmt: skip
 
     registry_db = db.sqlite_path(config.registry_url())
     if registry_db is not None:
-        writable("registry.url", registry_db.parent)
+        writable("registry.url", registry_db.parent, database=True)
     for name, source in config.sources.items():
         url = getattr(source.options, "url", None) if source.kind == "ingest" else None
         ingest_db = db.sqlite_path(url) if isinstance(url, str) else None
         if ingest_db is not None:
-            writable(f"sources.{name}.options.url", ingest_db.parent)
+            writable(f"sources.{name}.options.url", ingest_db.parent, database=True)
     for name, router in config.routers.items():
         options = router.options
         if router.kind == "file":
-            writable(f"routers.{name}.options.path", Path(options.path).parent)  # type: ignore[attr-defined]
+            path = Path(options.path).parent  # type: ignore[attr-defined]
+            writable(f"routers.{name}.options.path", path, database=False)
         elif router.kind == "nginx":
-            writable(f"routers.{name}.options.include_dir", Path(options.include_dir))  # type: ignore[attr-defined]
+            path = Path(options.include_dir)  # type: ignore[attr-defined]
+            writable(f"routers.{name}.options.include_dir", path, database=False)
     return problems
 
 

@@ -133,7 +133,8 @@ class Daemon:
         # First, before anything is opened: what the environment lacks (an unset
         # variable, an unreadable secret) and the paths it could not write, the lines
         # `config check` prints.
-        missing = environment_problems(config) + [p.line for p in path_problems(config)]
+        databases = [p.line for p in path_problems(config) if p.database]
+        missing = environment_problems(config) + databases
         if missing:
             raise ConfigError(missing[0], missing)
         notifications = build_notifications(config)
