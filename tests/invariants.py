@@ -6,6 +6,10 @@ naming the model, version or rollout it is about (empty: all hold);
 ``assert_invariants(url, ...)`` fails the test with all of them. The checks, each
 also usable on its own with an open registry and store:
 
+- ``database_intact``: SQLite's ``PRAGMA integrity_check`` is ``ok`` and
+  ``foreign_key_check`` finds nothing (PostgreSQL enforces both itself).
+- ``artifacts_verify``: every artifact a version references is in the store and hashes
+  to its digest.
 - ``one_production_per_model``: at most one version of a model is in production.
 - ``audit_chain_verifies``: the registry's hash-chained audit log is intact
   (``ModelRegistry.verify_audit_chain``).
@@ -38,9 +42,11 @@ as the explain API's dicts.
 from __future__ import annotations
 
 import re
+import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,7 +59,7 @@ from controller.adapters.rollout_store import RolloutStore
 from controller.core.phases import Phase
 from controller.shell.actuator import Actuator
 from registry import ModelRegistry, NotFound
-from registry.db import make_engine
+from registry.db import make_engine, sqlite_path
 from serving.route import Route
 
 __all__ = [
@@ -86,10 +92,14 @@ def violations(
     """Every invariant on the database at ``url`` (registry ``home`` for artifacts); the
     router check runs when ``read_route`` is given, over ``models`` (default: every
     model of the registry)."""
+    damaged = database_intact(url)
+    if damaged:  # the other checks read through it: they would only repeat this
+        return damaged
     with ModelRegistry(url, home=home, actor="invariants") as registry:
         store = RolloutStore(make_engine(url))
         try:
-            found = one_production_per_model(registry)
+            found = artifacts_verify(registry)
+            found += one_production_per_model(registry)
             found += audit_chain_verifies(registry)
             found += stage_changes_audited(registry)
             found += promotions_have_passing_analysis(registry, store, actor=controller_actor)
@@ -114,6 +124,37 @@ def _models(registry: ModelRegistry) -> list[str]:
 
 
 # -- the registry --------------------------------------------------------------------
+
+
+def database_intact(url: str) -> list[str]:
+    """SQLite: ``PRAGMA integrity_check`` and ``foreign_key_check`` find nothing (read
+    with a plain connection: a damaged file may not open as a registry at all)."""
+    path = sqlite_path(url)
+    if path is None:
+        return []
+    try:
+        with closing(sqlite3.connect(path)) as conn:
+            integrity = [str(r[0]) for r in conn.execute("PRAGMA integrity_check")]
+            keys = list(conn.execute("PRAGMA foreign_key_check"))
+    except sqlite3.DatabaseError as exc:
+        return [f"database: {exc}"]
+    found = [] if integrity == ["ok"] else [f"database: integrity_check: {'; '.join(integrity)}"]
+    found += [f"database: foreign key broken: {tuple(row)}" for row in keys]
+    return found
+
+
+def artifacts_verify(registry: ModelRegistry) -> list[str]:
+    """Every version's artifact is stored and hashes to its digest."""
+    found = []
+    for model in registry.list_models():
+        for version in registry.list_versions(model.name):
+            if version.artifact_digest is None:
+                continue
+            try:
+                registry.artifacts.verify(version.artifact_digest)
+            except Exception as exc:
+                found.append(f"{model.name} {version.version}: artifact: {exc}")
+    return found
 
 
 def one_production_per_model(registry: ModelRegistry) -> list[str]:

@@ -3,6 +3,8 @@ sound database and names the model or rollout when its invariant is broken."""
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -159,3 +161,29 @@ def test_dropping_the_audit_table_rows_is_seen(home: Path) -> None:
     found = violations(_url(home), home=home)
     assert any(f.startswith("audit chain broken") for f in found), found
     assert any("1 in the history, 0 audit events" in f for f in found), found
+
+
+def test_a_bit_flip_in_a_stored_artifact_is_named(home: Path) -> None:
+    blob = next(p for p in (home / "artifacts").rglob("*") if p.is_file() and len(p.name) > 40)
+    data = bytearray(blob.read_bytes())
+    data[0] ^= 0x01
+    blob.chmod(0o644)
+    blob.write_bytes(bytes(data))
+    found = violations(_url(home), home=home)
+    assert any("artifact" in line for line in found), found
+
+
+def test_a_damaged_database_page_is_named(home: Path) -> None:
+    """A registry that still opens but whose pages are damaged: integrity_check says so."""
+    path = home / "registry.db"
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        (root,) = conn.execute(  # an index nothing here reads, so the registry still opens
+            "SELECT rootpage FROM sqlite_master WHERE name = 'ix_experiment_increment'"
+        ).fetchone()
+        page = conn.execute("PRAGMA page_size").fetchone()[0]
+    with path.open("r+b") as file:
+        file.seek((root - 1) * page)
+        file.write(b"\xff" * 8)  # not a b-tree page type
+    found = violations(_url(home), home=home)
+    assert any(line.startswith("database:") for line in found), found

@@ -53,6 +53,7 @@ import uvicorn
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Gauge
 
+from controller.adapters import faults
 from controller.adapters.alert_ledger import AlertLedger
 from controller.adapters.guard_store import GuardStore
 from controller.adapters.metrics import ControllerMetrics
@@ -67,7 +68,7 @@ from controller.config_paths import path_problems
 from controller.errors import ConfigError, OptionError
 from controller.http.app import ApiDeps, create_app
 from controller.http.auth import TokenStore
-from controller.runtime import faults, ha, listen, systemd
+from controller.runtime import ha, listen, systemd
 from controller.runtime.heartbeat import Heartbeat, stale_after
 from controller.runtime.reloader import Reloader
 from controller.runtime.scheduler import RolloutScheduler

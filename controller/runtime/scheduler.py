@@ -29,8 +29,8 @@ from apscheduler.jobstores.base import JobLookupError
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from controller.adapters import faults
 from controller.adapters.rollout_store import RolloutRecord
-from controller.runtime import faults
 from controller.runtime.heartbeat import Heartbeat
 from controller.shell import requests
 from controller.shell.controller import Controller

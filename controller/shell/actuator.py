@@ -30,6 +30,7 @@ from typing import Any
 
 import structlog
 
+from controller.adapters import faults
 from controller.adapters.metrics import ControllerMetrics, rollback_label
 from controller.adapters.notify import DecisionEvent, EventKind
 from controller.adapters.production_ledger import ProductionLedger
@@ -199,6 +200,7 @@ class Actuator:
             self.store.record_hold(record, decision, now=now, next_eval_at=next_eval)
             return
         intent = self.store.record_intent(record, decision, now=now, next_eval_at=next_eval)
+        faults.point("intent")  # a crash here: the intent is replayed on restart
         self.apply(self.store.get(record.id), intent)
 
     def apply(self, record: RolloutRecord, intent: Intent) -> None:
@@ -226,6 +228,7 @@ class Actuator:
             self.store.abandon(record.id, intent, now=self.clock(), reason=str(exc))
             self.notify_rollout(record, EventKind.FAILED, (str(exc),), None)
             return
+        faults.point("acted")  # a crash here: acted, not confirmed; the replay is a no-op
         self.store.confirm(record.id, intent, now=self.clock(), reason=reason)
         kind = _NOTIFIED.get(target)
         if kind is not None and target is not record.phase:

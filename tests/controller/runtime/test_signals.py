@@ -2,7 +2,7 @@
 
 Real SIGHUP/SIGTERM, a real datagram socket as NOTIFY_SOCKET, real SQLite. Where a
 test needs the daemon slow or stuck at a known point it sets the test fault
-injection variable (``controller.runtime.faults``); every wait is bounded.
+injection variable (``controller.adapters.faults``); every wait is bounded.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ import httpx
 import pytest
 import yaml
 
+from controller.adapters import faults
 from controller.config import load_config
-from controller.runtime import faults
 from controller.runtime.daemon import Daemon
 from monitors.testing import wait_until
 from serving.route import read_table

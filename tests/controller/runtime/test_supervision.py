@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.runtime import faults
+from controller.adapters import faults
 from controller.runtime.heartbeat import Heartbeat, stale_after
 from controller.runtime.reloader import Reloader
 from monitors.testing import wait_until

@@ -1,24 +1,29 @@
-"""Test fault injection: make the daemon slow or stuck at named points, from the environment.
+"""Failpoints: make the daemon slow, stuck or dead at named points, from the environment.
 
-For tests of the daemon as a real subprocess only (signals, watchdog, shutdown);
-never set it in production. ``MODELREG_TEST_FAULTS`` holds ``;``-separated
+For tests of the daemon as a real subprocess only (signals, watchdog, shutdown, crash
+recovery); never set it in production. ``MODELREG_TEST_FAULTS`` holds ``;``-separated
 ``point=action:argument`` entries::
 
-    MODELREG_TEST_FAULTS="tick=sleep:1.5;watch=block_while:/tmp/t/wedge;reload=sleep:0.5"
+    MODELREG_TEST_FAULTS="tick=sleep:1.5;watch=block_while:/tmp/t/wedge;acted=kill:2"
 
 Actions: ``sleep:<seconds>`` sleeps each time the point is reached;
 ``block_while:<file>`` blocks while that file exists (a test wedges the loop by
-creating it and releases it by deleting it). Points: ``tick`` (a rollout job,
-before its evaluation), ``watch`` (the reconcile loop's watcher job, after its
-heartbeat), ``reload`` (a SIGHUP reload, after it started) and ``start`` (the
-daemon's startup, before its first reconcile). Unset, ``point``
-costs one dictionary lookup; set, each fault logs ``test_fault`` as it starts.
+creating it and releases it by deleting it); ``kill:<n>`` SIGKILLs the process the
+n-th time the point is reached (a crash at exactly that instant). Points: ``tick`` (a
+rollout job, before its evaluation), ``watch`` (the reconcile loop's watcher job, after
+its heartbeat), ``reload`` (a SIGHUP reload, after it started), ``start`` (the daemon's
+startup, before its first reconcile), and the actuator's two crash windows:
+``intent`` (a decision's intent is committed, nothing done yet) and ``acted`` (routes
+pushed and the registry moved, the intent not yet confirmed). They live in the one
+actuator (``controller.shell.actuator``), where every effect goes through. Unset,
+``point`` costs one dictionary lookup; set, each fault logs ``test_fault`` as it starts.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import signal
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -27,11 +32,12 @@ import structlog
 
 __all__ = ["ENV", "POINTS", "parse", "point"]
 
-log = structlog.get_logger("controller.runtime.faults")
+log = structlog.get_logger("controller.faults")
 
 ENV = "MODELREG_TEST_FAULTS"
-POINTS = frozenset({"tick", "watch", "reload", "start"})
-_ACTIONS = frozenset({"sleep", "block_while"})
+POINTS = frozenset({"tick", "watch", "reload", "start", "intent", "acted"})
+_ACTIONS = frozenset({"sleep", "block_while", "kill"})
+_hits: dict[str, int] = {}
 
 
 @functools.lru_cache(maxsize=8)
@@ -51,6 +57,8 @@ def parse(spec: str) -> Mapping[str, tuple[str, str]]:
                 float(argument)
             except ValueError:
                 raise ValueError(f"{ENV}: {entry!r}: sleep needs seconds") from None
+        if action == "kill" and not (argument.isdigit() and int(argument) >= 1):
+            raise ValueError(f"{ENV}: {entry!r}: kill needs the hit to die at (1, 2, ...)")
         faults[name] = (action, argument)
     return faults
 
@@ -64,6 +72,12 @@ def point(name: str, *, env: Mapping[str, str] = os.environ) -> None:
     if fault is None:
         return
     action, argument = fault
+    if action == "kill":
+        _hits[name] = _hits.get(name, 0) + 1
+        if _hits[name] == int(argument):
+            log.warning("test_fault", point=name, action=action, argument=argument)
+            os.kill(os.getpid(), signal.SIGKILL)
+        return
     log.warning("test_fault", point=name, action=action, argument=argument)
     if action == "sleep":
         time.sleep(float(argument))
