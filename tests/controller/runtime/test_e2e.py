@@ -6,116 +6,23 @@ Bounded in time: every wait polls with a timeout. Marked slow (run by ./dev test
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 import yaml
 
-from controller.demo import PROFILES, demo_config
 from monitors.testing import free_port, wait_until
-from registry import MLflowRegistry, ModelRegistry
+from registry import MLflowRegistry
 from serving.route import read_table
+from tests.controller.stack import Stack, build_stack
 from tests.mlflow_server import Raw
 
 pytestmark = pytest.mark.slow
-TERMINAL = ("promoted", "rolled_back", "aborted")
-
-
-@dataclass
-class Stack:
-    home: Path
-    url: str
-    config: Path
-    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-    files: list[Any] = field(default_factory=list)
-
-    def _log(self, name: str) -> Any:
-        handle = (self.home / name).open("ab")
-        self.files.append(handle)
-        return handle
-
-    def start_daemon(self, env: dict[str, str] | None = None) -> None:
-        log = self._log("daemon.log")
-        self.procs["daemon"] = subprocess.Popen(
-            [sys.executable, "-m", "controller", "daemon", "--config", str(self.config)],
-            stdout=log, stderr=log, env={**os.environ, **(env or {})},
-        )  # fmt: skip
-        assert wait_until(self._up, timeout=60), self.log_tail()
-
-    def _up(self) -> bool:
-        assert self.procs["daemon"].poll() is None, self.log_tail()
-        return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
-
-    def start_workload(self, *extra: str, http_routes: bool = False) -> None:
-        where = (["--routes-url", self.url] if http_routes
-                 else ["--routes", str(self.home / "routes.json")])  # fmt: skip
-        self.procs["workload"] = subprocess.Popen(
-            [sys.executable, "-m", "serving.workload", "--model", "fraud",
-             *where, "--ingest", self.url,
-             "--rate", "500", *[a for p in PROFILES for a in ("--version", p)], *extra],
-            stdout=subprocess.DEVNULL, stderr=self._log("workload.log"),
-        )  # fmt: skip
-
-    def register(self, version: str, stage: str = "staging") -> None:
-        with ModelRegistry(home=self.home, actor="e2e") as registry:
-            artifact = self.home / f"{version}.bin"
-            artifact.write_bytes(version.encode())
-            registry.register_model("fraud", str(artifact), version=version, stage="staging")
-            if stage == "production":
-                registry.promote_model("fraud", version, to_stage="production", reason="base")
-
-    def get(self, path: str, **params: Any) -> Any:
-        return httpx.get(f"{self.url}{path}", params=params, timeout=5).json()
-
-    def rollout(self, version: str) -> dict[str, Any] | None:
-        rows = self.get("/v1/rollouts", model="fraud")
-        return next((r for r in rows if r["treatment"] == version), None)
-
-    def wait_finished(self, version: str, timeout: float = 90) -> dict[str, Any]:
-        done: dict[str, Any] = {}
-
-        def finished() -> bool:
-            found = self.rollout(version)
-            if found and found["phase"] in TERMINAL:
-                done.update(found)
-                return True
-            return False
-
-        assert wait_until(finished, timeout=timeout, interval=0.5), self.log_tail()
-        return done
-
-    def log_tail(self) -> str:
-        return (self.home / "daemon.log").read_text()[-3000:]
-
-    def stop(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        for handle in self.files:
-            handle.close()
-
-
-def build_stack(tmp: Path, **policy: Any) -> Stack:
-    port = free_port()
-    data = demo_config(tmp, port)
-    data["models"]["fraud"].update(policy)
-    config = tmp / "daemon.yaml"
-    config.write_text(yaml.safe_dump(data))
-    return Stack(tmp, f"http://127.0.0.1:{port}", config)
 
 
 @pytest.fixture(scope="module")
