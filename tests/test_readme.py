@@ -11,9 +11,10 @@ bucket it names (reached through the usual ``AWS_*`` variables), the controller
 daemon section the daemon itself, on ``config/daemon.yaml`` with a free port.
 
 ``SECTIONS`` and ``RUN_ELSEWHERE`` must cover the README, so a new section with code
-in it fails here until it is listed. The blocks that are not code (the CLI synopsis,
-the layout) are checked for truth: every command and option the synopsis names
-exists, every command exists in it, and every directory the layout names is there.
+in it fails here until it is listed. The blocks that are not programs are checked for
+truth: every ``yaml`` block is a valid piece of the daemon's config, every command
+and option the CLI synopsis names exists (and every command is in it), and every
+directory the layout names is there.
 """
 
 from __future__ import annotations
@@ -29,8 +30,11 @@ from typing import Any
 
 import pytest
 import typer.main
+import yaml
 
 from controller.cli import app
+from controller.config import parse_config
+from controller.errors import ConfigError
 from monitors.testing import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -269,3 +273,40 @@ def test_every_extra_the_readme_installs_exists() -> None:
     named = re.findall(r"modelreg\[(\w+)\]", shell)
     assert named
     assert set(named) <= set(project["optional-dependencies"])
+
+
+def _yaml_blocks() -> list[tuple[int, str]]:
+    """Each ``yaml`` block (indented ones too, dedented) with its line number."""
+    text = README.read_text()
+    blocks = []
+    for block in re.finditer(r"^( *)```yaml\n(.*?)^ *```$", text, re.MULTILINE | re.DOTALL):
+        indent = len(block.group(1))
+        body = "\n".join(line[indent:] for line in block.group(2).splitlines())
+        blocks.append((text[: block.start()].count("\n") + 1, body))
+    return blocks
+
+
+@pytest.mark.parametrize(
+    ("line", "block"), _yaml_blocks(), ids=[f"line {n}" for n, _ in _yaml_blocks()]
+)
+def test_every_yaml_block_is_a_valid_piece_of_config(line: int, block: str) -> None:
+    """Config snippets are fragments of the daemon's config: each, put into
+    config/daemon.yaml in place of the sections it names, passes the daemon's own
+    validation (kinds, options, key names), with the policy's router and sources
+    switched to what the snippet defines."""
+    data = yaml.safe_load((ROOT / "config" / "daemon.yaml").read_text())
+    fragment = yaml.safe_load(block)
+    assert isinstance(fragment, dict), f"README line {line}: not a mapping"
+    data.update(fragment)
+    if "routers" in fragment:  # the example policy routes through a router the snippet names
+        for policy in data["models"].values():
+            policy["router"] = next(iter(fragment["routers"]))
+    if "sources" in fragment:
+        ingest = next((n for n, s in fragment["sources"].items() if s["kind"] == "ingest"), None)
+        for policy in data["models"].values():
+            for metric in policy["analysis"]["metrics"]:
+                metric["source"] = ingest
+    try:
+        parse_config(data, where=f"README.md:{line}", base=ROOT / "config")
+    except ConfigError as exc:
+        pytest.fail(f"README line {line}: {exc}")
