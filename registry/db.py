@@ -219,6 +219,7 @@ def create_sqlite(path: Path, build: Callable[[sa.Engine], None]) -> None:
     temporary file beside it and linked into place only if nothing is there yet, so
     no process ever sees a half-made registry, and an empty file at ``path`` can only
     be a foreign one. A process that loses the race uses the winner's."""
+    _remove_abandoned(path)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.new")
     engine = make_engine(f"sqlite:///{temporary}")
     try:
@@ -232,6 +233,20 @@ def create_sqlite(path: Path, build: Callable[[sa.Engine], None]) -> None:
     finally:
         for leftover in (temporary, *(Path(f"{temporary}{s}") for s in ("-wal", "-shm"))):
             leftover.unlink(missing_ok=True)
+
+
+def _remove_abandoned(path: Path) -> None:
+    """Temporary registries of processes that died building one (``create_sqlite``)."""
+    for leftover in path.parent.glob(f".{path.name}.*.new*"):
+        pid = leftover.name[len(path.name) + 2 :].split(".", 1)[0]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            leftover.unlink(missing_ok=True)
+        except PermissionError:
+            pass  # alive, another user's
 
 
 def known_revision(revision: str, script_location: Path = _MIGRATIONS) -> bool:
