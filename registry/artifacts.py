@@ -18,6 +18,7 @@ system as a path component except a source file it asks us to read.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import io
 import os
@@ -29,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from registry.errors import CorruptArtifact, InvalidInput, NotFound
+from registry.errors import CorruptArtifact, InvalidInput, NotFound, StorageError
 from registry.storage_uri import StorageUri
 
 CHUNK = 4 << 20
@@ -37,6 +38,10 @@ _DIGEST = re.compile(r"[0-9a-f]{64}")
 
 Progress = Callable[[int], None]
 """Called with the number of bytes just written."""
+
+
+# Errors of the disk the store writes to, named as the store's (``StorageError``).
+_DISK_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO})
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +174,20 @@ class ArtifactStore:
         return self.path_for(digest).is_file()
 
     def put_stream(self, source: BinaryIO, progress: Progress | None = None) -> StoredBlob:
-        """Store everything ``source`` yields; return its digest and size."""
+        """Store everything ``source`` yields; return its digest and size. A failing
+        disk (full, read-only, an I/O error) is ``StorageError`` naming this store; the
+        partial temp file is removed."""
+        try:
+            return self._put_stream(source, progress)
+        except OSError as exc:
+            if exc.errno not in _DISK_ERRORS:  # e.g. the source failing: not the store's
+                raise
+            raise StorageError(
+                f"cannot store the artifact in {self.root}: {exc.strerror or exc} (nothing "
+                "was registered)"
+            ) from exc
+
+    def _put_stream(self, source: BinaryIO, progress: Progress | None) -> StoredBlob:
         self._tmp.mkdir(parents=True, exist_ok=True)
         self._blobs.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=self._tmp, prefix="put-")

@@ -202,9 +202,12 @@ def check_ours(path: Path) -> None:
                 for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
             ]
     except sqlite3.DatabaseError as exc:
-        raise UnusableDatabase(
-            f"sqlite:///{path} is damaged or not a database ({exc}): {RESTORE_HINT}"
-        ) from None
+        if any(text in str(exc) for text in _DAMAGED):
+            raise UnusableDatabase(
+                f"sqlite:///{path} is damaged or not a database ({exc}): {RESTORE_HINT}"
+            ) from None
+        # Not the file's fault (a full disk, an I/O error, no permission): nothing to restore.
+        raise DatabaseUnavailable(f"cannot read database {path}: {exc}") from None
     if not any(str(name).endswith("alembic_version") for name in tables):
         shown = ", ".join(sorted(str(name) for name in tables)[:5])
         what = f"another program's database (tables {shown})" if tables else "an empty database"
