@@ -47,7 +47,7 @@ def test_registrations_killed_anywhere_leave_a_whole_registry(tmp_path: Path) ->
         artifact = tmp_path / f"model-{cycle}.bin"
         artifact.write_bytes(os.urandom(1 << 20) * 48)  # distinct per cycle, 48 MiB
         process = _register(home, artifact)
-        time.sleep(rng.uniform(0.05, 2.5))
+        time.sleep(rng.uniform(0.05, 1.2))
         if process.poll() is None:
             process.send_signal(signal.SIGKILL)
             killed += 1
@@ -55,7 +55,7 @@ def test_registrations_killed_anywhere_leave_a_whole_registry(tmp_path: Path) ->
             completed += process.returncode == 0
         process.wait(timeout=30)
         artifact.unlink()
-    assert killed >= 4, (killed, completed)  # the kills did land mid-registration
+    assert killed >= 3, (killed, completed)  # the kills did land mid-registration
     url = f"sqlite:///{home / 'registry.db'}"
     assert_invariants(url, home=home)
     with ModelRegistry(home=home, actor="faults") as registry:
