@@ -144,7 +144,8 @@ def copy_hashing(source: BinaryIO, fd: int, progress: Progress | None) -> tuple[
     return h.hexdigest(), size
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a directory's entries (a rename, a new file) durable."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -211,7 +212,7 @@ class ArtifactStore:
         final.parent.mkdir(exist_ok=True)
         os.chmod(tmp, 0o444)
         os.replace(tmp, final)
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
         return StoredBlob(digest, size, created=True)
 
     def put_file(self, path: Path, progress: Progress | None = None) -> StoredBlob:

@@ -39,7 +39,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from registry import db
-from registry.artifacts import BlobStore
+from registry.artifacts import BlobStore, copy_hashing, fsync_dir
 from registry.errors import IntegrityError, InvalidInput, RegistryError, UnusableDatabase
 from registry.store import Store
 
@@ -117,11 +117,11 @@ def backup(store: Store, artifacts: BlobStore, dest: Path) -> BackupReport:
             "artifacts": sizes,
         }
         _write_synced(work / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True).encode())
-        _fsync_dir(work)
+        fsync_dir(work)
         if dest.exists():
             dest.rmdir()
         work.rename(dest)
-        _fsync_dir(dest.parent)
+        fsync_dir(dest.parent)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
@@ -192,7 +192,7 @@ def _copy_artifacts(artifacts: BlobStore, digests: list[str], into: Path) -> dic
         if _copy_hashing(source, target) != digest:
             raise IntegrityError(f"artifact {digest} changed while it was copied from {source}")
         sizes[digest] = target.stat().st_size
-    _fsync_dir(into)
+    fsync_dir(into)
     return sizes
 
 
@@ -296,7 +296,7 @@ def _replace_sqlite(backup_file: Path, target: Path) -> None:
         for stale in ("-wal", "-shm"):  # the old file's journal must not meet the new one
             Path(f"{target}{stale}").unlink(missing_ok=True)
         os.replace(staged, target)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
     finally:
         staged.unlink(missing_ok=True)
 
@@ -356,14 +356,14 @@ def _sha256(path: Path) -> str:
 
 
 def _copy_hashing(source: Path, target: Path) -> str:
-    digest = hashlib.sha256()
-    with source.open("rb") as reader, target.open("wb") as writer:
-        while chunk := reader.read(_CHUNK):
-            digest.update(chunk)
-            writer.write(chunk)
-        writer.flush()
-        os.fsync(writer.fileno())
-    return digest.hexdigest()
+    """Copy ``source`` to ``target`` (fsynced), hashing as it goes: the store's copy."""
+    with source.open("rb", buffering=0) as reader:
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            digest, _ = copy_hashing(reader, fd, None)
+        finally:
+            os.close(fd)
+    return digest
 
 
 def _write_synced(path: Path, data: bytes) -> None:
@@ -376,11 +376,3 @@ def _write_synced(path: Path, data: bytes) -> None:
 def _fsync(path: Path) -> None:
     with path.open("rb") as file:
         os.fsync(file.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -53,13 +53,19 @@ def _invariants(stack: Stack) -> None:
                       read_route=read_route, settle=2)  # fmt: skip
 
 
-@pytest.mark.timeout(600)
-def test_pause_survives_a_crash_and_abort_while_down_sticks(tmp_path: Path) -> None:
+def _serving(tmp_path: Path) -> Stack:
+    """v1.0.0 in production, the daemon and the workload running, a short canary."""
     stack = build_stack(tmp_path, strategy={"kind": "canary", "steps": [10, 50, 100],
                                             "step_duration": 2})  # fmt: skip
     stack.register("1.0.0", "production")
     stack.start_daemon()
     stack.start_workload()
+    return stack
+
+
+@pytest.mark.timeout(600)
+def test_pause_survives_a_crash_and_abort_while_down_sticks(tmp_path: Path) -> None:
+    stack = _serving(tmp_path)
     try:
         stack.register("1.1.0")
         assert wait_until(lambda: stack.rollout("v1.1.0") is not None, timeout=30)
@@ -94,11 +100,7 @@ def test_pause_survives_a_crash_and_abort_while_down_sticks(tmp_path: Path) -> N
 
 @pytest.mark.timeout(600)
 def test_a_long_held_writer_lock_stalls_writes_not_the_daemon(tmp_path: Path) -> None:
-    stack = build_stack(tmp_path, strategy={"kind": "canary", "steps": [10, 50, 100],
-                                            "step_duration": 2})  # fmt: skip
-    stack.register("1.0.0", "production")
-    stack.start_daemon()
-    stack.start_workload()
+    stack = _serving(tmp_path)
     holder = None
     try:
         stack.register("1.1.0")
