@@ -14,7 +14,7 @@ from dataclasses import replace
 from controller.core.phases import TERMINAL, Phase
 from serving.route import Backend, Route
 
-__all__ = ["REVISIONS_PER_ROLLOUT", "production_route", "rebased", "route_for"]
+__all__ = ["REVISIONS_PER_ROLLOUT", "production_route", "rebased", "route_for", "split_of"]
 
 REVISIONS_PER_ROLLOUT = 1000
 
@@ -60,6 +60,18 @@ def production_route(
     return Route(
         model=model, backends=(replace(production, weight=100),), revision=revision, salt=salt
     )
+
+
+Split = tuple[tuple[tuple[str, int], ...], str]
+
+
+def split_of(route: Route | None) -> Split | None:
+    """What serving does with a route: the versions that take traffic, their weights
+    and the salt; not the revision or digests, and not versions at weight 0 (a router
+    may keep or drop those)."""
+    if route is None:
+        return None
+    return tuple((b.version, b.weight) for b in route.backends if b.weight > 0), route.salt
 
 
 def rebased(route: Route, held: Route | None) -> Route:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -47,7 +47,7 @@ from controller.core.production import (
     RollbackRequest,
     may_roll_back,
 )
-from controller.core.routes import production_route, rebased, route_for
+from controller.core.routes import production_route, rebased, route_for, split_of
 from registry import ApprovalRequired, ModelRegistry, NotFound, RegistryError, VersionNotFound
 from serving.route import Backend, Route
 
@@ -229,7 +229,9 @@ class Actuator:
             self.notify_rollout(record, EventKind.FAILED, (str(exc),), None)
             return
         faults.point("acted")  # a crash here: acted, not confirmed; the replay is a no-op
-        self.store.confirm(record.id, intent, now=self.clock(), reason=reason)
+        confirmed_at = self.clock()
+        self.store.confirm(record.id, _served_from(record, intent, confirmed_at),
+                           now=confirmed_at, reason=reason)  # fmt: skip
         kind = _NOTIFIED.get(target)
         if kind is not None and target is not record.phase:
             self.notify_rollout(record, kind, reasons, cause)
@@ -412,6 +414,11 @@ class Actuator:
         without ``read_url`` after a restart, the ``http`` router before its first
         route), and when a push reached serving but its answer was lost (the router
         still reads the previous route back).
+
+        A push is confirmed by reading the route back: a router that answers yes but
+        does not hold the route afterwards (it lies, or serving reverted it) fails
+        like one that answered no, so the intent is not confirmed and ``/readyz``
+        names the router until it holds what was pushed.
         """
         self._require_lock(route.model)
         found = self.router_for(route.model)
@@ -426,6 +433,7 @@ class Actuator:
             if held != route:
                 with self.store.fenced(route.model):  # several daemons: the owner's push, whole
                     router.set(route)
+                _confirm_held(name, router, route)
         except RouterError as exc:
             with self._failing_lock:
                 self._failing.setdefault(name, {})[route.model] = str(exc)
@@ -529,3 +537,32 @@ def _cause(numbers: Mapping[str, Any]) -> Cause | None:
     if value == Cause.OPERATOR and isinstance(actor, str) and actor.startswith("alert:"):
         return Cause.ALERT
     return Cause(value) if isinstance(value, str) and value in set(Cause) else None
+
+
+def _served_from(record: RolloutRecord, intent: Intent, confirmed_at: datetime) -> Intent:
+    """``intent`` with its new step starting when serving took the route, not when it
+    was decided: a push that failed for a while (a router down or lying, a crash before
+    the replay) must not count the old split's traffic as the new one's. The step's
+    window and dwell time start there, so the sample-ratio check compares units with
+    the split serving really had."""
+    state, before = intent.state, record.state
+    started = state.step_started_at
+    new_step = started != before.step_started_at or state.weight != before.weight
+    if not new_step or confirmed_at <= started:
+        return intent
+    return replace(intent, state=replace(state, step_started_at=confirmed_at))
+
+
+def _confirm_held(name: str, router: Router, route: Route) -> None:
+    """Raise ``RouterError`` unless ``router`` now serves ``route``'s split (one read)."""
+    held = router.read(route.model)
+    if split_of(held) != split_of(route):
+        holds = "nothing" if held is None else f"revision {held.revision} ({_weights(held)})"
+        raise RouterError(
+            f"router {name} took revision {route.revision} of {route.model}'s route "
+            f"({_weights(route)}) but holds {holds}"
+        )
+
+
+def _weights(route: Route) -> str:
+    return ", ".join(f"{b.version} {b.weight}%" for b in route.backends if b.weight > 0)

@@ -23,10 +23,10 @@ from controller.adapters.leases import Fenced
 from controller.adapters.rollout_store import RolloutRecord
 from controller.adapters.routing import RouterError
 from controller.core.guard import rolled_back_from_production
+from controller.core.routes import split_of
 from controller.errors import CannotStart, RolloutNotFound
 from registry import MLflowRegistry, NotFound, RegistryError
 from registry.mlflow_sync import sync_staging
-from serving.route import Route
 
 if TYPE_CHECKING:
     from controller.shell.controller import Controller
@@ -34,13 +34,6 @@ if TYPE_CHECKING:
 __all__ = ["reconcile_routers", "start_rollout", "watch_once"]
 
 log = structlog.get_logger("controller")
-
-
-def _shape(route: Route | None) -> tuple[tuple[tuple[str, int], ...], str] | None:
-    """What serving does with a route: versions, weights and salt (not the revision)."""
-    if route is None:
-        return None
-    return tuple((b.version, b.weight) for b in route.backends), route.salt
 
 
 def start_rollout(
@@ -181,7 +174,7 @@ def _settled_models(controller: Controller) -> set[str]:
             continue
         record = active.get(model)
         if record is not None:
-            want = _shape(controller.actuator.desired(model, record, None))
+            want = split_of(controller.actuator.desired(model, record, None))
         elif model in production:
             last = finished.get(model)
             want = (((production[model], 100),), f"{model}:{last.id}" if last else "")
@@ -192,7 +185,7 @@ def _settled_models(controller: Controller) -> set[str]:
             held = found[1].read(model)
         except RouterError:
             continue
-        if held is not None and _shape(held) == want:
+        if held is not None and split_of(held) == want:
             settled.add(model)
     return settled
 

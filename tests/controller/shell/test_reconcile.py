@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
 
 from controller.adapters.rollout_store import RolloutStore
+from controller.adapters.routers.file import FileRouter
 from controller.config import Config
 from controller.core.decide import Promote, RollBack, SetWeight
 from controller.core.phases import Event, Phase
@@ -18,12 +19,23 @@ from controller.errors import CannotStart
 from controller.shell.controller import Controller
 from monitors import IngestStore
 from registry import ModelRegistry
-from serving.route import read_table
+from serving.route import Route, read_table
 from tests.clock import Clock
 
 from ..support import config, file_controller, register, traffic
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+class Liar(FileRouter):
+    """A fake router (no real one can be made to lie on command): while ``lying``,
+    ``set`` answers as if it applied the route and keeps the file as it was."""
+
+    lying = True
+
+    def set(self, route: Route) -> None:
+        if not self.lying:
+            super().set(route)
 
 
 @dataclass
@@ -151,7 +163,10 @@ class TestReconcile:
 
     def test_router_failure_keeps_intent_and_repairs_once(self, world: World) -> None:
         """A router that cannot write leaves the intent; a restarted controller applies it
-        once, with the same step start time and no second decision."""
+        once, without a second decision. The step starts when serving took the route
+        (the repair), not when it was decided: the traffic before it was the old
+        split's, and counting it as the new one's would be a false sample-ratio
+        mismatch."""
         register(world.registry, world.tmp, "fraud", "v1.1.0", "staging")
         (rollout,) = world.controller.watch_once()
         world.routes.parent.parent.mkdir(parents=True, exist_ok=True)
@@ -170,11 +185,41 @@ class TestReconcile:
         record = world.store.get(rollout.id)
         assert record.intent is None
         assert record.phase is Phase.PROGRESSING
-        assert record.step_started_at == T0  # the decision's time, not the repair's
+        assert record.step_started_at == T0 + timedelta(seconds=3)  # the repair's time
         assert len(world.store.decisions(rollout.id)) == 1
         route = read_table(world.routes)["fraud"]
         assert route.weight_of("v1.1.0") == 50
         assert restarted.desired_route("fraud") == route
+
+    def test_a_router_that_does_not_hold_what_it_took_is_failing(self, world: World) -> None:
+        """A push is confirmed by reading the route back: a router that answers yes and
+        keeps its old route is failing like one that says no (the intent stays, the
+        router is named in router_errors), until it holds what was pushed."""
+        register(world.registry, world.tmp, "fraud", "v1.1.0", "staging")
+        assert world.controller.reconcile_routers() == {}
+        honest = world.controller.routers["table"]
+        assert isinstance(honest, FileRouter)
+        liar = Liar(path=world.routes)
+        world.controller.routers["table"] = liar
+        (rollout,) = world.controller.watch_once()
+        assert isinstance(world.controller.reconcile_once(rollout.id), SetWeight)
+        record = world.store.get(rollout.id)
+        assert record.intent is not None
+        assert record.phase is Phase.PENDING
+        error = world.controller.router_errors["table"]
+        assert "took revision" in error
+        assert "(v1.0.0 50%, v1.1.0 50%) but holds revision" in error
+        assert metric(world.metrics, "modelreg_controller_router_ready", router="table") == 0
+        assert world.controller.reconcile_routers() == {"table": error}  # still lying
+        liar.lying = False
+        world.clock.advance(2)
+        assert world.controller.reconcile_once(rollout.id) is None  # the repair
+        record = world.store.get(rollout.id)
+        assert record.intent is None
+        assert record.phase is Phase.PROGRESSING
+        assert record.step_started_at == T0 + timedelta(seconds=2)
+        assert world.controller.router_errors == {}
+        assert read_table(world.routes)["fraud"].weight_of("v1.1.0") == 50
 
     def test_reconcile_routers_from_database(self, world: World) -> None:
         """On start, a router missing the route (or holding another) gets the database's."""
