@@ -17,7 +17,8 @@ layer from importing the ones above it: runtime -> http -> shell -> adapters -> 
 - ``http/``: the API (``app``), the one role check (``access``), tokens (``auth``),
   body limits (``limits``).
 - ``runtime/``: the process: wiring (``daemon``), jobs (``scheduler``), SIGHUP
-  (``reloader``), ``heartbeat``, ``systemd``, JSON ``logging``, test ``faults``.
+  (``reloader``), ``heartbeat``, ``systemd``, JSON ``logging`` (test failpoints:
+  ``registry.faults``).
 - Outside the layers: ``config`` (the file's models), ``config_advice``, ``errors``,
   ``cli`` and ``policy_cli`` (the ``modelreg`` command), ``simulation`` (``policy
   simulate``) and ``demo`` (``./dev demo``). Serving-side code is the ``serving``

@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
+from registry import faults
 from registry.errors import CorruptArtifact, InvalidInput, NotFound, StorageError
 from registry.storage_uri import StorageUri
 
@@ -194,6 +195,7 @@ class ArtifactStore:
         fd, tmp_name = tempfile.mkstemp(dir=self._tmp, prefix="put-")
         tmp = Path(tmp_name)
         try:
+            faults.point("blob_write")  # tests: a disk error (EIO) as the bytes go down
             digest, size = copy_hashing(source, fd, progress)
         except BaseException:
             os.close(fd)
@@ -213,6 +215,7 @@ class ArtifactStore:
         os.chmod(tmp, 0o444)
         os.replace(tmp, final)
         fsync_dir(final.parent)
+        faults.point("blob_stored")  # tests: a crash with the blob stored, no version yet
         return StoredBlob(digest, size, created=True)
 
     def put_file(self, path: Path, progress: Progress | None = None) -> StoredBlob:

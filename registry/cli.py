@@ -7,12 +7,14 @@ shows the traceback instead.
 from __future__ import annotations
 
 import json
+import sqlite3
 import sys
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+import sqlalchemy as sa
 import typer
 import yaml
 from rich.console import Console
@@ -32,7 +34,7 @@ from registry import names
 from registry.api import ModelRegistry, default_actor, restore_registry
 from registry.approvals import validate_policy
 from registry.auto_rollback import Setting, parse_duration
-from registry.db import safe_url, without_password
+from registry.db import database_failed, safe_url, without_password
 from registry.docs import sync_docs
 from registry.errors import InvalidInput, RegistryError
 from registry.experiments import list_experiments
@@ -125,7 +127,12 @@ def _run(fn: Callable[[ModelRegistry], T], *, read: bool = False) -> T:
                 shown = f"MLflow {without_password(where)}, governance " if where else ""
                 err.print(f"registry: {shown}{safe_url(registry.url)}", markup=False,
                           highlight=False, soft_wrap=True)  # fmt: skip
-            return fn(registry)
+            try:
+                return fn(registry)
+            except (sa.exc.DBAPIError, sqlite3.Error) as exc:  # a disk error, a lock held too long
+                if state.debug:
+                    raise
+                raise _fail_line(database_failed(registry.url, exc)) from None
     except (RegistryError, ValueError, OSError) as exc:
         if state.debug:
             raise

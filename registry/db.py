@@ -156,6 +156,15 @@ def unavailable(
     return DatabaseUnavailable(f"cannot open database {safe_url(url)}: {reason}")
 
 
+def database_failed(url: str | sa.URL, exc: sa.exc.DBAPIError | sqlite3.Error) -> str:
+    """A database error during an operation as one line: the URL and the driver's
+    reason (``disk I/O error``, ``database or disk is full``, ``database is locked``);
+    a write that failed was rolled back whole."""
+    orig = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
+    reason = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+    return f"database {safe_url(url)} failed: {reason} (the operation was rolled back)"
+
+
 def sqlite_path(url: str) -> Path | None:
     """The file of a SQLite URL; None for other databases and in-memory SQLite."""
     try:

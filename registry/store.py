@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import errno
 import functools
 import sqlite3
 import threading
@@ -28,7 +29,7 @@ from typing import Any, Generic, TypeVar, cast
 
 import sqlalchemy as sa
 
-from registry import db
+from registry import db, faults
 from registry.audit import event_hash
 from registry.errors import NoRegistry, RegistryError
 from registry.fastsql import Cursor, Prepared
@@ -59,6 +60,19 @@ _FINISH: contextvars.ContextVar[Callable[[Tx, Any], Any] | None] = contextvars.C
 
 def _finish_with(op: Callable[[Tx], T], effect: Callable[[Tx, Any], Any], tx: Tx) -> T:
     return cast(T, effect(tx, op(tx)))
+
+
+def _commit_point(dialect: str) -> None:
+    """The ``commit`` failpoint; an injected disk error is raised as SQLite raises
+    one (``disk I/O error``, ``database or disk is full``), so it takes the path a
+    real one takes."""
+    try:
+        faults.point("commit")
+    except OSError as exc:
+        if dialect != "sqlite":
+            raise
+        text = "database or disk is full" if exc.errno == errno.ENOSPC else "disk I/O error"
+        raise sqlite3.OperationalError(text) from exc
 
 
 def _rollback_quietly(conn: sa.Connection, cur: Cursor) -> None:
@@ -283,6 +297,7 @@ class Store:
             self._run_jobs(batch, tx, cur)
             if tx._last_id != last_id:
                 cur.execute(_SET_HEAD, {"new_id": tx._last_id, "new_hash": tx._last_hash})
+            _commit_point(conn.dialect.name)
             if conn.in_transaction():
                 conn.commit()
             else:

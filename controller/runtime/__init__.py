@@ -1,3 +1,3 @@
 """The running process: wiring (``daemon``), jobs (``scheduler``), SIGHUP (``reloader``),
-liveness (``heartbeat``, ``systemd``), JSON logs (``logging``) and test fault points
-(``faults``)."""
+liveness (``heartbeat``, ``systemd``) and JSON logs (``logging``). Test fault points are
+``registry.faults``, shared with the registry's write path."""

@@ -53,7 +53,6 @@ import uvicorn
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Gauge
 
-from controller.adapters import faults
 from controller.adapters.alert_ledger import AlertLedger
 from controller.adapters.guard_store import GuardStore
 from controller.adapters.metrics import ControllerMetrics
@@ -75,7 +74,7 @@ from controller.runtime.scheduler import RolloutScheduler
 from controller.shell.controller import Clock, Controller
 from controller.shell.guard_pass import Guard
 from monitors import AlertIntake, IngestStore
-from registry import ModelRegistry
+from registry import ModelRegistry, faults
 
 __all__ = ["Daemon", "run"]
 

@@ -29,12 +29,12 @@ from apscheduler.jobstores.base import JobLookupError
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from controller.adapters import faults
 from controller.adapters.rollout_store import RolloutRecord
 from controller.runtime.heartbeat import Heartbeat
 from controller.shell import requests
 from controller.shell.controller import Controller
 from controller.shell.guard_pass import Guard
+from registry import faults
 
 __all__ = ["RolloutScheduler"]
 

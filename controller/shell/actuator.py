@@ -30,7 +30,6 @@ from typing import Any
 
 import structlog
 
-from controller.adapters import faults
 from controller.adapters.metrics import ControllerMetrics, rollback_label
 from controller.adapters.notify import DecisionEvent, EventKind
 from controller.adapters.production_ledger import ProductionLedger
@@ -48,7 +47,14 @@ from controller.core.production import (
     may_roll_back,
 )
 from controller.core.routes import production_route, rebased, route_for, split_of
-from registry import ApprovalRequired, ModelRegistry, NotFound, RegistryError, VersionNotFound
+from registry import (
+    ApprovalRequired,
+    ModelRegistry,
+    NotFound,
+    RegistryError,
+    VersionNotFound,
+    faults,
+)
 from serving.route import Backend, Route
 
 __all__ = ["Actuator", "Clock", "ProductionOutcome", "record_route"]

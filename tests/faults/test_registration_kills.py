@@ -29,8 +29,10 @@ pytestmark = [pytest.mark.faults, pytest.mark.slow]
 CYCLES = 12
 
 
-def _register(home: Path, artifact: Path) -> subprocess.Popen[bytes]:
+def _register(home: Path, artifact: Path, faults: str = "") -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MODELREG_")}
+    if faults:
+        env["MODELREG_TEST_FAULTS"] = faults
     return subprocess.Popen(
         [sys.executable, "-m", "registry", "--home", str(home), "register", "fraud",
          str(artifact), "--metadata", '{"owner": "faults"}'],
@@ -67,4 +69,32 @@ def test_registrations_killed_anywhere_leave_a_whole_registry(tmp_path: Path) ->
         last = tmp_path / "last.bin"
         last.write_bytes(b"after the crashes")
         registry.register_model("fraud", str(last))
+    assert_invariants(url, home=home)
+
+
+@pytest.mark.parametrize("point", ["blob_write", "blob_stored", "commit"])
+def test_a_registration_killed_at_each_write_point_leaves_a_whole_registry(
+    tmp_path: Path, point: str
+) -> None:
+    """Killed by failpoint at an exact instant of the write path: before the blob's
+    bytes, with the blob durable and no version, and just before the commit. The
+    version is never half there; a stored blob nobody references is what gc removes."""
+    home = tmp_path / "home"
+    first = tmp_path / "first.bin"
+    first.write_bytes(b"v1 weights")
+    assert _register(home, first).wait(timeout=60) == 0
+    artifact = tmp_path / "second.bin"
+    artifact.write_bytes(b"v2 weights, killed while registered")
+    process = _register(home, artifact, faults=f"{point}=kill:1")
+    assert process.wait(timeout=60) == -signal.SIGKILL
+    url = f"sqlite:///{home / 'registry.db'}"
+    assert_invariants(url, home=home)
+    with ModelRegistry(home=home, actor="faults") as registry:
+        assert [str(v.version) for v in registry.list_versions("fraud")] == ["v1.0.0"]
+        referenced = {v.artifact_digest for v in registry.list_versions("fraud")}
+        stored = set(registry.artifacts.digests())
+        assert len(stored - referenced) == (0 if point == "blob_write" else 1)
+        registry.collect_garbage(older_than=timedelta(0))
+        assert set(registry.artifacts.digests()) == referenced
+    assert _register(home, artifact).wait(timeout=60) == 0  # the same bytes, registered now
     assert_invariants(url, home=home)

@@ -2,7 +2,7 @@
 
 Real SIGHUP/SIGTERM, a real datagram socket as NOTIFY_SOCKET, real SQLite. Where a
 test needs the daemon slow or stuck at a known point it sets the test fault
-injection variable (``controller.adapters.faults``); every wait is bounded.
+injection variable (``registry.faults``); every wait is bounded.
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ import httpx
 import pytest
 import yaml
 
-from controller.adapters import faults
 from controller.config import load_config
 from controller.runtime.daemon import Daemon
 from monitors.testing import wait_until
+from registry import faults
 from serving.route import read_table
 
 from .test_e2e import Stack, build_stack

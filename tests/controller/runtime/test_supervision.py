@@ -3,16 +3,17 @@ watchdog heartbeat, and the test fault injection's parsing."""
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 from pathlib import Path
 
 import pytest
 
-from controller.adapters import faults
 from controller.runtime.heartbeat import Heartbeat, stale_after
 from controller.runtime.reloader import Reloader
 from monitors.testing import wait_until
+from registry import faults
 from tests.clock import Clock
 
 
@@ -144,3 +145,23 @@ class TestFaults:
         flag.unlink()
         assert done.wait(10)
         worker.join(10)
+
+    def test_error_raises_the_named_errno_and_error_while_only_while_the_file_exists(
+        self, tmp_path: Path
+    ) -> None:
+        """``error:ENOSPC`` raises that OSError at every hit; ``error_while`` raises EIO
+        only while its file exists; an unknown errno name is refused by name."""
+        env = {faults.ENV: "commit=error:ENOSPC"}
+        for _ in range(2):
+            with pytest.raises(OSError, match="No space left") as caught:
+                faults.point("commit", env=env)
+            assert caught.value.errno == errno.ENOSPC
+        flag = tmp_path / "failing"
+        env = {faults.ENV: f"blob_write=error_while:{flag}"}
+        faults.point("blob_write", env=env)  # no file: nothing
+        flag.touch()
+        with pytest.raises(OSError, match="Input/output error") as caught:
+            faults.point("blob_write", env=env)
+        assert caught.value.errno == errno.EIO
+        with pytest.raises(ValueError, match="error needs an errno name"):
+            faults.parse("commit=error:EWHATEVER")

@@ -1,26 +1,37 @@
-"""Failpoints: make the daemon slow, stuck or dead at named points, from the environment.
+"""Failpoints: make a process slow, stuck, dead or failing at named points, from the
+environment.
 
-For tests of the daemon as a real subprocess only (signals, watchdog, shutdown, crash
-recovery); never set it in production. ``MODELREG_TEST_FAULTS`` holds ``;``-separated
-``point=action:argument`` entries::
+For tests of real processes only (the daemon, the ``modelreg`` command): signals,
+watchdog, shutdown, crash recovery and disk errors; never set it in production.
+``MODELREG_TEST_FAULTS`` holds ``;``-separated ``point=action:argument`` entries::
 
     MODELREG_TEST_FAULTS="tick=sleep:1.5;watch=block_while:/tmp/t/wedge;acted=kill:2"
 
 Actions: ``sleep:<seconds>`` sleeps each time the point is reached;
 ``block_while:<file>`` blocks while that file exists (a test wedges the loop by
 creating it and releases it by deleting it); ``kill:<n>`` SIGKILLs the process the
-n-th time the point is reached (a crash at exactly that instant). Points: ``tick`` (a
-rollout job, before its evaluation), ``watch`` (the reconcile loop's watcher job, after
-its heartbeat), ``reload`` (a SIGHUP reload, after it started), ``start`` (the daemon's
-startup, before its first reconcile), and the actuator's two crash windows:
-``intent`` (a decision's intent is committed, nothing done yet) and ``acted`` (routes
-pushed and the registry moved, the intent not yet confirmed). They live in the one
-actuator (``controller.shell.actuator``), where every effect goes through. Unset,
-``point`` costs one dictionary lookup; set, each fault logs ``test_fault`` as it starts.
+n-th time the point is reached (a crash at exactly that instant); ``error:<ERRNO>``
+raises ``OSError`` with that errno (``EIO``, ``ENOSPC``, ...) every time, and
+``error_while:<file>`` raises an ``EIO`` ``OSError`` while that file exists: a disk
+failing under the one place writes go through.
+
+Points of the daemon: ``tick`` (a rollout job, before its evaluation), ``watch`` (the
+reconcile loop's watcher job, after its heartbeat), ``reload`` (a SIGHUP reload,
+after it started), ``start`` (startup, before the first reconcile), and the
+actuator's two crash windows: ``intent`` (a decision's intent is committed, nothing
+done yet) and ``acted`` (routes pushed and the registry moved, the intent not yet
+confirmed). Points of the registry, where its writes go through:
+``blob_write`` (the local artifact store, before an artifact's bytes are written),
+``blob_stored`` (the blob is durable, the version not yet committed) and ``commit``
+(``registry.store``, before a write transaction commits; an error there is raised
+as the database driver raises a disk error). The module lives in the registry, the
+lowest package with points, so the controller's points share it. Unset, ``point``
+costs one dictionary lookup; set, each fault logs ``test_fault`` as it starts.
 """
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import signal
@@ -32,11 +43,14 @@ import structlog
 
 __all__ = ["ENV", "POINTS", "parse", "point"]
 
-log = structlog.get_logger("controller.faults")
+log = structlog.get_logger("faults")
 
 ENV = "MODELREG_TEST_FAULTS"
-POINTS = frozenset({"tick", "watch", "reload", "start", "intent", "acted"})
-_ACTIONS = frozenset({"sleep", "block_while", "kill"})
+POINTS = frozenset({
+    "tick", "watch", "reload", "start", "intent", "acted",  # the daemon's
+    "blob_write", "blob_stored", "commit",  # the registry's writes
+})  # fmt: skip
+_ACTIONS = frozenset({"sleep", "block_while", "kill", "error", "error_while"})
 _hits: dict[str, int] = {}
 
 
@@ -59,6 +73,8 @@ def parse(spec: str) -> Mapping[str, tuple[str, str]]:
                 raise ValueError(f"{ENV}: {entry!r}: sleep needs seconds") from None
         if action == "kill" and not (argument.isdigit() and int(argument) >= 1):
             raise ValueError(f"{ENV}: {entry!r}: kill needs the hit to die at (1, 2, ...)")
+        if action == "error" and not isinstance(getattr(errno, argument, None), int):
+            raise ValueError(f"{ENV}: {entry!r}: error needs an errno name such as EIO")
         faults[name] = (action, argument)
     return faults
 
@@ -78,7 +94,12 @@ def point(name: str, *, env: Mapping[str, str] = os.environ) -> None:
             log.warning("test_fault", point=name, action=action, argument=argument)
             os.kill(os.getpid(), signal.SIGKILL)
         return
+    if action == "error_while" and not Path(argument).exists():
+        return
     log.warning("test_fault", point=name, action=action, argument=argument)
+    if action in ("error", "error_while"):
+        code = errno.EIO if action == "error_while" else int(getattr(errno, argument))
+        raise OSError(code, os.strerror(code), f"test fault at {name}")
     if action == "sleep":
         time.sleep(float(argument))
         return
