@@ -2,8 +2,10 @@
 
 ``decide`` judges approvals but cannot read the registry (``read_approvals``); the
 production rule needs to know when the current production version entered
-production (``production_entered_at``). ``open_registry`` opens the registry the
-config names: ours, or an MLflow tracking server (``registry.kind: mlflow``).
+production (``production_entered_at``); the shell refuses to promote a candidate
+whose stored artifact no longer verifies (``artifact_problem``). ``open_registry``
+opens the registry the config names: ours, or an MLflow tracking server
+(``registry.kind: mlflow``).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import sqlalchemy as sa
 
 from controller.config import Config
 from controller.core.state import Approvals
-from registry import MLflowRegistry, ModelRegistry, RegistryError
+from registry import CorruptArtifact, MLflowRegistry, ModelRegistry, NotFound, RegistryError
 
 __all__ = ["open_registry", "production_entered_at", "read_approvals"]
 
@@ -62,4 +64,23 @@ def production_entered_at(registry: ModelRegistry, model: str) -> datetime | Non
     for transition in reversed(registry.history(model)):
         if transition.to_stage == "production":
             return transition.at
+    return None
+
+
+def artifact_problem(registry: ModelRegistry, model: str, version: str) -> str | None:
+    """Why ``version``'s stored artifact cannot be served as registered (re-hashed:
+    a flipped bit, a truncated or missing blob), or None when it verifies or has no
+    artifact. A store that cannot be reached right now is not a problem of the
+    artifact: None, and the promotion goes on (serving verifies on load). An MLflow
+    front keeps artifacts in MLflow, with only a download cache here: not checked."""
+    if isinstance(registry, MLflowRegistry):
+        return None
+    try:
+        digest = registry.get_model_version(model, version).artifact_digest
+        if digest is not None:
+            registry.artifacts.verify(digest)
+    except (CorruptArtifact, NotFound) as exc:
+        return f"{model} {version}'s artifact: {exc}"
+    except RegistryError:
+        return None
     return None

@@ -37,6 +37,7 @@ class Cause(StrEnum):
     ALERT = "alert"  # an Alertmanager alert routed to a rollback, pause or abort
     GUARD = "guard"  # the production guard's trigger fired
     SUPERSEDED = "superseded"  # the registry moved the rollout's versions outside it
+    CORRUPT_ARTIFACT = "corrupt_artifact"  # the candidate's stored artifact fails its digest
 
     @property
     def on_evidence(self) -> bool:

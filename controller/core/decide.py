@@ -110,6 +110,7 @@ __all__ = [
     "analysed_steps",
     "decide",
     "operator",
+    "refuse_corrupt",
 ]
 
 
@@ -555,3 +556,14 @@ def operator(
     if event is Event.PAUSE:
         return Pause(Event.PAUSE, replace(state, phase=nxt_phase), (reason,), who, cause)
     return HoldUntil(Event.RESUME, replace(state, phase=nxt_phase), (reason,), who, cause)
+
+
+def refuse_corrupt(state: RolloutState, why: str, numbers: Mapping[str, Any]) -> RollBack:
+    """Roll back instead of promoting: the candidate's stored artifact no longer
+    matches the digest it was judged under (``why`` says how), so serving could not
+    load what was measured. ``numbers``: the promotion's evidence, kept for explain.
+    The shell checks this only when ``decide`` says promote (a re-hash of the
+    artifact is not free)."""
+    nxt = replace(state, phase=move(state.phase, Event.ROLLBACK), weight=0.0)
+    reason = f"not promoted: {why}"
+    return RollBack(Event.ROLLBACK, nxt, (reason,), numbers, Cause.CORRUPT_ARTIFACT)

@@ -8,7 +8,9 @@ Order of one tick, and why a crash between any two steps is repaired:
 2. **measure** both arms since the step started (after settling); source failures
    come back as error measurements (``controller.shell.measure``).
 3. **decide** (pure, ``controller.core.decide``). A hold changes nothing outside the
-   database: store it and the new counters in one transaction; done.
+   database: store it and the new counters in one transaction; done. A promotion
+   of a candidate whose stored artifact no longer verifies becomes a rollback
+   (``refuse_corrupt``, ``Cause.CORRUPT_ARTIFACT``).
 4. **record intent**: the decision row (not applied) and the target state, in one
    transaction, before touching anything outside.
 5. **act**: push the route to the router (same revision every time: a replay is
@@ -32,10 +34,11 @@ import structlog
 
 from controller.adapters.leases import Fenced
 from controller.adapters.notify import EventKind
+from controller.adapters.registry_gateway import artifact_problem
 from controller.adapters.rollout_store import RolloutRecord
 from controller.core.approvals import newly_overdue
 from controller.core.causes import Cause
-from controller.core.decide import Decision, decide, operator
+from controller.core.decide import Decision, Promote, decide, operator, refuse_corrupt
 from controller.core.phases import Event, Phase
 from controller.core.superseded import release, superseded
 from registry import NotFound
@@ -86,6 +89,10 @@ def _tick(controller: Controller, rollout_id: int, *, force: bool) -> Decision |
         controller.metrics.lag.observe(max(0.0, (now - record.next_eval_at).total_seconds()))
     observations = controller.measure(policy, record, now)
     decision = decide(policy, record.state, observations, now=now)
+    if isinstance(decision, Promote):  # only then: a re-hash of the artifact is not free
+        broken = artifact_problem(controller.registry, record.model, record.treatment)
+        if broken is not None:
+            decision = refuse_corrupt(record.state, broken, decision.numbers)
     if controller.metrics is not None:
         controller.metrics.evaluations.inc()
         controller.metrics.decisions.labels(decision.action).inc()

@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 from controller.adapters.rollout_store import RolloutStore
 from controller.adapters.routers.file import FileRouter
 from controller.config import Config
+from controller.core.causes import Cause
 from controller.core.decide import Promote, RollBack, SetWeight
 from controller.core.phases import Event, Phase
 from controller.errors import CannotStart
@@ -110,6 +111,40 @@ class TestReconcile:
         assert metric(world.metrics, "modelreg_controller_decisions_total", action="promote") == 1
         assert metric(world.metrics, "modelreg_controller_route_weight",
                       model="fraud", version="v1.1.0") == 100  # fmt: skip
+
+    def test_a_candidate_whose_artifact_no_longer_verifies_is_rolled_back(
+        self, world: World
+    ) -> None:
+        """The evidence says promote, but a bit of the candidate's stored artifact
+        flipped since it was registered: serving could not load what was measured, so
+        the rollout rolls back (typed cause), the candidate is archived and traffic
+        goes back to production."""
+        register(world.registry, world.tmp, "fraud", "v1.1.0", "staging")
+        (rollout,) = world.controller.watch_once()
+        world.controller.reconcile_once(rollout.id)
+        digest = world.registry.get_model_version("fraud", "v1.1.0").artifact_digest
+        assert digest is not None
+        blob = world.registry.artifacts.path_for(digest)
+        data = bytearray(blob.read_bytes())
+        data[len(data) // 2] ^= 0x01
+        blob.chmod(0o644)
+        blob.write_bytes(bytes(data))
+        world.clock.advance(6)
+        traffic(world.ingest, "fraud", world.clock(),
+                {"v1.0.0": (1500, 0.7, 0.01), "v1.1.0": (1500, 0.85, 0.01)})  # fmt: skip
+        decision = world.controller.reconcile_once(rollout.id)
+        assert isinstance(decision, RollBack), decision
+        assert decision.cause is Cause.CORRUPT_ARTIFACT
+        assert "v1.1.0's artifact" in decision.reason
+        assert "is corrupted" in decision.reason
+        assert decision.numbers["metrics"]["accuracy"]["p_value"] < 0.05  # the evidence kept
+        assert world.store.get(rollout.id).phase is Phase.ROLLED_BACK
+        assert world.registry.resolve("fraud").version.__str__() == "v1.0.0"
+        assert world.registry.get_model_version("fraud", "v1.1.0").stage == "archived"
+        route = read_table(world.routes)["fraud"]
+        assert [(b.version, b.weight) for b in route.backends if b.weight] == [("v1.0.0", 100)]
+        assert metric(world.metrics, "modelreg_controller_rollbacks_total",
+                      reason="corrupt_artifact") == 1  # fmt: skip
 
     def test_evidence_is_stored_and_survives_a_restart(self, world: World) -> None:
         """Each judged look stores its analysis state with the rollout; a restarted daemon
