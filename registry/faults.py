@@ -13,14 +13,17 @@ creating it and releases it by deleting it); ``kill:<n>`` SIGKILLs the process t
 n-th time the point is reached (a crash at exactly that instant); ``error:<ERRNO>``
 raises ``OSError`` with that errno (``EIO``, ``ENOSPC``, ...) every time, and
 ``error_while:<file>`` raises an ``EIO`` ``OSError`` while that file exists: a disk
-failing under the one place writes go through.
+failing under the one place writes go through. ``offset_from:<file>`` is for the
+``clock`` point only, read with ``offset()``: the seconds written in that file (none:
+0) are added to the daemon's clock, so a test can jump it forward and back.
 
 Points of the daemon: ``tick`` (a rollout job, before its evaluation), ``watch`` (the
 reconcile loop's watcher job, after its heartbeat), ``reload`` (a SIGHUP reload,
 after it started), ``start`` (startup, before the first reconcile), and the
 actuator's two crash windows: ``intent`` (a decision's intent is committed, nothing
 done yet) and ``acted`` (routes pushed and the registry moved, the intent not yet
-confirmed). Points of the registry, where its writes go through:
+confirmed), and ``clock`` (the clock the daemon hands to the controller, its
+stores and its registry). Points of the registry, where its writes go through:
 ``blob_write`` (the local artifact store, before an artifact's bytes are written),
 ``blob_stored`` (the blob is durable, the version not yet committed) and ``commit``
 (``registry.store``, before a write transaction commits; an error there is raised
@@ -41,16 +44,16 @@ from pathlib import Path
 
 import structlog
 
-__all__ = ["ENV", "POINTS", "parse", "point"]
+__all__ = ["ENV", "POINTS", "offset", "parse", "point"]
 
 log = structlog.get_logger("faults")
 
 ENV = "MODELREG_TEST_FAULTS"
 POINTS = frozenset({
-    "tick", "watch", "reload", "start", "intent", "acted",  # the daemon's
+    "tick", "watch", "reload", "start", "intent", "acted", "clock",  # the daemon's
     "blob_write", "blob_stored", "commit",  # the registry's writes
 })  # fmt: skip
-_ACTIONS = frozenset({"sleep", "block_while", "kill", "error", "error_while"})
+_ACTIONS = frozenset({"sleep", "block_while", "kill", "error", "error_while", "offset_from"})
 _hits: dict[str, int] = {}
 
 
@@ -75,6 +78,8 @@ def parse(spec: str) -> Mapping[str, tuple[str, str]]:
             raise ValueError(f"{ENV}: {entry!r}: kill needs the hit to die at (1, 2, ...)")
         if action == "error" and not isinstance(getattr(errno, argument, None), int):
             raise ValueError(f"{ENV}: {entry!r}: error needs an errno name such as EIO")
+        if (action == "offset_from") != (name == "clock"):
+            raise ValueError(f"{ENV}: {entry!r}: offset_from is the clock point's only action")
         faults[name] = (action, argument)
     return faults
 
@@ -106,3 +111,18 @@ def point(name: str, *, env: Mapping[str, str] = os.environ) -> None:
     flag = Path(argument)
     while flag.exists():
         time.sleep(0.05)
+
+
+def offset(name: str, *, env: Mapping[str, str] = os.environ) -> float:
+    """Seconds to add at ``name`` (an ``offset_from`` fault; 0 when unset, or when its
+    file is missing or not a number)."""
+    spec = env.get(ENV)
+    if not spec:
+        return 0.0
+    fault = parse(spec).get(name)
+    if fault is None:
+        return 0.0
+    try:
+        return float(Path(fault[1]).read_text(encoding="utf-8").strip() or 0)
+    except (OSError, ValueError):
+        return 0.0

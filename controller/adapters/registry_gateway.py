@@ -10,6 +10,7 @@ opens the registry the config names: ours, or an MLflow tracking server
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -23,8 +24,9 @@ __all__ = ["open_registry", "production_entered_at", "read_approvals"]
 ACTOR = "modelreg-controller"
 
 
-def open_registry(config: Config) -> ModelRegistry:
-    """The daemon's registry; on MLflow, its governance database holds the daemon's tables."""
+def open_registry(config: Config, clock: Callable[[], datetime] | None = None) -> ModelRegistry:
+    """The daemon's registry, on the daemon's clock (default: the system's); on MLflow,
+    its governance database holds the daemon's tables."""
     section = config.registry
     if section.kind == "mlflow":
         assert section.tracking_uri is not None  # the config's validator requires it
@@ -33,9 +35,14 @@ def open_registry(config: Config) -> ModelRegistry:
             governance=config.registry_url(),
             home=section.home,
             actor=ACTOR,
+            clock=clock,
         )
     return ModelRegistry(
-        config.registry_url(), home=section.home, actor=ACTOR, artifact_uri=section.artifacts
+        config.registry_url(),
+        home=section.home,
+        actor=ACTOR,
+        artifact_uri=section.artifacts,
+        clock=clock,
     )
 
 

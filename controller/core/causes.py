@@ -19,6 +19,7 @@ class Cause(StrEnum):
     RESTORED = "restored"  # the step's split back after a wait on the control
     # holding
     SETTLING = "settling"  # serving is still switching to the new split
+    CLOCK_STEPPED = "clock_stepped"  # the wall clock stepped: the step's window restarts
     COLLECTING = "collecting"  # fewer units than min_samples
     DWELLING = "dwelling"  # the step's (or fixed split's) duration is not over
     AWAITING_EVIDENCE = "awaiting_evidence"  # the last step waits for evidence to promote

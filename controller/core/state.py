@@ -65,3 +65,4 @@ class Observations:
     units: ArmPair | None = None
     approval_required: bool = False  # the registry guards production with approvals
     approvals: Approvals = field(default_factory=Approvals)
+    clock_stepped: float = 0.0  # seconds the wall clock stepped since the last look (0: none)

@@ -44,7 +44,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import Any
 
@@ -71,6 +71,7 @@ from controller.runtime import ha, listen, systemd
 from controller.runtime.heartbeat import Heartbeat, stale_after
 from controller.runtime.reloader import Reloader
 from controller.runtime.scheduler import RolloutScheduler
+from controller.shell.clock_steps import ClockSteps
 from controller.shell.controller import Clock, Controller
 from controller.shell.guard_pass import Guard
 from monitors import AlertIntake, IngestStore
@@ -82,7 +83,8 @@ log = structlog.get_logger("controller.runtime.daemon")
 
 
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    """The daemon's clock: the system's, shifted only by a test's ``clock`` fault."""
+    return datetime.now(UTC) + timedelta(seconds=faults.offset("clock"))
 
 
 def build_notifications(config: Config) -> Notifications | None:
@@ -138,7 +140,7 @@ class Daemon:
         if missing:
             raise ConfigError(missing[0], missing)
         notifications = build_notifications(config)
-        registry = open_registry(config)
+        registry = open_registry(config, clock)
         store = RolloutStore.open(registry.url)
         sources = build_sources(config)
         ingest = ingest_stores(sources)
@@ -154,6 +156,7 @@ class Daemon:
             routers=routers,
             clock=clock,
             metrics=ControllerMetrics(collector),
+            clock_steps=ClockSteps() if clock is utcnow else None,  # an injected one is a test's
         )
         if notifications is not None:
             controller.on_decision = notifications.post

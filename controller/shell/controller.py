@@ -28,6 +28,7 @@ from controller.core.state import Observations
 from controller.shell import tick, watch
 from controller.shell.actuator import Actuator, Clock
 from controller.shell.alerts import handle_alert
+from controller.shell.clock_steps import ClockSteps
 from controller.shell.measure import Measurer
 from controller.shell.membership import Membership
 from monitors import MetricSource
@@ -54,8 +55,11 @@ class Controller:
         clock: Clock,
         metrics: ControllerMetrics | None = None,
         actor: str = "modelreg-controller",
+        clock_steps: ClockSteps | None = None,
     ) -> None:
         self.config = config
+        # None: steps of the wall clock are not looked for (tests move an injected clock).
+        self.clock_steps = clock_steps
         self.registry = registry
         self.store = store
         self.clock = clock

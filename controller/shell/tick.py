@@ -27,6 +27,7 @@ injected clock; nothing here reads the wall clock.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -38,8 +39,16 @@ from controller.adapters.registry_gateway import artifact_problem
 from controller.adapters.rollout_store import RolloutRecord
 from controller.core.approvals import newly_overdue
 from controller.core.causes import Cause
-from controller.core.decide import Decision, Promote, decide, operator, refuse_corrupt
+from controller.core.decide import (
+    Decision,
+    Observations,
+    Promote,
+    decide,
+    operator,
+    refuse_corrupt,
+)
 from controller.core.phases import Event, Phase
+from controller.core.policy import PolicyConfig
 from controller.core.superseded import release, superseded
 from registry import NotFound
 
@@ -82,12 +91,13 @@ def _tick(controller: Controller, rollout_id: int, *, force: bool) -> Decision |
         return None
     now = controller.clock()
     interval = timedelta(seconds=policy.interval)
-    if not force and now < record.next_eval_at - interval / 2:  # not due (e.g. early replay)
-        return None
+    ahead = record.next_eval_at - now  # over two intervals: the clock went back, look now
+    if not force and now < record.next_eval_at - interval / 2 and ahead <= 2 * interval:
+        return None  # not due (e.g. an early replay)
     started = time.perf_counter()
     if controller.metrics is not None:
         controller.metrics.lag.observe(max(0.0, (now - record.next_eval_at).total_seconds()))
-    observations = controller.measure(policy, record, now)
+    observations = _observe(controller, policy, record, now)
     decision = decide(policy, record.state, observations, now=now)
     if isinstance(decision, Promote):  # only then: a re-hash of the artifact is not free
         broken = artifact_problem(controller.registry, record.model, record.treatment)
@@ -105,6 +115,16 @@ def _tick(controller: Controller, rollout_id: int, *, force: bool) -> Decision |
     if controller.metrics is not None:
         controller.metrics.evaluation_seconds.observe(time.perf_counter() - started)
     return decision
+
+
+def _observe(
+    controller: Controller, policy: PolicyConfig, record: RolloutRecord, now: datetime
+) -> Observations:
+    """The sources' measurements, and how far the wall clock stepped since the last look."""
+    observations = controller.measure(policy, record, now)
+    if controller.clock_steps is None:
+        return observations
+    return replace(observations, clock_stepped=controller.clock_steps.stepped(record.id, now))
 
 
 def _approval_wait(

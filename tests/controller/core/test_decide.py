@@ -179,6 +179,24 @@ class TestDecide:
         """Each row: the decision variant and the fields of the next state."""
         check_decision(pol, st, ob, now, kind, expect)
 
+    @pytest.mark.parametrize(
+        ("stepped", "now", "said"),
+        [(-600.0, LATE, "-600s"), (0.0, T0 - timedelta(seconds=90), "-90s"),
+         (600.0, LATE, "+600s")],
+    )  # fmt: skip
+    def test_a_clock_step_restarts_the_window_instead_of_judging(
+        self, stepped: float, now: datetime, said: str
+    ) -> None:
+        """The clock stepped since the last look (the shell saw it), or now is before the
+        step's start: better evidence does not advance, the step's window restarts now
+        with the phase, step and weight kept, under its own typed cause."""
+        st = state(step=1, weight=80.0)
+        decision = decide(policy(), st, replace(BETTER_80, clock_stepped=stepped), now=now)
+        assert isinstance(decision, HoldUntil)
+        assert decision.cause is Cause.CLOCK_STEPPED
+        assert said in decision.reason
+        assert decision.state == replace(st, step_started_at=now)
+
     def test_missing_data_never_promotes(self) -> None:
         """Better accuracy with one arm's error rate missing does not promote."""
         ob = replace(
