@@ -488,6 +488,8 @@ def load_config(path: str | Path) -> Config:
         ) from None
     try:
         data = yaml.safe_load(text)
+        return parse_config(data or {}, where=str(file), base=file.resolve().parent)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{file}: not valid YAML: {exc}") from None
-    return parse_config(data or {}, where=str(file), base=file.resolve().parent)
+    except RecursionError:  # reading, copying and validating recurse per level: [[[[...
+        raise ConfigError(f"{file}: nested too deeply to be a config") from None

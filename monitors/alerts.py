@@ -151,7 +151,25 @@ def _string_map(value: object, where: str) -> dict[str, str]:
         isinstance(k, str) and isinstance(v, str) for k, v in value.items()
     ):
         raise AlertPayloadError(f"{where} must be an object of strings")
+    for name, text in value.items():
+        _text(name, f"{where} (a name)")
+        _text(text, f"{where}[{name!r}]")
     return dict(value)
+
+
+def _text(value: str, where: str) -> str:
+    """``value`` if it is Unicode text a database can hold. JSON's ``\\ud800`` escapes
+    decode to lone surrogates, which no database column and no UTF-8 answer can hold,
+    and PostgreSQL refuses NUL in text: taken in, they failed the action or the answer
+    (a 5xx, which Alertmanager retries forever)."""
+    if "\x00" in value:
+        raise AlertPayloadError(f"{where}: a NUL character is not text")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        found = value[exc.start]
+        raise AlertPayloadError(f"{where}: {found!r} (a lone surrogate) is not text") from None
+    return value
 
 
 def _status(value: object, where: str) -> Literal["firing", "resolved"]:
@@ -172,6 +190,7 @@ def _alert(index: int, raw: object) -> AlertEvent:
     fingerprint = raw["fingerprint"]
     if not isinstance(fingerprint, str) or not fingerprint:
         raise AlertPayloadError(f"{where}.fingerprint must be a non-empty string")
+    _text(fingerprint, f"{where}.fingerprint")
     starts_at = _timestamp(raw["startsAt"], f"{where}.startsAt")
     ends_at = _timestamp(raw.get("endsAt", "0001-01-01T00:00:00Z"), f"{where}.endsAt")
     if starts_at is None:
@@ -200,7 +219,7 @@ def _timestamp(value: object, where: str) -> datetime | None:
 def _string(value: object, where: str) -> str:
     if not isinstance(value, str):
         raise AlertPayloadError(f"{where} must be a string, got {type(value).__name__}")
-    return value
+    return _text(value, where)
 
 
 def parse_webhook(body: bytes | str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> WebhookPayload:
@@ -214,6 +233,8 @@ def parse_webhook(body: bytes | str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> W
         data = json.loads(raw_bytes)
     except (ValueError, UnicodeDecodeError) as exc:
         raise AlertPayloadError(f"webhook body is not valid JSON: {exc}") from None
+    except RecursionError:  # the decoder recurses per level: [[[[... within the size limit
+        raise AlertPayloadError("webhook body is nested too deeply to be a notification") from None
     if not isinstance(data, dict):
         raise AlertPayloadError("webhook body must be a JSON object")
     if data.get("version") != "4":
@@ -225,6 +246,8 @@ def parse_webhook(body: bytes | str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> W
             raise AlertPayloadError(f"webhook payload lacks {key!r}")
     if not isinstance(data["receiver"], str) or not isinstance(data["groupKey"], str):
         raise AlertPayloadError("receiver and groupKey must be strings")
+    _text(data["receiver"], "receiver")
+    _text(data["groupKey"], "groupKey")
     if not isinstance(data["alerts"], list):
         raise AlertPayloadError("alerts must be a list")
     # Fields this intake does not use are still Alertmanager's: a wrong type means the

@@ -33,9 +33,10 @@ __all__ = [
 
 
 class Strict(BaseModel):
-    """Config sections: unknown keys are errors, values are frozen."""
+    """Config sections: unknown keys are errors, values are frozen, and numbers are finite
+    (YAML's ``.inf`` is no duration: a timer cannot be set to it)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class CanaryStrategy(Strict):

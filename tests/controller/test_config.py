@@ -184,6 +184,22 @@ class TestErrors:
         with pytest.raises(ConfigError, match=r"broken\.yaml: not valid YAML"):
             load_config(file)
 
+    @pytest.mark.parametrize("key", ["interval", "max_duration"])
+    def test_infinite_numbers_are_refused(self, tmp_path: Path, key: str) -> None:
+        """YAML's .inf is no duration: refused with its key, not half-applied later."""
+        data = _minimal()
+        data["models"]["fraud"][key] = float("inf")
+        message = _error(data, tmp_path)
+        assert f"models.fraud.{key}" in message
+        assert "finite number" in message
+
+    def test_nested_too_deeply(self, tmp_path: Path) -> None:
+        """[[[[... is one line, not a RecursionError."""
+        file = tmp_path / "deep.yaml"
+        file.write_text("models: " + "[" * 5000 + "]" * 5000 + "\n")
+        with pytest.raises(ConfigError, match=r"deep\.yaml: nested too deeply to be a config"):
+            load_config(file)
+
     def test_missing_file(self, tmp_path: Path) -> None:
         """A missing file is a ConfigError, not a traceback."""
         with pytest.raises(ConfigError, match="cannot read"):

@@ -114,6 +114,10 @@ class TestParse:
             (payload(alert() | {"startsAt": 5}), r"startsAt must be an RFC 3339 string"),
             (payload(alert() | {"generatorURL": {}}), r"generatorURL must be a string"),
             (payload(alert() | {"endsAt": "9999-12-31T23:00:00-05:00"}), "out of range"),
+            (payload(alert(fingerprint="\ud800")), r"fingerprint: '\\ud800' \(a lone surrogate\)"),
+            (payload(alert(model="fr\x00ud")), r"labels\['model'\]: a NUL character is not text"),
+            (payload(alert(), group_key="\udfff"), "groupKey: .* is not text"),
+            (b"[" * 50_000 + b"]" * 50_000, "nested too deeply to be a notification"),
         ],
     )
     def test_malformed(self, body: bytes, match: str) -> None:
