@@ -7,7 +7,18 @@ naming the model, version or rollout it is about (empty: all hold);
 also usable on its own with an open registry and store:
 
 - ``database_intact``: SQLite's ``PRAGMA integrity_check`` is ``ok`` and
-  ``foreign_key_check`` finds nothing (PostgreSQL enforces both itself).
+  ``foreign_key_check`` finds nothing. On PostgreSQL, consistency queries over every
+  table and index of the schema the URL's connections use (``current_schema()``, as
+  the ``options=-csearch_path=...`` of the test URLs sets it): every index is valid,
+  ready and live in ``pg_index`` (a failed ``CREATE INDEX CONCURRENTLY`` leaves one
+  that is not); every B-tree index passes ``amcheck``'s ``bt_index_check`` with
+  ``heapallindexed`` (its structure is sound and every row is in it: the extension is
+  created, in ``public``, when missing, and its absence from the server is itself a
+  violation); no row of any foreign key's table lacks its parent row (rows written
+  with ``session_replication_role = replica``, or before a ``NOT VALID`` constraint,
+  were never checked); no constraint is ``NOT VALID`` and no foreign key has its
+  triggers disabled. Nothing names a table: whatever schema the registry, the
+  controller and their migrations made is checked.
 - ``artifacts_verify``: every artifact a version references is in the store and hashes
   to its digest.
 - ``one_production_per_model``: at most one version of a model is in production.
@@ -53,6 +64,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from controller.adapters.rollout_records import DecisionRecord
 from controller.adapters.rollout_store import RolloutStore
@@ -128,9 +140,12 @@ def _models(registry: ModelRegistry) -> list[str]:
 
 def database_intact(url: str) -> list[str]:
     """SQLite: ``PRAGMA integrity_check`` and ``foreign_key_check`` find nothing (read
-    with a plain connection: a damaged file may not open as a registry at all)."""
+    with a plain connection: a damaged file may not open as a registry at all).
+    PostgreSQL: ``_postgres_intact`` over the schema the URL's connections use."""
     path = sqlite_path(url)
     if path is None:
+        if sa.make_url(url).get_backend_name() == "postgresql":
+            return _postgres_intact(url)
         return []
     try:
         with closing(sqlite3.connect(path)) as conn:
@@ -141,6 +156,150 @@ def database_intact(url: str) -> list[str]:
     found = [] if integrity == ["ok"] else [f"database: integrity_check: {'; '.join(integrity)}"]
     found += [f"database: foreign key broken: {tuple(row)}" for row in keys]
     return found
+
+
+# The tables' schema: the first one on the search path (the URL's ``options``).
+_SCHEMA = "(SELECT oid FROM pg_namespace WHERE nspname = current_schema())"
+_AMCHECK_LOCK = 0x6D72_6163  # "mrac": serialises CREATE EXTENSION between sessions
+
+_FLAGS = ("indisvalid", "indisready", "indislive")
+_BROKEN_INDEXES = sa.text(f"""
+    SELECT i.indexrelid::regclass::text, i.indrelid::regclass::text,
+           i.indisvalid, i.indisready, i.indislive
+    FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid
+    WHERE t.relnamespace = {_SCHEMA} AND NOT (i.indisvalid AND i.indisready AND i.indislive)
+    ORDER BY 1
+""")  # fmt: skip
+_BTREE_INDEXES = sa.text(f"""
+    SELECT i.indexrelid, i.indexrelid::regclass::text, i.indrelid::regclass::text
+    FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid
+         JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am am ON am.oid = c.relam
+    WHERE t.relnamespace = {_SCHEMA} AND am.amname = 'btree' AND c.relkind = 'i'
+      AND i.indisvalid AND i.indisready AND i.indislive
+    ORDER BY 2
+""")  # fmt: skip
+_COLUMNS = """array(SELECT quote_ident(a.attname)
+                 FROM unnest(con.{keys}) WITH ORDINALITY AS k(attnum, n)
+                 JOIN pg_attribute a ON a.attrelid = con.{rel} AND a.attnum = k.attnum
+                 ORDER BY k.n)"""
+_FOREIGN_KEYS = sa.text(f"""
+    SELECT con.conname, con.conrelid::regclass::text, con.confrelid::regclass::text,
+           {_COLUMNS.format(keys="conkey", rel="conrelid")},
+           {_COLUMNS.format(keys="confkey", rel="confrelid")}
+    FROM pg_constraint con JOIN pg_class t ON t.oid = con.conrelid
+    WHERE con.contype = 'f' AND t.relnamespace = {_SCHEMA}
+    ORDER BY 2, 1
+""")  # fmt: skip
+_NOT_VALID = sa.text(f"""
+    SELECT con.conname, CASE WHEN con.conrelid <> 0 THEN con.conrelid::regclass::text
+                             ELSE 'domain ' || con.contypid::regtype::text END
+    FROM pg_constraint con
+    WHERE NOT con.convalidated AND con.connamespace = {_SCHEMA}
+    ORDER BY 2, 1
+""")  # fmt: skip
+_DISABLED_KEYS = sa.text(f"""
+    SELECT DISTINCT con.conname, con.conrelid::regclass::text, tg.tgrelid::regclass::text
+    FROM pg_trigger tg JOIN pg_constraint con ON con.oid = tg.tgconstraint
+         JOIN pg_class t ON t.oid = con.conrelid
+    WHERE con.contype = 'f' AND tg.tgenabled = 'D' AND t.relnamespace = {_SCHEMA}
+    ORDER BY 2, 1, 3
+""")  # fmt: skip
+
+
+def _postgres_intact(url: str) -> list[str]:
+    """PostgreSQL, over every table and index of the URL's schema (``current_schema()``):
+    every index valid, ready and live; every valid B-tree index passes ``amcheck``'s
+    ``bt_index_check`` with ``heapallindexed`` (every row it should index is in it);
+    no child row of a foreign key lacks its parent (MATCH SIMPLE: rows with a NULL key
+    column are not checked); no constraint is NOT VALID; no foreign key's triggers are
+    disabled. One line per violation, naming the index, table and constraint."""
+    engine = make_engine(url)
+    try:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            if conn.execute(sa.text("SELECT current_schema()")).scalar() is None:
+                return ["database: no schema of the search path exists (nothing to check)"]
+            return _pg_indexes(conn) + _pg_foreign_keys(conn) + _pg_constraints(conn)
+    except sa.exc.OperationalError as exc:  # cannot connect (the checks' own errors are caught)
+        return [f"database: {_error(exc)}"]
+    finally:
+        engine.dispose()
+
+
+def _error(exc: sa.exc.DBAPIError) -> str:
+    """The server's message, its first line (without DETAIL or HINT)."""
+    return str(exc.orig or exc).strip().splitlines()[0]
+
+
+def _pg_indexes(conn: sa.Connection) -> list[str]:
+    found = []
+    for index, table, *flags in conn.execute(_BROKEN_INDEXES):
+        false = ", ".join(f"{name} false" for name, flag in zip(_FLAGS, flags, strict=True)
+                          if not flag)  # fmt: skip
+        found.append(f"database: index {index} on {table} is not usable ({false}), as a "
+                     "failed CREATE INDEX CONCURRENTLY leaves one")  # fmt: skip
+    amcheck = _amcheck_schema(conn)
+    if amcheck is None:
+        return [*found, "database: the amcheck extension is not available on this server: "
+                        "B-tree indexes not checked"]  # fmt: skip
+    check = sa.text(f"SELECT {amcheck}.bt_index_check(CAST(CAST(:oid AS oid) AS regclass), true)")
+    for oid, index, table in conn.execute(_BTREE_INDEXES).all():
+        try:
+            conn.execute(check, {"oid": oid})
+        except sa.exc.DBAPIError as exc:
+            found.append(f"database: index {index} on {table}: amcheck: {_error(exc)}")
+    return found
+
+
+def _amcheck_schema(conn: sa.Connection) -> str | None:
+    """The (quoted) schema of the ``amcheck`` extension, created if need be (in
+    ``public`` when there is one, so that dropping a test's schema does not drop it);
+    None when the server does not have it. A server that has it but will not create
+    it here (no privilege) raises: that is the test setup's fault, not the database's."""
+    installed = sa.text("SELECT quote_ident(n.nspname) FROM pg_extension e JOIN pg_namespace n "
+                        "ON n.oid = e.extnamespace WHERE e.extname = 'amcheck'")  # fmt: skip
+    schema = conn.execute(installed).scalar()
+    if schema is not None:
+        return str(schema)
+    available = sa.text("SELECT 1 FROM pg_available_extensions WHERE name = 'amcheck'")
+    if conn.execute(available).scalar() is None:
+        return None
+    public = conn.execute(sa.text("SELECT 1 FROM pg_namespace WHERE nspname = 'public'")).scalar()
+    lock = {"key": _AMCHECK_LOCK}  # a session lock: the connection autocommits
+    conn.execute(sa.text("SELECT pg_advisory_lock(:key)"), lock)
+    try:
+        conn.execute(sa.text("CREATE EXTENSION IF NOT EXISTS amcheck"
+                             + (" SCHEMA public" if public else "")))  # fmt: skip
+    finally:
+        conn.execute(sa.text("SELECT pg_advisory_unlock(:key)"), lock)
+    return str(conn.execute(installed).scalar_one())
+
+
+def _pg_foreign_keys(conn: sa.Connection) -> list[str]:
+    found = []
+    for name, child, parent, columns, parent_columns in conn.execute(_FOREIGN_KEYS).all():
+        present = " AND ".join(f"c.{col} IS NOT NULL" for col in columns)
+        joined = " AND ".join(f"p.{pc} = c.{col}" for col, pc in zip(columns, parent_columns,
+                                                                       strict=True))  # fmt: skip
+        orphans = sa.text(f"SELECT count(*) FROM {child} AS c WHERE {present} AND NOT EXISTS "
+                          f"(SELECT 1 FROM {parent} AS p WHERE {joined})")  # fmt: skip
+        try:
+            count = conn.execute(orphans).scalar_one()
+        except sa.exc.DBAPIError as exc:
+            found.append(f"database: foreign key {name} of {child}: cannot check: {_error(exc)}")
+            continue
+        if count:
+            found.append(f"database: foreign key {name} of {child} ({', '.join(columns)}) -> "
+                         f"{parent} ({', '.join(parent_columns)}): {count} row(s) without "
+                         "their parent")  # fmt: skip
+    for name, child, table in conn.execute(_DISABLED_KEYS):
+        found.append(f"database: foreign key {name} of {child} is not enforced: its triggers "
+                     f"on {table} are disabled")  # fmt: skip
+    return found
+
+
+def _pg_constraints(conn: sa.Connection) -> list[str]:
+    return [f"database: constraint {name} of {owner} is NOT VALID (existing rows never "
+            "checked against it)" for name, owner in conn.execute(_NOT_VALID)]  # fmt: skip
 
 
 def artifacts_verify(registry: ModelRegistry) -> list[str]:

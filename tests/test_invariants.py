@@ -1,14 +1,19 @@
-"""``tests.invariants`` finds what it claims to find (on SQLite): each check passes on a
-sound database and names the model or rollout when its invariant is broken."""
+"""``tests.invariants`` finds what it claims to find: each check passes on a sound
+database and names the model or rollout when its invariant is broken (on SQLite), and
+each of ``database_intact``'s PostgreSQL consistency checks passes on a sound registry
+and names the table, index or constraint it finds broken (in a scratch schema, damaged
+the ways a superuser can: triggers bypassed, catalog flags changed)."""
 
 from __future__ import annotations
 
 import sqlite3
+import uuid
 from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 import sqlalchemy as sa
 
@@ -18,6 +23,7 @@ from registry.db import make_engine
 from registry.schema import audit_t, transitions_t, versions_t
 from serving.route import Backend, Route
 from tests.invariants import (
+    database_intact,
     decisions_follow_policy,
     one_production_per_model,
     promotions_have_passing_analysis,
@@ -187,3 +193,147 @@ def test_a_damaged_database_page_is_named(home: Path) -> None:
         file.write(b"\xff" * 8)  # not a b-tree page type
     found = violations(_url(home), home=home)
     assert any(line.startswith("database:") for line in found), found
+
+
+# -- PostgreSQL: database_intact's consistency queries ---------------------------------
+
+
+@pytest.fixture
+def pg_home(tmp_path: Path, pg_url: str) -> Path:
+    """The ``home`` registry's contents (``fraud`` v1.0.0 in production, v1.1.0 in
+    staging), in the scratch schema of ``pg_url``."""
+    with ModelRegistry(pg_url, home=tmp_path) as registry:
+        for version in ("1.0.0", "1.1.0"):
+            artifact = tmp_path / f"{version}.bin"
+            artifact.write_bytes(version.encode())
+            registry.register_model("fraud", str(artifact), version=version, stage="staging")
+        registry.promote_model("fraud", "1.0.0", to_stage="production", reason="baseline")
+    return tmp_path
+
+
+def _superuser(pg_url: str, *statements: str) -> None:
+    """``statements`` as the superuser, in one session on the scratch schema (each
+    committed on its own)."""
+    dsn = pg_url.replace("postgresql+psycopg://", "postgresql://")  # its search_path too
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for statement in statements:
+            conn.execute(statement)
+
+
+@pytest.mark.postgres
+def test_a_sound_postgres_registry_has_no_violations(pg_url: str, pg_home: Path) -> None:
+    """Every index checked by amcheck, every foreign key counted: nothing found."""
+    assert database_intact(pg_url) == []
+    assert violations(pg_url, home=pg_home) == []
+
+
+@pytest.mark.postgres
+def test_an_orphan_written_with_the_triggers_bypassed_is_named(pg_url: str, pg_home: Path) -> None:
+    """``session_replication_role = replica`` skips the foreign key triggers: a version
+    whose parent version does not exist (a self-referencing key) and a transition of a
+    model that does not exist."""
+    _superuser(
+        pg_url,
+        "SET session_replication_role = replica",
+        "UPDATE model_version SET parent_id = 9999 WHERE major = 1 AND minor = 1",
+        "INSERT INTO stage_transition (model_id, version_id, to_stage, kind, actor, at) "
+        "SELECT 9999, id, 'dev', 'register', 'mallory', now() FROM model_version LIMIT 1",
+    )
+    assert database_intact(pg_url) == [
+        "database: foreign key model_version_parent_id_fkey of model_version (parent_id) -> "
+        "model_version (id): 1 row(s) without their parent",
+        "database: foreign key stage_transition_model_id_fkey of stage_transition (model_id) -> "
+        "registered_model (id): 1 row(s) without their parent",
+    ]
+    (first, *_) = violations(pg_url, home=pg_home)  # the other checks are not run
+    assert first.startswith("database: foreign key model_version_parent_id_fkey")
+
+
+@pytest.mark.postgres
+def test_a_not_valid_foreign_key_and_its_orphans_are_named(pg_url: str) -> None:
+    """A key added ``NOT VALID`` over rows that break it, and a key whose triggers are
+    disabled (in throwaway tables: nothing names the registry's)."""
+    _superuser(
+        pg_url,
+        'CREATE TABLE "Parent" (id int PRIMARY KEY)',
+        "CREATE TABLE child (id int PRIMARY KEY, parent int, other int)",
+        'INSERT INTO "Parent" VALUES (1)',
+        "INSERT INTO child VALUES (1, 1, 1), (2, 2, 1), (3, NULL, 1), (4, 3, 1)",
+        "ALTER TABLE child ADD CONSTRAINT child_parent FOREIGN KEY (parent) "
+        'REFERENCES "Parent" NOT VALID',  # rows 2 and 4 break it (3: NULL, not checked)
+        'ALTER TABLE child ADD CONSTRAINT child_other FOREIGN KEY (other) REFERENCES "Parent"',
+        "ALTER TABLE child DISABLE TRIGGER ALL",
+        "INSERT INTO child VALUES (5, NULL, 5)",  # breaks child_other, unchecked
+    )
+    assert database_intact(pg_url) == [
+        'database: foreign key child_other of child (other) -> "Parent" (id): 1 row(s) '
+        "without their parent",
+        'database: foreign key child_parent of child (parent) -> "Parent" (id): 2 row(s) '
+        "without their parent",
+        "database: foreign key child_other of child is not enforced: its triggers on child are "
+        "disabled",
+        "database: foreign key child_parent of child is not enforced: its triggers on child are "
+        "disabled",
+        "database: constraint child_parent of child is NOT VALID (existing rows never checked "
+        "against it)",
+    ]
+
+
+@pytest.mark.postgres
+def test_an_invalid_index_is_named(pg_url: str, pg_home: Path) -> None:
+    """An index marked invalid, as a failed ``CREATE INDEX CONCURRENTLY`` leaves it (in a
+    throwaway table), and one of the registry's marked not ready."""
+    _superuser(
+        pg_url,
+        "CREATE TABLE scratch (id int PRIMARY KEY, v int)",
+        "CREATE INDEX ix_scratch_v ON scratch (v)",
+        "UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'ix_scratch_v'::regclass",
+        "UPDATE pg_index SET indisready = false "
+        "WHERE indexrelid = 'ix_version_model_stage'::regclass",
+    )
+    assert database_intact(pg_url) == [
+        "database: index ix_scratch_v on scratch is not usable (indisvalid false), as a failed "
+        "CREATE INDEX CONCURRENTLY leaves one",
+        "database: index ix_version_model_stage on model_version is not usable (indisready "
+        "false), as a failed CREATE INDEX CONCURRENTLY leaves one",
+    ]
+
+
+@pytest.mark.postgres
+def test_an_index_missing_rows_fails_amcheck(pg_url: str) -> None:
+    """Rows inserted while the index was marked not ready were never put in it: the index
+    is valid again but lacks them, which only ``heapallindexed`` sees."""
+    _superuser(
+        pg_url,
+        "CREATE TABLE scratch (id int PRIMARY KEY, v int)",
+        "CREATE INDEX ix_scratch_v ON scratch (v)",
+        "INSERT INTO scratch SELECT g, g FROM generate_series(1, 10) AS g",
+        "UPDATE pg_index SET indisready = false WHERE indexrelid = 'ix_scratch_v'::regclass",
+    )
+    _superuser(  # a new session: its relation cache has the index not ready
+        pg_url,
+        "INSERT INTO scratch VALUES (11, 11)",
+        "UPDATE pg_index SET indisready = true WHERE indexrelid = 'ix_scratch_v'::regclass",
+    )
+    assert database_intact(pg_url) == [
+        "database: index ix_scratch_v on scratch: amcheck: heap tuple (0,11) from table "
+        '"scratch" lacks matching index tuple within index "ix_scratch_v"'
+    ]
+
+
+@pytest.mark.postgres
+def test_only_the_urls_schema_is_checked(pg_url: str, tmp_path: Path) -> None:
+    """A broken table in another schema of the database is not this registry's."""
+    other = f"other_{uuid.uuid4().hex[:12]}"
+    try:
+        _superuser(
+            pg_url,
+            f"CREATE SCHEMA {other}",
+            f"CREATE TABLE {other}.scratch (id int PRIMARY KEY, v int)",
+            f"CREATE INDEX ix_other ON {other}.scratch (v)",
+            "UPDATE pg_index SET indisvalid = false "
+            f"WHERE indexrelid = '{other}.ix_other'::regclass",
+        )
+        assert database_intact(pg_url) == []
+    finally:
+        _superuser(pg_url, f"DROP SCHEMA IF EXISTS {other} CASCADE")

@@ -1,6 +1,8 @@
 """The daemon as a real subprocess on the demo config (SQLite, ingest, file router)
 with the simulated workload as another: the stack end-to-end and fault tests drive.
-Every wait polls with a timeout."""
+``build_stack(..., registry_url=...)`` puts the registry (and the controller's tables)
+in that database instead, e.g. a PostgreSQL schema; artifacts, ingest and routes stay
+in the stack's home. Every wait polls with a timeout."""
 
 from __future__ import annotations
 
@@ -30,6 +32,12 @@ class Stack:
     config: Path
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     files: list[Any] = field(default_factory=list)
+    registry_url: str | None = None  # None: SQLite, registry.db in home
+
+    @property
+    def db_url(self) -> str:
+        """The registry's database, the daemon's as well."""
+        return self.registry_url or f"sqlite:///{self.home / 'registry.db'}"
 
     def _log(self, name: str) -> Any:
         handle = (self.home / name).open("ab")
@@ -59,7 +67,7 @@ class Stack:
         )  # fmt: skip
 
     def register(self, version: str, stage: str = "staging") -> None:
-        with ModelRegistry(home=self.home, actor="e2e") as registry:
+        with ModelRegistry(self.registry_url, home=self.home, actor="e2e") as registry:
             artifact = self.home / f"{version}.bin"
             artifact.write_bytes(version.encode())
             registry.register_model("fraud", str(artifact), version=version, stage="staging")
@@ -75,7 +83,7 @@ class Stack:
 
     def rollouts_direct(self) -> list[dict[str, Any]]:
         """Every rollout, from the database (the daemon may be down)."""
-        store = RolloutStore.open(f"sqlite:///{self.home / 'registry.db'}")
+        store = RolloutStore.open(self.db_url)
         try:
             return [r.to_dict() for r in store.list_rollouts(limit=10_000)]
         finally:
@@ -111,10 +119,12 @@ class Stack:
             handle.close()
 
 
-def build_stack(tmp: Path, **policy: Any) -> Stack:
+def build_stack(tmp: Path, *, registry_url: str | None = None, **policy: Any) -> Stack:
     port = free_port()
     data = demo_config(tmp, port)
     data["models"]["fraud"].update(policy)
+    if registry_url is not None:
+        data["registry"]["url"] = registry_url
     config = tmp / "daemon.yaml"
     config.write_text(yaml.safe_dump(data))
-    return Stack(tmp, f"http://127.0.0.1:{port}", config)
+    return Stack(tmp, f"http://127.0.0.1:{port}", config, registry_url=registry_url)
