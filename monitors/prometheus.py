@@ -103,9 +103,16 @@ def _number(raw: object) -> float:
     return value
 
 
-def _pair_value(pair: object) -> float:
+def _pair_value(pair: object, at: float | None = None, tolerance: float = 0.0) -> float:
+    """A ``[timestamp, "value"]`` pair's value. ``at``: the instant the query was
+    evaluated at, which an instant query's samples carry; a sample from another time
+    (a cache or proxy answering with an old result) is stale, not data."""
     if not isinstance(pair, list) or len(pair) != 2:
         raise _QueryFailed(f"malformed sample {pair!r}")
+    if at is not None:
+        stamp = _number(pair[0])
+        if abs(stamp - at) > tolerance:
+            raise _QueryFailed(f"stale sample: evaluated at {stamp:.3f}, asked for {at:.3f}")
     return _number(pair[1])
 
 
@@ -336,7 +343,8 @@ class PrometheusSource:
     ) -> Measurement:
         query = f"increase({query}[{window.promql_duration()}])"
         series = self._series(
-            self._get("/api/v1/query", {"query": query, "time": _timestamp(window.end)})
+            self._get("/api/v1/query", {"query": query, "time": _timestamp(window.end)}),
+            window.end,
         )
         by_le: dict[float, list[float]] = {}
         for labels, value in series:
@@ -444,17 +452,22 @@ class PrometheusSource:
     def _vector(self, query: str, at: datetime) -> list[float]:
         data = self._get("/api/v1/query", {"query": query, "time": _timestamp(at)})
         if data.get("resultType") == "scalar":
-            return [_pair_value(data.get("result"))]
-        return [value for _, value in self._series(data)]
+            return [_pair_value(data.get("result"), *self._evaluated(at))]
+        return [value for _, value in self._series(data, at)]
 
-    @staticmethod
-    def _series(data: Mapping[str, Any]) -> list[tuple[dict[str, str], float]]:
+    def _evaluated(self, at: datetime) -> tuple[float, float]:
+        """When an instant query's samples must say they were evaluated, and how far off
+        they may be (a scrape interval: generous for Prometheus-compatible servers that
+        round it, far under the minutes or hours of a stale cache)."""
+        return at.timestamp(), self._scrape_interval.total_seconds()
+
+    def _series(self, data: Mapping[str, Any], at: datetime) -> list[tuple[dict[str, str], float]]:
         if data.get("resultType") != "vector" or not isinstance(data.get("result"), list):
             raise _QueryFailed(f"expected a vector, got {data.get('resultType')!r}")
         out = []
         for item in data["result"]:
             labels = _series_labels(item)
-            out.append((labels, _pair_value(item.get("value"))))
+            out.append((labels, _pair_value(item.get("value"), *self._evaluated(at))))
         return out
 
     def _get(self, path: str, params: Mapping[str, str]) -> dict[str, Any]:

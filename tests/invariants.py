@@ -24,6 +24,9 @@ also usable on its own with an open registry and store:
 - ``one_production_per_model``: at most one version of a model is in production.
 - ``audit_chain_verifies``: the registry's hash-chained audit log is intact
   (``ModelRegistry.verify_audit_chain``).
+- ``stage_moves_legal``: every stage change is one the lifecycle allows for its kind
+  (registration, promotion along ``registry.stages.LEGAL``, rollback, a forced move
+  with a reason) and starts where the version's previous change ended.
 - ``stage_changes_audited``: every stage change in a model's history (registration
   included) has exactly one audit event, and every audit event of a stage change has
   exactly one stage change (matched on version, from/to stage, kind, actor and time:
@@ -72,6 +75,7 @@ from controller.core.phases import Phase
 from controller.shell.actuator import Actuator
 from registry import ModelRegistry, NotFound
 from registry.db import make_engine, sqlite_path
+from registry.stages import LEGAL, REGISTER_STAGES
 from serving.route import Route
 
 __all__ = [
@@ -113,6 +117,7 @@ def violations(
             found = artifacts_verify(registry)
             found += one_production_per_model(registry)
             found += audit_chain_verifies(registry)
+            found += stage_moves_legal(registry)
             found += stage_changes_audited(registry)
             found += promotions_have_passing_analysis(registry, store, actor=controller_actor)
             if read_route is not None:
@@ -349,6 +354,37 @@ def _audit_key(event: Any) -> _StageKey | None:
     if "stage" in before and "stage" in after:
         return (event.target, before["stage"], after["stage"], event.action, event.actor, at)
     return None
+
+
+def stage_moves_legal(registry: ModelRegistry) -> list[str]:
+    """Every stage change in a model's history is one the lifecycle allows for its kind
+    (``registry.stages.LEGAL``): a registration into dev or staging; a promotion along
+    the table; a rollback out of production to archived, or into production; a forced
+    move only with a reason; and each version's changes chain (each starts where the
+    previous one ended)."""
+    found = []
+    for name in _models(registry):
+        where: dict[str, str] = {}
+        for t in registry.history(name):
+            move = f"{name} {t.version}: {t.kind} {t.from_stage} -> {t.to_stage} by {t.actor}"
+            previous = where.get(str(t.version))
+            if t.kind == "register":
+                legal = t.from_stage is None and t.to_stage in REGISTER_STAGES
+            elif t.kind == "promote":
+                legal = (t.from_stage, t.to_stage) in LEGAL
+            elif t.kind == "rollback":
+                legal = t.to_stage == "production" or (t.from_stage, t.to_stage) == (
+                    "production", "archived")  # fmt: skip
+            elif t.kind == "force":
+                legal = bool(t.reason and t.reason.strip()) and t.from_stage != t.to_stage
+            else:
+                legal = False
+            if not legal:
+                found.append(f"{move}: not a legal stage move")
+            elif t.kind != "register" and previous != t.from_stage:
+                found.append(f"{move}: but it was in {previous}")
+            where[str(t.version)] = t.to_stage
+    return found
 
 
 def stage_changes_audited(registry: ModelRegistry) -> list[str]:

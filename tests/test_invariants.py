@@ -29,6 +29,7 @@ from tests.invariants import (
     promotions_have_passing_analysis,
     router_matches_database,
     stage_changes_audited,
+    stage_moves_legal,
     violations,
 )
 
@@ -71,6 +72,31 @@ def test_a_stage_change_without_its_audit_event_is_named(home: Path) -> None:
         (found,) = stage_changes_audited(registry)
     assert found.startswith("fraud-v1.1.0: stage change staging -> archived (promote by mallory")
     assert found.endswith("1 in the history, 0 audit events")
+
+
+def test_an_illegal_or_broken_stage_move_is_named(home: Path) -> None:
+    """A promotion the lifecycle does not allow (dev -> production), and a move that
+    starts where the version was not, are named; the registry's own moves are legal."""
+    with ModelRegistry(_url(home), home=home) as registry:
+        registry.promote_model("fraud", "1.1.0", to_stage="production", reason="next")
+        registry.rollback("fraud", reason="rehearsal")  # back to 1.0.0, 1.1.0 archived
+        assert stage_moves_legal(registry) == []
+    late = datetime(2030, 1, 1, tzinfo=UTC)
+    _execute(home, transitions_t.insert().values(
+        model_id=1, version_id=2, from_stage="dev", to_stage="production", kind="promote",
+        actor="mallory", reason=None, at=late,
+    ))  # fmt: skip
+    with ModelRegistry(_url(home), home=home) as registry:
+        found = stage_moves_legal(registry)
+    assert found == [
+        "fraud v1.1.0: promote dev -> production by mallory: not a legal stage move",
+    ], found
+    _execute(home, transitions_t.update().where(transitions_t.c.actor == "mallory")
+             .values(from_stage="staging", to_stage="archived"))  # fmt: skip
+    with ModelRegistry(_url(home), home=home) as registry:
+        found = stage_moves_legal(registry)
+    assert len(found) == 1
+    assert found[0].endswith("staging -> archived by mallory: but it was in archived"), found
 
 
 def test_an_edited_audit_event_breaks_the_chain(home: Path) -> None:

@@ -21,6 +21,8 @@ from controller.adapters.rollout_store import RolloutStore
 from controller.demo import PROFILES, demo_config
 from monitors.testing import free_port, wait_until
 from registry import ModelRegistry
+from serving.route import Route, read_table
+from tests.invariants import assert_invariants
 
 TERMINAL = ("promoted", "rolled_back", "aborted")
 
@@ -105,6 +107,43 @@ class Stack:
     def log_tail(self) -> str:
         return (self.home / "daemon.log").read_text()[-3000:]
 
+    def start_daemon_faulty(self, faults: str | None) -> subprocess.Popen[bytes]:
+        """The daemon with ``MODELREG_TEST_FAULTS=faults`` (``registry.faults``); returns
+        once it answers or has died trying (a kill fault may strike at once)."""
+        env = {k: v for k, v in os.environ.items() if k != "MODELREG_TEST_FAULTS"}
+        if faults:
+            env["MODELREG_TEST_FAULTS"] = faults
+        process = subprocess.Popen(
+            [sys.executable, "-m", "controller", "daemon", "--config", str(self.config)],
+            stdout=self._log("daemon.log"), stderr=subprocess.STDOUT, env=env,
+        )  # fmt: skip
+        self.procs["daemon"] = process
+        wait_until(lambda: process.poll() is not None or self._answers(), timeout=60)
+        return process
+
+    def _answers(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def kill_daemon(self) -> None:
+        """kill -9, and wait for it."""
+        process = self.procs["daemon"]
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+        process.wait(timeout=15)
+
+    def read_route(self, model: str) -> Route | None:
+        """What the file router's table holds for ``model``."""
+        return read_table(self.home / "routes.json").get(model)
+
+    def check_invariants(self, settle: float = 2.0) -> None:
+        """Every invariant (``tests.invariants``) on this stack's database, artifacts and
+        routes; call with the daemon stopped."""
+        assert_invariants(self.db_url, home=self.home, read_route=self.read_route,
+                          settle=settle)  # fmt: skip
+
     def stop(self) -> None:
         for proc in self.procs.values():
             if proc.poll() is None:
@@ -117,6 +156,18 @@ class Stack:
                 proc.wait()
         for handle in self.files:
             handle.close()
+
+
+def fast_canary(steps: list[float], *, max_duration: float = 900) -> dict[str, Any]:
+    """The demo's policy with short steps (1 s) and small samples (10): many state
+    changes, each an intent, an act and a confirm, in little time."""
+    policy: dict[str, Any] = demo_config(Path("."), 0)["models"]["fraud"]
+    policy.update(strategy={"kind": "canary", "steps": steps, "step_duration": 1},
+                  settle=0, min_samples=10, max_duration=max_duration)  # fmt: skip
+    for metric in policy["analysis"]["metrics"]:
+        metric["min_samples"] = 10
+    policy["triggers"][0]["min_samples"] = 10
+    return policy
 
 
 def build_stack(tmp: Path, *, registry_url: str | None = None, **policy: Any) -> Stack:

@@ -17,9 +17,8 @@ import pytest
 
 from monitors.testing import wait_until
 from registry import ModelRegistry
-from serving.route import Route, read_table
 from tests.controller.stack import TERMINAL, build_stack
-from tests.invariants import assert_invariants, violations
+from tests.invariants import violations
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow, pytest.mark.integration]
 
@@ -34,7 +33,6 @@ def test_a_flipped_bit_in_the_candidate_rolls_it_back_instead_of_promoting(
     stack.register("1.0.0", "production")
     stack.start_daemon()
     stack.start_workload()
-    url = f"sqlite:///{tmp_path / 'registry.db'}"
     try:
         stack.register("1.1.0")
         assert wait_until(lambda: stack.rollout("v1.1.0") is not None, timeout=30)
@@ -63,11 +61,8 @@ def test_a_flipped_bit_in_the_candidate_rolls_it_back_instead_of_promoting(
         assert registry.resolve("fraud").version.__str__() == "v1.0.0"
         assert registry.get_model_version("fraud", "v1.1.0").stage == "archived"
 
-    def read_route(model: str) -> Route | None:
-        return read_table(tmp_path / "routes.json").get(model)
-
-    found = violations(url, home=tmp_path, read_route=read_route, settle=2)
+    found = violations(stack.db_url, home=tmp_path, read_route=stack.read_route, settle=2)
     assert len(found) == 1, found
     assert "fraud v1.1.0: artifact" in found[0], found
     blob.write_bytes(good)  # put back from a backup
-    assert_invariants(url, home=tmp_path, read_route=read_route, settle=2)
+    stack.check_invariants()

@@ -19,31 +19,17 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
-from controller.demo import demo_config
 from monitors.testing import wait_until
-from serving.route import Route, read_table
-from tests.controller.stack import TERMINAL, Stack, build_stack
-from tests.invariants import assert_invariants, decisions_follow_policy
+from tests.controller.stack import TERMINAL, Stack, build_stack, fast_canary
+from tests.invariants import decisions_follow_policy
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow, pytest.mark.integration]
 
 STEPS = [20.0, 40.0, 60.0, 80.0, 100.0]
-
-
-def _policy() -> dict[str, Any]:
-    """The crash loop's: short steps and small samples (``test_crash_loop``)."""
-    policy: dict[str, Any] = demo_config(Path("."), 0)["models"]["fraud"]
-    policy.update(strategy={"kind": "canary", "steps": STEPS, "step_duration": 1},
-                  settle=0, min_samples=10, max_duration=900)  # fmt: skip
-    for metric in policy["analysis"]["metrics"]:
-        metric["min_samples"] = 10
-    policy["triggers"][0]["min_samples"] = 10
-    return policy
 
 
 def _steady(stack: Stack, seconds: float) -> None:
@@ -59,7 +45,7 @@ def _steady(stack: Stack, seconds: float) -> None:
 def test_a_clock_that_jumps_forward_and_back_mid_canary(tmp_path: Path) -> None:
     offset = tmp_path / "clock-offset"
     offset.write_text("0")
-    stack = build_stack(tmp_path, **_policy())
+    stack = build_stack(tmp_path, **fast_canary(STEPS))
     stack.register("1.0.0", "production")
     stack.start_daemon({"MODELREG_TEST_FAULTS": f"clock=offset_from:{offset}"})
     stack.start_workload()
@@ -85,8 +71,4 @@ def test_a_clock_that_jumps_forward_and_back_mid_canary(tmp_path: Path) -> None:
     finally:
         stack.stop()
 
-    def read_route(model: str) -> Route | None:
-        return read_table(tmp_path / "routes.json").get(model)
-
-    assert_invariants(f"sqlite:///{tmp_path / 'registry.db'}", home=tmp_path,
-                      read_route=read_route, settle=2)  # fmt: skip
+    stack.check_invariants()

@@ -15,9 +15,6 @@ raised as SQLite raises a disk error. ``test_disk_full`` has the real full disk.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -26,28 +23,11 @@ import pytest
 
 from monitors.testing import wait_until
 from registry import ModelRegistry
-from serving.route import read_table
 from tests.controller.stack import TERMINAL, Stack, build_stack
+from tests.faults.modelreg_cli import modelreg, one_error
 from tests.invariants import assert_invariants
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow, pytest.mark.integration]
-
-
-def _modelreg(home: Path, *args: str, faults: str = "") -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELREG_")}
-    if faults:
-        env["MODELREG_TEST_FAULTS"] = faults
-    return subprocess.run([sys.executable, "-m", "registry", "--home", str(home), *args],
-                          capture_output=True, text=True, env=env, timeout=120,
-                          check=False)  # fmt: skip
-
-
-def _one_error(done: subprocess.CompletedProcess[str]) -> str:
-    assert done.returncode == 1, done.stderr
-    assert "Traceback" not in done.stderr
-    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1, done.stderr
-    return errors[0]
 
 
 @pytest.mark.parametrize(
@@ -62,15 +42,15 @@ def test_a_disk_error_in_a_registration_is_one_line_and_loses_nothing(
     home = tmp_path / "home"
     weights = tmp_path / "model.bin"
     weights.write_bytes(b"v1 weights")
-    assert _modelreg(home, "register", "fraud", str(weights)).returncode == 0
+    assert modelreg(home, "register", "fraud", str(weights)).returncode == 0
     weights.write_bytes(b"v2 weights")
-    line = _one_error(_modelreg(home, "register", "fraud", str(weights), faults=faults))
+    line = one_error(modelreg(home, "register", "fraud", str(weights), faults=faults))
     assert says in line, line
     assert str(home) in line, line  # names the store or the database
     assert not list((home / "artifacts" / "tmp").iterdir())  # no partial blob
     with ModelRegistry(home=home, actor="faults") as registry:
         assert [str(v.version) for v in registry.list_versions("fraud")] == ["v1.0.0"]
-    assert _modelreg(home, "register", "fraud", str(weights)).returncode == 0
+    assert modelreg(home, "register", "fraud", str(weights)).returncode == 0
     assert_invariants(f"sqlite:///{home / 'registry.db'}", home=home)
 
 
@@ -111,9 +91,7 @@ def test_the_daemon_waits_out_a_failing_registry_disk_and_promotes_once(tmp_path
         assert [d["applied"] for d in promotions] == [True], promotions
     finally:
         stack.stop()
-    assert_invariants(f"sqlite:///{tmp_path / 'registry.db'}", home=tmp_path,
-                      read_route=lambda model: read_table(tmp_path / "routes.json").get(model),
-                      settle=2)  # fmt: skip
+    stack.check_invariants()
 
 
 def _pending_promotion(stack: Stack) -> bool:

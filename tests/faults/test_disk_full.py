@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.faults.modelreg_cli import modelreg, one_error
 from tests.invariants import assert_invariants
 from tests.needs import unavailable
 
@@ -38,29 +38,14 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", str(mount)], check=False)
 
 
-def _modelreg(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELREG_")}
-    return subprocess.run([sys.executable, "-m", "registry", "--home", str(home), *args],
-                          capture_output=True, text=True, env=env, timeout=120,
-                          check=False)  # fmt: skip
-
-
-def _one_error(done: subprocess.CompletedProcess[str]) -> str:
-    assert done.returncode == 1, done.stderr
-    assert "Traceback" not in done.stderr
-    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1, done.stderr
-    return errors[0]
-
-
 def test_a_full_disk_refuses_cleanly_and_recovers(small_disk: Path, tmp_path: Path) -> None:
     home = small_disk / "home"
     small = tmp_path / "small.bin"
     small.write_bytes(b"small weights")
-    assert _modelreg(home, "register", "fraud", str(small)).returncode == 0
+    assert modelreg(home, "register", "fraud", str(small)).returncode == 0
     big = tmp_path / "big.bin"
     big.write_bytes(os.urandom(6 << 20))
-    line = _one_error(_modelreg(home, "register", "fraud", str(big)))
+    line = one_error(modelreg(home, "register", "fraud", str(big)))
     assert "cannot store the artifact in" in line
     assert "No space left on device" in line
     assert not list((home / "artifacts" / "tmp").iterdir())  # the partial write is gone
@@ -71,10 +56,10 @@ def test_a_full_disk_refuses_cleanly_and_recovers(small_disk: Path, tmp_path: Pa
                 file.write(b"\0" * 65536)
         except OSError:
             pass
-    full = _one_error(_modelreg(home, "register", "fraud", "--metadata", '{"a": 1}'))
+    full = one_error(modelreg(home, "register", "fraud", "--metadata", '{"a": 1}'))
     assert "damaged" not in full, full  # a full disk is not a broken registry
     filler.unlink()
-    assert _modelreg(home, "register", "fraud", "--metadata", '{"a": 2}').returncode == 0
-    listed = _modelreg(home, "list", "fraud", "--json")
+    assert modelreg(home, "register", "fraud", "--metadata", '{"a": 2}').returncode == 0
+    listed = modelreg(home, "list", "fraud", "--json")
     assert listed.returncode == 0
     assert_invariants(f"sqlite:///{home / 'registry.db'}", home=home)

@@ -25,9 +25,8 @@ import httpx
 import pytest
 
 from monitors.testing import wait_until
-from serving.route import Route, read_table
+from serving.route import read_table
 from tests.controller.stack import Stack, build_stack
-from tests.invariants import assert_invariants
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow, pytest.mark.integration]
 
@@ -46,11 +45,7 @@ def _kill(stack: Stack) -> None:
 
 
 def _invariants(stack: Stack) -> None:
-    def read_route(model: str) -> Route | None:
-        return read_table(stack.home / "routes.json").get(model)
-
-    assert_invariants(f"sqlite:///{stack.home / 'registry.db'}", home=stack.home,
-                      read_route=read_route, settle=2)  # fmt: skip
+    stack.check_invariants()
 
 
 def _serving(tmp_path: Path) -> Stack:

@@ -33,9 +33,8 @@ import pytest
 import yaml
 
 from monitors.testing import wait_until
-from serving.route import Route, read_table
 from tests.controller.stack import TERMINAL, Stack, build_stack
-from tests.invariants import assert_invariants, decisions_follow_policy
+from tests.invariants import decisions_follow_policy
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow, pytest.mark.integration]
 
@@ -224,8 +223,4 @@ def test_invalid_configs_and_sighup_storms_keep_the_last_good_config(tmp_path: P
     finally:
         stack.stop()
 
-    def read_route(model: str) -> Route | None:
-        return read_table(stack.home / "routes.json").get(model)
-
-    assert_invariants(f"sqlite:///{stack.home / 'registry.db'}", home=stack.home,
-                      read_route=read_route, settle=2)  # fmt: skip
+    stack.check_invariants()

@@ -36,8 +36,8 @@ from controller.adapters.routers.webhook import SIGNATURE_HEADER, verify_signatu
 from controller.demo import demo_config
 from monitors.testing import free_port, wait_until
 from serving.route import Route, read_table
-from tests.controller.stack import TERMINAL, Stack
-from tests.invariants import assert_invariants, decisions_follow_policy
+from tests.controller.stack import TERMINAL, Stack, fast_canary
+from tests.invariants import decisions_follow_policy
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow, pytest.mark.integration]
 
@@ -147,12 +147,7 @@ def _stack(tmp: Path, serving: Serving) -> Stack:
                         "attempts": 2, "backoff_s": 0.1, "max_backoff_s": 1, "timeout_s": 1},
         }
     }  # fmt: skip
-    policy = data["models"]["fraud"]
-    policy.update(router="serving", strategy={"kind": "canary", "steps": STEPS, "step_duration": 1},
-                  settle=0, min_samples=10, max_duration=900)  # fmt: skip
-    for metric in policy["analysis"]["metrics"]:
-        metric["min_samples"] = 10
-    policy["triggers"][0]["min_samples"] = 10
+    data["models"]["fraud"] = {**fast_canary(STEPS), "router": "serving"}
     config = tmp / "daemon.yaml"
     config.write_text(yaml.safe_dump(data))
     return Stack(tmp, f"http://127.0.0.1:{port}", config)
@@ -234,6 +229,4 @@ def test_a_lying_partitioned_and_hung_router_holds_the_canary_until_it_heals(
             healed.server_close()
     finally:
         stack.stop()
-    assert_invariants(f"sqlite:///{tmp_path / 'registry.db'}", home=tmp_path,
-                      read_route=lambda model: read_table(tmp_path / "routes.json").get(model),
-                      settle=2)  # fmt: skip
+    stack.check_invariants()

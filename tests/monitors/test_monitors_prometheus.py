@@ -183,6 +183,19 @@ class TestFailures:
         assert m.status is Status.ERROR
         assert m.value is None
 
+    @pytest.mark.parametrize("late_by", [-3600.0, -16.0, 600.0])
+    def test_a_sample_from_another_time_is_stale(self, late_by: float) -> None:
+        """An instant query's sample carries its evaluation time; one that is not the
+        time asked for (give or take a scrape interval) came from a cache or proxy
+        answering with an old result: an error measurement, never data."""
+        payload = vector(({"version": "1.2.0"}, "0.25"))
+        payload["data"]["result"][0]["value"][0] = END.timestamp() + late_by
+        m = measure(answer(payload), GAUGE)
+        assert m.status is Status.ERROR
+        assert "stale sample" in m.message
+        payload["data"]["result"][0]["value"][0] = END.timestamp() + 14  # within 15 s
+        assert measure(answer(payload), GAUGE).status is Status.OK
+
     def test_timeout(self) -> None:
         """A timeout names the configured limit."""
 
