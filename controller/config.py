@@ -46,6 +46,7 @@ from controller.adapters import routers  # noqa: F401 -- importing it registers 
 from controller.adapters.notify import NotificationTarget
 from controller.adapters.routing import ROUTERS, RouterOptions
 from controller.core.policy import (
+    MAX_SECONDS,
     AnalysisConfig,
     ApprovalConfig,
     CanaryStrategy,
@@ -132,10 +133,10 @@ class ServerSection(Strict):
     max_ingest_body_bytes: int = Field(default=67_108_864, gt=0)  # /v1/ingest/ batches
     # On SIGTERM, how long running evaluations may finish before they are abandoned;
     # keep it below the unit's TimeoutStopSec (30 s).
-    stop_timeout_s: float = Field(default=20.0, gt=0)
+    stop_timeout_s: float = Field(default=20.0, gt=0, le=MAX_SECONDS)
     # Under a systemd watchdog: how long the reconcile loop may go without starting a
     # pass before pings stop (default: 2 x WatchdogSec, at least 3 watch intervals).
-    watchdog_stale_s: float | None = Field(default=None, gt=0)
+    watchdog_stale_s: float | None = Field(default=None, gt=0, le=MAX_SECONDS)
 
     @field_validator("listen")
     @classmethod
@@ -222,9 +223,9 @@ class GuardSection(Strict):
     """
 
     enabled: bool = True
-    interval: float = Field(default=60.0, gt=0)
-    window: float = Field(default=3600.0, gt=0)
-    cooldown: float = Field(default=3600.0, ge=0)
+    interval: float = Field(default=60.0, gt=0, le=MAX_SECONDS)
+    window: float = Field(default=3600.0, gt=0, le=MAX_SECONDS)
+    cooldown: float = Field(default=3600.0, ge=0, le=MAX_SECONDS)
     min_samples: int = Field(default=100, ge=1)
     source: str | None = None
 
@@ -253,7 +254,7 @@ class Config(Strict):
     alerts: list[AlertRoute] = Field(default_factory=list)
     notifications: list[NotificationTarget] = Field(default_factory=list)
     models: dict[str, PolicyConfig] = Field(default_factory=dict)
-    watch_interval: float = Field(default=5.0, gt=0)
+    watch_interval: float = Field(default=5.0, gt=0, le=MAX_SECONDS)
     guard: GuardSection = Field(default_factory=GuardSection)
     ha: HaSection = Field(default_factory=HaSection)
     source_file: str = ""  # where it was loaded from (set by load_config)

@@ -19,6 +19,7 @@ from monitors.measurement import MetricSpec as MonMetricSpec
 from monitors.triggers import TriggerSpec
 
 __all__ = [
+    "MAX_SECONDS",
     "AnalysisConfig",
     "ApprovalConfig",
     "CanaryStrategy",
@@ -30,6 +31,11 @@ __all__ = [
     "TriggerConfig",
     "UnitsConfig",
 ]
+
+
+# The longest duration a config may set: a year. Timers and datetime arithmetic hold
+# it; 1e300 seconds, which a float allows, overflowed every tick that added it.
+MAX_SECONDS = 366 * 86_400.0
 
 
 class Strict(BaseModel):
@@ -48,7 +54,7 @@ class CanaryStrategy(Strict):
 
     kind: Literal["canary"]
     steps: list[int] = Field(min_length=1)
-    step_duration: float = Field(gt=0)
+    step_duration: float = Field(gt=0, le=MAX_SECONDS)
 
     @field_validator("steps")
     @classmethod
@@ -65,7 +71,7 @@ class FixedStrategy(Strict):
 
     kind: Literal["fixed"]
     weight: int = Field(default=50, gt=0, lt=100)
-    duration: float = Field(gt=0)
+    duration: float = Field(gt=0, le=MAX_SECONDS)
 
 
 Strategy = Annotated[CanaryStrategy | FixedStrategy, Field(discriminator="kind")]
@@ -236,7 +242,7 @@ class ApprovalConfig(Strict):
     """
 
     while_waiting: Literal["hold", "control"] = "hold"
-    max_wait: float | None = Field(default=None, gt=0)
+    max_wait: float | None = Field(default=None, gt=0, le=MAX_SECONDS)
 
 
 class PolicyConfig(Strict):
@@ -254,10 +260,10 @@ class PolicyConfig(Strict):
 
     router: str
     strategy: Strategy
-    interval: float = Field(default=30.0, gt=0)
-    settle: float | None = Field(default=None, ge=0)
+    interval: float = Field(default=30.0, gt=0, le=MAX_SECONDS)
+    settle: float | None = Field(default=None, ge=0, le=MAX_SECONDS)
     min_samples: int = Field(default=100, ge=0)
-    max_duration: float = Field(default=3600.0, gt=0)
+    max_duration: float = Field(default=3600.0, gt=0, le=MAX_SECONDS)
     analysis: AnalysisConfig
     triggers: list[TriggerConfig] = Field(default_factory=list)
     on_missing_data: Literal["hold", "rollback"] = "hold"

@@ -193,6 +193,14 @@ class TestErrors:
         assert f"models.fraud.{key}" in message
         assert "finite number" in message
 
+    def test_durations_are_bounded(self, tmp_path: Path) -> None:
+        """A duration past a year (1e300 s overflowed every tick) is refused by key."""
+        data = _minimal()
+        data["models"]["fraud"]["interval"] = 1e300
+        message = _error(data, tmp_path)
+        assert "models.fraud.interval" in message
+        assert "less than or equal to 31622400" in message
+
     def test_nested_too_deeply(self, tmp_path: Path) -> None:
         """[[[[... is one line, not a RecursionError."""
         file = tmp_path / "deep.yaml"
