@@ -252,9 +252,23 @@ class Daemon:
             log.error("reload_refused", error=f"changing {', '.join(changed)} needs a restart")
             systemd.ready()
             return False
-        self.config = new
-        self.controller.config = new
-        rules = [r.rule(i) for i, r in enumerate(new.alerts)]
+        previous = self.config
+        try:
+            self._apply(new)
+        except Exception:  # re-planning failed half-way: the last good config again, whole
+            log.exception("reload_failed", config=new.source_file)
+            self._apply(previous)
+            systemd.ready()
+            return False
+        log.info("reloaded", config=new.source_file, models=sorted(new.models))
+        systemd.ready()
+        return True
+
+    def _apply(self, config: Config) -> None:
+        """Run under ``config``: the controller's policies, the alert rules, the jobs."""
+        self.config = config
+        self.controller.config = config
+        rules = [r.rule(i) for i, r in enumerate(config.alerts)]
         if self.alerts is not None and rules:
             # In place: a delivery handled meanwhile keeps its keys (a new intake built
             # from a snapshot would forget them, and a repeat would act again).
@@ -266,9 +280,6 @@ class Daemon:
             self.alerts = None
         self.deps.alerts = self.alerts
         self.scheduler.replan()
-        log.info("reloaded", config=new.source_file, models=sorted(new.models))
-        systemd.ready()
-        return True
 
     def stop(self) -> int:
         """Stop everything; return how many running jobs were abandoned (see above)."""
