@@ -48,6 +48,7 @@ _ACTIONS: frozenset[str] = frozenset({"rollback", "pause", "abort"})
 _OPS = ("=~", "!~", "!=", "=")
 _TIMESTAMP = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:\d{2})$")
 _ZERO_TIME = datetime(1, 1, 1, tzinfo=UTC)
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")  # json has joined every valid pair
 
 
 def parse_timestamp(text: str) -> datetime | None:
@@ -71,7 +72,8 @@ def parse_timestamp(text: str) -> datetime | None:
 # What ``parse_webhook`` accepts, as JSON Schema (the API documents its request body
 # with it): Alertmanager's webhook version 4. Timestamps are RFC 3339 as Alertmanager
 # writes them; ``startsAt`` must be set (not the zero time), so its year starts at 1000.
-_STRINGS = {"type": "object", "additionalProperties": {"type": "string"}}
+_TEXT = {"type": "string"}
+_STRINGS = {"type": "object", "additionalProperties": _TEXT}
 _SET_TIME = (
     r"^[12][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]"
     r":[0-5][0-9](\.[0-9]{1,9})?(Z|[+-](0[0-9]|1[0-3]):[0-5][0-9])$"
@@ -83,14 +85,14 @@ WEBHOOK_SCHEMA: dict[str, Any] = {
     "required": ["version", "receiver", "status", "alerts", "groupKey"],
     "properties": {
         "version": {"type": "string", "enum": ["4"]},
-        "receiver": {"type": "string"},
-        "groupKey": {"type": "string"},
+        "receiver": _TEXT,
+        "groupKey": _TEXT,
         "status": _STATUS,
         "truncatedAlerts": {"type": "integer", "minimum": 0},
         "groupLabels": _STRINGS,
         "commonLabels": _STRINGS,
         "commonAnnotations": _STRINGS,
-        "externalURL": {"type": "string"},
+        "externalURL": _TEXT,
         "alerts": {
             "type": "array",
             "items": {
@@ -103,7 +105,7 @@ WEBHOOK_SCHEMA: dict[str, Any] = {
                     "startsAt": {"type": "string", "pattern": _SET_TIME},
                     "endsAt": {"type": "string", "pattern": _ANY_TIME},
                     "fingerprint": {"type": "string", "minLength": 1},
-                    "generatorURL": {"type": "string"},
+                    "generatorURL": _TEXT,
                 },
             },
         },
@@ -151,25 +153,23 @@ def _string_map(value: object, where: str) -> dict[str, str]:
         isinstance(k, str) and isinstance(v, str) for k, v in value.items()
     ):
         raise AlertPayloadError(f"{where} must be an object of strings")
-    for name, text in value.items():
-        _text(name, f"{where} (a name)")
-        _text(text, f"{where}[{name!r}]")
-    return dict(value)
+    return {_text(name): _text(text) for name, text in value.items()}
 
 
-def _text(value: str, where: str) -> str:
-    """``value`` if it is Unicode text a database can hold. JSON's ``\\ud800`` escapes
-    decode to lone surrogates, which no database column and no UTF-8 answer can hold,
-    and PostgreSQL refuses NUL in text: taken in, they failed the action or the answer
-    (a 5xx, which Alertmanager retries forever)."""
-    if "\x00" in value:
-        raise AlertPayloadError(f"{where}: a NUL character is not text")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        found = value[exc.start]
-        raise AlertPayloadError(f"{where}: {found!r} (a lone surrogate) is not text") from None
-    return value
+def _text(value: str) -> str:
+    """``value`` as text a database and a UTF-8 answer can hold: a NUL or a lone UTF-16
+    surrogate (JSON's ``\\ud800``; Alertmanager never sends one, its encoder writes
+    U+FFFD) becomes U+FFFD, the same way every time, so a repeat still matches its
+    first delivery. Taken in as they were, they failed the action or the answer: a
+    5xx, which Alertmanager retries forever."""
+    if "\x00" not in value:
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            pass
+        else:
+            return value
+    return _UNSTORABLE.sub("\ufffd", value)
 
 
 def _status(value: object, where: str) -> Literal["firing", "resolved"]:
@@ -190,7 +190,7 @@ def _alert(index: int, raw: object) -> AlertEvent:
     fingerprint = raw["fingerprint"]
     if not isinstance(fingerprint, str) or not fingerprint:
         raise AlertPayloadError(f"{where}.fingerprint must be a non-empty string")
-    _text(fingerprint, f"{where}.fingerprint")
+    fingerprint = _text(fingerprint)
     starts_at = _timestamp(raw["startsAt"], f"{where}.startsAt")
     ends_at = _timestamp(raw.get("endsAt", "0001-01-01T00:00:00Z"), f"{where}.endsAt")
     if starts_at is None:
@@ -219,7 +219,7 @@ def _timestamp(value: object, where: str) -> datetime | None:
 def _string(value: object, where: str) -> str:
     if not isinstance(value, str):
         raise AlertPayloadError(f"{where} must be a string, got {type(value).__name__}")
-    return _text(value, where)
+    return _text(value)
 
 
 def parse_webhook(body: bytes | str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> WebhookPayload:
@@ -246,8 +246,6 @@ def parse_webhook(body: bytes | str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> W
             raise AlertPayloadError(f"webhook payload lacks {key!r}")
     if not isinstance(data["receiver"], str) or not isinstance(data["groupKey"], str):
         raise AlertPayloadError("receiver and groupKey must be strings")
-    _text(data["receiver"], "receiver")
-    _text(data["groupKey"], "groupKey")
     if not isinstance(data["alerts"], list):
         raise AlertPayloadError("alerts must be a list")
     # Fields this intake does not use are still Alertmanager's: a wrong type means the
@@ -261,9 +259,9 @@ def parse_webhook(body: bytes | str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> W
     for common in ("commonLabels", "commonAnnotations"):
         _string_map(data.get(common, {}), common)
     return WebhookPayload(
-        receiver=data["receiver"],
+        receiver=_text(data["receiver"]),
         status=_status(data["status"], "status"),
-        group_key=data["groupKey"],
+        group_key=_text(data["groupKey"]),
         alerts=tuple(_alert(i, a) for i, a in enumerate(data["alerts"])),
         group_labels=_string_map(data.get("groupLabels", {}), "groupLabels"),
         truncated_alerts=truncated,

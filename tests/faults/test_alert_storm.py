@@ -13,9 +13,11 @@ its outcomes with a deployer token) runs a canary of v1.1.0 with tokens on: only
   (401: roles are checked before a body is read);
 - no token, an unknown token, a non-Bearer header (401), a deployer token (403);
 - malformed bodies with the alerts token: not JSON, not UTF-8, not an object, the
-  wrong payload version, a bad timestamp, nothing, a lone surrogate escaped in the
-  fingerprint (``"\\ud800"``: valid JSON, not text), arrays nested 20,000 deep
-  within the size limit (422, as problem+json; the last two were a 503 and a 500).
+  wrong payload version, a bad timestamp, nothing, arrays nested 20,000 deep within
+  the size limit (422, as problem+json; the last was a 500);
+- an alert about another model whose fingerprint and labels hold a lone surrogate
+  (``"\\ud800"``: valid JSON, not text) and a NUL: taken, with U+FFFD in their place
+  (200; they were a 503 and a 500).
 
 Then: no answer was a 5xx and each kind got its status; exactly one post acted, and
 the rollout has exactly one applied rollback (explain), the candidate one move to
@@ -153,17 +155,20 @@ def _storm(poster: Poster, tokens: Tokens, t0: datetime) -> list[Callable[[], li
     tasks += [once("forbidden", firing, auth=deployer) for _ in range(3)]
     bad_time = _webhook("firing", "fp-bad", t0)
     bad_time["alerts"][0]["startsAt"] = "yesterday"
-    surrogate = json.dumps(_webhook("firing", "fp-\ud800", t0)).encode()  # JSON escapes it
+    unstorable = _webhook("firing", "fp-\ud800", t0)
+    unstorable["alerts"][0]["labels"] |= {"model": "no\ud800such", "team": "a\x00b"}
+    tasks += [once("unstorable", json.dumps(unstorable).encode())]  # JSON escapes them
     deep = b'{"version": "4", "x": ' + b"[" * 20_000 + b"]" * 20_000 + b"}"  # within LIMIT
     malformed: list[dict[str, Any] | bytes] = [
         b'{"version": "4", "alerts": [', b"\xff\xfe\x00\x80", b"[]", b"",
-        {**firing, "version": "3"}, bad_time, surrogate, deep,
+        {**firing, "version": "3"}, bad_time, deep,
     ]  # fmt: skip
     tasks += [once("malformed", body) for body in malformed]
     return tasks
 
 
-EXPECTED = {"firing": 200, "pair resolved": 200, "pair firing": 200, "oversized": 413,
+EXPECTED = {"firing": 200, "pair resolved": 200, "pair firing": 200, "unstorable": 200,
+            "oversized": 413,
             "unauthenticated": 401, "forbidden": 403, "malformed": 422}  # fmt: skip
 
 
@@ -223,6 +228,8 @@ def test_an_alert_storm_rolls_the_canary_back_once(
         assert len(acted) == 1, acted  # twenty posts of one alert: one action
         assert (acted[0]["rollout"], acted[0]["result"]) == (rid, "rolled_back"), acted
         assert sum(b["duplicates"] for b in answers["firing"]) == DUPLICATES - 1
+        (unstorable,) = answers["unstorable"]
+        assert not [a for a in unstorable["actions"] if a["acted"]], unstorable  # no such model
         late = [(b["actions"], b["duplicates"]) for b in answers["pair firing"]]
         assert late == [([], 1)] * PAIRS  # resolved first: the late firing is not acted on
         assert [b["resolved"] for b in answers["pair resolved"]] == [1] * PAIRS

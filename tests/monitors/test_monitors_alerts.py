@@ -114,9 +114,6 @@ class TestParse:
             (payload(alert() | {"startsAt": 5}), r"startsAt must be an RFC 3339 string"),
             (payload(alert() | {"generatorURL": {}}), r"generatorURL must be a string"),
             (payload(alert() | {"endsAt": "9999-12-31T23:00:00-05:00"}), "out of range"),
-            (payload(alert(fingerprint="\ud800")), r"fingerprint: '\\ud800' \(a lone surrogate\)"),
-            (payload(alert(model="fr\x00ud")), r"labels\['model'\]: a NUL character is not text"),
-            (payload(alert(), group_key="\udfff"), "groupKey: .* is not text"),
             (b"[" * 50_000 + b"]" * 50_000, "nested too deeply to be a notification"),
         ],
     )
@@ -124,6 +121,19 @@ class TestParse:
         """Each malformed body gets a message that says what is wrong."""
         with pytest.raises(AlertPayloadError, match=match):
             parse_webhook(body)
+
+    def test_text_a_database_cannot_hold_becomes_the_replacement_character(self) -> None:
+        """A lone surrogate (JSON's "\\ud800") or a NUL, in a fingerprint, a label or the
+        group key, is U+FFFD, the same way each time; everything else is kept as sent."""
+        body = payload(alert(fingerprint="f\ud800", model="fr\x00ud", note="\U0001f600"),
+                       group_key="\udfff")  # fmt: skip
+        for _ in range(2):
+            parsed = parse_webhook(body)
+            (event,) = parsed.alerts
+            assert event.fingerprint == "f\ufffd"
+            assert event.labels["model"] == "fr\ufffdud"
+            assert event.labels["note"] == "\U0001f600"  # a valid pair, joined by json
+            assert parsed.group_key == "\ufffd"
 
     def test_too_large(self) -> None:
         """A body over the limit is refused before parsing."""
