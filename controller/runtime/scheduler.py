@@ -32,6 +32,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from controller.adapters.rollout_store import RolloutRecord
 from controller.runtime.heartbeat import Heartbeat
 from controller.shell import requests
+from controller.shell.clock_steps import ClockSteps
 from controller.shell.controller import Controller
 from controller.shell.guard_pass import Guard
 from registry import faults
@@ -61,10 +62,12 @@ class RolloutScheduler:
         self._running = 0  # jobs in flight, for a bounded shutdown
         self._idle = threading.Condition()
         self._stopping = False
+        self._stop_watching = threading.Event()
 
     def start(self) -> None:
         """Start the scheduler and rebuild every job from the database."""
         self._scheduler.start()
+        threading.Thread(target=self._watch_clock, name="clock-steps", daemon=True).start()
         self.sync_jobs()
         interval = self.controller.config.watch_interval
         self._scheduler.add_job(
@@ -143,9 +146,37 @@ class RolloutScheduler:
             with contextlib.suppress(JobLookupError):
                 self._scheduler.remove_job(job_id)
 
+    def _watch_clock(self, every_s: float = 1.0) -> None:
+        """Rewind the jobs when the wall clock steps back (``rewind``); APScheduler sets
+        every next run by the wall clock, so without this a clock set back ten minutes
+        would stall every job for ten minutes."""
+        steps = ClockSteps()
+        steps.stepped(0, datetime.now(UTC))
+        while not self._stop_watching.wait(every_s):
+            stepped = steps.stepped(0, datetime.now(UTC))
+            if stepped < 0:
+                log.warning("clock_stepped_back", seconds=round(-stepped, 3))
+                self.rewind()
+
+    def rewind(self) -> list[str]:
+        """Every job whose next run lies further ahead than its interval (the clock
+        stepped back after it was set) runs now instead; return their ids. Its interval
+        goes on from there."""
+        now = datetime.now(UTC)
+        moved = []
+        for job in self._scheduler.get_jobs():
+            interval = getattr(job.trigger, "interval", None)
+            if job.next_run_time is None or not isinstance(interval, timedelta):
+                continue
+            if job.next_run_time > now + interval:
+                job.modify(next_run_time=now)
+                moved.append(job.id)
+        return moved
+
     def shutdown(self, timeout_s: float | None = None) -> int:
         """Stop; wait up to ``timeout_s`` (None: forever) for running jobs; return how
         many were still running (abandoned)."""
+        self._stop_watching.set()
         with self._idle:
             self._stopping = True  # jobs the executor still holds will not start
         if self._scheduler.running:

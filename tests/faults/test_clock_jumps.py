@@ -10,9 +10,10 @@ not wait ten minutes for it. Throughout, ``/healthz`` answers and no tick fails;
 the clock is right, the better candidate is promoted, each step once, and every
 invariant holds.
 
-Not covered: APScheduler's own timers read the system clock, which a test cannot
-move for one process here (libfaketime breaks ``time.sleep`` unless it also fakes
-the monotonic clock).
+The scheduler's own timers read the system clock, which a test cannot move for one
+process here (libfaketime breaks ``time.sleep`` unless it also fakes the monotonic
+clock): their side, jobs set ahead by a clock that stepped back and run now by the
+scheduler's clock watcher, is ``test_reconcile``'s ``rewind`` test.
 """
 
 from __future__ import annotations

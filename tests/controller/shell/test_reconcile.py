@@ -334,6 +334,32 @@ class TestScheduler:
         finally:
             scheduler.shutdown()
 
+    def test_jobs_set_ahead_by_a_clock_that_stepped_back_run_now(self, world: World) -> None:
+        """APScheduler sets next runs by the wall clock: after it steps back ten minutes
+        every job lies ten minutes ahead. ``rewind`` (what the scheduler's clock watcher
+        calls) brings each such job to now, and leaves jobs due within their interval."""
+        from datetime import timedelta as td
+
+        from controller.runtime.scheduler import WATCHER, RolloutScheduler
+
+        register(world.registry, world.tmp, "fraud", "v1.1.0", "staging")
+        (rollout,) = world.controller.watch_once()
+        scheduler = RolloutScheduler(world.controller)
+        scheduler.start()
+        try:
+            assert scheduler.rewind() == []  # nothing stepped
+            ahead = datetime.now(UTC) + td(minutes=10)
+            job = scheduler._scheduler.get_job(f"rollout-{rollout.id}")
+            job.modify(next_run_time=ahead)
+            scheduler._scheduler.get_job(WATCHER).modify(next_run_time=ahead)
+            assert sorted(scheduler.rewind()) == sorted([f"rollout-{rollout.id}", WATCHER])
+            now = datetime.now(UTC)
+            for job_id in scheduler.job_ids():
+                found = scheduler._scheduler.get_job(job_id)
+                assert found.next_run_time <= now + td(seconds=30), job_id
+        finally:
+            scheduler.shutdown()
+
 
 class TestRegistryRefusal:
     def test_promotion_refused_is_dropped_not_retried_forever(self, world: World) -> None:
