@@ -158,9 +158,10 @@ class Stack:
             handle.close()
 
 
-def fast_canary(steps: list[float], *, max_duration: float = 900) -> dict[str, Any]:
+def fast_canary(steps: list[float], *, max_duration: float = 300) -> dict[str, Any]:
     """The demo's policy with short steps (1 s) and small samples (10): many state
-    changes, each an intent, an act and a confirm, in little time."""
+    changes, each an intent, an act and a confirm, in little time. The short horizon
+    (``max_duration``) brings the evidence to promote within seconds of the last step."""
     policy: dict[str, Any] = demo_config(Path("."), 0)["models"]["fraud"]
     policy.update(strategy={"kind": "canary", "steps": steps, "step_duration": 1},
                   settle=0, min_samples=10, max_duration=max_duration)  # fmt: skip

@@ -38,9 +38,7 @@ CYCLES = 8
 @pytest.mark.timeout(600)
 def test_eight_kills_with_the_registry_on_postgres(tmp_path: Path, pg_url: str) -> None:
     rng = random.Random(int(os.environ.get("MODELREG_FAULT_SEED", "0")))
-    # The last step splits 50/50 and the horizon is short: the evidence to promote
-    # comes within seconds of the kills' end rather than minutes.
-    stack = build_stack(tmp_path, registry_url=pg_url, **fast_canary(STEPS, max_duration=300))
+    stack = build_stack(tmp_path, registry_url=pg_url, **fast_canary(STEPS))
     stack.register("1.0.0", "production")
     stack.start_daemon()
     stack.start_workload()

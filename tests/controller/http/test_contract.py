@@ -54,7 +54,8 @@ def test_the_daemon_keeps_its_openapi_contract(tmp_path: Path, tokens: bool) -> 
         answer = httpx.get(f"{daemon.url}/openapi.json", headers=auth, timeout=10)
         assert answer.status_code == 200
         spec.write_bytes(answer.content)
-        _schemathesis(spec, daemon.url, auth if tokens else {}, examples=40)
+        # Without tokens the routes behave as with the all-roles token: fewer examples.
+        _schemathesis(spec, daemon.url, auth if tokens else {}, examples=40 if tokens else 15)
         if tokens:  # no token: every guarded route answers its documented 401
             _schemathesis(spec, daemon.url, {}, examples=10)
         assert daemon.process is not None
