@@ -161,7 +161,8 @@ def _text(value: str) -> str:
     surrogate (JSON's ``\\ud800``; Alertmanager never sends one, its encoder writes
     U+FFFD) becomes U+FFFD, the same way every time, so a repeat still matches its
     first delivery. Taken in as they were, they failed the action or the answer: a
-    5xx, which Alertmanager retries forever."""
+    5xx, which Alertmanager retries forever. Two fingerprints or label names that
+    differ only there become one; Alertmanager itself never sends such text."""
     if "\x00" not in value:
         try:
             value.encode("utf-8")

@@ -103,16 +103,15 @@ def _number(raw: object) -> float:
     return value
 
 
-def _pair_value(pair: object, at: float | None = None, tolerance: float = 0.0) -> float:
+def _pair_value(pair: object, at: float, tolerance: float) -> float:
     """A ``[timestamp, "value"]`` pair's value. ``at``: the instant the query was
     evaluated at, which an instant query's samples carry; a sample from another time
     (a cache or proxy answering with an old result) is stale, not data."""
     if not isinstance(pair, list) or len(pair) != 2:
         raise _QueryFailed(f"malformed sample {pair!r}")
-    if at is not None:
-        stamp = _number(pair[0])
-        if abs(stamp - at) > tolerance:
-            raise _QueryFailed(f"stale sample: evaluated at {stamp:.3f}, asked for {at:.3f}")
+    stamp = _number(pair[0])
+    if abs(stamp - at) > tolerance:
+        raise _QueryFailed(f"stale sample: evaluated at {stamp:.3f}, asked for {at:.3f}")
     return _number(pair[1])
 
 

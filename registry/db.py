@@ -158,11 +158,12 @@ def unavailable(
 
 def database_failed(url: str | sa.URL, exc: sa.exc.DBAPIError | sqlite3.Error) -> str:
     """A database error during an operation as one line: the URL and the driver's
-    reason (``disk I/O error``, ``database or disk is full``, ``database is locked``);
-    a write that failed was rolled back whole."""
+    reason (``disk I/O error``, ``database or disk is full``, ``database is locked``).
+    The write that failed was rolled back whole; earlier ones of the same command
+    stay."""
     orig = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
     reason = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
-    return f"database {safe_url(url)} failed: {reason} (the operation was rolled back)"
+    return f"database {safe_url(url)} failed: {reason}"
 
 
 def sqlite_path(url: str) -> Path | None:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 import sqlalchemy as sa
+import structlog
 
 from controller.config import Config
 from controller.core.state import Approvals
@@ -22,6 +23,9 @@ from registry import CorruptArtifact, MLflowRegistry, ModelRegistry, NotFound, R
 __all__ = ["open_registry", "production_entered_at", "read_approvals"]
 
 ACTOR = "modelreg-controller"
+
+
+log = structlog.get_logger("controller")
 
 
 def open_registry(config: Config, clock: Callable[[], datetime] | None = None) -> ModelRegistry:
@@ -78,8 +82,10 @@ def artifact_problem(registry: ModelRegistry, model: str, version: str) -> str |
     """Why ``version``'s stored artifact cannot be served as registered (re-hashed:
     a flipped bit, a truncated or missing blob), or None when it verifies or has no
     artifact. A store that cannot be reached right now is not a problem of the
-    artifact: None, and the promotion goes on (serving verifies on load). An MLflow
-    front keeps artifacts in MLflow, with only a download cache here: not checked."""
+    artifact: None, and the promotion goes on (serving verifies on load). On an object
+    store the blob is read through the local cache, so a promotion may download it
+    once. An MLflow front keeps artifacts in MLflow, with only a download cache here:
+    not checked."""
     if isinstance(registry, MLflowRegistry):
         return None
     try:
@@ -88,6 +94,7 @@ def artifact_problem(registry: ModelRegistry, model: str, version: str) -> str |
             registry.artifacts.verify(digest)
     except (CorruptArtifact, NotFound) as exc:
         return f"{model} {version}'s artifact: {exc}"
-    except RegistryError:
+    except (RegistryError, OSError) as exc:  # unreachable or unreadable now: not its bytes
+        log.warning("artifact_not_verified", model=model, version=version, error=str(exc))
         return None
     return None

@@ -18,12 +18,14 @@ new measurement window) is a stratum of it.
 
 Rules for a progressing rollout, in order:
 
+0. When the clock stepped since the last look, or now is before the step's start (it
+   went back): hold, the step's window restarting now and the rollout's start moved
+   by the step (its running time goes on, so a clock set ahead does not end it). A
+   window that spans a step holds the wrong traffic (none, or the previous step's, a
+   false sample-ratio mismatch), and a step started while the clock was ahead would
+   wait for it.
 1. Past ``max_duration``: roll back (a rollout never lingers undecided).
 2. Within ``settle`` seconds of a weight change: hold (serving is still switching).
-   When the clock stepped since the last look, or now is before the step's start (it
-   went back): hold, the step's window restarting now. A window that spans a step
-   holds the wrong traffic (none, or the previous step's, a false sample-ratio
-   mismatch), and a step started while the clock was ahead would wait for it.
 3. A rollback trigger on the treatment that breached ``consecutive`` times in a
    row: roll back.
 4. Missing data, a source error or an invalid value (NaN, negative counts, a rate
@@ -275,19 +277,20 @@ def decide(  # noqa: PLR0912, PLR0915 -- the rules read top to bottom as the doc
             base,
             Cause.RESTORED,
         )  # fmt: skip
+    if observations.clock_stepped or now < state.step_started_at:  # rule 0
+        moved = observations.clock_stepped or (now - state.step_started_at).total_seconds()
+        shifted = state.started_at + timedelta(seconds=moved)  # its running time goes on
+        return hold(
+            f"the clock stepped {moved:+.0f}s: the step's window restarts now",
+            Cause.CLOCK_STEPPED,
+            next_state=replace(state, step_started_at=now, started_at=shifted),
+        )
     running = (now - state.started_at).total_seconds()
     if running > policy.max_duration:
         return rollback(
             f"max duration exceeded: running {running:.0f}s > {policy.max_duration:g}s "
             "without a decision",
             Cause.MAX_DURATION,
-        )
-    if observations.clock_stepped or now < state.step_started_at:  # see rule 2
-        moved = observations.clock_stepped or (now - state.step_started_at).total_seconds()
-        return hold(
-            f"the clock stepped {moved:+.0f}s: the step's window restarts now",
-            Cause.CLOCK_STEPPED,
-            next_state=replace(state, step_started_at=now),
         )
     in_step = (now - state.step_started_at).total_seconds()
     if in_step < policy.settle_seconds:

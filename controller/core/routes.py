@@ -67,11 +67,12 @@ Split = tuple[tuple[tuple[str, int], ...], str]
 
 def split_of(route: Route | None) -> Split | None:
     """What serving does with a route: the versions that take traffic, their weights
-    and the salt; not the revision or digests, and not versions at weight 0 (a router
-    may keep or drop those)."""
+    (in version order: a router may list them in its own) and the salt; not the
+    revision or digests, and not versions at weight 0 (a router may keep or drop
+    those)."""
     if route is None:
         return None
-    return tuple((b.version, b.weight) for b in route.backends if b.weight > 0), route.salt
+    return tuple(sorted((b.version, b.weight) for b in route.backends if b.weight > 0)), route.salt
 
 
 def rebased(route: Route, held: Route | None) -> Route:

@@ -257,8 +257,10 @@ class Daemon:
             self._apply(new)
         except Exception:  # re-planning failed half-way: the last good config again, whole
             log.exception("reload_failed", config=new.source_file)
-            self._apply(previous)
-            systemd.ready()
+            try:
+                self._apply(previous)
+            finally:
+                systemd.ready()  # systemctl reload must not hang whatever happened
             return False
         log.info("reloaded", config=new.source_file, models=sorted(new.models))
         systemd.ready()

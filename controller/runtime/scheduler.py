@@ -153,10 +153,13 @@ class RolloutScheduler:
         steps = ClockSteps()
         steps.stepped(0, datetime.now(UTC))
         while not self._stop_watching.wait(every_s):
-            stepped = steps.stepped(0, datetime.now(UTC))
-            if stepped < 0:
-                log.warning("clock_stepped_back", seconds=round(-stepped, 3))
-                self.rewind()
+            try:
+                stepped = steps.stepped(0, datetime.now(UTC))
+                if stepped < 0:
+                    log.warning("clock_stepped_back", seconds=round(-stepped, 3))
+                    self.rewind()
+            except Exception:  # the watcher must outlive any one pass
+                log.exception("clock_watch_failed")
 
     def rewind(self) -> list[str]:
         """Every job whose next run lies further ahead than its interval (the clock
@@ -169,8 +172,9 @@ class RolloutScheduler:
             if job.next_run_time is None or not isinstance(interval, timedelta):
                 continue
             if job.next_run_time > now + interval:
-                job.modify(next_run_time=now)
-                moved.append(job.id)
+                with contextlib.suppress(JobLookupError):  # the job ended meanwhile
+                    job.modify(next_run_time=now)
+                    moved.append(job.id)
         return moved
 
     def shutdown(self, timeout_s: float | None = None) -> int:

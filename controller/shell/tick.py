@@ -14,10 +14,12 @@ Order of one tick, and why a crash between any two steps is repaired:
 4. **record intent**: the decision row (not applied) and the target state, in one
    transaction, before touching anything outside.
 5. **act**: push the route to the router (same revision every time: a replay is
-   a no-op), then move the version in the registry (skipped when it is already in
+   a no-op) and read it back (a router that says yes and keeps its old route has
+   failed), then move the version in the registry (skipped when it is already in
    the target stage: the call is made idempotent by reading first).
 6. **confirm**: the rollout takes the target state and the decision is marked
-   applied, in one transaction.
+   applied, in one transaction; a new step starts now, when serving took its split,
+   not when it was decided.
 
 Steps 4 to 6 are the actuator's (``Actuator.carry_out``). A router failure in step 5
 leaves the intent in place; the next tick retries it. All times come from the
@@ -41,14 +43,12 @@ from controller.core.approvals import newly_overdue
 from controller.core.causes import Cause
 from controller.core.decide import (
     Decision,
-    Observations,
     Promote,
     decide,
     operator,
     refuse_corrupt,
 )
 from controller.core.phases import Event, Phase
-from controller.core.policy import PolicyConfig
 from controller.core.superseded import release, superseded
 from registry import NotFound
 
@@ -94,10 +94,15 @@ def _tick(controller: Controller, rollout_id: int, *, force: bool) -> Decision |
     ahead = record.next_eval_at - now  # over two intervals: the clock went back, look now
     if not force and now < record.next_eval_at - interval / 2 and ahead <= 2 * interval:
         return None  # not due (e.g. an early replay)
+    # Next to the clock's reading: measuring may take seconds (a slow source), which
+    # the monotonic clock would count as a step of the wall clock.
+    stepped = (
+        0.0 if controller.clock_steps is None else controller.clock_steps.stepped(record.id, now)
+    )
     started = time.perf_counter()
     if controller.metrics is not None:
         controller.metrics.lag.observe(max(0.0, (now - record.next_eval_at).total_seconds()))
-    observations = _observe(controller, policy, record, now)
+    observations = replace(controller.measure(policy, record, now), clock_stepped=stepped)
     decision = decide(policy, record.state, observations, now=now)
     if isinstance(decision, Promote):  # only then: a re-hash of the artifact is not free
         broken = artifact_problem(controller.registry, record.model, record.treatment)
@@ -115,16 +120,6 @@ def _tick(controller: Controller, rollout_id: int, *, force: bool) -> Decision |
     if controller.metrics is not None:
         controller.metrics.evaluation_seconds.observe(time.perf_counter() - started)
     return decision
-
-
-def _observe(
-    controller: Controller, policy: PolicyConfig, record: RolloutRecord, now: datetime
-) -> Observations:
-    """The sources' measurements, and how far the wall clock stepped since the last look."""
-    observations = controller.measure(policy, record, now)
-    if controller.clock_steps is None:
-        return observations
-    return replace(observations, clock_stepped=controller.clock_steps.stepped(record.id, now))
 
 
 def _approval_wait(

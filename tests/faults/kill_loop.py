@@ -14,7 +14,10 @@ follow the policy's steps once each, with v1.1.0 promoted.
 from __future__ import annotations
 
 import random
+import subprocess
 import time
+from collections.abc import Callable
+from functools import partial
 
 from monitors.testing import wait_until
 from tests.controller.stack import TERMINAL, Stack
@@ -47,11 +50,15 @@ def kill_loop(stack: Stack, *, cycles: int, rng: random.Random) -> list[str]:
             continue
         nth = rng.randint(1, 2)
         process = stack.start_daemon_faulty(f"{where}=kill:{nth}")
-        wait_until(lambda p=process: p.poll() is not None or idle(), timeout=30)  # type: ignore[misc]
+        wait_until(partial(_died_or, process, idle), timeout=30)
         died = process.poll() is not None
         kills.append(f"{cycle}: {where} hit {nth}: {'died' if died else 'not reached'}")
     stack.kill_daemon()
     return kills
+
+
+def _died_or(process: subprocess.Popen[bytes], idle: Callable[[], bool]) -> bool:
+    return process.poll() is not None or idle()
 
 
 def finish_and_check(stack: Stack, steps: list[float], kills: list[str]) -> None:

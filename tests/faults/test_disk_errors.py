@@ -33,7 +33,7 @@ pytestmark = [pytest.mark.faults, pytest.mark.slow, pytest.mark.integration]
 @pytest.mark.parametrize(
     ("faults", "says"),
     [("blob_write=error:EIO", "cannot store the artifact in"),
-     ("commit=error:EIO", "failed: disk I/O error (the operation was rolled back)"),
+     ("commit=error:EIO", "failed: disk I/O error"),
      ("commit=error:ENOSPC", "failed: database or disk is full")],
 )  # fmt: skip
 def test_a_disk_error_in_a_registration_is_one_line_and_loses_nothing(

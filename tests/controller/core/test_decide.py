@@ -195,7 +195,18 @@ class TestDecide:
         assert isinstance(decision, HoldUntil)
         assert decision.cause is Cause.CLOCK_STEPPED
         assert said in decision.reason
-        assert decision.state == replace(st, step_started_at=now)
+        moved = timedelta(seconds=float(said.removesuffix("s")))
+        assert decision.state == replace(st, step_started_at=now, started_at=T0 + moved)
+
+    def test_a_clock_set_ahead_past_max_duration_does_not_end_the_rollout(self) -> None:
+        """Ten minutes ahead of a two-minute max_duration: the step is seen, the rollout
+        keeps its running time; without the step it would be rolled back at once."""
+        now = EARLY + timedelta(minutes=10)
+        ob = replace(SAME, clock_stepped=600.0)
+        decision = decide(policy(), state(), ob, now=now)
+        assert decision.cause is Cause.CLOCK_STEPPED
+        assert (now - decision.state.started_at).total_seconds() == 30
+        assert decide(policy(), state(), SAME, now=now).cause is Cause.MAX_DURATION
 
     def test_missing_data_never_promotes(self) -> None:
         """Better accuracy with one arm's error rate missing does not promote."""

@@ -20,6 +20,7 @@ class Monotonic:
 
 
 def test_steps_are_seen_per_rollout_and_steady_time_is_not() -> None:
+    """A step is the wall clock moving other than the monotonic one, past the tolerance."""
     monotonic = Monotonic()
     steps = ClockSteps(monotonic, tolerance_s=2.0)
     assert steps.stepped(1, T0) == 0.0  # a first look has nothing to compare

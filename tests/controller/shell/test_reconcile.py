@@ -338,8 +338,6 @@ class TestScheduler:
         """APScheduler sets next runs by the wall clock: after it steps back ten minutes
         every job lies ten minutes ahead. ``rewind`` (what the scheduler's clock watcher
         calls) brings each such job to now, and leaves jobs due within their interval."""
-        from datetime import timedelta as td
-
         from controller.runtime.scheduler import WATCHER, RolloutScheduler
 
         register(world.registry, world.tmp, "fraud", "v1.1.0", "staging")
@@ -348,7 +346,7 @@ class TestScheduler:
         scheduler.start()
         try:
             assert scheduler.rewind() == []  # nothing stepped
-            ahead = datetime.now(UTC) + td(minutes=10)
+            ahead = datetime.now(UTC) + timedelta(minutes=10)
             job = scheduler._scheduler.get_job(f"rollout-{rollout.id}")
             job.modify(next_run_time=ahead)
             scheduler._scheduler.get_job(WATCHER).modify(next_run_time=ahead)
@@ -356,7 +354,7 @@ class TestScheduler:
             now = datetime.now(UTC)
             for job_id in scheduler.job_ids():
                 found = scheduler._scheduler.get_job(job_id)
-                assert found.next_run_time <= now + td(seconds=30), job_id
+                assert found.next_run_time <= now + timedelta(seconds=30), job_id
         finally:
             scheduler.shutdown()
 
