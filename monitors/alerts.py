@@ -72,8 +72,7 @@ def parse_timestamp(text: str) -> datetime | None:
 # What ``parse_webhook`` accepts, as JSON Schema (the API documents its request body
 # with it): Alertmanager's webhook version 4. Timestamps are RFC 3339 as Alertmanager
 # writes them; ``startsAt`` must be set (not the zero time), so its year starts at 1000.
-_TEXT = {"type": "string"}
-_STRINGS = {"type": "object", "additionalProperties": _TEXT}
+_STRINGS = {"type": "object", "additionalProperties": {"type": "string"}}
 _SET_TIME = (
     r"^[12][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]"
     r":[0-5][0-9](\.[0-9]{1,9})?(Z|[+-](0[0-9]|1[0-3]):[0-5][0-9])$"
@@ -85,14 +84,14 @@ WEBHOOK_SCHEMA: dict[str, Any] = {
     "required": ["version", "receiver", "status", "alerts", "groupKey"],
     "properties": {
         "version": {"type": "string", "enum": ["4"]},
-        "receiver": _TEXT,
-        "groupKey": _TEXT,
+        "receiver": {"type": "string"},
+        "groupKey": {"type": "string"},
         "status": _STATUS,
         "truncatedAlerts": {"type": "integer", "minimum": 0},
         "groupLabels": _STRINGS,
         "commonLabels": _STRINGS,
         "commonAnnotations": _STRINGS,
-        "externalURL": _TEXT,
+        "externalURL": {"type": "string"},
         "alerts": {
             "type": "array",
             "items": {
@@ -105,7 +104,7 @@ WEBHOOK_SCHEMA: dict[str, Any] = {
                     "startsAt": {"type": "string", "pattern": _SET_TIME},
                     "endsAt": {"type": "string", "pattern": _ANY_TIME},
                     "fingerprint": {"type": "string", "minLength": 1},
-                    "generatorURL": _TEXT,
+                    "generatorURL": {"type": "string"},
                 },
             },
         },

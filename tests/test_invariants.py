@@ -34,16 +34,21 @@ from tests.invariants import (
 )
 
 
-@pytest.fixture
-def home(tmp_path: Path) -> Path:
-    """A registry with ``fraud`` v1.0.0 in production and v1.1.0 in staging."""
-    with ModelRegistry(f"sqlite:///{tmp_path / 'registry.db'}", home=tmp_path) as registry:
+def _fill(url: str, home: Path) -> Path:
+    """``fraud`` v1.0.0 in production and v1.1.0 in staging, in the registry at ``url``."""
+    with ModelRegistry(url, home=home) as registry:
         for version in ("1.0.0", "1.1.0"):
-            artifact = tmp_path / f"{version}.bin"
+            artifact = home / f"{version}.bin"
             artifact.write_bytes(version.encode())
             registry.register_model("fraud", str(artifact), version=version, stage="staging")
         registry.promote_model("fraud", "1.0.0", to_stage="production", reason="baseline")
-    return tmp_path
+    return home
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    """A registry with ``fraud`` v1.0.0 in production and v1.1.0 in staging."""
+    return _fill(f"sqlite:///{tmp_path / 'registry.db'}", tmp_path)
 
 
 def _url(home: Path) -> str:
@@ -228,13 +233,7 @@ def test_a_damaged_database_page_is_named(home: Path) -> None:
 def pg_home(tmp_path: Path, pg_url: str) -> Path:
     """The ``home`` registry's contents (``fraud`` v1.0.0 in production, v1.1.0 in
     staging), in the scratch schema of ``pg_url``."""
-    with ModelRegistry(pg_url, home=tmp_path) as registry:
-        for version in ("1.0.0", "1.1.0"):
-            artifact = tmp_path / f"{version}.bin"
-            artifact.write_bytes(version.encode())
-            registry.register_model("fraud", str(artifact), version=version, stage="staging")
-        registry.promote_model("fraud", "1.0.0", to_stage="production", reason="baseline")
-    return tmp_path
+    return _fill(pg_url, tmp_path)
 
 
 def _superuser(pg_url: str, *statements: str) -> None:
