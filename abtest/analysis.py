@@ -82,13 +82,15 @@ from typing import Any, Literal, cast
 
 import numpy as np
 import numpy.typing as npt
-from scipy import special
 
 from abtest import _validate as v
 from abtest import power, sequential, stats
+from abtest._lazy import LazyModule
 from abtest.group_sequential import SPENDING, EfficacyBoundary
 from abtest.results import Counts, Direction, SRMResult, Summary
 from abtest.state import AnalysisState, Estimate, MetricState
+
+special = LazyModule("scipy.special")
 
 __all__ = [
     "AnalysisSpec",

@@ -38,9 +38,11 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy import special
 
 from abtest import _validate as v
+from abtest._lazy import LazyModule
+
+special = LazyModule("scipy.special")
 
 __all__ = [
     "SPENDING",

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import math
 
-from scipy import optimize, special
-
 from abtest import _validate as v
+from abtest._lazy import LazyModule
+
+optimize = LazyModule("scipy.optimize")
+special = LazyModule("scipy.special")
 
 __all__ = ["mde_two_proportions", "sample_size_two_means", "sample_size_two_proportions"]
 

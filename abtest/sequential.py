@@ -48,10 +48,12 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy import special
 
 from abtest import _validate as v
+from abtest._lazy import LazyModule
 from abtest.results import Counts, Summary
+
+special = LazyModule("scipy.special")
 
 __all__ = [
     "SequentialResult",

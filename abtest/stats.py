@@ -13,10 +13,9 @@ import math
 
 import numpy as np
 import numpy.typing as npt
-import scipy.stats
-from scipy import special
 
 from abtest import _validate as v
+from abtest._lazy import LazyModule
 from abtest.results import (
     Alternative,
     Counts,
@@ -26,6 +25,9 @@ from abtest.results import (
     StatResult,
     Summary,
 )
+
+scipy_stats = LazyModule("scipy.stats")
+special = LazyModule("scipy.special")
 
 __all__ = [
     "Counts",
@@ -162,7 +164,7 @@ def fisher_exact(
     xc, nc = v.trials("x_control", x_control, "n_control", n_control)
     xt, nt = v.trials("x_treatment", x_treatment, "n_treatment", n_treatment)
     alt = v.alternative(alternative)
-    res = scipy.stats.fisher_exact([[xt, nt - xt], [xc, nc - xc]], alternative=alt)
+    res = scipy_stats.fisher_exact([[xt, nt - xt], [xc, nc - xc]], alternative=alt)
     return StatResult(
         method="Fisher exact test",
         statistic=float(res.statistic),
@@ -341,7 +343,7 @@ def mann_whitney(
         tie_sum = float(np.dot(lengths * lengths, lengths) - lengths.sum())
     u_t = r_t - nt * (nt + 1) / 2.0
     if method == "exact":
-        res = scipy.stats.mannwhitneyu(t, c, alternative=alt, method="exact")
+        res = scipy_stats.mannwhitneyu(t, c, alternative=alt, method="exact")
         base = _mwu(
             u_t,
             nt,

@@ -31,7 +31,7 @@ import sqlalchemy as sa
 
 from controller.config import Config, MetricConfig, PolicyConfig
 from monitors import IngestOptions, IngestSource, IngestStore, Subject, Window
-from registry.schema import ModelVersionRow, RegisteredModel
+from registry.schema import models_t, versions_t
 
 __all__ = ["Typical", "direction_warnings", "margin_warnings", "typical_values"]
 
@@ -150,7 +150,7 @@ def _production(config: Config, models: set[str]) -> dict[str, tuple[str, dict[s
     engine = _read_only(config.registry_url())
     if engine is None:
         return {}
-    model, version = RegisteredModel.__table__, ModelVersionRow.__table__  # type: ignore[attr-defined]
+    model, version = models_t, versions_t
     query = (
         sa.select(model.c.name, version.c.major, version.c.minor, version.c.patch,
                   version.c.metadata)

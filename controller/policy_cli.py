@@ -13,7 +13,7 @@ import os
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import yaml
@@ -22,10 +22,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from controller.config import CanaryStrategy, PolicyConfig, load_config, parse_config
-from controller.core import horizon
 from controller.errors import ConfigError
-from controller.simulation import SCENARIOS, ScenarioResult, Workload, simulate_all
+from controller.scenarios import SCENARIOS, Workload
+
+if TYPE_CHECKING:
+    from controller.config import PolicyConfig
+    from controller.simulation import ScenarioResult
 
 __all__ = ["policy_app"]
 
@@ -43,6 +45,8 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 def load_policy(path: Path, model: str | None) -> tuple[str, PolicyConfig]:
     """The policy to simulate: ``models[model]`` of a daemon config, or a file that is
     one policy. ``ConfigError`` names the file and what is wrong."""
+    from controller.config import load_config, parse_config  # noqa: PLC0415 -- see controller.cli
+
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -85,6 +89,9 @@ def _metrics(data: dict[str, Any]) -> list[dict[str, Any]]:
 
 def describe(policy: PolicyConfig) -> str:
     """One line: the split plan, the interval and the horizon."""
+    from controller.config import CanaryStrategy  # noqa: PLC0415 -- see controller.cli
+    from controller.core import horizon  # noqa: PLC0415 -- ditto
+
     strategy = policy.strategy
     if isinstance(strategy, CanaryStrategy):
         steps = " -> ".join(f"{s}%" for s in strategy.steps)
@@ -144,6 +151,8 @@ def simulate_command(
     """How often POLICY_FILE's policy rolls back, promotes or stays undecided, and at
     which look, for identical versions, error regressions, an improvement and slower
     latency, through its real decide() on simulated traffic."""
+    from controller.simulation import simulate_all  # noqa: PLC0415 -- see controller.cli
+
     try:
         name, policy = load_policy(policy_file, model)
         workload = Workload(rps, baseline_error_rate, latency_median, latency_sigma)

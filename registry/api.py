@@ -17,8 +17,6 @@ the transaction fails, any blob it alone would have referenced is removed again.
 
 from __future__ import annotations
 
-import getpass
-import os
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -73,14 +71,6 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def default_actor() -> str:
-    """``$MODELREG_ACTOR``, else the login name: who acts when nobody says."""
-    try:
-        return os.environ.get("MODELREG_ACTOR") or getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
-
-
 class ModelRegistry:
     """A registry: one database (SQLite by default) plus a content-addressed store.
 
@@ -118,7 +108,7 @@ class ModelRegistry:
         # Each environment is a separate registry: its own database and store.
         self.home = self.root / "environments" / environment if environment else self.root
         self.url = url or self.environments.get(environment or "") or default_url(self.home)
-        self.actor = names.actor(actor) if actor is not None else default_actor()
+        self.actor = names.actor(actor) if actor is not None else names.default_actor()
         self.increment = increment
         self.artifact_uri = artifact_uri
         # Size and depth limits on metadata, signatures, tags, features (registry.limits).

@@ -12,9 +12,8 @@ import sys
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
-import sqlalchemy as sa
 import typer
 import yaml
 from rich.console import Console
@@ -31,20 +30,16 @@ from rich.table import Table
 from rich.text import Text
 
 from registry import names
-from registry.api import ModelRegistry, default_actor, restore_registry
-from registry.approvals import validate_policy
-from registry.auto_rollback import Setting, parse_duration
-from registry.db import database_failed, safe_url, without_password
-from registry.docs import sync_docs
 from registry.errors import InvalidInput, RegistryError
-from registry.experiments import list_experiments
 from registry.limits import DEFAULT_LIMITS
-from registry.mlflow_import import import_from_mlflow, plan_import, summary
-from registry.mlflow_registry import MLflowRegistry
-from registry.mlflow_rest import MLflowClient
 from registry.records import ModelVersion, Transition
-from registry.report import ModelGovernance
 from registry.versions import SemVer
+
+if TYPE_CHECKING:
+    # Imported where used: --help and quick reads need neither MLflow's client nor the
+    # report and docs writers (see ``test_cli_start``).
+    from registry.api import ModelRegistry
+    from registry.mlflow_registry import MLflowRegistry
 
 app = typer.Typer(
     name="modelreg",
@@ -71,7 +66,6 @@ class _State:
 
 state = _State()
 
-_NO_SETTING = Setting(None, None)
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 
 
@@ -107,6 +101,8 @@ def _main(
 
 
 def _registry(*, create: bool = True) -> ModelRegistry:
+    from registry.api import ModelRegistry  # noqa: PLC0415
+
     return ModelRegistry(
         state.url, home=state.home, actor=state.actor, artifact_uri=state.artifacts, create=create
     )
@@ -119,11 +115,15 @@ def _run(fn: Callable[[ModelRegistry], T], *, read: bool = False) -> T:
     naming where it looked, and nothing is created. A registry other than the
     default one (``--db``, ``--home``, ``--mlflow``) is named on stderr first, so
     output is never mistaken for another registry's."""
+    import sqlalchemy as sa  # noqa: PLC0415 -- loaded by the registry anyway; not for --help
+
+    from registry.db import database_failed, safe_url, without_password  # noqa: PLC0415
+
     try:
         opened = _mlflow_registry(create=not read) if state.mlflow else _registry(create=not read)
         with opened as registry:
             if not _default_registry():
-                where = registry.tracking_uri if isinstance(registry, MLflowRegistry) else None
+                where = getattr(registry, "tracking_uri", None) if state.mlflow else None
                 shown = f"MLflow {without_password(where)}, governance " if where else ""
                 err.print(f"registry: {shown}{safe_url(registry.url)}", markup=False,
                           highlight=False, soft_wrap=True)  # fmt: skip
@@ -154,6 +154,8 @@ def _default_registry() -> bool:
 def _mlflow_registry(*, create: bool = True) -> MLflowRegistry:
     """``--mlflow URI``: the tracking server is the registry, ``--db`` its governance."""
     assert state.mlflow is not None
+    from registry.mlflow_registry import MLflowRegistry  # noqa: PLC0415
+
     return MLflowRegistry(
         state.mlflow, governance=state.url, home=state.home, actor=state.actor, create=create
     )
@@ -546,6 +548,8 @@ def approval_policy_set(
     people = [a.strip() for a in approvers.split(",") if a.strip()]
     if not people:
         raise typer.BadParameter("--approvers needs at least one identity, e.g. --approvers a,b")
+    from registry.approvals import validate_policy  # noqa: PLC0415
+
     try:  # refused before a registry is opened (or made)
         validate_policy(people, min_approvals)
     except InvalidInput as exc:
@@ -578,7 +582,7 @@ def current_actor() -> str:
     registry's own default), for commands that act through the daemon; a name the
     registry would refuse is one error line, exit 1."""
     try:
-        return names.actor(state.actor or default_actor())
+        return names.actor(state.actor or names.default_actor())
     except InvalidInput as exc:
         raise _fail_line(str(exc)) from None
 
@@ -671,7 +675,8 @@ def auto_rollback(
             )
         if name is not None:
             return r.auto_rollback_triggers(name)
-        return r.auto_rollback_settings().get(None, _NO_SETTING).triggers or ()
+        default = r.auto_rollback_settings().get(None)
+        return (default.triggers if default else None) or ()
 
     triggers = _run(go)
     if as_json:
@@ -763,6 +768,8 @@ def audit_report(
     fmt = "json" if as_json else fmt
     if fmt not in ("md", "json", "html"):
         raise typer.BadParameter(f"--format must be md, json or html, not {fmt!r}")
+    from registry.report import ModelGovernance  # noqa: PLC0415
+
     report = _run(lambda r: ModelGovernance(r).generate_audit_report(model, start, end), read=True)
     text = {"md": report.to_markdown, "json": report.to_json, "html": report.to_html}[fmt]()
     if output is not None:
@@ -788,6 +795,8 @@ def import_mlflow(
 ) -> None:
     """Copy MLflow's models, versions, artifacts (digest-verified) and staging/production
     aliases into this registry (--db/--home); a re-run copies only what is new."""
+    from registry.mlflow_import import import_from_mlflow, plan_import, summary  # noqa: PLC0415
+    from registry.mlflow_rest import MLflowClient  # noqa: PLC0415
 
     def go(registry: ModelRegistry) -> dict[str, Any]:
         client = MLflowClient(tracking_uri)
@@ -897,6 +906,8 @@ def gc(
     Both only when older than --older-than: younger ones may belong to a registration
     still in flight. Local stores and object storage alike; removals are audited.
     """
+    from registry.auto_rollback import parse_duration  # noqa: PLC0415
+
     age = timedelta(seconds=parse_duration(older_than, "--older-than", allow_zero=True))
     report = _run(lambda r: r.collect_garbage(older_than=age, dry_run=dry_run))
     if as_json:
@@ -942,6 +953,8 @@ def restore(
     daemon first: a registry in use is refused."""
     if state.mlflow:
         raise _fail_line("restore replaces a modelreg database; with --mlflow, restore MLflow's")
+    from registry.api import restore_registry  # noqa: PLC0415
+
     try:
         report = restore_registry(src, home=state.home, url=state.url,
                                   artifact_uri=state.artifacts, force=force)  # fmt: skip
@@ -964,6 +977,7 @@ def docs_sync(
     as_json: JsonOpt = False,
 ) -> None:
     """Write the living docs and catalog; unchanged files are left untouched."""
+    from registry.docs import sync_docs  # noqa: PLC0415
 
     def go(r: ModelRegistry) -> tuple[Path, Any]:
         target = out_dir or (r.home / "docs")
@@ -984,6 +998,8 @@ def experiments(
     as_json: JsonOpt = False,
 ) -> None:
     """Tracked experiments with their params, metrics and duration."""
+    from registry.experiments import list_experiments  # noqa: PLC0415
+
     found = _run(lambda r: list_experiments(r, increment=increment), read=True)
     if as_json:
         _emit_json([e.to_dict() for e in found])

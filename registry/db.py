@@ -9,6 +9,7 @@ deferred so readers never queue behind the writer.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import sqlite3
@@ -18,12 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.script.revision import ResolutionError
-from alembic.util.exc import CommandError
 
 from registry.errors import DatabaseUnavailable, InvalidInput, NoRegistry, UnusableDatabase
 
@@ -127,13 +122,43 @@ def _sqlite_engine(url: sa.URL, *, create: bool, own_dir: Path | None) -> sa.Eng
     return engine
 
 
-def _alembic_config(script_location: Path = _MIGRATIONS) -> Config:
+def _alembic_config(script_location: Path = _MIGRATIONS) -> Any:
+    # Alembic is imported only to migrate or to look a revision up (about 0.1 s).
+    from alembic.config import Config  # noqa: PLC0415
+
     cfg = Config()
     cfg.set_main_option("script_location", str(script_location))
     return cfg
 
 
+_REVISION = re.compile(r"^revision\b[^=\n]*=\s*[\"']([^\"']+)[\"']", re.MULTILINE)
+_DOWN_REVISION = re.compile(r"^down_revision\b[^=\n]*=(.*)$", re.MULTILINE)
+_QUOTED = re.compile(r"[\"']([^\"']+)[\"']")
+
+
+@functools.cache
 def head_revision(script_location: Path = _MIGRATIONS) -> str:
+    """The newest revision of one migration history, read from its version files.
+
+    Every open of a store compares the database's revision with this one; reading
+    the files' ``revision`` and ``down_revision`` lines spares each start Alembic's
+    import. A history that is not one straight line is left to Alembic.
+    """
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (script_location / "versions").glob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        revision = _REVISION.search(text)
+        if revision is None:
+            continue
+        revisions.add(revision.group(1))
+        down = _DOWN_REVISION.search(text)
+        parents.update(_QUOTED.findall(down.group(1)) if down else ())
+    heads = revisions - parents
+    if len(heads) == 1:
+        return heads.pop()
+    from alembic.script import ScriptDirectory  # noqa: PLC0415
+
     head = ScriptDirectory.from_config(_alembic_config(script_location)).get_current_head()
     assert head is not None
     return head
@@ -265,6 +290,10 @@ def _remove_abandoned(path: Path) -> None:
 def known_revision(revision: str, script_location: Path = _MIGRATIONS) -> bool:
     """Whether ``revision`` is in this modelreg's migration history (a newer modelreg's
     is not)."""
+    from alembic.script import ScriptDirectory  # noqa: PLC0415
+    from alembic.script.revision import ResolutionError  # noqa: PLC0415
+    from alembic.util.exc import CommandError  # noqa: PLC0415
+
     try:
         ScriptDirectory.from_config(_alembic_config(script_location)).get_revision(revision)
     except (CommandError, ResolutionError):
@@ -273,9 +302,19 @@ def known_revision(revision: str, script_location: Path = _MIGRATIONS) -> bool:
 
 
 def current_revision(engine: sa.Engine, *, version_table: str = "alembic_version") -> str | None:
+    """The database's revision of one history (None: never migrated), read as Alembic
+    does, with plain SQL: its version table has one row per head."""
     with engine.connect().execution_options(**{READ_ONLY: True}) as conn:
-        context = MigrationContext.configure(conn, opts={"version_table": version_table})
-        return context.get_current_revision()
+        if not sa.inspect(conn).has_table(version_table):
+            return None
+        table = sa.table(version_table, sa.column("version_num", sa.String))
+        rows = conn.execute(sa.select(table.c.version_num)).scalars().all()
+    if len(rows) > 1:
+        raise UnusableDatabase(
+            f"{safe_url(engine.url)} has several schema revisions in {version_table} "
+            f"({', '.join(sorted(rows))}): {RESTORE_HINT}"
+        )
+    return rows[0] if rows else None
 
 
 def migrate(
@@ -307,4 +346,6 @@ def migrate(
         if conn.dialect.name == "postgresql":
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key})
         cfg.attributes["connection"] = conn
+        from alembic import command  # noqa: PLC0415
+
         command.upgrade(cfg, revision)

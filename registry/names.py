@@ -5,6 +5,8 @@ Names are checked before anything is written, so a bad name changes nothing.
 
 from __future__ import annotations
 
+import getpass
+import os
 import re
 
 from registry.errors import InvalidName
@@ -79,3 +81,11 @@ def actor(value: object) -> str:
     if not isinstance(value, str) or not value or len(value) > 256 or not _ACTOR.fullmatch(value):
         raise InvalidName(f"actor must be printable text of 1..256 characters, got {value!r}")
     return value
+
+
+def default_actor() -> str:
+    """``$MODELREG_ACTOR``, else the login name: who acts when nobody says."""
+    try:
+        return os.environ.get("MODELREG_ACTOR") or getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"

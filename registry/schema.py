@@ -1,8 +1,10 @@
-"""Table definitions (SQLModel over SQLAlchemy 2).
+"""Table definitions (SQLAlchemy 2 Core).
 
 These classes describe the schema; the Alembic migrations in ``registry/migrations``
 create and upgrade it. Hot paths use the ``__table__`` objects with SQLAlchemy Core
 rather than ORM sessions, which keeps a durable registration well under a millisecond.
+They are plain ``sa.Table`` objects, not SQLModel classes: nothing here is an ORM
+model, and SQLModel's import cost about 0.1 s at every start of the CLI and daemon.
 
 Invariants the database enforces, not only Python:
 - one row per (model, major, minor, patch);
@@ -14,229 +16,208 @@ Invariants the database enforces, not only Python:
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, ClassVar
 
 import sqlalchemy as sa
-from sqlmodel import Field, SQLModel
 
 STAGES = ("dev", "staging", "production", "archived")
 GENESIS_HASH = "0" * 64
 
-metadata = SQLModel.metadata
+metadata = sa.MetaData()
 _TS = sa.DateTime(timezone=True)
 
 
-class RegisteredModel(SQLModel, table=True):
-    __tablename__: ClassVar[str] = "registered_model"
-
-    id: int | None = Field(default=None, primary_key=True)
-    name: str = Field(sa_column=sa.Column(sa.String(128), nullable=False, unique=True))
-    description: str | None = None
-    owner: str | None = None
-    created_at: datetime = Field(sa_column=sa.Column(_TS, nullable=False))
+_TEXT = sa.String  # unbounded VARCHAR, as the migrations create
 
 
-class ModelVersionRow(SQLModel, table=True):
-    __tablename__: ClassVar[str] = "model_version"
-    __table_args__ = (
-        sa.UniqueConstraint("model_id", "major", "minor", "patch", name="uq_version_number"),
-        sa.Index(
-            "uq_one_production_per_model",
-            "model_id",
-            unique=True,
-            sqlite_where=sa.text("stage = 'production'"),
-            postgresql_where=sa.text("stage = 'production'"),
-        ),
-        sa.Index("ix_version_model_stage", "model_id", "stage"),
-        sa.CheckConstraint(
-            "stage IN ('dev', 'staging', 'production', 'archived')", name="ck_version_stage"
-        ),
-    )
-
-    id: int | None = Field(default=None, primary_key=True)
-    model_id: int = Field(foreign_key="registered_model.id", nullable=False)
-    major: int
-    minor: int
-    patch: int
-    stage: str = Field(sa_column=sa.Column(sa.String(16), nullable=False))
-    artifact_digest: str | None = Field(default=None, max_length=64)
-    artifact_size: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger))
-    artifact_name: str | None = None
-    artifact_format: str | None = None  # "pickle" (an object we serialised) | "file"
-    meta: dict[str, Any] = Field(sa_column=sa.Column("metadata", sa.JSON, nullable=False))
-    signature: dict[str, Any] | None = Field(default=None, sa_column=sa.Column(sa.JSON))
-    features: list[str] | None = Field(default=None, sa_column=sa.Column(sa.JSON))
-    tags: list[str] = Field(sa_column=sa.Column(sa.JSON, nullable=False))
-    owner: str | None = None
-    parent_id: int | None = Field(default=None, foreign_key="model_version.id")
-    increment: str | None = None
-    created_at: datetime = Field(sa_column=sa.Column(_TS, nullable=False))
+def _id() -> sa.Column[int]:
+    return sa.Column("id", sa.Integer, primary_key=True)
 
 
-class StageTransition(SQLModel, table=True):
-    """One row per stage change; registration is a transition from ``None``."""
-
-    __tablename__: ClassVar[str] = "stage_transition"
-    __table_args__ = (sa.Index("ix_transition_model_at", "model_id", "id"),)
-
-    id: int | None = Field(default=None, primary_key=True)
-    model_id: int = Field(foreign_key="registered_model.id", nullable=False)
-    version_id: int = Field(foreign_key="model_version.id", nullable=False)
-    from_stage: str | None = None
-    to_stage: str
-    kind: str  # register | promote | rollback | archive
-    actor: str
-    reason: str | None = None
-    at: datetime = Field(sa_column=sa.Column(_TS, nullable=False))
+def _at(name: str = "at", *, nullable: bool = False) -> sa.Column[datetime]:
+    return sa.Column(name, _TS, nullable=nullable)
 
 
-class AuditEvent(SQLModel, table=True):
-    """Append-only; ``hash`` covers every other column and ``prev_hash``."""
+models_t = sa.Table(
+    "registered_model",
+    metadata,
+    _id(),
+    sa.Column("name", sa.String(128), nullable=False, unique=True),
+    sa.Column("description", _TEXT),
+    sa.Column("owner", _TEXT),
+    _at("created_at"),
+)
 
-    __tablename__: ClassVar[str] = "audit_event"
+versions_t = sa.Table(
+    "model_version",
+    metadata,
+    _id(),
+    sa.Column("model_id", sa.Integer, sa.ForeignKey("registered_model.id"), nullable=False),
+    sa.Column("major", sa.Integer, nullable=False),
+    sa.Column("minor", sa.Integer, nullable=False),
+    sa.Column("patch", sa.Integer, nullable=False),
+    sa.Column("stage", sa.String(16), nullable=False),
+    sa.Column("artifact_digest", sa.String(64)),
+    sa.Column("artifact_size", sa.BigInteger),
+    sa.Column("artifact_name", _TEXT),
+    sa.Column("artifact_format", _TEXT),  # "pickle" (an object we serialised) | "file"
+    sa.Column("metadata", sa.JSON, nullable=False),
+    sa.Column("signature", sa.JSON),
+    sa.Column("features", sa.JSON),
+    sa.Column("tags", sa.JSON, nullable=False),
+    sa.Column("owner", _TEXT),
+    sa.Column("parent_id", sa.Integer, sa.ForeignKey("model_version.id")),
+    sa.Column("increment", _TEXT),
+    _at("created_at"),
+    sa.UniqueConstraint("model_id", "major", "minor", "patch", name="uq_version_number"),
+    sa.Index(
+        "uq_one_production_per_model",
+        "model_id",
+        unique=True,
+        sqlite_where=sa.text("stage = 'production'"),
+        postgresql_where=sa.text("stage = 'production'"),
+    ),
+    sa.Index("ix_version_model_stage", "model_id", "stage"),
+    sa.CheckConstraint(
+        "stage IN ('dev', 'staging', 'production', 'archived')", name="ck_version_stage"
+    ),
+)
 
-    id: int = Field(primary_key=True)
-    at: datetime = Field(sa_column=sa.Column(_TS, nullable=False))
-    actor: str
-    action: str
-    target: str
-    before: dict[str, Any] | None = Field(default=None, sa_column=sa.Column(sa.JSON))
-    after: dict[str, Any] | None = Field(default=None, sa_column=sa.Column(sa.JSON))
-    reason: str | None = None
-    prev_hash: str = Field(sa_column=sa.Column(sa.String(64), nullable=False, unique=True))
-    hash: str = Field(max_length=64)
+# One row per stage change; registration is a transition from ``None``.
+transitions_t = sa.Table(
+    "stage_transition",
+    metadata,
+    _id(),
+    sa.Column("model_id", sa.Integer, sa.ForeignKey("registered_model.id"), nullable=False),
+    sa.Column("version_id", sa.Integer, sa.ForeignKey("model_version.id"), nullable=False),
+    sa.Column("from_stage", _TEXT),
+    sa.Column("to_stage", _TEXT, nullable=False),
+    sa.Column("kind", _TEXT, nullable=False),  # register | promote | rollback | archive
+    sa.Column("actor", _TEXT, nullable=False),
+    sa.Column("reason", _TEXT),
+    _at(),
+    sa.Index("ix_transition_model_at", "model_id", "id"),
+)
 
+# Append-only; ``hash`` covers every other column and ``prev_hash``.
+audit_t = sa.Table(
+    "audit_event",
+    metadata,
+    _id(),
+    _at(),
+    sa.Column("actor", _TEXT, nullable=False),
+    sa.Column("action", _TEXT, nullable=False),
+    sa.Column("target", _TEXT, nullable=False),
+    sa.Column("before", sa.JSON),
+    sa.Column("after", sa.JSON),
+    sa.Column("reason", _TEXT),
+    sa.Column("prev_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("hash", sa.String(64), nullable=False),
+)
 
-class AuditHead(SQLModel, table=True):
-    """A single row (id 1): the last event's id and hash; locked by every writer."""
+# A single row (id 1): the last event's id and hash; locked by every writer.
+audit_head_t = sa.Table(
+    "audit_head",
+    metadata,
+    _id(),
+    sa.Column("last_id", sa.Integer, nullable=False),
+    sa.Column("last_hash", sa.String(64), nullable=False),
+)
 
-    __tablename__: ClassVar[str] = "audit_head"
+# The files a version keeps; small ones inline, the model file by digest in the store.
+files_t = sa.Table(
+    "version_file",
+    metadata,
+    sa.Column("version_id", sa.Integer, sa.ForeignKey("model_version.id"), primary_key=True),
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("role", _TEXT, nullable=False),
+    sa.Column("digest", sa.String(64), nullable=False, index=True),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("content", sa.LargeBinary),
+)
 
-    id: int = Field(primary_key=True)
-    last_id: int
-    last_hash: str = Field(max_length=64)
+deprecations_t = sa.Table(
+    "deprecation",
+    metadata,
+    sa.Column("version_id", sa.Integer, sa.ForeignKey("model_version.id"), primary_key=True),
+    sa.Column("reason", _TEXT, nullable=False),
+    _at("end_of_life", nullable=True),
+    sa.Column("actor", _TEXT, nullable=False),
+    _at(),
+)
 
+# Who must approve entry into a stage; ``model_id`` NULL is the registry default.
+policies_t = sa.Table(
+    "approval_policy",
+    metadata,
+    _id(),
+    sa.Column("model_id", sa.Integer, sa.ForeignKey("registered_model.id")),
+    sa.Column("stage", _TEXT, nullable=False),
+    sa.Column("approvers", sa.JSON, nullable=False),
+    sa.Column("min_approvals", sa.Integer, nullable=False),
+    sa.Column("actor", _TEXT, nullable=False),
+    _at(),
+)
 
-class VersionFile(SQLModel, table=True):
-    """The files a version keeps; small ones inline, the model file by digest in the store."""
+# One approver's decision on one version entering one stage.
+approvals_t = sa.Table(
+    "approval",
+    metadata,
+    _id(),
+    sa.Column("version_id", sa.Integer, sa.ForeignKey("model_version.id"), nullable=False),
+    sa.Column("stage", _TEXT, nullable=False),
+    sa.Column("approver", _TEXT, nullable=False),
+    sa.Column("decision", _TEXT, nullable=False),  # approve | reject
+    sa.Column("comments", _TEXT),
+    _at(),
+    sa.UniqueConstraint("version_id", "stage", "approver", name="uq_one_decision_each"),
+)
 
-    __tablename__: ClassVar[str] = "version_file"
+# A typed node: data, feature_set, experiment, model_version or deployment.
+nodes_t = sa.Table(
+    "lineage_node",
+    metadata,
+    _id(),
+    sa.Column("kind", _TEXT, nullable=False),
+    sa.Column("key", _TEXT, nullable=False),
+    sa.Column("version", _TEXT),
+    sa.Column("attrs", sa.JSON, nullable=False),
+    _at("created_at"),
+    sa.UniqueConstraint("kind", "key", name="uq_lineage_node"),
+)
 
-    version_id: int = Field(foreign_key="model_version.id", primary_key=True)
-    name: str = Field(primary_key=True, max_length=200)
-    role: str
-    digest: str = Field(max_length=64, index=True)
-    size: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
-    content: bytes | None = Field(default=None, sa_column=sa.Column(sa.LargeBinary))
+edges_t = sa.Table(
+    "lineage_edge",
+    metadata,
+    sa.Column("src_id", sa.Integer, sa.ForeignKey("lineage_node.id"), primary_key=True),
+    sa.Column("dst_id", sa.Integer, sa.ForeignKey("lineage_node.id"), primary_key=True),
+    sa.Column("relation", _TEXT, nullable=False),
+    _at("created_at"),
+)
 
+experiments_t = sa.Table(
+    "experiment",
+    metadata,
+    _id(),
+    sa.Column("name", _TEXT, nullable=False),
+    sa.Column("increment", _TEXT),
+    sa.Column("params", sa.JSON, nullable=False),
+    sa.Column("metrics", sa.JSON, nullable=False),
+    sa.Column("status", _TEXT, nullable=False),
+    sa.Column("actor", _TEXT, nullable=False),
+    _at("started_at"),
+    _at("ended_at", nullable=True),
+)
 
-class Deprecation(SQLModel, table=True):
-    __tablename__: ClassVar[str] = "deprecation"
-
-    version_id: int = Field(foreign_key="model_version.id", primary_key=True)
-    reason: str
-    end_of_life: datetime | None = Field(default=None, sa_column=sa.Column(_TS))
-    actor: str
-    at: datetime = Field(sa_column=sa.Column(_TS, nullable=False))
-
-
-models_t: sa.Table = RegisteredModel.__table__  # type: ignore[attr-defined]
-versions_t: sa.Table = ModelVersionRow.__table__  # type: ignore[attr-defined]
-transitions_t: sa.Table = StageTransition.__table__  # type: ignore[attr-defined]
-audit_t: sa.Table = AuditEvent.__table__  # type: ignore[attr-defined]
-audit_head_t: sa.Table = AuditHead.__table__  # type: ignore[attr-defined]
-files_t: sa.Table = VersionFile.__table__  # type: ignore[attr-defined]
-deprecations_t: sa.Table = Deprecation.__table__  # type: ignore[attr-defined]
-
-
-class ApprovalPolicy(SQLModel, table=True):
-    """Who must approve entry into a stage; ``model_id`` NULL is the registry default."""
-
-    __tablename__: ClassVar[str] = "approval_policy"
-
-    id: int | None = Field(default=None, primary_key=True)
-    model_id: int | None = Field(default=None, foreign_key="registered_model.id")
-    stage: str
-    approvers: list[str] = Field(sa_column=sa.Column(sa.JSON, nullable=False))
-    min_approvals: int
-    actor: str
-    at: datetime = Field(sa_column=sa.Column(_TS, nullable=False))
-
-
-class Approval(SQLModel, table=True):
-    """One approver's decision on one version entering one stage."""
-
-    __tablename__: ClassVar[str] = "approval"
-    __table_args__ = (
-        sa.UniqueConstraint("version_id", "stage", "approver", name="uq_one_decision_each"),
-    )
-
-    id: int | None = Field(default=None, primary_key=True)
-    version_id: int = Field(foreign_key="model_version.id")
-    stage: str
-    approver: str
-    decision: str  # approve | reject
-    comments: str | None = None
-    at: datetime = Field(sa_column=sa.Column(_TS, nullable=False))
-
-
-class LineageNode(SQLModel, table=True):
-    """A typed node: data, feature_set, experiment, model_version or deployment."""
-
-    __tablename__: ClassVar[str] = "lineage_node"
-    __table_args__ = (sa.UniqueConstraint("kind", "key", name="uq_lineage_node"),)
-
-    id: int | None = Field(default=None, primary_key=True)
-    kind: str
-    key: str
-    version: str | None = None
-    attrs: dict[str, Any] = Field(sa_column=sa.Column(sa.JSON, nullable=False))
-    created_at: datetime = Field(sa_column=sa.Column(_TS, nullable=False))
-
-
-class LineageEdge(SQLModel, table=True):
-    __tablename__: ClassVar[str] = "lineage_edge"
-
-    src_id: int = Field(foreign_key="lineage_node.id", primary_key=True)
-    dst_id: int = Field(foreign_key="lineage_node.id", primary_key=True)
-    relation: str
-    created_at: datetime = Field(sa_column=sa.Column(_TS, nullable=False))
-
-
-class Experiment(SQLModel, table=True):
-    __tablename__: ClassVar[str] = "experiment"
-
-    id: int | None = Field(default=None, primary_key=True)
-    name: str
-    increment: str | None = None
-    params: dict[str, Any] = Field(sa_column=sa.Column(sa.JSON, nullable=False))
-    metrics: dict[str, Any] = Field(sa_column=sa.Column(sa.JSON, nullable=False))
-    status: str
-    actor: str
-    started_at: datetime = Field(sa_column=sa.Column(_TS, nullable=False))
-    ended_at: datetime | None = Field(default=None, sa_column=sa.Column(_TS))
-
-
-policies_t: sa.Table = ApprovalPolicy.__table__  # type: ignore[attr-defined]
-approvals_t: sa.Table = Approval.__table__  # type: ignore[attr-defined]
-nodes_t: sa.Table = LineageNode.__table__  # type: ignore[attr-defined]
-edges_t: sa.Table = LineageEdge.__table__  # type: ignore[attr-defined]
-experiments_t: sa.Table = Experiment.__table__  # type: ignore[attr-defined]
-
-
-class AutoRollbackPolicy(SQLModel, table=True):
-    """Auto-rollback triggers and tracked metrics; ``model_id`` NULL is the registry
-    default. Newest row per level wins; ``triggers`` NULL: nothing set at this level."""
-
-    __tablename__: ClassVar[str] = "auto_rollback_policy"
-    __table_args__ = (sa.Index("ix_auto_rollback_model", "model_id", "id"),)
-
-    id: int | None = Field(default=None, primary_key=True)
-    model_id: int | None = Field(default=None, foreign_key="registered_model.id")
-    triggers: list[dict[str, Any]] | None = Field(default=None, sa_column=sa.Column(sa.JSON))
-    tracked: list[str] | None = Field(default=None, sa_column=sa.Column(sa.JSON))
-    actor: str
-    at: datetime = Field(sa_column=sa.Column(_TS, nullable=False))
-
-
-auto_rollback_t: sa.Table = AutoRollbackPolicy.__table__  # type: ignore[attr-defined]
+# Auto-rollback triggers and tracked metrics; ``model_id`` NULL is the registry
+# default. Newest row per level wins; ``triggers`` NULL: nothing set at this level.
+auto_rollback_t = sa.Table(
+    "auto_rollback_policy",
+    metadata,
+    _id(),
+    sa.Column("model_id", sa.Integer, sa.ForeignKey("registered_model.id")),
+    sa.Column("triggers", sa.JSON),
+    sa.Column("tracked", sa.JSON),
+    sa.Column("actor", _TEXT, nullable=False),
+    _at(),
+    sa.Index("ix_auto_rollback_model", "model_id", "id"),
+)
