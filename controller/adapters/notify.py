@@ -43,13 +43,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import httpx
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from controller.errors import OptionError
+
+if TYPE_CHECKING:
+    import httpx
 
 log = structlog.get_logger(__name__)
 
@@ -174,6 +176,8 @@ class Notifier:
             raise ValueError("notifier: queue_size and attempts must be at least 1")
         self.webhooks = tuple(webhooks)
         self._owns_client = client is None
+        import httpx  # noqa: PLC0415 -- loaded when a webhook is configured, not at every start
+
         self._client = client if client is not None else httpx.Client(timeout=timeout_s)
         self._timeout_s = timeout_s
         self._attempts = attempts
@@ -261,6 +265,8 @@ class Notifier:
                 self._cond.notify_all()
 
     def _deliver(self, delivery: _Delivery) -> bool:
+        import httpx  # noqa: PLC0415 -- loaded when a webhook is configured, not at every start
+
         error = "no attempt made"
         for attempt in range(1, self._attempts + 1):
             if attempt > 1:
@@ -311,6 +317,8 @@ class Notifications:
 
 def _redact(url: str) -> str:
     """Webhook URLs embed their secret in the path; log only scheme and host."""
+    import httpx  # noqa: PLC0415 -- loaded when a webhook is configured, not at every start
+
     parsed = httpx.URL(url)
     return f"{parsed.scheme}://{parsed.host}/…"
 

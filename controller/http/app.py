@@ -40,32 +40,27 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 import structlog
 from fastapi import Body, FastAPI, Header, HTTPException, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Histogram, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 
-from controller.adapters.alert_ledger import AlertLedger
-from controller.adapters.guard_store import GuardStore
 from controller.adapters.leases import Fenced
 from controller.adapters.request_store import Outcome, RequestKind, RequestRecord
-from controller.adapters.routers.http import HttpRouter
 from controller.core.phases import Event
 from controller.errors import CannotStart, IllegalMove, RequestNotFound, RolloutNotFound
 from controller.http.access import AccessCheck, caller
-from controller.http.auth import TokenStore
+from controller.http.deps import ApiDeps, readiness
 from controller.http.limits import BodyLimit
 from controller.http.problems import documented, install, problem
 from controller.shell import requests
-from controller.shell.controller import Controller
 from controller.shell.requests import http_status
 from monitors import IngestStore
-from monitors.alerts import WEBHOOK_SCHEMA, AlertAction, AlertIntake
+from monitors.alerts import WEBHOOK_SCHEMA, AlertAction
 from monitors.errors import (
     AlertPayloadError,
     IngestConflict,
@@ -77,23 +72,6 @@ from registry import InvalidName, InvalidVersion, RegistryError
 __all__ = ["ApiDeps", "create_app"]
 
 log = structlog.get_logger("controller.http.app")
-
-
-@dataclass
-class ApiDeps:
-    """What the API needs; the daemon builds them, tests inject their own."""
-
-    controller: Controller
-    metrics: CollectorRegistry
-    ingest: IngestStore | None = None
-    http_routers: list[HttpRouter] = field(default_factory=list)
-    ready: Callable[[], bool] = lambda: True
-    alerts: AlertIntake | None = None
-    tokens: TokenStore | None = None  # None: no authentication (a loopback-only daemon)
-    alert_ledger: AlertLedger | None = None  # keeps alert dedup across restarts
-    guard: GuardStore | None = None  # what the production guard knows (GET /v1/guard)
-    max_body_bytes: int = 1_048_576  # every route but ingest; see controller.http.limits
-    max_ingest_body_bytes: int = 67_108_864
 
 
 class _Body(BaseModel):
@@ -266,15 +244,8 @@ def create_app(deps: ApiDeps) -> FastAPI:  # noqa: PLR0915 -- routes are closure
 
     @app.get("/readyz", tags=["health"], responses={503: {"description": "Not ready (same body)"}})
     async def readyz() -> JSONResponse:
-        errors = controller.failing_routers()
-        membership = controller.membership
-        lease_error = membership.last_error if membership is not None else None
-        ready = deps.ready() and not errors and lease_error is None
-        body: dict[str, Any] = {"ready": ready, "started": deps.ready(), "router_errors": errors}
-        if membership is not None:  # several daemons: this member's leases
-            body["ha"] = {"member": membership.member, "shards": len(membership.owned()),
-                          "error": lease_error}  # fmt: skip
-        return JSONResponse(body, status_code=200 if ready else 503)
+        status, body = readiness(deps)
+        return JSONResponse(body, status_code=status)
 
     @app.get(
         "/metrics",

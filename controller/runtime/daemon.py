@@ -45,12 +45,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from types import FrameType
 from typing import Any
 
 import structlog
 import uvicorn
-from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Gauge
 
 from controller.adapters.alert_ledger import AlertLedger
@@ -65,8 +65,9 @@ from controller.adapters.sources import build_sources, ingest_stores
 from controller.config import Config, environment_problems, load_config
 from controller.config_paths import path_problems
 from controller.errors import ConfigError, OptionError
-from controller.http.app import ApiDeps, create_app
 from controller.http.auth import TokenStore
+from controller.http.deps import ApiDeps
+from controller.http.fast import DeferredApp, FastReads, build_api
 from controller.runtime import ha, listen, systemd
 from controller.runtime.heartbeat import Heartbeat, stale_after
 from controller.runtime.reloader import Reloader
@@ -115,7 +116,8 @@ class Daemon:
     store: RolloutStore
     controller: Controller
     scheduler: RolloutScheduler
-    app: FastAPI
+    app: FastReads  # what uvicorn serves: the hot reads, then ``api``
+    api: DeferredApp  # the FastAPI application, built after readiness
     metrics: CollectorRegistry
     deps: ApiDeps
     alerts: AlertIntake | None = None
@@ -189,13 +191,15 @@ class Daemon:
             max_body_bytes=config.server.max_body_bytes,
             max_ingest_body_bytes=config.server.max_ingest_body_bytes,
         )
+        api = DeferredApp(partial(build_api, deps))
         daemon = cls(
             config=config,
             registry=registry,
             store=store,
             controller=controller,
             scheduler=scheduler,
-            app=create_app(deps),
+            app=FastReads(api, deps),
+            api=api,
             metrics=collector,
             deps=deps,
             alerts=alerts,
@@ -226,6 +230,7 @@ class Daemon:
         self.controller.refresh_phase_metrics()
         self.scheduler.start()
         self.ready = True
+        self.api.start()  # FastAPI's import and routes, off the path to readiness
         log.info(
             "daemon_ready",
             listen=self.config.server.listen,
@@ -343,6 +348,7 @@ def run(config: Config, *, on_ready: Callable[[Daemon], Any] | None = None) -> i
             access_log=False,
             lifespan="off",
             http="httptools",
+            loop="uvloop",  # libuv's event loop, as uvicorn[standard] serves
             timeout_keep_alive=30,
         )
     )

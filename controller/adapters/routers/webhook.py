@@ -50,14 +50,16 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import httpx
 from pydantic import AfterValidator, Field, model_validator
 
 from controller.adapters.routing import RouterError, RouterOptions, register_router
 from controller.errors import OptionError
 from serving.route import Route
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = [
     "SIGNATURE_HEADER",
@@ -171,6 +173,8 @@ class WebhookRouter:
         self.read_url = read_url
         self._secret = _key(secret)
         self._owns_client = client is None
+        import httpx  # noqa: PLC0415 -- loaded when a webhook is configured, not at every start
+
         self._client = client if client is not None else httpx.Client(timeout=timeout_s)
         self._timeout_s = timeout_s
         self._attempts = attempts
@@ -205,6 +209,8 @@ class WebhookRouter:
 
     def read(self, model: str) -> Route | None:
         """The receiver's route for ``model``: asked via ``read_url``, else remembered."""
+        import httpx  # noqa: PLC0415 -- loaded when a webhook is configured, not at every start
+
         if self.read_url is None:
             with self._lock:
                 return self._confirmed.get(model)
@@ -298,6 +304,8 @@ class WebhookRouter:
 
     def _attempt(self, route: Route, body: bytes) -> tuple[bool, str]:
         """One POST: ``(retriable, error)``; an empty error means confirmed."""
+        import httpx  # noqa: PLC0415 -- loaded when a webhook is configured, not at every start
+
         headers = {
             "Content-Type": "application/json",
             SIGNATURE_HEADER: sign(self._secret, body, timestamp=int(self._clock())),
