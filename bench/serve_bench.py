@@ -239,8 +239,8 @@ def serve(work: Path, seconds: float) -> dict[str, Any]:
                         headers)  # fmt: skip
                 o = wrk(f"http://127.0.0.1:{ours.port}{path}", seconds, threads, connections,
                         headers)  # fmt: skip
-                results[f"{key}_{shape}"] = {"ours": o, "bare": b,
-                                             "bare_over_ours": round(b["rps"] / o["rps"], 2)}  # fmt: skip
+                ratio = round(b["rps"] / o["rps"], 2)
+                results[f"{key}_{shape}"] = {"ours": o, "bare": b, "bare_over_ours": ratio}
     finally:
         ours.stop()
         base.stop()
