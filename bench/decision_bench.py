@@ -33,6 +33,8 @@ import platform
 import time
 from typing import Any
 
+from figures import figure, slug
+
 from controller.config import PolicyConfig, parse_config
 from controller.simulation import SCENARIOS, Scenario, ScenarioResult, Workload, simulate_all
 
@@ -124,24 +126,53 @@ def main() -> None:
                 cell = judge(scenario, split, result)
                 cell["metric"] = metric["name"]
                 cells.append(cell)
-    print(
-        json.dumps(
-            {
-                "benchmark": "decision_bench",
-                "runs_per_cell": args.runs,
-                "looks": LOOKS,
-                "requests_per_look": 4000,
-                "workers": args.workers,
-                "seconds": round(time.perf_counter() - started, 1),
-                "load_average_before": [round(x, 2) for x in load_before],
-                "load_average_after": [round(x, 2) for x in os.getloadavg()],
-                "python": platform.python_version(),
-                "all_within_target": all(c["within_target"] for c in cells),
-                "cells": cells,
-            },
-            indent=2,
+    result = {
+        "benchmark": "decision_bench",
+        "runs_per_cell": args.runs,
+        "looks": LOOKS,
+        "requests_per_look": 4000,
+        "workers": args.workers,
+        "seconds": round(time.perf_counter() - started, 1),
+        "load_average_before": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        "python": platform.python_version(),
+        "all_within_target": all(c["within_target"] for c in cells),
+        "cells": cells,
+    }
+    result["figures"] = figures(cells)
+    print(json.dumps(result, indent=2))
+
+
+def figures(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One figure per cell: the share the issue's target is about, the fixed-horizon z
+    test on the same streams beside it, and whether every check of the cell holds."""
+    out = []
+    for cell in cells:
+        key, split = cell["scenario"], cell["split"]
+        z = cell.get("fixed_horizon_z_test_promote")
+        if key == "identical":
+            value, what = cell["false_decisions"], "any decision (false)"
+        elif key == "errors_-20%":
+            value, what = cell["promote"], "promoted"
+        elif key == "errors_+25%" and split == "10%":
+            value, what = cell["promote"], "promoted (false)"
+        else:
+            value, what = cell["rollback"], "rolled back"
+        checks = "; ".join(cell["targets"])
+        note = (
+            f"looks p50/p90 to rollback: {cell.get('rollback_look_p50')}/"
+            f"{cell.get('rollback_look_p90')}"
         )
-    )
+        scenario = slug(key.replace("+", "up").replace("-", "down"))
+        out.append(figure(
+            f"decision_{scenario}_{slug(cell['metric'])}_{slug(split)}",
+            f"{cell['label']}, {cell['metric']}, {split} canary: {what}",
+            100 * value, "%",
+            baseline=None if z is None else 100 * z,
+            baseline_what="fixed-horizon z test at the last look, promoted",
+            ratio=None, target=checks, met=cell["within_target"], note=note,
+        ))  # fmt: skip
+    return out
 
 
 if __name__ == "__main__":

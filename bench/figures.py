@@ -46,8 +46,12 @@ def figure(
     target: str | None = None,
     target_on: str = "ratio",
     note: str | None = None,
+    met: bool | None = None,
 ) -> dict[str, Any]:
-    """One headline figure; ``ratio`` defaults to value / baseline when both exist."""
+    """One headline figure; ``ratio`` defaults to value / baseline when both exist.
+
+    ``met`` is computed from ``target`` unless given (a figure judged on several
+    checks at once, as the decision rule's cells are)."""
     if ratio is None and baseline:
         ratio = value / baseline
     measured = ratio if target_on == "ratio" else value
@@ -61,9 +65,14 @@ def figure(
         "ratio": None if ratio is None else round(ratio, 3),
         "target": target,
         "target_on": target_on if target else None,
-        "met": _met(target, measured),
+        "met": _met(target, measured) if met is None else met,
         "note": note,
     }
+
+
+def slug(text: str) -> str:
+    """A figure key from free text: ``mann_whitney (ties)`` -> ``mann_whitney_ties``."""
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
 
 
 def load_average() -> list[float]:

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from figures import figure
 
 from monitors.ingest import IngestSource, IngestStore
 from monitors.measurement import MetricSpec, Subject, Window
@@ -202,6 +203,30 @@ def bench_prometheus(workdir: Path, queries: int) -> dict[str, Any]:
         exporter.stop()
 
 
+def figures(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Ingest rates, the window statistics against a bare pandas groupby, and the
+    Prometheus queries' latency."""
+    ingest, windows = result["ingest"], result["windows"]
+    out = [
+        figure("monitors_ingest_events", f"Ingest events/s ({ingest['events']:,} events, "
+               f"batches of {ingest['batch_size']:,})", ingest["events_per_s"], "events/s"),
+        figure("monitors_ingest_labels", "Ingest labels/s", ingest["labels_per_s"], "labels/s"),
+        figure("monitors_p95_by_arm", f"p95 latency per arm over {windows['events']:,} events "
+               "(measure_by)", windows["measure_by_arm_p95_s"] * 1000, "ms",
+               baseline=windows["bare_groupby_p95_s"] * 1000,
+               baseline_what="bare pandas groupby quantile, same frame"),
+        figure("monitors_ingest_measure", "IngestSource.measure, one arm, from SQLite",
+               windows["ingest_source_measure_one_arm_from_sqlite_s"] * 1000, "ms"),
+    ]  # fmt: skip
+    for kind, entry in result["prometheus"].items():
+        if isinstance(entry, dict) and "p50_ms" in entry:
+            what = f"PrometheusSource.measure, {kind}, p50"
+            note = f"p95 {entry['p95_ms']} ms"
+            out.append(figure(f"monitors_prometheus_{kind}", what, entry["p50_ms"], "ms",
+                              note=note))  # fmt: skip
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=1_000_000)
@@ -213,7 +238,9 @@ def main() -> int:
         windows = bench_windows(store, args.events)
         store.close()
         prometheus = bench_prometheus(workdir, args.queries)
-    print(json.dumps({"ingest": ingest, "windows": windows, "prometheus": prometheus}, indent=2))
+    result = {"ingest": ingest, "windows": windows, "prometheus": prometheus}
+    result["figures"] = figures(result)
+    print(json.dumps(result, indent=2))
     return 0
 
 

@@ -5,6 +5,8 @@
   rollout, against a bare uvicorn app (``bare_asgi.py``, same loop and parser)
   started the same way; medians of ``--runs``. Resident memory (VmRSS) right after.
 - cli: ``modelreg --help`` and ``modelreg list`` against ``python -c pass``.
+- alerts: an Alertmanager webhook posted -> production rolled back, routed (file
+  router) and committed, one at a time and 10 in flight, against ``/healthz``.
 - http: ``wrk`` on ``GET /v1/models/{name}/resolve`` and ``GET /v1/routes/{model}``
   (with ``If-None-Match``: the 304 path) at ``-t1 -c1`` and ``-t2 -c16``, against
   the bare app on the same uvicorn settings. wrk and the server share the machine's
@@ -24,8 +26,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -247,6 +251,121 @@ def serve(work: Path, seconds: float) -> dict[str, Any]:
     return results
 
 
+def _post(conn: http.client.HTTPConnection, path: str, body: bytes) -> tuple[int, bytes]:
+    conn.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+    answer = conn.getresponse()
+    return answer.status, answer.read()
+
+
+def _healthz(conn: http.client.HTTPConnection) -> None:
+    conn.request("GET", "/healthz")
+    answer = conn.getresponse()
+    answer.read()
+    if answer.status != 200:
+        raise RuntimeError(f"/healthz answered {answer.status}")
+
+
+def _alert_body(i: int, name: str, starts: str) -> bytes:
+    alert = {"status": "firing", "fingerprint": f"{i:016x}", "startsAt": starts,
+             "labels": {"alertname": "ModelBroken", "model": name}}  # fmt: skip
+    return json.dumps({"version": "4", "receiver": "modelreg", "status": "firing",
+                       "groupKey": f"{{}}:{name}", "alerts": [alert]}).encode()  # fmt: skip
+
+
+def _pct_ms(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return round(1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3)
+
+
+def alerts(work: Path, n: int, in_flight: int) -> dict[str, Any]:
+    """N models with 1.1.0 in production after 1.0.0; N distinct firing alerts each roll
+    one back (registry commit, file router rewritten and fsynced, alert remembered),
+    posted one at a time and then ``in_flight`` at a time, against ``GET /healthz``
+    on the same kind of keep-alive connection in the same run."""
+    home = work / "alerts"
+    home.mkdir(parents=True)
+    names = [f"m{i:05d}" for i in range(2 * n)]
+    artifact = home / "model.bin"
+    artifact.write_bytes(b"model")
+    with ModelRegistry(home=home, actor="bench") as reg:
+        for name in names:
+            for version in ("1.0.0", "1.1.0"):
+                reg.register_model(name, str(artifact), version=version, stage="staging")
+                reg.promote_model(name, version, to_stage="production", reason="bench")
+    config = home / "daemon.yaml"
+    config.write_text(yaml.safe_dump({
+        "registry": {"home": str(home)},
+        "server": {"listen": f"127.0.0.1:{free_port()}"},
+        "sources": {"events": {"kind": "ingest",
+                               "options": {"url": f"sqlite:///{home}/ingest.db"}}},
+        "routers": {"table": {"kind": "file", "options": {"path": str(home / "routes.json")}}},
+        "models": {name: {**policy(), "router": "table"} for name in names},
+        "alerts": [{"name": "bad", "match": {"alertname": "ModelBroken"}, "action": "rollback"}],
+    }))  # fmt: skip
+    served = daemon(config, work / "alerts.log")
+    try:
+        time.sleep(1.0)  # the API application is built after readiness
+        starts = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        serial, serial_base = _alert_round(served.port, names[:n], 0, starts, 1)
+        crowd, crowd_base = _alert_round(served.port, names[n:], n, starts, in_flight)
+    finally:
+        served.stop()
+    out: dict[str, Any] = {"alerts": n, "in_flight": in_flight}
+    for key, observed, base in (("one_at_a_time", serial, serial_base),
+                                (f"{in_flight}_in_flight", crowd, crowd_base)):  # fmt: skip
+        out[key] = {"p50_ms": _pct_ms(observed, 0.5), "p99_ms": _pct_ms(observed, 0.99),
+                    "healthz_p50_ms": _pct_ms(base, 0.5), "healthz_p99_ms": _pct_ms(base, 0.99),
+                    "p99_over_healthz_p99": round(_pct_ms(observed, 0.99)
+                                                  / max(1e-6, _pct_ms(base, 0.99)), 2)}  # fmt: skip
+    return out
+
+
+def _alert_round(
+    port: int, names: list[str], first: int, starts: str, workers: int
+) -> tuple[list[float], list[float]]:
+    """Post one alert per name from ``workers`` threads, each on its own connection,
+    then as many ``/healthz`` round trips the same way; each request's latency."""
+    observed: list[float] = []
+    base: list[float] = []
+    lock = threading.Lock()
+
+    def post(share: list[tuple[int, str]]) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        mine = []
+        for i, name in share:
+            t0 = time.perf_counter()
+            status, body = _post(conn, "/v1/alerts", _alert_body(first + i, name, starts))
+            mine.append(time.perf_counter() - t0)
+            if status != 200 or not json.loads(body)["actions"][0]["acted"]:
+                raise RuntimeError(f"alert for {name}: {status} {body[:200]!r}")
+        conn.close()
+        with lock:
+            observed.extend(mine)
+
+    def probe(count: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        mine = []
+        for _ in range(count):
+            t0 = time.perf_counter()
+            _healthz(conn)
+            mine.append(time.perf_counter() - t0)
+        conn.close()
+        with lock:
+            base.extend(mine)
+
+    items = list(enumerate(names))
+    for target, args in ((post, [items[k::workers] for k in range(workers)]),
+                         (probe, [len(items[k::workers]) for k in range(workers)])):  # fmt: skip
+        threads = [threading.Thread(target=target, args=(a,)) for a in args]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    if len(observed) != len(names):
+        raise RuntimeError("an alert poster failed; see above")
+    return observed, base
+
+
 def figures(result: dict[str, Any]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     s = result.get("start")
@@ -271,6 +390,16 @@ def figures(result: dict[str, Any]) -> list[dict[str, Any]]:
                               c[key], "s", baseline=c["python"],
                               baseline_what="python -c pass", target="<= 0.3",
                               target_on="value"))  # fmt: skip
+    a = result.get("alerts")
+    if a:
+        for key in ("one_at_a_time", f"{a['in_flight']}_in_flight"):
+            entry = a[key]
+            out.append(figure(f"alerts_{key}", f"Alert -> production rolled back, routed and "
+                              f"committed, p99 ({a['alerts']:,} alerts, {key.replace('_', ' ')})",
+                              entry["p99_ms"], "ms", baseline=entry["healthz_p99_ms"],
+                              baseline_what="GET /healthz p99, same connections",
+                              target="<= 10",
+                              note="absolute target p99 <= 20 ms, quiet machine"))  # fmt: skip
     h = result.get("http", {})
     for key, entry in h.items():
         limit = "<= 1.5" if key.endswith("t1c1") else "<= 2"
@@ -289,12 +418,14 @@ def main() -> None:
     parser.add_argument("--runs", type=int)
     parser.add_argument("--models", type=int)
     parser.add_argument("--seconds", type=float)
-    parser.add_argument("--part", choices=["start", "cli", "http"], action="append")
+    parser.add_argument("--alerts", type=int, help="distinct alerts per round")
+    parser.add_argument("--part", choices=["start", "cli", "http", "alerts"], action="append")
     args = parser.parse_args()
     runs = args.runs or (3 if args.quick else 5)
     models = args.models or (200 if args.quick else 1000)
     seconds = args.seconds or (2.0 if args.quick else 5.0)
-    parts = args.part or ["start", "cli", "http"]
+    n_alerts = args.alerts or (200 if args.quick else 1000)
+    parts = args.part or ["start", "cli", "http", "alerts"]
     if "http" in parts and shutil.which("wrk") is None:
         sys.exit("wrk is not installed (apt-get install wrk)")
     result: dict[str, Any] = {"load_average_before": load_average()}
@@ -302,6 +433,7 @@ def main() -> None:
         "start": lambda w: start(w, runs, models),
         "cli": lambda w: cli(w, runs),
         "http": lambda w: serve(w, seconds),
+        "alerts": lambda w: alerts(w, n_alerts, 10),
     }
     with tempfile.TemporaryDirectory(prefix="serve-bench-") as tmp:
         for part in parts:

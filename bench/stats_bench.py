@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import scipy
 import scipy.stats
+from figures import figure, slug
 
 from abtest import sequential, stats
 from abtest.analysis import AnalysisSpec, ArmData, MetricSpec, analyze
@@ -262,27 +263,41 @@ def main() -> None:
         assign(uid, 0.25, salt="bench")
     assign_us = (time.perf_counter() - start) / len(ids) * 1e6
 
-    print(
-        json.dumps(
-            {
-                "n_per_arm": n,
-                "python": platform.python_version(),
-                "numpy": np.__version__,
-                "scipy": scipy.__version__,
-                "tests": results,
-                "analyze": {
-                    "rollouts": args.rollouts,
-                    "metrics_per_rollout": len(spec.metrics),
-                    "total_s": total,
-                    "per_call_us": total / args.rollouts * 1e6,
-                    "decisions": decisions,
-                    "per_call_us_with_previous": total_carried / args.rollouts * 1e6,
-                },
-                "assign": {"calls": len(ids), "per_call_us": assign_us},
-            },
-            indent=2,
-        )
-    )
+    result = {
+        "n_per_arm": n,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "tests": results,
+        "analyze": {
+            "rollouts": args.rollouts,
+            "metrics_per_rollout": len(spec.metrics),
+            "total_s": total,
+            "per_call_us": total / args.rollouts * 1e6,
+            "decisions": decisions,
+            "per_call_us_with_previous": total_carried / args.rollouts * 1e6,
+        },
+        "assign": {"calls": len(ids), "per_call_us": assign_us},
+    }
+    result["figures"] = figures(result)
+    print(json.dumps(result, indent=2))
+
+
+def figures(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each test against its bare scipy/numpy call (target <= 1.5), then analyze."""
+    n = result["n_per_arm"]
+    out = [
+        figure(f"stats_{slug(t['test'])}", f"{t['test']} ({n:,} per arm)",
+               t["abtest_s"] * 1000, "ms", baseline=t["baseline_s"] * 1000,
+               baseline_what=t["baseline"], target="<= 1.5")
+        for t in result["tests"]
+    ]  # fmt: skip
+    a = result["analyze"]
+    out.append(figure("stats_analyze", f"analyze(), {a['metrics_per_rollout']} metrics, per "
+                      "rollout", a["per_call_us"], "µs"))  # fmt: skip
+    out.append(figure("stats_assign", "assign(), per call", result["assign"]["per_call_us"],
+                      "µs"))  # fmt: skip
+    return out
 
 
 if __name__ == "__main__":
