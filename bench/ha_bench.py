@@ -62,6 +62,7 @@ import psycopg
 import sqlalchemy as sa
 import yaml
 from daemon_bench import T0, rollout_policy, seed_events
+from figures import figure
 from prometheus_client import CollectorRegistry
 
 from controller.adapters.metrics import ControllerMetrics
@@ -644,7 +645,30 @@ def main() -> None:
     if args.part in ("spread", "all"):
         result["spread"] = spread(args)
     result["load_average"] = os.getloadavg()
+    result["figures"] = figures(result)
     print(json.dumps(result, indent=2))
+
+
+def figures(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Takeover after kill -9 against one TTL plus one renewal round; the members'
+    share of a lone daemon's tick."""
+    out = []
+    t = result.get("takeover_after_kill9")
+    if t:
+        out.append(figure("ha_takeover_p99", f"Survivor takes all {t['shards']} shards after "
+                          f"kill -9, p99 of {t['runs']} (TTL {t['ttl_s']:g} s)", t["p99_s"], "s",
+                          baseline=t["target_s"], baseline_what="one TTL plus one renewal round",
+                          target="<= 1", note=f"p50 {t['p50_s']} s"))  # fmt: skip
+    s = result.get("spread")
+    if s:
+        base = s["single"]["cpu_s_per_tick"]
+        worst = max(m["cpu_s_per_interval"] for m in s["members"])
+        out.append(figure("ha_spread", f"{len(s['members'])} members ticking "
+                          f"{s['rollouts']:,} rollouts: the busiest member's CPU per interval",
+                          worst, "CPU s", baseline=base,
+                          baseline_what="one daemon ticking them all",
+                          target=f"<= {s['target_ratio']}"))  # fmt: skip
+    return out
 
 
 if __name__ == "__main__":

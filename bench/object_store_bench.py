@@ -36,6 +36,7 @@ from typing import Any
 
 import httpx
 import s3fs
+from figures import figure
 
 from registry import ModelRegistry
 
@@ -184,12 +185,29 @@ def main() -> None:
                 "in order, fsynced) vs get_file (50 MiB ranges, 10 in flight, not hashed)."
             ),
         }
+        result["figures"] = figures(result)
         json.dump(result, sys.stdout, indent=2)
         sys.stdout.write("\n")
     finally:
         proc.terminate()
         proc.wait(10)
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def figures(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Registering and loading the artifact against s3fs's own put and get."""
+    mib = result["bytes"] >> 20
+    return [
+        figure("object_store_register", f"Register a {mib:,} MiB artifact on S3 (moto), median of "
+               f"{result['runs']}", statistics.median(result["register_s"]), "s",
+               baseline=statistics.median(result["baseline_s3fs_put_file_s"]),
+               baseline_what="s3fs put_file of the same file", target="<= 1.2",
+               note=f"CPU ratio (client + server) {result['cpu_ratio']}"),
+        figure("object_store_load", f"Load it back verified into the cache ({mib:,} MiB)",
+               statistics.median(result["load_verified_s"]), "s",
+               baseline=statistics.median(result["baseline_s3fs_get_file_s"]),
+               baseline_what="s3fs get_file"),
+    ]  # fmt: skip
 
 
 if __name__ == "__main__":

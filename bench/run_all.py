@@ -59,11 +59,24 @@ BENCHES = [
           title="Monitors: ingest, window statistics, Prometheus queries"),
     Bench("decision", "decision_bench.py", ["--runs", "200"], [],
           title="The decision rule through the real decide(): seeded simulated rollouts"),
+    Bench("object_store", "object_store_bench.py", ["--size", "128"], ["--runs", "3"],
+          needs=("moto_server",),
+          title="Artifacts on S3 (moto's server on loopback, through s3fs)"),
+    Bench("mlflow", "mlflow_bench.py", ["--registrations", "10", "--rounds", "1"], [],
+          needs=(str(ROOT / ".venv-mlflow" / "bin" / "mlflow"),),
+          title="MLflowRegistry against MLflow's own client, same server"),
+    Bench("ha", "ha_bench.py", ["--runs", "3", "--rollouts", "200", "--ticks", "1"],
+          ["--rollouts", "2000"], needs=("psql",),
+          title="Several daemons on PostgreSQL: takeover and spread"),
 ]  # fmt: skip
 
 
 def _missing(bench: Bench) -> list[str]:
-    return [tool for tool in bench.needs if shutil.which(tool) is None]
+    """The programs (on PATH, beside this Python, or paths) it needs that are not here."""
+    beside = str(Path(sys.executable).parent)
+    return [
+        t for t in bench.needs if shutil.which(t) is None and shutil.which(t, path=beside) is None
+    ]
 
 
 def run(bench: Bench, mode: str) -> dict[str, Any]:
