@@ -21,6 +21,11 @@ def utc(ts: datetime) -> datetime:
     return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
 
 
+_canonical = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str).encode
+"""The hashed form of an event; one encoder for every event (``json.dumps`` with these
+arguments builds a new one per call). Changing it would break every stored chain."""
+
+
 def event_hash(
     *,
     id: int,
@@ -44,8 +49,7 @@ def event_hash(
         "reason": reason,
         "prev_hash": prev_hash,
     }
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return hashlib.sha256(_canonical(body).encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)

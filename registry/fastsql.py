@@ -38,15 +38,11 @@ class Prepared:
         self.keys = list(keys) if keys is not None else None
         self._sql: dict[str, str] = {}
         self._defaults: dict[str, dict[str, Any]] = {}
-        self._json: set[str] = set()
-        self._time: set[str] = set()
         table = getattr(statement, "table", None)
         columns = table.columns if table is not None else ()
-        for col in columns:
-            if isinstance(col.type, sa.JSON):
-                self._json.add(col.key)
-            elif isinstance(col.type, sa.DateTime):
-                self._time.add(col.key)
+        # Tuples, walked once per row: cheaper than set intersections with each row.
+        self._json = tuple(c.key for c in columns if isinstance(c.type, sa.JSON))
+        self._time = tuple(c.key for c in columns if isinstance(c.type, sa.DateTime))
 
     def sql(self, dialect: str) -> str:
         found = self._sql.get(dialect)
@@ -58,13 +54,16 @@ class Prepared:
         return found
 
     def params(self, dialect: str, values: Mapping[str, Any]) -> dict[str, Any]:
-        out = {**self._defaults.get(dialect, {}), **values}
-        for key in self._json.intersection(out):
-            if out[key] is not None:
-                out[key] = json.dumps(out[key])
+        defaults = self._defaults.get(dialect)
+        out = {**defaults, **values} if defaults else dict(values)
+        for key in self._json:
+            value = out.get(key)
+            if value is not None:
+                out[key] = json.dumps(value)
         if dialect == "sqlite":
-            for key in self._time.intersection(out):
-                out[key] = sqlite_time(out[key])
+            for key in self._time:
+                if key in out:
+                    out[key] = sqlite_time(out[key])
         return out
 
 
@@ -93,6 +92,9 @@ def json_value(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str | bytes) else value
 
 
+_CURSOR = "modelreg_fastsql_cursor"  # the key of a connection's Cursor in its ``info``
+
+
 class Cursor:
     """Runs ``Prepared`` statements on the transaction's DBAPI connection."""
 
@@ -102,6 +104,15 @@ class Cursor:
         assert raw is not None
         self.driver: Any = raw
         self._cursor = raw.cursor()
+
+    @classmethod
+    def of(cls, conn: sa.Connection) -> Cursor:
+        """The cursor of ``conn``'s DBAPI connection, made once rather than once per
+        transaction (``conn.info`` lives exactly as long as that connection)."""
+        found = conn.info.get(_CURSOR)
+        if not isinstance(found, Cursor):
+            found = conn.info[_CURSOR] = cls(conn)
+        return found
 
     def execute(self, prepared: Prepared, values: Mapping[str, Any]) -> Any:
         self._cursor.execute(prepared.sql(self.dialect), prepared.params(self.dialect, values))
@@ -116,5 +127,8 @@ class Cursor:
         self._cursor.execute(sql)
 
     def one(self, prepared: Prepared, values: Mapping[str, Any]) -> tuple[Any, ...] | None:
-        row = self.execute(prepared, values).fetchone()
-        return tuple(row) if row is not None else None
+        """The first row, reading the statement to its end: the cursor outlives the
+        transaction, and a SQLite statement left mid-result would hold its snapshot
+        (and block checkpoints) after the commit."""
+        rows = self.execute(prepared, values).fetchall()
+        return tuple(rows[0]) if rows else None

@@ -3,14 +3,19 @@
 A durable SQLite commit costs one fsync (hundreds of microseconds here), so one
 commit per registration would cap a process at a few thousand writes per second
 before any work is done. ``Store.write`` therefore group-commits: concurrent
-callers in one process queue their operations; whichever thread holds the writer
-runs every queued operation in one transaction, each inside its own savepoint,
-and commits once. A failing operation rolls back only its savepoint and raises in
-its own caller. A lone caller pays nothing extra: its batch has one operation.
+callers in one process queue their operations; the first of them leads, runs every
+queued operation in one transaction, each inside its own savepoint, and commits
+once. A failing operation rolls back only its savepoint and raises in its own
+caller. The others wait on their own gate, which the leader opens as soon as their
+operation is committed (waiting on the writer lock instead kept a caller whose
+operation was done waiting behind the next batch), and the oldest operation still
+queued leads next. A lone caller pays nothing extra: its batch has one operation.
 
 Every write transaction first locks the single ``audit_head`` row (``BEGIN
 IMMEDIATE`` already serialises SQLite; ``SELECT ... FOR UPDATE`` does it on
-PostgreSQL), which totally orders mutations and keeps the audit chain linear.
+PostgreSQL), which totally orders mutations and keeps the audit chain linear. The
+batch's audit events are hashed as its operations run and inserted together, in
+one statement, just before the head moves.
 """
 
 from __future__ import annotations
@@ -52,6 +57,10 @@ _SET_HEAD = Prepared(
     .values(last_id=sa.bindparam("new_id"), last_hash=sa.bindparam("new_hash"))
 )
 Clock = Callable[[], datetime]
+_MAX_BATCH = 32
+"""Jobs per shared transaction: enough for the writer threads of a busy process, and
+few enough that PostgreSQL keeps every job's savepoint in its per-backend cache of
+64 subtransactions (overflowing it slows every other session's snapshots)."""
 # The effect the next ``Store.write`` of this context finishes with (see ``Store.finishing``).
 _FINISH: contextvars.ContextVar[Callable[[Tx, Any], Any] | None] = contextvars.ContextVar(
     "modelreg_store_finish", default=None
@@ -96,6 +105,8 @@ class Tx:
         self._last_id = last_id
         self._last_hash = last_hash
         self.after_commit: list[Callable[[], None]] = []
+        # Audit rows not yet inserted: the transaction inserts them all at once.
+        self._events: list[dict[str, Any]] = []
 
     def audit(
         self,
@@ -107,7 +118,9 @@ class Tx:
         after: Mapping[str, Any] | None = None,
         reason: str | None = None,
     ) -> None:
-        """Append one hash-chained audit event in this transaction."""
+        """Append one hash-chained audit event to this transaction. It is inserted
+        with the batch's other events just before the commit, so an operation must
+        not read audit events back inside its own transaction."""
         event_id = self._last_id + 1
         digest = event_hash(
             id=event_id,
@@ -120,8 +133,7 @@ class Tx:
             reason=reason,
             prev_hash=self._last_hash,
         )
-        self.cur.execute(
-            _INS_AUDIT,
+        self._events.append(
             {
                 "id": event_id,
                 "at": self.now,
@@ -133,26 +145,35 @@ class Tx:
                 "reason": reason,
                 "prev_hash": self._last_hash,
                 "hash": digest,
-            },
+            }
         )
         self._last_id, self._last_hash = event_id, digest
 
-    def _mark(self) -> tuple[int, str, int]:
-        return self._last_id, self._last_hash, len(self.after_commit)
+    def _mark(self) -> tuple[int, str, int, int]:
+        return self._last_id, self._last_hash, len(self.after_commit), len(self._events)
 
-    def _reset(self, mark: tuple[int, str, int]) -> None:
-        self._last_id, self._last_hash, n = mark
+    def _reset(self, mark: tuple[int, str, int, int]) -> None:
+        self._last_id, self._last_hash, n, events = mark
         del self.after_commit[n:]
+        del self._events[events:]
+
+    def _insert_events(self) -> None:
+        if self._events:
+            self.cur.executemany(_INS_AUDIT, self._events)
+            self._events = []
 
 
 class _Job(Generic[T]):
-    __slots__ = ("done", "error", "op", "result")
+    __slots__ = ("done", "error", "gate", "op", "result")
 
     def __init__(self, op: Callable[[Tx], T]) -> None:
         self.op = op
         self.result: T | None = None
         self.error: BaseException | None = None
         self.done = False
+        # Held until a leader opens it: the job ran, or its thread leads next.
+        self.gate = threading.Lock()
+        self.gate.acquire()
 
 
 class Store:
@@ -185,6 +206,7 @@ class Store:
             raise
         self._queue: list[_Job[Any]] = []
         self._queue_lock = threading.Lock()
+        self._leading = False  # a thread is running a batch (under _queue_lock)
         self._writer = threading.Lock()
         self._wconn: sa.Connection | None = None  # used only under self._writer
         self._version_conn = self._open_version_probe()
@@ -236,14 +258,63 @@ class Store:
         job: _Job[T] = _Job(op)
         with self._queue_lock:
             self._queue.append(job)
-        with self._writer:
-            if not job.done:
-                with self._queue_lock:
-                    batch, self._queue = self._queue, []
-                self._run(batch)
+            follow, self._leading = self._leading, True
+        if follow:
+            try:
+                job.gate.acquire()  # until a leader ran this job or handed it the lead
+            except BaseException:  # interrupted (KeyboardInterrupt): orphan nothing
+                self._withdraw(job)
+                raise
+        if not job.done:
+            self._lead(job)
         if job.error is not None:
             raise job.error
         return job.result  # type: ignore[return-value]
+
+    def _lead(self, job: _Job[Any]) -> None:
+        """Run the oldest queued jobs (``job`` first) in one transaction.
+
+        The batch is taken once the writer is ours, as late as possible, so that it
+        holds every job queued meanwhile."""
+        batch: list[_Job[Any]] = []
+        try:
+            with self._writer:
+                with self._queue_lock:
+                    batch = self._queue[:_MAX_BATCH]
+                    del self._queue[:_MAX_BATCH]
+                self._run(batch)
+        finally:
+            self._finish_batch(job, batch)
+
+    def _finish_batch(self, job: _Job[Any], batch: list[_Job[Any]]) -> None:
+        """Open the gates of the batch's callers and pass the lead on."""
+        for done in batch:
+            if not done.done:  # the leader was interrupted before the batch ran
+                done.error = RuntimeError("the write was interrupted before it ran")
+                done.done = True
+            done.gate.release()
+        with self._queue_lock:
+            if not batch and job in self._queue:  # interrupted before taking it
+                self._queue.remove(job)
+            self._pass_lead()
+
+    def _pass_lead(self) -> None:
+        """Under ``_queue_lock``: open the oldest queued job's gate (its thread leads
+        next), or record that nobody leads."""
+        self._leading = bool(self._queue)
+        if self._queue:
+            self._queue[0].gate.release()
+
+    def _withdraw(self, job: _Job[Any]) -> None:
+        """A waiting caller was interrupted: drop its job unless a leader already took
+        it (then it runs and commits as if waited for), and pass the lead on if it had
+        just been handed to it."""
+        with self._queue_lock:
+            if job not in self._queue:
+                return
+            self._queue.remove(job)
+            if job.gate.acquire(blocking=False):  # open: it was to lead next
+                self._pass_lead()
 
     def _run(self, batch: list[_Job[Any]]) -> None:
         if self._wconn is None:
@@ -286,7 +357,7 @@ class Store:
         one at COMMIT, rolls back before it propagates: a transaction left open
         would hold SQLite's write lock against every process.
         """
-        cur = Cursor(conn)
+        cur = Cursor.of(conn)
         try:
             if conn.dialect.name == "sqlite":
                 cur.raw("BEGIN IMMEDIATE")
@@ -295,6 +366,7 @@ class Store:
             last_id, last_hash = int(head[0]), str(head[1])
             tx = Tx(conn, cur, self.clock().astimezone(UTC), last_id, last_hash)
             self._run_jobs(batch, tx, cur)
+            tx._insert_events()
             if tx._last_id != last_id:
                 cur.execute(_SET_HEAD, {"new_id": tx._last_id, "new_hash": tx._last_hash})
             _commit_point(conn.dialect.name)
