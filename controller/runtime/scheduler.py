@@ -46,6 +46,35 @@ LEASES = "leases"
 REQUESTS = "requests"
 
 
+RESUME_SPREAD_EACH = timedelta(milliseconds=1)  # about one look's CPU
+RESUME_SPREAD_MAX = timedelta(seconds=10)
+_GOLDEN = 0.6180339887498949
+
+
+def resume_spread(rollouts: int) -> timedelta:
+    """How long resumed looks are spread over: about a look's CPU per rollout, so a
+    few rollouts resume at once and thousands over seconds, at most ``RESUME_SPREAD_MAX``."""
+    return min(RESUME_SPREAD_MAX, RESUME_SPREAD_EACH * rollouts)
+
+
+def resume_at(
+    rollout_id: int, due: datetime, now: datetime, interval: timedelta, spread: timedelta
+) -> datetime:
+    """When a (re)started daemon first looks at a rollout it finds in the database
+    (its next look was ``due``).
+
+    A look due within its interval keeps its time, so a restart does not change the
+    cadence. Looks already due (or set further ahead than an interval, by a clock that
+    stepped back) are spread over the next ``spread`` by rollout id (evenly, by the
+    golden ratio's multiples), so that a daemon restarted with thousands of rollouts
+    neither looks at them all in the same instant, nor answers its first probes late
+    because of it.
+    """
+    if now < due <= now + interval:
+        return due
+    return now + spread * ((rollout_id * _GOLDEN) % 1.0)
+
+
 class RolloutScheduler:
     """Owns the APScheduler instance and keeps its jobs equal to the active rollouts."""
 
@@ -139,9 +168,10 @@ class RolloutScheduler:
             if self.controller.owns(record.model)
         }
         have = {job.id for job in self._scheduler.get_jobs() if job.id.startswith("rollout-")}
+        spread = resume_spread(len(wanted.keys() - have))
         for job_id, record in wanted.items():
             if job_id not in have:
-                self.ensure_job(record)
+                self.ensure_job(record, resume=spread)
         for job_id in have - set(wanted):
             with contextlib.suppress(JobLookupError):
                 self._scheduler.remove_job(job_id)
@@ -209,9 +239,10 @@ class RolloutScheduler:
     def replan(self) -> None:
         """After a config reload: every active rollout's job at its (new) interval, and
         the watcher at the new watch interval."""
-        for record in self.controller.store.active():
-            if self.controller.owns(record.model):
-                self.ensure_job(record)
+        mine = [r for r in self.controller.store.active() if self.controller.owns(r.model)]
+        spread = resume_spread(len(mine))
+        for record in mine:
+            self.ensure_job(record, resume=spread)
         interval = self.controller.config.watch_interval
         self._scheduler.reschedule_job(WATCHER, trigger="interval", seconds=interval)
         self._plan_guard()
@@ -239,12 +270,22 @@ class RolloutScheduler:
     def job_ids(self) -> list[str]:
         return sorted(job.id for job in self._scheduler.get_jobs())
 
-    def ensure_job(self, record: RolloutRecord) -> None:
-        """One job for this rollout at its policy's interval (replacing any old one)."""
+    def ensure_job(self, record: RolloutRecord, *, resume: timedelta | None = None) -> None:
+        """One job for this rollout at its policy's interval (replacing any old one);
+        its first run now (a rollout just started), or ``resume_at`` over the spread
+        ``resume`` (one found in the database)."""
         policy = self.controller.policy(record.model)
         if policy is None:
             log.warning("rollout_without_policy", rollout=record.id, model=record.model)
             return
+        now = datetime.now(UTC)
+        interval = timedelta(seconds=policy.interval)
+        soon = now + timedelta(milliseconds=50)
+        first_run = (
+            soon
+            if resume is None
+            else resume_at(record.id, record.next_eval_at, now, interval, resume)
+        )
         self._scheduler.add_job(
             self._tick,
             "interval",
@@ -253,7 +294,7 @@ class RolloutScheduler:
             id=f"rollout-{record.id}",
             replace_existing=True,
             misfire_grace_time=max(1, int(policy.interval)),
-            next_run_time=datetime.now(UTC) + timedelta(milliseconds=50),
+            next_run_time=first_run,
         )
 
     def _tick(self, rollout_id: int) -> None:
