@@ -5,8 +5,8 @@ be read on its own: every method delegates to the module of its concern in
 ``registry.ops`` (registration, stage moves, reads, approvals, auto-rollback
 triggers, lineage, audit, environments), which checks the input and does the work.
 The registry object holds what those share: the store, the artifact store, the
-default actor and the caches (committed model ids; the resolve cache, which it
-drops after every change to an existing version). Artifacts live in a local
+default actor and the resolve cache, which it drops after every change to an
+existing version. Artifacts live in a local
 directory (``<home>/artifacts``) or, with ``artifact_uri``, on object storage
 (``registry.object_store``); ``CustomRegistry`` is the seed's name for the latter.
 
@@ -128,7 +128,6 @@ class ModelRegistry:
         # a database URL elsewhere must name an existing directory.
         own = self.home if self.url == default_url(self.home) else None
         self._store = Store(self.url, clock=clock or _utcnow, create=create, own_dir=own)
-        self._model_ids: dict[str, int] = {}  # committed model rows, for registration
         self._versions = reads.VersionLookup(self._store)  # the resolve cache
 
     def close(self) -> None:
@@ -194,7 +193,6 @@ class ModelRegistry:
         return registration.register_model(
             self._store,
             self.artifacts,
-            self._model_ids,
             name,
             model,
             version,

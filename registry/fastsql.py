@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from itertools import chain
 from typing import Any
 
 import sqlalchemy as sa
@@ -67,6 +68,58 @@ class Prepared:
         return out
 
 
+_SQLITE_QMARK = sqlite.dialect(paramstyle="qmark")
+
+
+class MultiRow:
+    """An INSERT of rows given as tuples in ``keys`` order (the table's column order),
+    values in the driver's form (see ``Cursor.run``).
+
+    SQLite: one positional statement stepped per row (``executemany``), which SQLite
+    runs faster than a multi-row ``VALUES`` and which binds tuples faster than names.
+    PostgreSQL: one multi-row ``VALUES`` statement per ``CHUNK`` rows, one round trip,
+    compiled once per row count. ``returning`` columns are read back by ``insert_one``.
+    """
+
+    CHUNK = 64
+
+    def __init__(self, table: sa.Table, keys: Sequence[str], returning: Sequence[str] = ()) -> None:
+        self.table = table
+        self.keys = tuple(keys)
+        self.returning = tuple(returning)
+        self._compiled: dict[tuple[str, int], tuple[str, tuple[str, ...]]] = {}
+        self._positional: str | None = None
+
+    def positional(self) -> str:
+        """SQLite's one-row statement with ``?`` parameters in ``keys`` order."""
+        if self._positional is None:
+            statement = self.table.insert()
+            if self.returning:
+                statement = statement.returning(*(self.table.c[k] for k in self.returning))
+            compiled = statement.compile(dialect=_SQLITE_QMARK, column_keys=list(self.keys))
+            if tuple(compiled.positiontup or ()) != self.keys:
+                raise ValueError(f"keys of {self.table.name} must follow its column order")
+            self._positional = compiled.string
+        return self._positional
+
+    def compiled(self, dialect: str, rows: int) -> tuple[str, tuple[str, ...]]:
+        """The statement for ``rows`` rows and its parameter names, row after row."""
+        found = self._compiled.get((dialect, rows))
+        if found is None:
+            names = tuple(f"{k}__{i}" for i in range(rows) for k in self.keys)
+            columns = self.table.columns
+            values = [
+                {k: sa.bindparam(f"{k}__{i}", type_=columns[k].type) for k in self.keys}
+                for i in range(rows)
+            ]
+            statement = self.table.insert().values(values)
+            if self.returning:
+                statement = statement.returning(*(columns[k] for k in self.returning))
+            found = (statement.compile(dialect=_dialect(dialect)).string, names)
+            self._compiled[(dialect, rows)] = found
+        return found
+
+
 _last_time: tuple[datetime | None, str | None] = (None, None)
 
 
@@ -85,6 +138,16 @@ def sqlite_time(value: datetime | None) -> str | None:
     out = naive.isoformat(sep=" ", timespec="microseconds")
     _last_time = (value, out)
     return out
+
+
+def json_text(value: Any) -> str | None:
+    """A JSON column's value as ``Prepared`` stores it (``None`` stays SQL NULL)."""
+    return None if value is None else json.dumps(value)
+
+
+def stored_time(dialect: str, value: datetime) -> Any:
+    """A ``DateTime`` column's value as ``Prepared`` stores it on ``dialect``."""
+    return sqlite_time(value) if dialect == "sqlite" else value
 
 
 def json_value(value: Any) -> Any:
@@ -121,6 +184,25 @@ class Cursor:
     def executemany(self, prepared: Prepared, rows: Sequence[Mapping[str, Any]]) -> None:
         sql = prepared.sql(self.dialect)
         self._cursor.executemany(sql, [prepared.params(self.dialect, r) for r in rows])
+
+    def insert_rows(self, multi: MultiRow, rows: Sequence[Sequence[Any]]) -> None:
+        """Insert ``rows`` (see ``MultiRow``)."""
+        if self.dialect == "sqlite":
+            self._cursor.executemany(multi.positional(), rows)
+            return
+        for start in range(0, len(rows), multi.CHUNK):
+            chunk = rows[start : start + multi.CHUNK]
+            sql, names = multi.compiled(self.dialect, len(chunk))
+            self._cursor.execute(sql, dict(zip(names, chain.from_iterable(chunk), strict=True)))
+
+    def insert_one(self, multi: MultiRow, row: Sequence[Any]) -> tuple[Any, ...]:
+        """Insert one row (see ``MultiRow``); returns its ``returning`` columns."""
+        if self.dialect == "sqlite":
+            self._cursor.execute(multi.positional(), row)
+        else:
+            sql, names = multi.compiled(self.dialect, 1)
+            self._cursor.execute(sql, dict(zip(names, row, strict=True)))
+        return tuple(self._cursor.fetchall()[0]) if multi.returning else ()
 
     def raw(self, sql: str) -> None:
         """A statement without parameters (savepoints)."""

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from registry.audit import utc
 from registry.errors import ModelNotFound, VersionNotFound
-from registry.fastsql import Prepared
+from registry.fastsql import MultiRow, Prepared
 from registry.records import (
     DeprecationRecord,
     ModelSummary,
@@ -290,11 +290,22 @@ def referenced_digests(conn: sa.Connection, digests: Iterable[str]) -> set[str]:
 
 B = sa.bindparam
 _PARENT_COLS = (v.id, v.major, v.minor, v.patch, v.features, v.signature)
-SEL_MODEL_ID = Prepared(sa.select(models_t.c.id).where(models_t.c.name == B("name")))
+_latest = versions_t.alias("latest")
 INS_MODEL = Prepared(models_t.insert().returning(models_t.c.id), ["name", "owner", "created_at"])
-SEL_LATEST = Prepared(
-    sa.select(*_PARENT_COLS).where(v.model_id == B("mid")).order_by(*NEWEST_FIRST).limit(1)
+_latest_id = (
+    sa.select(_latest.c.id)
+    .where(_latest.c.model_id == models_t.c.id)
+    .order_by(_latest.c.major.desc(), _latest.c.minor.desc(), _latest.c.patch.desc())
+    .limit(1)
+    .correlate(models_t)
+    .scalar_subquery()
 )
+SEL_MODEL_LATEST = Prepared(
+    sa.select(models_t.c.id, *_PARENT_COLS)
+    .select_from(models_t.outerjoin(versions_t, v.id == _latest_id))
+    .where(models_t.c.name == B("name"))
+)
+"""A model's id and its latest version (NULLs without one), in one query."""
 SEL_EXACT = Prepared(
     sa.select(*_PARENT_COLS).where(
         v.model_id == B("mid"), v.major == B("major"), v.minor == B("minor"), v.patch == B("patch")
@@ -313,14 +324,17 @@ SEL_BELOW = Prepared(
     .order_by(*NEWEST_FIRST)
     .limit(1)
 )
-_VERSION_KEYS = [
-    "model_id", "major", "minor", "patch", "stage", "artifact_digest", "artifact_size",
-    "artifact_name", "artifact_format", "metadata", "signature", "features", "tags",
-    "owner", "parent_id", "increment", "created_at",
-]  # fmt: skip
-INS_VERSION = Prepared(versions_t.insert().returning(v.id), _VERSION_KEYS)
-INS_FILE = Prepared(files_t.insert(), ["version_id", "name", "role", "digest", "size", "content"])
-INS_TRANSITION = Prepared(
-    transitions_t.insert(),
+INS_VERSION = MultiRow(
+    versions_t,
+    [
+        "model_id", "major", "minor", "patch", "stage", "artifact_digest", "artifact_size",
+        "artifact_name", "artifact_format", "metadata", "signature", "features", "tags",
+        "owner", "parent_id", "increment", "created_at",
+    ],
+    returning=["id"],
+)  # fmt: skip
+INS_FILE = MultiRow(files_t, ["version_id", "name", "role", "digest", "size", "content"])
+INS_TRANSITION = MultiRow(
+    transitions_t,
     ["model_id", "version_id", "from_stage", "to_stage", "kind", "actor", "reason", "at"],
 )

@@ -10,6 +10,11 @@ caller. The others wait on their own gate, which the leader opens as soon as the
 operation is committed (waiting on the writer lock instead kept a caller whose
 operation was done waiting behind the next batch), and the oldest operation still
 queued leads next. A lone caller pays nothing extra: its batch has one operation.
+Consecutive operations that carry the same ``run_group`` (registrations) run in one
+call and one savepoint instead, so their rows go in with fewer statements; one of
+them refused fails alone, and a group failing as a whole is rolled back and run
+operation by operation. ``Tx.memo`` carries what one operation learned to the next
+(a model's latest version) while only such operations run.
 
 Every write transaction first locks the single ``audit_head`` row (``BEGIN
 IMMEDIATE`` already serialises SQLite; ``SELECT ... FOR UPDATE`` does it on
@@ -26,7 +31,7 @@ import errno
 import functools
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,13 +42,13 @@ import sqlalchemy as sa
 from registry import db, faults
 from registry.audit import event_hash
 from registry.errors import NoRegistry, RegistryError
-from registry.fastsql import Cursor, Prepared
+from registry.fastsql import Cursor, MultiRow, Prepared, json_text, stored_time
 from registry.schema import audit_head_t, audit_t
 
 T = TypeVar("T")
 
-_INS_AUDIT = Prepared(
-    audit_t.insert(),
+_INS_AUDIT = MultiRow(
+    audit_t,
     ["id", "at", "actor", "action", "target", "before", "after", "reason", "prev_hash", "hash"],
 )
 _LOCK_HEAD = Prepared(
@@ -57,6 +62,11 @@ _SET_HEAD = Prepared(
     .values(last_id=sa.bindparam("new_id"), last_hash=sa.bindparam("new_hash"))
 )
 Clock = Callable[[], datetime]
+RunGroup = Callable[["Tx", list[Any]], list[tuple[Any, Exception | None]]]
+"""An operation's ``run_group`` attribute: runs the operations of one group queued
+together, in order, in one call; returns (result, error) for each it ran, in order,
+and may stop early (the next operation then runs alone, by itself). A failed one
+must have written nothing; raising rolls back all of them, which then run alone."""
 _MAX_BATCH = 32
 """Jobs per shared transaction: enough for the writer threads of a busy process, and
 few enough that PostgreSQL keeps every job's savepoint in its per-backend cache of
@@ -105,8 +115,25 @@ class Tx:
         self._last_id = last_id
         self._last_hash = last_hash
         self.after_commit: list[Callable[[], None]] = []
-        # Audit rows not yet inserted: the transaction inserts them all at once.
-        self._events: list[dict[str, Any]] = []
+        # Audit rows not yet inserted (``_INS_AUDIT`` rows, encoded): the transaction
+        # inserts them all at once, in one statement.
+        self._events: list[tuple[Any, ...]] = []
+        self.stored_now = stored_time(cur.dialect, now)  # ``now`` as a row stores it
+        # What an operation learned for the operations after it in this transaction
+        # (see ``remember``); emptied after any operation that did not keep it.
+        self.memo: dict[Hashable, Any] = {}
+        self._memo_kept = False
+
+    def remember(self, key: Hashable, value: Any) -> None:
+        """Record ``value`` in ``memo`` for the next operations of this transaction,
+        and keep the memo past this operation.
+
+        Only an operation that calls this keeps the memo: after any other operation
+        (which may have changed what it records, knowing nothing of it) or a failed
+        one (whose rows are rolled back) the store empties it. So an entry holds
+        only while every operation since it was written maintained it."""
+        self.memo[key] = value
+        self._memo_kept = True
 
     def audit(
         self,
@@ -134,18 +161,18 @@ class Tx:
             prev_hash=self._last_hash,
         )
         self._events.append(
-            {
-                "id": event_id,
-                "at": self.now,
-                "actor": actor,
-                "action": action,
-                "target": target,
-                "before": before,
-                "after": after,
-                "reason": reason,
-                "prev_hash": self._last_hash,
-                "hash": digest,
-            }
+            (
+                event_id,
+                self.stored_now,
+                actor,
+                action,
+                target,
+                json_text(before),
+                json_text(after),
+                reason,
+                self._last_hash,
+                digest,
+            )
         )
         self._last_id, self._last_hash = event_id, digest
 
@@ -159,7 +186,7 @@ class Tx:
 
     def _insert_events(self) -> None:
         if self._events:
-            self.cur.executemany(_INS_AUDIT, self._events)
+            self.cur.insert_rows(_INS_AUDIT, self._events)
             self._events = []
 
 
@@ -384,18 +411,64 @@ class Store:
         if len(batch) == 1:
             batch[0].result = batch[0].op(tx)  # failure aborts the whole transaction
             return
-        for job in batch:
-            mark = tx._mark()
-            # Raw savepoints: SQLAlchemy's nested transactions cost more per job than
-            # the job's own inserts.
-            cur.raw("SAVEPOINT modelreg_job")
-            try:
-                job.result = job.op(tx)
-            except Exception as exc:
-                cur.raw("ROLLBACK TO SAVEPOINT modelreg_job")
-                tx._reset(mark)
-                job.error = exc
-            cur.raw("RELEASE SAVEPOINT modelreg_job")
+        i = 0
+        while i < len(batch):
+            group: RunGroup | None = getattr(batch[i].op, "run_group", None)
+            end = i + 1
+            while group is not None and end < len(batch):
+                if getattr(batch[end].op, "run_group", None) is not group:
+                    break
+                end += 1
+            ran = Store._run_group(batch[i:end], group, tx, cur) if group and end > i + 1 else 0
+            if ran is None:  # the group failed as a whole: each of its jobs alone
+                for job in batch[i:end]:
+                    Store._run_alone(job, tx, cur)
+                ran = end - i
+            elif ran == 0:
+                Store._run_alone(batch[i], tx, cur)
+                ran = 1
+            i += ran
+
+    @staticmethod
+    def _run_alone(job: _Job[Any], tx: Tx, cur: Cursor) -> None:
+        mark = tx._mark()
+        tx._memo_kept = False
+        # Raw savepoints: SQLAlchemy's nested transactions cost more per job than
+        # the job's own inserts.
+        cur.raw("SAVEPOINT modelreg_job")
+        try:
+            job.result = job.op(tx)
+        except Exception as exc:
+            cur.raw("ROLLBACK TO SAVEPOINT modelreg_job")
+            tx._reset(mark)
+            tx._memo_kept = False
+            job.error = exc
+        if not tx._memo_kept:
+            tx.memo.clear()
+        cur.raw("RELEASE SAVEPOINT modelreg_job")
+
+    @staticmethod
+    def _run_group(jobs: list[_Job[Any]], group: RunGroup, tx: Tx, cur: Cursor) -> int | None:
+        """Run consecutive jobs of one group in one call and one savepoint; returns how
+        many it ran (the next one runs alone), or None if it failed as a whole (its
+        rows are rolled back; each job then runs alone, meeting its own error)."""
+        mark = tx._mark()
+        tx._memo_kept = False
+        cur.raw("SAVEPOINT modelreg_group")
+        try:
+            outcomes = group(tx, [job.op for job in jobs])
+        except Exception:
+            cur.raw("ROLLBACK TO SAVEPOINT modelreg_group")
+            cur.raw("RELEASE SAVEPOINT modelreg_group")
+            tx._reset(mark)
+            tx.memo.clear()
+            return None
+        if not tx._memo_kept:
+            tx.memo.clear()
+        cur.raw("RELEASE SAVEPOINT modelreg_group")
+        for job, (result, error) in zip(jobs, outcomes, strict=False):
+            job.result, job.error = result, error
+        return len(outcomes)
 
     # -- reads ----------------------------------------------------------------
 

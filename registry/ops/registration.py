@@ -1,16 +1,17 @@
 """Registering versions: ``register_model`` and ``version_model``.
 
 This is the write path that has to be fast (a durable registration costs a few
-hundred microseconds, most of it the commit): its transaction runs prepared
-statements on the raw cursor, caches model ids once committed, and does nothing
-but insert rows. The bytes are stored beforehand (``preparation``); the number is
+hundred microseconds, most of it the commit). Its caller checks and encodes
+everything that needs no database before queueing its write, and stores the bytes
+(``preparation``); the transaction then runs a handful of prepared statements on the
+raw cursor: one read of the model and its latest version (none when the same
+transaction just registered that model: ``Tx.memo``), then inserts. The number is
 chosen, or checked, against the parent's features and signature.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,7 @@ from registry.errors import (
     IllegalTransition,
     IncompatibleVersion,
     InvalidInput,
+    RegistryError,
     VersionNotFound,
 )
 from registry.limits import DEFAULT_LIMITS, InputLimits
@@ -52,7 +54,6 @@ from registry.versions import (
 def register_model(
     store: Store,
     artifacts: BlobStore,
-    model_ids: dict[str, int],
     name: str,
     model: Any,
     version: str | SemVer | None,
@@ -71,7 +72,13 @@ def register_model(
     default_increment: str | None,
     limits: InputLimits = DEFAULT_LIMITS,
 ) -> ModelVersion:
-    """``ModelRegistry.register_model``; ``model_ids`` caches committed model rows."""
+    """``ModelRegistry.register_model``.
+
+    Everything that needs no database is done here, by the calling thread, before it
+    queues its write: checking the input, encoding the JSON columns, building the
+    small files and their digests, storing the artifact. The transaction then only
+    reads the model's latest version and inserts rows (``_apply``).
+    """
     names.model_name(name)
     wanted = SemVer.parse(version) if version is not None else None
     stage = stage_name(stage)
@@ -90,42 +97,35 @@ def register_model(
     tag_list = [names.tag(t) for t in (tags or ())]
     who = names.actor(actor) if actor else default_actor
     owner_name = owner or meta.get("owner") or who
-    parent_ver = _parent_hint(name, parent, meta)
     increment = meta.get("increment") or default_increment
     reqs = requirements if requirements is not None else vfiles.captured_requirements()
-
-    prepared = small_files(meta, feats, sig, reqs)
+    request = _Request(
+        name=name,
+        wanted=wanted,
+        parent_ver=_parent_hint(name, parent, meta),
+        stage=stage,
+        meta=meta,
+        feats=feats,
+        sig=sig,
+        tags=tuple(tag_list),
+        owner=str(owner_name),
+        who=who,
+        increment=str(increment) if increment is not None else None,
+        columns=(
+            fastsql.json_text(meta),
+            fastsql.json_text(sig),
+            fastsql.json_text(feats),
+            fastsql.json_text(tag_list),
+        ),
+        files=tuple(small_files(meta, feats, sig, reqs)),
+        lineage=not meta.keys().isdisjoint(lineage.METADATA_KEYS),
+    )
 
     while True:
         blob, artifact_name, artifact_format = store_model(artifacts, model, progress)
-        model_file = (
-            [PreparedFile(artifact_name, "model", blob.digest, blob.size, None)]
-            if blob is not None and artifact_name is not None
-            else []
-        )
-
-        op = functools.partial(
-            _register_op,
-            artifacts=artifacts,
-            model_ids=model_ids,
-            name=name,
-            wanted=wanted,
-            parent_ver=parent_ver,
-            stage=stage,
-            meta=meta,
-            feats=feats,
-            sig=sig,
-            tag_list=tag_list,
-            owner=str(owner_name),
-            who=who,
-            increment=str(increment) if increment is not None else None,
-            blob=blob,
-            artifact_name=artifact_name,
-            artifact_format=artifact_format,
-            files=model_file + prepared,
-        )
+        stored = _Stored.of(blob, artifact_name, artifact_format)
         try:
-            return store.write(op)
+            return store.write(_Registration(request, stored, artifacts))
         except _BlobVanished:
             continue  # a concurrent cleanup removed a shared blob: store it again
         except BaseException:
@@ -150,142 +150,213 @@ def _parent_hint(name: str, parent: str | SemVer | None, meta: Mapping[str, Any]
     return None
 
 
-def _register_op(
-    tx: Tx,
-    *,
-    artifacts: BlobStore,
-    model_ids: dict[str, int],
-    name: str,
-    wanted: SemVer | None,
-    parent_ver: SemVer | None,
-    stage: str,
-    meta: dict[str, Any],
-    feats: list[str] | None,
-    sig: dict[str, Any] | None,
-    tag_list: list[str],
-    owner: str,
-    who: str,
-    increment: str | None,
-    blob: StoredBlob | None,
-    artifact_name: str | None,
-    artifact_format: str | None,
-    files: list[PreparedFile],
-) -> ModelVersion:
-    cur, now = tx.cur, tx.now
-    mid = model_ids.get(name)
-    if mid is None:
-        found = cur.one(queries.SEL_MODEL_ID, {"name": name})
-        if found is None:
-            found = cur.one(queries.INS_MODEL, {"name": name, "owner": owner, "created_at": now})
-            tx.audit(actor=who, action="create_model", target=name, after={"owner": owner})
-        assert found is not None
-        mid = int(found[0])
-        # Cache only once committed: model rows are never deleted or renumbered.
-        tx.after_commit.append(functools.partial(model_ids.__setitem__, name, mid))
-    if stage != "dev":
-        _refuse_guarded_entry(tx.conn, mid, name, stage)
-    latest = _ParentRow.of(cur.one(queries.SEL_LATEST, {"mid": mid}))
-    parent = _find_parent(cur, mid, name, latest, parent_ver, wanted)
+@dataclass(frozen=True, slots=True)
+class _Request:
+    """A registration checked and encoded before its transaction: nothing here
+    depends on the database, so it cannot turn stale while the write waits."""
 
+    name: str
+    wanted: SemVer | None
+    parent_ver: SemVer | None
+    stage: str
+    meta: dict[str, Any]
+    feats: list[str] | None
+    sig: dict[str, Any] | None
+    tags: tuple[str, ...]
+    owner: str
+    who: str
+    increment: str | None
+    columns: tuple[str | None, ...]  # metadata, signature, features, tags: encoded
+    files: tuple[PreparedFile, ...]  # the small inline files
+    lineage: bool  # the metadata names lineage to record
+
+
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    """The model artifact as stored for this attempt (none: metadata only)."""
+
+    digest: str | None
+    size: int | None
+    name: str | None
+    format: str | None
+    file: PreparedFile | None
+
+    @classmethod
+    def of(cls, blob: StoredBlob | None, name: str | None, fmt: str | None) -> _Stored:
+        if blob is None:
+            return cls(None, None, name, fmt, None)
+        file = PreparedFile(name, "model", blob.digest, blob.size, None) if name else None
+        return cls(blob.digest, blob.size, name, fmt, file)
+
+
+_LATEST = "registration.latest"
+"""``Tx.memo`` key prefix: (model id, latest version) of a model registered earlier in
+the same transaction, so the next registration of it need not read it back."""
+
+
+class _Registration:
+    """The write of one registration: by itself (``__call__``), or with the
+    registrations queued beside it in the same transaction (``run_group``)."""
+
+    __slots__ = ("artifacts", "request", "stored")
+
+    def __init__(self, request: _Request, stored: _Stored, artifacts: BlobStore) -> None:
+        self.request = request
+        self.stored = stored
+        self.artifacts = artifacts
+
+    def __call__(self, tx: Tx) -> ModelVersion:
+        r = self.request
+        found = _model_and_latest(tx, r.name)
+        if found is None:
+            created = tx.cur.one(
+                queries.INS_MODEL, {"name": r.name, "owner": r.owner, "created_at": tx.now}
+            )
+            assert created is not None
+            found = int(created[0]), None
+            tx.audit(actor=r.who, action="create_model", target=r.name, after={"owner": r.owner})
+        rows = _Rows()
+        done = _register(tx, self, *found, rows)
+        if r.lineage:
+            lineage.record_registration(
+                tx.conn,
+                name=r.name,
+                ref=done.ref,
+                version=str(done.version),
+                meta=r.meta,
+                now=tx.now,
+            )
+        rows.insert(tx.cur)
+        return done
+
+    @staticmethod
+    def run_group(tx: Tx, ops: list[_Registration]) -> list[tuple[Any, Exception | None]]:
+        """Registrations of models that exist, without lineage, one after the other:
+        each checks its number against the rows the ones before it wrote, and a
+        refused one (``RegistryError``, before it writes anything) fails alone. The
+        version rows go in one by one (the next may name this one as its parent);
+        their files and transitions together at the end. Stops before one that must
+        create its model or record lineage: that one runs alone."""
+        outcomes: list[tuple[Any, Exception | None]] = []
+        rows = _Rows()
+        for op in ops:
+            found = None if op.request.lineage else _model_and_latest(tx, op.request.name)
+            if found is None:
+                break
+            try:
+                outcomes.append((_register(tx, op, *found, rows), None))
+            except (RegistryError, _BlobVanished) as exc:
+                outcomes.append((None, exc))
+        rows.insert(tx.cur)
+        return outcomes
+
+
+class _Rows:
+    """File and transition rows of one or more registrations, inserted together."""
+
+    __slots__ = ("files", "transitions")
+
+    def __init__(self) -> None:
+        self.files: list[tuple[Any, ...]] = []
+        self.transitions: list[tuple[Any, ...]] = []
+
+    def insert(self, cur: fastsql.Cursor) -> None:
+        if self.files:
+            cur.insert_rows(queries.INS_FILE, self.files)
+        if self.transitions:
+            cur.insert_rows(queries.INS_TRANSITION, self.transitions)
+
+
+def _model_and_latest(tx: Tx, name: str) -> tuple[int, _ParentRow | None] | None:
+    """(model id, latest version) from this transaction's memo or one query; None when
+    no such model exists."""
+    known: tuple[int, _ParentRow | None] | None = tx.memo.get((_LATEST, name))
+    if known is not None:
+        return known
+    row = tx.cur.one(queries.SEL_MODEL_LATEST, {"name": name})
+    return None if row is None else (int(row[0]), _ParentRow.of(row[1:]))
+
+
+def _register(
+    tx: Tx, op: _Registration, mid: int, latest: _ParentRow | None, rows: _Rows
+) -> ModelVersion:
+    """Check and number the version, insert its row, queue its files and transition
+    on ``rows`` and append its audit event. Until the version row is inserted it only
+    reads, so a refusal leaves nothing behind."""
+    r, stored, cur, now = op.request, op.stored, tx.cur, tx.now
+    if r.stage != "dev":
+        _refuse_guarded_entry(tx.conn, mid, r.name, r.stage)
+    parent = _find_parent(cur, mid, r.name, latest, r.parent_ver, r.wanted)
     report = required_bump(
         parent.features if parent else None,
-        feats,
+        r.feats,
         parent.signature if parent else None,
-        sig,
+        r.sig,
     )
-    if wanted is None:
+    if r.wanted is None:
         number = latest.version.bump(report.bump.label) if latest else SemVer(1, 0, 0)
     else:
-        number = wanted
+        number = r.wanted
         if cur.one(queries.SEL_EXACT, {"mid": mid, **_parts(number)}) is not None:
-            raise Conflict(f"{name} {number} already exists")
+            raise Conflict(f"{r.name} {number} already exists")
         if parent is not None:
-            _check_explicit_bump(name, number, parent.version, report)
-    model_file = next((f for f in files if f.role == "model"), None)
-    if model_file is not None and not artifacts.exists(model_file.digest):
+            _check_explicit_bump(r.name, number, parent.version, report)
+    if stored.file is not None and not op.artifacts.exists(stored.file.digest):
         raise _BlobVanished
-    inserted = cur.one(
+    at = tx.stored_now
+    inserted = cur.insert_one(
         queries.INS_VERSION,
-        {
-            "model_id": mid,
-            **_parts(number),
-            "stage": stage,
-            "artifact_digest": blob.digest if blob else None,
-            "artifact_size": blob.size if blob else None,
-            "artifact_name": artifact_name,
-            "artifact_format": artifact_format,
-            "metadata": meta,
-            "signature": sig,
-            "features": feats,
-            "tags": tag_list,
-            "owner": owner,
-            "parent_id": parent.id if parent else None,
-            "increment": increment,
-            "created_at": now,
-        },
+        (
+            mid,
+            number.major,
+            number.minor,
+            number.patch,
+            r.stage,
+            stored.digest,
+            stored.size,
+            stored.name,
+            stored.format,
+            *r.columns,
+            r.owner,
+            parent.id if parent else None,
+            r.increment,
+            at,
+        ),
     )
-    assert inserted is not None
     version_id = int(inserted[0])
-    cur.executemany(
-        queries.INS_FILE,
-        [
-            {
-                "version_id": version_id,
-                "name": f.name,
-                "role": f.role,
-                "digest": f.digest,
-                "size": f.size,
-                "content": f.content,
-            }
-            for f in files
-        ],
-    )
-    cur.execute(
-        queries.INS_TRANSITION,
-        {
-            "model_id": mid,
-            "version_id": version_id,
-            "from_stage": None,
-            "to_stage": stage,
-            "kind": "register",
-            "actor": who,
-            "reason": None,
-            "at": now,
-        },
-    )
-    ref = f"{name}-{number}"
-    if meta.keys() & lineage.METADATA_KEYS:
-        lineage.record_registration(
-            tx.conn, name=name, ref=ref, version=str(number), meta=meta, now=now
-        )
+    files = (stored.file, *r.files) if stored.file is not None else r.files
+    rows.files.extend((version_id, f.name, f.role, f.digest, f.size, f.content) for f in files)
+    rows.transitions.append((mid, version_id, None, r.stage, "register", r.who, None, at))
     tx.audit(
-        actor=who,
+        actor=r.who,
         action="register",
-        target=ref,
+        target=f"{r.name}-{number}",
         after={
             "version": str(number),
-            "stage": stage,
-            "artifact_digest": blob.digest if blob else None,
+            "stage": r.stage,
+            "artifact_digest": stored.digest,
             "parent": str(parent.version) if parent else None,
             "bump": report.bump.label,
         },
     )
+    # Every later registration of this model in the transaction numbers from here.
+    tx.remember((_LATEST, r.name), (mid, _ParentRow(version_id, number, r.feats, r.sig)))
     return ModelVersion(
-        name=name,
+        name=r.name,
         version=number,
-        stage=stage,
+        stage=r.stage,
         created_at=now,
-        metadata=meta,
-        signature=sig,
-        features=tuple(feats) if feats is not None else None,
-        tags=tuple(tag_list),
-        owner=owner,
+        metadata=r.meta,
+        signature=r.sig,
+        features=tuple(r.feats) if r.feats is not None else None,
+        tags=r.tags,
+        owner=r.owner,
         parent=parent.version if parent else None,
-        artifact_digest=blob.digest if blob else None,
-        artifact_size=blob.size if blob else None,
-        artifact_name=artifact_name,
-        artifact_format=artifact_format,
-        increment=increment,
+        artifact_digest=stored.digest,
+        artifact_size=stored.size,
+        artifact_name=stored.name,
+        artifact_format=stored.format,
+        increment=r.increment,
         files=tuple(
             VersionFileRecord(f.name, f.role, f.digest, f.size)
             for f in sorted(files, key=lambda f: f.name)
@@ -305,7 +376,7 @@ class _ParentRow:
 
     @classmethod
     def of(cls, row: tuple[Any, ...] | None) -> _ParentRow | None:
-        if row is None:
+        if row is None or row[0] is None:
             return None
         return cls(
             int(row[0]),
