@@ -84,6 +84,7 @@ def p50(values: list[float]) -> float:
 
 def ours(uri: str, home: Path, name: str, n: int, lookups: int) -> dict[str, list[float]]:
     register: list[float] = []
+    home.mkdir(parents=True, exist_ok=True)  # the governance database's directory
     with MLflowRegistry(uri, home=home, actor="bench") as reg:
         for i in range(n):
             t0 = time.perf_counter()
