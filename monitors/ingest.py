@@ -21,7 +21,8 @@ from __future__ import annotations
 import math
 import numbers
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -43,14 +44,19 @@ from monitors.errors import (
     IngestValidationError,
     UnknownPredictionError,
 )
-from monitors.measurement import Measurement, MetricSpec, Subject, Window
+from monitors.measurement import Measurement, MetricQuery, MetricSpec, Subject, Window
 from monitors.source import SourceOptions
 from monitors.windows import (
+    COUNT_STATISTICS,
     EVENT_COLUMNS,
     STAT_COLUMNS,
     CustomAggregation,
+    WindowCounts,
     check_statistic,
+    measure_counts,
     measure_frame,
+    measure_values,
+    value_column,
 )
 
 __all__ = [
@@ -59,6 +65,7 @@ __all__ = [
     "IngestSource",
     "IngestStore",
     "PurgeResult",
+    "WindowProbe",
     "create_ingest_engine",
     "default_url",
     "migrate",
@@ -72,6 +79,12 @@ _BUSY_TIMEOUT_MS = 10_000
 _ID_CHUNK = 500
 _MAX_PROBLEMS = 5
 _MIGRATE_LOCK_KEY = 0x6D6F6E69  # "moni": distinct from the registry's migration lock
+# Windows one batch statement reads: five bound parameters each, under SQLite's 32,766
+# and PostgreSQL's 65,535 per statement (a power of two: see ``_padded``).
+_PROBES_PER_STATEMENT = 4_096
+# Execution option of a read-only connection: on SQLite it begins deferred, so a batch
+# read never takes the write lock that ingestion needs.
+_READ_ONLY = "monitors_read_only"
 
 METADATA = sa.MetaData()
 EVENT = sa.Table(
@@ -147,7 +160,8 @@ def create_ingest_engine(url: str) -> sa.Engine:
 
     @sa.event.listens_for(engine, "begin")
     def _on_begin(conn: sa.Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        read_only = conn.get_execution_options().get(_READ_ONLY, False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
 
@@ -445,6 +459,133 @@ def _bulk_insert(conn: sa.Connection, table: sa.Table, rows: list[tuple[Any, ...
 
 
 @dataclass(frozen=True, slots=True)
+class WindowProbe:
+    """The events of ``model`` (of one ``arm`` when set) with ``start <= ts < end``
+    (epoch seconds): one window of a batch read, answered per version."""
+
+    model: str
+    arm: str
+    start: float
+    end: float
+
+
+def _padded(probes: Sequence[WindowProbe]) -> Iterator[tuple[int, list[WindowProbe]]]:
+    """The probes in chunks of at most ``_PROBES_PER_STATEMENT``, each with the offset of
+    its first probe and padded to a power of two with probes that match nothing (no
+    model has an empty name): a batch statement is compiled once per size and dialect."""
+    for offset in range(0, len(probes), _PROBES_PER_STATEMENT):
+        chunk = list(probes[offset : offset + _PROBES_PER_STATEMENT])
+        size = 1 << (len(chunk) - 1).bit_length()
+        chunk += [_NOTHING] * (size - len(chunk))
+        yield offset, chunk
+
+
+_NOTHING = WindowProbe(model="", arm="", start=0.0, end=0.0)
+
+
+def _probe_table(size: int) -> sa.CTE:
+    """``size`` probes as a ``VALUES`` table ``probe(i, model, arm, t0, t1)`` of bound
+    parameters ``i0, m0, a0, s0, e0, i1, ...``."""
+    rows = [
+        (
+            sa.bindparam(f"i{k}", type_=sa.Integer),
+            sa.bindparam(f"m{k}", type_=sa.String),
+            sa.bindparam(f"a{k}", type_=sa.String),
+            sa.bindparam(f"s{k}", type_=sa.Float),
+            sa.bindparam(f"e{k}", type_=sa.Float),
+        )
+        for k in range(size)
+    ]
+    return (
+        sa.values(
+            sa.column("i", sa.Integer),
+            sa.column("model", sa.String),
+            sa.column("arm", sa.String),
+            sa.column("t0", sa.Float),
+            sa.column("t1", sa.Float),
+            name="probe",
+        )
+        .data(rows)
+        .cte("probe")
+    )
+
+
+def _probe_join(table: sa.CTE) -> sa.Join:
+    """Each probe's window of events: the ``(model, ts)`` index finds them."""
+    e, w = EVENT.c, table.c
+    return table.join(
+        EVENT,
+        sa.and_(
+            e.model == w.model,
+            e.ts >= sa.cast(w.t0, sa.Float),
+            e.ts < sa.cast(w.t1, sa.Float),
+            sa.or_(w.arm == "", e.arm == w.arm),
+        ),
+    )
+
+
+def _counts_query(size: int, _columns: tuple[str, ...]) -> sa.Select[Any]:
+    table = _probe_table(size)
+    e, label = EVENT.c, LABEL.c
+    labelled = sa.and_(label.label.is_not(None), e.outcome.is_not(None))
+    correct = sa.and_(labelled, e.outcome == label.label)
+    return (
+        sa.select(
+            table.c.i,
+            e.version,
+            sa.func.count(),
+            sa.func.sum(sa.case((e.error, 1), else_=0)),
+            sa.func.sum(sa.case((labelled, 1), else_=0)),
+            sa.func.sum(sa.case((correct, 1), else_=0)),
+        )
+        .select_from(_probe_join(table).outerjoin(LABEL, label.prediction_id == e.prediction_id))
+        .group_by(table.c.i, e.version)
+    )
+
+
+def _values_query(size: int, columns: tuple[str, ...]) -> sa.Select[Any]:
+    table = _probe_table(size)
+    e = EVENT.c
+    return (
+        sa.select(table.c.i, e.version, *[e[name] for name in columns])
+        .select_from(_probe_join(table))
+        .order_by(table.c.i, e.ts, e.prediction_id)
+    )
+
+
+_BATCH_QUERIES = {"counts": _counts_query, "values": _values_query}
+# (dialect+driver, kind, size, columns) -> the compiled SQL, its parameters' order (None: named)
+# and their defaults. Compiling a statement of thousands of parameters costs more than
+# running it.
+_COMPILED: dict[
+    tuple[str, str, int, tuple[str, ...]],
+    tuple[str, tuple[str, ...] | None, dict[str, Any]],
+] = {}
+
+
+def _run_batch(
+    conn: sa.Connection,
+    kind: str,
+    chunk: Sequence[WindowProbe],
+    columns: tuple[str, ...] = (),
+) -> list[Any]:
+    """One batch statement over ``chunk`` (padded: see ``_padded``); its rows."""
+    key = (f"{conn.dialect.name}+{conn.dialect.driver}", kind, len(chunk), columns)
+    found = _COMPILED.get(key)
+    if found is None:
+        compiled = _BATCH_QUERIES[kind](len(chunk), columns).compile(dialect=conn.dialect)
+        order = tuple(compiled.positiontup or ()) if conn.dialect.positional else None
+        found = _COMPILED[key] = (str(compiled), order, dict(compiled.params))
+    sql, order, defaults = found
+    values = dict(defaults)
+    for k, probe in enumerate(chunk):
+        values.update({f"i{k}": k, f"m{k}": probe.model, f"a{k}": probe.arm,
+                       f"s{k}": probe.start, f"e{k}": probe.end})  # fmt: skip
+    params: Any = values if order is None else tuple(values[name] for name in order)
+    return list(conn.exec_driver_sql(sql, params).all())
+
+
+@dataclass(frozen=True, slots=True)
 class PurgeResult:
     """How many rows a retention pass deleted."""
 
@@ -559,8 +700,9 @@ class IngestStore:
         columns: Sequence[str] = EVENT_COLUMNS,
     ) -> pd.DataFrame:
         """Events of ``model`` in ``[window.start, window.end)`` (optionally one version
-        and/or arm), with their label (NaN while none has arrived). ``columns`` picks
-        the event columns; fewer columns read faster (``STAT_COLUMNS`` for statistics)."""
+        and/or arm), with their label (NaN while none has arrived), in time order (ties
+        by prediction id). ``columns`` picks the event columns; fewer columns read faster
+        (``STAT_COLUMNS`` for statistics)."""
         unknown = sorted(set(columns) - set(EVENT_COLUMNS))
         if unknown:
             raise ConfigError(f"unknown event column(s) {', '.join(unknown)}")
@@ -570,6 +712,7 @@ class IngestStore:
             .where(EVENT.c.model == model)
             .where(EVENT.c.ts >= window.start.timestamp())
             .where(EVENT.c.ts < window.end.timestamp())
+            .order_by(EVENT.c.ts, EVENT.c.prediction_id)
         )
         if version:
             query = query.where(EVENT.c.version == version)
@@ -581,6 +724,53 @@ class IngestStore:
         types = {"ts": float, "latency_ms": float, "error": bool, "outcome": float,
                  "score": float, "label": float}  # fmt: skip
         return frame.astype({name: kind for name, kind in types.items() if name in frame})
+
+    def window_counts(self, probes: Sequence[WindowProbe]) -> list[dict[str, WindowCounts]]:
+        """Per probe, per version, the counts of its window's events (``WindowCounts``),
+        aggregated by the database: one statement per 4,096 probes, whatever their
+        windows, and no event row leaves the database. A version without events in a
+        window is absent from its probe's answer."""
+        answers: list[dict[str, WindowCounts]] = [{} for _ in probes]
+        with self._reading() as conn:
+            for offset, chunk in _padded(probes):
+                for i, version, total, errors, labelled, correct in _run_batch(
+                    conn, "counts", chunk
+                ):
+                    answers[offset + i][version] = WindowCounts(
+                        int(total), int(errors or 0), int(labelled or 0), int(correct or 0)
+                    )
+        return answers
+
+    def window_values(
+        self, probes: Sequence[WindowProbe], columns: Sequence[str]
+    ) -> list[dict[str, dict[str, np.ndarray]]]:
+        """Per probe, per version, ``columns`` of its window's events as float arrays
+        (NaN where unset), in time order (ties by prediction id, as ``frame``): one
+        statement per 4,096 probes. A version without events in a window is absent;
+        the key ``""`` holds every version's events (no version has an empty name)."""
+        unknown = sorted(set(columns) - {"latency_ms", "outcome", "score"})
+        if unknown:
+            raise ConfigError(f"not a value column: {', '.join(unknown)}")
+        answers: list[dict[str, dict[str, np.ndarray]]] = [{} for _ in probes]
+        with self._reading() as conn:
+            for offset, chunk in _padded(probes):
+                rows = _run_batch(conn, "values", chunk, tuple(columns))
+                start = 0
+                while start < len(rows):
+                    i = rows[start][0]
+                    stop = start
+                    while stop < len(rows) and rows[stop][0] == i:
+                        stop += 1
+                    answers[offset + i] = _by_version(rows[start:stop], columns)
+                    start = stop
+        return answers
+
+    @contextmanager
+    def _reading(self) -> Iterator[sa.Connection]:
+        """A connection for a batch read: one snapshot that never takes SQLite's
+        write lock (it begins deferred)."""
+        with self._engine.connect().execution_options(**{_READ_ONLY: True}) as conn:
+            yield conn
 
     def count(self) -> tuple[int, int]:
         """(events, labels) currently stored."""
@@ -689,5 +879,93 @@ class IngestSource:
         )
 
     def measure(self, metric: MetricSpec, subject: Subject, window: Window) -> Measurement:
-        """Load the window's events and compute ``metric.query`` over them."""
-        return self.measure_events(self.events(subject, window), metric, subject, window)
+        """Compute ``metric.query`` over the window's events (``measure_many`` of one)."""
+        return self.measure_many([MetricQuery(metric, subject, window)])[0]
+
+    def measure_many(self, queries: Sequence[MetricQuery]) -> list[Measurement]:
+        """Every query's measurement, in order, from at most two batch reads of the
+        store per 4,096 distinct windows, whatever the number of queries: the count
+        statistics from counts the database aggregates (``IngestStore.window_counts``),
+        the others from the values of the columns they read (``window_values``). Every
+        metric of one subject and window shares its read, and so do both arms of one
+        window (the reads answer per version). A store that fails gives each query an
+        error measurement; nothing raises."""
+        out: list[Measurement | None] = [None] * len(queries)
+        counted: dict[WindowProbe, int] = {}
+        valued: dict[WindowProbe, int] = {}
+        columns: set[str] = set()
+        probes = _probes_of(queries)
+        for k, query in enumerate(queries):
+            name = query.metric.query
+            try:
+                check_statistic(name, self._custom)
+            except ConfigError as exc:
+                out[k] = Measurement.error(query.metric.name, query.subject, query.window,
+                                           str(exc))  # fmt: skip
+                continue
+            probe = probes[k]
+            if name in COUNT_STATISTICS:
+                counted.setdefault(probe, len(counted))
+            else:
+                valued.setdefault(probe, len(valued))
+                columns.add(value_column(name))
+        try:
+            counts = self._store.window_counts(list(counted)) if counted else []
+            values = self._store.window_values(list(valued), sorted(columns)) if valued else []
+        except sa.exc.SQLAlchemyError as exc:
+            failed = f"ingest store failed: {type(exc).__name__}: {exc}"
+            return [
+                m
+                if m is not None
+                else Measurement.error(q.metric.name, q.subject, q.window, failed)
+                for m, q in zip(out, queries, strict=True)
+            ]
+        for k, query in enumerate(queries):
+            if out[k] is not None:
+                continue
+            probe, version = probes[k], query.subject.version
+            metric = query.metric
+            if metric.query in COUNT_STATISTICS:
+                by_version = counts[counted[probe]]
+                found = (
+                    by_version.get(version, WindowCounts())
+                    if version
+                    else sum(by_version.values(), WindowCounts())
+                )
+                out[k] = measure_counts(found, metric, query.subject, query.window)
+                continue
+            arrays = values[valued[probe]].get(version)  # "": every version's events
+            array = arrays[value_column(metric.query)] if arrays is not None else np.empty(0)
+            out[k] = measure_values(array, metric, query.subject, query.window,
+                                    custom=self._custom, max_samples=self._max_samples)  # fmt: skip
+        return [m for m in out if m is not None]
+
+
+def _by_version(rows: Sequence[Any], columns: Sequence[str]) -> dict[str, dict[str, np.ndarray]]:
+    """One probe's rows (``i, version, *columns``, in time order) as arrays per version,
+    and for every version together under ``""``."""
+    every = {name: np.array([r[2 + k] for r in rows], dtype=float)
+             for k, name in enumerate(columns)}  # fmt: skip
+    versions = np.array([r[1] for r in rows], dtype=object)
+    out = {"": every}
+    for version in dict.fromkeys(versions.tolist()):
+        mask = versions == version
+        out[version] = {name: values[mask] for name, values in every.items()}
+    return out
+
+
+def _probes_of(queries: Sequence[MetricQuery]) -> list[WindowProbe]:
+    """Each query's probe, made once per window and (model, arm): every metric and
+    both arms of a rollout share one."""
+    made: dict[tuple[int, str, str], WindowProbe] = {}  # the windows live in ``queries``
+    probes = []
+    for query in queries:
+        subject, window = query.subject, query.window
+        key = (id(window), subject.model, subject.arm)
+        probe = made.get(key)
+        if probe is None:
+            probe = made[key] = WindowProbe(
+                subject.model, subject.arm, window.start.timestamp(), window.end.timestamp()
+            )
+        probes.append(probe)
+    return probes

@@ -21,6 +21,7 @@ __all__ = [
     "Aggregate",
     "Bucket",
     "Measurement",
+    "MetricQuery",
     "MetricSpec",
     "MetricType",
     "Status",
@@ -251,3 +252,13 @@ class Measurement:
         return cls(
             metric=metric, subject=subject, window=window, status=Status.NODATA, message=message
         )
+
+
+@dataclass(frozen=True, slots=True)
+class MetricQuery:
+    """One question for a source: ``metric`` of ``subject`` over ``window``. A source
+    that answers many at once (``IngestSource.measure_many``) takes a list of them."""
+
+    metric: MetricSpec
+    subject: Subject
+    window: Window

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -32,13 +33,18 @@ from monitors.measurement import Measurement, MetricSpec, Status, Subject, Suffi
 
 __all__ = [
     "BUILTIN_STATISTICS",
+    "COUNT_STATISTICS",
     "EVENT_COLUMNS",
     "STAT_COLUMNS",
     "CustomAggregation",
+    "WindowCounts",
     "check_statistic",
     "measure_by",
+    "measure_counts",
     "measure_frame",
+    "measure_values",
     "summarize",
+    "value_column",
 ]
 
 EVENT_COLUMNS: tuple[str, ...] = (
@@ -55,7 +61,33 @@ EVENT_COLUMNS: tuple[str, ...] = (
 )
 STAT_COLUMNS: tuple[str, ...] = ("ts", "latency_ms", "error", "outcome", "score")
 """The event columns ``measure_frame`` reads (plus ``label``)."""
+COUNT_STATISTICS: frozenset[str] = frozenset(
+    {"count", "error_rate", "accuracy", "labelled_fraction"}
+)
+"""The statistics a window's counts (``WindowCounts``) determine; every other one reads
+the values of one column (``value_column``)."""
 CustomAggregation = Callable[[pd.Series], float]
+
+
+@dataclass(frozen=True, slots=True)
+class WindowCounts:
+    """What the count statistics need of a window: its events (``total``), those with
+    ``error`` set, those ``labelled`` (both an outcome and a label) and, of those, the
+    ``correct`` ones (outcome equal to the label)."""
+
+    total: int = 0
+    errors: int = 0
+    labelled: int = 0
+    correct: int = 0
+
+    def __add__(self, other: WindowCounts) -> WindowCounts:
+        return WindowCounts(
+            self.total + other.total,
+            self.errors + other.errors,
+            self.labelled + other.labelled,
+            self.correct + other.correct,
+        )
+
 
 _QUANTILES = {"latency_p50": 0.50, "latency_p95": 0.95, "latency_p99": 0.99}
 _OUTCOME = {
@@ -153,7 +185,12 @@ def measure_frame(
 ) -> Measurement:
     """Compute ``metric.query`` over ``frame`` (already restricted to the window and
     subject). Never raises for data problems: empty input is ``nodata``; a custom
-    aggregation that fails or returns a non-finite number is ``error``."""
+    aggregation that fails or returns a non-finite number is ``error``.
+
+    The statistic itself is computed by ``measure_counts`` (counts: the count
+    statistics) or ``measure_values`` (one column's values: the others), which the
+    ingest source also calls with counts and values its database aggregated, so a
+    window measures the same whichever way it was read."""
     custom = custom or {}
     name = metric.query
     try:
@@ -161,80 +198,155 @@ def measure_frame(
     except ConfigError as exc:
         return Measurement.error(metric.name, subject, window, str(exc))
     n = len(frame)
-    if n == 0:
-        return Measurement.nodata(
-            metric.name,
-            subject,
-            window,
-            f"no events for {subject.describe()} in {window.describe()}",
-        )
+    if name in COUNT_STATISTICS:
+        return measure_counts(_frame_counts(frame, name), metric, subject, window)
+    column = value_column(name)
+    values = frame[column].to_numpy(dtype=float) if n else np.empty(0)
+    return measure_values(values, metric, subject, window, custom=custom, max_samples=max_samples)
 
-    def ok(
-        value: float,
-        size: int,
-        *,
-        counts: Mapping[str, float] | None = None,
-        stats: SufficientStats | None = None,
-        samples: tuple[float, ...] = (),
-        extra: Mapping[str, float] | None = None,
-    ) -> Measurement:
-        if not math.isfinite(value):
-            return Measurement.error(
-                metric.name, subject, window, f"{name} is not finite ({value!r})"
-            )
-        return Measurement(
-            metric=metric.name,
-            subject=subject,
-            window=window,
-            status=Status.OK,
-            value=value * metric.scale,
-            sample_size=size,
-            counts=counts or {},
-            stats=stats,
-            samples=samples,
-            extra=extra or {},
-        )
 
-    if name == "count":
-        return ok(float(n), n, counts={"total": n})
+def _frame_counts(frame: pd.DataFrame, name: str) -> WindowCounts:
+    """The counts statistic ``name`` needs, from an event frame."""
+    n = len(frame)
+    if name == "count" or n == 0:
+        return WindowCounts(total=n)
     if name == "error_rate":
-        errors = int(frame["error"].sum())
-        return ok(errors / n, n, counts={"errors": errors, "total": n})
+        return WindowCounts(total=n, errors=int(frame["error"].sum()))
+    both = frame["label"].notna() & frame["outcome"].notna()
+    labelled = int(both.sum())
+    correct = (
+        int((frame.loc[both, "outcome"] == frame.loc[both, "label"]).sum())
+        if name == "accuracy" and labelled
+        else 0
+    )
+    return WindowCounts(total=n, labelled=labelled, correct=correct)
+
+
+def value_column(statistic: str) -> str:
+    """The event column a statistic outside ``COUNT_STATISTICS`` reads: ``latency_ms``
+    for the latency statistics, ``score`` for ``score_mean``, else ``outcome`` (the
+    ``outcome_*`` statistics and custom aggregations)."""
+    if statistic == "latency_mean" or statistic in _QUANTILES:
+        return "latency_ms"
+    return "score" if statistic == "score_mean" else "outcome"
+
+
+def _no_events(metric: MetricSpec, subject: Subject, window: Window) -> Measurement:
+    return Measurement.nodata(
+        metric.name, subject, window, f"no events for {subject.describe()} in {window.describe()}"
+    )
+
+
+def _ok(
+    metric: MetricSpec,
+    subject: Subject,
+    window: Window,
+    value: float,
+    size: int,
+    *,
+    counts: Mapping[str, float] | None = None,
+    stats: SufficientStats | None = None,
+    samples: tuple[float, ...] = (),
+    extra: Mapping[str, float] | None = None,
+) -> Measurement:
+    if not math.isfinite(value):
+        return Measurement.error(
+            metric.name, subject, window, f"{metric.query} is not finite ({value!r})"
+        )
+    return Measurement(
+        metric=metric.name,
+        subject=subject,
+        window=window,
+        status=Status.OK,
+        value=value * metric.scale,
+        sample_size=size,
+        counts=counts or {},
+        stats=stats,
+        samples=samples,
+        extra=extra or {},
+    )
+
+
+def measure_counts(
+    counts: WindowCounts, metric: MetricSpec, subject: Subject, window: Window
+) -> Measurement:
+    """A statistic of ``COUNT_STATISTICS`` from a window's counts (``measure_frame``'s
+    definitions): no events is ``nodata``, as is accuracy without a label."""
+    name = metric.query
+    if name not in COUNT_STATISTICS:
+        raise ValueError(f"{name!r} is not computed from counts")
+    n = counts.total
+    if n == 0:
+        return _no_events(metric, subject, window)
+    if name == "count":
+        return _ok(metric, subject, window, float(n), n, counts={"total": n})
+    if name == "error_rate":
+        errors = counts.errors
+        return _ok(metric, subject, window, errors / n, n, counts={"errors": errors, "total": n})
+    labelled = counts.labelled
+    fraction = labelled / n
+    if name == "labelled_fraction":
+        return _ok(metric, subject, window, fraction, n, counts={"labelled": labelled, "total": n})
+    if labelled == 0:
+        return Measurement.nodata(
+            metric.name, subject, window, f"no labels yet for {n} predictions"
+        )
+    correct = counts.correct
+    return _ok(
+        metric,
+        subject,
+        window,
+        correct / labelled,
+        labelled,
+        counts={"correct": correct, "labelled": labelled, "total": n},
+        extra={"labelled_fraction": fraction},
+    )
+
+
+def measure_values(
+    values: np.ndarray,
+    metric: MetricSpec,
+    subject: Subject,
+    window: Window,
+    *,
+    custom: Mapping[str, CustomAggregation] | None = None,
+    max_samples: int = 10_000,
+) -> Measurement:
+    """A statistic outside ``COUNT_STATISTICS`` from the window's values of its column
+    (``value_column``), one per event in the window's order, NaN where the event has
+    none: no events is ``nodata``, as is no value at all for an outcome or a score.
+    A custom aggregation is handed the values that are set, as a ``pandas.Series``."""
+    custom = custom or {}
+    name = metric.query
+    n = len(values)
+    if n == 0:
+        return _no_events(metric, subject, window)
     if name == "latency_mean" or name in _QUANTILES:
-        latency = frame["latency_ms"].to_numpy(dtype=float)
+        latency = np.asarray(values, dtype=float)
         value = (
             float(latency.mean())
             if name == "latency_mean"
             else float(np.quantile(latency, _QUANTILES[name]))
         )
-        return ok(value, n, stats=_stats(latency), samples=_systematic_sample(latency, max_samples))
-    if name in ("accuracy", "labelled_fraction"):
-        both = frame["label"].notna() & frame["outcome"].notna()
-        labelled = int(both.sum())
-        fraction = labelled / n
-        if name == "labelled_fraction":
-            return ok(fraction, n, counts={"labelled": labelled, "total": n})
-        if labelled == 0:
-            return Measurement.nodata(
-                metric.name, subject, window, f"no labels yet for {n} predictions"
-            )
-        correct = int((frame.loc[both, "outcome"] == frame.loc[both, "label"]).sum())
-        return ok(
-            correct / labelled,
-            labelled,
-            counts={"correct": correct, "labelled": labelled, "total": n},
-            extra={"labelled_fraction": fraction},
+        return _ok(
+            metric,
+            subject,
+            window,
+            value,
+            n,
+            stats=_stats(latency),
+            samples=_systematic_sample(latency, max_samples),
         )
-    column = "score" if name == "score_mean" else "outcome"
-    values = frame[column].dropna()
-    if values.empty:
+    column = value_column(name)
+    array = np.asarray(values, dtype=float)
+    array = array[~np.isnan(array)]
+    if len(array) == 0:
         return Measurement.nodata(
             metric.name, subject, window, f"no {column} values among {n} predictions"
         )
-    array = values.to_numpy(dtype=float)
     if name in custom:
         try:
-            value = float(custom[name](values))
+            value = float(custom[name](pd.Series(array, name=column)))
         except Exception as exc:  # user code must not crash the monitor
             return Measurement.error(
                 metric.name, subject, window, f"custom aggregation {name!r} failed: {exc!r}"
@@ -242,7 +354,7 @@ def measure_frame(
     else:
         how = "mean" if name == "score_mean" else _OUTCOME[name]
         value = float(getattr(array, how)())
-    return ok(value, len(array), stats=_stats(array))
+    return _ok(metric, subject, window, value, len(array), stats=_stats(array))
 
 
 def measure_by(

@@ -14,14 +14,16 @@ three writes, each one transaction:
 - ``confirm``: the rollout takes the intended state, the intent is cleared and
   the decision marked applied, together;
 - ``record_hold``: decisions that change nothing outside the database are
-  stored and applied at once.
+  stored and applied at once (``record_holds``: many rollouts' in one transaction, a
+  batched tick's).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -30,6 +32,7 @@ import sqlalchemy as sa
 from controller.adapters.epoch import from_epoch, to_epoch
 from controller.adapters.fencing import Fencing
 from controller.adapters.rollout_records import (
+    STATE_COLUMNS,
     DecisionRecord,
     Intent,
     RolloutRecord,
@@ -42,11 +45,21 @@ from registry import db as registry_db
 from registry.db import make_engine
 from serving.route import Route
 
-__all__ = ["DecisionRecord", "Intent", "RolloutRecord", "RolloutStore", "migrate"]
+__all__ = [
+    "DecisionRecord",
+    "Intent",
+    "RolloutRecord",
+    "RolloutStore",
+    "Scheduled",
+    "Stamp",
+    "migrate",
+    "stamp",
+]
 
 VERSION_TABLE = "controller_alembic_version"
 _MIGRATIONS = Path(__file__).parents[1] / "migrations"
 _MIGRATE_LOCK_KEY = 0x6374_726C  # "ctrl"
+_IDS_PER_QUERY = 1_000  # bound parameters of one ``IN`` list
 
 METADATA = sa.MetaData()
 ROLLOUT = sa.Table(
@@ -99,6 +112,49 @@ PUSHED_ROUTE = sa.Table(
     sa.Column("pushed_at", sa.Float),
 )
 
+# ``record_holds``' statements, built once: each runs with one parameter set per rollout.
+_HOLD_DECISION = DECISION.insert()
+_HOLD_ROLLOUT = (
+    ROLLOUT.update()
+    .where(ROLLOUT.c.id == sa.bindparam("b_id"))
+    .values(
+        {
+            name: sa.bindparam(f"b_{name}")
+            for name in (*STATE_COLUMNS, "next_eval_at", "reason", "updated_at")
+        }
+    )
+)
+_STAMPS = sa.select(
+    ROLLOUT.c.id, ROLLOUT.c.updated_at, ROLLOUT.c.next_eval_at, ROLLOUT.c.revision,
+    ROLLOUT.c.intent, ROLLOUT.c.phase, ROLLOUT.c.step, ROLLOUT.c.weight,
+    ROLLOUT.c.step_started_at, ROLLOUT.c.failures, ROLLOUT.c.approved, ROLLOUT.c.streaks,
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Scheduled:
+    """An active rollout's schedule (``RolloutStore.schedule``)."""
+
+    id: int
+    model: str
+    treatment: str
+    next_eval_at: datetime
+    has_intent: bool
+
+
+Stamp = tuple[object, ...]
+"""What any write of a rollout changes (``RolloutStore.stamps``, ``stamp``): its time
+and schedule with the clock, its intent, revision or state."""
+
+
+def stamp(record: RolloutRecord) -> Stamp:
+    """``record``'s stamp, to compare with ``RolloutStore.stamps``."""
+    return (
+        record.updated_at, record.next_eval_at, record.revision, record.intent is None,
+        record.phase, record.step, record.weight, record.step_started_at, record.failures,
+        record.approved, dict(record.streaks),
+    )  # fmt: skip
+
 
 def migrate(engine: sa.Engine) -> None:
     """Upgrade the controller's tables (its own history and version table) to head."""
@@ -140,6 +196,13 @@ class RolloutStore:
             self.fencing.check(conn, model)
             yield conn
 
+    @contextmanager
+    def _reading(self) -> Iterator[sa.Connection]:
+        """A read-only connection: on SQLite it begins deferred, so a batched tick's reads
+        never take the write lock that the registry's and the rollouts' writers need."""
+        with self._engine.connect().execution_options(**{registry_db.READ_ONLY: True}) as conn:
+            yield conn
+
     @classmethod
     def open(cls, url: str) -> RolloutStore:
         return cls(make_engine(url))
@@ -159,6 +222,51 @@ class RolloutStore:
         if row is None:
             raise RolloutNotFound(f"no rollout with id {rollout_id}")
         return RolloutRecord.from_row(row)
+
+    def schedule(self) -> list[Scheduled]:
+        """Every active rollout's id, model, candidate, ``next_eval_at`` and whether it
+        carries an intent, oldest first: one light query (no state parsed), for a
+        batched tick to pick the rollouts it owns and that are due before it reads them."""
+        query = (
+            sa.select(ROLLOUT.c.id, ROLLOUT.c.model, ROLLOUT.c.treatment, ROLLOUT.c.next_eval_at,
+                      ROLLOUT.c.intent.is_not(None).label("has_intent"))
+            .where(ROLLOUT.c.phase.in_([p.value for p in ACTIVE]))
+            .order_by(ROLLOUT.c.id)
+        )  # fmt: skip
+        with self._reading() as conn:
+            rows = conn.execute(query).all()
+        return [
+            Scheduled(r.id, r.model, r.treatment, from_epoch(r.next_eval_at), bool(r.has_intent))
+            for r in rows
+        ]
+
+    def get_many(self, ids: Iterable[int]) -> dict[int, RolloutRecord]:
+        """The rollouts of ``ids`` that exist, by id: one query per 1,000 ids."""
+        wanted = sorted(set(ids))
+        found: dict[int, RolloutRecord] = {}
+        with self._reading() as conn:
+            for start in range(0, len(wanted), _IDS_PER_QUERY):
+                chunk = wanted[start : start + _IDS_PER_QUERY]
+                for row in conn.execute(sa.select(ROLLOUT).where(ROLLOUT.c.id.in_(chunk))):
+                    found[row.id] = RolloutRecord.from_row(row)
+        return found
+
+    def stamps(self, ids: Iterable[int]) -> dict[int, Stamp]:
+        """``stamp`` of the rollouts of ``ids`` that exist, read without their evidence:
+        one light query per 1,000 ids, to tell whether they changed since read."""
+        wanted = sorted(set(ids))
+        found: dict[int, Stamp] = {}
+        with self._reading() as conn:
+            for start in range(0, len(wanted), _IDS_PER_QUERY):
+                chunk = wanted[start : start + _IDS_PER_QUERY]
+                for row in conn.execute(_STAMPS.where(ROLLOUT.c.id.in_(chunk))):
+                    found[row.id] = (
+                        from_epoch(row.updated_at), from_epoch(row.next_eval_at), row.revision,
+                        row.intent is None, Phase(row.phase), row.step, row.weight,
+                        from_epoch(row.step_started_at), row.failures, bool(row.approved),
+                        json.loads(row.streaks),
+                    )  # fmt: skip
+        return found
 
     def list_rollouts(
         self, *, model: str | None = None, active: bool | None = None, limit: int = 100
@@ -305,6 +413,24 @@ class RolloutStore:
         assert rollout_id is not None
         return self.get(int(rollout_id[0]))
 
+    def _decision_row(
+        self, record: RolloutRecord, decision: Decision, t: float, applied: bool
+    ) -> dict[str, object]:
+        return {
+            "rollout_id": record.id,
+            "at": t,
+            "action": decision.action,
+            "event": decision.event.value,
+            "phase_from": record.phase.value,
+            "phase_to": decision.state.phase.value,
+            "step": decision.state.step,
+            "weight": decision.state.weight,
+            "reasons": json.dumps(list(decision.reasons)),
+            "numbers": json.dumps({**decision.numbers, "cause": decision.cause.value}, default=str),
+            "applied": applied,
+            "member": self.fencing.member,
+        }
+
     def _insert_decision(
         self,
         conn: sa.Connection,
@@ -313,24 +439,8 @@ class RolloutStore:
         t: float,
         applied: bool,
     ) -> int:
-        pk = conn.execute(
-            DECISION.insert().values(
-                rollout_id=record.id,
-                at=t,
-                action=decision.action,
-                event=decision.event.value,
-                phase_from=record.phase.value,
-                phase_to=decision.state.phase.value,
-                step=decision.state.step,
-                weight=decision.state.weight,
-                reasons=json.dumps(list(decision.reasons)),
-                numbers=json.dumps(
-                    {**decision.numbers, "cause": decision.cause.value}, default=str
-                ),
-                applied=applied,
-                member=self.fencing.member,
-            )
-        ).inserted_primary_key
+        row = self._decision_row(record, decision, t, applied)
+        pk = conn.execute(DECISION.insert().values(**row)).inserted_primary_key
         assert pk is not None
         return int(pk[0])
 
@@ -421,3 +531,27 @@ class RolloutStore:
                     updated_at=t,
                 )
             )
+
+    def record_holds(
+        self, holds: Sequence[tuple[RolloutRecord, Decision, datetime]], *, now: datetime
+    ) -> None:
+        """``record_hold`` of many rollouts, each ``(record, decision, next_eval_at)``, in
+        one transaction: every model fenced first (several daemons: a shard once, see
+        ``Membership.fence``), then the decisions' insert and the rollouts' update, each
+        one statement run with a parameter set per rollout (``executemany``). All or
+        nothing: a refused fence or a failed write stores none of them."""
+        if not holds:
+            return
+        t = to_epoch(now)
+        decisions = [self._decision_row(r, d, t, True) for r, d, _ in holds]
+        updates = []
+        for record, decision, next_eval_at in holds:
+            values = state_columns(decision.state)
+            values.update(next_eval_at=to_epoch(next_eval_at), reason=decision.reason,
+                          updated_at=t)  # fmt: skip
+            updates.append({f"b_{k}": v for k, v in values.items()} | {"b_id": record.id})
+        with self._engine.begin() as conn:
+            for model in sorted({r.model for r, _, _ in holds}):
+                self.fencing.check(conn, model)
+            conn.execute(_HOLD_DECISION, decisions)
+            conn.execute(_HOLD_ROLLOUT, updates)

@@ -38,6 +38,24 @@ class ClockSteps:
         with self._lock:
             last = self._offsets.get(rollout_id)
             self._offsets[rollout_id] = offset
+        return self._step(last, offset)
+
+    def peek(self, rollout_id: int, now: datetime) -> tuple[float, float]:
+        """What ``stepped`` would answer, without counting this as a look: (the step,
+        the offset to ``note`` once the look is stored). A batched tick peeks, and notes
+        only the looks it stores: a rollout it hands to the single tick is looked at
+        there, and must see the same step."""
+        offset = now.timestamp() - self._monotonic()
+        with self._lock:
+            last = self._offsets.get(rollout_id)
+        return self._step(last, offset), offset
+
+    def note(self, rollout_id: int, offset: float) -> None:
+        """Count a look ``peek`` measured as this rollout's last."""
+        with self._lock:
+            self._offsets[rollout_id] = offset
+
+    def _step(self, last: float | None, offset: float) -> float:
         if last is None:
             return 0.0
         step = offset - last

@@ -31,6 +31,7 @@ from controller.shell.alerts import handle_alert
 from controller.shell.clock_steps import ClockSteps
 from controller.shell.measure import Measurer
 from controller.shell.membership import Membership
+from controller.shell.rounds import Rounds
 from monitors import MetricSource
 from monitors.alerts import AlertAction
 from registry import ModelRegistry
@@ -75,6 +76,7 @@ class Controller:
             actor=actor,
         )
         self.routers = self.actuator.routers  # one dict: the actuator's
+        self.rounds = Rounds(self)  # the scheduler jobs' batched ticks
         self.on_started: Callable[[RolloutRecord], None] | None = None
         # (model, version) -> why the watcher could not start it, said once (a log line
         # and a notification), not at every pass; said again if the reason changes.
@@ -117,7 +119,8 @@ class Controller:
         return watch.watch_once(self)
 
     def reconcile_once(self, rollout_id: int, *, force: bool = False) -> Decision | None:
-        """One tick of the rollout (``shell.tick``); None when there was nothing to do."""
+        """The rollout's tick (``shell.tick``), batched with every other rollout due now
+        unless ``force`` (``shell.rounds``); None when there was nothing to do."""
         return tick.reconcile_once(self, rollout_id, force=force)
 
     def measure(self, policy: PolicyConfig, record: RolloutRecord, now: datetime) -> Observations:

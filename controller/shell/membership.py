@@ -27,6 +27,8 @@ from controller.core.shards import plan, shard_of
 __all__ = ["Membership", "RoundResult"]
 
 log = structlog.get_logger("controller.membership")
+# Key of ``Connection.info``: (the transaction, the (shard, token)s the fence passed in it).
+_FENCED = "modelreg_fenced_shards"
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,13 +84,28 @@ class Membership:
     def fence(self, conn: sa.Connection, model: str) -> None:
         """The write fence for ``model`` (``RolloutStore(fence=...)``): inside the write's
         transaction, refuse unless this member holds the model's shard with the token it
-        acquired, on an unexpired lease. Refusals are counted (``refused_writes``)."""
+        acquired, on an unexpired lease. Refusals are counted (``refused_writes``).
+
+        A shard is checked once per transaction: the first check keeps its lease row
+        locked until the transaction ends (``LeaseStore.fence``), so no other member can
+        take it over meanwhile, and a write of many models (a batched tick's holds)
+        checks each of their shards once, not each model."""
         found = self.token_for(model)
         try:
             if found is None:
                 shard = shard_of(model, self.leases.shards)
                 raise Fenced(f"member {self.member} does not own shard {shard} of {model!r}")
+            transaction = conn.get_transaction()
+            memo = conn.info.get(_FENCED)
+            passed: set[tuple[int, int]] = (
+                memo[1] if memo is not None and memo[0] is transaction else set()
+            )
+            if transaction is not None and found in passed:
+                return  # checked, and locked, earlier in this transaction
             self.leases.fence(conn, *found)
+            if transaction is not None:
+                passed.add(found)
+                conn.info[_FENCED] = (transaction, passed)
         except Fenced:
             with self._lock:
                 self.refused_writes += 1

@@ -24,6 +24,10 @@ Order of one tick, and why a crash between any two steps is repaired:
 Steps 4 to 6 are the actuator's (``Actuator.carry_out``). A router failure in step 5
 leaves the intent in place; the next tick retries it. All times come from the
 injected clock; nothing here reads the wall clock.
+
+This is one rollout's tick (``single_tick``). The scheduler's jobs run ticks batched
+over every rollout due at once (``controller.shell.rounds``), which store the plain
+holds together and hand every other rollout to its single tick.
 """
 
 from __future__ import annotations
@@ -55,7 +59,14 @@ from registry import NotFound
 if TYPE_CHECKING:
     from controller.shell.controller import Controller
 
-__all__ = ["end_superseded", "operate", "reconcile_once", "superseded_now"]
+__all__ = [
+    "end_superseded",
+    "log_decision",
+    "operate",
+    "reconcile_once",
+    "single_tick",
+    "superseded_now",
+]
 
 log = structlog.get_logger("controller")
 
@@ -63,13 +74,24 @@ log = structlog.get_logger("controller")
 def reconcile_once(
     controller: Controller, rollout_id: int, *, force: bool = False
 ) -> Decision | None:
-    """Load, measure, decide, record intent, act, confirm (see the module docstring).
+    """The scheduler job's tick: a batched round over every rollout due now
+    (``controller.shell.rounds``), which leaves to ``single_tick`` whatever acts;
+    ``force``: this rollout's ``single_tick`` alone, due or not.
 
     Returns the decision taken, or None when there was nothing to do: the
     rollout is finished, not due yet, or a pending intent was repaired.
     """
+    if force:
+        return single_tick(controller, rollout_id, force=True)
+    return controller.rounds.tick(rollout_id)
+
+
+def single_tick(controller: Controller, rollout_id: int, *, force: bool = False) -> Decision | None:
+    """Load, measure, decide, record intent, act, confirm one rollout under its lock
+    (see the module docstring); the decision, or None when there was nothing to do."""
     record = controller.store.get(rollout_id)
     with controller.actuator.lock(record.model):
+        controller.rounds.forget(rollout_id)
         return _tick(controller, rollout_id, force=force)
 
 
@@ -111,7 +133,7 @@ def _tick(controller: Controller, rollout_id: int, *, force: bool) -> Decision |
     if controller.metrics is not None:
         controller.metrics.evaluations.inc()
         controller.metrics.decisions.labels(decision.action).inc()
-    _log_decision(controller, record, decision)
+    log_decision(controller, record, decision)
     overdue = decision.state.phase is Phase.AWAITING_APPROVAL and newly_overdue(
         decision, controller.store.decisions(rollout_id, limit=20)
     )
@@ -150,7 +172,8 @@ def _approval_wait(
     )
 
 
-def _log_decision(controller: Controller, record: RolloutRecord, decision: Decision) -> None:
+def log_decision(controller: Controller, record: RolloutRecord, decision: Decision) -> None:
+    """The decision's JSON log line (every look's, batched or single)."""
     log.info(
         "decision",
         rollout=record.id,
@@ -188,6 +211,7 @@ def superseded_now(controller: Controller, record: RolloutRecord) -> str | None:
 def end_superseded(controller: Controller, record: RolloutRecord, why: str) -> Decision:
     """End ``record`` for ``why`` and route the registry's production version; call
     under the model's lock."""
+    controller.rounds.forget(record.id)
     decision = release(record.state, why)
     now = controller.clock()
     log.warning("rollout_superseded", rollout=record.id, model=record.model,
@@ -238,6 +262,7 @@ def operate(
         # changes the database alone, so it works while a router is down.
         ends = decision.event in (Event.ABORT, Event.ROLLBACK, Event.REJECT)
         controller.actuator.carry_out(record, decision, now=now, next_eval=now, hold=not ends)
+        controller.rounds.forget(rollout_id)  # under the lock: after any round's look of it
         _approval_wait(controller, record, decision, now, report=False)
     if event is Event.APPROVE:
         reconcile_once(controller, rollout_id, force=True)
