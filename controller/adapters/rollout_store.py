@@ -21,11 +21,12 @@ three writes, each one transaction:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -60,6 +61,9 @@ VERSION_TABLE = "controller_alembic_version"
 _MIGRATIONS = Path(__file__).parents[1] / "migrations"
 _MIGRATE_LOCK_KEY = 0x6374_726C  # "ctrl"
 _IDS_PER_QUERY = 1_000  # bound parameters of one ``IN`` list
+# Holds per statement: 13 bound parameters each, under SQLite's 32,766 and PostgreSQL's
+# 65,535 (a power of two: the statements are padded to one).
+_HOLDS_PER_STATEMENT = 1_024
 
 METADATA = sa.MetaData()
 ROLLOUT = sa.Table(
@@ -112,18 +116,71 @@ PUSHED_ROUTE = sa.Table(
     sa.Column("pushed_at", sa.Float),
 )
 
-# ``record_holds``' statements, built once: each runs with one parameter set per rollout.
-_HOLD_DECISION = DECISION.insert()
-_HOLD_ROLLOUT = (
-    ROLLOUT.update()
-    .where(ROLLOUT.c.id == sa.bindparam("b_id"))
-    .values(
-        {
-            name: sa.bindparam(f"b_{name}")
-            for name in (*STATE_COLUMNS, "next_eval_at", "reason", "updated_at")
-        }
+# ``record_holds``' two statements: each reads a ``VALUES`` table of bound parameters (one
+# row per rollout, padded to a power of two with rows that match nothing), so that a chunk
+# of holds is two plain statements. Not ``executemany``: psycopg pipelines it, and a
+# member stopped in the middle of a pipeline never goes "idle in transaction" on the
+# server, so the lease rows its fence locked would stay locked past the timeout the
+# fence sets (``LeaseStore.fence``): the other members could never take its shards.
+_DECISION_COLUMNS = [c for c in DECISION.columns if c.name != "id"]
+_HOLD_COLUMNS = [ROLLOUT.c.id] + [
+    ROLLOUT.c[name] for name in (*STATE_COLUMNS, "next_eval_at", "reason", "updated_at")
+]
+_NOTHING = -1  # a padding row's rollout id: no rollout has it
+
+
+def _rows_table(columns: Sequence[sa.Column[Any]], size: int, name: str) -> sa.CTE:
+    """``size`` rows of ``columns`` as a ``VALUES`` table of parameters ``r<row>_<column>``."""
+    rows = [tuple(sa.bindparam(f"r{k}_{c.name}", type_=c.type) for c in columns)
+            for k in range(size)]  # fmt: skip
+    return sa.values(*[sa.column(c.name, c.type) for c in columns], name=name).data(rows).cte(name)
+
+
+def _holds_insert(size: int) -> sa.Insert:
+    table = _rows_table(_DECISION_COLUMNS, size, "held")
+    names = [c.name for c in _DECISION_COLUMNS]
+    rows = sa.select(*[table.c[n] for n in names]).where(table.c.rollout_id != _NOTHING)
+    return DECISION.insert().from_select(names, rows)
+
+
+def _holds_update(size: int) -> sa.Update:
+    table = _rows_table(_HOLD_COLUMNS, size, "held")
+    return (
+        ROLLOUT.update()
+        .where(ROLLOUT.c.id == table.c.id)
+        .values({c.name: table.c[c.name] for c in _HOLD_COLUMNS[1:]})
     )
-)
+
+
+_HOLD_STATEMENTS: dict[str, Callable[[int], sa.Insert | sa.Update]] = {
+    "insert": _holds_insert,
+    "update": _holds_update,
+}
+_COMPILED_HOLDS: dict[tuple[str, str, int], tuple[str, tuple[str, ...] | None, dict[str, Any]]] = {}
+
+
+def _run_rows(conn: sa.Connection, kind: str, rows: Sequence[dict[str, Any]]) -> None:
+    """One of ``record_holds``' statements over ``rows`` (column -> value), padded."""
+    size = 1 << (len(rows) - 1).bit_length()
+    key = (f"{conn.dialect.name}+{conn.dialect.driver}", kind, size)
+    found = _COMPILED_HOLDS.get(key)
+    if found is None:
+        compiled = _HOLD_STATEMENTS[kind](size).compile(dialect=conn.dialect)
+        order = tuple(compiled.positiontup or ()) if conn.dialect.positional else None
+        found = _COMPILED_HOLDS[key] = (str(compiled), order, dict(compiled.params))
+    sql, order, defaults = found
+    values = dict(defaults)
+    columns = _DECISION_COLUMNS if kind == "insert" else _HOLD_COLUMNS
+    padding = {c.name: None for c in columns} | {
+        "rollout_id" if kind == "insert" else "id": _NOTHING
+    }
+    for k in range(size):
+        row = rows[k] if k < len(rows) else padding
+        values.update({f"r{k}_{name}": value for name, value in row.items()})
+    params: Any = values if order is None else tuple(values[name] for name in order)
+    conn.exec_driver_sql(sql, params)
+
+
 _STAMPS = sa.select(
     ROLLOUT.c.id, ROLLOUT.c.updated_at, ROLLOUT.c.next_eval_at, ROLLOUT.c.revision,
     ROLLOUT.c.intent, ROLLOUT.c.phase, ROLLOUT.c.step, ROLLOUT.c.weight,
@@ -537,9 +594,10 @@ class RolloutStore:
     ) -> None:
         """``record_hold`` of many rollouts, each ``(record, decision, next_eval_at)``, in
         one transaction: every model fenced first (several daemons: a shard once, see
-        ``Membership.fence``), then the decisions' insert and the rollouts' update, each
-        one statement run with a parameter set per rollout (``executemany``). All or
-        nothing: a refused fence or a failed write stores none of them."""
+        ``Membership.fence``), then one insert of the decisions and one update of the
+        rollouts per 1,024 holds, each a single statement over a table of their values
+        (not ``executemany``: see ``_run_rows``). All or nothing: a refused fence or a
+        failed write stores none of them."""
         if not holds:
             return
         t = to_epoch(now)
@@ -547,11 +605,12 @@ class RolloutStore:
         updates = []
         for record, decision, next_eval_at in holds:
             values = state_columns(decision.state)
-            values.update(next_eval_at=to_epoch(next_eval_at), reason=decision.reason,
-                          updated_at=t)  # fmt: skip
-            updates.append({f"b_{k}": v for k, v in values.items()} | {"b_id": record.id})
+            values.update(id=record.id, next_eval_at=to_epoch(next_eval_at),
+                          reason=decision.reason, updated_at=t)  # fmt: skip
+            updates.append(values)
         with self._engine.begin() as conn:
             for model in sorted({r.model for r, _, _ in holds}):
                 self.fencing.check(conn, model)
-            conn.execute(_HOLD_DECISION, decisions)
-            conn.execute(_HOLD_ROLLOUT, updates)
+            for begin in range(0, len(holds), _HOLDS_PER_STATEMENT):
+                _run_rows(conn, "insert", decisions[begin : begin + _HOLDS_PER_STATEMENT])
+                _run_rows(conn, "update", updates[begin : begin + _HOLDS_PER_STATEMENT])

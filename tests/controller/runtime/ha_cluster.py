@@ -420,13 +420,16 @@ class Cluster:
             ).fetchall()
         return sum(1 for (ended,) in rows if ended)
 
-    def lock_waits(self, member: str) -> list[str]:
-        """The statements of ``member``'s connections waiting for a lock now."""
+    def lock_waits(self, member: str, blocked_by: int | None = None) -> list[str]:
+        """The statements of ``member``'s connections waiting for a lock now (held by the
+        backend ``blocked_by``, when given). The text is PostgreSQL's first 1,024 bytes
+        (``track_activity_query_size``): a long statement shows only its start."""
         with self.psql() as conn:
             rows = conn.execute(
                 "SELECT query FROM pg_stat_activity "
-                "WHERE application_name = %s AND wait_event_type = 'Lock'",
-                (f"{self.schema}-{member}",),
+                "WHERE application_name = %s AND wait_event_type = 'Lock' "
+                "AND (%s::int IS NULL OR %s::int = ANY(pg_blocking_pids(pid)))",
+                (f"{self.schema}-{member}", blocked_by, blocked_by),
             ).fetchall()
         return [str(query) for (query,) in rows]
 

@@ -274,11 +274,14 @@ def test_sigstop_past_the_ttl_the_member_writes_nothing_steps_down_and_rejoins(
         with ha.psql() as row:
             row.execute(f"SET search_path = {ha.schema}")
             row.execute("BEGIN")
+            (locker,) = row.execute("SELECT pg_backend_pid()").fetchone() or (None,)
             row.execute("SELECT 1 FROM controller_rollout WHERE id = %s FOR UPDATE", (target,))
             # b's write for the target waits on the row lock after its fence (b's other
-            # writes on that shard, and its renewal, may then wait on the lease row).
-            writes = ("INSERT INTO controller_decision", "UPDATE controller_rollout")
-            ha.wait(lambda: any(q.startswith(writes) for q in ha.lock_waits("b")), 15,
+            # writes on that shard, and its renewal, may then wait on the lease row). A
+            # round's holds are one statement over a VALUES table ("WITH held ..."), whose
+            # INSERT or UPDATE lies past the 1,024 bytes pg_stat_activity shows.
+            writes = ("INSERT INTO controller_decision", "UPDATE controller_rollout", "WITH held")
+            ha.wait(lambda: any(q.startswith(writes) for q in ha.lock_waits("b", locker)), 15,
                     f"b's write for rollout {target} waiting after its fence check")  # fmt: skip
             stopped = time.time()
             victim.signal(signal.SIGSTOP)
