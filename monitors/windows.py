@@ -23,10 +23,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:
+    # pandas loads on first use (about 0.5 s): the batched rounds measure from numpy
+    # aggregates, and a daemon without custom aggregations may never need it.
+    import pandas as pd
 
 from monitors.errors import ConfigError
 from monitors.measurement import Measurement, MetricSpec, Status, Subject, SufficientStats, Window
@@ -66,7 +70,7 @@ COUNT_STATISTICS: frozenset[str] = frozenset(
 )
 """The statistics a window's counts (``WindowCounts``) determine; every other one reads
 the values of one column (``value_column``)."""
-CustomAggregation = Callable[[pd.Series], float]
+CustomAggregation = Callable[["pd.Series"], float]
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +140,8 @@ def summarize(frame: pd.DataFrame, by: Sequence[str] = ("arm",)) -> pd.DataFrame
             "accuracy",
             "labelled_fraction",
         ]
+        import pandas as pd  # noqa: PLC0415 -- see the module's imports
+
         return pd.DataFrame(columns=keys + columns).set_index(keys)
     work = frame.assign(
         _labelled=frame["label"].notna() & frame["outcome"].notna(),
@@ -345,6 +351,8 @@ def measure_values(
             metric.name, subject, window, f"no {column} values among {n} predictions"
         )
     if name in custom:
+        import pandas as pd  # noqa: PLC0415 -- see the module's imports
+
         try:
             value = float(custom[name](pd.Series(array, name=column)))
         except Exception as exc:  # user code must not crash the monitor

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from monitors.errors import ConfigError, IngestValidationError, UnknownPredictionError
 from monitors.ingest import (
+    HEAD_REVISION,
     VERSION_TABLE,
     IngestSource,
     IngestStore,
@@ -289,6 +290,26 @@ class TestStorage:
                 conn.exec_driver_sql(f"SELECT version_num FROM {VERSION_TABLE}").scalar() == "m0001"
             )
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        engine.dispose()
+
+    def test_head_revision_is_alembics(self, tmp_path: Path) -> None:
+        """The head an open compares with (without importing Alembic) is the history's
+        newest revision; a store behind it is migrated on open, with no reopen cost."""
+        from alembic.config import Config
+        from alembic.script import ScriptDirectory
+
+        import monitors.ingest
+
+        cfg = Config()
+        cfg.set_main_option(
+            "script_location", str(Path(monitors.ingest.__file__).parent / "migrations")
+        )
+        assert ScriptDirectory.from_config(cfg).get_current_head() == HEAD_REVISION
+        url = f"sqlite:///{tmp_path / 'ingest.db'}"
+        engine = sa.create_engine(url)
+        assert monitors.ingest.current_revision(engine) is None
+        IngestStore.open(url).close()
+        assert monitors.ingest.current_revision(engine) == HEAD_REVISION
         engine.dispose()
 
     def test_default_url(self, tmp_path: Path) -> None:
