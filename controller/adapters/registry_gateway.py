@@ -12,9 +12,11 @@ mlflow``).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING, TypeGuard
 
 import sqlalchemy as sa
 import structlog
@@ -23,7 +25,6 @@ from controller.config import Config
 from controller.core.state import Approvals
 from registry import (
     CorruptArtifact,
-    MLflowRegistry,
     ModelRegistry,
     NotFound,
     RegistryError,
@@ -31,9 +32,13 @@ from registry import (
 )
 from registry.schema import approvals_t, models_t, policies_t, versions_t
 
+if TYPE_CHECKING:
+    from registry.mlflow_registry import MLflowRegistry
+
 __all__ = [
     "CandidateFacts",
     "candidate_facts",
+    "fronts_mlflow",
     "open_registry",
     "production_entered_at",
     "read_approvals",
@@ -46,12 +51,22 @@ ACTOR = "modelreg-controller"
 log = structlog.get_logger("controller")
 
 
+def fronts_mlflow(registry: ModelRegistry) -> TypeGuard[MLflowRegistry]:
+    """Whether ``registry`` fronts an MLflow server. Its module (and an HTTP client) is
+    loaded only when the config names one (``open_registry``), and an instance
+    implies the module: a daemon on our own registry never imports it."""
+    module = sys.modules.get("registry.mlflow_registry")
+    return module is not None and isinstance(registry, module.MLflowRegistry)
+
+
 def open_registry(config: Config, clock: Callable[[], datetime] | None = None) -> ModelRegistry:
     """The daemon's registry, on the daemon's clock (default: the system's); on MLflow,
     its governance database holds the daemon's tables."""
     section = config.registry
     if section.kind == "mlflow":
         assert section.tracking_uri is not None  # the config's validator requires it
+        from registry.mlflow_registry import MLflowRegistry  # noqa: PLC0415 -- see fronts_mlflow
+
         return MLflowRegistry(
             section.tracking_uri,
             governance=config.registry_url(),
@@ -104,7 +119,7 @@ def artifact_problem(registry: ModelRegistry, model: str, version: str) -> str |
     store the blob is read through the local cache, so a promotion may download it
     once. An MLflow front keeps artifacts in MLflow, with only a download cache here:
     not checked."""
-    if isinstance(registry, MLflowRegistry):
+    if fronts_mlflow(registry):
         return None
     try:
         digest = registry.get_model_version(model, version).artifact_digest
@@ -164,7 +179,7 @@ def candidate_facts(
     wanted = list(dict.fromkeys(pairs))
     if not wanted:
         return {}
-    if isinstance(registry, MLflowRegistry):
+    if fronts_mlflow(registry):
         return {pair: read_facts(registry, *pair) for pair in wanted}
     try:
         production = {m.name: str(m.production) for m in registry.list_models()

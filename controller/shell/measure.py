@@ -16,8 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-
-import pandas as pd
+from typing import TYPE_CHECKING, Union
 
 from controller.adapters.metrics import ControllerMetrics
 from controller.adapters.registry_gateway import read_approvals
@@ -29,9 +28,12 @@ from monitors import IngestSource, Measurement, MetricSource, MetricSpec, Status
 from monitors.measurement import MetricQuery
 from registry import ModelRegistry
 
+if TYPE_CHECKING:
+    import pandas as pd  # the guard's frames; pandas loads when one is read
+
 __all__ = ["FrameCache", "Look", "Measurer"]
 
-FrameCache = dict[tuple[str, str], pd.DataFrame | str]  # (source, version) -> events
+FrameCache = dict[tuple[str, str], Union["pd.DataFrame", str]]  # (source, version) -> events
 
 
 @dataclass(frozen=True, slots=True)
