@@ -362,6 +362,31 @@ class RolloutStore:
         found = self.list_rollouts(model=model, active=False, limit=1)
         return found[0] if found else None
 
+    def active_for_models(self, models: Iterable[str]) -> dict[str, RolloutRecord]:
+        """``active_for`` of several models: one query per 1,000 models."""
+        return self._newest_by_model(models, active=True)
+
+    def latest_finished_for_models(self, models: Iterable[str]) -> dict[str, RolloutRecord]:
+        """``latest_finished`` of several models: one query per 1,000 models."""
+        return self._newest_by_model(models, active=False)
+
+    def _newest_by_model(self, models: Iterable[str], *, active: bool) -> dict[str, RolloutRecord]:
+        phases = [p.value for p in ACTIVE]
+        in_phase = ROLLOUT.c.phase.in_(phases) if active else ROLLOUT.c.phase.not_in(phases)
+        wanted = sorted(set(models))
+        found: dict[str, RolloutRecord] = {}
+        with self._reading() as conn:
+            for start in range(0, len(wanted), _IDS_PER_QUERY):
+                newest = (
+                    sa.select(sa.func.max(ROLLOUT.c.id))
+                    .where(in_phase, ROLLOUT.c.model.in_(wanted[start : start + _IDS_PER_QUERY]))
+                    .group_by(ROLLOUT.c.model)
+                    .scalar_subquery()
+                )
+                for row in conn.execute(sa.select(ROLLOUT).where(ROLLOUT.c.id.in_(newest))):
+                    found[row.model] = RolloutRecord.from_row(row)
+        return found
+
     def latest_finished_by_model(self) -> dict[str, RolloutRecord]:
         """``latest_finished`` of every model in one query (the watcher's snapshot)."""
         phases = [p.value for p in ACTIVE]
@@ -411,6 +436,20 @@ class RolloutStore:
                 sa.select(PUSHED_ROUTE.c.route).where(PUSHED_ROUTE.c.model == model)
             ).scalar()
         return Route.from_dict(json.loads(text)) if text is not None else None
+
+    def pushed_routes(self, models: Iterable[str]) -> dict[str, Route | None]:
+        """``pushed_route`` of several models (None where none was pushed): one query
+        per 1,000 models."""
+        wanted = sorted(set(models))
+        found: dict[str, Route | None] = dict.fromkeys(wanted)
+        with self._reading() as conn:
+            for start in range(0, len(wanted), _IDS_PER_QUERY):
+                query = sa.select(PUSHED_ROUTE.c.model, PUSHED_ROUTE.c.route).where(
+                    PUSHED_ROUTE.c.model.in_(wanted[start : start + _IDS_PER_QUERY])
+                )
+                for model, text in conn.execute(query):
+                    found[model] = Route.from_dict(json.loads(text))
+        return found
 
     # -- writes ------------------------------------------------------------------
 

@@ -400,6 +400,21 @@ class Actuator:
         last = self.store.latest_finished(model) if record is None else None
         return self.desired(model, record, last)
 
+    def desired_routes(self, models: Iterable[str]) -> dict[str, Route | None]:
+        """``desired_route`` of several models: one query for their active rollouts and
+        one for the newest finished rollout of those without one (per 1,000 models)."""
+        wanted = set(models)
+        active = self.store.active_for_models(wanted)
+        last = self.store.latest_finished_for_models(wanted - set(active))
+        return {m: self.desired(m, active.get(m), last.get(m)) for m in sorted(wanted)}
+
+    def load_pushed(self, models: Iterable[str]) -> None:
+        """Read the routes last pushed for those of ``models`` not read yet in one query
+        (``pushed`` reads one model's): a pass over many models pushes without a read each."""
+        missing = [m for m in models if m not in self._pushed_routes]
+        if missing:
+            self._pushed_routes.update(self.store.pushed_routes(missing))
+
     def desired(
         self, model: str, record: RolloutRecord | None, last: RolloutRecord | None
     ) -> Route | None:

@@ -20,16 +20,17 @@ import sqlalchemy as sa
 import structlog
 
 from controller.adapters.leases import Fenced
+from controller.adapters.registry_gateway import fronts_mlflow
 from controller.adapters.rollout_store import RolloutRecord
 from controller.adapters.routing import RouterError
 from controller.core.guard import rolled_back_from_production
 from controller.core.routes import split_of
 from controller.errors import CannotStart, RolloutNotFound
-from registry import MLflowRegistry, NotFound, RegistryError
-from registry.mlflow_sync import sync_staging
+from registry import NotFound, RegistryError
 
 if TYPE_CHECKING:
     from controller.shell.controller import Controller
+    from serving.route import Route
 
 __all__ = ["reconcile_routers", "start_rollout", "watch_once"]
 
@@ -96,7 +97,9 @@ def watch_once(controller: Controller) -> list[RolloutRecord]:
     """
     started = []
     for model in filter(controller.owns, controller.config.models):
-        if isinstance(controller.registry, MLflowRegistry):
+        if fronts_mlflow(controller.registry):
+            from registry.mlflow_sync import sync_staging  # noqa: PLC0415
+
             # Another MLflow client may have set the staging alias: take it in first.
             try:
                 sync_staging(controller.registry, model, actor="mlflow")
@@ -139,12 +142,44 @@ def reconcile_routers(
     """
     controller.actuator.forget_unrouted()
     settled = _settled_models(controller)
+    unsettled = []
     for model in filter(controller.owns, controller.config.models):
-        if model not in settled:
-            _reconcile_router(controller, model)
-        if progress is not None:
-            progress()
+        if model in settled:
+            if progress is not None:
+                progress()
+        else:
+            unsettled.append(model)
+    for start in range(0, len(unsettled), _MODELS_PER_CHUNK):
+        chunk = unsettled[start : start + _MODELS_PER_CHUNK]
+        with controller.actuator.locked(chunk) as held:
+            done = _reconcile_held(controller, held) if held else set()
+        for model in chunk:  # a busy one (a tick, an alert) and any the chunk could not read
+            if model not in done:
+                _reconcile_router(controller, model)
+            if progress is not None:
+                progress()
     return controller.failing_routers()
+
+
+# The careful path takes this many models' locks at once (those free now) and reads
+# their routes in a few queries: a start with 1,000 models to push made 3,000 queries.
+_MODELS_PER_CHUNK = 256
+
+
+def _reconcile_held(controller: Controller, models: set[str]) -> set[str]:
+    """``_reconcile_router`` of ``models``, whose locks the caller holds, with their
+    reads batched (fresh, under the locks); returns the models done, none when the
+    reads failed (each model is then tried on its own)."""
+    try:
+        routes = controller.actuator.desired_routes(models)
+        controller.actuator.load_pushed(models)
+    except (RegistryError, RolloutNotFound) as exc:
+        log.warning("desired_routes_failed", models=len(models), error=str(exc))
+        return set()
+    for model, route in routes.items():
+        if route is not None:
+            _push(controller, model, route)
+    return set(routes)
 
 
 def _settled_models(controller: Controller) -> set[str]:
@@ -197,11 +232,14 @@ def _reconcile_router(controller: Controller, model: str) -> None:
         except (RegistryError, RolloutNotFound) as exc:
             log.warning("desired_route_failed", model=model, error=str(exc))
             return
-        if route is None:
-            return
-        try:
-            controller.actuator.push(route)
-        except RouterError:  # recorded and logged by the actuator; retried
-            pass
-        except Fenced as exc:  # several daemons: the shard moved since the last lease round
-            log.info("router_reconcile_skipped", model=model, reason=str(exc))
+        if route is not None:
+            _push(controller, model, route)
+
+
+def _push(controller: Controller, model: str, route: Route) -> None:
+    try:
+        controller.actuator.push(route)
+    except RouterError:  # recorded and logged by the actuator; retried
+        pass
+    except Fenced as exc:  # several daemons: the shard moved since the last lease round
+        log.info("router_reconcile_skipped", model=model, reason=str(exc))

@@ -3,13 +3,19 @@ production changes made outside the daemon are repaired."""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
 
 from controller.adapters.leases import Fenced
 from controller.adapters.rollout_store import RolloutStore
 from controller.adapters.routers.file import FileRouter
+from controller.config import parse_config
+from controller.core.routes import split_of
 from controller.shell.controller import Controller
 from monitors import IngestSource, IngestStore
 from registry import ModelRegistry
@@ -92,3 +98,107 @@ def test_a_model_whose_shard_was_lost_meanwhile_is_left_to_its_owner(tmp_path: P
         store.close()
         ingest.close()
         registry.close()
+
+
+class Statements:
+    """SQL statements sent through any engine while active."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, *_: Any) -> None:
+        self.count += 1
+
+    def __enter__(self) -> Statements:
+        sa.event.listen(sa.Engine, "before_cursor_execute", self)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        sa.event.remove(sa.Engine, "before_cursor_execute", self)
+
+
+def _many(tmp_path: Path, folder: str, models: int) -> tuple[Controller, Path, list[Any]]:
+    """A controller over ``models`` models, each with an active rollout, whose router
+    lost the routes pushed to it (the ``http`` router after a restart, a file removed):
+    nothing is settled, every model needs a push, none a new stored route."""
+    work = tmp_path / folder
+    work.mkdir()
+    clock = Clock(T0)
+    registry = ModelRegistry(home=work / "home", actor="tester", clock=clock)
+    ingest = IngestStore.open(f"sqlite:///{work}/ingest.db")
+    store = RolloutStore.open(registry.url)
+    routes = work / "routes.json"
+    names = [f"m{i:03d}" for i in range(models)]
+    for name in names:
+        register(registry, work, name, "1.0.0", "production")
+        register(registry, work, name, "1.1.0", "staging")
+    base = config(work, routes, f"sqlite:///{work}/ingest.db").model_dump(mode="json")
+    policy = base["models"]["fraud"]
+    raw = {key: base[key] for key in ("registry", "sources", "routers")}
+    cfg = parse_config({**raw, "models": dict.fromkeys(names, policy)}, where="test")
+    controller = Controller(config=cfg, registry=registry, store=store,
+                            sources={"events": IngestSource(ingest)},
+                            routers={"table": FileRouter(path=routes)}, clock=clock)  # fmt: skip
+    for name in names:
+        controller.start_rollout(name, "1.1.0", reason="test")
+    assert controller.reconcile_routers() == {}  # the routes pushed once (and stored)
+    routes.unlink()
+    return controller, routes, [store, ingest, registry]
+
+
+def test_a_pass_over_unsettled_models_reads_them_in_a_few_queries(tmp_path: Path) -> None:
+    """A router that lost its routes gets every model's route back, each as the one-model
+    path (``desired_route``) has it, and the pass's SQL does not grow with the models:
+    40 cost what 5 do. A second pass finds them settled."""
+    counted = []
+    for models in (5, 40):
+        controller, routes, closing = _many(tmp_path, f"n{models}", models)
+        try:
+            with Statements() as statements:
+                assert controller.reconcile_routers() == {}
+            table = read_table(routes)
+            assert sorted(table) == [f"m{i:03d}" for i in range(models)]
+            assert all(split_of(table[m]) == split_of(controller.desired_route(m)) for m in table)
+            counted.append(statements.count)
+            before = routes.read_bytes()
+            with Statements() as again:
+                controller.reconcile_routers()
+            assert routes.read_bytes() == before
+            assert again.count <= statements.count
+        finally:
+            for thing in closing:
+                thing.close()
+    assert counted[0] == counted[1], counted
+
+
+def test_a_busy_model_is_reconciled_once_its_lock_is_free(tmp_path: Path) -> None:
+    """A model whose lock another actor holds (a tick, an alert) is left out of the
+    batch and routed on its own once the lock is free; the others do not wait for it."""
+    controller, routes, closing = _many(tmp_path, "busy", 4)
+    try:
+        took = threading.Event()
+        release = threading.Event()
+
+        def hold() -> None:
+            with controller.actuator.lock("m002"):
+                took.set()
+                release.wait(10)
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        took.wait(10)
+        seen: list[set[str]] = []
+
+        def progress() -> None:
+            seen.append(set(read_table(routes)) if routes.exists() else set())
+            if len(seen) == 2:  # m000 and m001 reported: the busy m002's turn is next
+                release.set()
+
+        controller.reconcile_routers(progress)
+        holder.join()
+        assert {"m000", "m001", "m003"} <= seen[0]
+        assert "m002" not in seen[0], seen[0]
+        assert sorted(read_table(routes)) == ["m000", "m001", "m002", "m003"]
+    finally:
+        for thing in closing:
+            thing.close()
