@@ -152,12 +152,12 @@ def reconcile_routers(
     for start in range(0, len(unsettled), _MODELS_PER_CHUNK):
         chunk = unsettled[start : start + _MODELS_PER_CHUNK]
         with controller.actuator.locked(chunk) as held:
-            done = _reconcile_held(controller, held) if held else set()
+            done = _reconcile_held(controller, held, progress) if held else set()
         for model in chunk:  # a busy one (a tick, an alert) and any the chunk could not read
             if model not in done:
                 _reconcile_router(controller, model)
-            if progress is not None:
-                progress()
+                if progress is not None:
+                    progress()
     return controller.failing_routers()
 
 
@@ -166,10 +166,12 @@ def reconcile_routers(
 _MODELS_PER_CHUNK = 256
 
 
-def _reconcile_held(controller: Controller, models: set[str]) -> set[str]:
+def _reconcile_held(
+    controller: Controller, models: set[str], progress: Callable[[], None] | None
+) -> set[str]:
     """``_reconcile_router`` of ``models``, whose locks the caller holds, with their
-    reads batched (fresh, under the locks); returns the models done, none when the
-    reads failed (each model is then tried on its own)."""
+    reads batched (fresh, under the locks), ``progress`` after each model; returns the
+    models done, none when the reads failed (each is then tried on its own)."""
     try:
         routes = controller.actuator.desired_routes(models)
         controller.actuator.load_pushed(models)
@@ -179,6 +181,8 @@ def _reconcile_held(controller: Controller, models: set[str]) -> set[str]:
     for model, route in routes.items():
         if route is not None:
             _push(controller, model, route)
+        if progress is not None:
+            progress()
     return set(routes)
 
 
