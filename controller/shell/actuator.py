@@ -94,6 +94,28 @@ class ProductionOutcome:
     to_version: str | None = None
 
 
+class HeldLocks(set[str]):
+    """The models whose locks ``Actuator.locked`` holds for its caller."""
+
+    def __init__(self, holders: dict[str, int]) -> None:
+        super().__init__()
+        self._holders = holders
+        self._locks: dict[str, threading.Lock] = {}
+
+    def take(self, model: str, lock: threading.Lock) -> None:
+        self._locks[model] = lock
+        self._holders[model] = threading.get_ident()
+        self.add(model)
+
+    def release(self, model: str) -> None:
+        """Let ``model``'s lock go now (a no-op for a model not held)."""
+        lock = self._locks.pop(model, None)
+        if lock is not None:
+            self.discard(model)
+            del self._holders[model]
+            lock.release()
+
+
 class Actuator:
     """Pushes routes, moves registry stages, records intents and notifies (see above)."""
 
@@ -144,24 +166,23 @@ class Actuator:
                 del self._holders[model]
 
     @contextmanager
-    def locked(self, models: Iterable[str]) -> Iterator[set[str]]:
+    def locked(self, models: Iterable[str]) -> Iterator[HeldLocks]:
         """The locks of those of ``models`` that are free now, taken without waiting;
-        yields the models held. A batched tick takes a chunk of models this way and
-        leaves a busy one to its single tick: it never queues behind an alert or an
-        operator, and two of its callers cannot deadlock (nothing waits)."""
-        held: list[tuple[str, threading.Lock]] = []
+        yields the models held (``HeldLocks.release`` lets one go early). A batched
+        tick takes a chunk of models this way and leaves a busy one to its single tick:
+        it never queues behind an alert or an operator, and two of its callers cannot
+        deadlock (nothing waits)."""
+        held = HeldLocks(self._holders)
         try:
             for model in sorted(set(models)):
                 with self._locks_guard:
                     lock = self._locks.setdefault(model, threading.Lock())
                 if lock.acquire(blocking=False):
-                    held.append((model, lock))
-                    self._holders[model] = threading.get_ident()
-            yield {model for model, _ in held}
+                    held.take(model, lock)
+            yield held
         finally:
-            for model, lock in reversed(held):
-                del self._holders[model]
-                lock.release()
+            for model in sorted(held, reverse=True):
+                held.release(model)
 
     def _require_lock(self, model: str) -> None:
         """Every effect on a model happens under its lock; a caller that forgot is a bug."""

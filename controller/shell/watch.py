@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -29,6 +30,7 @@ from controller.errors import CannotStart, RolloutNotFound
 from registry import NotFound, RegistryError
 
 if TYPE_CHECKING:
+    from controller.shell.actuator import HeldLocks
     from controller.shell.controller import Controller
     from serving.route import Route
 
@@ -163,27 +165,39 @@ def reconcile_routers(
 
 # The careful path takes this many models' locks at once (those free now) and reads
 # their routes in a few queries: a start with 1,000 models to push made 3,000 queries.
+# Each lock goes as soon as its model is pushed, and the chunk stops pushing after
+# _CHUNK_SECONDS: a slow or dead router then holds the chunk's other models (an alert
+# for one waits on its lock) no longer than one push, as one model at a time did; the
+# rest go one by one.
 _MODELS_PER_CHUNK = 256
+_CHUNK_SECONDS = 1.0
 
 
 def _reconcile_held(
-    controller: Controller, models: set[str], progress: Callable[[], None] | None
+    controller: Controller, held: HeldLocks, progress: Callable[[], None] | None
 ) -> set[str]:
-    """``_reconcile_router`` of ``models``, whose locks the caller holds, with their
-    reads batched (fresh, under the locks), ``progress`` after each model; returns the
-    models done, none when the reads failed (each is then tried on its own)."""
+    """``_reconcile_router`` of the models ``held`` (their locks), with their reads
+    batched (fresh, under the locks), each lock released after its push and
+    ``progress`` after each model; returns the models done: none when the reads
+    failed, fewer when the pushes took longer than ``_CHUNK_SECONDS``."""
     try:
-        routes = controller.actuator.desired_routes(models)
-        controller.actuator.load_pushed(models)
+        routes = controller.actuator.desired_routes(held)
+        controller.actuator.load_pushed(held)
     except (RegistryError, RolloutNotFound) as exc:
-        log.warning("desired_routes_failed", models=len(models), error=str(exc))
+        log.warning("desired_routes_failed", models=len(held), error=str(exc))
         return set()
+    deadline = time.monotonic() + _CHUNK_SECONDS
+    done = set()
     for model, route in routes.items():
+        if time.monotonic() > deadline:
+            break
         if route is not None:
             _push(controller, model, route)
+        held.release(model)
+        done.add(model)
         if progress is not None:
             progress()
-    return set(routes)
+    return done
 
 
 def _settled_models(controller: Controller) -> set[str]:

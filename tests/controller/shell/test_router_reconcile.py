@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from controller.adapters.leases import Fenced
@@ -16,6 +17,7 @@ from controller.adapters.rollout_store import RolloutStore
 from controller.adapters.routers.file import FileRouter
 from controller.config import parse_config
 from controller.core.routes import split_of
+from controller.shell import watch
 from controller.shell.controller import Controller
 from monitors import IngestSource, IngestStore
 from registry import ModelRegistry
@@ -199,6 +201,46 @@ def test_a_busy_model_is_reconciled_once_its_lock_is_free(tmp_path: Path) -> Non
         assert seen[2] == {"m000", "m001", "m003"}, seen  # the free ones first, then m002
         assert len(seen) == 4
         assert sorted(read_table(routes)) == ["m000", "m001", "m002", "m003"]
+    finally:
+        for thing in closing:
+            thing.close()
+
+
+@pytest.mark.parametrize("seconds", [60.0, -1.0])
+def test_a_chunk_lets_each_lock_go_after_its_push_and_stops_when_slow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seconds: float
+) -> None:
+    """While a chunk pushes one model, the models pushed before it are free again (an
+    alert for one need not wait for the rest); past its time (here: at once) the chunk
+    stops and the models left are routed one by one, all of them all the same."""
+    controller, routes, closing = _many(tmp_path, "slow", 6)
+    router = controller.routers["table"]
+    busy_while_pushing: dict[str, list[str]] = {}
+    real_set = router.set
+
+    def watching_set(route: Any) -> None:
+        earlier = [m for m in busy_while_pushing if m != route.model]
+        with controller.actuator.locked(earlier) as free:
+            busy_while_pushing[route.model] = sorted(set(earlier) - free)
+        real_set(route)
+
+    alone: list[str] = []
+    one_by_one = watch._reconcile_router
+
+    def counted(controller: Controller, model: str) -> None:
+        alone.append(model)
+        one_by_one(controller, model)
+
+    monkeypatch.setattr(router, "set", watching_set)
+    monkeypatch.setattr(watch, "_CHUNK_SECONDS", seconds)
+    monkeypatch.setattr(watch, "_reconcile_router", counted)
+    try:
+        assert controller.reconcile_routers() == {}
+        names = [f"m{i:03d}" for i in range(6)]
+        assert sorted(read_table(routes)) == names
+        assert all(not busy for busy in busy_while_pushing.values()), busy_while_pushing
+        assert sorted(busy_while_pushing) == names
+        assert alone == ([] if seconds > 0 else names)
     finally:
         for thing in closing:
             thing.close()
