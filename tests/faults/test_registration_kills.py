@@ -59,7 +59,11 @@ def test_registrations_killed_anywhere_leave_a_whole_registry(tmp_path: Path) ->
         artifact.unlink()
     assert killed >= 3, (killed, completed)  # the kills did land mid-registration
     url = f"sqlite:///{home / 'registry.db'}"
-    assert_invariants(url, home=home)
+    # On a slow machine every process may die before its registry is created (it is
+    # built aside and linked whole): then there is none, and opening the URL would
+    # make SQLite create an empty file the checks rightly refuse.
+    if (home / "registry.db").exists():
+        assert_invariants(url, home=home)
     with ModelRegistry(home=home, actor="faults") as registry:
         versions = registry.list_versions("fraud") if registry.list_models() else []
         referenced = {v.artifact_digest for v in versions}
