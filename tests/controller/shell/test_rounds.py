@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from prometheus_client import CollectorRegistry
 
 from controller.adapters.rollout_store import RolloutStore
@@ -24,6 +23,7 @@ from monitors import IngestStore
 from registry import ModelRegistry
 from serving.route import read_table
 from tests.clock import Clock
+from tests.sql_statements import Statements
 
 from ..support import config, file_controller, register, traffic
 from .conftest import Pair
@@ -91,27 +91,6 @@ def other_url(db_url: str, tmp_path: Path) -> Iterator[str]:
     finally:
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
-
-
-class Statements:
-    """SQL statements sent to any engine while counting."""
-
-    def __init__(self) -> None:
-        self.seen: list[str] = []
-        self.executemany = 0
-
-    def __call__(
-        self, _conn: Any, _cursor: Any, statement: str, _p: Any, _c: Any, many: bool
-    ) -> None:
-        self.seen.append(statement)
-        self.executemany += many
-
-    def __enter__(self) -> Statements:
-        sa.event.listen(sa.Engine, "before_cursor_execute", self)
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        sa.event.remove(sa.Engine, "before_cursor_execute", self)
 
 
 def jobs(w: World) -> dict[int, Any]:

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
 from controller.adapters.leases import Fenced
 from controller.adapters.rollout_store import RolloutStore
@@ -23,6 +22,7 @@ from monitors import IngestSource, IngestStore
 from registry import ModelRegistry
 from serving.route import Backend, read_table
 from tests.clock import Clock
+from tests.sql_statements import Statements
 
 from ..support import config, register
 
@@ -102,23 +102,6 @@ def test_a_model_whose_shard_was_lost_meanwhile_is_left_to_its_owner(tmp_path: P
         registry.close()
 
 
-class Statements:
-    """SQL statements sent through any engine while active."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    def __call__(self, *_: Any) -> None:
-        self.count += 1
-
-    def __enter__(self) -> Statements:
-        sa.event.listen(sa.Engine, "before_cursor_execute", self)
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        sa.event.remove(sa.Engine, "before_cursor_execute", self)
-
-
 def _many(tmp_path: Path, folder: str, models: int) -> tuple[Controller, Path, list[Any]]:
     """A controller over ``models`` models, each with an active rollout, whose router
     lost the routes pushed to it (the ``http`` router after a restart, a file removed):
@@ -161,12 +144,12 @@ def test_a_pass_over_unsettled_models_reads_them_in_a_few_queries(tmp_path: Path
             table = read_table(routes)
             assert sorted(table) == [f"m{i:03d}" for i in range(models)]
             assert all(split_of(table[m]) == split_of(controller.desired_route(m)) for m in table)
-            counted.append(statements.count)
+            counted.append(len(statements.seen))
             before = routes.read_bytes()
             with Statements() as again:
                 controller.reconcile_routers()
             assert routes.read_bytes() == before
-            assert again.count <= statements.count
+            assert len(again.seen) <= len(statements.seen)
         finally:
             for thing in closing:
                 thing.close()
