@@ -370,35 +370,33 @@ class RolloutStore:
         """``latest_finished`` of several models: one query per 1,000 models."""
         return self._newest_by_model(models, active=False)
 
-    def _newest_by_model(self, models: Iterable[str], *, active: bool) -> dict[str, RolloutRecord]:
-        phases = [p.value for p in ACTIVE]
-        in_phase = ROLLOUT.c.phase.in_(phases) if active else ROLLOUT.c.phase.not_in(phases)
-        wanted = sorted(set(models))
-        found: dict[str, RolloutRecord] = {}
-        with self._reading() as conn:
-            for start in range(0, len(wanted), _IDS_PER_QUERY):
-                newest = (
-                    sa.select(sa.func.max(ROLLOUT.c.id))
-                    .where(in_phase, ROLLOUT.c.model.in_(wanted[start : start + _IDS_PER_QUERY]))
-                    .group_by(ROLLOUT.c.model)
-                    .scalar_subquery()
-                )
-                for row in conn.execute(sa.select(ROLLOUT).where(ROLLOUT.c.id.in_(newest))):
-                    found[row.model] = RolloutRecord.from_row(row)
-        return found
-
     def latest_finished_by_model(self) -> dict[str, RolloutRecord]:
         """``latest_finished`` of every model in one query (the watcher's snapshot)."""
+        return self._newest_by_model(None, active=False)
+
+    def _newest_by_model(
+        self, models: Iterable[str] | None, *, active: bool
+    ) -> dict[str, RolloutRecord]:
+        """Each model's newest active (or finished) rollout, of ``models`` (None: of
+        every model), one query per 1,000 models."""
         phases = [p.value for p in ACTIVE]
-        newest = (
-            sa.select(sa.func.max(ROLLOUT.c.id))
-            .where(ROLLOUT.c.phase.not_in(phases))
-            .group_by(ROLLOUT.c.model)
-            .scalar_subquery()
-        )
-        with self._engine.connect() as conn:
-            rows = conn.execute(sa.select(ROLLOUT).where(ROLLOUT.c.id.in_(newest)))
-            return {r.model: RolloutRecord.from_row(r) for r in rows}
+        in_phase = ROLLOUT.c.phase.in_(phases) if active else ROLLOUT.c.phase.not_in(phases)
+        wanted = None if models is None else sorted(set(models))
+        chunks = [None] if wanted is None else [
+            wanted[k : k + _IDS_PER_QUERY] for k in range(0, len(wanted), _IDS_PER_QUERY)
+        ]  # fmt: skip
+        found: dict[str, RolloutRecord] = {}
+        with self._reading() as conn:
+            for chunk in chunks:
+                newest = sa.select(sa.func.max(ROLLOUT.c.id)).where(in_phase)
+                if chunk is not None:
+                    newest = newest.where(ROLLOUT.c.model.in_(chunk))
+                query = sa.select(ROLLOUT).where(
+                    ROLLOUT.c.id.in_(newest.group_by(ROLLOUT.c.model).scalar_subquery())
+                )
+                for row in conn.execute(query):
+                    found[row.model] = RolloutRecord.from_row(row)
+        return found
 
     def decisions(self, rollout_id: int, *, limit: int = 1000) -> list[DecisionRecord]:
         """The rollout's decisions, oldest first (the last ``limit``)."""
