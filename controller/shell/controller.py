@@ -10,6 +10,7 @@ operator actions), ``watch`` (starting rollouts, router reconciliation), ``alert
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from typing import Any
 
@@ -107,6 +108,12 @@ class Controller:
         """Whether this process acts on ``model`` now: always for one daemon; with
         several, while it holds the lease of the model's shard."""
         return self.membership is None or self.membership.token_for(model) is not None
+
+    def acting(self) -> AbstractContextManager[None]:
+        """One unit of work (a tick, a round, an operator's action) on the shards held
+        as it begins (``Membership.pinned``): entered before the clock is read and the
+        rollout loaded, so nothing it decides is written under a lease taken later."""
+        return nullcontext() if self.membership is None else self.membership.pinned()
 
     # -- the jobs (each in its own module) -------------------------------------
 

@@ -113,9 +113,14 @@ class Guard:
         return merge(from_file, (from_registry(t) for t in stored or ()))
 
     def run_once(self) -> list[GuardVerdict]:
-        """One pass over every guarded model; returns the verdicts."""
+        """One pass over every guarded model, on the shards held as it begins
+        (``Controller.acting``); returns the verdicts."""
         if not self.controller.config.guard.enabled:
             return []
+        with self.controller.acting():
+            return self._pass()
+
+    def _pass(self) -> list[GuardVerdict]:
         started = time.perf_counter()
         registry = self.controller.registry
         now = self.controller.clock()

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
@@ -49,6 +51,11 @@ class Membership:
         self.leases = leases
         self.address = address
         self._owned: dict[int, int] = {}  # shard -> fencing token
+        # Inside ``pinned()``: the shards held when that unit of work began (this
+        # context's, so per thread); None outside one.
+        self._pinned: ContextVar[dict[int, int] | None] = ContextVar(
+            f"modelreg_pinned_shards_{id(self)}", default=None
+        )
         self._lock = threading.Lock()
         self._joined = False
         self._ever_joined = False  # a process that never took part (CLI --direct) leaves nothing
@@ -70,11 +77,32 @@ class Membership:
             return dict(self._owned)
 
     def token_for(self, model: str) -> tuple[int, int] | None:
-        """(shard, token) when this member owns ``model``'s shard, else None."""
+        """(shard, token) when this member owns ``model``'s shard, else None; inside
+        ``pinned()``, as it was when the pin was taken."""
         shard = shard_of(model, self.leases.shards)
-        with self._lock:
-            token = self._owned.get(shard)
+        pinned = self._pinned.get()
+        if pinned is not None:
+            token = pinned.get(shard)
+        else:
+            with self._lock:
+                token = self._owned.get(shard)
         return None if token is None else (shard, token)
+
+    @contextmanager
+    def pinned(self) -> Iterator[None]:
+        """One unit of work (a tick, a round, an operator's action) on the shards held
+        when it began: its ownership checks see them, and its writes are fenced with
+        their tokens. A lease round meanwhile may lose a shard and take it again under
+        a new token; work that read and decided under the old one must then be refused
+        at its write, not pass on the new token, since another member may have acted
+        for the shard in between. Nested pins see the ownership of their own start."""
+        with self._lock:
+            owned = dict(self._owned)
+        reset = self._pinned.set(owned)
+        try:
+            yield
+        finally:
+            self._pinned.reset(reset)
 
     def token_of(self, model: str) -> int | None:
         """The fencing token ``model``'s shard is held with, None when not held."""
@@ -162,10 +190,12 @@ class Membership:
                 acquired[shard] = token
         owned = {s: held[s] for s in renewed} | acquired
         lost = frozenset(set(before) - set(owned) - moves.release)
-        with self._lock:
-            self._owned = owned
+        # Said before this member acts on them: no decision taken under a new token
+        # precedes the line that says it was acquired.
         for shard, token in acquired.items():
             log.info("shard_acquired", member=self.member, shard=shard, token=token)
+        with self._lock:
+            self._owned = owned
         for shard in sorted(moves.release):
             log.info("shard_released", member=self.member, shard=shard)
         for shard in sorted(lost):

@@ -107,7 +107,8 @@ class Rounds:
                 self._wanted.add(rollout_id)
                 return None
         try:
-            decision = self._round(rollout_id, self.controller.clock())
+            with self.controller.acting():
+                decision = self._round(rollout_id, self.controller.clock())
             while True:
                 with self._memory:
                     now = self.controller.clock()
@@ -118,8 +119,9 @@ class Rounds:
                         return decision
                 for other in wanted:
                     try:
-                        if not self._seen(other, self.controller.clock()):
-                            self._round(other, self.controller.clock())
+                        with self.controller.acting():
+                            if not self._seen(other, self.controller.clock()):
+                                self._round(other, self.controller.clock())
                     except Exception:  # as the scheduler does with a failing job
                         log.exception("tick_failed", rollout=other)
         except BaseException:

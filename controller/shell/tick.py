@@ -90,7 +90,7 @@ def single_tick(controller: Controller, rollout_id: int, *, force: bool = False)
     """Load, measure, decide, record intent, act, confirm one rollout under its lock
     (see the module docstring); the decision, or None when there was nothing to do."""
     record = controller.store.get(rollout_id)
-    with controller.actuator.lock(record.model):
+    with controller.actuator.lock(record.model), controller.acting():
         controller.rounds.forget(rollout_id)
         return _tick(controller, rollout_id, force=force)
 
@@ -238,7 +238,7 @@ def operate(
     record = controller.store.get(rollout_id)
     if not controller.owns(record.model):  # several daemons: only the owner acts
         raise Fenced(f"this member does not own the shard of {record.model!r}")
-    with controller.actuator.lock(record.model):
+    with controller.actuator.lock(record.model), controller.acting():
         record = controller.store.get(rollout_id)
         if record.intent is not None:
             controller.actuator.apply(record, record.intent)

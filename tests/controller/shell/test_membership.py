@@ -155,3 +155,51 @@ def test_a_stage_move_of_a_member_that_lost_its_shard_is_refused(
         registry.stage_guard = b.fence
         registry.promote_model("fraud", "1.1.0", to_stage="production", reason="owner")
         assert str(registry.resolve("fraud").version) == "v1.1.0"
+
+
+def test_work_pinned_before_a_loss_and_retake_is_refused(engine: sa.Engine, db_url: str) -> None:
+    """A unit of work (a tick, a round) writes under the leases held when it began: when
+    its member loses the shard and takes it again under a new token meanwhile (another
+    member may have acted in between), its write is refused; the next unit's goes in."""
+    from datetime import UTC, datetime
+
+    from controller.adapters.leases import Fenced
+
+    a, b = _member(engine, "a", ttl=0.2), _member(engine, "b")
+    a.round()
+    store = RolloutStore.open(db_url)
+    store.fencing.fence = a.fence
+    t0 = datetime(2026, 3, 1, tzinfo=UTC)
+    fields = {"model": "fraud", "control": "v1", "treatment": "v2", "control_digest": None,
+              "treatment_digest": "d" * 64, "now": t0}  # fmt: skip
+    with a.pinned():
+        first = a.token_for("fraud")
+        assert first is not None
+        expires = max(lease.expires_at for lease in a.leases.leases().values())
+        wait_until(lambda: b.leases.now() > expires, timeout=5)  # a stalls past its TTL
+        b.round()  # b takes every shard over
+        b.leave()  # and hands them back
+        a.round()  # a loses them, then takes them again under new tokens
+        retaken = a.owned()[first[0]]
+        assert retaken > first[1]
+        assert a.token_for("fraud") == first  # the pin's view, not the new lease
+        with pytest.raises(Fenced):
+            store.create(**fields, reason="decided on the old lease")
+    assert a.token_for("fraud") == (first[0], retaken)
+    with a.pinned():
+        store.create(**fields, reason="decided on the new lease")
+    assert store.exists("fraud", "v2")
+    assert a.refused_writes == 1
+    store.close()
+
+
+def test_a_shard_taken_during_pinned_work_is_not_that_works(engine: sa.Engine) -> None:
+    """Work that began before its member took a shard neither sees nor writes it."""
+    a = _member(engine, "a")
+    with a.pinned():
+        assert a.token_for("fraud") is None
+        a.round()
+        assert a.token_for("fraud") is None
+        with a.pinned():  # a nested unit sees the ownership of its own start
+            assert a.token_for("fraud") is not None
+    assert a.token_for("fraud") is not None

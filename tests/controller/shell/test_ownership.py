@@ -57,3 +57,85 @@ def test_a_member_does_not_push_routes_for_a_model_it_does_not_own(pair: Pair) -
     with pair.a.actuator.lock(theirs), pytest.raises(Fenced):
         pair.a.actuator.push(route)
     assert pair.a.routers["table"].read(theirs) == before
+
+
+def _retake_while_measuring(controller: object, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Patch ``controller``'s measurer so that, during the next measurement, its member
+    gives every shard up and takes it back under new tokens (as a stalled member whose
+    leases another took and handed back would); returns the count of retakes."""
+    from controller.shell.controller import Controller
+
+    assert isinstance(controller, Controller)
+    assert controller.membership is not None
+    membership, measurer = controller.membership, controller.measurer
+    retakes: list[int] = []
+
+    def retake() -> None:
+        if retakes:
+            return
+        owned = membership.owned()
+        membership.leases.release(owned.items())
+        membership.round()
+        assert all(membership.owned()[s] > token for s, token in owned.items())
+        retakes.append(1)
+
+    observe, observe_many = measurer.observe, measurer.observe_many
+
+    def observing(*args, **kwargs):  # type: ignore[no-untyped-def]
+        retake()
+        return observe(*args, **kwargs)
+
+    def observing_many(*args, **kwargs):  # type: ignore[no-untyped-def]
+        retake()
+        return observe_many(*args, **kwargs)
+
+    monkeypatch.setattr(measurer, "observe", observing)
+    monkeypatch.setattr(measurer, "observe_many", observing_many)
+    return retakes
+
+
+def test_a_tick_decided_on_leases_retaken_meanwhile_writes_nothing(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tick measures and decides on the leases held as it began: when its member lost
+    them and took them again meanwhile (under new tokens, so another member may have
+    acted in between), its write is refused; the next tick, on the new leases, acts."""
+    from controller.adapters.leases import Fenced
+
+    mine = next(r for r in pair.a.watch_once())
+    retakes = _retake_while_measuring(pair.a, monkeypatch)
+    assert pair.a.membership is not None
+    refused = pair.a.membership.refused_writes
+    with pytest.raises(Fenced):
+        pair.a.reconcile_once(mine.id, force=True)
+    assert retakes == [1]
+    assert pair.a.membership.refused_writes == refused + 1
+    assert pair.a.store.decisions(mine.id) == []
+    assert pair.a.reconcile_once(mine.id, force=True) is not None
+    assert len(pair.a.store.decisions(mine.id)) == 1
+
+
+def test_a_round_decided_on_leases_retaken_meanwhile_stores_no_hold(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batched round's holds are fenced with the leases of the round's start: after
+    a retake mid-round they are refused, and each rollout's single tick (a unit of
+    work of its own, on the new leases) decides it again, at its own time."""
+    clock = pair.a.clock
+    assert isinstance(clock, Clock)
+    started = pair.a.watch_once()
+    assert len(started) >= 2, "a owns too few models for a round"
+    for record in started:  # their first steps: from here on, plain holds
+        pair.a.reconcile_once(record.id, force=True)
+    clock.advance(pair.a.config.models[started[0].model].interval)
+    retakes = _retake_while_measuring(pair.a, monkeypatch)
+    assert pair.a.membership is not None
+    refused = pair.a.membership.refused_writes
+    before = {r.id: len(pair.a.store.decisions(r.id)) for r in started}
+    decision = pair.a.reconcile_once(started[0].id)
+    assert decision is not None
+    assert decision.action == "hold"
+    assert retakes == [1]
+    assert pair.a.membership.refused_writes == refused + 1  # the round's one batched write
+    for record in started:  # each held once, by its single tick, after the retake
+        assert len(pair.a.store.decisions(record.id)) == before[record.id] + 1
