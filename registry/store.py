@@ -387,7 +387,7 @@ class Store:
         cur = Cursor.of(conn)
         try:
             if conn.dialect.name == "sqlite":
-                cur.raw("BEGIN IMMEDIATE")
+                db.begin_immediate(cur.raw, cur.driver)
             head = cur.one(_LOCK_HEAD, {})
             assert head is not None, "audit_head row missing: database not migrated"
             last_id, last_hash = int(head[0]), str(head[1])

@@ -21,6 +21,7 @@ from controller.adapters.production_ledger import ProductionLedger
 from controller.adapters.rollout_store import METADATA
 from controller.core.causes import Cause
 from controller.core.guard import TriggerMemory
+from registry.db import reader
 
 __all__ = ["GuardStore"]
 
@@ -45,6 +46,7 @@ class GuardStore:
 
     def __init__(self, engine: sa.Engine, *, fencing: Fencing | None = None) -> None:
         self._engine = engine
+        self._reader = reader(engine)  # reads begin deferred on SQLite
         self.fencing = fencing or Fencing()  # each model's rows are written fenced
         # The guard's actions are the production ledger's rows.
         self.ledger = ProductionLedger(engine, fencing=self.fencing)
@@ -52,7 +54,7 @@ class GuardStore:
     def memories(self) -> dict[str, dict[str, TriggerMemory]]:
         """Every trigger's memory, by model and trigger name."""
         found: dict[str, dict[str, TriggerMemory]] = {}
-        with self._engine.connect() as conn:
+        with self._reader.connect() as conn:
             for r in conn.execute(sa.select(TRIGGER)):
                 found.setdefault(r.model, {})[r.trigger] = TriggerMemory(
                     version=r.version,

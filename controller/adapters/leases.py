@@ -21,6 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from controller.adapters.rollout_store import METADATA
 from controller.core.shards import Lease
+from registry.db import reader
 
 __all__ = ["Fenced", "LeaseStore", "db_now"]
 
@@ -69,6 +70,7 @@ class LeaseStore:
         if ttl <= 0:
             raise ValueError(f"lease ttl must be positive, got {ttl}")
         self._engine = engine
+        self._reader = reader(engine)  # reads begin deferred on SQLite
         self.member = member
         self.shards = shards
         self.ttl = ttl
@@ -98,7 +100,7 @@ class LeaseStore:
 
     def now(self) -> float:
         """The database's clock, epoch seconds."""
-        with self._engine.connect() as conn:
+        with self._reader.connect() as conn:
             return float(conn.execute(sa.select(self._now)).scalar_one())
 
     # -- members ------------------------------------------------------------------
@@ -145,7 +147,7 @@ class LeaseStore:
 
     def members(self) -> list[str]:
         """The live members (heartbeat within their ttl), sorted."""
-        with self._engine.connect() as conn:
+        with self._reader.connect() as conn:
             rows = conn.execute(
                 sa.select(MEMBER.c.member_id).where(MEMBER.c.expires_at > self._now)
             )
@@ -154,7 +156,7 @@ class LeaseStore:
     def status(self) -> dict[str, object]:
         """Members (live or not yet forgotten) with their shards and lease expiry, and
         the database's clock: what ``GET /v1/cluster`` shows."""
-        with self._engine.connect() as conn:
+        with self._reader.connect() as conn:
             now = float(conn.execute(sa.select(self._now)).scalar_one())
             members = list(conn.execute(sa.select(MEMBER).order_by(MEMBER.c.member_id)))
             leases = list(conn.execute(sa.select(LEASE).order_by(LEASE.c.shard)))
@@ -191,7 +193,7 @@ class LeaseStore:
 
     def leases(self) -> dict[int, Lease]:
         """Every shard's lease as stored."""
-        with self._engine.connect() as conn:
+        with self._reader.connect() as conn:
             return {
                 int(r.shard): Lease(int(r.shard), r.owner, int(r.token), float(r.expires_at))
                 for r in conn.execute(sa.select(LEASE))

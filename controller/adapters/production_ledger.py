@@ -19,6 +19,7 @@ from controller.adapters.fencing import Fencing
 from controller.adapters.rollout_store import METADATA
 from controller.core.causes import Cause
 from controller.core.production import ActionOutcome, ProductionAction, RollbackRequest
+from registry.db import reader
 
 __all__ = ["ProductionLedger"]
 
@@ -62,6 +63,7 @@ class ProductionLedger:
 
     def __init__(self, engine: sa.Engine, *, fencing: Fencing | None = None) -> None:
         self._engine = engine
+        self._reader = reader(engine)  # reads begin deferred on SQLite
         self.fencing = fencing or Fencing()  # checked inside each write (several daemons)
 
     def last_actions(self, cause: Cause) -> dict[str, ProductionAction]:
@@ -72,7 +74,7 @@ class ProductionLedger:
             .group_by(ACTION.c.model)
             .scalar_subquery()
         )
-        with self._engine.connect() as conn:
+        with self._reader.connect() as conn:
             return {
                 r.model: _action(r)
                 for r in conn.execute(sa.select(ACTION).where(ACTION.c.id.in_(newest)))
@@ -83,7 +85,7 @@ class ProductionLedger:
         query = sa.select(ACTION).where(ACTION.c.model == model).order_by(ACTION.c.id)
         if instance is not None:
             query = query.where(ACTION.c.instance == instance)
-        with self._engine.connect() as conn:
+        with self._reader.connect() as conn:
             return [_action(r) for r in conn.execute(query)]
 
     def begin(self, request: RollbackRequest, from_version: str, *, now: datetime) -> int:

@@ -33,6 +33,7 @@ from controller.adapters.leases import db_now
 from controller.adapters.rollout_store import METADATA
 from controller.core.shards import shard_of
 from controller.errors import RequestNotFound
+from registry.db import reader
 
 __all__ = ["Outcome", "RequestKind", "RequestRecord", "RequestStatus", "RequestStore"]
 
@@ -141,6 +142,7 @@ class RequestStore:
         if ttl <= 0:
             raise ValueError(f"request ttl must be positive, got {ttl}")
         self._engine = engine
+        self._reader = reader(engine)  # reads begin deferred on SQLite
         self.fencing = fencing  # shared with the rollout store: the member's fence
         self.shards = shards
         self.ttl = ttl
@@ -177,7 +179,7 @@ class RequestStore:
         return _record(row), bool(created)
 
     def get(self, request_id: int) -> RequestRecord:
-        with self._engine.connect() as conn:
+        with self._reader.connect() as conn:
             row = conn.execute(sa.select(REQUEST).where(REQUEST.c.id == request_id)).first()
         if row is None:
             raise RequestNotFound(f"no request {request_id}")
@@ -197,7 +199,7 @@ class RequestStore:
             .order_by(REQUEST.c.id)
             .limit(limit)
         )
-        with self._engine.connect() as conn:
+        with self._reader.connect() as conn:
             return [(_record(row), bool(row.due)) for row in conn.execute(query)]
 
     def claim(self, record: RequestRecord) -> bool:

@@ -43,7 +43,7 @@ from controller.core.decisions import Decision
 from controller.core.phases import ACTIVE, TERMINAL, Phase
 from controller.errors import CannotStart, RolloutNotFound
 from registry import db as registry_db
-from registry.db import make_engine
+from registry.db import make_engine, reader
 from serving.route import Route
 
 __all__ = [
@@ -228,6 +228,7 @@ class RolloutStore:
 
     def __init__(self, engine: sa.Engine, *, fencing: Fencing | None = None) -> None:
         self._engine = engine
+        self._reader = reader(engine)  # reads begin deferred on SQLite
         # Checked inside every write transaction for a model (several daemons: the
         # shard's lease and fencing token); shared with the ledger and the guard's table.
         self.fencing = fencing or Fencing()
@@ -257,7 +258,7 @@ class RolloutStore:
     def _reading(self) -> Iterator[sa.Connection]:
         """A read-only connection: on SQLite it begins deferred, so a batched tick's reads
         never take the write lock that the registry's and the rollouts' writers need."""
-        with self._engine.connect().execution_options(**{registry_db.READ_ONLY: True}) as conn:
+        with self._reader.connect() as conn:
             yield conn
 
     @classmethod
@@ -274,7 +275,7 @@ class RolloutStore:
     # -- reads -------------------------------------------------------------------
 
     def get(self, rollout_id: int) -> RolloutRecord:
-        with self._engine.connect() as conn:
+        with self._reader.connect() as conn:
             row = conn.execute(sa.select(ROLLOUT).where(ROLLOUT.c.id == rollout_id)).first()
         if row is None:
             raise RolloutNotFound(f"no rollout with id {rollout_id}")
@@ -337,7 +338,7 @@ class RolloutStore:
             query = query.where(
                 ROLLOUT.c.phase.in_(phases) if active else ROLLOUT.c.phase.not_in(phases)
             )
-        with self._engine.connect() as conn:
+        with self._reader.connect() as conn:
             return [RolloutRecord.from_row(r) for r in conn.execute(query)]
 
     def active(self) -> list[RolloutRecord]:
@@ -348,7 +349,7 @@ class RolloutStore:
         return found[0] if found else None
 
     def exists(self, model: str, treatment: str) -> bool:
-        with self._engine.connect() as conn:
+        with self._reader.connect() as conn:
             return (
                 conn.execute(
                     sa.select(ROLLOUT.c.id).where(
@@ -406,7 +407,7 @@ class RolloutStore:
             .order_by(DECISION.c.id.desc())
             .limit(limit)
         )
-        with self._engine.connect() as conn:
+        with self._reader.connect() as conn:
             rows = list(conn.execute(query))
         return [
             DecisionRecord(
@@ -429,7 +430,7 @@ class RolloutStore:
 
     def pushed_route(self, model: str) -> Route | None:
         """The last route pushed for ``model`` (``record_pushed``), if any."""
-        with self._engine.connect() as conn:
+        with self._reader.connect() as conn:
             text = conn.execute(
                 sa.select(PUSHED_ROUTE.c.route).where(PUSHED_ROUTE.c.model == model)
             ).scalar()
