@@ -32,6 +32,7 @@ from registry import NotFound, RegistryError
 if TYPE_CHECKING:
     from controller.shell.actuator import HeldLocks
     from controller.shell.controller import Controller
+    from registry import ModelVersion
     from serving.route import Route
 
 __all__ = ["reconcile_routers", "start_rollout", "watch_once"]
@@ -98,19 +99,8 @@ def watch_once(controller: Controller) -> list[RolloutRecord]:
     or an operator) is never started again automatically; a person may promote it.
     """
     started = []
-    for model in filter(controller.owns, controller.config.models):
-        if fronts_mlflow(controller.registry):
-            from registry.mlflow_sync import sync_staging  # noqa: PLC0415
-
-            # Another MLflow client may have set the staging alias: take it in first.
-            try:
-                sync_staging(controller.registry, model, actor="mlflow")
-            except RegistryError as exc:
-                log.warning("mlflow_sync_failed", model=model, error=str(exc))
-        try:
-            staged = controller.registry.list_versions(model, stage="staging")
-        except NotFound:
-            continue
+    models = [m for m in controller.config.models if controller.owns(m)]
+    for model, staged in _staged(controller, models).items():
         demoted: set[str] | None = None
         for version in sorted(staged, key=lambda v: v.version):
             if controller.store.active_for(model) is not None:
@@ -131,6 +121,36 @@ def watch_once(controller: Controller) -> list[RolloutRecord]:
             except CannotStart as exc:  # said once, not at every pass
                 controller.refuse_start(model, str(version.version), str(exc))
     return started
+
+
+def _staged(controller: Controller, models: list[str]) -> dict[str, list[ModelVersion]]:
+    """The staging versions of ``models`` that have any, in ``models``' order: one query
+    over the whole registry (a pass over a thousand models was a thousand queries every
+    few seconds, holding the interpreter from the API's requests). A registry fronting
+    MLflow is synced and read model by model: another MLflow client may have set a
+    staging alias, which must be taken in first."""
+    registry = controller.registry
+    found: dict[str, list[ModelVersion]] = {}
+    if not fronts_mlflow(registry):
+        wanted = set(models)
+        for version in registry.list_versions(stage="staging"):
+            if version.name in wanted:
+                found.setdefault(version.name, []).append(version)
+        return {m: found[m] for m in models if m in found}
+    from registry.mlflow_sync import sync_staging  # noqa: PLC0415
+
+    for model in models:
+        try:
+            sync_staging(registry, model, actor="mlflow")
+        except RegistryError as exc:
+            log.warning("mlflow_sync_failed", model=model, error=str(exc))
+        try:
+            staged = registry.list_versions(model, stage="staging")
+        except NotFound:
+            continue
+        if staged:
+            found[model] = staged
+    return found
 
 
 def reconcile_routers(

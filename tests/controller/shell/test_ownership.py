@@ -139,3 +139,15 @@ def test_a_round_decided_on_leases_retaken_meanwhile_stores_no_hold(
     assert pair.a.membership.refused_writes == refused + 1  # the round's one batched write
     for record in started:  # each held once, by its single tick, after the retake
         assert len(pair.a.store.decisions(record.id)) == before[record.id] + 1
+
+
+def test_a_watch_pass_reads_the_registrys_staging_versions_once(pair: Pair) -> None:
+    """One query for every model's staging versions, however many models there are:
+    a pass over a thousand models every few seconds must not be a thousand queries."""
+    from tests.sql_statements import Statements
+
+    pair.a.watch_once()
+    with Statements() as statements:
+        assert pair.a.watch_once() == []  # all started: nothing more to do
+    reads = [s for s in statements.seen if "FROM model_version " in s or "FROM model_version\n" in s]
+    assert len(reads) == 1, reads
