@@ -50,6 +50,7 @@ from controller.core.routes import production_route, rebased, route_for, split_o
 from registry import (
     ApprovalRequired,
     ModelRegistry,
+    ModelVersion,
     NotFound,
     RegistryError,
     VersionNotFound,
@@ -387,7 +388,7 @@ class Actuator:
                      instance=request.instance)  # fmt: skip
             outcome = ProductionOutcome(True, True, "production rolled back", version, to_version)
             try:
-                self.route_production(model)
+                self.route_production(model, restored)
             except RouterError as exc:  # the watcher's router reconciliation retries it
                 log.error("production_routing_failed", model=model, error=str(exc))
                 outcome = ProductionOutcome(
@@ -453,18 +454,15 @@ class Actuator:
             production = self.registry.resolve(model)
         except NotFound:
             return None
-        return production_route(
-            model,
-            Backend(str(production.version), 100, production.artifact_digest),
-            last_rollout=last_rollout,
-        )
+        return _all_to(model, production, last_rollout)
 
-    def route_production(self, model: str) -> None:
-        """Route all traffic to the current production version (``push`` rebases its
-        revision above the held one). A failure is retried by the watcher."""
-        route = self.desired_route(model)
-        if route is not None:
-            self.push(route)
+    def route_production(self, model: str, production: ModelVersion) -> None:
+        """Route all traffic to ``production``, the version just put back (``push``
+        rebases its revision above the held one). Under the model's lock with no active
+        rollout, which ``roll_back_production`` made sure of: ``desired_route`` without
+        reading either again. A failure is retried by the watcher."""
+        last = self.store.latest_finished(model)
+        self.push(_all_to(model, production, None if last is None else (last.id, last.revision)))
 
     def push(self, route: Route) -> None:
         """Make the model's router hold ``route``, rebased over what serving holds.
@@ -631,3 +629,9 @@ def _confirm_held(name: str, router: Router, route: Route) -> None:
 
 def _weights(route: Route) -> str:
     return ", ".join(f"{b.version} {b.weight}%" for b in route.backends if b.weight > 0)
+
+
+def _all_to(model: str, production: ModelVersion, last_rollout: tuple[int, int] | None) -> Route:
+    """All of ``model``'s traffic to ``production`` (``core.routes.production_route``)."""
+    backend = Backend(str(production.version), 100, production.artifact_digest)
+    return production_route(model, backend, last_rollout=last_rollout)
