@@ -49,6 +49,7 @@ from controller.adapters.metrics import ControllerMetrics
 from controller.adapters.rollout_store import RolloutStore
 from controller.adapters.routers.file import FileRouter
 from controller.config import GuardSection, parse_config
+from controller.runtime import heap
 from controller.runtime.logging import configure
 from controller.shell.controller import Controller
 from monitors import IngestSource, IngestStore
@@ -144,6 +145,7 @@ def evaluation(n: int, events: int, work: Path, ticks: int = 3) -> dict[str, Any
         clock=lambda: clock["now"],
         metrics=ControllerMetrics(metrics),
     )
+    heap.settle()  # as the daemon does at the end of its start
     started = controller.watch_once()
     for record in started:  # first tick: pending -> 50 %
         controller.reconcile_once(record.id)
@@ -279,6 +281,7 @@ def guarding(n: int, events: int, work: Path) -> dict[str, Any]:
         clock=lambda: clock["now"], metrics=ControllerMetrics(CollectorRegistry()),
     )  # fmt: skip
     guard = Guard(controller, GuardStore(store.engine), metrics=CollectorRegistry())
+    heap.settle()  # as the daemon does at the end of its start
     clock["now"] = T0 + timedelta(seconds=3)
     guard.run_once()  # the first pass writes every trigger's memory; time the next one
     setup_s = time.perf_counter() - setup

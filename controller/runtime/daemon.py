@@ -68,7 +68,7 @@ from controller.errors import ConfigError, OptionError
 from controller.http.auth import TokenStore
 from controller.http.deps import ApiDeps
 from controller.http.fast import DeferredApp, FastReads, build_api
-from controller.runtime import ha, listen, systemd
+from controller.runtime import ha, heap, listen, systemd
 from controller.runtime.heartbeat import Heartbeat, stale_after
 from controller.runtime.reloader import Reloader
 from controller.runtime.scheduler import RolloutScheduler
@@ -231,6 +231,7 @@ class Daemon:
         self.scheduler.start()
         self.ready = True
         self.api.start()  # FastAPI's import and routes, off the path to readiness
+        heap.settle()
         log.info(
             "daemon_ready",
             listen=self.config.server.listen,
@@ -267,6 +268,7 @@ class Daemon:
             finally:
                 systemd.ready()  # systemctl reload must not hang whatever happened
             return False
+        heap.resettle()
         log.info("reloaded", config=new.source_file, models=sorted(new.models))
         systemd.ready()
         return True
