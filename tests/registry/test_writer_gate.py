@@ -60,10 +60,17 @@ def test_held_for_a_write_transaction_only(engines: list[sa.Engine], path: Path)
         conn.exec_driver_sql("INSERT INTO t (who) VALUES ('a')")
         assert gate.locked()
     assert not gate.locked()  # committed
-    with pytest.raises(RuntimeError), engines[1].begin() as conn:
-        conn.exec_driver_sql("INSERT INTO t (who) VALUES ('b')")
-        assert gate.locked()
-        raise RuntimeError("rolled back")
+    held: list[bool] = []
+
+    def insert_then_fail() -> None:
+        with engines[1].begin() as conn:
+            conn.exec_driver_sql("INSERT INTO t (who) VALUES ('b')")
+            held.append(gate.locked())
+            raise RuntimeError("rolled back")
+
+    with pytest.raises(RuntimeError):
+        insert_then_fail()
+    assert held == [True]
     assert not gate.locked()
     with reader(engines[1]).connect() as conn:  # a read never takes it
         assert conn.exec_driver_sql("SELECT count(*) FROM t").scalar_one() == 1
