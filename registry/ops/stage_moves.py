@@ -9,8 +9,9 @@ the other edits of a version that already exists and share its lookup.
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import date, datetime
 
 import sqlalchemy as sa
@@ -36,6 +37,18 @@ from registry.versions import Bump, SemVer, bump_between, required_bump, split_m
 v = versions_t.c
 
 
+def _caller_guard(store: Store) -> Callable[[sa.Connection, str], None]:
+    """``store.stage_guard`` as the calling thread would run it. A write may be run by
+    another thread (the group commit's leader: ``Store.write``), and a guard may read
+    its caller's context: a controller fences a move with the leases its unit of
+    work began under (``Membership.pinned``), not the leader's."""
+    check = store.stage_guard
+    if check is None:
+        return lambda conn, name: None
+    caller = contextvars.copy_context()
+    return lambda conn, name: caller.run(check, conn, name)
+
+
 def promote_model(
     store: Store,
     name: str,
@@ -56,10 +69,10 @@ def promote_model(
     target = stage_name(to_stage)
     expected = stage_name(from_stage) if from_stage is not None else None
     who = names.actor(actor) if actor else default_actor
+    guard = _caller_guard(store)
 
     def op(tx: Tx) -> ModelVersion:
-        if store.stage_guard is not None:
-            store.stage_guard(tx.conn, name)
+        guard(tx.conn, name)
         mid, vid, current = locate(tx.conn, name, number)
         if expected is not None and current != expected:
             raise IllegalTransition(
@@ -104,11 +117,11 @@ def rollback(
         raise InvalidInput("rollback needs a reason")
     wanted = SemVer.parse(to_version) if to_version is not None else None
     who = names.actor(actor) if actor else default_actor
+    guard = _caller_guard(store)
 
     def op(tx: Tx) -> ModelVersion:
         conn = tx.conn
-        if store.stage_guard is not None:
-            store.stage_guard(conn, name)
+        guard(conn, name)
         mid = queries.model_id(conn, name)
         current = conn.execute(
             sa.select(v.id, v.major, v.minor, v.patch).where(
