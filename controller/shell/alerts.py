@@ -28,7 +28,13 @@ __all__ = ["handle_alert"]
 
 def handle_alert(controller: Controller, action: AlertAction) -> dict[str, Any]:
     """Apply ``action`` (see the module docstring); the outcome's ``acted`` says whether
-    anything changed, the routers included."""
+    anything changed, the routers included. One unit of work, under the leases held as
+    it began (``Controller.acting``)."""
+    with controller.acting():
+        return _handle(controller, action)
+
+
+def _handle(controller: Controller, action: AlertAction) -> dict[str, Any]:
     record = controller.store.active_for(action.model)
     outcome: dict[str, Any] = {"model": action.model, "action": action.action,
                                "rule": action.rule, "alert": action.alert}  # fmt: skip

@@ -95,7 +95,11 @@ class Membership:
         their tokens. A lease round meanwhile may lose a shard and take it again under
         a new token; work that read and decided under the old one must then be refused
         at its write, not pass on the new token, since another member may have acted
-        for the shard in between. Nested pins see the ownership of their own start."""
+        for the shard in between. A pin inside a pin keeps the outer one: the unit of
+        work is the outermost (a request claimed under one token is applied under it)."""
+        if self._pinned.get() is not None:
+            yield
+            return
         with self._lock:
             owned = dict(self._owned)
         reset = self._pinned.set(owned)

@@ -163,7 +163,15 @@ def wait_for(controller: Controller, request_id: int, wait: float) -> RequestRec
 
 def apply(controller: Controller, record: RequestRecord) -> bool:
     """Claim, dispatch and complete one request as the owner; False when another
-    member (or this one, in another thread) has it, or this member lost the shard."""
+    member (or this one, in another thread) has it, or this member lost the shard.
+    Claim, action and completion are one unit of work, under the leases held as it
+    began (``Controller.acting``): a claim made under one token is not applied under
+    a later one, after another member may have taken and applied the request."""
+    with controller.acting():
+        return _apply(controller, record)
+
+
+def _apply(controller: Controller, record: RequestRecord) -> bool:
     requests = controller.requests
     assert requests is not None
     try:

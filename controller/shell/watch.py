@@ -59,7 +59,7 @@ def start_rollout(
     # Production is read under the model's lock: a guard or alert rollback between
     # the read and the new record would leave the rollout's control on the version
     # just pulled from production.
-    with controller.actuator.lock(model):
+    with controller.actuator.lock(model), controller.acting():
         try:
             control = controller.registry.resolve(model)
         except NotFound:
@@ -173,11 +173,14 @@ def reconcile_routers(
             unsettled.append(model)
     for start in range(0, len(unsettled), _MODELS_PER_CHUNK):
         chunk = unsettled[start : start + _MODELS_PER_CHUNK]
-        with controller.actuator.locked(chunk) as held:
+        # Each chunk, and each model after it, is a unit of work (``Controller.acting``):
+        # a route read before a lost shard was taken back is not pushed under the new lease.
+        with controller.actuator.locked(chunk) as held, controller.acting():
             done = _reconcile_held(controller, held, progress) if held else set()
         for model in chunk:  # a busy one (a tick, an alert) and any the chunk could not read
             if model not in done:
-                _reconcile_router(controller, model)
+                with controller.acting():
+                    _reconcile_router(controller, model)
                 if progress is not None:
                     progress()
     return controller.failing_routers()

@@ -194,12 +194,58 @@ def test_work_pinned_before_a_loss_and_retake_is_refused(engine: sa.Engine, db_u
 
 
 def test_a_shard_taken_during_pinned_work_is_not_that_works(engine: sa.Engine) -> None:
-    """Work that began before its member took a shard neither sees nor writes it."""
+    """Work that began before its member took a shard neither sees nor writes it; a
+    pin inside it (an operator's action inside a request's application) keeps the
+    outer one."""
     a = _member(engine, "a")
     with a.pinned():
         assert a.token_for("fraud") is None
         a.round()
         assert a.token_for("fraud") is None
-        with a.pinned():  # a nested unit sees the ownership of its own start
-            assert a.token_for("fraud") is not None
+        with a.pinned():
+            assert a.token_for("fraud") is None
     assert a.token_for("fraud") is not None
+    with a.pinned():
+        assert a.token_for("fraud") is not None
+
+
+def test_a_stage_move_run_by_another_thread_is_fenced_with_its_callers_pin(
+    engine: sa.Engine, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The registry's group commit may run a caller's move in another thread (its
+    batch's leader). The fence must still see the caller's pin: a move decided on
+    leases since lost and retaken is refused, whoever runs it."""
+    import threading
+
+    from controller.adapters.leases import Fenced
+    from registry import ModelRegistry
+
+    from ..support import register
+
+    a, b = _member(engine, "a", ttl=0.2), _member(engine, "b")
+    a.round()
+    with ModelRegistry(url=db_url, home=tmp_path / "home") as registry:
+        register(registry, tmp_path, "fraud", "1.0.0", "production")
+        register(registry, tmp_path, "fraud", "1.1.0", "staging")
+        registry.stage_guard = a.fence
+        store = registry._store
+        run = store._run
+
+        def led_elsewhere(batch: list[object]) -> None:  # as a leader thread runs it
+            leader = threading.Thread(target=run, args=(batch,))
+            leader.start()
+            leader.join()
+
+        monkeypatch.setattr(store, "_run", led_elsewhere)
+        with a.pinned():
+            expires = max(lease.expires_at for lease in a.leases.leases().values())
+            wait_until(lambda: b.leases.now() > expires, timeout=5)
+            b.round()
+            b.leave()
+            a.round()  # lost and retaken under new tokens
+            with pytest.raises(Fenced):
+                registry.promote_model("fraud", "1.1.0", to_stage="production", reason="stale")
+        assert str(registry.resolve("fraud").version) == "v1.0.0"
+        with a.pinned():  # a unit of work on the new leases
+            registry.promote_model("fraud", "1.1.0", to_stage="production", reason="fresh")
+        assert str(registry.resolve("fraud").version) == "v1.1.0"

@@ -121,8 +121,11 @@ def test_a_round_decided_on_leases_retaken_meanwhile_stores_no_hold(
     pair: Pair, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The batched round's holds are fenced with the leases of the round's start: after
-    a retake mid-round they are refused, and each rollout's single tick (a unit of
-    work of its own, on the new leases) decides it again, at its own time."""
+    a retake mid-round they are refused, and so is each rollout's single tick within
+    that round (the round is the unit of work). The next round, on the new leases,
+    decides them all."""
+    from controller.adapters.leases import Fenced
+
     clock = pair.a.clock
     assert isinstance(clock, Clock)
     started = pair.a.watch_once()
@@ -134,12 +137,16 @@ def test_a_round_decided_on_leases_retaken_meanwhile_stores_no_hold(
     assert pair.a.membership is not None
     refused = pair.a.membership.refused_writes
     before = {r.id: len(pair.a.store.decisions(r.id)) for r in started}
-    decision = pair.a.reconcile_once(started[0].id)
+    with pytest.raises(Fenced):
+        pair.a.reconcile_once(started[0].id)
+    assert retakes == [1]
+    # The batched write, then each rollout's single tick.
+    assert pair.a.membership.refused_writes == refused + 1 + len(started)
+    assert {r.id: len(pair.a.store.decisions(r.id)) for r in started} == before
+    decision = pair.a.reconcile_once(started[0].id)  # the next round's job
     assert decision is not None
     assert decision.action == "hold"
-    assert retakes == [1]
-    assert pair.a.membership.refused_writes == refused + 1  # the round's one batched write
-    for record in started:  # each held once, by its single tick, after the retake
+    for record in started:  # each held once, by that round
         assert len(pair.a.store.decisions(record.id)) == before[record.id] + 1
 
 
