@@ -132,11 +132,11 @@ def test_the_registrys_group_commit_passes_the_gate(tmp_path: Path) -> None:
     home = tmp_path / "home"
     with ModelRegistry(home=home, actor="t") as reg:
         gate = _gate_of(str(home / "registry.db"))
-        seen: list[bool] = []
+        seen: list[tuple[bool, bool]] = []  # (this connection holds the gate, it is shut)
         real = GatedConnection.commit
 
         def commit(self: GatedConnection) -> None:
-            seen.append(gate.locked())
+            seen.append((self._holding, gate.locked()))
             real(self)
 
         GatedConnection.commit = commit  # type: ignore[method-assign]
@@ -144,6 +144,6 @@ def test_the_registrys_group_commit_passes_the_gate(tmp_path: Path) -> None:
             reg.register_model("m", None, requirements="")
         finally:
             GatedConnection.commit = real  # type: ignore[method-assign]
-        assert seen
-        assert all(seen)
+        assert any(holding for holding, _ in seen)  # the registration's commit
+        assert all(shut for holding, shut in seen if holding)
         assert not gate.locked()
