@@ -29,6 +29,21 @@ def _member(engine: sa.Engine, name: str, ttl: float = 30.0) -> Membership:
     return Membership(LeaseStore(engine, member=name, shards=SHARDS, ttl=ttl))
 
 
+def _taken_over(a: Membership, b: Membership) -> None:
+    """``a`` stalls past its leases' TTL and ``b`` takes every shard over."""
+    expires = max(lease.expires_at for lease in a.leases.leases().values())
+    wait_until(lambda: b.leases.now() > expires, timeout=5)
+    b.round()
+
+
+def _lost_and_retaken(a: Membership, b: Membership) -> None:
+    """``a``'s shards are taken over by ``b``, handed back, and taken again by ``a``
+    under new fencing tokens."""
+    _taken_over(a, b)
+    b.leave()
+    a.round()
+
+
 def _rounds(members: list[Membership], n: int = 3) -> None:
     for _ in range(n):
         for m in members:
@@ -106,9 +121,7 @@ def test_a_member_that_lost_its_shard_writes_nothing(engine: sa.Engine, db_url: 
     t0 = datetime(2026, 3, 1, tzinfo=UTC)
     record = store.create(model="fraud", control="v1", treatment="v2", control_digest=None,
                           treatment_digest="d" * 64, now=t0, reason="test")  # fmt: skip
-    expires = max(lease.expires_at for lease in a.leases.leases().values())
-    wait_until(lambda: b.leases.now() > expires, timeout=5)  # a is stalled past its TTL
-    b.round()
+    _taken_over(a, b)
     assert b.token_for("fraud") is not None
     with pytest.raises(Fenced):
         store.create(model="fraud", control="v1", treatment="v3", control_digest=None,
@@ -145,9 +158,7 @@ def test_a_stage_move_of_a_member_that_lost_its_shard_is_refused(
         register(registry, tmp_path, "fraud", "1.1.0", "staging")
         registry.stage_guard = a.fence
         audit_before = len(registry.audit_log())
-        expires = max(lease.expires_at for lease in a.leases.leases().values())
-        wait_until(lambda: b.leases.now() > expires, timeout=5)
-        b.round()
+        _taken_over(a, b)
         with pytest.raises(Fenced):
             registry.promote_model("fraud", "1.1.0", to_stage="production", reason="stale")
         assert str(registry.resolve("fraud").version) == "v1.0.0"
@@ -175,11 +186,7 @@ def test_work_pinned_before_a_loss_and_retake_is_refused(engine: sa.Engine, db_u
     with a.pinned():
         first = a.token_for("fraud")
         assert first is not None
-        expires = max(lease.expires_at for lease in a.leases.leases().values())
-        wait_until(lambda: b.leases.now() > expires, timeout=5)  # a stalls past its TTL
-        b.round()  # b takes every shard over
-        b.leave()  # and hands them back
-        a.round()  # a loses them, then takes them again under new tokens
+        _lost_and_retaken(a, b)
         retaken = a.owned()[first[0]]
         assert retaken > first[1]
         assert a.token_for("fraud") == first  # the pin's view, not the new lease
@@ -238,11 +245,7 @@ def test_a_stage_move_run_by_another_thread_is_fenced_with_its_callers_pin(
 
         monkeypatch.setattr(store, "_run", led_elsewhere)
         with a.pinned():
-            expires = max(lease.expires_at for lease in a.leases.leases().values())
-            wait_until(lambda: b.leases.now() > expires, timeout=5)
-            b.round()
-            b.leave()
-            a.round()  # lost and retaken under new tokens
+            _lost_and_retaken(a, b)
             with pytest.raises(Fenced):
                 registry.promote_model("fraud", "1.1.0", to_stage="production", reason="stale")
         assert str(registry.resolve("fraud").version) == "v1.0.0"
