@@ -396,7 +396,7 @@ def known_revision(revision: str, script_location: Path = _MIGRATIONS) -> bool:
 def current_revision(engine: sa.Engine, *, version_table: str = "alembic_version") -> str | None:
     """The database's revision of one history (None: never migrated), read as Alembic
     does, with plain SQL: its version table has one row per head."""
-    with engine.connect().execution_options(**{READ_ONLY: True}) as conn:
+    with reader(engine).connect() as conn:
         if not sa.inspect(conn).has_table(version_table):
             return None
         table = sa.table(version_table, sa.column("version_num", sa.String))

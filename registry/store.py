@@ -476,7 +476,7 @@ class Store:
     def read(self) -> Iterator[sa.Connection]:
         """A consistent snapshot for several queries; never takes the write lock."""
         with (
-            self.engine.connect().execution_options(**{db.READ_ONLY: True}) as conn,
+            db.reader(self.engine).connect() as conn,
             conn.begin(),
         ):
             yield conn

@@ -254,13 +254,6 @@ class RolloutStore:
             self.fencing.check(conn, model)
             yield conn
 
-    @contextmanager
-    def _reading(self) -> Iterator[sa.Connection]:
-        """A read-only connection: on SQLite it begins deferred, so a batched tick's reads
-        never take the write lock that the registry's and the rollouts' writers need."""
-        with self._reader.connect() as conn:
-            yield conn
-
     @classmethod
     def open(cls, url: str) -> RolloutStore:
         return cls(make_engine(url))
@@ -291,7 +284,7 @@ class RolloutStore:
             .where(ROLLOUT.c.phase.in_([p.value for p in ACTIVE]))
             .order_by(ROLLOUT.c.id)
         )  # fmt: skip
-        with self._reading() as conn:
+        with self._reader.connect() as conn:
             rows = conn.execute(query).all()
         return [
             Scheduled(r.id, r.model, r.treatment, from_epoch(r.next_eval_at), bool(r.has_intent))
@@ -302,7 +295,7 @@ class RolloutStore:
         """The rollouts of ``ids`` that exist, by id: one query per 1,000 ids."""
         wanted = sorted(set(ids))
         found: dict[int, RolloutRecord] = {}
-        with self._reading() as conn:
+        with self._reader.connect() as conn:
             for start in range(0, len(wanted), _IDS_PER_QUERY):
                 chunk = wanted[start : start + _IDS_PER_QUERY]
                 for row in conn.execute(sa.select(ROLLOUT).where(ROLLOUT.c.id.in_(chunk))):
@@ -314,7 +307,7 @@ class RolloutStore:
         one light query per 1,000 ids, to tell whether they changed since read."""
         wanted = sorted(set(ids))
         found: dict[int, Stamp] = {}
-        with self._reading() as conn:
+        with self._reader.connect() as conn:
             for start in range(0, len(wanted), _IDS_PER_QUERY):
                 chunk = wanted[start : start + _IDS_PER_QUERY]
                 for row in conn.execute(_STAMPS.where(ROLLOUT.c.id.in_(chunk))):
@@ -387,7 +380,7 @@ class RolloutStore:
             wanted[k : k + _IDS_PER_QUERY] for k in range(0, len(wanted), _IDS_PER_QUERY)
         ]  # fmt: skip
         found: dict[str, RolloutRecord] = {}
-        with self._reading() as conn:
+        with self._reader.connect() as conn:
             for chunk in chunks:
                 newest = sa.select(sa.func.max(ROLLOUT.c.id)).where(in_phase)
                 if chunk is not None:
@@ -441,7 +434,7 @@ class RolloutStore:
         per 1,000 models."""
         wanted = sorted(set(models))
         found: dict[str, Route | None] = dict.fromkeys(wanted)
-        with self._reading() as conn:
+        with self._reader.connect() as conn:
             for start in range(0, len(wanted), _IDS_PER_QUERY):
                 query = sa.select(PUSHED_ROUTE.c.model, PUSHED_ROUTE.c.route).where(
                     PUSHED_ROUTE.c.model.in_(wanted[start : start + _IDS_PER_QUERY])
