@@ -178,6 +178,15 @@ def find_node(conn: sa.Connection, kind: str, key: str) -> Node | None:
     return _row_node(row) if row else None
 
 
+# Every deployment record runs these; built once (building one costs more than running it).
+_NODE_ID = sa.select(nodes_t.c.id).where(
+    nodes_t.c.kind == sa.bindparam("kind"), nodes_t.c.key == sa.bindparam("key")
+)
+_EDGE = sa.select(edges_t.c.relation).where(
+    edges_t.c.src_id == sa.bindparam("src"), edges_t.c.dst_id == sa.bindparam("dst")
+)
+
+
 def ensure_node(
     conn: sa.Connection,
     kind: str,
@@ -187,9 +196,7 @@ def ensure_node(
     version: str | None = None,
     attrs: Mapping[str, Any] | None = None,
 ) -> int:
-    found = conn.execute(
-        sa.select(nodes_t.c.id).where(nodes_t.c.kind == kind, nodes_t.c.key == key)
-    ).scalar()
+    found = conn.execute(_NODE_ID, {"kind": kind, "key": key}).scalar()
     if found is not None:
         return int(found)
     result = conn.execute(
@@ -223,9 +230,7 @@ def add_edge(conn: sa.Connection, src: int, dst: int, relation: str, now: dateti
     """Insert ``src -> dst``; False if it exists. Refuses self-loops and cycles."""
     if src == dst:
         raise InvalidInput("a lineage edge cannot point at its own source")
-    exists = conn.execute(
-        sa.select(edges_t.c.relation).where(edges_t.c.src_id == src, edges_t.c.dst_id == dst)
-    ).first()
+    exists = conn.execute(_EDGE, {"src": src, "dst": dst}).first()
     if exists:
         return False
     back = _reachable(conn, dst, src)

@@ -62,8 +62,45 @@ FROM_VERSIONS = (
 NEWEST_FIRST = (v.major.desc(), v.minor.desc(), v.patch.desc())
 
 
+# The statements of one version's lookups and of a stage move, built once: building
+# a statement costs more than SQLite takes to run it.
+_MODEL_ID = sa.select(models_t.c.id).where(models_t.c.name == sa.bindparam("name"))
+_VERSION = (
+    sa.select(*VERSION_COLUMNS)
+    .select_from(FROM_VERSIONS)
+    .where(
+        v.model_id == sa.bindparam("mid"),
+        v.major == sa.bindparam("major"),
+        v.minor == sa.bindparam("minor"),
+        v.patch == sa.bindparam("patch"),
+    )
+)
+_IN_STAGE = (
+    sa.select(*VERSION_COLUMNS)
+    .select_from(FROM_VERSIONS)
+    .where(v.model_id == sa.bindparam("mid"), v.stage == sa.bindparam("stage"))
+    .order_by(*NEWEST_FIRST)
+    .limit(1)
+)
+_FILES = (
+    sa.select(files_t.c.name, files_t.c.role, files_t.c.digest, files_t.c.size)
+    .where(files_t.c.version_id == sa.bindparam("vid"))
+    .order_by(files_t.c.name)
+)
+_HISTORY = (
+    sa.select(
+        transitions_t.c.from_stage, transitions_t.c.to_stage, transitions_t.c.kind,
+        transitions_t.c.actor, transitions_t.c.reason, transitions_t.c.at,
+        v.major, v.minor, v.patch,
+    )
+    .join(versions_t, v.id == transitions_t.c.version_id)
+    .where(transitions_t.c.model_id == sa.bindparam("mid"))
+    .order_by(transitions_t.c.id)
+)  # fmt: skip
+
+
 def model_id(conn: sa.Connection, name: str) -> int:
-    found = conn.execute(sa.select(models_t.c.id).where(models_t.c.name == name)).scalar()
+    found = conn.execute(_MODEL_ID, {"name": name}).scalar()
     if found is None:
         raise ModelNotFound(f"no registered model named {name!r}{_did_you_mean(conn, name)}")
     return int(found)
@@ -117,29 +154,33 @@ def version_from_row(row: sa.Row[Any], files: tuple[VersionFileRecord, ...] = ()
 def _files(conn: sa.Connection, version_id: int) -> tuple[VersionFileRecord, ...]:
     return tuple(
         VersionFileRecord(r.name, r.role, r.digest, r.size)
-        for r in conn.execute(
-            sa.select(files_t.c.name, files_t.c.role, files_t.c.digest, files_t.c.size)
-            .where(files_t.c.version_id == version_id)
-            .order_by(files_t.c.name)
-        )
+        for r in conn.execute(_FILES, {"vid": version_id})
     )
 
 
 def find_version(
-    conn: sa.Connection, name: str, *, version: SemVer | None = None, stage: str | None = None
+    conn: sa.Connection,
+    name: str,
+    *,
+    version: SemVer | None = None,
+    stage: str | None = None,
+    mid: int | None = None,
 ) -> ModelVersion:
-    """The full record (files, deprecation) by exact version or by stage."""
-    mid = model_id(conn, name)
-    query = sa.select(*VERSION_COLUMNS).select_from(FROM_VERSIONS).where(v.model_id == mid)
+    """The full record (files, deprecation) by exact version or by stage; ``mid``: the
+    model's id when the caller has it."""
+    if mid is None:
+        mid = model_id(conn, name)
     if version is not None:
-        query = query.where(v.major == version.major, v.minor == version.minor)
-        query = query.where(v.patch == version.patch)
+        found = conn.execute(
+            _VERSION,
+            {"mid": mid, "major": version.major, "minor": version.minor, "patch": version.patch},
+        )
         what = str(version)
     else:
         assert stage is not None
-        query = query.where(v.stage == stage).order_by(*NEWEST_FIRST).limit(1)
+        found = conn.execute(_IN_STAGE, {"mid": mid, "stage": stage})
         what = f"in stage {stage!r}"
-    row = conn.execute(query).first()
+    row = found.first()
     if row is None:
         raise VersionNotFound(f"model {name!r} has no version {what}")
     return version_from_row(row, _files(conn, row.id))
@@ -243,18 +284,9 @@ def list_models(conn: sa.Connection) -> list[ModelSummary]:
     ]
 
 
-def history(conn: sa.Connection, name: str) -> list[Transition]:
-    """Every stage transition of the model, oldest first."""
-    mid = model_id(conn, name)
-    t = transitions_t.c
-    rows = conn.execute(
-        sa.select(
-            t.from_stage, t.to_stage, t.kind, t.actor, t.reason, t.at, v.major, v.minor, v.patch
-        )
-        .join(versions_t, v.id == t.version_id)
-        .where(t.model_id == mid)
-        .order_by(t.id)
-    )
+def history(conn: sa.Connection, name: str, *, mid: int | None = None) -> list[Transition]:
+    """Every stage transition of the model, oldest first; ``mid`` as ``find_version``'s."""
+    rows = conn.execute(_HISTORY, {"mid": model_id(conn, name) if mid is None else mid})
     return [
         Transition(
             name=name,

@@ -22,16 +22,23 @@ from registry.versions import SemVer
 v = versions_t.c
 
 
-def locate(conn: sa.Connection, name: str, number: SemVer) -> tuple[int, int, str]:
-    """(model id, version id, stage) of ``name`` ``number``; ``VersionNotFound`` if absent."""
-    mid = queries.model_id(conn, name)
+_LOCATE = sa.select(v.id, v.stage).where(
+    v.model_id == sa.bindparam("mid"),
+    v.major == sa.bindparam("major"),
+    v.minor == sa.bindparam("minor"),
+    v.patch == sa.bindparam("patch"),
+)  # built once: every stage move runs it
+
+
+def locate(
+    conn: sa.Connection, name: str, number: SemVer, *, mid: int | None = None
+) -> tuple[int, int, str]:
+    """(model id, version id, stage) of ``name`` ``number``; ``VersionNotFound`` if absent.
+    ``mid``: the model's id when the caller has it."""
+    if mid is None:
+        mid = queries.model_id(conn, name)
     row = conn.execute(
-        sa.select(v.id, v.stage).where(
-            v.model_id == mid,
-            v.major == number.major,
-            v.minor == number.minor,
-            v.patch == number.patch,
-        )
+        _LOCATE, {"mid": mid, "major": number.major, "minor": number.minor, "patch": number.patch}
     ).first()
     if row is None:
         raise VersionNotFound(f"model {name!r} has no version {number}")

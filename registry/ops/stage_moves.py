@@ -35,6 +35,12 @@ from registry.store import Store, Tx
 from registry.versions import Bump, SemVer, bump_between, required_bump, split_model_ref
 
 v = versions_t.c
+# A stage move's statements, built once (building one costs more than running it).
+_PRODUCTION = sa.select(v.id, v.major, v.minor, v.patch).where(
+    v.model_id == sa.bindparam("mid"), v.stage == "production"
+)
+_SET_STAGE = versions_t.update().where(v.id == sa.bindparam("vid"))
+_INSERT_TRANSITION = transitions_t.insert()
 
 
 def _caller_guard(store: Store) -> Callable[[sa.Connection, str], None]:
@@ -123,11 +129,7 @@ def rollback(
         conn = tx.conn
         guard(conn, name)
         mid = queries.model_id(conn, name)
-        current = conn.execute(
-            sa.select(v.id, v.major, v.minor, v.patch).where(
-                v.model_id == mid, v.stage == "production"
-            )
-        ).first()
+        current = conn.execute(_PRODUCTION, {"mid": mid}).first()
         if current is None:
             raise IllegalTransition(
                 f"{name!r} has no production version to roll back",
@@ -136,7 +138,7 @@ def rollback(
             )
         cur_ver = SemVer(current.major, current.minor, current.patch)
         if wanted is None:
-            target = last_stable(queries.history(conn, name), cur_ver)
+            target = last_stable(queries.history(conn, name, mid=mid), cur_ver)
             if target is None:
                 raise VersionNotFound(
                     f"{name!r} has no earlier production version to roll back to; name one "
@@ -157,7 +159,7 @@ def rollback(
                 from_stage="production",
                 to_stage="production",
             )
-        _, tid, tstage = locate(conn, name, target)
+        _, tid, tstage = locate(conn, name, target, mid=mid)
         _move(
             tx,
             mid,
@@ -172,7 +174,7 @@ def rollback(
         )
         _move(tx, mid, tid, name, target, tstage, "production", "rollback", who, reason)
         _record_deployment(tx, name, target, "production", who, environment)
-        return queries.find_version(conn, name, version=target)
+        return queries.find_version(conn, name, version=target, mid=mid)
 
     return store.write(op)
 
@@ -321,9 +323,7 @@ def _was_in_production(conn: sa.Connection, mid: int, number: SemVer) -> bool:
 
 
 def _archive_production(tx: Tx, mid: int, name: str, who: str, reason: str, kind: str) -> None:
-    current = tx.conn.execute(
-        sa.select(v.id, v.major, v.minor, v.patch).where(v.model_id == mid, v.stage == "production")
-    ).first()
+    current = tx.conn.execute(_PRODUCTION, {"mid": mid}).first()
     if current is not None:
         ver = SemVer(current.major, current.minor, current.patch)
         _move(tx, mid, current.id, name, ver, "production", "archived", kind, who, reason)
@@ -341,19 +341,12 @@ def _move(
     who: str,
     reason: str | None,
 ) -> None:
-    tx.conn.execute(versions_t.update().where(v.id == vid).values(stage=to_stage))
+    tx.conn.execute(_SET_STAGE, {"vid": vid, "stage": to_stage})
     tx.conn.execute(
-        transitions_t.insert().values(
-            model_id=mid,
-            version_id=vid,
-            from_stage=from_stage,
-            to_stage=to_stage,
-            kind=kind,
-            actor=who,
-            reason=reason,
-            at=tx.now,
-        )
-    )
+        _INSERT_TRANSITION,
+        {"model_id": mid, "version_id": vid, "from_stage": from_stage, "to_stage": to_stage,
+         "kind": kind, "actor": who, "reason": reason, "at": tx.now},
+    )  # fmt: skip
     tx.audit(
         actor=who,
         action=kind,
