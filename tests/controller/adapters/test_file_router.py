@@ -6,6 +6,7 @@ import fcntl
 import json
 import os
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -106,3 +107,87 @@ class TestFileRouter:
             writer.join(timeout=5)
         FileRouter(path=path).set(_route("a", "v1", 1))
         assert read_table(path) == {"a": _route("a", "v1", 1)}
+
+
+class TestSharedWrites:
+    """Concurrent sets share a rewrite of the table: ten models rolled back at once cost
+    one write and one fsync after the one under way, not ten in a row."""
+
+    @staticmethod
+    def _queue_behind_a_held_table(
+        tmp_path: Path, router: FileRouter, routes: list[Route]
+    ) -> tuple[list[threading.Thread], list[str], int]:
+        """Start a set per route while another process holds the table's lock, wait
+        until all but the first (which waits for that lock) are queued; returns the
+        threads, their errors and the held lock's descriptor (closing it lets go)."""
+        holder = os.open(tmp_path / "routes.json.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        errors: list[str] = []
+
+        def write(route: Route) -> None:
+            try:
+                router.set(route)
+            except RouterError as exc:
+                errors.append(str(exc))
+
+        threads = [threading.Thread(target=write, args=(r,), daemon=True) for r in routes]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 5
+        while len(router._queue) < len(routes) - 1 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return threads, errors, holder
+
+    def test_sets_queued_meanwhile_go_out_in_one_write(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        path = tmp_path / "routes.json"
+        router = FileRouter(path=path, lock_wait=10)
+        writes: list[str] = []
+        real_write = router._write
+
+        def counted(text: str) -> None:
+            writes.append(text)
+            real_write(text)
+
+        monkeypatch.setattr(router, "_write", counted)
+        routes = [_route(f"m{i}", "v1", 1) for i in range(10)]
+        threads, errors, holder = self._queue_behind_a_held_table(tmp_path, router, routes)
+        os.close(holder)
+        for t in threads:
+            t.join(timeout=10)
+        assert not errors
+        assert len(writes) == 2, "the first set's write, then one for the nine queued"
+        assert read_table(path) == {r.model: r for r in routes}
+        router.set(_route("m3", "v2", 2))  # alone again: its own write
+        assert len(writes) == 3
+        assert read_table(path)["m3"] == _route("m3", "v2", 2)
+
+    def test_a_failed_shared_write_fails_every_set_in_it(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Each caller whose route was in the failed write gets the router's error (its
+        caller retries), and the table keeps what it had."""
+        path = tmp_path / "routes.json"
+        router = FileRouter(path=path, lock_wait=10)
+        router.set(_route("kept", "v1", 1))
+        real_write = router._write
+        calls: list[str] = []
+
+        def failing_after_the_first(text: str) -> None:
+            calls.append(text)
+            if len(calls) > 1:
+                raise RouterError(f"file router: cannot replace {path}: disk full")
+            real_write(text)
+
+        monkeypatch.setattr(router, "_write", failing_after_the_first)
+        routes = [_route(f"m{i}", "v1", 1) for i in range(5)]
+        threads, errors, holder = self._queue_behind_a_held_table(tmp_path, router, routes)
+        os.close(holder)
+        for t in threads:
+            t.join(timeout=10)
+        assert len(errors) == 4, errors
+        assert all("disk full" in e for e in errors), errors
+        table = read_table(path)
+        assert "kept" in table
+        assert len(set(table) - {"kept"}) == 1  # the first set's own write
