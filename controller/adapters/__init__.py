@@ -4,7 +4,8 @@
   (its own Alembic history; the records and the state's one serialiser are
   ``rollout_records``); ``production_ledger`` every production rollback made or
   begun (guard and alerts); ``guard_store`` the guard's trigger streaks;
-  ``alert_ledger`` the alert deliveries already acted on; ``epoch`` their times.
+  ``alert_ledger`` the alert deliveries already acted on; ``epoch`` their times;
+  ``writes`` their write transactions, group-committed with the registry's.
 - ``routing`` + ``routers/``: the router protocol and one module per ``kind:``.
 - ``registry_gateway``: what the shell reads from the registry (approvals, how
   production got there), failures as data.

@@ -21,6 +21,8 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from controller.adapters.writes import Writes
+
 __all__ = ["AlertKey", "AlertLedger", "insert_missing", "insert_seen", "seen_rows"]
 
 AlertKey = tuple[str, datetime]  # (fingerprint, startsAt), as ``AlertEvent.key``
@@ -45,11 +47,18 @@ class AlertLedger:
     """Persisted alert keys with when each was first seen; the tables come from the
     controller's migrations (``controller.adapters.rollout_store.migrate``)."""
 
-    def __init__(self, engine: sa.Engine, *, remember: timedelta = timedelta(days=7)) -> None:
+    def __init__(
+        self,
+        engine: sa.Engine,
+        *,
+        remember: timedelta = timedelta(days=7),
+        writes: Writes | None = None,
+    ) -> None:
         if remember <= timedelta(0):
             raise ValueError(f"alert ledger: remember must be positive, got {remember}")
         self._engine = engine
         self._remember = remember
+        self._writes = writes or Writes(engine)  # the rollout store's: group-committed
 
     def load(self, *, now: datetime) -> dict[AlertKey, datetime]:
         """Every key seen within ``remember`` of ``now`` (older rows are deleted)."""
@@ -68,9 +77,12 @@ class AlertLedger:
         values = [row for key, first in keys for row in seen_rows([key], first.timestamp())]
         if not values:
             return
-        with self._engine.begin() as conn:
+
+        def write(conn: sa.Connection) -> None:
             insert_seen(conn, values)
             self._prune(conn, now)
+
+        self._writes.run(write)
 
     def _prune(self, conn: sa.Connection, now: datetime) -> None:
         horizon = (now - self._remember).timestamp()

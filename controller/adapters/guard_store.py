@@ -19,6 +19,7 @@ from controller.adapters.epoch import from_epoch, to_epoch
 from controller.adapters.fencing import Fencing
 from controller.adapters.production_ledger import ProductionLedger
 from controller.adapters.rollout_store import METADATA
+from controller.adapters.writes import Writes
 from controller.core.causes import Cause
 from controller.core.guard import TriggerMemory
 from registry.db import reader
@@ -44,12 +45,14 @@ TRIGGER = sa.Table(
 class GuardStore:
     """The guard's trigger table on the controller's engine (migrated by ``RolloutStore``)."""
 
-    def __init__(self, engine: sa.Engine, *, fencing: Fencing | None = None) -> None:
-        self._engine = engine
+    def __init__(
+        self, engine: sa.Engine, *, fencing: Fencing | None = None, writes: Writes | None = None
+    ) -> None:
         self._reader = reader(engine)  # reads begin deferred on SQLite
         self.fencing = fencing or Fencing()  # each model's rows are written fenced
+        self._writes = writes or Writes(engine)  # the rollout store's: group-committed
         # The guard's actions are the production ledger's rows.
-        self.ledger = ProductionLedger(engine, fencing=self.fencing)
+        self.ledger = ProductionLedger(engine, fencing=self.fencing, writes=self._writes)
 
     def memories(self) -> dict[str, dict[str, TriggerMemory]]:
         """Every trigger's memory, by model and trigger name."""
@@ -91,13 +94,16 @@ class GuardStore:
             for name, m in memories.items()
         ]
         models = list(by_model)
-        with self._engine.begin() as conn:
+
+        def write(conn: sa.Connection) -> None:
             for model in models:
                 self.fencing.check(conn, model)
             for i in range(0, len(models), 500):
                 conn.execute(TRIGGER.delete().where(TRIGGER.c.model.in_(models[i : i + 500])))
             if rows:
                 conn.execute(TRIGGER.insert(), rows)
+
+        self._writes.run(write)
 
     def status(self, *, now: datetime, model: str | None = None) -> list[dict[str, object]]:
         """What the guard knows, per model: each trigger's last judgement and streak, and

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from controller.adapters.epoch import from_epoch, to_epoch
 from controller.adapters.fencing import Fencing
 from controller.adapters.rollout_store import METADATA
+from controller.adapters.writes import Writes
 from controller.core.causes import Cause
 from controller.core.production import ActionOutcome, ProductionAction, RollbackRequest
 from registry.db import reader
@@ -39,6 +40,12 @@ ACTION = sa.Table(
     sa.Column("actor", sa.String(128)),
 )
 _OUTCOMES: tuple[ActionOutcome, ...] = ("pending", "rolled_back", "nothing_to_roll_back", "failed")
+# An alert's rollback runs these; built once (building one costs more than running it).
+_OF_MODEL = sa.select(ACTION).where(ACTION.c.model == sa.bindparam("model")).order_by(ACTION.c.id)
+_OF_INSTANCE = _OF_MODEL.where(ACTION.c.instance == sa.bindparam("instance"))
+_INSERT = ACTION.insert()
+_MODEL_OF = sa.select(ACTION.c.model).where(ACTION.c.id == sa.bindparam("action_id"))
+_FINISH = ACTION.update().where(ACTION.c.id == sa.bindparam("action_id"))
 
 
 def _action(row: sa.Row[tuple[object, ...]]) -> ProductionAction:
@@ -61,10 +68,12 @@ def _action(row: sa.Row[tuple[object, ...]]) -> ProductionAction:
 class ProductionLedger:
     """The ledger's table on the controller's engine (migrated by ``RolloutStore``)."""
 
-    def __init__(self, engine: sa.Engine, *, fencing: Fencing | None = None) -> None:
-        self._engine = engine
+    def __init__(
+        self, engine: sa.Engine, *, fencing: Fencing | None = None, writes: Writes | None = None
+    ) -> None:
         self._reader = reader(engine)  # reads begin deferred on SQLite
         self.fencing = fencing or Fencing()  # checked inside each write (several daemons)
+        self._writes = writes or Writes(engine)  # the rollout store's: group-committed
 
     def last_actions(self, cause: Cause) -> dict[str, ProductionAction]:
         """The newest action of ``cause`` of every model that had one."""
@@ -82,44 +91,53 @@ class ProductionLedger:
 
     def actions(self, model: str, *, instance: str | None = None) -> list[ProductionAction]:
         """A model's actions (of one request instance, if given), oldest first."""
-        query = sa.select(ACTION).where(ACTION.c.model == model).order_by(ACTION.c.id)
-        if instance is not None:
-            query = query.where(ACTION.c.instance == instance)
+        query, params = (
+            (_OF_MODEL, {"model": model})
+            if instance is None
+            else (_OF_INSTANCE, {"model": model, "instance": instance})
+        )
         with self._reader.connect() as conn:
-            return [_action(r) for r in conn.execute(query)]
+            return [_action(r) for r in conn.execute(query, params)]
 
     def begin(self, request: RollbackRequest, from_version: str, *, now: datetime) -> int:
         """Record a rollback about to be made (``pending``), before the registry call."""
         until = request.cooldown_until or now
-        with self._engine.begin() as conn:
+
+        def write(conn: sa.Connection) -> int:
             self.fencing.check(conn, request.model)
             pk = conn.execute(
-                ACTION.insert().values(
-                    model=request.model,
-                    at=to_epoch(now),
-                    from_version=from_version,
-                    to_version=None,
-                    outcome="pending",
-                    reason=request.reason[:2000],
-                    cooldown_until=to_epoch(until),
-                    cause=request.cause.value,
-                    instance=request.instance,
-                    actor=request.actor[:128],
-                )
+                _INSERT,
+                {
+                    "model": request.model,
+                    "at": to_epoch(now),
+                    "from_version": from_version,
+                    "to_version": None,
+                    "outcome": "pending",
+                    "reason": request.reason[:2000],
+                    "cooldown_until": to_epoch(until),
+                    "cause": request.cause.value,
+                    "instance": request.instance,
+                    "actor": request.actor[:128],
+                },
             ).inserted_primary_key
-        assert pk is not None
-        return int(pk[0])
+            assert pk is not None
+            return int(pk[0])
+
+        return self._writes.run(write)
 
     def finish(
         self, action_id: int, outcome: ActionOutcome, *, to_version: str | None, reason: str
     ) -> None:
         """What became of the rollback recorded by ``begin``."""
-        with self._engine.begin() as conn:
-            model = conn.execute(sa.select(ACTION.c.model).where(ACTION.c.id == action_id)).scalar()
+
+        def write(conn: sa.Connection) -> None:
+            model = conn.execute(_MODEL_OF, {"action_id": action_id}).scalar()
             if model is not None:
                 self.fencing.check(conn, str(model))
             conn.execute(
-                ACTION.update()
-                .where(ACTION.c.id == action_id)
-                .values(outcome=outcome, to_version=to_version, reason=reason[:2000])
-            )
+                _FINISH,
+                {"action_id": action_id, "outcome": outcome, "to_version": to_version,
+                 "reason": reason[:2000]},
+            )  # fmt: skip
+
+        self._writes.run(write)

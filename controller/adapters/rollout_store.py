@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
@@ -39,6 +39,7 @@ from controller.adapters.rollout_records import (
     RolloutRecord,
     state_columns,
 )
+from controller.adapters.writes import Writes
 from controller.core.decisions import Decision
 from controller.core.phases import ACTIVE, TERMINAL, Phase
 from controller.errors import CannotStart, RolloutNotFound
@@ -56,6 +57,8 @@ __all__ = [
     "migrate",
     "stamp",
 ]
+
+T = TypeVar("T")
 
 VERSION_TABLE = "controller_alembic_version"
 _MIGRATIONS = Path(__file__).parents[1] / "migrations"
@@ -115,6 +118,24 @@ PUSHED_ROUTE = sa.Table(
     sa.Column("route", sa.Text),
     sa.Column("pushed_at", sa.Float),
 )
+
+# The per-model statements every alert and push runs, built once (building one costs
+# more than SQLite takes to run it).
+_ACTIVE_PHASES = [p.value for p in ACTIVE]
+_NEWEST_OF_MODEL = {
+    active: sa.select(ROLLOUT)
+    .where(
+        ROLLOUT.c.model == sa.bindparam("model"),
+        ROLLOUT.c.phase.in_(_ACTIVE_PHASES) if active else ROLLOUT.c.phase.not_in(_ACTIVE_PHASES),
+    )
+    .order_by(ROLLOUT.c.id.desc())
+    .limit(1)
+    for active in (True, False)
+}
+_PUSHED_OF_MODEL = sa.select(PUSHED_ROUTE.c.route).where(
+    PUSHED_ROUTE.c.model == sa.bindparam("model")
+)
+_SET_PUSHED = PUSHED_ROUTE.update().where(PUSHED_ROUTE.c.model == sa.bindparam("m"))
 
 # ``record_holds``' two statements: each reads a ``VALUES`` table of bound parameters (one
 # row per rollout, padded to a power of two with rows that match nothing), so that a chunk
@@ -232,6 +253,9 @@ class RolloutStore:
         # Checked inside every write transaction for a model (several daemons: the
         # shard's lease and fencing token); shared with the ledger and the guard's table.
         self.fencing = fencing or Fencing()
+        # Write transactions: group-committed with the registry's once the daemon
+        # calls ``writes.share`` (shared with the ledgers).
+        self.writes = Writes(engine)
         migrate(engine)
 
     @contextmanager
@@ -244,15 +268,19 @@ class RolloutStore:
         if self.fencing.fence is None:
             yield
             return
-        with self._writing(model):
+        with self._engine.begin() as conn:  # held across the effect: not a shared write
+            self.fencing.check(conn, model)
             yield
 
-    @contextmanager
-    def _writing(self, model: str) -> Iterator[sa.Connection]:
-        """A write transaction for ``model``, fenced first when a fence is set."""
-        with self._engine.begin() as conn:
+    def _write(self, model: str, write: Callable[[sa.Connection], T]) -> T:
+        """``write`` in a write transaction for ``model`` (``Writes.run``), fenced first
+        when a fence is set."""
+
+        def fenced_write(conn: sa.Connection) -> T:
             self.fencing.check(conn, model)
-            yield conn
+            return write(conn)
+
+        return self.writes.run(fenced_write)
 
     @classmethod
     def open(cls, url: str) -> RolloutStore:
@@ -338,8 +366,14 @@ class RolloutStore:
         return sorted(self.list_rollouts(active=True, limit=1_000_000), key=lambda r: r.id)
 
     def active_for(self, model: str) -> RolloutRecord | None:
-        found = self.list_rollouts(model=model, active=True, limit=1)
-        return found[0] if found else None
+        return self._newest_of(model, active=True)
+
+    def _newest_of(self, model: str, *, active: bool) -> RolloutRecord | None:
+        """``list_rollouts(model=model, active=active, limit=1)``, on a statement built
+        once: every alert and push asks it, and building costs more than running it."""
+        with self._reader.connect() as conn:
+            row = conn.execute(_NEWEST_OF_MODEL[active], {"model": model}).first()
+        return None if row is None else RolloutRecord.from_row(row)
 
     def exists(self, model: str, treatment: str) -> bool:
         with self._reader.connect() as conn:
@@ -353,8 +387,7 @@ class RolloutStore:
             )
 
     def latest_finished(self, model: str) -> RolloutRecord | None:
-        found = self.list_rollouts(model=model, active=False, limit=1)
-        return found[0] if found else None
+        return self._newest_of(model, active=False)
 
     def active_for_models(self, models: Iterable[str]) -> dict[str, RolloutRecord]:
         """``active_for`` of several models: one query per 1,000 models."""
@@ -424,9 +457,7 @@ class RolloutStore:
     def pushed_route(self, model: str) -> Route | None:
         """The last route pushed for ``model`` (``record_pushed``), if any."""
         with self._reader.connect() as conn:
-            text = conn.execute(
-                sa.select(PUSHED_ROUTE.c.route).where(PUSHED_ROUTE.c.model == model)
-            ).scalar()
+            text = conn.execute(_PUSHED_OF_MODEL, {"model": model}).scalar()
         return Route.from_dict(json.loads(text)) if text is not None else None
 
     def pushed_routes(self, models: Iterable[str]) -> dict[str, Route | None]:
@@ -448,12 +479,12 @@ class RolloutStore:
     def record_pushed(self, route: Route, *, now: datetime) -> None:
         """Remember ``route`` as the last pushed for its model (one row per model)."""
         values = {"route": json.dumps(route.to_dict(), sort_keys=True), "pushed_at": to_epoch(now)}
-        with self._writing(route.model) as conn:
-            updated = conn.execute(
-                PUSHED_ROUTE.update().where(PUSHED_ROUTE.c.model == route.model).values(**values)
-            ).rowcount
-            if not updated:
-                conn.execute(PUSHED_ROUTE.insert().values(model=route.model, **values))
+
+        def write(conn: sa.Connection) -> None:
+            if not conn.execute(_SET_PUSHED, {"m": route.model, **values}).rowcount:
+                conn.execute(PUSHED_ROUTE.insert(), {"model": route.model, **values})
+
+        self._write(route.model, write)
 
     def create(
         self,
@@ -469,31 +500,34 @@ class RolloutStore:
         """A new rollout in ``pending``; ``CannotStart`` if one is active for the model
         or this candidate already had a rollout."""
         t = to_epoch(now)
+
+        def write(conn: sa.Connection) -> Any:
+            return conn.execute(
+                ROLLOUT.insert().values(
+                    model=model,
+                    control=control,
+                    treatment=treatment,
+                    control_digest=control_digest,
+                    treatment_digest=treatment_digest,
+                    phase=Phase.PENDING.value,
+                    step=-1,
+                    weight=0.0,
+                    started_at=t,
+                    step_started_at=t,
+                    next_eval_at=t,
+                    failures=0,
+                    streaks="{}",
+                    approved=False,
+                    revision=0,
+                    intent=None,
+                    reason=reason,
+                    updated_at=t,
+                    finished_at=None,
+                )
+            ).inserted_primary_key
+
         try:
-            with self._writing(model) as conn:
-                rollout_id = conn.execute(
-                    ROLLOUT.insert().values(
-                        model=model,
-                        control=control,
-                        treatment=treatment,
-                        control_digest=control_digest,
-                        treatment_digest=treatment_digest,
-                        phase=Phase.PENDING.value,
-                        step=-1,
-                        weight=0.0,
-                        started_at=t,
-                        step_started_at=t,
-                        next_eval_at=t,
-                        failures=0,
-                        streaks="{}",
-                        approved=False,
-                        revision=0,
-                        intent=None,
-                        reason=reason,
-                        updated_at=t,
-                        finished_at=None,
-                    )
-                ).inserted_primary_key
+            rollout_id = self._write(model, write)
         except sa.exc.IntegrityError:
             raise CannotStart(
                 f"{model}: a rollout is already active, or {treatment} already had one"
@@ -537,7 +571,8 @@ class RolloutStore:
     ) -> Intent:
         """Store the decision (not yet applied) and the intent to reach its state."""
         t = to_epoch(now)
-        with self._writing(record.model) as conn:
+
+        def write(conn: sa.Connection) -> Intent:
             current = conn.execute(
                 sa.select(ROLLOUT.c.intent, ROLLOUT.c.updated_at).where(ROLLOUT.c.id == record.id)
             ).first()
@@ -560,14 +595,17 @@ class RolloutStore:
                 .where(ROLLOUT.c.id == record.id)
                 .values(intent=intent.to_json(), updated_at=t)
             )
-        return intent
+            return intent
+
+        return self._write(record.model, write)
 
     def confirm(self, rollout_id: int, intent: Intent, *, now: datetime, reason: str) -> None:
         """The intent's effects are applied: take its state, mark the decision applied."""
         t = to_epoch(now)
         values = state_columns(intent.state)
         finished = intent.state.phase in TERMINAL
-        with self._writing(intent.state.model) as conn:
+
+        def write(conn: sa.Connection) -> None:
             conn.execute(
                 ROLLOUT.update()
                 .where(ROLLOUT.c.id == rollout_id)
@@ -585,15 +623,16 @@ class RolloutStore:
                 DECISION.update().where(DECISION.c.id == intent.decision_id).values(applied=True)
             )
 
+        self._write(intent.state.model, write)
+
     def abandon(self, rollout_id: int, intent: Intent, *, now: datetime, reason: str) -> None:
         """The intent cannot be applied (e.g. the registry wants approvals): drop it and
         keep the rollout where it was, with the reason; the decision stays unapplied."""
-        with self._writing(intent.state.model) as conn:
-            conn.execute(
-                ROLLOUT.update()
-                .where(ROLLOUT.c.id == rollout_id)
-                .values(intent=None, approved=False, reason=reason, updated_at=to_epoch(now))
-            )
+        self._write(intent.state.model, lambda conn: conn.execute(
+            ROLLOUT.update()
+            .where(ROLLOUT.c.id == rollout_id)
+            .values(intent=None, approved=False, reason=reason, updated_at=to_epoch(now))
+        ))  # fmt: skip
 
     def record_hold(
         self,
@@ -606,7 +645,8 @@ class RolloutStore:
     ) -> None:
         """A decision with no outside effect: update the state and store it, applied."""
         t = to_epoch(now)
-        with self._writing(record.model) as conn:
+
+        def write(conn: sa.Connection) -> None:
             if store_decision:
                 self._insert_decision(conn, record, decision, t, applied=True)
             conn.execute(
@@ -619,6 +659,8 @@ class RolloutStore:
                     updated_at=t,
                 )
             )
+
+        self._write(record.model, write)
 
     def record_holds(
         self, holds: Sequence[tuple[RolloutRecord, Decision, datetime]], *, now: datetime
@@ -639,9 +681,12 @@ class RolloutStore:
             values.update(id=record.id, next_eval_at=to_epoch(next_eval_at),
                           reason=decision.reason, updated_at=t)  # fmt: skip
             updates.append(values)
-        with self._engine.begin() as conn:
+
+        def write(conn: sa.Connection) -> None:
             for model in sorted({r.model for r, _, _ in holds}):
                 self.fencing.check(conn, model)
             for begin in range(0, len(holds), _HOLDS_PER_STATEMENT):
                 _run_rows(conn, "insert", decisions[begin : begin + _HOLDS_PER_STATEMENT])
                 _run_rows(conn, "update", updates[begin : begin + _HOLDS_PER_STATEMENT])
+
+        self.writes.run(write)

@@ -144,6 +144,7 @@ class Daemon:
         notifications = build_notifications(config)
         registry = open_registry(config, clock)
         store = RolloutStore.open(registry.url)
+        store.writes.share(registry.store)  # one fsync for concurrent writes (SQLite)
         sources = build_sources(config)
         ingest = ingest_stores(sources)
         routers: dict[str, Router] = {
@@ -162,13 +163,13 @@ class Daemon:
         )
         if notifications is not None:
             controller.on_decision = notifications.post
-        guard_store = GuardStore(store.engine, fencing=store.fencing)
+        guard_store = GuardStore(store.engine, fencing=store.fencing, writes=store.writes)
         guard = Guard(controller, guard_store, metrics=collector)
         ha.join(config, store, controller, collector)  # several daemons: leases, fence
         scheduler = RolloutScheduler(controller, guard)
         ingest_name = config.ingest_source_name()
         holder: dict[str, Daemon] = {}
-        ledger = AlertLedger(store.engine)
+        ledger = AlertLedger(store.engine, writes=store.writes)
         alerts = (
             AlertIntake(
                 [r.rule(i) for i, r in enumerate(config.alerts)], seen=ledger.load(now=clock())

@@ -133,7 +133,7 @@ class Actuator:
     ) -> None:
         self.registry = registry
         self.store = store
-        self.ledger = ProductionLedger(store.engine, fencing=store.fencing)
+        self.ledger = ProductionLedger(store.engine, fencing=store.fencing, writes=store.writes)
         self.routers = dict(routers)
         self.policy = policy
         self.clock = clock
