@@ -144,7 +144,6 @@ class Daemon:
         notifications = build_notifications(config)
         registry = open_registry(config, clock)
         store = RolloutStore.open(registry.url)
-        store.writes.share(registry.store)  # one fsync for concurrent writes (SQLite)
         sources = build_sources(config)
         ingest = ingest_stores(sources)
         routers: dict[str, Router] = {

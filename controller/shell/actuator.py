@@ -133,6 +133,9 @@ class Actuator:
     ) -> None:
         self.registry = registry
         self.store = store
+        # On one SQLite file, the daemon's writes join the registry's group commit
+        # (``controller.adapters.writes``): concurrent ones share a transaction.
+        store.writes.share(registry.store)
         self.ledger = ProductionLedger(store.engine, fencing=store.fencing, writes=store.writes)
         self.routers = dict(routers)
         self.policy = policy

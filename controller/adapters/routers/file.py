@@ -16,7 +16,8 @@ one table: each read-modify-write sees the others' entries. A writer waits at mo
 ``lock_wait`` seconds (1 s; a write takes milliseconds) for both, then the ``set``
 fails with ``RouterError`` and its caller retries: a process stopped while it holds
 the table's lock (SIGSTOP) must not hang the others' pushes, which hold their shard's
-lease row while they push, for as long as it stays stopped.
+lease row while they push, for as long as it stays stopped. A ``read`` takes neither
+lock: the table is only ever replaced whole, so it never waits for a write.
 
 Concurrent ``set`` calls share a write: each queues its route, and whichever of them
 takes the lock next writes every route queued by then, so ten alerts rolling ten
@@ -50,6 +51,8 @@ from serving.route import Route
 
 __all__ = ["FileOptions", "FileRouter"]
 
+Identity = tuple[int, int, int]  # a table file's (inode, mtime in ns, size)
+
 
 class FileOptions(RouterOptions):
     """Options of ``kind: file``: where the routing table lives."""
@@ -79,9 +82,14 @@ class FileRouter:
         self.path = Path(path)
         self.lock_wait = lock_wait  # seconds a set waits for the table's locks
         self._lock = threading.Lock()
-        self._cached: tuple[tuple[int, int, int], dict[str, Any]] | None = None
-        self._encoded: dict[str, str] = {}  # model -> its '"name": {...}' member, as written
-        self._names: list[str] = []  # the table's models in order, while _encoded is whole
+        # The parsed table with the file identity it was read at; replaced whole, never
+        # changed in place, so ``read`` needs no lock and never waits for a write.
+        self._cached: tuple[Identity, dict[str, Any]] | None = None
+        # Under the lock: each model's '"name": {...}' member as last written, and the
+        # models in order, valid for the file identity ``_encoded_for``.
+        self._encoded: dict[str, str] = {}
+        self._names: list[str] = []
+        self._encoded_for: Identity | None = None
         self._queue: list[_Queued] = []  # routes for the next write, oldest first
         self._queue_lock = threading.Lock()
 
@@ -130,7 +138,10 @@ class FileRouter:
     def _replace(self, routes: list[Route]) -> None:
         """Read the table, replace the entries of ``routes`` (a later one of a model
         wins), write it (under both locks)."""
-        models = dict(self._models())
+        identity, current = self._table()
+        if identity is None or identity != self._encoded_for:  # changed by someone else
+            self._encoded, self._names = {}, []
+        models = dict(current)
         encoded = self._encoded
         for route in routes:
             entry = models[route.model] = route.to_dict()
@@ -141,10 +152,11 @@ class FileRouter:
             self._names = sorted(models)
         # json.dumps({"models": models}, sort_keys=True), re-encoding only what changed
         text = '{"models": {' + ", ".join([encoded[name] for name in self._names]) + "}}"
-        self._cached = None
+        self._encoded_for = None  # until the write is known to have landed
         self._write(text)
         with contextlib.suppress(OSError):  # no cache: the next read parses the file
-            self._cached = (self._identity(), models)
+            written = self._identity()
+            self._cached, self._encoded_for = (written, models), written
 
     @contextlib.contextmanager
     def _between_processes(self, deadline: float) -> Iterator[None]:
@@ -174,28 +186,31 @@ class FileRouter:
             os.close(fd)  # closing releases the lock
 
     def read(self, model: str) -> Route | None:
-        with self._lock:
-            entry = self._models().get(model)
+        entry = self._table()[1].get(model)
         try:
             return None if entry is None else Route.from_dict(entry)
         except (KeyError, TypeError, ValueError) as exc:
             where = f"file router: bad entry for {model!r} in {self.path}"
             raise RouterError(f"{where}: {exc}") from exc
 
-    def _identity(self) -> tuple[int, int, int]:
+    def _identity(self) -> Identity:
         stat = os.stat(self.path)
         return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
 
-    def _models(self) -> dict[str, Any]:
-        """The table's raw entries; parsed again only when the file changed."""
+    def _table(self) -> tuple[Identity | None, dict[str, Any]]:
+        """The table's raw entries (not to be changed) with the file identity they were
+        read at (None: no file yet); parsed again only when the file changed. Safe
+        without the lock: the file is only ever replaced whole, and two threads parsing
+        the same change at once only parse it twice."""
         try:
             identity = self._identity()
         except FileNotFoundError:
-            return {}
+            return None, {}
         except OSError as exc:
             raise RouterError(f"file router: cannot read {self.path}: {exc}") from exc
-        if self._cached is not None and self._cached[0] == identity:
-            return self._cached[1]
+        cached = self._cached
+        if cached is not None and cached[0] == identity:
+            return cached
         try:
             data = json.loads(self.path.read_bytes())
         except (OSError, ValueError) as exc:
@@ -204,8 +219,7 @@ class FileRouter:
         if not isinstance(models, dict):
             raise RouterError(f"file router: {self.path} has no 'models' table")
         self._cached = (identity, models)
-        self._encoded, self._names = {}, []  # changed by someone else: encode afresh
-        return models
+        return identity, models
 
     def _write(self, text: str) -> None:
         directory = self.path.parent

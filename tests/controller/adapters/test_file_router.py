@@ -191,3 +191,25 @@ class TestSharedWrites:
         table = read_table(path)
         assert "kept" in table
         assert len(set(table) - {"kept"}) == 1  # the first set's own write
+
+    def test_a_read_does_not_wait_for_a_write_under_way(self, tmp_path: Path) -> None:
+        """A push reads the held route first: it must not queue behind another model's
+        write (and its fsyncs), let alone one stuck waiting for the table's lock."""
+        path = tmp_path / "routes.json"
+        router = FileRouter(path=path, lock_wait=10)
+        router.set(_route("a", "v1", 1))
+        threads, errors, holder = self._queue_behind_a_held_table(
+            tmp_path, router, [_route("b", "v1", 1)]
+        )
+        try:
+            assert threads[0].is_alive(), "the set waits for the table's lock"
+            started = time.monotonic()
+            assert router.read("a") == _route("a", "v1", 1)
+            assert router.read("b") is None
+            assert time.monotonic() - started < 1.0
+        finally:
+            os.close(holder)
+            for t in threads:
+                t.join(timeout=10)
+        assert not errors
+        assert router.read("b") == _route("b", "v1", 1)
