@@ -2,10 +2,13 @@
 
 One table (``controller_production_action``, migration ``c0006``) for the guard and
 for alerts, so that production has one rollback path with one idempotence record
-(``controller.core.production``). A row is written ``pending`` before the registry
-call and finished after it: a crash in between leaves the pending row, which the rule
-reads (production moved: it was done; production did not move: finish it). The guard
-reads its newest own action for the cooldown; an alert reads the rows of its instance.
+(``controller.core.production``). On the registry's own SQLite file the row commits
+in the registry's rollback transaction (``record``): the move and its row land
+together or not at all. Elsewhere (an MLflow front, a separate database) a row is
+written ``pending`` before the registry call and finished after it: a crash in between
+leaves the pending row, which the rule reads (production moved: it was done;
+production did not move: finish it). The guard reads its newest own action for the
+cooldown; an alert reads the rows of its instance.
 """
 
 from __future__ import annotations
@@ -101,43 +104,84 @@ class ProductionLedger:
 
     def begin(self, request: RollbackRequest, from_version: str, *, now: datetime) -> int:
         """Record a rollback about to be made (``pending``), before the registry call."""
-        until = request.cooldown_until or now
+        return self._writes.run(
+            lambda conn: self.record(conn, request, from_version, now=now, outcome="pending")
+        )
 
-        def write(conn: sa.Connection) -> int:
-            self.fencing.check(conn, request.model)
-            pk = conn.execute(
-                _INSERT,
-                {
-                    "model": request.model,
-                    "at": to_epoch(now),
-                    "from_version": from_version,
-                    "to_version": None,
-                    "outcome": "pending",
-                    "reason": request.reason[:2000],
-                    "cooldown_until": to_epoch(until),
-                    "cause": request.cause.value,
-                    "instance": request.instance,
-                    "actor": request.actor[:128],
-                },
-            ).inserted_primary_key
-            assert pk is not None
-            return int(pk[0])
+    def record(
+        self,
+        conn: sa.Connection,
+        request: RollbackRequest,
+        from_version: str,
+        *,
+        now: datetime,
+        outcome: ActionOutcome,
+        to_version: str | None = None,
+        reason: str | None = None,
+    ) -> int:
+        """In ``conn``'s transaction: a row for ``request`` with ``outcome``; its id.
+        ``rolled_back`` in the registry's own rollback transaction needs no ``pending``
+        row first: the two commit together or not at all."""
+        self.fencing.check(conn, request.model)
+        pk = conn.execute(
+            _INSERT,
+            {
+                "model": request.model,
+                "at": to_epoch(now),
+                "from_version": from_version,
+                "to_version": to_version,
+                "outcome": outcome,
+                "reason": (request.reason if reason is None else reason)[:2000],
+                "cooldown_until": to_epoch(request.cooldown_until or now),
+                "cause": request.cause.value,
+                "instance": request.instance,
+                "actor": request.actor[:128],
+            },
+        ).inserted_primary_key
+        assert pk is not None
+        return int(pk[0])
 
-        return self._writes.run(write)
+    def record_alone(
+        self,
+        request: RollbackRequest,
+        from_version: str,
+        *,
+        now: datetime,
+        outcome: ActionOutcome,
+        reason: str,
+    ) -> int:
+        """``record`` in a transaction of its own (a rollback the registry refused)."""
+        return self._writes.run(
+            lambda conn: self.record(
+                conn, request, from_version, now=now, outcome=outcome, reason=reason
+            )
+        )
 
     def finish(
         self, action_id: int, outcome: ActionOutcome, *, to_version: str | None, reason: str
     ) -> None:
         """What became of the rollback recorded by ``begin``."""
+        self._writes.run(
+            lambda conn: self.finish_in(
+                conn, action_id, outcome, to_version=to_version, reason=reason
+            )
+        )
 
-        def write(conn: sa.Connection) -> None:
-            model = conn.execute(_MODEL_OF, {"action_id": action_id}).scalar()
-            if model is not None:
-                self.fencing.check(conn, str(model))
-            conn.execute(
-                _FINISH,
-                {"action_id": action_id, "outcome": outcome, "to_version": to_version,
-                 "reason": reason[:2000]},
-            )  # fmt: skip
-
-        self._writes.run(write)
+    def finish_in(
+        self,
+        conn: sa.Connection,
+        action_id: int,
+        outcome: ActionOutcome,
+        *,
+        to_version: str | None,
+        reason: str,
+    ) -> None:
+        """``finish`` in ``conn``'s transaction."""
+        model = conn.execute(_MODEL_OF, {"action_id": action_id}).scalar()
+        if model is not None:
+            self.fencing.check(conn, str(model))
+        conn.execute(
+            _FINISH,
+            {"action_id": action_id, "outcome": outcome, "to_version": to_version,
+             "reason": reason[:2000]},
+        )  # fmt: skip

@@ -21,6 +21,7 @@ and the guard all take it here):
 
 from __future__ import annotations
 
+import contextvars
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -33,7 +34,7 @@ import structlog
 from controller.adapters.metrics import ControllerMetrics, rollback_label
 from controller.adapters.notify import DecisionEvent, EventKind
 from controller.adapters.production_ledger import ProductionLedger
-from controller.adapters.registry_gateway import production_entered_at
+from controller.adapters.registry_gateway import fronts_mlflow, production_entered_at
 from controller.adapters.rollout_store import Intent, RolloutRecord, RolloutStore
 from controller.adapters.routing import Router, RouterError
 from controller.core.causes import Cause
@@ -41,6 +42,7 @@ from controller.core.decisions import Decision, HoldUntil
 from controller.core.phases import TERMINAL, Phase
 from controller.core.policy import PolicyConfig
 from controller.core.production import (
+    ActionOutcome,
     Allowed,
     ProductionFacts,
     RollbackRequest,
@@ -56,6 +58,7 @@ from registry import (
     VersionNotFound,
     faults,
 )
+from registry.store import Tx
 from serving.route import Backend, Route
 
 __all__ = ["Actuator", "Clock", "ProductionOutcome", "record_route"]
@@ -362,30 +365,33 @@ class Actuator:
                 return ProductionOutcome(False, False, verdict.why)
             now = self.clock()
             version = verdict.from_version
-            action_id = (
-                verdict.resume.id
-                if verdict.resume is not None
-                else self.ledger.begin(request, version, now=now)
-            )
+            together = self._ledger_joins_registry()
+            action_id: int | None = None  # together: written with the registry's move
+            if verdict.resume is not None:  # a try cut short: its pending row
+                action_id = verdict.resume.id
+            elif not together:
+                action_id = self.ledger.begin(request, version, now=now)
             try:
-                restored = self.registry.rollback(
-                    model, reason=request.reason[:2000], actor=request.actor
+                restored = self._registry_rollback(
+                    request, version, now=now, action_id=action_id, together=together
                 )
             except VersionNotFound as exc:
-                self.ledger.finish(action_id, "nothing_to_roll_back", to_version=None,
-                                   reason=f"{request.reason}; {exc}")  # fmt: skip
+                self._ledger_outcome(request, version, now, action_id, "nothing_to_roll_back",
+                                     f"{request.reason}; {exc}")  # fmt: skip
                 log.warning("production_nothing_to_roll_back", model=model, version=version,
                             cause=request.cause.value, error=str(exc))  # fmt: skip
                 return ProductionOutcome(False, False, f"nothing to roll back: {exc}", version)
             except RegistryError as exc:
-                self.ledger.finish(action_id, "failed", to_version=None,
-                                   reason=f"{request.reason}; {exc}")  # fmt: skip
+                self._ledger_outcome(request, version, now, action_id, "failed",
+                                     f"{request.reason}; {exc}")  # fmt: skip
                 log.error("production_rollback_failed", model=model, version=version,
                           cause=request.cause.value, error=str(exc))  # fmt: skip
                 return ProductionOutcome(False, False, f"nothing to roll back: {exc}", version)
             to_version = str(restored.version)
-            self.ledger.finish(action_id, "rolled_back", to_version=to_version,
-                               reason=request.reason)  # fmt: skip
+            if not together:
+                assert action_id is not None
+                self.ledger.finish(action_id, "rolled_back", to_version=to_version,
+                                   reason=request.reason)  # fmt: skip
             log.info("production_rolled_back", model=model, cause=request.cause.value,
                      actor=request.actor, from_version=version, to_version=to_version,
                      instance=request.instance)  # fmt: skip
@@ -410,6 +416,64 @@ class Actuator:
             )
         )
         return outcome
+
+    def _ledger_joins_registry(self) -> bool:
+        """Whether the ledger's row can commit in the registry's rollback transaction:
+        one SQLite file (``Writes.shared``) and our own registry (an MLflow front
+        mirrors each move to MLflow in its own effect on that transaction)."""
+        return self.store.writes.shared and not fronts_mlflow(self.registry)
+
+    def _registry_rollback(
+        self,
+        request: RollbackRequest,
+        version: str,
+        *,
+        now: datetime,
+        action_id: int | None,
+        together: bool,
+    ) -> ModelVersion:
+        """The registry's rollback of ``request.model``. ``together``: its ledger row
+        (``rolled_back``, or the ``pending`` row ``action_id`` of an earlier try
+        finished) commits in the same transaction, so no ``pending`` row is written
+        first and nothing is left to finish: the registry's move and its record land
+        together or not at all. The row is written in this thread's context, whichever
+        thread leads the group commit (a member's fence reads its pinned leases)."""
+        if not together:
+            return self.registry.rollback(
+                request.model, reason=request.reason[:2000], actor=request.actor
+            )
+
+        def record(tx: Tx, restored: ModelVersion) -> ModelVersion:
+            to_version = str(restored.version)
+            if action_id is None:
+                self.ledger.record(tx.conn, request, version, now=now, outcome="rolled_back",
+                                   to_version=to_version)  # fmt: skip
+            else:
+                self.ledger.finish_in(tx.conn, action_id, "rolled_back", to_version=to_version,
+                                      reason=request.reason)  # fmt: skip
+            return restored
+
+        caller = contextvars.copy_context()
+        with self.registry.store.finishing(lambda tx, restored: caller.run(record, tx, restored)):
+            return self.registry.rollback(
+                request.model, reason=request.reason[:2000], actor=request.actor
+            )
+
+    def _ledger_outcome(
+        self,
+        request: RollbackRequest,
+        version: str,
+        now: datetime,
+        action_id: int | None,
+        outcome: ActionOutcome,
+        reason: str,
+    ) -> None:
+        """A rollback the registry refused, in the ledger: the row ``begin`` wrote (or
+        an earlier try's) finished, else a row of its own."""
+        if action_id is None:
+            self.ledger.record_alone(request, version, now=now, outcome=outcome, reason=reason)
+        else:
+            self.ledger.finish(action_id, outcome, to_version=None, reason=reason)
 
     # -- routes -------------------------------------------------------------------
 

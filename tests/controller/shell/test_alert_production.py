@@ -258,6 +258,41 @@ class TestCrashBeforeTheLedger:
         assert (row.outcome, row.to_version, row.cause) == ("rolled_back", "v1.0.0", Cause.ALERT)
 
 
+class TestOneTransaction:
+    """On one SQLite file the ledger's row commits in the registry's rollback
+    transaction: no ``pending`` row first, and never one without the other."""
+
+    def test_the_move_and_its_row_commit_together(self, world: World) -> None:
+        assert world.controller.store.writes.shared
+        (done,) = world.client.post("/v1/alerts", json=_webhook()).json()["actions"]
+        assert (done["acted"], done["to"]) == (True, "v1.0.0")
+        (row,) = world.controller.actuator.ledger.actions("fraud")
+        assert (row.outcome, row.from_version, row.to_version) == ("rolled_back", "v1.1.0",
+                                                                    "v1.0.0")  # fmt: skip
+
+    def test_a_row_that_cannot_be_written_undoes_the_move(
+        self, world: World, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The row fails inside the registry's transaction: production stays, no row is
+        left, and the alert is refused to be sent again (a repeat then acts)."""
+        ledger = world.controller.actuator.ledger
+        real_record = ledger.record
+
+        def failing(*args: object, **kwargs: object) -> int:
+            if kwargs.get("outcome") == "rolled_back":
+                raise OSError("disk I/O error")
+            return real_record(*args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(ledger, "record", failing)
+        failed = world.client.post("/v1/alerts", json=_webhook())
+        assert failed.status_code == 503
+        assert str(world.registry.resolve("fraud").version) == "v1.1.0"
+        assert ledger.actions("fraud") == []
+        monkeypatch.setattr(ledger, "record", real_record)
+        (repeat,) = world.client.post("/v1/alerts", json=_webhook()).json()["actions"]
+        assert (repeat["acted"], repeat["to"]) == (True, "v1.0.0")
+
+
 class TestActionFails:
     def test_a_failed_action_is_not_taken_for_a_duplicate(
         self, world: World, tmp_path: Path

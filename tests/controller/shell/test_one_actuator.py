@@ -23,7 +23,13 @@ WRITES = frozenset({
     "create", "record_hold", "record_intent", "confirm", "abandon", "record_pushed",
     "on_decision",
 })  # fmt: skip
-LEDGER_WRITES = ("ledger.begin", "ledger.finish")  # the production ledger's rows
+LEDGER_WRITES = (
+    "ledger.begin",
+    "ledger.finish",
+    "ledger.finish_in",
+    "ledger.record",
+    "ledger.record_alone",
+)  # the production ledger's rows
 
 
 def _writes(path: Path) -> list[str]:
