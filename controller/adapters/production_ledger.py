@@ -92,6 +92,12 @@ class ProductionLedger:
                 for r in conn.execute(sa.select(ACTION).where(ACTION.c.id.in_(newest)))
             }
 
+    def recent(self, limit: int = 100) -> list[ProductionAction]:
+        """The newest actions of every model and cause, newest first."""
+        with self._reader.connect() as conn:
+            rows = conn.execute(sa.select(ACTION).order_by(ACTION.c.id.desc()).limit(limit))
+            return [_action(r) for r in rows]
+
     def actions(self, model: str, *, instance: str | None = None) -> list[ProductionAction]:
         """A model's actions (of one request instance, if given), oldest first."""
         query, params = (

@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from fastapi.routing import APIRoute
 from starlette.datastructures import Headers
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -43,6 +44,8 @@ from controller.http.problems import problem
 __all__ = ["OPEN_TAG", "AccessCheck", "caller", "required_role"]
 
 OPEN_TAG = "health"
+UI_TAG = "ui"  # the dashboard's pages: the session cookie stands for the bearer header
+UI_OPEN_TAG = "ui-open"  # sign-in, sign-out and static files: open like the probes
 _READS = frozenset({"GET", "HEAD", "OPTIONS"})
 _APPROVALS = frozenset({"approve", "reject"})
 _PRINCIPAL = "principal"  # the key in the ASGI scope's "state" (request.state.principal)
@@ -56,7 +59,10 @@ def required_role(method: str, path: str) -> Role:
     if method.upper() in _READS:
         return Role.READER
     prefix, _, action = path.rpartition("/")
-    if prefix == "/v1/rollouts/{rollout_id}" and action in _APPROVALS:
+    if (
+        prefix in ("/v1/rollouts/{rollout_id}", "/ui/rollouts/{rollout_id}")
+        and action in _APPROVALS
+    ):
         return Role.APPROVER
     return Role.DEPLOYER
 
@@ -88,12 +94,19 @@ class AccessCheck:
         store = self.tokens()
         matched = _match(self.routes(), scope) if store is not None else None
         principal: Principal | None = None
-        if store is not None and matched is not None and OPEN_TAG not in matched[0]:
+        tags = matched[0] if matched is not None else ()
+        if store is not None and matched is not None and not {OPEN_TAG, UI_OPEN_TAG} & set(tags):
             role = required_role(scope["method"], matched[1])
             headers = Headers(scope=scope)
+            credential = headers.get("authorization")
+            if credential is None and UI_TAG in tags:
+                credential = _session_bearer(headers)
             try:
-                principal = authorize(store.authenticate(headers.get("authorization")), role)
+                principal = authorize(store.authenticate(credential), role)
             except AuthError as exc:
+                if UI_TAG in tags:
+                    await _ui_refusal(exc, scope, receive, send)
+                    return
                 extra = (
                     {"WWW-Authenticate": Unauthorized.www_authenticate}
                     if exc.status_code == 401
@@ -104,6 +117,41 @@ class AccessCheck:
                 return
         scope.setdefault("state", {})[_PRINCIPAL] = principal
         await self.app(scope, receive, send)
+
+
+def _session_bearer(headers: Headers) -> str | None:
+    """The dashboard's session cookie as a bearer credential (see ``ui.session``)."""
+    from controller.http.ui.session import COOKIE  # noqa: PLC0415 -- the UI loads on its first page
+
+    for part in headers.get("cookie", "").split(";"):
+        name, _, value = part.strip().partition("=")
+        if name == COOKIE and value:
+            return f"Bearer {value}"
+    return None
+
+
+async def _ui_refusal(exc: AuthError, scope: Scope, receive: Receive, send: Send) -> None:
+    """A page asked for without a session goes to sign-in (and back after it); a
+    signed-in person without the role is told so on a page, not in JSON."""
+    from urllib.parse import quote  # noqa: PLC0415
+
+    from starlette.responses import HTMLResponse, RedirectResponse  # noqa: PLC0415
+
+    if exc.status_code == 401 and scope["method"] in _READS:
+        target = scope["path"] + (f"?{scope['query_string'].decode()}" if scope["query_string"]
+                                  else "")  # fmt: skip
+        reply: Response = RedirectResponse(f"/ui/login?next={quote(target)}", status_code=303)
+    else:
+        from html import escape  # noqa: PLC0415
+
+        reply = HTMLResponse(
+            f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Refused'
+            f"</title></head><body><h1>Refused</h1><p>{escape(exc.message)}</p>"
+            '<p><a href="/ui/">Back to the dashboard</a> · <a href="/ui/login">Sign in as '
+            "someone else</a></p></body></html>",
+            status_code=exc.status_code,
+        )
+    await reply(scope, receive, send)
 
 
 def caller(request: Request) -> Principal | None:

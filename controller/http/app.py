@@ -432,6 +432,13 @@ def create_app(deps: ApiDeps) -> FastAPI:  # noqa: PLR0915 -- routes are closure
     for _action in _ACTIONS:
         _action_route(_action)
 
+    # The dashboard (/ui/): its actions go through ``act``, so it offers nothing the API
+    # would refuse. Loaded here, with the rest of the app, off the start's path.
+    from controller.http.ui.routes import mount  # noqa: PLC0415
+
+    bodies: dict[str, type] = {a: Rejection if a == "reject" else Action for a in _ACTIONS}
+    mount(app, deps, act=act, action_bodies=bodies)
+
     # -- alerts ---------------------------------------------------------------------
 
     @app.post(

@@ -26,7 +26,7 @@ from controller.adapters.rollout_store import RolloutStore
 from controller.adapters.routers.file import FileRouter
 from controller.adapters.routers.http import HttpRouter
 from controller.config import AlertRoute
-from controller.http.access import OPEN_TAG
+from controller.http.access import OPEN_TAG, UI_OPEN_TAG, UI_TAG
 from controller.http.app import ApiDeps, create_app
 from controller.http.auth import TokenStore, hash_token
 from controller.http.limits import BodyLimit
@@ -347,11 +347,14 @@ _READ_ANSWERS = {
 }
 
 
-def _requests(app: FastAPI) -> list[tuple[str, str, str]]:
-    """(method, concrete URL path, route template) for every guarded route and method."""
+def _requests(app: FastAPI, *, ui: bool = False) -> list[tuple[str, str, str]]:
+    """(method, concrete URL path, route template) for every guarded route and method of
+    the API (``ui``: of the dashboard, whose session is a cookie)."""
     out = []
     for route in app.routes:
-        if not isinstance(route, APIRoute) or OPEN_TAG in route.tags:
+        if not isinstance(route, APIRoute) or {OPEN_TAG, UI_OPEN_TAG} & set(route.tags):
+            continue
+        if (UI_TAG in route.tags) is not ui:
             continue
         for method in sorted(route.methods):
             path = re.sub(r"\{(\w+)\}", lambda m: _SAMPLES[m[1]], route.path)
@@ -427,6 +430,21 @@ class TestEveryRouteIsGuarded:
                 assert reply.status_code == status, (len(body), reply.text)
         unknown = httpx.post(f"{served.url}/v1/nowhere", timeout=10)
         assert unknown.status_code == 404  # no route: the application's own answer
+
+    def test_dashboard_pages_want_a_session(self, served: Served) -> None:
+        """Every page of the dashboard without a session (or with an unknown one) sends
+        a browser to sign in; every action is refused (401) and does nothing."""
+        requests = _requests(served.app, ui=True)
+        assert {m for m, _, _ in requests} == {"GET", "POST"}
+        for method, path, _ in requests:
+            for cookies in ({}, {"modelreg_session": "mrt_" + "z" * 40}):
+                reply = httpx.request(method, f"{served.url}{path}", cookies=cookies, timeout=10)
+                if method == "GET":
+                    assert reply.status_code == 303, (method, path, reply.text)
+                    assert reply.headers["location"].startswith("/ui/login?next=/ui"), path
+                else:
+                    assert reply.status_code == 401, (method, path, reply.text)
+                    assert "authentication required" in reply.text, (method, path)
 
     def test_health_routes_are_open(self, served: Served) -> None:
         """Probes and scrapers need no token."""
