@@ -126,3 +126,20 @@ elif [ "${CI:-}" = "true" ]; then
 else
     echo "moto S3 server: NOT installed (pip install -e '.[dev]'); S3 tests will not run"
 fi
+
+# Chromium (Debian) driven by Playwright (PyPI, in the dev extra) for the dashboard's
+# browser tests: Playwright's own browser download cannot run here, so the tests
+# launch /usr/bin/chromium through executable_path.
+if ! [ -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+        chromium fonts-dejavu-core >/dev/null
+fi
+if [ -x /usr/bin/chromium ] && .venv/bin/python -c 'import playwright.sync_api' 2>/dev/null; then
+    echo "Chromium/Playwright: /usr/bin/chromium ($(/usr/bin/chromium --version 2>/dev/null | head -n1))"
+elif [ "${CI:-}" = "true" ]; then
+    echo "chromium (Debian) and playwright (pip install -e '.[dev]') are required in CI" >&2
+    exit 1
+else
+    echo "Chromium/Playwright: NOT installed; the dashboard's browser tests will not run"
+fi

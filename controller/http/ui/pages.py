@@ -29,6 +29,7 @@ __all__ = [
     "rollout_page",
 ]
 
+_ICON = '<link rel="icon" href="data:,">'  # no favicon request (a 404 in the console)
 ASSET_VERSION = "1"  # in the static files' URLs: a new release is fetched afresh
 
 
@@ -102,7 +103,7 @@ def layout(title: str, body: str, viewer: Viewer, *, live: str | None = None) ->
     live_attr = f' data-live="{_e(live)}"' if live else ""
     return (
         "<!doctype html>\n"
-        f'<html lang="en"><head><meta charset="utf-8"><title>{_e(title)} · modelreg</title>'
+        f'<html lang="en"><head><meta charset="utf-8">{_ICON}<title>{_e(title)} · modelreg</title>'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f'<link rel="stylesheet" href="/ui/static/ui.css?v={ASSET_VERSION}">'
         f'<script src="/ui/static/ui.js?v={ASSET_VERSION}" defer></script></head><body>'
@@ -117,7 +118,7 @@ def login_page(*, error: str | None, next_path: str, csrf: str) -> str:
     message = f'<p class="error" role="alert">{_e(error)}</p>' if error else ""
     return (
         "<!doctype html>\n"
-        '<html lang="en"><head><meta charset="utf-8"><title>Sign in · modelreg</title>'
+        '<html lang="en"><head><meta charset="utf-8">' + _ICON + "<title>Sign in · modelreg</title>"
         f'<link rel="stylesheet" href="/ui/static/ui.css?v={ASSET_VERSION}"></head><body>'
         '<main class="login"><h1>modelreg</h1>'
         f"{message}"
