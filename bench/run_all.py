@@ -65,6 +65,8 @@ BENCHES = [
     Bench("mlflow", "mlflow_bench.py", ["--registrations", "10", "--rounds", "1"], [],
           needs=(str(ROOT / ".venv-mlflow" / "bin" / "mlflow"),),
           title="MLflowRegistry against MLflow's own client, same server"),
+    Bench("ui", "ui_bench.py", ["--models", "200", "--looks", "100", "--runs", "5"], [],
+          title="Dashboard: server time of its pages"),
     Bench("ha", "ha_bench.py", ["--runs", "3", "--rollouts", "200", "--ticks", "1"],
           ["--rollouts", "2000"], needs=("psql",),
           title="Several daemons on PostgreSQL: takeover and spread"),

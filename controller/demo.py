@@ -11,9 +11,13 @@
    hotfix that skips the canary: the daemon routes traffic to it, and the guard
    sees the error rate cross the trigger and rolls production back to v1.1.0.
 6. The terminal shows each decision live (weights, units, p-values, reasons) and
-   ends with the model's stage history.
+   ends with the model's stage history. The dashboard's URL is printed at start:
+   the same rollouts, drawn, while they happen.
+7. ``--linger SECONDS`` keeps the daemon and the workload running that long after the
+   scenario, for a look at the dashboard (default 120 s in a terminal, 0 otherwise
+   and under ``CI=true``; Ctrl-C ends it early).
 
-``python -m controller.demo [--dir DIR] [--clean]``; each run keeps its state in a new
+``python -m controller.demo [--dir DIR] [--clean] [--linger S]``; each run keeps its state in a new
 directory under ``.modelreg/daemon-demo/`` (it names it) for inspection with
 ``modelreg rollout ... --config DIR/daemon.yaml --direct``. The registry-only
 walkthrough is ``python -m registry.demo``.
@@ -229,6 +233,22 @@ def _history(url: str) -> None:
     console.print(table)
 
 
+def _default_linger() -> float:
+    """120 s for a person at a terminal; none for scripts, pipes and CI."""
+    return 0.0 if os.environ.get("CI") == "true" or not sys.stdout.isatty() else 120.0
+
+
+def _linger(url: str, seconds: float) -> None:
+    """Keep serving ``seconds`` for a look at the dashboard; Ctrl-C ends it early."""
+    if seconds <= 0:
+        return
+    console.print(f"the dashboard stays up at {url}/ui/ for {seconds:g} s (Ctrl-C to stop)")
+    try:
+        time.sleep(seconds)
+    except KeyboardInterrupt:
+        console.print("stopping")
+
+
 def _start(
     home: Path,
     config_file: Path,
@@ -245,6 +265,7 @@ def _start(
     procs.append(daemon)
     _wait_ready(url, daemon)
     console.print(f"daemon ready on {url} (logs: {home / 'daemon.log'})")
+    console.print(f"dashboard: [bold]{url}/ui/[/bold] (the rollouts below, drawn live)")
     workload = subprocess.Popen(
         [sys.executable, "-m", "serving.workload", "--model", MODEL,
          "--routes", str(home / "routes.json"), "--ingest", url, "--rate", "600",
@@ -254,7 +275,7 @@ def _start(
     procs.append(workload)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m controller.demo", description=__doc__)
     parser.add_argument(
         "--dir",
@@ -263,14 +284,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="state directory (default: a new one under .modelreg/daemon-demo/)",
     )
     parser.add_argument("--clean", action="store_true", help="delete the state directory after")
+    parser.add_argument(
+        "--linger",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="keep the daemon serving this long after the scenario, for the dashboard "
+        "(default: 120 in a terminal, 0 otherwise and under CI=true)",
+    )
     args = parser.parse_args(argv)
-    base = Path(os.environ.get("MODELREG_HOME") or ".modelreg") / "daemon-demo"
-    if args.dir is None:
+    if args.linger is None:
+        args.linger = _default_linger()
+    if args.linger < 0:
+        parser.error(f"--linger must be 0 or more seconds, not {args.linger:g}")
+    return args
+
+
+def _state_dir(chosen: Path | None) -> Path:
+    if chosen is None:
+        base = Path(os.environ.get("MODELREG_HOME") or ".modelreg") / "daemon-demo"
         base.mkdir(parents=True, exist_ok=True)
-        home = Path(tempfile.mkdtemp(prefix=time.strftime("%Y%m%d-%H%M%S-"), dir=base)).resolve()
-    else:
-        home = args.dir.resolve()
-        home.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=time.strftime("%Y%m%d-%H%M%S-"), dir=base)).resolve()
+    home = chosen.resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    return home
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _arguments(argv)
+    home = _state_dir(args.dir)
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     config_file = home / "daemon.yaml"
@@ -305,6 +347,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"resolve: {MODEL} -> {resolved['version']} ({resolved['digest'][:12]}...); "
             f"done in {time.monotonic() - started:.0f}s"
         )
+        _linger(url, args.linger)
         return 0
     except (RuntimeError, httpx.HTTPError) as exc:
         console.print(f"[red]demo failed: {exc}[/red] (see {home}/daemon.log)")
