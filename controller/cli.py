@@ -96,6 +96,46 @@ def daemon(config: ConfigOpt = Path("config/daemon.yaml")) -> None:
     raise typer.Exit(code)
 
 
+@app.command("ui")
+def ui(
+    listen: Annotated[str, typer.Option(help="Where to serve, host:port.")] = "127.0.0.1:8080",
+    home: Annotated[
+        Path | None, typer.Option(help="The registry's state directory (as modelreg --home).")
+    ] = None,
+    db: Annotated[
+        str | None, typer.Option(help="The registry's database URL (as modelreg --db).")
+    ] = None,
+) -> None:
+    """Serve the dashboard read-only over a registry, without a daemon: its models,
+    versions, audit trail and any rollouts a daemon left; no actions."""
+    import uvicorn  # noqa: PLC0415 -- only this command serves
+
+    from controller.http.ui.standalone import read_only_app  # noqa: PLC0415
+    from controller.runtime.listen import ListenError, bind  # noqa: PLC0415
+    from registry import ModelRegistry  # noqa: PLC0415
+    from registry.cli import state  # noqa: PLC0415
+    from registry.db import safe_url  # noqa: PLC0415
+
+    try:
+        registry = ModelRegistry(db or state.url, home=home or state.home, create=False,
+                                 actor=current_actor())  # fmt: skip
+    except RegistryError as exc:
+        raise _fail(str(exc)) from None
+    try:
+        sock = bind(listen)
+    except ListenError as exc:
+        registry.close()
+        raise _fail(str(exc), 2) from None
+    host, port = sock.getsockname()[:2]
+    where = safe_url(registry.url)
+    out.print(f"dashboard (read-only) of {where}: http://{host}:{port}/ui/", markup=False)
+    try:
+        server = uvicorn.Server(uvicorn.Config(read_only_app(registry), log_level="warning"))
+        server.run(sockets=[sock])
+    finally:
+        registry.close()
+
+
 @config_app.command("check")
 def config_check(
     file: Annotated[Path, typer.Argument(help="Config file to validate.")],

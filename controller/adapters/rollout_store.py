@@ -247,7 +247,9 @@ def migrate(engine: sa.Engine) -> None:
 class RolloutStore:
     """The controller's tables; migrated when opened."""
 
-    def __init__(self, engine: sa.Engine, *, fencing: Fencing | None = None) -> None:
+    def __init__(
+        self, engine: sa.Engine, *, fencing: Fencing | None = None, migrated: bool = True
+    ) -> None:
         self._engine = engine
         self._reader = reader(engine)  # reads begin deferred on SQLite
         # Checked inside every write transaction for a model (several daemons: the
@@ -256,7 +258,8 @@ class RolloutStore:
         # Write transactions: group-committed with the registry's once the daemon
         # calls ``writes.share`` (shared with the ledgers).
         self.writes = Writes(engine)
-        migrate(engine)
+        if migrated:  # False: a reader of tables known to be current (``up_to_date``)
+            migrate(engine)
 
     @contextmanager
     def fenced(self, model: str) -> Iterator[None]:
@@ -281,6 +284,13 @@ class RolloutStore:
             return write(conn)
 
         return self.writes.run(fenced_write)
+
+    @staticmethod
+    def up_to_date(engine: sa.Engine) -> bool:
+        """Whether the controller's tables are there at this code's revision (a reader
+        that must not migrate, like the read-only dashboard, uses them only then)."""
+        head = registry_db.head_revision(_MIGRATIONS)
+        return registry_db.current_revision(engine, version_table=VERSION_TABLE) == head
 
     @classmethod
     def open(cls, url: str) -> RolloutStore:

@@ -42,6 +42,7 @@ class Viewer:
     auth_on: bool
     can: Callable[[str], bool]
     csrf: str
+    read_only: bool = False  # ``modelreg ui``: no daemon behind the pages
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,13 +87,19 @@ def _when(text: str | None) -> str:
 
 def layout(title: str, body: str, viewer: Viewer, *, live: str | None = None) -> str:
     """The page around ``body``: navigation, who is signed in, the auth-off banner."""
-    banner = (
-        ""
-        if viewer.auth_on
-        else '<p class="banner" role="alert">Authentication is off: anyone who can reach '
-        "this port can read and act. Give the daemon a tokens file (server.tokens_file) "
-        "to require sign-in.</p>"
-    )
+    if viewer.read_only:
+        banner = (
+            '<p class="banner" role="status">Read-only view of the registry (modelreg ui): '
+            "no daemon behind it, so nothing here can act.</p>"
+        )
+    elif viewer.auth_on:
+        banner = ""
+    else:
+        banner = (
+            '<p class="banner" role="alert">Authentication is off: anyone who can reach '
+            "this port can read and act. Give the daemon a tokens file (server.tokens_file) "
+            "to require sign-in.</p>"
+        )
     who = (
         f'<form method="post" action="/ui/logout" class="who">{_e(viewer.name)} '
         f'<input type="hidden" name="csrf" value="{_e(viewer.csrf)}">'

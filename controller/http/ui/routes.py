@@ -39,9 +39,17 @@ _AUDIT_SHOWN = 500  # events on the audit page, newest
 _ACTIONS_SHOWN = 200  # production rollbacks on the alerts page
 
 
-def mount(app: FastAPI, deps: ApiDeps, *, act: Act, action_bodies: dict[str, type]) -> None:  # noqa: PLR0915 -- routes are closures over deps
+def mount(  # noqa: PLR0915 -- routes are closures over deps
+    app: FastAPI,
+    deps: ApiDeps,
+    *,
+    act: Act,
+    action_bodies: dict[str, type],
+    read_only: bool = False,
+) -> None:
     """Add the dashboard's routes to ``app``; ``act`` is the API's rollout-action handler
-    and ``action_bodies`` its body model per action."""
+    and ``action_bodies`` its body model per action (none: no action routes).
+    ``read_only``: no buttons, and a banner says why (``modelreg ui``)."""
     controller = deps.controller
     forms = FormTokens()
     static = {name: resources.files(__package__).joinpath("static", name).read_bytes()
@@ -53,6 +61,8 @@ def mount(app: FastAPI, deps: ApiDeps, *, act: Act, action_bodies: dict[str, typ
         auth_on = deps.tokens is not None
 
         def can(role: str) -> bool:
+            if read_only and role != "reader":
+                return False
             return not auth_on or (principal is not None and principal.has(role))
 
         return pages.Viewer(
@@ -60,6 +70,7 @@ def mount(app: FastAPI, deps: ApiDeps, *, act: Act, action_bodies: dict[str, typ
             auth_on=auth_on,
             can=can,
             csrf=forms.issue(session if auth_on else None),
+            read_only=read_only,
         )
 
     def html(text: str, status: int = 200) -> HTMLResponse:
