@@ -56,6 +56,7 @@ SECTIONS: dict[str, str] = {
 RUN_ELSEWHERE: dict[str, str] = {
     "(before the first heading)": "./dev test is CI; ./dev demo: controller/runtime/test_demo.py",
     "How a candidate is judged": "test_policy_simulate_prints_what_the_readme_shows, below (slow)",
+    "The dashboard": "controller/http/test_ui_standalone.py (modelreg ui as a subprocess)",
 }
 README_MLFLOW = "http://127.0.0.1:5000"
 README_LISTEN = "127.0.0.1:8470"

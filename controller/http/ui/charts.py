@@ -29,6 +29,7 @@ class Line:
     points: Sequence[tuple[datetime, float | None]]
     css: str  # the class that colours it (see ui.css)
     dashed: bool = False
+    steps: bool = False  # a value holds until the next point (a weight), not a slope
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +153,8 @@ def render(chart: Chart) -> str:
     for line in chart.lines:
         dash = ' stroke-dasharray="4 3"' if line.dashed else ""
         for run in _runs(line.points):
-            coords = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in run)
+            corners = _stepped(run) if line.steps else run
+            coords = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in corners)
             if len(run) == 1:
                 ((t, v),) = run
                 out.append(
@@ -199,6 +201,16 @@ def _runs(
         elif runs[-1]:
             runs.append([])
     return [r for r in runs if r]
+
+
+def _stepped(run: list[tuple[datetime, float]]) -> list[tuple[datetime, float]]:
+    """The corners of a step line through ``run``: each value held until the next."""
+    out: list[tuple[datetime, float]] = []
+    for k, (t, v) in enumerate(run):
+        if k:
+            out.append((t, run[k - 1][1]))
+        out.append((t, v))
+    return out
 
 
 def _segments(

@@ -30,7 +30,7 @@ __all__ = [
 ]
 
 _ICON = '<link rel="icon" href="data:,">'  # no favicon request (a 404 in the console)
-ASSET_VERSION = "1"  # in the static files' URLs: a new release is fetched afresh
+ASSET_VERSION = "2"  # in the static files' URLs: a new release is fetched afresh
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,7 +336,7 @@ def _weights_chart(view: RolloutView) -> str:
     points = [(_at(d), float(d["weight"])) for d in view.decisions]
     chart = charts.Chart(
         title="Traffic to the candidate",
-        lines=[charts.Line("candidate weight (%)", points, "series-treatment")],
+        lines=[charts.Line("candidate weight (%)", points, "series-treatment", steps=True)],
         markers=_markers(view),
         unit="%",
         y_floor=0.0,

@@ -112,3 +112,12 @@ class TestRolloutPage:
         assert "Authentication is off" in html
         assert "No models registered yet" in html
         assert "Authentication is off" not in pages.models_page([], query="", viewer=_viewer())
+
+
+def test_a_step_line_holds_each_value_until_the_next() -> None:
+    line = charts.Line("w", [(T0, 10.0), (T0 + timedelta(seconds=5), 50.0)], "s", steps=True)
+    svg = charts.render(charts.Chart("weights", lines=[line], y_floor=0, y_ceiling=100))
+    (points,) = re.findall(r'<polyline[^>]*points="([^"]+)"', svg)
+    (_x0, y0), (x1, y1), (x2, y2) = (tuple(map(float, p.split(","))) for p in points.split())
+    assert (y1, x1) == (y0, x2)  # flat at 10 until the second look, then up to 50
+    assert y2 < y1
