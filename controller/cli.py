@@ -105,6 +105,7 @@ def ui(
     db: Annotated[
         str | None, typer.Option(help="The registry's database URL (as modelreg --db).")
     ] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Serve the dashboard read-only over a registry, without a daemon: its models,
     versions, audit trail and any rollouts a daemon left; no actions."""
@@ -114,11 +115,14 @@ def ui(
     from controller.runtime.listen import ListenError, bind  # noqa: PLC0415
     from registry import ModelRegistry  # noqa: PLC0415
     from registry.cli import state  # noqa: PLC0415
-    from registry.db import safe_url  # noqa: PLC0415
+    from registry.db import default_home, default_url, safe_url, schema_behind  # noqa: PLC0415
 
+    url = db or state.url or default_url(home or state.home or default_home())
     try:
-        registry = ModelRegistry(db or state.url, home=home or state.home, create=False,
-                                 actor=current_actor())  # fmt: skip
+        behind = schema_behind(url)
+        if behind:  # opening it would upgrade it: a read-only viewer must not
+            raise _fail(behind)
+        registry = ModelRegistry(url, create=False, actor=current_actor())
     except RegistryError as exc:
         raise _fail(str(exc)) from None
     try:
@@ -127,8 +131,11 @@ def ui(
         registry.close()
         raise _fail(str(exc), 2) from None
     host, port = sock.getsockname()[:2]
-    where = safe_url(registry.url)
-    out.print(f"dashboard (read-only) of {where}: http://{host}:{port}/ui/", markup=False)
+    where, url = safe_url(registry.url), f"http://{host}:{port}/ui/"
+    if as_json:  # the address, for a script that starts it
+        typer.echo(json.dumps({"dashboard": url, "registry": where, "read_only": True}))
+    else:
+        out.print(f"dashboard (read-only) of {where}: {url}", markup=False)
     try:
         server = uvicorn.Server(uvicorn.Config(read_only_app(registry), log_level="warning"))
         server.run(sockets=[sock])

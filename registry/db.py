@@ -409,6 +409,27 @@ def current_revision(engine: sa.Engine, *, version_table: str = "alembic_version
     return rows[0] if rows else None
 
 
+def schema_behind(url: str) -> str | None:
+    """Why opening the registry at ``url`` would change its schema (an older or an
+    unmigrated one), in one line; None when it is at this modelreg's head or there is
+    no database there (the open then says so). For readers that must write nothing."""
+    path = sqlite_path(url)
+    if path is not None and not path.exists():
+        return None
+    engine = make_engine(url, create=False)
+    try:
+        current = current_revision(engine)
+    finally:
+        engine.dispose()
+    head = head_revision()
+    if current == head:
+        return None
+    return (
+        f"{safe_url(url)} has schema revision {current or 'none'}, not this modelreg's "
+        f"{head}: open it once with a registry command (modelreg list) to upgrade it first"
+    )
+
+
 def migrate(
     engine: sa.Engine,
     revision: str = "head",

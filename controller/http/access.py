@@ -121,13 +121,12 @@ class AccessCheck:
 
 def _session_bearer(headers: Headers) -> str | None:
     """The dashboard's session cookie as a bearer credential (see ``ui.session``)."""
+    from starlette.requests import cookie_parser  # noqa: PLC0415
+
     from controller.http.ui.session import COOKIE  # noqa: PLC0415 -- the UI loads on its first page
 
-    for part in headers.get("cookie", "").split(";"):
-        name, _, value = part.strip().partition("=")
-        if name == COOKIE and value:
-            return f"Bearer {value}"
-    return None
+    value = cookie_parser(headers.get("cookie", "")).get(COOKIE)  # as request.cookies reads it
+    return f"Bearer {value}" if value else None
 
 
 async def _ui_refusal(exc: AuthError, scope: Scope, receive: Receive, send: Send) -> None:

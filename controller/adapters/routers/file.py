@@ -143,6 +143,7 @@ class FileRouter:
             self._encoded, self._names = {}, []
         models = dict(current)
         encoded = self._encoded
+        self._encoded_for = None  # until the write is known to have landed
         for route in routes:
             entry = models[route.model] = route.to_dict()
             encoded[route.model] = _member(route.model, entry)
@@ -152,7 +153,6 @@ class FileRouter:
             self._names = sorted(models)
         # json.dumps({"models": models}, sort_keys=True), re-encoding only what changed
         text = '{"models": {' + ", ".join([encoded[name] for name in self._names]) + "}}"
-        self._encoded_for = None  # until the write is known to have landed
         self._write(text)
         with contextlib.suppress(OSError):  # no cache: the next read parses the file
             written = self._identity()

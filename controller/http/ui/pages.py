@@ -311,6 +311,12 @@ def _actions(view: RolloutView, viewer: Viewer) -> str:
             if b.action == "reject"
             else '<input type="text" name="reason" placeholder="why (optional)" maxlength="2000">'
         )
+        + (  # without a token, the registry still wants to know who approves
+            '<input type="text" name="actor" placeholder="your name (required)" required '
+            'maxlength="128">'
+            if not viewer.auth_on and b.action in ("approve", "reject")
+            else ""
+        )
         + f'<button type="submit" name="do" value="{b.action}">{b.action.capitalize()}</button>'
         "</form>"
         for b in buttons

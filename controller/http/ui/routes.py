@@ -26,7 +26,7 @@ from controller.http.access import UI_OPEN_TAG, UI_TAG, caller
 from controller.http.auth import Principal
 from controller.http.deps import ApiDeps
 from controller.http.ui import pages
-from controller.http.ui.session import COOKIE, FormTokens
+from controller.http.ui.session import COOKIE, LOGIN_COOKIE, FormTokens, cookie_safe
 from registry import ModelRegistry, NotFound, RegistryError
 
 __all__ = ["mount"]
@@ -87,27 +87,39 @@ def mount(  # noqa: PLR0915 -- routes are closures over deps
     def ui_root() -> Response:
         return RedirectResponse("/ui/", status_code=308)
 
+    def login_page(target: str, error: str | None, status: int = 200) -> Response:
+        """The sign-in form, bound to a fresh nonce also set as its cookie."""
+        nonce = forms.nonce()
+        reply = html(pages.login_page(error=error, next_path=target, csrf=nonce), status)
+        reply.set_cookie(LOGIN_COOKIE, nonce, max_age=3600, httponly=True, samesite="strict",
+                         path="/ui")  # fmt: skip
+        return reply
+
     @app.get("/ui/login", tags=[UI_OPEN_TAG], include_in_schema=False)
     def login_form(next: str = "/ui/", error: str | None = None) -> Response:
         if deps.tokens is None:
             return RedirectResponse(_local(next), status_code=303)
-        return html(pages.login_page(error=error, next_path=_local(next), csrf=forms.login()))
+        return login_page(_local(next), error)
 
     @app.post("/ui/login", tags=[UI_OPEN_TAG], include_in_schema=False)
     async def login(request: Request) -> Response:
         form = await _form(request)
         target = _local(form.get("next") or "/ui/")
-        if not forms.check_login(form.get("csrf")):
-            return html(pages.login_page(error="The form expired; sign in again.",
-                                         next_path=target, csrf=forms.login()), 403)  # fmt: skip
+        if _cross_site(request) or not forms.check_login(
+            request.cookies.get(LOGIN_COOKIE), form.get("csrf")
+        ):
+            return login_page(target, "The form expired; sign in again.", 403)
         token = (form.get("token") or "").strip()
         store = deps.tokens
         if store is None:
             return RedirectResponse(target, status_code=303)
         if not token or store.authenticate(f"Bearer {token}") is None:
-            return html(pages.login_page(error="That token is not known here.",
-                                         next_path=target, csrf=forms.login()), 401)  # fmt: skip
+            return login_page(target, "That token is not known here.", 401)
+        if not cookie_safe(token):
+            return login_page(target, "That token has characters a cookie cannot keep as they "
+                              "are; sign in with a token made by modelreg.", 400)  # fmt: skip
         reply = RedirectResponse(target, status_code=303)
+        reply.delete_cookie(LOGIN_COOKIE, path="/ui", httponly=True, samesite="strict")
         reply.set_cookie(COOKIE, token, httponly=True, samesite="strict", path="/ui",
                          secure=request.url.scheme == "https")  # fmt: skip
         return reply
@@ -215,13 +227,16 @@ def mount(  # noqa: PLR0915 -- routes are closures over deps
 
     async def steer(request: Request, rollout_id: int, action: str) -> Response:
         form = await _form(request)
-        if not forms.check(_cookie(request) if deps.tokens else None, form.get("csrf")):
+        session = _cookie(request) if deps.tokens else None
+        if _cross_site(request) or not forms.check(session, form.get("csrf")):
             return html(_refused("The form token does not match this session: nothing was "
                                  "done. Reload the page and try again."), 403)  # fmt: skip
-        reason = (form.get("reason") or "").strip()
         page = f"/ui/rollouts/{rollout_id}"
+        fields = {k: v.strip() for k, v in form.items() if k in ("reason", "actor") and v.strip()}
+        if deps.tokens is not None:
+            fields.pop("actor", None)  # a token speaks for itself
         try:
-            body = action_bodies[action](reason=reason) if reason else action_bodies[action]()
+            body = action_bodies[action](**fields)
         except ValueError as exc:  # pydantic: a rejection needs its reason
             return RedirectResponse(f"{page}?error={quote(_first_line(exc))}", status_code=303)
         try:
@@ -267,6 +282,14 @@ def _refused(message: str) -> str:
 
 def _first_line(exc: BaseException) -> str:
     return (str(exc).splitlines() or [type(exc).__name__])[0][:500]
+
+
+def _cross_site(request: Request) -> bool:
+    """A form posted from another site's page, as the browser says (``Sec-Fetch-Site``):
+    refused whatever it carries. A browser that does not say is judged by the form
+    token and the cookie's SameSite alone (an Origin check would refuse honest posts
+    behind a proxy that rewrites the scheme or the host)."""
+    return request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none")
 
 
 def _cookie(request: Request) -> str | None:

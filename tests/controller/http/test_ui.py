@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from controller.core.phases import Phase
 from controller.http.app import ApiDeps, create_app
@@ -26,6 +27,7 @@ PEOPLE = {
     "alice": (["approver"], "mrt_" + "a" * 40),
     "reader": (["reader"], "mrt_" + "r" * 40),
     "deployer": (["deployer"], "mrt_" + "d" * 40),
+    "odd": (["reader"], "mrt_" + "o" * 40 + '";,'),  # valid for the API, not for a cookie
 }
 
 
@@ -34,12 +36,13 @@ def loop(tmp_path: Path) -> Iterator[Loop]:
     yield from make_loop(tmp_path)
 
 
-def _app(loop: Loop, *, auth: bool = True) -> TestClient:
+def _app(loop: Loop, *, auth: bool = True, fresh: bool = False) -> TestClient:
     tokens = TokenStore.from_mapping(
         {"tokens": [{"identity": who, "roles": roles, "hash": hash_token(token)}
                     for who, (roles, token) in PEOPLE.items()]}
     ) if auth else None  # fmt: skip
-    app = create_app(ApiDeps(controller=loop.ctl, metrics=loop.metrics, tokens=tokens))
+    metrics = loop.metrics if not fresh else CollectorRegistry()
+    app = create_app(ApiDeps(controller=loop.ctl, metrics=metrics, tokens=tokens))
     return TestClient(app, follow_redirects=False)
 
 
@@ -50,7 +53,7 @@ def http(loop: Loop) -> Iterator[TestClient]:
 
 
 def _form_token(page: str) -> str:
-    found = re.search(r'name="csrf" value="([0-9a-f]+)"', page)
+    found = re.search(r'name="csrf" value="([^"]+)"', page)
     assert found, "the page has no form token"
     return found.group(1)
 
@@ -86,10 +89,30 @@ class TestSignIn:
         wrong = http.post("/ui/login", data={"token": "mrt_" + "x" * 40, "csrf": _form_token(form)})
         assert wrong.status_code == 401
         assert "not known here" in wrong.text
-        assert "set-cookie" not in wrong.headers
+        assert "modelreg_session" not in wrong.headers.get("set-cookie", "")
         forged = http.post("/ui/login", data={"token": PEOPLE["alice"][1]})
         assert forged.status_code == 403
-        assert "set-cookie" not in forged.headers
+        assert "modelreg_session" not in forged.headers.get("set-cookie", "")
+
+    def test_another_site_cannot_sign_a_visitor_in(self, http: TestClient) -> None:
+        """The sign-in form's nonce must come back in its cookie too: a form posted from
+        another site (which cannot read or send that cookie) signs nobody in."""
+        nonce = _form_token(http.get("/ui/login").text)
+        http.cookies.clear()  # what a cross-site POST carries: no SameSite=Strict cookie
+        forged = http.post("/ui/login", data={"token": PEOPLE["reader"][1], "csrf": nonce})
+        assert forged.status_code == 403
+        assert "modelreg_session" not in forged.headers.get("set-cookie", "")
+        nonce = _form_token(http.get("/ui/login").text)
+        flagged = http.post("/ui/login", data={"token": PEOPLE["reader"][1], "csrf": nonce},
+                            headers={"Sec-Fetch-Site": "cross-site"})  # fmt: skip
+        assert flagged.status_code == 403
+
+    def test_a_token_a_cookie_cannot_keep_is_refused_at_sign_in(self, http: TestClient) -> None:
+        form = http.get("/ui/login").text
+        done = http.post("/ui/login", data={"token": PEOPLE["odd"][1], "csrf": _form_token(form)})
+        assert done.status_code == 400
+        assert "a cookie cannot keep" in done.text
+        assert "modelreg_session" not in done.headers.get("set-cookie", "")
 
     def test_sign_in_never_sends_anyone_elsewhere(self, http: TestClient) -> None:
         form = http.get("/ui/login").text
@@ -155,6 +178,32 @@ class TestRolloutPage:
             assert "form token" in forged.text
         assert loop.store.get(rid).phase is Phase.AWAITING_APPROVAL
         assert loop.registry.approvals("fraud", "v1.1.0") == []
+
+    def test_a_form_from_another_member_or_before_a_restart_still_counts(
+        self, loop: Loop, http: TestClient
+    ) -> None:
+        """The form token is keyed by the session, not by the process that drew it."""
+        guard(loop, 1)
+        rid = loop.to_approval()
+        _sign_in(http, "deployer")
+        token = _form_token(http.get(f"/ui/rollouts/{rid}").text)
+        with _app(loop, fresh=True) as other:  # another daemon (or this one restarted)
+            other.cookies.update(http.cookies)
+            done = other.post(f"/ui/rollouts/{rid}/pause", data={"csrf": token})
+        assert done.status_code == 303, done.text
+        assert loop.store.get(rid).phase is Phase.PAUSED
+
+    def test_a_post_the_browser_flags_as_cross_site_is_refused(
+        self, loop: Loop, http: TestClient
+    ) -> None:
+        guard(loop, 1)
+        rid = loop.to_approval()
+        _sign_in(http, "deployer")
+        token = _form_token(http.get(f"/ui/rollouts/{rid}").text)
+        refused = http.post(f"/ui/rollouts/{rid}/pause", data={"csrf": token},
+                            headers={"Sec-Fetch-Site": "cross-site"})  # fmt: skip
+        assert refused.status_code == 403
+        assert loop.store.get(rid).phase is Phase.AWAITING_APPROVAL
 
     def test_a_reader_with_a_valid_form_token_is_still_refused(
         self, loop: Loop, http: TestClient
@@ -229,9 +278,13 @@ class TestAuthOff:
                 re.findall(r'name="do" value="(\w+)"', page)
             )
             assert http.post(f"/ui/rollouts/{rid}/pause", data={}).status_code == 403
-            done = http.post(f"/ui/rollouts/{rid}/pause", data={"csrf": _form_token(page)})
-            assert done.status_code == 303
-            assert loop.store.get(rid).phase is Phase.PAUSED
+            assert 'name="actor"' in page  # the registry still wants to know who approves
+            form = {"csrf": _form_token(page), "actor": "alice", "reason": "looks right"}
+            done = http.post(f"/ui/rollouts/{rid}/approve", data=form)
+            assert done.headers["location"].endswith("?done=approve")
+            (approval,) = loop.registry.approvals("fraud", "v1.1.0")
+            assert approval.approver == "alice"
+            assert loop.store.get(rid).phase is Phase.PROMOTED
 
 
 class TestModelAuditAlertsPages:

@@ -3,6 +3,7 @@ real subprocess; the registry's database is left exactly as it was."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import subprocess
 import sys
@@ -37,8 +38,13 @@ def test_serves_the_registry_read_only(tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen(
         [sys.executable, "-m", "controller", "--home", str(home), "ui", "--listen",
-         f"127.0.0.1:{port}"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+         f"127.0.0.1:{port}", "--json"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True,
     )  # fmt: skip
+    assert proc.stdout is not None
+    announced = json.loads(proc.stdout.readline())
+    assert announced == {"dashboard": f"{url}/ui/", "registry": f"sqlite:///{home}/registry.db",
+                         "read_only": True}  # fmt: skip
 
     def up() -> bool:
         assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
