@@ -180,6 +180,16 @@ def _num(x: float | None) -> float | None:
     return None if x is None or not math.isfinite(x) else round(x, 6)
 
 
+def _arms(verdict: Verdict, name: str) -> dict[str, float | None]:
+    """Each arm's value of metric ``name`` at this look (the open stratum's estimate:
+    the control's value and the control's plus the difference), for the charts."""
+    state = verdict.state.metrics.get(name)
+    current = state.current if state is not None else None
+    if current is None:
+        return {"control": None, "treatment": None}
+    return {"control": _num(current.base), "treatment": _num(current.base + current.effect)}
+
+
 def _verdict_numbers(verdict: Verdict, progress: float) -> dict[str, Any]:
     return {
         "verdict": verdict.decision,
@@ -202,6 +212,7 @@ def _verdict_numbers(verdict: Verdict, progress: float) -> dict[str, Any]:
                 "margin": _num(o.margin),
                 "n_control": o.n_control,
                 "n_treatment": o.n_treatment,
+                **_arms(verdict, o.name),
             }
             for o in verdict.metrics
         },

@@ -479,6 +479,11 @@ def create_app(deps: ApiDeps) -> FastAPI:  # noqa: PLR0915 -- routes are closure
                     await run_in_threadpool(deps.alert_ledger.remember, remembered, now=now)
                 log.error("alert_action_failed", model=action.model, rule=action.rule,
                           alert=action.alert, error=f"{type(exc).__name__}: {exc}")  # fmt: skip
+                failed = f"failed ({type(exc).__name__}: {exc}); Alertmanager retries"
+                deps.recent_alerts.append({
+                    "at": now.isoformat(), "model": action.model, "action": action.action,
+                    "rule": action.rule, "alert": action.alert, "acted": False,
+                    "result": failed})  # fmt: skip
                 raise HTTPException(
                     503,
                     f"alert {action.alert} for {action.model}: {action.action} failed "
@@ -488,6 +493,7 @@ def create_app(deps: ApiDeps) -> FastAPI:  # noqa: PLR0915 -- routes are closure
             if outcome.get("acted"):  # committed and routed: how long it took since arrival
                 alert_seconds.labels(action.action).observe(time.perf_counter() - received)
             applied.append(outcome)
+            deps.recent_alerts.append({"at": now.isoformat(), **outcome})
         if deps.alert_ledger is not None and remembered:  # after the actions committed
             await run_in_threadpool(deps.alert_ledger.remember, remembered, now=now)
         return {"actions": applied, "duplicates": result.duplicates,

@@ -6,6 +6,7 @@ The daemon answers ``/readyz`` and the hot reads before FastAPI is even imported
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -37,6 +38,9 @@ class ApiDeps:
     tokens: TokenStore | None = None  # None: no authentication (a loopback-only daemon)
     alert_ledger: AlertLedger | None = None  # keeps alert dedup across restarts
     guard: GuardStore | None = None  # what the production guard knows (GET /v1/guard)
+    # What each recent alert action did (the dashboard's alerts page), newest last;
+    # this process's deliveries only, and only since it started.
+    recent_alerts: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=200))
     max_body_bytes: int = 1_048_576  # every route but ingest; see controller.http.limits
     max_ingest_body_bytes: int = 67_108_864
 

@@ -30,7 +30,7 @@ __all__ = [
 ]
 
 _ICON = '<link rel="icon" href="data:,">'  # no favicon request (a 404 in the console)
-ASSET_VERSION = "2"  # in the static files' URLs: a new release is fetched afresh
+ASSET_VERSION = "3"  # in the static files' URLs: a new release is fetched afresh
 
 
 @dataclass(frozen=True, slots=True)
@@ -365,6 +365,8 @@ def _metric_chart(view: RolloutView, name: str) -> str:
     band: list[tuple[datetime, float | None, float | None]] = []
     margin: list[tuple[datetime, float | None]] = []
     zero: list[tuple[datetime, float | None]] = []
+    control: list[tuple[datetime, float | None]] = []
+    treatment: list[tuple[datetime, float | None]] = []
     status = ""
     for d in view.decisions:
         m = ((d.get("numbers") or {}).get("metrics") or {}).get(name)
@@ -378,6 +380,8 @@ def _metric_chart(view: RolloutView, name: str) -> str:
             (at, m.get("margin") if m.get("margin") is not None else view.margins.get(name))
         )
         zero.append((at, 0.0))
+        control.append((at, m.get("control")))
+        treatment.append((at, m.get("treatment")))
         status = str(m.get("status") or "")
     lines = [
         charts.Line("candidate minus control", estimate, "series-estimate"),
@@ -385,14 +389,20 @@ def _metric_chart(view: RolloutView, name: str) -> str:
     ]
     if any(v is not None for _, v in margin):
         lines.append(charts.Line("margin", margin, "series-margin", dashed=True))
-    chart = charts.Chart(
+    difference = charts.Chart(
         title=f"{name}: candidate minus control, with its confidence sequence"
         + (f" ({status})" if status else ""),
         lines=lines,
         bands=[charts.Band("confidence sequence", band, "band-ci")],
         markers=_markers(view),
     )
-    return charts.render(chart)
+    arms = charts.Chart(
+        title=f"{name}: each arm",
+        lines=[charts.Line("control", control, "series-control"),
+               charts.Line("candidate", treatment, "series-treatment")],
+        markers=_markers(view),
+    )  # fmt: skip
+    return f'<div class="metric">{charts.render(arms)}{charts.render(difference)}</div>'
 
 
 def _timeline(view: RolloutView) -> str:
@@ -676,7 +686,7 @@ def audit_page(view: AuditView, viewer: Viewer) -> str:
 
 def alerts_page(
     actions: Sequence[Mapping[str, Any]], guard: Sequence[Mapping[str, Any]] | None,
-    viewer: Viewer,
+    viewer: Viewer, recent: Sequence[Mapping[str, Any]] = (),
 ) -> str:  # fmt: skip
     rows = "".join(
         f'<tr class="{_e(a.get("outcome"))}"><td>{_when(a.get("at"))}</td>'
@@ -710,9 +720,23 @@ def alerts_page(
             "<table><thead><tr><th>Model</th><th>Triggers</th><th>Last action</th></tr></thead>"
             f"<tbody>{guarded}</tbody></table>"
         )
+    delivered = "".join(
+        f'<tr class="{"acted" if a.get("acted") else "ignored"}"><td>{_when(a.get("at"))}</td>'
+        f"<td>{_e(a.get('alert'))}</td><td>{_e(a.get('rule'))}</td><td>{_e(a.get('model'))}</td>"
+        f"<td>{_e(a.get('action'))}</td><td>{'yes' if a.get('acted') else 'no'}</td>"
+        f"<td>{_e(a.get('result'))}</td></tr>"
+        for a in reversed(recent)
+    )
+    received = (
+        "<table><thead><tr><th>When</th><th>Alert</th><th>Rule</th><th>Model</th><th>Action"
+        f"</th><th>Acted</th><th>What it did</th></tr></thead><tbody>{delivered}</tbody></table>"
+        if recent
+        else "<p class='empty'>No alert has reached this daemon since it started.</p>"
+    )
     return layout(
         "Alerts and guard",
-        f"<h1>Alerts and guard</h1><h2>Production rollbacks</h2>{table}"
+        f"<h1>Alerts and guard</h1><h2>Recent alerts, and what each did</h2>{received}"
+        f"<h2>Production rollbacks (alerts and guard)</h2>{table}"
         f"<h2>The guard's triggers</h2>{guarded}",
         viewer,
     )

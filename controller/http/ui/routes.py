@@ -223,7 +223,8 @@ def mount(  # noqa: PLR0915 -- routes are closures over deps
             for a in controller.actuator.ledger.recent(_ACTIONS_SHOWN)
         ]  # fmt: skip
         guard = deps.guard.status(now=controller.clock()) if deps.guard is not None else None
-        return html(pages.alerts_page(actions, guard, viewer(request)))
+        recent = list(deps.recent_alerts)
+        return html(pages.alerts_page(actions, guard, viewer(request), recent))
 
     async def steer(request: Request, rollout_id: int, action: str) -> Response:
         form = await _form(request)

@@ -253,6 +253,24 @@ class TestRolloutPage:
         assert http.get("/ui/rollouts/999").status_code == 404
 
 
+class TestEachArm:
+    def test_each_arms_value_is_stored_with_the_look_and_charted(
+        self, loop: Loop, http: TestClient
+    ) -> None:
+        """The traffic makes the control 70 % accurate and the candidate 85 %: the
+        decision's numbers carry both arms, and the page draws them."""
+        guard(loop, 1)
+        rid = loop.to_approval()
+        last = loop.store.decisions(rid)[-1].numbers["metrics"]["accuracy"]
+        assert last["control"] == pytest.approx(0.70, abs=0.05)
+        assert last["treatment"] == pytest.approx(0.85, abs=0.05)
+        assert last["treatment"] - last["control"] == pytest.approx(last["effect"], abs=1e-6)
+        _sign_in(http, "reader")
+        page = http.get(f"/ui/rollouts/{rid}").text
+        assert "accuracy: each arm" in page
+        assert "series-control" in page
+
+
 class TestModelsPage:
     def test_lists_production_and_the_active_rollout(self, loop: Loop, http: TestClient) -> None:
         guard(loop, 1)

@@ -293,6 +293,20 @@ class TestOneTransaction:
         assert (repeat["acted"], repeat["to"]) == (True, "v1.0.0")
 
 
+class TestDashboard:
+    def test_the_alerts_page_says_what_each_alert_did(self, world: World) -> None:
+        (done,) = world.client.post("/v1/alerts", json=_webhook()).json()["actions"]
+        assert done["acted"] is True
+        slow = _webhook(name="Slow", fp="s1")
+        (ignored,) = world.client.post("/v1/alerts", json=slow).json()["actions"]
+        assert ignored["acted"] is False
+        page = world.client.get("/ui/alerts").text
+        received = page.split("Recent alerts, and what each did")[1].split("<h2>")[0]
+        assert received.index("Slow") < received.index("FraudErrors")  # newest first
+        assert "ignored: no active rollout" in received
+        assert "production rolled back" in received
+
+
 class TestActionFails:
     def test_a_failed_action_is_not_taken_for_a_duplicate(
         self, world: World, tmp_path: Path
