@@ -1,6 +1,7 @@
 """The web dashboard, served by the daemon at ``/ui/``.
 
-- ``pages``: every page as HTML text from plain data (pure, escaped);
+- ``pages``: the layout, sign-in, models and rollout pages as HTML text from plain
+  data (pure, escaped); ``record_pages``: a model, the audit trail, alerts and guard;
 - ``charts``: line charts with bands and markers as inline SVG (pure);
 - ``session``: the sign-in cookie and the forms' tokens;
 - ``routes``: the FastAPI routes that read the data and answer the pages;

@@ -25,7 +25,7 @@ from controller.errors import IllegalMove, RolloutNotFound
 from controller.http.access import UI_OPEN_TAG, UI_TAG, caller
 from controller.http.auth import Principal
 from controller.http.deps import ApiDeps
-from controller.http.ui import pages
+from controller.http.ui import pages, record_pages
 from controller.http.ui.session import COOKIE, LOGIN_COOKIE, FormTokens, cookie_safe
 from registry import ModelRegistry, NotFound, RegistryError
 
@@ -175,7 +175,7 @@ def mount(  # noqa: PLR0915 -- routes are closures over deps
         request: Request, name: str, version: str | None = None,
         a: str | None = None, b: str | None = None,
     ) -> Response:  # fmt: skip
-        return html(pages.model_page(_model_view(controller.registry, name, version, a, b),
+        return html(record_pages.model_page(_model_view(controller.registry, name, version, a, b),
                                      viewer(request)))  # fmt: skip
 
     @app.get("/ui/audit", tags=[UI_TAG], include_in_schema=False)
@@ -187,13 +187,13 @@ def mount(  # noqa: PLR0915 -- routes are closures over deps
         except RegistryError as exc:
             raise HTTPException(422, _first_line(exc)) from None
         broken = registry.verify_audit_chain()
-        view = pages.AuditView(
+        view = record_pages.AuditView(
             events=[{"id": e.id, "at": e.at.isoformat(), "actor": e.actor, "action": e.action,
                      "target": e.target, "reason": e.reason} for e in events],
             broken=None if broken is None else f"event {broken.event_id}: {broken.problem}",
             model=model, since=since, until=until,
         )  # fmt: skip
-        return html(pages.audit_page(view, viewer(request)))
+        return html(record_pages.audit_page(view, viewer(request)))
 
     @app.get("/ui/audit/report", tags=[UI_TAG], include_in_schema=False)
     def audit_report(
@@ -224,7 +224,7 @@ def mount(  # noqa: PLR0915 -- routes are closures over deps
         ]  # fmt: skip
         guard = deps.guard.status(now=controller.clock()) if deps.guard is not None else None
         recent = list(deps.recent_alerts)
-        return html(pages.alerts_page(actions, guard, viewer(request), recent))
+        return html(record_pages.alerts_page(actions, guard, viewer(request), recent))
 
     async def steer(request: Request, rollout_id: int, action: str) -> Response:
         form = await _form(request)
@@ -320,7 +320,7 @@ async def _form(request: Request) -> dict[str, str]:
 
 def _model_view(
     registry: ModelRegistry, name: str, version: str | None, a: str | None, b: str | None
-) -> pages.ModelView:
+) -> record_pages.ModelView:
     """A model's versions and history, one version's record (``version``, else the
     newest) with its requirements and lineage, and the comparison of ``a`` with ``b``."""
     try:
@@ -349,7 +349,7 @@ def _model_view(
             comparison = registry.compare_models(f"{name}-{a}", f"{name}-{b}").to_dict()
         except RegistryError as exc:
             comparison = {"recommendation": f"Cannot compare: {_first_line(exc)}"}
-    return pages.ModelView(
+    return record_pages.ModelView(
         name=name, versions=[v.to_dict() for v in versions],
         history=[t.to_dict() for t in history], chosen=chosen, requirements=requirements,
         lineage=lineage, comparison=comparison, compared=(a, b) if a and b else None,
